@@ -1,0 +1,1 @@
+"""Interop harness and tests against real ``erl`` nodes."""

@@ -1,0 +1,75 @@
+"""The Erlang External Term Format.
+
+One API, two implementations: a compiled twin (``pynode.term._ccodec``) when it is built,
+otherwise the pure-Python codec. Set ``PYNODE_PURE_PYTHON=1`` to force pure Python.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from . import _codec_py
+from ._codec_py import ErlFloatKey
+from .errors import DecodeError, EncodeError
+from .types import (
+    Atom,
+    BitString,
+    ExportFun,
+    FrozenList,
+    FrozenMap,
+    Fun,
+    ImproperList,
+    Pid,
+    Port,
+    Reference,
+    freeze,
+)
+
+
+def _load_implementations() -> dict[str, ModuleType]:
+    impls: dict[str, ModuleType] = {"python": _codec_py}
+    try:  # pragma: no cover - depends on the build
+        from . import _ccodec  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    else:  # pragma: no cover
+        impls["c"] = _ccodec
+    return impls
+
+
+IMPLEMENTATIONS: dict[str, ModuleType] = _load_implementations()
+"""Every codec implementation importable here, by name; the tests run against each."""
+
+_force_pure = os.environ.get("PYNODE_PURE_PYTHON", "") not in ("", "0")
+implementation: str = "python" if _force_pure or "c" not in IMPLEMENTATIONS else "c"
+_impl = IMPLEMENTATIONS[implementation]
+
+encode = _impl.encode
+decode = _impl.decode
+decode_from = _impl.decode_from
+
+DEFAULT_MAX_DEPTH = _codec_py.DEFAULT_MAX_DEPTH
+DEFAULT_MAX_UNCOMPRESSED = _codec_py.DEFAULT_MAX_UNCOMPRESSED
+
+__all__ = [
+    "Atom",
+    "BitString",
+    "DecodeError",
+    "EncodeError",
+    "ErlFloatKey",
+    "ExportFun",
+    "FrozenList",
+    "FrozenMap",
+    "Fun",
+    "IMPLEMENTATIONS",
+    "ImproperList",
+    "Pid",
+    "Port",
+    "Reference",
+    "decode",
+    "decode_from",
+    "encode",
+    "freeze",
+    "implementation",
+]

@@ -1,0 +1,875 @@
+"""Pure-Python External Term Format codec.
+
+This is the hot path of the node, so it trades a little elegance for speed: type dispatch by
+exact type, precompiled structs, a single ``bytearray`` per encode, and an inlined tag switch
+for the common tags when decoding. The C twin implements the same API.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import DecodeError, EncodeError
+from .types import (
+    Atom,
+    BitString,
+    ExportFun,
+    FrozenList,
+    FrozenMap,
+    Fun,
+    ImproperList,
+    Pid,
+    Port,
+    Reference,
+    freeze,
+)
+
+DEFAULT_MAX_DEPTH = 512
+"""Deepest nesting decode accepts; deeper input is a DecodeError, never a RecursionError."""
+DEFAULT_MAX_UNCOMPRESSED = 256 * 1024 * 1024
+"""Largest uncompressed size a compressed term may claim."""
+
+VERSION = 131
+
+# tags
+NEW_FLOAT_EXT = 70
+BIT_BINARY_EXT = 77
+COMPRESSED = 80
+ATOM_CACHE_REF = 82
+NEW_PID_EXT = 88
+NEW_PORT_EXT = 89
+NEWER_REFERENCE_EXT = 90
+SMALL_INTEGER_EXT = 97
+INTEGER_EXT = 98
+FLOAT_EXT = 99
+ATOM_EXT = 100
+REFERENCE_EXT = 101
+PORT_EXT = 102
+PID_EXT = 103
+SMALL_TUPLE_EXT = 104
+LARGE_TUPLE_EXT = 105
+NIL_EXT = 106
+STRING_EXT = 107
+LIST_EXT = 108
+BINARY_EXT = 109
+SMALL_BIG_EXT = 110
+LARGE_BIG_EXT = 111
+NEW_FUN_EXT = 112
+EXPORT_EXT = 113
+NEW_REFERENCE_EXT = 114
+SMALL_ATOM_EXT = 115
+MAP_EXT = 116
+ATOM_UTF8_EXT = 118
+SMALL_ATOM_UTF8_EXT = 119
+V4_PORT_EXT = 120
+LOCAL_EXT = 121
+
+_S_B = struct.Struct(">B")
+_S_H = struct.Struct(">H")
+_S_I = struct.Struct(">I")
+_S_i = struct.Struct(">i")
+_S_d = struct.Struct(">d")
+_S_BI = struct.Struct(">BI")
+_S_Bi = struct.Struct(">Bi")
+_S_Bd = struct.Struct(">Bd")
+_S_BH = struct.Struct(">BH")
+_S_BB = struct.Struct(">BB")
+_S_II = struct.Struct(">II")
+_S_III = struct.Struct(">III")
+_S_QI = struct.Struct(">QI")
+_S_BIB = struct.Struct(">BIB")
+_S_BHB = struct.Struct(">BHB")
+
+_pack_Bi = _S_Bi.pack
+_pack_Bd = _S_Bd.pack
+_pack_BI = _S_BI.pack
+_pack_BH = _S_BH.pack
+_pack_I = _S_I.pack
+_unpack_H = _S_H.unpack_from
+_unpack_I = _S_I.unpack_from
+_unpack_i = _S_i.unpack_from
+_unpack_d = _S_d.unpack_from
+_unpack_II = _S_II.unpack_from
+_unpack_III = _S_III.unpack_from
+
+_SMALL_INTS = [bytes((SMALL_INTEGER_EXT, i)) for i in range(256)]
+_NIL = bytes((NIL_EXT,))
+_TRUE = b"\x77\x04true"
+_FALSE = b"\x77\x05false"
+_UNDEFINED = b"\x77\x09undefined"
+
+# ---------------------------------------------------------------------------------------------
+# encoding
+
+_atom_cache: dict[str, bytes] = {}
+_ATOM_CACHE_MAX = 8192
+
+
+def _atom_bytes(a: str) -> bytes:
+    b = _atom_cache.get(a)
+    if b is not None:
+        return b
+    raw = a.encode("utf-8")
+    if len(a) > 255:
+        raise EncodeError(f"atom too long ({len(a)} characters, the limit is 255): {a[:40]!r}...")
+    n = len(raw)
+    b = (bytes((SMALL_ATOM_UTF8_EXT, n)) if n < 256 else _pack_BH(ATOM_UTF8_EXT, n)) + raw
+    if len(_atom_cache) >= _ATOM_CACHE_MAX:
+        _atom_cache.clear()
+    _atom_cache[a] = b
+    return b
+
+
+def _enc_int(x: int, out: bytearray) -> None:
+    if 0 <= x < 256:
+        out += _SMALL_INTS[x]
+    elif -2147483648 <= x <= 2147483647:
+        out += _pack_Bi(INTEGER_EXT, x)
+    else:
+        sign = 0
+        if x < 0:
+            sign = 1
+            x = -x
+        n = (x.bit_length() + 7) >> 3
+        if n < 256:
+            out += bytes((SMALL_BIG_EXT, n, sign))
+        else:
+            out += _pack_BI(LARGE_BIG_EXT, n)
+            out.append(sign)
+        out += x.to_bytes(n, "little")
+
+
+def _enc_node(node: str, out: bytearray) -> None:
+    out += _atom_bytes(node)
+
+
+def _enc_pid(p: Pid, out: bytearray) -> None:
+    out.append(NEW_PID_EXT)
+    out += _atom_bytes(p.node)
+    try:
+        out += _S_III.pack(p.id, p.serial, p.creation)
+    except struct.error:
+        raise EncodeError(f"pid fields out of range: {p!r}") from None
+
+
+def _enc_port(p: Port, out: bytearray) -> None:
+    # OTP 26+ always writes V4_PORT_EXT (64-bit ids); OTP 24+ reads it
+    out.append(V4_PORT_EXT)
+    out += _atom_bytes(p.node)
+    try:
+        out += _S_QI.pack(p.id, p.creation)
+    except struct.error:
+        raise EncodeError(f"port fields out of range: {p!r}") from None
+
+
+def _enc_ref(r: Reference, out: bytearray) -> None:
+    n = len(r.ids)
+    if not 1 <= n <= 5:
+        raise EncodeError(f"a reference has 1 to 5 ids, not {n}: {r!r}")
+    out += _pack_BH(NEWER_REFERENCE_EXT, n)
+    out += _atom_bytes(r.node)
+    try:
+        out += struct.pack(f">{n + 1}I", r.creation, *r.ids)
+    except struct.error:
+        raise EncodeError(f"reference fields out of range: {r!r}") from None
+
+
+def _enc_float(x: float, out: bytearray) -> None:
+    if x - x != 0.0:
+        raise EncodeError(f"Erlang has no float {x!r}")
+    out += _pack_Bd(NEW_FLOAT_EXT, x)
+
+
+def _enc_binary(b: bytes | bytearray | memoryview, out: bytearray) -> None:
+    if type(b) is memoryview:
+        b = b.cast("B") if b.format != "B" or b.ndim != 1 else b
+    out += _pack_BI(BINARY_EXT, len(b))
+    out += b
+
+
+def _enc_list(lst: list[Any] | FrozenList, out: bytearray, depth: int) -> None:
+    n = len(lst)
+    if n == 0:
+        out.append(NIL_EXT)
+        return
+    if n < 65536 and type(lst[0]) is int:
+        try:
+            raw = bytes(lst)
+        except (TypeError, ValueError):
+            pass
+        else:
+            # bytes() also takes bools and __index__ objects: only plain ints become a string
+            if len(set(map(type, lst))) == 1:
+                out += _pack_BH(STRING_EXT, n)
+                out += raw
+                return
+    out += _pack_BI(LIST_EXT, n)
+    _enc_items(lst, out, depth)
+    out.append(NIL_EXT)
+
+
+def _enc_items(items: Any, out: bytearray, depth: int) -> None:
+    for x in items:
+        t = type(x)
+        if t is int:
+            if 0 <= x < 256:
+                out += _SMALL_INTS[x]
+            else:
+                _enc_int(x, out)
+        elif t is Atom:
+            b = _atom_cache.get(x)
+            out += b if b is not None else _atom_bytes(x)
+        elif t is bytes:
+            out += _pack_BI(BINARY_EXT, len(x))
+            out += x
+        else:
+            _enc(x, out, depth)
+
+
+def _enc(x: Any, out: bytearray, depth: int) -> None:
+    t = type(x)
+    if t is int:
+        _enc_int(x, out)
+    elif t is Atom:
+        b = _atom_cache.get(x)
+        out += b if b is not None else _atom_bytes(x)
+    elif t is tuple:
+        if depth <= 0:
+            raise EncodeError("term nested too deeply")
+        n = len(x)
+        if n < 256:
+            out.append(SMALL_TUPLE_EXT)
+            out.append(n)
+        else:
+            out += _pack_BI(LARGE_TUPLE_EXT, n)
+        _enc_items(x, out, depth - 1)
+    elif t is list:
+        if depth <= 0:
+            raise EncodeError("term nested too deeply")
+        _enc_list(x, out, depth - 1)
+    elif t is bytes or t is bytearray:
+        out += _pack_BI(BINARY_EXT, len(x))
+        out += x
+    elif t is str:
+        b = x.encode("utf-8", "surrogatepass")
+        out += _pack_BI(BINARY_EXT, len(b))
+        out += b
+    elif t is float:
+        if x - x != 0.0:
+            raise EncodeError(f"Erlang has no float {x!r}")
+        out += _pack_Bd(NEW_FLOAT_EXT, x)
+    elif t is dict:
+        if depth <= 0:
+            raise EncodeError("term nested too deeply")
+        out += _pack_BI(MAP_EXT, len(x))
+        d = depth - 1
+        for k, v in x.items():
+            _enc(k, out, d)
+            _enc(v, out, d)
+    elif t is bool:
+        out += _TRUE if x else _FALSE
+    elif x is None:
+        out += _UNDEFINED
+    elif t is Pid:
+        _enc_pid(x, out)
+    elif t is Reference:
+        _enc_ref(x, out)
+    else:
+        _enc_other(x, t, out, depth)
+
+
+def _enc_other(x: Any, t: type, out: bytearray, depth: int) -> None:
+    if t is Port:
+        _enc_port(x, out)
+    elif t is ImproperList:
+        if depth <= 0:
+            raise EncodeError("term nested too deeply")
+        out += _pack_BI(LIST_EXT, len(x.items))
+        _enc_items(x.items, out, depth - 1)
+        _enc(x.tail, out, depth - 1)
+    elif t is BitString:
+        out += _S_BIB.pack(BIT_BINARY_EXT, len(x.data), x.bits)
+        out += x.data
+    elif t is FrozenList:
+        if depth <= 0:
+            raise EncodeError("term nested too deeply")
+        _enc_list(x, out, depth - 1)
+    elif t is FrozenMap:
+        _enc(dict(x.items()), out, depth)
+    elif t is ExportFun:
+        out.append(EXPORT_EXT)
+        out += _atom_bytes(x.module)
+        out += _atom_bytes(x.function)
+        _enc_int(x.arity, out)
+    elif t is Fun:
+        _enc_fun(x, out, depth)
+    elif t is memoryview:
+        _enc_binary(x, out)
+    # subclasses of the builtins (IntEnum, str enums, NamedTuple, OrderedDict, ...)
+    elif isinstance(x, bool):
+        out += _TRUE if x else _FALSE
+    elif isinstance(x, Atom):
+        out += _atom_bytes(x)
+    elif isinstance(x, int):
+        _enc_int(int(x), out)
+    elif isinstance(x, float):
+        _enc_float(float(x), out)
+    elif isinstance(x, str):
+        _enc(str(x), out, depth)
+    elif isinstance(x, (bytes, bytearray)):
+        _enc_binary(bytes(x), out)
+    elif isinstance(x, tuple):
+        _enc(tuple(x), out, depth)
+    elif isinstance(x, list):
+        _enc(list(x), out, depth)
+    elif isinstance(x, dict):
+        _enc(dict(x), out, depth)
+    else:
+        raise EncodeError(f"cannot encode {t.__name__} object as an Erlang term: {x!r:.80}")
+
+
+def _enc_fun(f: Fun, out: bytearray, depth: int) -> None:
+    body = bytearray()
+    body.append(f.arity)
+    body += f.uniq
+    body += _S_II.pack(f.index, len(f.free_vars))
+    body += _atom_bytes(f.module)
+    _enc_int(f.old_index, body)
+    _enc_int(f.old_uniq, body)
+    _enc_pid(f.pid, body)
+    _enc_items(f.free_vars, body, depth - 1)
+    out.append(NEW_FUN_EXT)
+    out += _pack_I(len(body) + 4)
+    out += body
+
+
+def encode(
+    term: Any, *, compressed: bool | int = False, versioned: bool = True, max_depth: int = 10_000
+) -> bytes:
+    """Encode ``term`` as external term format bytes (with the 131 version byte by default).
+
+    ``compressed`` is True for zlib level 6 or a level 0-9, like term_to_binary's option;
+    erl stores the compressed form only when it is smaller, and so do we.
+    """
+    out = bytearray()
+    if versioned:
+        out.append(VERSION)
+    try:
+        _enc(term, out, max_depth)
+    except RecursionError:
+        raise EncodeError("term nested too deeply for the Python stack") from None
+    if compressed is not False:
+        level = 6 if compressed is True else int(compressed)
+        start = 1 if versioned else 0
+        raw = bytes(out[start:])
+        z = zlib.compress(raw, level)
+        if len(z) + 5 < len(raw):
+            head = bytes((VERSION,)) if versioned else b""
+            return head + _pack_BI(COMPRESSED, len(raw)) + z
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+
+_atoms: dict[bytes, Any] = {b"true": True, b"false": False}
+_ATOMS_MAX = 65536
+
+
+def _mk_atom(raw: bytes, pos: int, latin1: bool = False) -> Any:
+    a = _atoms.get(raw)
+    if a is not None:
+        return a
+    try:
+        text = raw.decode("latin-1") if latin1 else raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("atom is not valid UTF-8", pos) from None
+    if len(text) > 255:
+        raise DecodeError(f"atom longer than 255 characters ({len(text)})", pos)
+    if text == "true":
+        a = True
+    elif text == "false":
+        a = False
+    else:
+        a = Atom(text)
+    if not latin1:
+        if len(_atoms) >= _ATOMS_MAX:
+            _atoms.clear()
+            _atoms[b"true"] = True
+            _atoms[b"false"] = False
+        _atoms[raw] = a
+    return a
+
+
+class _Decoder:
+    """Holds the per-call options; the recursion itself lives in ``dec``."""
+
+    __slots__ = ("buf", "end", "atom_cache", "max_uncompressed")
+
+    def __init__(self, buf: Any, atom_cache: Sequence[Any] | None, max_uncompressed: int) -> None:
+        self.buf = buf
+        self.end = len(buf)
+        self.atom_cache = atom_cache
+        self.max_uncompressed = max_uncompressed
+
+
+def _truncated(pos: int) -> DecodeError:
+    return DecodeError("unexpected end of input", pos)
+
+
+def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
+    buf = d.buf
+    end = d.end
+    if pos >= end:
+        raise _truncated(pos)
+    tag = buf[pos]
+    pos += 1
+    if tag == SMALL_INTEGER_EXT:
+        if pos >= end:
+            raise _truncated(pos)
+        return buf[pos], pos + 1
+    if tag == SMALL_ATOM_UTF8_EXT:
+        if pos >= end:
+            raise _truncated(pos)
+        n = buf[pos]
+        p2 = pos + 1 + n
+        if p2 > end:
+            raise _truncated(pos)
+        raw = bytes(buf[pos + 1 : p2])
+        a = _atoms.get(raw)
+        if a is None:
+            a = _mk_atom(raw, pos)
+        return a, p2
+    if tag == BINARY_EXT:
+        if pos + 4 > end:
+            raise _truncated(pos)
+        (n,) = _unpack_I(buf, pos)
+        p2 = pos + 4 + n
+        if p2 > end:
+            raise DecodeError(f"binary of {n} bytes is longer than the input", pos)
+        return bytes(buf[pos + 4 : p2]), p2
+    if tag == SMALL_TUPLE_EXT:
+        if pos >= end:
+            raise _truncated(pos)
+        n = buf[pos]
+        pos += 1
+        if depth <= 0:
+            raise DecodeError("term nested too deeply", pos)
+        if n > end - pos:
+            raise DecodeError(f"tuple of {n} elements is longer than the input", pos)
+        items = []
+        append = items.append
+        depth -= 1
+        for _ in range(n):
+            if pos < end:
+                t = buf[pos]
+                if t == SMALL_INTEGER_EXT and pos + 1 < end:
+                    append(buf[pos + 1])
+                    pos += 2
+                    continue
+            v, pos = _dec(d, pos, depth)
+            append(v)
+        return tuple(items), pos
+    if tag == NIL_EXT:
+        return [], pos
+    if tag == INTEGER_EXT:
+        if pos + 4 > end:
+            raise _truncated(pos)
+        return _unpack_i(buf, pos)[0], pos + 4
+    if tag == LIST_EXT:
+        if pos + 4 > end:
+            raise _truncated(pos)
+        (n,) = _unpack_I(buf, pos)
+        pos += 4
+        if depth <= 0:
+            raise DecodeError("term nested too deeply", pos)
+        if n >= end - pos:
+            raise DecodeError(f"list of {n} elements is longer than the input", pos)
+        items = []
+        append = items.append
+        depth -= 1
+        for _ in range(n):
+            if pos < end:
+                t = buf[pos]
+                if t == SMALL_INTEGER_EXT and pos + 1 < end:
+                    append(buf[pos + 1])
+                    pos += 2
+                    continue
+                if t == SMALL_ATOM_UTF8_EXT and pos + 1 < end:
+                    p2 = pos + 2 + buf[pos + 1]
+                    a = _atoms.get(bytes(buf[pos + 2 : p2])) if p2 <= end else None
+                    if a is not None:
+                        append(a)
+                        pos = p2
+                        continue
+            v, pos = _dec(d, pos, depth)
+            append(v)
+        if pos < end and buf[pos] == NIL_EXT:
+            return items, pos + 1
+        tail, pos = _dec(d, pos, depth)
+        if tail == [] and type(tail) is list:  # pragma: no cover - NIL handled above
+            return items, pos
+        return ImproperList(items, tail), pos
+    if tag == STRING_EXT:
+        if pos + 2 > end:
+            raise _truncated(pos)
+        (n,) = _unpack_H(buf, pos)
+        p2 = pos + 2 + n
+        if p2 > end:
+            raise DecodeError(f"string of {n} bytes is longer than the input", pos)
+        return list(buf[pos + 2 : p2]), p2
+    if tag == MAP_EXT:
+        if pos + 4 > end:
+            raise _truncated(pos)
+        (n,) = _unpack_I(buf, pos)
+        pos += 4
+        if depth <= 0:
+            raise DecodeError("term nested too deeply", pos)
+        if 2 * n > end - pos:
+            raise DecodeError(f"map of {n} pairs is longer than the input", pos)
+        m: dict[Any, Any] = {}
+        depth -= 1
+        for _ in range(n):
+            k, pos = _dec(d, pos, depth)
+            v, pos = _dec(d, pos, depth)
+            try:
+                if k in m:
+                    return _map_with_collisions(d, pos, m, k, v, n - _ - 1, depth)
+            except TypeError:
+                k = freeze(k)
+                if k in m:
+                    return _map_with_collisions(d, pos, m, k, v, n - _ - 1, depth)
+            m[k] = v
+        return m, pos
+    if tag == NEW_FLOAT_EXT:
+        if pos + 8 > end:
+            raise _truncated(pos)
+        return _unpack_d(buf, pos)[0], pos + 8
+    return _dec_rare(d, tag, pos, depth)
+
+
+def _map_with_collisions(
+    d: _Decoder, pos: int, m: dict[Any, Any], k: Any, v: Any, left: int, depth: int
+) -> tuple[Any, int]:
+    """Keys Python treats as equal but Erlang does not (1, 1.0, true): keep them apart."""
+    items = list(m.items())
+    items.append((k, v))
+    for _ in range(left):
+        k, pos = _dec(d, pos, depth)
+        v, pos = _dec(d, pos, depth)
+        items.append((k, v))
+    return {_distinct_key(k): v for k, v in items}, pos
+
+
+def _distinct_key(k: Any) -> Any:
+    if type(k) is bool:
+        return Atom("true" if k else "false")
+    if type(k) is float:
+        return ErlFloatKey(k)
+    try:
+        hash(k)
+    except TypeError:
+        return freeze(k)
+    return k
+
+
+class ErlFloatKey(float):
+    """A float map key that never equals an integer, as in Erlang (``#{1 => a, 1.0 => b}``).
+
+    Compared by bit pattern, since Erlang also keeps ``0.0`` and ``-0.0`` apart as keys.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ErlFloatKey and _S_d.pack(self) == _S_d.pack(other)  # type: ignore[arg-type]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("float", _S_d.pack(self)))
+
+    def __repr__(self) -> str:
+        return f"ErlFloatKey({float(self)!r})"
+
+
+def _need(pos: int, n: int, end: int) -> None:
+    if pos + n > end:
+        raise _truncated(pos)
+
+
+def _dec_atom_any(d: _Decoder, pos: int) -> tuple[Any, int]:
+    """An atom in any of its encodings (node names, fun modules...)."""
+    buf = d.buf
+    end = d.end
+    _need(pos, 1, end)
+    tag = buf[pos]
+    pos += 1
+    if tag == SMALL_ATOM_UTF8_EXT or tag == SMALL_ATOM_EXT:
+        _need(pos, 1, end)
+        n = buf[pos]
+        pos += 1
+    elif tag == ATOM_UTF8_EXT or tag == ATOM_EXT:
+        _need(pos, 2, end)
+        (n,) = _unpack_H(buf, pos)
+        pos += 2
+    elif tag == ATOM_CACHE_REF:
+        return _dec_cache_ref(d, pos)
+    else:
+        raise DecodeError(f"expected an atom, found tag {tag}", pos - 1)
+    if pos + n > end:
+        raise DecodeError(f"atom of {n} bytes is longer than the input", pos)
+    a = _mk_atom(bytes(buf[pos : pos + n]), pos, tag in (SMALL_ATOM_EXT, ATOM_EXT))
+    if a is True or a is False:
+        a = Atom("true" if a else "false")
+    return a, pos + n
+
+
+def _dec_cache_ref(d: _Decoder, pos: int) -> tuple[Any, int]:
+    _need(pos, 1, d.end)
+    i = d.buf[pos]
+    cache = d.atom_cache
+    if cache is None:
+        raise DecodeError("ATOM_CACHE_REF without an atom cache", pos - 1)
+    if i >= len(cache) or cache[i] is None:
+        raise DecodeError(f"ATOM_CACHE_REF {i} is not in the atom cache", pos - 1)
+    a = cache[i]
+    if type(a) is not Atom and type(a) is not bool:
+        a = _mk_atom(str(a).encode("utf-8"), pos)
+    return a, pos + 1
+
+
+def _dec_int_any(d: _Decoder, pos: int, depth: int) -> tuple[int, int]:
+    v, pos = _dec(d, pos, depth)
+    if type(v) is not int:
+        raise DecodeError("expected an integer", pos)
+    return v, pos
+
+
+def _dec_pid_tagged(d: _Decoder, pos: int, depth: int) -> tuple[Pid, int]:
+    _need(pos, 1, d.end)
+    tag = d.buf[pos]
+    if tag != NEW_PID_EXT and tag != PID_EXT:
+        raise DecodeError(f"expected a pid, found tag {tag}", pos)
+    v, pos = _dec_rare(d, tag, pos + 1, depth)
+    return v, pos
+
+
+def _dec_rare(d: _Decoder, tag: int, pos: int, depth: int) -> tuple[Any, int]:
+    buf = d.buf
+    end = d.end
+    if tag == ATOM_UTF8_EXT or tag == ATOM_EXT or tag == SMALL_ATOM_EXT:
+        a, p2 = _dec_atom_any(d, pos - 1)
+        if a == "true" or a == "false":
+            return a == "true", p2
+        return a, p2
+    if tag == ATOM_CACHE_REF:
+        return _dec_cache_ref(d, pos)
+    if tag == SMALL_BIG_EXT or tag == LARGE_BIG_EXT:
+        if tag == SMALL_BIG_EXT:
+            _need(pos, 2, end)
+            n = buf[pos]
+            pos += 1
+        else:
+            _need(pos, 5, end)
+            (n,) = _unpack_I(buf, pos)
+            pos += 4
+        sign = buf[pos]
+        pos += 1
+        if pos + n > end:
+            raise DecodeError(f"bignum of {n} bytes is longer than the input", pos)
+        v = int.from_bytes(buf[pos : pos + n], "little")
+        return (-v if sign else v), pos + n
+    if tag == LARGE_TUPLE_EXT:
+        _need(pos, 4, end)
+        (n,) = _unpack_I(buf, pos)
+        pos += 4
+        if depth <= 0:
+            raise DecodeError("term nested too deeply", pos)
+        if n > end - pos:
+            raise DecodeError(f"tuple of {n} elements is longer than the input", pos)
+        items = []
+        for _ in range(n):
+            v, pos = _dec(d, pos, depth - 1)
+            items.append(v)
+        return tuple(items), pos
+    if tag == NEW_PID_EXT or tag == PID_EXT:
+        node, pos = _dec_atom_any(d, pos)
+        if tag == NEW_PID_EXT:
+            _need(pos, 12, end)
+            i, s, c = _unpack_III(buf, pos)
+            return Pid(node, i, s, c), pos + 12
+        _need(pos, 9, end)
+        i, s = _unpack_II(buf, pos)
+        return Pid(node, i, s, buf[pos + 8]), pos + 9
+    if tag == NEWER_REFERENCE_EXT or tag == NEW_REFERENCE_EXT:
+        _need(pos, 2, end)
+        (n,) = _unpack_H(buf, pos)
+        if not 1 <= n <= 5:
+            raise DecodeError(f"reference with {n} ids (1 to 5 allowed)", pos)
+        node, pos = _dec_atom_any(d, pos + 2)
+        if tag == NEWER_REFERENCE_EXT:
+            _need(pos, 4 + 4 * n, end)
+            vals = struct.unpack_from(f">{n + 1}I", buf, pos)
+            return Reference(node, vals[0], vals[1:]), pos + 4 + 4 * n
+        _need(pos, 1 + 4 * n, end)
+        creation = buf[pos]
+        ids = struct.unpack_from(f">{n}I", buf, pos + 1)
+        return Reference(node, creation, ids), pos + 1 + 4 * n
+    if tag == REFERENCE_EXT:
+        node, pos = _dec_atom_any(d, pos)
+        _need(pos, 5, end)
+        (i,) = _unpack_I(buf, pos)
+        return Reference(node, buf[pos + 4], (i,)), pos + 5
+    if tag == NEW_PORT_EXT:
+        node, pos = _dec_atom_any(d, pos)
+        _need(pos, 8, end)
+        i, c = _unpack_II(buf, pos)
+        return Port(node, i, c), pos + 8
+    if tag == V4_PORT_EXT:
+        node, pos = _dec_atom_any(d, pos)
+        _need(pos, 12, end)
+        i, c = _S_QI.unpack_from(buf, pos)
+        return Port(node, i, c), pos + 12
+    if tag == PORT_EXT:
+        node, pos = _dec_atom_any(d, pos)
+        _need(pos, 5, end)
+        (i,) = _unpack_I(buf, pos)
+        return Port(node, i, buf[pos + 4]), pos + 5
+    if tag == BIT_BINARY_EXT:
+        _need(pos, 5, end)
+        (n,) = _unpack_I(buf, pos)
+        bits = buf[pos + 4]
+        pos += 5
+        if pos + n > end:
+            raise DecodeError(f"bitstring of {n} bytes is longer than the input", pos)
+        data = bytes(buf[pos : pos + n])
+        if n == 0:
+            if bits != 0 and bits != 8:
+                raise DecodeError("empty bitstring with non-zero bit count", pos)
+            return b"", pos
+        if not 1 <= bits <= 8:
+            raise DecodeError(f"bitstring with {bits} bits in its last byte", pos)
+        if bits == 8:
+            return data, pos + n
+        return BitString(data, bits), pos + n
+    if tag == FLOAT_EXT:
+        _need(pos, 31, end)
+        text = bytes(buf[pos : pos + 31]).split(b"\0", 1)[0]
+        try:
+            v = float(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise DecodeError(f"bad FLOAT_EXT text {text!r}", pos) from None
+        return v, pos + 31
+    if tag == EXPORT_EXT:
+        m, pos = _dec_atom_any(d, pos)
+        f, pos = _dec_atom_any(d, pos)
+        a, pos = _dec_int_any(d, pos, depth)
+        return ExportFun(m, f, a), pos
+    if tag == NEW_FUN_EXT:
+        start = pos
+        _need(pos, 4 + 1 + 16 + 8, end)
+        (size,) = _unpack_I(buf, pos)
+        if size < 4 or start + size > end:
+            raise DecodeError(f"fun of {size} bytes is longer than the input", pos)
+        arity = buf[pos + 4]
+        uniq = bytes(buf[pos + 5 : pos + 21])
+        index, nfree = _unpack_II(buf, pos + 21)
+        pos += 29
+        if nfree > end - pos:
+            raise DecodeError(f"fun with {nfree} free variables is longer than the input", pos)
+        module, pos = _dec_atom_any(d, pos)
+        old_index, pos = _dec_int_any(d, pos, depth)
+        old_uniq, pos = _dec_int_any(d, pos, depth)
+        pid, pos = _dec_pid_tagged(d, pos, depth)
+        free = []
+        for _ in range(nfree):
+            v, pos = _dec(d, pos, depth - 1)
+            free.append(v)
+        if pos != start + size:
+            raise DecodeError("fun size does not match its contents", start)
+        return Fun(module, arity, uniq, index, old_index, old_uniq, pid, free), pos
+    if tag == COMPRESSED:
+        return _dec_compressed(d, pos, depth)
+    if tag == LOCAL_EXT:
+        raise DecodeError("LOCAL_EXT is node-local and cannot be decoded here", pos - 1)
+    raise DecodeError(f"unknown tag {tag}", pos - 1)
+
+
+def _dec_compressed(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
+    _need(pos, 4, d.end)
+    (size,) = _unpack_I(d.buf, pos)
+    if size > d.max_uncompressed:
+        raise DecodeError(
+            f"compressed term claims {size} bytes, over the limit of {d.max_uncompressed}", pos
+        )
+    z = zlib.decompressobj()
+    try:
+        raw = z.decompress(d.buf[pos + 4 : d.end], size + 1)
+    except zlib.error as e:
+        raise DecodeError(f"bad compressed data: {e}", pos) from None
+    if len(raw) != size or not z.eof:
+        raise DecodeError(
+            f"compressed term is not the {size} bytes its header claims", pos
+        )
+    used = d.end - pos - 4 - len(z.unused_data)
+    inner = _Decoder(raw, d.atom_cache, d.max_uncompressed)
+    v, ipos = _dec(inner, 0, depth)
+    if ipos != size:
+        raise DecodeError("trailing bytes inside compressed term", pos)
+    return v, pos + 4 + used
+
+
+def decode_from(
+    data: bytes | bytearray | memoryview,
+    offset: int = 0,
+    *,
+    versioned: bool = True,
+    atom_cache: Sequence[Any] | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+) -> tuple[Any, int]:
+    """Decode one term starting at ``offset``; return it and the offset just past it.
+
+    ``versioned`` expects the 131 version byte first (False for terms inside a dist header).
+    ``atom_cache`` resolves ATOM_CACHE_REF indexes (the per-message list from the dist header).
+    """
+    buf = data if type(data) is bytes else memoryview(data).cast("B")
+    d = _Decoder(buf, atom_cache, max_uncompressed)
+    pos = offset
+    if versioned:
+        if pos >= d.end:
+            raise _truncated(pos)
+        if buf[pos] != VERSION:
+            raise DecodeError(f"expected version byte 131, found {buf[pos]}", pos)
+        pos += 1
+    try:
+        return _dec(d, pos, max_depth)
+    except RecursionError:
+        raise DecodeError("term nested too deeply for the Python stack", pos) from None
+    except (IndexError, struct.error) as e:  # pragma: no cover - defensive
+        raise DecodeError(f"malformed term: {e}", pos) from None
+
+
+def decode(
+    data: bytes | bytearray | memoryview,
+    *,
+    atom_cache: Sequence[Any] | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+) -> Any:
+    """Decode a whole buffer holding exactly one versioned term (binary_to_term/1)."""
+    v, pos = decode_from(
+        data, 0, atom_cache=atom_cache, max_depth=max_depth, max_uncompressed=max_uncompressed
+    )
+    n = len(data) if type(data) is bytes else memoryview(data).nbytes
+    if pos != n:
+        raise DecodeError(f"{n - pos} trailing bytes after the term", pos)
+    return v
+
+
+__all__ = ["encode", "decode", "decode_from", "ErlFloatKey"]

@@ -1,0 +1,291 @@
+"""Python types for the Erlang terms that have no native Python counterpart.
+
+All of them are immutable and hashable, compare by value *and* type (a Pid never equals a
+tuple), and round-trip exactly through the codec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+__all__ = [
+    "Atom",
+    "Pid",
+    "Reference",
+    "Port",
+    "ImproperList",
+    "BitString",
+    "Fun",
+    "ExportFun",
+    "FrozenList",
+    "FrozenMap",
+    "freeze",
+]
+
+
+class Atom(str):
+    """An Erlang atom. A ``str`` subclass, so it compares equal to the same text."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Atom({str.__repr__(self)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Atom, (str(self),))
+
+
+class _Record:
+    """Base of the small immutable value types: equality and hash include the type."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in self.__slots__)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __ne__(self, other: object) -> bool:
+        r = self.__eq__(other)
+        return r if r is NotImplemented else not r
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._key()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
+        return f"{type(self).__name__}({args})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._key())
+
+
+_set = object.__setattr__
+
+
+class Pid(_Record):
+    """An Erlang process identifier: ``<node, id, serial, creation>``."""
+
+    __slots__ = ("node", "id", "serial", "creation")
+    node: Atom
+    id: int
+    serial: int
+    creation: int
+
+    def __init__(self, node: str, id: int, serial: int = 0, creation: int = 0) -> None:
+        _set(self, "node", node if type(node) is Atom else Atom(node))
+        _set(self, "id", id)
+        _set(self, "serial", serial)
+        _set(self, "creation", creation)
+
+
+class Port(_Record):
+    """An Erlang port identifier."""
+
+    __slots__ = ("node", "id", "creation")
+    node: Atom
+    id: int
+    creation: int
+
+    def __init__(self, node: str, id: int, creation: int = 0) -> None:
+        _set(self, "node", node if type(node) is Atom else Atom(node))
+        _set(self, "id", id)
+        _set(self, "creation", creation)
+
+
+class Reference(_Record):
+    """An Erlang reference; ``ids`` holds 1 to 5 32-bit words, least significant first."""
+
+    __slots__ = ("node", "creation", "ids")
+    node: Atom
+    creation: int
+    ids: tuple[int, ...]
+
+    def __init__(self, node: str, creation: int, ids: Iterable[int]) -> None:
+        _set(self, "node", node if type(node) is Atom else Atom(node))
+        _set(self, "creation", creation)
+        _set(self, "ids", tuple(ids))
+
+
+class BitString(_Record):
+    """A bitstring whose size is not a whole number of bytes.
+
+    ``bits`` is how many high-order bits of the last byte of ``data`` belong to it (1..8),
+    as in BIT_BINARY_EXT; the unused low bits are kept as zero.
+    """
+
+    __slots__ = ("data", "bits")
+    data: bytes
+    bits: int
+
+    def __init__(self, data: bytes, bits: int) -> None:
+        data = bytes(data)
+        if not data:
+            raise ValueError("BitString needs at least one byte")
+        if not 1 <= bits <= 8:
+            raise ValueError("BitString.bits must be 1..8")
+        if bits != 8:
+            data = data[:-1] + bytes([data[-1] & (0xFF << (8 - bits)) & 0xFF])
+        _set(self, "data", data)
+        _set(self, "bits", bits)
+
+    @property
+    def bit_size(self) -> int:
+        return (len(self.data) - 1) * 8 + self.bits
+
+
+class ImproperList(_Record):
+    """A list whose tail is not ``[]``: ``[a, b | tail]``."""
+
+    __slots__ = ("items", "tail")
+    items: tuple[Any, ...]
+    tail: Any
+
+    def __init__(self, items: Iterable[Any], tail: Any) -> None:
+        items = tuple(items)
+        if not items:
+            raise ValueError("ImproperList needs at least one element")
+        _set(self, "items", items)
+        _set(self, "tail", tail)
+
+
+class Fun(_Record):
+    """A local fun as NEW_FUN_EXT carries it; kept whole so it can be sent back."""
+
+    __slots__ = ("module", "arity", "uniq", "index", "old_index", "old_uniq", "pid", "free_vars")
+    module: Atom
+    arity: int
+    uniq: bytes
+    index: int
+    old_index: int
+    old_uniq: int
+    pid: Pid
+    free_vars: tuple[Any, ...]
+
+    def __init__(
+        self,
+        module: str,
+        arity: int,
+        uniq: bytes,
+        index: int,
+        old_index: int,
+        old_uniq: int,
+        pid: Pid,
+        free_vars: Iterable[Any] = (),
+    ) -> None:
+        if len(uniq) != 16:
+            raise ValueError("Fun.uniq must be 16 bytes")
+        _set(self, "module", module if type(module) is Atom else Atom(module))
+        _set(self, "arity", arity)
+        _set(self, "uniq", bytes(uniq))
+        _set(self, "index", index)
+        _set(self, "old_index", old_index)
+        _set(self, "old_uniq", old_uniq)
+        _set(self, "pid", pid)
+        _set(self, "free_vars", tuple(free_vars))
+
+
+class ExportFun(_Record):
+    """``fun Module:Function/Arity``."""
+
+    __slots__ = ("module", "function", "arity")
+    module: Atom
+    function: Atom
+    arity: int
+
+    def __init__(self, module: str, function: str, arity: int) -> None:
+        _set(self, "module", module if type(module) is Atom else Atom(module))
+        _set(self, "function", function if type(function) is Atom else Atom(function))
+        _set(self, "arity", arity)
+
+
+class FrozenList(tuple):  # type: ignore[type-arg]
+    """Hashable stand-in for a list used inside a map key; encodes back as a list.
+
+    Equal to a ``list`` with the same items, never to a ``tuple``.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is FrozenList or type(other) is list:
+            return tuple.__eq__(self, tuple(other))  # type: ignore[arg-type]
+        return False
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("FrozenList", tuple(self)))
+
+    def __repr__(self) -> str:
+        return f"FrozenList({list(self)!r})"
+
+
+class FrozenMap(Mapping[Any, Any]):
+    """Hashable stand-in for a map used inside a map key; encodes back as a map."""
+
+    __slots__ = ("_d", "_h")
+
+    def __init__(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]] = ()) -> None:
+        object.__setattr__(self, "_d", dict(items))
+        object.__setattr__(self, "_h", None)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._d[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __hash__(self) -> int:
+        h = self._h
+        if h is None:
+            h = hash(("FrozenMap", frozenset(self._d.items())))
+            object.__setattr__(self, "_h", h)
+        return h
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (FrozenMap, dict)):
+            return self._d == dict(other)
+        return False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FrozenMap is immutable")
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._d!r})"
+
+
+def freeze(term: Any) -> Any:
+    """Return a hashable equivalent of ``term`` (lists and maps become stand-ins)."""
+    t = type(term)
+    if t is list or t is FrozenList:
+        return FrozenList(freeze(x) for x in term)
+    if t is dict or t is FrozenMap:
+        return FrozenMap((freeze(k), freeze(v)) for k, v in term.items())
+    if t is tuple:
+        return tuple(freeze(x) for x in term)
+    if t is ImproperList:
+        return ImproperList([freeze(x) for x in term.items], freeze(term.tail))
+    if t is Fun:
+        return Fun(
+            term.module, term.arity, term.uniq, term.index, term.old_index, term.old_uniq,
+            term.pid, [freeze(x) for x in term.free_vars],
+        )
+    return term

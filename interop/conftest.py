@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from .erlnode import Epmd, ErlNode
 from .oracle import ErlOracle
 from .otp import Otp, otp25, otp28
 
@@ -39,3 +41,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if report.skipped and "/interop/" in str(item.path):
         report.outcome = "failed"
         report.longrepr = f"interop test skipped, which counts as a failure: {report.longrepr}"
+
+
+@pytest.fixture
+def epmd(otp: Otp) -> Iterator[Epmd]:
+    """A private EPMD on a free loopback port for this test."""
+    e = Epmd(otp)
+    try:
+        yield e
+    finally:
+        e.kill()
+
+
+@pytest.fixture
+def erl_node(otp: Otp, epmd: Epmd) -> Iterator[Callable[..., ErlNode]]:
+    """Factory of erl nodes registered with this test's EPMD; all are stopped at the end."""
+    started: list[ErlNode] = []
+
+    def start(**kwargs: Any) -> ErlNode:
+        node = ErlNode(otp, epmd, **kwargs)
+        started.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in started:
+            try:
+                node.kill()
+            except Exception:
+                pass
+            node.close()

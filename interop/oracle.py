@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import tempfile
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from pynode.term import Atom, decode, encode
@@ -25,10 +27,12 @@ Parse = fun(Text) ->
     {ok, Term} = erl_parse:parse_term(Toks),
     Term
 end,
-Eval = fun(Text) ->
+Eval = fun(Text, Bs) ->
     {ok, Toks, _} = erl_scan:string(unicode:characters_to_list(Text)),
     {ok, Exprs} = erl_parse:parse_exprs(Toks),
-    {value, V, _} = erl_eval:exprs(Exprs, []),
+    B0 = lists:foldl(fun({K, V}, Acc) -> erl_eval:add_binding(K, V, Acc) end,
+                     erl_eval:new_bindings(), Bs),
+    {value, V, _} = erl_eval:exprs(Exprs, B0),
     V
 end,
 Handle = fun
@@ -39,7 +43,8 @@ Handle = fun
     ({print, Bin}) -> unicode:characters_to_binary(io_lib:format("~p", [binary_to_term(Bin)]));
     ({print_literal, Text}) -> unicode:characters_to_binary(io_lib:format("~p", [Parse(Text)]));
     ({parse, Text}) -> T2B(Parse(Text));
-    ({eval, Text}) -> T2B(Eval(Text));
+    ({eval, Text}) -> T2B(Eval(Text, []));
+    ({eval, Text, Bindings}) -> T2B(Eval(Text, Bindings));
     ({encode_literal, Text, Opts}) -> term_to_binary(Parse(Text), Opts);
     (otp_release) -> list_to_binary(erlang:system_info(otp_release))
 end,
@@ -66,19 +71,30 @@ class OracleError(Exception):
 
 
 class ErlOracle:
-    """One long-lived ``erl`` process answering codec questions."""
+    """One long-lived ``erl`` process answering codec questions (and evaluating code).
 
-    def __init__(self, otp: Otp, timeout: float = 60.0) -> None:
+    ``args`` are extra erl arguments (a node name and cookie make it a distributed node).
+    """
+
+    def __init__(
+        self,
+        otp: Otp,
+        timeout: float = 60.0,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.otp = otp
         self.timeout = timeout
+        self._log = tempfile.TemporaryFile()
         to_erl_r, to_erl_w = os.pipe()
         from_erl_r, from_erl_w = os.pipe()
         code = _LOOP % {"rfd": to_erl_r, "wfd": from_erl_w}
         self.proc = subprocess.Popen(
-            [otp.erl, "-noshell", "-noinput", "-start_epmd", "false", "-eval", code],
+            [otp.erl, "-noshell", "-noinput", *(args or ["-start_epmd", "false"]), "-eval", code],
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
             pass_fds=(to_erl_r, from_erl_w),
         )
         os.close(to_erl_r)
@@ -93,7 +109,7 @@ class ErlOracle:
         while n:
             b = self._r.read(n)
             if not b:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
+                err = self.log_tail() if self.proc.poll() is not None else ""
                 raise OracleError(f"erl oracle closed its port: {err.strip()[:2000]}")
             chunks.append(b)
             n -= len(b)
@@ -137,9 +153,19 @@ class ErlOracle:
     def parse(self, text: str) -> bytes:
         return self.call((Atom("parse"), text))
 
-    def eval(self, text: str) -> bytes:
-        """Evaluate Erlang expressions in erl; return term_to_binary of the value."""
+    def eval(self, text: str, **bindings: Any) -> bytes:
+        """Evaluate Erlang expressions in erl; return term_to_binary of the value.
+
+        ``bindings`` become Erlang variables (``Pid=...`` binds ``Pid``).
+        """
+        if bindings:
+            bs = [(Atom(k), v) for k, v in bindings.items()]
+            return self.call((Atom("eval"), text, bs))
         return self.call((Atom("eval"), text))
+
+    def run(self, text: str, **bindings: Any) -> Any:
+        """Evaluate and decode the value."""
+        return decode(self.eval(text, **bindings))
 
     def close(self) -> None:
         try:
@@ -152,5 +178,11 @@ class ErlOracle:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self._r.close()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self._log.close()
+
+    def log_tail(self, n: int = 4000) -> str:
+        """The end of what erl wrote to stderr (for failure messages)."""
+        self._log.seek(0, os.SEEK_END)
+        size = self._log.tell()
+        self._log.seek(max(0, size - n))
+        return self._log.read().decode("utf-8", "replace")

@@ -1,0 +1,457 @@
+"""The connected phase of a distribution connection, sans-IO.
+
+After the handshake every packet carries a 4-byte big-endian length; a zero-length packet is a
+tick. A packet is one of (erl_ext_dist.md "Distribution Header", erl_dist_protocol.md):
+
+* ``112 | 131 Control | [131 Payload]`` -- pass-through, no distribution header;
+* ``131 68 | AtomCacheHeader | Control | [Payload]`` -- normal distribution header, terms
+  without the 131 version byte, ATOM_CACHE_REF resolved through the header;
+* ``131 69 | SeqId:8 | FragId:8 | AtomCacheHeader | data`` then ``131 70 | SeqId:8 | FragId:8 |
+  data`` ... -- one message split into fragments (SeqId and FragId are 8-byte big-endian
+  integers), FragId counting down to 1.
+
+:class:`DistConnection` turns received bytes into :class:`Message` / :class:`Tick` events and
+control messages into packets, choosing the framing from the negotiated flags.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pynode.term import DecodeError, EncodeError, decode_from, encode
+from pynode.term.types import Atom
+
+from ._common import NEED_DATA, NO_PAYLOAD, NeedData
+from .control import ControlMessage, from_term
+from .errors import ProtocolError
+from .flags import DFlag
+
+__all__ = [
+    "PASS_THROUGH",
+    "VERSION_MAGIC",
+    "DIST_HEADER",
+    "DIST_FRAG_HEADER",
+    "DIST_FRAG_CONT",
+    "ATOM_CACHE_SIZE",
+    "DEFAULT_MAX_PACKET",
+    "DEFAULT_MAX_MESSAGE",
+    "DEFAULT_FRAGMENT_SIZE",
+    "TICK_PACKET",
+    "Message",
+    "Tick",
+    "TICK",
+    "ConnectionClosed",
+    "DistEvent",
+    "AtomCache",
+    "DistConnection",
+]
+
+PASS_THROUGH: Final = 112
+VERSION_MAGIC: Final = 131
+DIST_HEADER: Final = 68
+DIST_FRAG_HEADER: Final = 69
+DIST_FRAG_CONT: Final = 70
+
+#: 8 segments of 256 entries.
+ATOM_CACHE_SIZE: Final = 2048
+
+DEFAULT_MAX_PACKET: Final = 128 * 1024 * 1024
+DEFAULT_MAX_MESSAGE: Final = 256 * 1024 * 1024
+DEFAULT_FRAGMENT_SIZE: Final = 64 * 1024
+
+TICK_PACKET: Final = b"\x00\x00\x00\x00"
+
+_U32 = struct.Struct(">I")
+_U32_unpack_from = _U32.unpack_from
+_U16 = struct.Struct(">H")
+_FRAG = struct.Struct(">QQ")
+_FRAG_HEAD = struct.Struct(">IBBQQ")  # length, 131, 69/70, seq, frag
+_PASS_HEAD = bytes([PASS_THROUGH])
+_DIST_HEAD = bytes([VERSION_MAGIC, DIST_HEADER, 0])
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A distribution message: the control message and its payload (or NO_PAYLOAD)."""
+
+    control: ControlMessage
+    payload: Any = NO_PAYLOAD
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A zero-length keep-alive packet arrived."""
+
+
+TICK: Final = Tick()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The peer closed the connection; ``clean`` is False if it stopped inside a packet
+    or inside a fragmented message."""
+
+    clean: bool = True
+
+
+DistEvent = Message | Tick | ConnectionClosed
+
+
+class AtomCache:
+    """The receive side of the distribution header atom cache (one per connection).
+
+    :meth:`read_header` parses ``NumberOfAtomCacheRefs | Flags | AtomCacheRefs`` and returns
+    the per-message list the ATOM_CACHE_REF indexes refer to; new entries update the
+    2048-slot cache that later messages reference.
+    """
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = [None] * ATOM_CACHE_SIZE
+
+    def read_header(self, data: bytes, pos: int) -> tuple[list[Any] | None, int]:
+        """Parse the atom cache part at ``pos``; return (refs or None, offset after it)."""
+        try:
+            count = data[pos]
+        except IndexError:
+            raise ProtocolError("distribution header truncated before the atom count") from None
+        pos += 1
+        if count == 0:
+            return None, pos
+        flags_end = pos + count // 2 + 1
+        if flags_end > len(data):
+            raise ProtocolError("distribution header truncated inside the atom cache flags")
+        flags = data[pos:flags_end]
+        pos = flags_end
+        # The nibble after the last reference's carries LongAtoms in its low bit.
+        long_atoms = (flags[count >> 1] >> ((count & 1) << 2)) & 1
+        entries = self.entries
+        refs: list[Any] = [None] * count
+        end = len(data)
+        try:
+            for i in range(count):
+                nibble = flags[i >> 1] >> ((i & 1) << 2)
+                key = ((nibble & 7) << 8) | data[pos]
+                pos += 1
+                if nibble & 8:  # NewCacheEntryFlag: the atom text follows
+                    if long_atoms:
+                        (length,) = _U16.unpack_from(data, pos)
+                        pos += 2
+                    else:
+                        length = data[pos]
+                        pos += 1
+                    if pos + length > end:
+                        raise ProtocolError("distribution header truncated inside an atom")
+                    try:
+                        text = data[pos : pos + length].decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ProtocolError(
+                            "atom in the distribution header is not valid UTF-8"
+                        ) from None
+                    pos += length
+                    atom: Any = True if text == "true" else False if text == "false" else Atom(text)
+                    entries[key] = atom
+                else:
+                    atom = entries[key]
+                    if atom is None:
+                        raise ProtocolError(
+                            f"atom cache reference to empty slot {key >> 8}:{key & 255}"
+                        )
+                refs[i] = atom
+        except (IndexError, struct.error):
+            raise ProtocolError("distribution header truncated inside the atom cache") from None
+        return refs, pos
+
+
+@dataclass(slots=True)
+class _Sequence:
+    refs: list[Any] | None
+    next_frag: int
+    chunks: list[bytes]
+    size: int
+
+
+class DistConnection:
+    """One connected distribution channel, sans-IO (modeled on h11's Connection).
+
+    ``flags`` are the negotiated flags from :class:`~pynode.protocol.handshake.HandshakeComplete`.
+    Feed socket bytes to :meth:`receive_data` (``b""`` at end of stream) and pull events with
+    :meth:`next_event`; :meth:`send` and :meth:`tick` return bytes for the socket.
+
+    Limits: a packet longer than ``max_packet`` and a reassembled message longer than
+    ``max_message`` are protocol errors; incomplete fragmented messages may together hold at
+    most ``max_buffered`` bytes (default ``max_message``). ``fragment_size`` bounds the data
+    in each outgoing fragment when FRAGMENTS was negotiated.
+    """
+
+    def __init__(
+        self,
+        flags: int,
+        *,
+        max_packet: int = DEFAULT_MAX_PACKET,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        max_buffered: int | None = None,
+        fragment_size: int = DEFAULT_FRAGMENT_SIZE,
+    ) -> None:
+        if fragment_size < 1:
+            raise ValueError("fragment_size must be positive")
+        self.flags = DFlag(int(flags))
+        self.max_packet = max_packet
+        self.max_message = max_message
+        self.max_buffered = max_message if max_buffered is None else max_buffered
+        self.fragment_size = fragment_size
+        self._use_header = bool(flags & (DFlag.DIST_HDR_ATOM_CACHE | DFlag.FRAGMENTS))
+        self._fragments = bool(flags & DFlag.FRAGMENTS)
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+        self._closed_reported = False
+        self._error: ProtocolError | None = None
+        self.atom_cache = AtomCache()
+        self._sequences: dict[int, _Sequence] = {}
+        self._buffered = 0
+        self._next_seq = 1
+
+    # ------------------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the socket; ``b""`` means the peer closed the connection."""
+        if data:
+            if self._eof:
+                raise RuntimeError("receive_data() after end of stream")
+            buf = self._buf
+            if self._pos and self._pos == len(buf):
+                buf.clear()
+                self._pos = 0
+            buf += data
+        else:
+            self._eof = True
+
+    @property
+    def pending_fragments(self) -> int:
+        """How many fragmented messages are partly received."""
+        return len(self._sequences)
+
+    def next_event(self) -> DistEvent | NeedData:
+        """The next :class:`Message`, :data:`TICK`, :class:`ConnectionClosed` or NEED_DATA.
+
+        Raises :class:`ProtocolError` on malformed input; the connection is then unusable
+        and every later call raises the same error.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._next_event()
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+
+    def _next_event(self) -> DistEvent | NeedData:
+        buf = self._buf
+        while True:
+            pos = self._pos
+            avail = len(buf) - pos
+            if avail < 4:
+                return self._end_or_need(avail)
+            (size,) = _U32_unpack_from(buf, pos)
+            if size == 0:
+                self._consume(4)
+                return TICK
+            if size > self.max_packet:
+                raise ProtocolError(
+                    f"packet of {size} bytes exceeds the {self.max_packet}-byte limit"
+                )
+            if avail < 4 + size:
+                return self._end_or_need(avail)
+            end = pos + 4 + size
+            if size < 8192:
+                packet = bytes(buf[pos + 4 : end])
+            else:
+                with memoryview(buf) as view:  # one copy; released before the buffer changes
+                    packet = bytes(view[pos + 4 : end])
+            if end == len(buf):
+                buf.clear()
+                self._pos = 0
+            else:
+                self._consume(4 + size)
+            first = packet[0]
+            # Fast paths: a dist header without atom cache refs, and pass-through.
+            if first == VERSION_MAGIC and size > 2 and packet[1] == DIST_HEADER and not packet[2]:
+                return self._message(packet, 3, False, None)
+            if first == PASS_THROUGH:
+                return self._message(packet, 1, True, None)
+            event = self._packet(packet)
+            if event is not None:
+                return event
+
+    def _consume(self, n: int) -> None:
+        pos = self._pos + n
+        buf = self._buf
+        if pos == len(buf):
+            buf.clear()
+            pos = 0
+        elif pos > 65536 and pos * 2 > len(buf):
+            del buf[:pos]
+            pos = 0
+        self._pos = pos
+
+    def _end_or_need(self, avail: int) -> ConnectionClosed | NeedData:
+        if not self._eof:
+            return NEED_DATA
+        if self._closed_reported:
+            raise RuntimeError("next_event() after ConnectionClosed")
+        self._closed_reported = True
+        return ConnectionClosed(clean=avail == 0 and not self._sequences)
+
+    def _packet(self, packet: bytes) -> Message | None:
+        first = packet[0]
+        if first == VERSION_MAGIC and len(packet) > 1:
+            kind = packet[1]
+            if kind == DIST_HEADER:
+                refs, pos = self.atom_cache.read_header(packet, 2)
+                return self._message(packet, pos, False, refs)
+            if kind == DIST_FRAG_HEADER:
+                return self._fragment_start(packet)
+            if kind == DIST_FRAG_CONT:
+                return self._fragment_cont(packet)
+            raise ProtocolError(f"unknown distribution header kind 131 {kind}")
+        if first == PASS_THROUGH:
+            return self._message(packet, 1, True, None)
+        raise ProtocolError(f"packet starts with {first}, not 112 or 131: {packet[:16]!r}")
+
+    def _message(self, data: bytes, pos: int, versioned: bool, refs: list[Any] | None) -> Message:
+        end = len(data)
+        try:
+            control, pos = decode_from(data, pos, versioned=versioned, atom_cache=refs)
+            if pos < end:
+                payload, pos = decode_from(data, pos, versioned=versioned, atom_cache=refs)
+                if pos != end:
+                    raise ProtocolError(
+                        f"{end - pos} bytes after the payload of a distribution message"
+                    )
+            else:
+                payload = NO_PAYLOAD
+        except DecodeError as exc:
+            raise ProtocolError(f"undecodable distribution message: {exc}") from exc
+        return Message(from_term(control, payload), payload)
+
+    def _fragment_start(self, packet: bytes) -> Message | None:
+        if len(packet) < 18:
+            raise ProtocolError("fragment header truncated")
+        seq, frag = _FRAG.unpack_from(packet, 2)
+        if frag == 0:
+            raise ProtocolError(f"fragment id 0 in sequence {seq}")
+        refs, pos = self.atom_cache.read_header(packet, 18)
+        if frag == 1:
+            if seq in self._sequences:
+                raise ProtocolError(f"fragment sequence {seq} started twice")
+            return self._message(packet, pos, False, refs)
+        if seq in self._sequences:
+            raise ProtocolError(f"fragment sequence {seq} started twice")
+        chunk = packet[pos:]
+        self._account(seq, len(chunk), len(chunk))
+        self._sequences[seq] = _Sequence(refs, frag - 1, [chunk], len(chunk))
+        return None
+
+    def _fragment_cont(self, packet: bytes) -> Message | None:
+        if len(packet) < 18:
+            raise ProtocolError("fragment continuation header truncated")
+        seq, frag = _FRAG.unpack_from(packet, 2)
+        state = self._sequences.get(seq)
+        if state is None:
+            raise ProtocolError(f"continuation fragment for unknown sequence {seq}")
+        if frag != state.next_frag:
+            raise ProtocolError(f"sequence {seq}: got fragment {frag}, expected {state.next_frag}")
+        chunk = packet[18:]
+        self._account(seq, len(chunk), state.size + len(chunk))
+        state.chunks.append(chunk)
+        state.size += len(chunk)
+        if frag > 1:
+            state.next_frag = frag - 1
+            return None
+        del self._sequences[seq]
+        self._buffered -= state.size
+        return self._message(b"".join(state.chunks), 0, False, state.refs)
+
+    def _account(self, seq: int, added: int, total: int) -> None:
+        if total > self.max_message:
+            raise ProtocolError(
+                f"fragmented message {seq} exceeds the {self.max_message}-byte limit"
+            )
+        self._buffered += added
+        if self._buffered > self.max_buffered:
+            raise ProtocolError(
+                f"incomplete fragmented messages exceed the {self.max_buffered}-byte limit"
+            )
+
+    # -------------------------------------------------------------------------- sending
+
+    def tick(self) -> bytes:
+        """A tick packet (send one when nothing was written for a tick interval)."""
+        return TICK_PACKET
+
+    def send(self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD) -> bytes:
+        """Encode one message; the bytes may hold several packets (fragments)."""
+        packets = self.send_packets(control, payload)
+        return packets[0] if len(packets) == 1 else b"".join(packets)
+
+    def send_packets(
+        self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD
+    ) -> list[bytes]:
+        """Encode one message as a list of packets (several when it is fragmented), so the
+        caller can interleave other packets between fragments."""
+        if isinstance(control, tuple):
+            term = control
+        else:
+            if control.HAS_PAYLOAD is (payload is NO_PAYLOAD):
+                what = "needs a payload" if control.HAS_PAYLOAD else "takes no payload"
+                raise ValueError(f"{type(control).__name__} {what}")
+            term = control.to_term()
+        try:
+            if not self._use_header:
+                body = _PASS_HEAD + encode(term)
+                if payload is not NO_PAYLOAD:
+                    body += encode(payload)
+                return [_U32.pack(len(body)) + body]
+            ctl = encode(term, versioned=False)
+            pay = b"" if payload is NO_PAYLOAD else encode(payload, versioned=False)
+        except EncodeError as exc:
+            raise ProtocolError(f"cannot encode distribution message: {exc}") from exc
+        size = len(ctl) + len(pay)
+        if not self._fragments or size <= self.fragment_size:
+            return [b"".join((_U32.pack(3 + size), _DIST_HEAD, ctl, pay))]
+        return self._fragment(ctl, pay)
+
+    def _fragment(self, ctl: bytes, pay: bytes) -> list[bytes]:
+        step = self.fragment_size
+        first = max(0, step - len(ctl))  # the control message must be in the first fragment
+        rest = len(pay) - first
+        count = 1 + (rest + step - 1) // step
+        seq = self._next_seq
+        self._next_seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF or 1
+        head = _FRAG_HEAD.pack(0, VERSION_MAGIC, DIST_FRAG_HEADER, seq, count)
+        chunk = pay[:first]
+        packets = [
+            b"".join(
+                (
+                    _U32.pack(19 + len(ctl) + len(chunk)),
+                    head[4:],
+                    b"\x00",
+                    ctl,
+                    chunk,
+                )
+            )
+        ]
+        pos = first
+        frag = count - 1
+        while frag:
+            chunk = pay[pos : pos + step]
+            pos += step
+            packets.append(
+                _FRAG_HEAD.pack(18 + len(chunk), VERSION_MAGIC, DIST_FRAG_CONT, seq, frag) + chunk
+            )
+            frag -= 1
+        return packets

@@ -1,0 +1,357 @@
+import struct
+
+import pytest
+
+from pynode.protocol import NEED_DATA, NO_PAYLOAD, ProtocolError
+from pynode.protocol import control as c
+from pynode.protocol.flags import DFlag, default_flags
+from pynode.protocol.framing import (
+    TICK,
+    AtomCache,
+    ConnectionClosed,
+    DistConnection,
+    Message,
+)
+from pynode.term import encode
+from pynode.term.types import Atom, Pid, Reference
+
+P1 = Pid("a@host", 1, 0, 5)
+P2 = Pid("b@host", 2, 0, 6)
+PLAIN = default_flags()
+HEADER = default_flags(atom_cache=True)
+FRAGS = default_flags(fragments=True)
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+def drain(conn):
+    events = []
+    while True:
+        ev = conn.next_event()
+        if ev is NEED_DATA:
+            return events
+        events.append(ev)
+        if isinstance(ev, ConnectionClosed):
+            return events
+
+
+# --------------------------------------------------------------------------- basic framing
+
+
+def test_framing_choice_follows_flags():
+    msg = c.SendSender(P1, P2)
+    plain = DistConnection(PLAIN).send(msg, Atom("x"))
+    assert plain[4] == 112 and plain[5] == 131
+    assert plain == frame(b"p" + encode(msg.to_term()) + encode(Atom("x")))
+    for flags in (HEADER, FRAGS):
+        data = DistConnection(flags).send(msg, Atom("x"))
+        assert data == frame(
+            b"\x83D\x00"
+            + encode(msg.to_term(), versioned=False)
+            + encode(Atom("x"), versioned=False)
+        )
+
+
+def test_ticks_and_split_data():
+    tx, rx = DistConnection(PLAIN), DistConnection(PLAIN)
+    stream = (
+        tx.tick() + tx.send(c.Link(P1, P2)) + tx.tick() + tx.send(c.Send(P2), [1, 2, 3]) + tx.tick()
+    )
+    events = []
+    for byte in stream:
+        rx.receive_data(bytes([byte]))
+        events.extend(drain(rx))
+    assert events == [
+        TICK,
+        Message(c.Link(P1, P2)),
+        TICK,
+        Message(c.Send(P2), [1, 2, 3]),
+        TICK,
+    ]
+    rx.receive_data(stream)  # all at once
+    assert len(drain(rx)) == 5
+    rx.receive_data(b"")
+    assert rx.next_event() == ConnectionClosed(clean=True)
+
+
+def test_eof_inside_a_packet():
+    rx = DistConnection(PLAIN)
+    rx.receive_data(b"\x00\x00\x00\x09p")
+    assert rx.next_event() is NEED_DATA
+    rx.receive_data(b"")
+    assert rx.next_event() == ConnectionClosed(clean=False)
+    with pytest.raises(RuntimeError):
+        rx.next_event()
+
+
+def test_oversize_packet_is_an_error_and_sticks():
+    rx = DistConnection(PLAIN, max_packet=100)
+    rx.receive_data(struct.pack(">I", 101))
+    with pytest.raises(ProtocolError, match="exceeds"):
+        rx.next_event()
+    with pytest.raises(ProtocolError, match="exceeds"):
+        rx.next_event()
+    rx = DistConnection(PLAIN, max_packet=100)
+    rx.receive_data(struct.pack(">I", 100))
+    assert rx.next_event() is NEED_DATA
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        (b"\x00garbage", "not 112 or 131"),
+        (b"\x83", "not 112 or 131"),
+        (b"\x83Z\x00", "unknown distribution header"),
+        (b"p\x83\x68\x01", "undecodable"),
+        (b"p" + encode((1, P1, P2)) + b"\x83", "undecodable"),
+        (b"p" + encode((1, P1, P2)) + encode(1) + b"\x00", "bytes after"),
+        (b"p" + encode((99, P1)), "unknown distribution operation"),
+        (b"p" + encode(Atom("x")), "tuple"),
+        (b"\x83D", "truncated"),
+        (b"\x83D\x01", "truncated"),
+        (b"\x83D\x01\x08\x05", "truncated"),
+        (b"\x83D\x01\x00\x05h\x01a\x05", "empty slot"),
+        (b"\x83D\x01\x08\x05\x02\xff\xfe", "UTF-8"),
+        (b"\x83D\x00h\x03a\x01R\x00", "undecodable"),  # cache ref without a header entry
+    ],
+)
+def test_garbage(body, match):
+    rx = DistConnection(HEADER)
+    rx.receive_data(frame(body))
+    with pytest.raises(ProtocolError, match=match):
+        rx.next_event()
+
+
+def test_buffer_compaction_with_many_messages():
+    tx, rx = DistConnection(HEADER), DistConnection(HEADER)
+    one = tx.send(c.Send(P2), b"x" * 1000)
+    rx.receive_data(one * 200)
+    for _ in range(150):
+        assert rx.next_event() == Message(c.Send(P2), b"x" * 1000)
+    rx.receive_data(one)
+    assert len(drain(rx)) == 51
+
+
+# ------------------------------------------------------------------------------ atom cache
+
+
+def new_pid(node_bytes: bytes, num: int, serial: int, creation: int) -> bytes:
+    return b"X" + node_bytes + struct.pack(">III", num, serial, creation)
+
+
+def test_atom_cache_header_long_atoms_then_doc_example():
+    rx = DistConnection(HEADER | DFlag.FRAGMENTS)
+    # Message 1: two new entries with LongAtoms: 'a@host' at segment 4 / index 10 and ''
+    # at segment 0 / index 5. Nibbles: ref0 = 8|4, ref1 = 8|0; the next nibble has
+    # LongAtoms = 1.
+    header = bytes([131, 68, 2, 0x8C, 0x01, 10, 0, 6]) + b"a@host" + bytes([5, 0, 0])
+    pid = new_pid(b"R\x00", 1, 0, 2)
+    control = b"h\x03a\x01" + pid + pid
+    rx.receive_data(frame(header + control))
+    link = Pid("a@host", 1, 0, 2)
+    assert rx.next_event() == Message(c.Link(link, link))
+
+    # Message 2: the fragmented example from erl_ext_dist.md, which refers to the two
+    # entries above as already cached and adds 'reg', 'call' and 'set_get_state'.
+    first = bytes(
+        [131, 69, 0, 0, 2, 168, 0, 0, 5, 83, 0, 0, 0, 0, 0, 0, 0, 2]
+        + [5, 4, 137, 9, 10, 5, 236, 3, 114, 101, 103, 9, 4, 99, 97, 108, 108]
+        + [238, 13, 115, 101, 116, 95, 103, 101, 116, 95, 115, 116, 97, 116, 101]
+        + [104, 4, 97, 6, 103, 82, 0, 0, 0, 0, 85, 0, 0, 0, 0, 2, 82, 1, 82, 2]
+        + [104, 3, 82, 3, 103, 82, 0, 0, 0, 0, 245, 0, 0, 0, 2, 2]
+        + [104, 2, 82, 4, 109, 0, 0, 0, 128]
+        + [0] * 103
+    )
+    second = bytes([131, 70, 0, 0, 2, 168, 0, 0, 5, 83, 0, 0, 0, 0, 0, 0, 0, 1] + [0] * 25)
+    rx.receive_data(frame(first))
+    assert rx.next_event() is NEED_DATA
+    assert rx.pending_fragments == 1
+    rx.receive_data(frame(second))
+    ev = rx.next_event()
+    assert ev.control == c.RegSend(Pid("a@host", 85, 0, 2), Atom("reg"), Atom(""))
+    assert ev.payload == (
+        Atom("call"),
+        Pid("a@host", 245, 2, 2),
+        (Atom("set_get_state"), bytes(128)),
+    )
+    assert rx.pending_fragments == 0
+
+    # Message 3 only references cached entries: 'reg' (1/236), 'call' (0/9), 'a@host' (4/10).
+    header = bytes([131, 68, 3, 0x01, 0x04, 236, 9, 10])
+    control = b"h\x04a\x06" + new_pid(b"R\x02", 7, 0, 2) + b"w\x00R\x00"
+    rx.receive_data(frame(header + control + b"R\x01"))
+    ev = rx.next_event()
+    assert ev == Message(c.RegSend(Pid("a@host", 7, 0, 2), Atom("reg")), Atom("call"))
+
+
+def test_atom_cache_short_utf8_atoms_and_booleans():
+    rx = DistConnection(HEADER)
+    text = "ünï".encode()
+    header = bytes([131, 68, 2, 0x98, 0x00, 1, 4]) + b"true" + bytes([2, len(text)]) + text
+    control = b"h\x04a\x06" + new_pid(b"w\x06a@host", 1, 0, 1) + b"w\x00R\x01"
+    payload = b"h\x02R\x00R\x01"
+    rx.receive_data(frame(header + control + payload))
+    ev = rx.next_event()
+    assert ev.control == c.RegSend(Pid("a@host", 1, 0, 1), Atom("ünï"))
+    assert ev.payload == (True, Atom("ünï"))
+    assert rx.atom_cache.entries[(1 << 8) | 2] == Atom("ünï")
+
+
+def test_atom_cache_direct():
+    cache = AtomCache()
+    refs, pos = cache.read_header(b"\x00rest", 0)
+    assert refs is None and pos == 1
+    # three new refs: the third nibble is the low half of byte 1, LongAtoms the high half
+    odd = bytes([3, 0x88, 0x18]) + b"\x00\x00\x01a" + b"\x01\x00\x01b" + b"\x02\x00\x01c"
+    refs, pos = cache.read_header(odd, 0)
+    assert refs == [Atom("a"), Atom("b"), Atom("c")] and pos == len(odd)
+
+
+# ------------------------------------------------------------------------------- fragments
+
+
+def fragments(conn, msg, payload):
+    return conn.send_packets(msg, payload)
+
+
+def parse_frag(packet: bytes):
+    size, magic, kind, seq, frag = struct.unpack_from(">IBBQQ", packet)
+    assert size == len(packet) - 4 and magic == 131
+    return kind, seq, frag
+
+
+def test_fragmented_send_and_reassembly():
+    tx = DistConnection(FRAGS, fragment_size=100)
+    rx = DistConnection(FRAGS)
+    payload = bytes(range(256)) * 4
+    packets = fragments(tx, c.Send(P2), payload)
+    assert len(packets) > 5
+    kinds = [parse_frag(p) for p in packets]
+    seq = kinds[0][1]
+    assert kinds[0][0] == 69 and kinds[0][2] == len(packets)
+    assert packets[0][22] == 0  # no atom cache refs
+    assert [k for k, _, _ in kinds[1:]] == [70] * (len(packets) - 1)
+    assert [f for _, _, f in kinds] == list(range(len(packets), 0, -1))
+    assert all(s == seq for _, s, _ in kinds)
+    assert all(len(p) - 4 - 18 <= 100 for p in packets[1:])
+    for packet in packets:
+        rx.receive_data(packet)
+    assert drain(rx) == [Message(c.Send(P2), payload)]
+    rx.receive_data(tx.send(c.Send(P2), payload))  # send() concatenates the packets
+    assert drain(rx) == [Message(c.Send(P2), payload)]
+
+
+def test_small_messages_are_not_fragmented():
+    tx = DistConnection(FRAGS, fragment_size=1000)
+    packets = tx.send_packets(c.Send(P2), b"x" * 10)
+    assert len(packets) == 1 and packets[0][4:7] == b"\x83D\x00"
+
+
+def test_control_larger_than_fragment_size():
+    tx = DistConnection(FRAGS, fragment_size=8)
+    rx = DistConnection(FRAGS)
+    msg = c.Exit(P1, P2, Atom("a_rather_long_exit_reason"))
+    packets = tx.send_packets(msg)
+    assert parse_frag(packets[0])[2] == 1  # a single start fragment with FragId 1
+    rx.receive_data(packets[0])
+    assert rx.next_event() == Message(msg)
+
+
+def test_interleaved_sequences_ticks_and_messages():
+    tx = DistConnection(FRAGS, fragment_size=64)
+    rx = DistConnection(FRAGS)
+    a = tx.send_packets(c.Send(P2), b"A" * 500)
+    b = tx.send_packets(c.RegSend(P1, Atom("srv")), [b"B" * 300])
+    assert parse_frag(a[0])[1] != parse_frag(b[0])[1]
+    order = []
+    for i in range(max(len(a), len(b))):
+        if i < len(a):
+            order.append(a[i])
+        order.append(tx.tick())
+        if i < len(b):
+            order.append(b[i])
+        if i == 2:
+            order.append(tx.send(c.Link(P1, P2)))
+    rx.receive_data(b"".join(order))
+    events = [ev for ev in drain(rx) if ev is not TICK]
+    assert events == [
+        Message(c.Link(P1, P2)),
+        Message(c.RegSend(P1, Atom("srv")), [b"B" * 300]),
+        Message(c.Send(P2), b"A" * 500),
+    ]
+
+
+def test_broken_sequences():
+    tx = DistConnection(FRAGS, fragment_size=50)
+    packets = tx.send_packets(c.Send(P2), b"z" * 400)
+    rx = DistConnection(FRAGS)
+    rx.receive_data(packets[0] + packets[2])  # fragment skipped
+    with pytest.raises(ProtocolError, match="expected"):
+        drain(rx)
+    rx = DistConnection(FRAGS)
+    rx.receive_data(packets[1])  # continuation without a start
+    with pytest.raises(ProtocolError, match="unknown sequence"):
+        rx.next_event()
+    rx = DistConnection(FRAGS)
+    rx.receive_data(packets[0] + packets[0])  # started twice
+    with pytest.raises(ProtocolError, match="started twice"):
+        drain(rx)
+    rx = DistConnection(FRAGS)
+    rx.receive_data(frame(b"\x83E" + struct.pack(">QQ", 1, 0) + b"\x00"))
+    with pytest.raises(ProtocolError, match="fragment id 0"):
+        rx.next_event()
+    rx = DistConnection(FRAGS)
+    rx.receive_data(frame(b"\x83F\x00\x00"))
+    with pytest.raises(ProtocolError, match="truncated"):
+        rx.next_event()
+
+
+def test_fragment_memory_limits():
+    tx = DistConnection(FRAGS, fragment_size=100)
+    packets = tx.send_packets(c.Send(P2), b"m" * 1000)
+    rx = DistConnection(FRAGS, max_message=500)
+    rx.receive_data(b"".join(packets))
+    with pytest.raises(ProtocolError, match="500-byte limit"):
+        drain(rx)
+    other = tx.send_packets(c.Send(P2), b"n" * 1000)
+    rx = DistConnection(FRAGS, max_message=2000, max_buffered=1500)
+    rx.receive_data(b"".join(packets[:8] + other[:8]))
+    with pytest.raises(ProtocolError, match="1500-byte limit"):
+        drain(rx)
+
+
+def test_eof_inside_a_fragmented_message():
+    tx = DistConnection(FRAGS, fragment_size=100)
+    packets = tx.send_packets(c.Send(P2), b"q" * 1000)
+    rx = DistConnection(FRAGS)
+    rx.receive_data(packets[0])
+    rx.receive_data(b"")
+    assert rx.next_event() == ConnectionClosed(clean=False)
+
+
+def test_send_checks_payload_presence():
+    tx = DistConnection(PLAIN)
+    with pytest.raises(ValueError, match="needs a payload"):
+        tx.send(c.Send(P2))
+    with pytest.raises(ValueError, match="takes no payload"):
+        tx.send(c.Link(P1, P2), 1)
+
+
+def test_send_rejects_unencodable():
+    tx = DistConnection(PLAIN)
+    with pytest.raises(ProtocolError, match="cannot encode"):
+        tx.send(c.Send(P2), object())
+    with pytest.raises(ValueError):
+        DistConnection(PLAIN, fragment_size=0)
+
+
+def test_no_payload_versus_none():
+    tx, rx = DistConnection(PLAIN), DistConnection(PLAIN)
+    rx.receive_data(tx.send(c.Send(P2), None))
+    ev = rx.next_event()
+    assert ev.payload is not NO_PAYLOAD and ev.payload == Atom("undefined")
+    ref = Reference("a@host", 1, (1, 2, 3))
+    rx.receive_data(tx.send(c.MonitorP(P1, P2, ref)))
+    assert rx.next_event().payload is NO_PAYLOAD

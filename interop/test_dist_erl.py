@@ -1,0 +1,244 @@
+"""Distribution core against real erl nodes: ping, messages, cookies, ticks, EPMD loss."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from pynode.runtime import ConnectError, Node, names
+from pynode.term import Atom, Pid
+
+from .erlnode import Epmd, ErlNode, free_port, unique
+
+pytestmark = pytest.mark.anyio
+
+StartErl = Callable[..., ErlNode]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def py_node(epmd: Epmd, cookie: str, **kw: Any) -> Node:
+    kw.setdefault("listen_host", "127.0.0.1")
+    return Node(unique("py") + "@127.0.0.1", cookie, epmd_port=epmd.port, **kw)
+
+
+async def erl_run(erl: ErlNode, text: str, **bindings: Any) -> Any:
+    """Evaluate in erl from a thread, so the Python node keeps serving meanwhile."""
+    return await anyio.to_thread.run_sync(lambda: erl.run(text, **bindings))
+
+
+async def test_ping_both_ways_hidden(epmd: Epmd, erl_node: StartErl) -> None:
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie) as node:
+        assert await erl_run(erl, "net_adm:ping(N).", N=node.name) == Atom("pong")
+        assert node.name in await erl_run(erl, "nodes(hidden).")
+        assert node.name not in await erl_run(erl, "nodes().")
+        assert await node.ping(erl.name) is True
+        assert erl.name in node.nodes()
+
+
+async def test_visible_node_is_in_nodes(epmd: Epmd, erl_node: StartErl) -> None:
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie, hidden=False) as node:
+        assert await node.ping(erl.name) is True
+        assert await erl_run(erl, "lists:member(N, nodes()).", N=node.name) is True
+        # global and rex talk to a visible node; the connection must survive them
+        assert await erl_run(erl, "net_adm:ping(N).", N=node.name) == Atom("pong")
+        assert node.is_connected(erl.name)
+
+
+async def test_messages_both_ways_in_order(epmd: Epmd, erl_node: StartErl) -> None:
+    erl = erl_node()
+    count = 10_000
+    async with py_node(epmd, erl.cookie) as node:
+        mb = node.mailbox("inbox")
+        # erl -> registered Python mailbox
+        await erl_run(
+            erl,
+            "[{inbox, N} ! {seq, I} || I <- lists:seq(1, C)], ok.",
+            N=node.name,
+            C=count,
+        )
+        got = [await mb.receive(timeout=30) for _ in range(count)]
+        assert got == [(Atom("seq"), i) for i in range(1, count + 1)]
+        # erl -> a Python pid it was given
+        await erl_run(erl, "[P ! {pid, I} || I <- lists:seq(1, C)], ok.", P=mb.pid, C=count)
+        got = [await mb.receive(timeout=30) for _ in range(count)]
+        assert got == [(Atom("pid"), i) for i in range(1, count + 1)]
+
+        # Python -> registered erl process and -> erl pid
+        collector = await erl_run(
+            erl,
+            """
+            Loop = fun L(N, Ok) ->
+                receive
+                    {seq, I} -> L(N + 1, Ok andalso I =:= N + 1);
+                    {done, From} -> From ! {got, N, Ok}, L(0, true)
+                end
+            end,
+            Pid = spawn(fun() -> Loop(0, true) end),
+            register(collector, Pid),
+            Pid.
+            """,
+        )
+        assert isinstance(collector, Pid)
+        for i in range(1, count + 1):
+            await mb.send((Atom("collector"), erl.name), (Atom("seq"), i))
+        await mb.send((Atom("collector"), erl.name), (Atom("done"), mb.pid))
+        assert await mb.receive(timeout=30) == (Atom("got"), count, True)
+        for i in range(1, count + 1):
+            await mb.send(collector, (Atom("seq"), i))
+        await mb.send(collector, (Atom("done"), mb.pid))
+        assert await mb.receive(timeout=30) == (Atom("got"), count, True)
+
+
+async def test_wrong_cookie_refused_both_ways(epmd: Epmd, erl_node: StartErl) -> None:
+    erl = erl_node()
+    async with py_node(epmd, "not-" + erl.cookie) as node:
+        # erl -> pynode: refused
+        assert await erl_run(erl, "net_adm:ping(N).", N=node.name) == Atom("pang")
+        # pynode -> erl: refused with a clear error
+        with pytest.raises(ConnectError, match="cookie"):
+            await node.connect(erl.name)
+        assert await node.ping(erl.name) is False
+        assert node.nodes() == []
+        # and the node still serves a peer with the right cookie
+        good = erl_node(cookie="not-" + erl.cookie)
+        assert await erl_run(good, "net_adm:ping(N).", N=node.name) == Atom("pong")
+        assert await node.ping(good.name) is True
+
+
+async def test_kill_9_gives_nodedown(epmd: Epmd, erl_node: StartErl) -> None:
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie, net_ticktime=2) as node:
+        async with node.node_events() as events:
+            assert await node.ping(erl.name)
+            assert (await events.receive())[:2] == ("nodeup", erl.name)
+            erl.kill()
+            with anyio.fail_after(5):
+                ev = await events.receive()
+            assert ev[:2] == ("nodedown", erl.name)
+            assert erl.name not in node.nodes()
+
+
+async def test_silent_peer_declared_down_by_ticks(epmd: Epmd, erl_node: StartErl) -> None:
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie, net_ticktime=2) as node:
+        async with node.node_events() as events:
+            assert await node.ping(erl.name)
+            assert (await events.receive())[:2] == ("nodeup", erl.name)
+            os.kill(erl.proc.pid, signal.SIGSTOP)  # socket open, no ticks
+            try:
+                with anyio.fail_after(6):
+                    ev = await events.receive()
+                assert ev[:2] == ("nodedown", erl.name)
+                assert "net_ticktime" in str(ev[2])
+            finally:
+                os.kill(erl.proc.pid, signal.SIGCONT)
+
+
+async def test_ticks_keep_an_idle_connection_up(epmd: Epmd, erl_node: StartErl) -> None:
+    erl = erl_node(args=["-kernel", "net_ticktime", "2"])
+    async with py_node(epmd, erl.cookie, net_ticktime=2) as node:
+        async with node.node_events() as events:
+            assert await node.ping(erl.name)
+            assert (await events.receive())[:2] == ("nodeup", erl.name)
+            # idle for 3 tick periods: both sides must tick to stay up
+            with anyio.move_on_after(6):
+                ev = await events.receive()
+                pytest.fail(f"connection went down while idle: {ev}")
+        assert node.is_connected(erl.name)
+        assert await erl_run(erl, "lists:member(N, nodes(hidden)).", N=node.name) is True
+
+
+async def test_reregisters_after_epmd_restart(epmd: Epmd, erl_node: StartErl) -> None:
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie) as node:
+        alive = node.name.split("@")[0]
+        assert alive in dict(await names("127.0.0.1", epmd.port))
+        epmd.kill()
+        epmd.start()
+        with anyio.fail_after(20):
+            while alive not in dict(await names("127.0.0.1", epmd.port)):
+                await anyio.sleep(0.2)
+        # erl re-registers too (OTP 23+); then it reaches us through EPMD again
+        with anyio.fail_after(20):
+            while erl.alive not in dict(await names("127.0.0.1", epmd.port)):
+                await anyio.sleep(0.2)
+        assert await erl_run(erl, "net_adm:ping(N).", N=node.name) == Atom("pong")
+
+
+async def test_connect_without_epmd(otp: Any, epmd: Epmd) -> None:
+    port = free_port()
+    erl = ErlNode(
+        otp,
+        epmd,
+        args=["-kernel", "inet_dist_listen_min", str(port), "inet_dist_listen_max", str(port)],
+    )
+    try:
+        async with Node(unique("py") + "@127.0.0.1", erl.cookie, epmd=False, listen_host="127.0.0.1") as node:
+            conn = await node.connect(erl.name, address=("127.0.0.1", port))
+            assert conn.alive
+            assert await node.ping(erl.name)
+            assert node.name in await erl_run(erl, "nodes(hidden).")
+    finally:
+        erl.kill()
+        erl.close()
+
+
+async def test_dynamic_name_from_erl(otp: Any, epmd: Epmd) -> None:
+    """erl started with -name undefined asks us (NAME_ME) for its name."""
+    cookie = unique("c")
+    async with py_node(epmd, cookie) as node:
+        erl = ErlNode.__new__(ErlNode)
+        erl.alive = "undefined"
+        erl.name = Atom("undefined@127.0.0.1")
+        erl.cookie = cookie
+        from .oracle import ErlOracle
+
+        ErlOracle.__init__(erl, otp, args=["-name", "undefined@127.0.0.1", "-setcookie", cookie], env=epmd.env)
+        try:
+            assert await erl_run(erl, "net_kernel:connect_node(N).", N=node.name) is True
+            assigned = await erl_run(erl, "node().")
+            assert assigned.endswith("@127.0.0.1") and assigned != "undefined@127.0.0.1"
+            assert assigned in node.nodes()
+        finally:
+            erl.kill()
+            erl.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_smoke(epmd: Epmd, erl_node: StartErl, anyio_backend: str) -> None:
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie) as node:
+        assert await node.ping(erl.name)
+        mb = node.mailbox("trio_box")
+        await erl_run(erl, "{trio_box, N} ! hello_trio, ok.", N=node.name)
+        assert await mb.receive(timeout=10) == Atom("hello_trio")
+
+
+def test_epmd_names_cli_tool(epmd: Epmd, erl_node: StartErl) -> None:
+    """Our registration looks right to OTP's own epmd client tool."""
+    erl = erl_node()
+
+    async def main() -> str:
+        async with py_node(epmd, erl.cookie) as node:
+            out = await anyio.to_thread.run_sync(
+                lambda: subprocess.run(
+                    [epmd.exe, "-port", str(epmd.port), "-names"],
+                    capture_output=True, text=True, timeout=30,
+                ).stdout
+            )
+            assert f"name {node.name.split('@')[0]} at port {node.port}" in out
+            return out
+
+    anyio.run(main)

@@ -1,0 +1,24 @@
+"""The anyio runtime: Node, connections, mailboxes."""
+
+from __future__ import annotations
+
+from .connection import Connection, ConnectionLost
+from .cookie import CookieError, read_cookie
+from .epmd import EpmdError, names, port_please
+from .mailbox import Mailbox, MailboxClosed
+from .node import ConnectError, Node, NodeError
+
+__all__ = [
+    "ConnectError",
+    "Connection",
+    "ConnectionLost",
+    "CookieError",
+    "EpmdError",
+    "Mailbox",
+    "MailboxClosed",
+    "Node",
+    "NodeError",
+    "names",
+    "port_please",
+    "read_cookie",
+]

@@ -1,0 +1,138 @@
+"""EPMD client over anyio: look-ups, names, and the long-lived registration."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import SocketStream
+
+from ..protocol._common import NeedData
+from ..protocol.epmd import (
+    DEFAULT_EPMD_PORT,
+    Alive2Request,
+    Alive2Response,
+    Closed,
+    EpmdClient,
+    EpmdReply,
+    EpmdRequest,
+    NamesRequest,
+    NodeEntry,
+    NodeType,
+    Port2Response,
+    PortPlease2Request,
+)
+from ..protocol.errors import EpmdProtocolError
+
+log = logging.getLogger("pynode.epmd")
+
+EPMD_TIMEOUT = 10.0
+
+
+class EpmdError(Exception):
+    """EPMD could not be reached, refused the request, or answered nonsense."""
+
+
+def default_epmd_port() -> int:
+    """ERL_EPMD_PORT if set, else 4369, as erl does."""
+    value = os.environ.get("ERL_EPMD_PORT")
+    if value:
+        try:
+            return int(value)
+        except ValueError:
+            raise EpmdError(f"ERL_EPMD_PORT is not a port number: {value!r}") from None
+    return DEFAULT_EPMD_PORT
+
+
+async def _exchange(
+    host: str, port: int, request: EpmdRequest, timeout: float = EPMD_TIMEOUT
+) -> EpmdReply:
+    client = EpmdClient(request, epmd_port=port)
+    try:
+        with anyio.fail_after(timeout):
+            async with await anyio.connect_tcp(host, port) as stream:
+                await stream.send(client.data_to_send())
+                while True:
+                    ev = client.next_event()
+                    if isinstance(ev, Closed):  # pragma: no cover - next_event raises first
+                        raise EpmdProtocolError("closed before replying")
+                    if not isinstance(ev, NeedData):
+                        return ev
+                    try:
+                        data = await stream.receive(65536)
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        data = b""
+                    client.receive_data(data)
+    except TimeoutError:
+        raise EpmdError(f"EPMD at {host}:{port} did not answer within {timeout} s") from None
+    except OSError as e:
+        raise EpmdError(f"cannot reach EPMD at {host}:{port}: {e}") from None
+    except EpmdProtocolError as e:
+        raise EpmdError(f"bad reply from EPMD at {host}:{port}: {e}") from None
+
+
+async def port_please(name: str, host: str, port: int | None = None) -> NodeEntry | None:
+    """The registration of ``name`` on ``host`` (None when EPMD does not know it)."""
+    reply = await _exchange(host, port or default_epmd_port(), PortPlease2Request(name))
+    assert isinstance(reply, Port2Response)
+    return reply.node if reply.found else None
+
+
+async def names(host: str = "127.0.0.1", port: int | None = None) -> list[tuple[str, int]]:
+    """``net_adm:names/1``: the (name, port) pairs registered with EPMD on ``host``."""
+    reply = await _exchange(host, port or default_epmd_port(), NamesRequest())
+    return list(reply.nodes)  # type: ignore[union-attr]
+
+
+@dataclass
+class Registration:
+    """A live ALIVE2 registration; EPMD forgets the name when ``stream`` closes."""
+
+    creation: int
+    stream: SocketStream
+
+
+async def register(
+    name: str,
+    listen_port: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    hidden: bool = False,
+    timeout: float = EPMD_TIMEOUT,
+) -> Registration:
+    """Send ALIVE2_REQ and keep the connection; raise EpmdError if the name is taken."""
+    epmd_port = port or default_epmd_port()
+    # OTP registers 77 even for hidden nodes; 72 marks a C node, which is what a hidden
+    # pynode is to EPMD's clients (erl_call and ei treat both the same).
+    req = Alive2Request(name, listen_port, NodeType.HIDDEN if hidden else NodeType.NORMAL)
+    client = EpmdClient(req, epmd_port=epmd_port)
+    try:
+        with anyio.fail_after(timeout):
+            stream = await anyio.connect_tcp(host, epmd_port)
+            try:
+                await stream.send(client.data_to_send())
+                while True:
+                    ev = client.next_event()
+                    if isinstance(ev, Alive2Response):
+                        break
+                    try:
+                        data = await stream.receive(64)
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        data = b""
+                    client.receive_data(data)
+            except BaseException:
+                await stream.aclose()
+                raise
+    except TimeoutError:
+        raise EpmdError(f"EPMD at {host}:{epmd_port} did not answer within {timeout} s") from None
+    except OSError as e:
+        raise EpmdError(f"cannot reach EPMD at {host}:{epmd_port}: {e}") from None
+    except EpmdProtocolError as e:
+        raise EpmdError(f"bad reply from EPMD at {host}:{epmd_port}: {e}") from None
+    if not ev.ok:
+        await stream.aclose()
+        raise EpmdError(f"EPMD at {host}:{epmd_port} refused the name {name!r} (already registered?)")
+    return Registration(ev.creation, stream)

@@ -1,0 +1,199 @@
+"""Runtime tests between pynodes on loopback (no EPMD, no erl), on asyncio and trio."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from pynode.protocol.flags import default_flags
+from pynode.protocol.handshake import HandshakeComplete, Initiator
+from pynode.runtime import ConnectError, MailboxClosed, Node
+from pynode.term import Atom, encode
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@asynccontextmanager
+async def two_nodes(**kw: object) -> AsyncIterator[tuple[Node, Node]]:
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", **kw) as a:  # type: ignore[arg-type]
+        async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", **kw) as b:  # type: ignore[arg-type]
+            a.add_address(b.name, "127.0.0.1", b.port)
+            b.add_address(a.name, "127.0.0.1", a.port)
+            yield a, b
+
+
+async def test_ping_and_messages() -> None:
+    async with two_nodes() as (a, b):
+        assert await a.ping(b.name)
+        assert b.name in a.nodes() and a.name in b.nodes()
+        inbox = b.mailbox("inbox")
+        mb = a.mailbox()
+        for i in range(100):
+            await mb.send(("inbox", b.name), (Atom("n"), i, mb.pid))
+        got = [await inbox.receive(timeout=5) for _ in range(100)]
+        assert [g[1] for g in got] == list(range(100))
+        await inbox.send(got[0][2], Atom("back"))
+        assert await mb.receive(timeout=5) == Atom("back")
+
+
+async def test_selective_receive_keeps_order() -> None:
+    async with two_nodes() as (a, b):
+        mb = a.mailbox("m")
+        for x in [1, Atom("x"), 2, Atom("y"), 3]:
+            await a.send("m", x)
+        assert await mb.receive(match=lambda m: isinstance(m, str), timeout=1) == Atom("x")
+        assert await mb.receive(timeout=1) == 1
+        assert await mb.receive(match=lambda m: m == 3, timeout=1) == 3
+        assert [mb.receive_nowait(), mb.receive_nowait()] == [2, Atom("y")]
+        with pytest.raises(TimeoutError):
+            await mb.receive(timeout=0.05)
+        mb.close()
+        with pytest.raises(MailboxClosed):
+            await mb.receive(timeout=1)
+
+
+async def test_receive_waits_for_a_later_match() -> None:
+    async with two_nodes() as (a, b):
+        mb = a.mailbox("m")
+        async with anyio.create_task_group() as tg:
+
+            async def later() -> None:
+                await a.send("m", 1)
+                await anyio.sleep(0)
+                await a.send("m", 2)
+
+            tg.start_soon(later)
+            assert await mb.receive(match=lambda m: m == 2, timeout=5) == 2
+        assert mb.receive_nowait() == 1
+
+
+async def test_wrong_cookie() -> None:
+    async with Node("a@127.0.0.1", "one", epmd=False, listen_host="127.0.0.1") as a:
+        async with Node("b@127.0.0.1", "two", epmd=False, listen_host="127.0.0.1") as b:
+            with pytest.raises(ConnectError):
+                await a.connect(b.name, address=("127.0.0.1", b.port))
+            assert a.nodes() == [] and b.nodes() == []
+
+
+async def test_simultaneous_connect_gives_one_connection() -> None:
+    async with two_nodes() as (a, b):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.connect, b.name)
+            tg.start_soon(b.connect, a.name)
+        assert a.nodes() == [b.name] and b.nodes() == [a.name]
+        assert await a.ping(b.name) and await b.ping(a.name)
+
+
+async def test_nodedown_event_when_peer_stops() -> None:
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+        async with a.node_events() as events:
+            async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b:
+                await a.connect(b.name, address=("127.0.0.1", b.port))
+                assert await events.receive() == ("nodeup", b.name)
+            with anyio.fail_after(5):
+                ev = await events.receive()
+            assert ev[:2] == ("nodedown", b.name)
+
+
+async def test_tick_timeout_on_silent_peer() -> None:
+    """A peer that completes the handshake and then says nothing is declared down."""
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", net_ticktime=1) as a:
+        async with a.node_events() as events:
+            stream, _ = await _handshake_raw(a)
+            async with stream:
+                assert (await events.receive())[0] == "nodeup"
+                with anyio.fail_after(4):
+                    ev = await events.receive()
+                assert ev[0] == "nodedown" and "net_ticktime" in str(ev[2])
+
+
+# -- bad input: one connection closes, the node and its other connections go on ---------------
+
+
+async def _handshake_raw(node: Node, name: str = "raw@127.0.0.1") -> tuple[anyio.abc.SocketStream, HandshakeComplete]:
+    stream = await anyio.connect_tcp("127.0.0.1", node.port)
+    hs = Initiator(this_node=name, peer_node=node.name, cookie="c", flags=default_flags(hidden=True), creation=7)
+    await stream.send(hs.data_to_send())
+    while True:
+        ev = hs.next_event()
+        out = hs.data_to_send()
+        if out:
+            await stream.send(out)
+        if isinstance(ev, HandshakeComplete):
+            return stream, ev
+        if ev.__class__.__name__ == "NeedData":
+            with anyio.fail_after(5):
+                hs.receive_data(await stream.receive())
+
+
+async def _closed_by_peer(stream: anyio.abc.SocketStream) -> bool:
+    with anyio.fail_after(5):
+        try:
+            while await stream.receive():
+                pass
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return True
+    return True
+
+
+BAD_PACKETS = [
+    pytest.param(struct.pack(">I", 5) + b"\xff\xff\xff\xff\xff", id="garbage"),
+    pytest.param(struct.pack(">I", 0x7FFFFFFF) + b"x", id="length-over-max"),
+    pytest.param(
+        struct.pack(">I", 1 + len(encode((99, Atom(""), Atom("x"))))) + b"p" + encode((99, Atom(""), Atom("x"))),
+        id="unknown-control-op",
+    ),
+    pytest.param(struct.pack(">I", 3) + b"p\x83\x61", id="truncated-term"),
+]
+
+
+@pytest.mark.parametrize("packet", BAD_PACKETS)
+async def test_bad_packet_closes_only_that_connection(packet: bytes) -> None:
+    async with two_nodes(max_packet=1 << 20) as (a, b):
+        assert await b.ping(a.name)
+        async with a.node_events() as events:
+            stream, _ = await _handshake_raw(a)
+            async with stream:
+                assert await events.receive() == ("nodeup", Atom("raw@127.0.0.1"))
+                await stream.send(packet)
+                assert await _closed_by_peer(stream)
+            with anyio.fail_after(5):
+                down = await events.receive()
+        assert down[:2] == ("nodedown", Atom("raw@127.0.0.1"))
+        assert await b.ping(a.name)  # the other connection is unharmed
+        assert Atom("raw@127.0.0.1") not in a.nodes()
+
+
+async def test_garbage_handshake_is_refused() -> None:
+    async with two_nodes() as (a, b):
+        stream = await anyio.connect_tcp("127.0.0.1", a.port)
+        async with stream:
+            await stream.send(b"\x00\x05hello")
+            assert await _closed_by_peer(stream)
+        assert await b.ping(a.name)
+
+
+async def test_stalled_handshake_times_out() -> None:
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", setup_time=0.5) as a:
+        stream = await anyio.connect_tcp("127.0.0.1", a.port)
+        async with stream:
+            await stream.send(b"\x00\x10N")  # a send_name that never completes
+            assert await _closed_by_peer(stream)
+
+
+async def test_registered_name_conflicts() -> None:
+    async with two_nodes() as (a, _):
+        a.mailbox("x")
+        with pytest.raises(Exception, match="already registered"):
+            a.mailbox("x")
+        with pytest.raises(Exception, match="already registered"):
+            a.mailbox("net_kernel")

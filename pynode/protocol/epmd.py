@@ -280,11 +280,15 @@ class RequestReader:
         self._eof = False
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the socket; ``b""`` means the client closed."""
+        """Feed bytes from the socket (empty data is ignored; see :meth:`receive_eof`)."""
         if data:
+            if self._eof:
+                raise EpmdProtocolError("data received after the end of stream")
             self._buf += data
-        else:
-            self._eof = True
+
+    def receive_eof(self) -> None:
+        """The client closed its side of the connection."""
+        self._eof = True
 
     def next_request(self) -> EpmdRequest | NeedData | Closed:
         """The next complete request, NEED_DATA, or CLOSED once the client has closed."""
@@ -641,8 +645,8 @@ class _ClientState:
 class EpmdClient:
     """One client exchange with EPMD (one TCP connection), sans-IO.
 
-    Send :meth:`data_to_send`, feed what arrives to :meth:`receive_data` (``b""`` when EPMD
-    closes) and call :meth:`next_event` until it returns the reply. After the reply it
+    Send :meth:`data_to_send`, feed what arrives to :meth:`receive_data` (and call
+    :meth:`receive_eof` when EPMD closes) and call :meth:`next_event` until it returns the reply. After the reply it
     returns NEED_DATA while the connection stays open (the registration connection must stay
     open: closing it unregisters the node) and CLOSED when EPMD closes it. Bytes after a
     complete reply are a protocol error.
@@ -661,20 +665,21 @@ class EpmdClient:
         return out
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes from EPMD; ``b""`` means EPMD closed the connection."""
+        """Feed bytes from EPMD (empty data is ignored; see :meth:`receive_eof`)."""
         s = self._s
-        if s.eof:
-            if data:
-                raise EpmdProtocolError("data received after EPMD closed the connection")
-            return
         if not data:
-            s.eof = True
             return
+        if s.eof:
+            raise EpmdProtocolError("data received after EPMD closed the connection")
         if s.reply is not None:
             raise EpmdProtocolError(
                 f"EPMD sent {len(data)} unexpected bytes after its {type(s.reply).__name__}"
             )
         s.buf += data
+
+    def receive_eof(self) -> None:
+        """EPMD closed the connection (this ends a NAMES or DUMP reply)."""
+        self._s.eof = True
 
     def next_event(self) -> EpmdReply | NeedData | Closed:
         """The parsed reply (once), then NEED_DATA or CLOSED."""

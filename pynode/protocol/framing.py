@@ -178,7 +178,7 @@ class DistConnection:
     """One connected distribution channel, sans-IO (modeled on h11's Connection).
 
     ``flags`` are the negotiated flags from :class:`~pynode.protocol.handshake.HandshakeComplete`.
-    Feed socket bytes to :meth:`receive_data` (``b""`` at end of stream) and pull events with
+    Feed socket bytes to :meth:`receive_data` (:meth:`receive_eof` at end of stream), pull events with
     :meth:`next_event`; :meth:`send` and :meth:`tick` return bytes for the socket.
 
     Limits: a packet longer than ``max_packet`` and a reassembled message longer than
@@ -218,17 +218,20 @@ class DistConnection:
     # ------------------------------------------------------------------------ receiving
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the socket; ``b""`` means the peer closed the connection."""
+        """Feed bytes from the socket. Empty data is ignored (so an empty
+        ``trailing_data`` is harmless); the end of stream is :meth:`receive_eof`."""
         if data:
             if self._eof:
-                raise RuntimeError("receive_data() after end of stream")
+                raise RuntimeError("receive_data() after receive_eof()")
             buf = self._buf
             if self._pos and self._pos == len(buf):
                 buf.clear()
                 self._pos = 0
             buf += data
-        else:
-            self._eof = True
+
+    def receive_eof(self) -> None:
+        """The peer closed the connection; :class:`ConnectionClosed` follows the last event."""
+        self._eof = True
 
     @property
     def pending_fragments(self) -> int:

@@ -255,13 +255,15 @@ class _Handshake:
         return bytes(self._in)
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the socket; ``b""`` means the peer closed the connection."""
+        """Feed bytes from the socket (empty data is ignored; see :meth:`receive_eof`)."""
         if data:
             if self._eof:
-                raise RuntimeError("receive_data() after end of stream")
+                raise RuntimeError("receive_data() after receive_eof()")
             self._in += data
-        else:
-            self._eof = True
+
+    def receive_eof(self) -> None:
+        """The peer closed the connection."""
+        self._eof = True
 
     def data_to_send(self) -> bytes:
         """Everything queued for the peer since the last call."""

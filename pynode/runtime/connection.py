@@ -56,9 +56,19 @@ async def drive_handshake(
                 ) from None
             except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
                 data = b""
-            hs.receive_data(data)
+            if data:
+                hs.receive_data(data)
+            else:
+                hs.receive_eof()
             continue
         if isinstance(ev, HandshakeFailed):
+            if ev.reason == "closed" and "await_ack" in ev.message:
+                # erl closes without a word when our digest is wrong
+                raise HandshakeError(
+                    "bad_cookie",
+                    "the peer closed the connection after our challenge reply: "
+                    "it did not accept our cookie (wrong cookie?)",
+                )
             out = hs.data_to_send()
             if out:
                 try:
@@ -174,7 +184,10 @@ class Connection:
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 data = b""
             self._last_read = time.monotonic()
-            dist.receive_data(data)
+            if data:
+                dist.receive_data(data)
+            else:
+                dist.receive_eof()
             if self._process():
                 return
 

@@ -64,7 +64,10 @@ async def _exchange(
                         data = await stream.receive(65536)
                     except (anyio.EndOfStream, anyio.BrokenResourceError):
                         data = b""
-                    client.receive_data(data)
+                    if data:
+                        client.receive_data(data)
+                    else:
+                        client.receive_eof()
     except TimeoutError:
         raise EpmdError(f"EPMD at {host}:{port} did not answer within {timeout} s") from None
     except OSError as e:
@@ -122,7 +125,10 @@ async def register(
                         data = await stream.receive(64)
                     except (anyio.EndOfStream, anyio.BrokenResourceError):
                         data = b""
-                    client.receive_data(data)
+                    if data:
+                        client.receive_data(data)
+                    else:
+                        client.receive_eof()
             except BaseException:
                 await stream.aclose()
                 raise

@@ -133,7 +133,7 @@ def test_request_reader_partial_and_pipelined():
     reader.receive_data(data[-1:])
     assert reader.next_request() == NamesRequest()
     assert reader.next_request() is NEED_DATA
-    reader.receive_data(b"")
+    reader.receive_eof()
     assert reader.next_request() is CLOSED
 
 
@@ -148,7 +148,7 @@ def test_request_reader_errors():
         reader.next_request()
     reader = RequestReader()
     reader.receive_data(b"\x00\x05zfo")
-    reader.receive_data(b"")
+    reader.receive_eof()
     with pytest.raises(EpmdProtocolError, match="closed inside"):
         reader.next_request()
     reader = RequestReader()
@@ -206,7 +206,7 @@ def feed_bytewise(client: EpmdClient, data: bytes, *, eof: bool):
         if ev is not NEED_DATA:
             events.append(ev)
     if eof:
-        client.receive_data(b"")
+        client.receive_eof()
         ev = client.next_event()
         events.append(ev)
     return events
@@ -220,7 +220,7 @@ def test_client_alive2_x_resp_in_pieces():
     assert events == [Alive2Response(0, 0xDEADBEEF, True)]
     assert events[0].ok
     assert client.next_event() is NEED_DATA  # the registration connection stays open
-    client.receive_data(b"")
+    client.receive_eof()
     assert client.next_event() is CLOSED
 
 
@@ -261,7 +261,7 @@ def test_client_eof_before_complete_reply():
     client = EpmdClient(PortPlease2Request("x"))
     client.receive_data(b"w\x00\x10")
     assert client.next_event() is NEED_DATA
-    client.receive_data(b"")
+    client.receive_eof()
     with pytest.raises(EpmdProtocolError, match="before a complete reply"):
         client.next_event()
 
@@ -291,7 +291,7 @@ def test_names_parsing_skips_garbage_and_incomplete_lines():
 def test_names_wrong_epmd_port():
     client = EpmdClient(NamesRequest(), epmd_port=4369)
     client.receive_data(encode_names_response(5000, []))
-    client.receive_data(b"")
+    client.receive_eof()
     with pytest.raises(EpmdProtocolError, match="5000"):
         client.next_event()
 
@@ -341,3 +341,15 @@ def test_response_objects_encode():
             StopResponse: parse_stop_response,
         }[type(reply)]
         assert parser(reply.encode()) == reply
+
+
+def test_empty_data_is_ignored():
+    client = EpmdClient(NamesRequest())
+    client.receive_data(b"")
+    assert client.next_event() is NEED_DATA
+    reader = RequestReader()
+    reader.receive_data(b"")
+    assert reader.next_request() is NEED_DATA
+    reader.receive_eof()
+    with pytest.raises(EpmdProtocolError):
+        reader.receive_data(b"\x00")

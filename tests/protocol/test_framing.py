@@ -72,7 +72,7 @@ def test_ticks_and_split_data():
     ]
     rx.receive_data(stream)  # all at once
     assert len(drain(rx)) == 5
-    rx.receive_data(b"")
+    rx.receive_eof()
     assert rx.next_event() == ConnectionClosed(clean=True)
 
 
@@ -80,7 +80,7 @@ def test_eof_inside_a_packet():
     rx = DistConnection(PLAIN)
     rx.receive_data(b"\x00\x00\x00\x09p")
     assert rx.next_event() is NEED_DATA
-    rx.receive_data(b"")
+    rx.receive_eof()
     assert rx.next_event() == ConnectionClosed(clean=False)
     with pytest.raises(RuntimeError):
         rx.next_event()
@@ -327,7 +327,7 @@ def test_eof_inside_a_fragmented_message():
     packets = tx.send_packets(c.Send(P2), b"q" * 1000)
     rx = DistConnection(FRAGS)
     rx.receive_data(packets[0])
-    rx.receive_data(b"")
+    rx.receive_eof()
     assert rx.next_event() == ConnectionClosed(clean=False)
 
 
@@ -355,3 +355,16 @@ def test_no_payload_versus_none():
     ref = Reference("a@host", 1, (1, 2, 3))
     rx.receive_data(tx.send(c.MonitorP(P1, P2, ref)))
     assert rx.next_event().payload is NO_PAYLOAD
+
+
+def test_empty_data_is_not_end_of_stream():
+    # A handshake usually ends with empty trailing_data; feeding it must not close.
+    rx = DistConnection(PLAIN)
+    rx.receive_data(b"")
+    assert rx.next_event() is NEED_DATA
+    rx.receive_data(DistConnection(PLAIN).tick())
+    assert rx.next_event() is TICK
+    rx.receive_eof()
+    assert rx.next_event() == ConnectionClosed(clean=True)
+    with pytest.raises(RuntimeError):
+        rx.receive_data(b"x")

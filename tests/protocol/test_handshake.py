@@ -344,7 +344,7 @@ def test_wrong_cookie_detected_by_acceptor():
     assert b.data_to_send() == b""  # no ack for a bad digest
     with pytest.raises(HandshakeError, match="wrong cookie"):
         b.next_event()
-    a.receive_data(b"")  # b closes the socket
+    a.receive_eof()  # b closes the socket
     assert a.next_event().reason == "closed"
 
 
@@ -489,7 +489,7 @@ def test_eof_mid_handshake():
     a = initiator()
     a.receive_data(b"\x00\x03so")
     assert a.next_event() is NEED_DATA
-    a.receive_data(b"")
+    a.receive_eof()
     ev = a.next_event()
     assert ev.reason == "closed"
     with pytest.raises(HandshakeError):

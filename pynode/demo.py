@@ -1,23 +1,78 @@
-"""The README demo: start a local erl and show pynode talking to it.
+"""The README demo: start a local erl node and show pynode talking to it.
 
 Run with ``python -m pynode.demo``. Needs ``erl`` on PATH (Debian: erlang-nox).
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import sys
+import time
 
-from .term import Atom, Pid, decode, encode
+import anyio
 
-_ERL_SIDE = (
-    "{ok, [Hex]} = io:fread(\"\", \"~s\"), "
-    "T = binary_to_term(binary:decode_hex(list_to_binary(Hex))), "
-    "io:format(\"erl decoded: ~0p~n\", [T]), "
-    "Reply = {self(), erlang:system_info(otp_release), T, #{pi => math:pi()}, <<\"bin\">>}, "
-    "io:format(\"~s~n\", [binary:encode_hex(term_to_binary(Reply))]), halt()."
-)
+from .runtime import Node
+from .term import Atom
+from .term.syntax import format_term
+
+# An erl process registered as 'echo': answers {From, Msg} with {echo, node(), Msg} and
+# {From, nodes} with the nodes erl sees; it also greets whoever asks with a message of its own.
+_ERL_ECHO = """
+Echo = fun Loop() ->
+    receive
+        {From, nodes} -> From ! {nodes, nodes(), nodes(hidden)}, Loop();
+        {From, greet, Name} -> {Name, node(From)} ! {hello_from_erl, self(), node()}, Loop();
+        {From, Msg} -> From ! {echo, node(), Msg}, Loop();
+        stop -> halt()
+    end
+end,
+register(echo, self()),
+Echo().
+"""
+
+
+async def demo(erl: str) -> None:
+    cookie = secrets.token_hex(8)
+    erl_node = f"demo_erl_{secrets.token_hex(3)}@127.0.0.1"
+    print(f"starting {erl_node} ...")
+    proc = subprocess.Popen(
+        [erl, "-name", erl_node, "-setcookie", cookie, "-noshell", "-noinput", "-eval", _ERL_ECHO],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        async with Node("pydemo@127.0.0.1", cookie, listen_host="127.0.0.1") as node:
+            print(f"pynode is {node.name} (hidden), listening on port {node.port}")
+            deadline = time.monotonic() + 30
+            while not await node.ping(erl_node, timeout=2):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("demo: the erl node did not come up")
+                await anyio.sleep(0.2)
+            print(f"net_adm:ping('{erl_node}') from Python -> pong")
+
+            box = node.mailbox("pybox")
+            term = (Atom("hello"), "from Python", [1, 2, 3], {Atom("big"): 2**100}, 3.25)
+            await box.send((Atom("echo"), erl_node), (box.pid, term))
+            reply = await box.receive(timeout=10)
+            print(f"sent {format_term(term)}")
+            print(f"erl replied {format_term(reply)}")
+
+            await box.send((Atom("echo"), erl_node), (box.pid, Atom("nodes")))
+            _, visible, hidden = await box.receive(timeout=10)
+            print(f"erl sees nodes() = {format_term(visible)}, nodes(hidden) = {format_term(hidden)}")
+
+            await box.send((Atom("echo"), erl_node), (box.pid, Atom("greet"), Atom("pybox")))
+            print(f"erl sent to our registered mailbox: {format_term(await box.receive(timeout=10))}")
+
+            await box.send((Atom("echo"), erl_node), Atom("stop"))
+    finally:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    print("done: the erl node stopped")
 
 
 def main() -> int:
@@ -25,21 +80,7 @@ def main() -> int:
     if erl is None:
         print("demo: erl not found; install Erlang (Debian: apt-get install -y erlang-nox)", file=sys.stderr)
         return 1
-    term = (Atom("hello"), "from Python", [1, 2, 3], {Atom("big"): 2**100}, 3.25)
-    print(f"python sends: {term!r}")
-    proc = subprocess.run(
-        [erl, "-noshell", "-start_epmd", "false", "-eval", _ERL_SIDE],
-        input=encode(term).hex() + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    lines = proc.stdout.strip().splitlines()
-    print("\n".join(lines[:-1]))
-    reply = decode(bytes.fromhex(lines[-1]))
-    print(f"python decoded erl's reply: {reply!r}")
-    assert isinstance(reply[0], Pid) and reply[2][0] == term[0]
+    anyio.run(demo, erl)
     return 0
 
 

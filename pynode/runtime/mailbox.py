@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..term import Atom, Pid
+from ..term import Atom, Pid, Reference
 
 if TYPE_CHECKING:
     from .node import Node
@@ -40,6 +40,11 @@ class Mailbox:
         self._arrived = anyio.Event()
         self._closed_reason: Any = None
         self.trap_exit = False
+        """When True, exit signals arrive as ``('EXIT', From, Reason)`` messages."""
+        self.links: dict[Pid, int] = {}  # pid -> 0 (linked) or the id of our pending unlink
+        self.monitors: dict[Reference, Any] = {}  # our monitors: ref -> pid or (name, node)
+        self.monitored_by: dict[Reference, tuple[Pid, Any]] = {}  # ref -> (watcher, as named)
+        self.aliases: set[Reference] = set()
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name else ""
@@ -120,16 +125,75 @@ class Mailbox:
         self.node.register(name, self)
 
     def close(self, reason: Any = _NORMAL) -> None:
-        """Close the mailbox: its pid stops existing, links and monitors fire with ``reason``."""
-        if self._closed_reason is None:
-            self._closed_reason = reason
-            self._arrived.set()
-            self.node._mailbox_closed(self, reason)
+        """End this process with ``reason``: links get exit signals, monitors 'DOWN'."""
+        self.node._close_mailbox(self, reason)
 
     def _closed_by_node(self, reason: Any) -> None:
         if self._closed_reason is None:
             self._closed_reason = reason
             self._arrived.set()
+
+    def _remove_where(self, pred: Callable[[Any], bool]) -> None:
+        self._queue = deque(m for m in self._queue if not pred(m))
+
+    # -- process signals ------------------------------------------------------------------
+    async def link(self, pid: Pid) -> None:
+        """link/1: if either side dies, the other gets an exit signal."""
+        await self.node.link(self, pid)
+
+    async def unlink(self, pid: Pid) -> None:
+        """unlink/1 (the OTP 26 protocol: exits from ``pid`` are dropped until acknowledged)."""
+        await self.node.unlink(self, pid)
+
+    async def monitor(self, target: Any) -> Reference:
+        """monitor(process, Target) for a Pid, a local name or (name, node); returns the ref.
+
+        ``('DOWN', Ref, process, Object, Reason)`` arrives when the target is gone.
+        """
+        return await self.node.monitor(self, target)
+
+    async def demonitor(self, ref: Reference, *, flush: bool = False) -> bool:
+        """demonitor/2; ``flush`` also drops a 'DOWN' message already received."""
+        return await self.node.demonitor(self, ref, flush=flush)
+
+    async def exit(self, pid: Pid, reason: Any) -> None:
+        """exit/2: send an exit signal to ``pid``."""
+        await self.node.exit(self, pid, reason)
+
+    async def monitor_node(self, node: str) -> None:
+        """monitor_node/2: ``{nodedown, Node}`` arrives when the connection goes down."""
+        await self.node.monitor_node(self, node)
+
+    def alias(self) -> Reference:
+        """alias/0: a reference others can send to (ALIAS_SEND) until ``unalias``."""
+        return self.node.alias(self)
+
+    def unalias(self, ref: Reference) -> bool:
+        return self.node.unalias(self, ref)
+
+    async def spawn(
+        self,
+        node: str,
+        module: str,
+        function: str,
+        args: list[Any],
+        *,
+        link: bool = False,
+        timeout: float | None = None,
+    ) -> Pid:
+        """spawn_request of ``module:function(*args)`` on ``node``; the new pid."""
+        pid, _ = await self.node.spawn_request(
+            self, node, module, function, args, link=link, timeout=timeout
+        )
+        return pid
+
+    async def spawn_monitor(
+        self, node: str, module: str, function: str, args: list[Any], *, timeout: float | None = None
+    ) -> tuple[Pid, Reference]:
+        """spawn_monitor on ``node``: the pid and the monitor reference."""
+        return await self.node.spawn_request(
+            self, node, module, function, args, monitor=True, timeout=timeout
+        )
 
     async def __aenter__(self) -> Mailbox:
         return self

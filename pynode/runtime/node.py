@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +16,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from ..protocol import control as C
 from ..protocol.errors import HandshakeError
 from ..protocol.flags import DFlag, default_flags
-from ..protocol.framing import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_PACKET, Message
+from ..protocol.framing import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_PACKET
 from ..protocol.handshake import (
     Acceptor,
     HandshakeComplete,
@@ -28,7 +29,10 @@ from ..term import Atom, Pid, Reference
 from . import epmd as epmd_client
 from .connection import Connection, ConnectionLost, drive_handshake
 from .cookie import read_cookie
+from .iofmt import chars_to_text as _chars_to_text
+from .iofmt import io_lib_format
 from .mailbox import Mailbox
+from .signals import Signals
 
 log = logging.getLogger("pynode.node")
 
@@ -80,7 +84,7 @@ class _Pending:
         self.incoming = anyio.Event()  # set when the peer's own attempt (which won) ends
 
 
-class Node:
+class Node(Signals):
     """A pynode: ``async with Node("py@127.0.0.1", cookie="secret") as node: ...``.
 
     Hidden by default (erl's ``nodes()`` won't list it, ``nodes(hidden)`` will); pass
@@ -107,6 +111,7 @@ class Node:
         max_packet: int = DEFAULT_MAX_PACKET,
         max_message: int = DEFAULT_MAX_MESSAGE,
         fragments: bool = True,
+        atom_cache: bool = True,
         creation: int | None = None,
     ) -> None:
         self.name = Atom(make_node_name(name, longnames=longnames, host=host))
@@ -122,7 +127,7 @@ class Node:
         self.setup_time = setup_time
         self.max_packet = max_packet
         self.max_message = max_message
-        self.flags = default_flags(hidden=hidden, fragments=fragments)
+        self.flags = default_flags(hidden=hidden, fragments=fragments, atom_cache=atom_cache)
         self.creation = creation if creation is not None else secrets.randbelow(0xFFFFFFF0) + 1
         self.port = 0
         self._tg: TaskGroup | None = None
@@ -143,6 +148,8 @@ class Node:
             _REX: self._rex,
         }
         self.pid: Pid  # the node's own pid, the sender of messages sent without a mailbox
+        self.group_leader: Pid  # answers io requests of processes we spawn elsewhere
+        self._init_signals()
 
     def __repr__(self) -> str:
         return f"<Node {self.name} port={self.port} {'hidden' if self.hidden else 'visible'}>"
@@ -189,6 +196,9 @@ class Node:
             self.creation = self._registration.creation or self.creation
             self._tg.start_soon(self._keep_registered, alive)
         self.pid = self._new_pid()
+        gl = self.mailbox()
+        self.group_leader = gl.pid
+        self._tg.start_soon(self._io_server, gl)
         self._tg.start_soon(self._serve, listener)
         self._started = True
         log.info("node %s listening on port %d", self.name, self.port)
@@ -302,7 +312,7 @@ class Node:
     def registered(self) -> list[Atom]:
         return list(self._registered)
 
-    def _mailbox_closed(self, mb: Mailbox, reason: Any) -> None:
+    def _forget_mailbox(self, mb: Mailbox) -> None:
         self._mailboxes.pop(self._key(mb.pid), None)
         if mb.name is not None and self._registered.get(mb.name) is mb:
             del self._registered[mb.name]
@@ -537,6 +547,7 @@ class Node:
     def _connection_down(self, conn: Connection, reason: Any) -> None:
         if self._connections.get(conn.peer) is conn:
             del self._connections[conn.peer]
+            self._connection_signals_down(conn.peer)
             self._emit(("nodedown", conn.peer, reason))
 
     # -- node events ------------------------------------------------------------------------
@@ -561,37 +572,6 @@ class Node:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
 
-    # -- incoming messages ------------------------------------------------------------------
-    def _dispatch(self, conn: Connection, msg: Message) -> None:
-        ctl = msg.control
-        t = type(ctl)
-        if t is C.Send or t is C.SendSender or t is C.SendTT or t is C.SendSenderTT:
-            self._deliver_local(ctl.to_pid, msg.payload)
-        elif t is C.RegSend or t is C.RegSendTT:
-            mb = self._registered.get(ctl.to_name)
-            if mb is not None:
-                mb._deliver(msg.payload)
-            else:
-                handler = self._reg_send_handlers.get(ctl.to_name)
-                if handler is not None:
-                    handler(conn, ctl.from_pid, msg.payload)
-        elif t is C.MonitorP:
-            self._monitor_in(conn, ctl)
-        elif t is C.DemonitorP:
-            pass
-        else:
-            log.debug("ignored %r from %s", ctl, conn.peer)
-
-    def _monitor_in(self, conn: Connection, ctl: C.MonitorP) -> None:
-        target = ctl.to_proc
-        exists = (
-            target in self._reg_send_handlers or target in self._registered
-            if type(target) is Atom
-            else self._is_local(target) and self._key(target) in self._mailboxes
-        )
-        if not exists:
-            conn.send_nowait(C.MonitorPExit(target, ctl.from_pid, ctl.ref, _NOPROC))
-
     # -- net_kernel and rex, as far as a node must answer them ------------------------------
     def _net_kernel(self, conn: Connection, from_pid: Pid, message: Any) -> None:
         # {'$gen_call', {From, Tag}, {is_auth, Node}}: net_adm:ping/1
@@ -612,6 +592,53 @@ class Node:
         if type(message) is tuple and len(message) == 2 and message[1] == Atom("features_request"):
             if type(message[0]) is Pid:
                 conn.send_nowait(C.Send(message[0]), (Atom("features_reply"), self.name, []))
+
+    # -- group leader ---------------------------------------------------------------------
+    async def _io_server(self, gl: Mailbox) -> None:
+        """Answer the io protocol for processes we spawn on other nodes (their group leader),
+        so io:format there never blocks; the text goes to ``self.io_output``."""
+        async for msg in gl:
+            if type(msg) is tuple and len(msg) == 4 and msg[0] == Atom("io_request"):
+                _, from_pid, reply_as, request = msg
+                reply = self._io_request(request)
+                if type(from_pid) is Pid:
+                    try:
+                        await self.send(from_pid, (Atom("io_reply"), reply_as, reply), sender=gl.pid)
+                    except Exception as e:  # the requester's node went away
+                        log.debug("io reply failed: %s", e)
+
+    def _io_request(self, request: Any) -> Any:
+        if type(request) is tuple and request:
+            tag = request[0]
+            if tag == Atom("put_chars"):
+                if len(request) in (4, 5) and request[-3] == Atom("io_lib") and request[-2] == Atom("format"):
+                    # {put_chars, [Enc,] io_lib, format, [Format, Args]}: format it here
+                    fa = request[-1]
+                    if type(fa) is list and len(fa) == 2:
+                        self.io_output(io_lib_format(fa[0], fa[1]))
+                        return Atom("ok")
+                    return (Atom("error"), Atom("enotsup"))
+                if len(request) in (4, 5):  # another M:F:A we cannot apply here
+                    return (Atom("error"), Atom("enotsup"))
+                self.io_output(_chars_to_text(request[-1]))
+                return Atom("ok")
+            if tag == Atom("requests"):
+                for r in request[1]:
+                    res = self._io_request(r)
+                    if res != Atom("ok"):
+                        return res
+                return Atom("ok")
+            if tag in (Atom("get_chars"), Atom("get_line"), Atom("get_until")):
+                return Atom("eof")
+            if tag == Atom("getopts"):
+                return []
+            if tag == Atom("setopts"):
+                return Atom("ok")
+        return (Atom("error"), Atom("request"))
+
+    def io_output(self, text: str) -> None:
+        """Where output of remote processes we spawned goes (default: stdout); replace freely."""
+        sys.stdout.write(text)
 
     # -- ping -------------------------------------------------------------------------------
     async def ping(self, node: str, timeout: float = 10.0) -> bool:
@@ -635,4 +662,5 @@ class Node:
         except (ConnectError, TimeoutError, ConnectionLost) as e:
             log.info("ping %s: pang (%s)", node, e)
             return False
+
 

@@ -1,0 +1,571 @@
+"""Process signals between mailboxes and remote processes: messages, links, monitors, exit
+signals, spawn requests and aliases, with OTP 26+ semantics (UNLINK_ID, EXIT_PAYLOAD).
+
+This is a mixin of :class:`~pynode.runtime.node.Node`; it owns the dispatch of every
+incoming control message and the local side of every signal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..protocol import control as C
+from ..protocol.flags import DFlag
+from ..protocol.framing import Message
+from ..term import Atom, Pid, Reference
+from .connection import Connection
+
+if TYPE_CHECKING:
+    from .mailbox import Mailbox
+    from .node import Node
+
+log = logging.getLogger("pynode.signals")
+
+NORMAL = Atom("normal")
+KILL = Atom("kill")
+KILLED = Atom("killed")
+NOPROC = Atom("noproc")
+NOCONNECTION = Atom("noconnection")
+EXIT_TAG = Atom("EXIT")
+DOWN = Atom("DOWN")
+PROCESS = Atom("process")
+NODEDOWN = Atom("nodedown")
+UNDEF = Atom("undef")
+LINK_OPT = Atom("link")
+MONITOR_OPT = Atom("monitor")
+REPLY_OPT = Atom("reply")
+
+SpawnHandler = Callable[..., Awaitable[Any]]
+
+
+class ProcessExit(Exception):
+    """Raise in a spawned handler to end its process with ``reason`` (like ``exit/1``)."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        super().__init__(f"process exit: {reason!r}")
+
+
+class SpawnError(Exception):
+    """A spawn request was refused; ``reason`` is erl's error atom (badopt, notsup...)."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        super().__init__(f"spawn failed: {reason!r}")
+
+
+class _SpawnWait:
+    __slots__ = ("mailbox", "node", "done", "result", "flags")
+
+    def __init__(self, mailbox: Mailbox, node: Atom) -> None:
+        self.mailbox = mailbox
+        self.node = node
+        self.done = anyio.Event()
+        self.result: Any = None
+        self.flags = 0
+
+
+class Signals:
+    """Mixin: the signal machinery of a Node."""
+
+    # provided by Node
+    name: Atom
+    creation: int
+    _mailboxes: dict[int, Mailbox]
+    _registered: dict[Atom, Mailbox]
+    _connections: dict[Atom, Connection]
+    _reg_send_handlers: dict[Atom, Callable[[Connection, Pid, Any], None]]
+
+    def _init_signals(self) -> None:
+        self._aliases: dict[Reference, Mailbox] = {}
+        self._monitored: dict[Reference, Mailbox] = {}  # incoming monitors -> watched mailbox
+        self._spawn_waits: dict[Reference, _SpawnWait] = {}
+        self._spawn_handlers: dict[tuple[Atom, Atom], SpawnHandler] = {}
+        self._node_monitors: dict[Atom, list[Mailbox]] = {}
+        self._unlink_id = 0
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _local(self, pid: Any) -> Mailbox | None:
+        if type(pid) is not Pid or pid.node != self.name or pid.creation != self.creation:
+            return None
+        return self._mailboxes.get(pid.id | (pid.serial << 32))
+
+    def _resolve(self, proc: Any) -> Mailbox | None:
+        if type(proc) is Pid:
+            return self._local(proc)
+        if isinstance(proc, str):
+            return self._registered.get(Atom(proc))
+        return None
+
+    def _conn_for(self, pid: Pid) -> Connection | None:
+        c = self._connections.get(pid.node)
+        return c if c is not None and c.alive else None
+
+    def _payload_exits(self, conn: Connection) -> bool:
+        return bool(conn.flags & DFlag.EXIT_PAYLOAD)
+
+    # -- outgoing signals -------------------------------------------------------------------
+    def _send_exit(self, from_pid: Pid, to: Pid, reason: Any, *, link: bool) -> None:
+        """An exit signal (from a broken link, or exit/2) to a local or remote process."""
+        mb = self._local(to)
+        if mb is not None:
+            if link:
+                if mb.links.get(from_pid) != 0:
+                    return  # not linked (or unlinking): a link exit is dropped
+                del mb.links[from_pid]
+            self._exit_signal(mb, from_pid, reason, link=link)
+            return
+        if to.node == self.name:
+            return
+        conn = self._conn_for(to)
+        if conn is None:
+            return
+        if self._payload_exits(conn):
+            ctl = C.PayloadExit(from_pid, to) if link else C.PayloadExit2(from_pid, to)
+            conn.send_nowait(ctl, reason)
+        else:
+            conn.send_nowait(C.Exit(from_pid, to, reason) if link else C.Exit2(from_pid, to, reason))
+
+    def _send_down(self, watcher: Pid, ref: Reference, proc: Any, reason: Any) -> None:
+        """Tell ``watcher`` that the process it monitored as ``proc`` (pid or name) is gone."""
+        mb = self._local(watcher)
+        if mb is not None:
+            target = mb.monitors.pop(ref, None)
+            if target is not None:
+                mb._deliver((DOWN, ref, PROCESS, target, reason))
+            return
+        conn = self._conn_for(watcher)
+        if conn is None:
+            return
+        if self._payload_exits(conn):
+            conn.send_nowait(C.PayloadMonitorPExit(proc, watcher, ref), reason)
+        else:
+            conn.send_nowait(C.MonitorPExit(proc, watcher, ref, reason))
+
+    # -- the local side of exit signals -----------------------------------------------------
+    def _exit_signal(self, mb: Mailbox, from_pid: Pid, reason: Any, *, link: bool) -> None:
+        """Apply an exit signal to a mailbox as erts applies it to a process."""
+        if mb.closed:
+            return
+        if not link and reason == KILL and type(reason) is Atom:
+            self._close_mailbox(mb, KILLED)  # exit(Pid, kill) cannot be trapped
+        elif mb.trap_exit:
+            mb._deliver((EXIT_TAG, from_pid, reason))
+        elif reason == NORMAL and type(reason) is Atom:
+            if from_pid == mb.pid:
+                self._close_mailbox(mb, NORMAL)
+        else:
+            self._close_mailbox(mb, reason)
+
+    def _close_mailbox(self, mb: Mailbox, reason: Any) -> None:
+        """A mailbox dies: its links get exit signals, its watchers 'DOWN' messages."""
+        if mb._closed_reason is not None:
+            return
+        mb._closed_by_node(reason)
+        self._forget_mailbox(mb)
+        links, mb.links = mb.links, {}
+        for pid, state in links.items():
+            if state == 0:
+                self._send_exit(mb.pid, pid, reason, link=True)
+        watchers, mb.monitored_by = mb.monitored_by, {}
+        for ref, (watcher, proc) in watchers.items():
+            self._monitored.pop(ref, None)
+            self._send_down(watcher, ref, proc, reason)
+        monitors, mb.monitors = mb.monitors, {}
+        for ref, target in monitors.items():
+            self._demonitor_remote(mb.pid, ref, target)
+        for ref in list(mb.aliases):
+            self._aliases.pop(ref, None)
+        mb.aliases.clear()
+        for lst in self._node_monitors.values():
+            while mb in lst:
+                lst.remove(mb)
+
+    def _forget_mailbox(self, mb: Mailbox) -> None:
+        raise NotImplementedError  # Node
+
+    def _demonitor_remote(self, watcher: Pid, ref: Reference, target: Any) -> None:
+        pid_or_name, node = self._target_parts(target)
+        local = self._resolve(pid_or_name) if node == self.name else None
+        if local is not None:
+            local.monitored_by.pop(ref, None)
+            self._monitored.pop(ref, None)
+            return
+        conn = self._connections.get(node)
+        if conn is not None and conn.alive:
+            conn.send_nowait(C.DemonitorP(watcher, pid_or_name, ref))
+
+    @staticmethod
+    def _target_parts(target: Any) -> tuple[Any, Atom]:
+        if type(target) is Pid:
+            return target, target.node
+        name, node = target
+        return Atom(name), Atom(node)
+
+    # -- the public operations, used by Mailbox ---------------------------------------------
+    async def link(self, mb: Mailbox, pid: Pid) -> None:
+        if pid == mb.pid or mb.links.get(pid) == 0:
+            return
+        other = self._local(pid)
+        if other is not None:
+            mb.links[pid] = 0
+            other.links[mb.pid] = 0
+            return
+        if pid.node == self.name:
+            self._exit_signal(mb, pid, NOPROC, link=True)
+            return
+        try:
+            conn = await self.connect(pid.node)  # type: ignore[attr-defined]
+        except Exception:
+            self._exit_signal(mb, pid, NOCONNECTION, link=True)
+            return
+        mb.links[pid] = 0
+        conn.send_nowait(C.Link(mb.pid, pid))
+
+    async def unlink(self, mb: Mailbox, pid: Pid) -> None:
+        state = mb.links.get(pid)
+        if state is None:
+            return
+        other = self._local(pid)
+        if other is not None:
+            del mb.links[pid]
+            other.links.pop(mb.pid, None)
+            return
+        conn = self._conn_for(pid)
+        if conn is None:
+            del mb.links[pid]
+            return
+        self._unlink_id = (self._unlink_id + 1) & 0xFFFFFFFFFFFFFFFF or 1
+        mb.links[pid] = self._unlink_id  # unlinking: exits from pid are dropped until the ack
+        conn.send_nowait(C.UnlinkId(self._unlink_id, mb.pid, pid))
+
+    async def monitor(self, mb: Mailbox, target: Any) -> Reference:
+        """Monitor a pid, a local name, or (name, node); 'DOWN' arrives in ``mb``."""
+        ref: Reference = self.make_ref()  # type: ignore[attr-defined]
+        if isinstance(target, str):
+            target = (Atom(target), self.name)
+        proc, node = self._target_parts(target)
+        obj = target if type(target) is Pid else (proc, node)
+        mb.monitors[ref] = obj
+        if node == self.name:
+            other = self._resolve(proc)
+            if other is None or other.closed:
+                self._send_down(mb.pid, ref, proc, NOPROC)
+            else:
+                other.monitored_by[ref] = (mb.pid, proc)
+                self._monitored[ref] = other
+            return ref
+        try:
+            conn = await self.connect(node)  # type: ignore[attr-defined]
+        except Exception:
+            self._send_down(mb.pid, ref, proc, NOCONNECTION)
+            return ref
+        conn.send_nowait(C.MonitorP(mb.pid, proc, ref))
+        return ref
+
+    async def demonitor(self, mb: Mailbox, ref: Reference, *, flush: bool = False) -> bool:
+        target = mb.monitors.pop(ref, None)
+        if target is not None:
+            self._demonitor_remote(mb.pid, ref, target)
+        if flush:
+            mb._remove_where(
+                lambda m: type(m) is tuple and len(m) == 5 and m[0] == DOWN and m[1] == ref
+            )
+        return target is not None
+
+    async def exit(self, mb: Mailbox | None, pid: Pid, reason: Any) -> None:
+        """exit(Pid, Reason) from ``mb`` (or from the node itself)."""
+        from_pid = mb.pid if mb is not None else self.pid  # type: ignore[attr-defined]
+        if pid.node != self.name:
+            await self.connect(pid.node)  # type: ignore[attr-defined]
+        self._send_exit(from_pid, pid, reason, link=False)
+
+    def alias(self, mb: Mailbox) -> Reference:
+        ref: Reference = self.make_ref()  # type: ignore[attr-defined]
+        self._aliases[ref] = mb
+        mb.aliases.add(ref)
+        return ref
+
+    def unalias(self, mb: Mailbox, ref: Reference) -> bool:
+        if self._aliases.get(ref) is mb:
+            del self._aliases[ref]
+            mb.aliases.discard(ref)
+            return True
+        return False
+
+    async def monitor_node(self, mb: Mailbox, node: str) -> None:
+        """erlang:monitor_node(Node, true): ``{nodedown, Node}`` arrives when it goes down."""
+        peer = Atom(node)
+        self._node_monitors.setdefault(peer, []).append(mb)
+        try:
+            await self.connect(peer)  # type: ignore[attr-defined]
+        except Exception:
+            lst = self._node_monitors.get(peer, [])
+            if mb in lst:
+                lst.remove(mb)
+            mb._deliver((NODEDOWN, peer))
+
+    async def spawn_request(
+        self,
+        mb: Mailbox,
+        node: str,
+        module: str,
+        function: str,
+        args: list[Any],
+        *,
+        link: bool = False,
+        monitor: bool = False,
+        timeout: float | None = None,
+    ) -> tuple[Pid, Reference]:
+        """erlang:spawn_request/5 and wait for the reply: the new pid and the request ref
+        (which is also the monitor reference when ``monitor`` is set)."""
+        peer = Atom(node)
+        conn = await self.connect(peer)  # type: ignore[attr-defined]
+        if not conn.flags & DFlag.SPAWN:
+            raise SpawnError(Atom("notsup"))
+        req: Reference = self.make_ref()  # type: ignore[attr-defined]
+        wait = _SpawnWait(mb, peer)
+        self._spawn_waits[req] = wait
+        opts: list[Any] = []
+        if link:
+            opts.append(LINK_OPT)
+        if monitor:
+            opts.append(MONITOR_OPT)
+        gl = self.group_leader  # type: ignore[attr-defined]
+        try:
+            conn.send_nowait(
+                C.SpawnRequest(req, mb.pid, gl, Atom(module), Atom(function), len(args), opts),
+                list(args),
+            )
+            with anyio.fail_after(timeout):
+                await wait.done.wait()
+        finally:
+            self._spawn_waits.pop(req, None)
+        if type(wait.result) is not Pid:
+            raise SpawnError(wait.result)
+        return wait.result, req
+
+    def spawn_handler(self, module: str, function: str, handler: SpawnHandler) -> None:
+        """Serve spawn requests for ``module:function``: ``handler(mailbox, *args)`` runs as
+        the new process; returning ends it with reason normal, ProcessExit with its reason."""
+        self._spawn_handlers[(Atom(module), Atom(function))] = handler
+
+    # -- incoming control messages ----------------------------------------------------------
+    def _dispatch(self, conn: Connection, msg: Message) -> None:
+        ctl = msg.control
+        t = type(ctl)
+        if t is C.Send or t is C.SendSender or t is C.SendTT or t is C.SendSenderTT:
+            mb = self._local(ctl.to_pid)
+            if mb is not None:
+                mb._deliver(msg.payload)
+        elif t is C.RegSend or t is C.RegSendTT:
+            mb = self._registered.get(ctl.to_name)
+            if mb is not None:
+                mb._deliver(msg.payload)
+            else:
+                handler = self._reg_send_handlers.get(ctl.to_name)
+                if handler is not None:
+                    handler(conn, ctl.from_pid, msg.payload)
+        else:
+            handler2 = _HANDLERS.get(t)
+            if handler2 is None:
+                log.debug("ignored %r from %s", ctl, conn.peer)
+            else:
+                handler2(self, conn, ctl, msg.payload)
+
+    def _on_link(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        mb = self._local(ctl.to_pid)
+        if mb is None or mb.closed:
+            # erts answers a link to a dead process with a link exit 'noproc'
+            self._send_exit(ctl.to_pid, ctl.from_pid, NOPROC, link=True)
+            return
+        mb.links[ctl.from_pid] = 0
+
+    def _on_unlink_id(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        # the ack goes out before any other signal from us to the sender: send it right now
+        conn.send_nowait(C.UnlinkIdAck(ctl.id, ctl.to_pid, ctl.from_pid))
+        mb = self._local(ctl.to_pid)
+        if mb is not None and mb.links.get(ctl.from_pid) == 0:
+            del mb.links[ctl.from_pid]
+
+    def _on_unlink_id_ack(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        mb = self._local(ctl.to_pid)
+        if mb is not None and mb.links.get(ctl.from_pid) == ctl.id:
+            del mb.links[ctl.from_pid]
+
+    def _on_unlink(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        mb = self._local(ctl.to_pid)
+        if mb is not None:
+            mb.links.pop(ctl.from_pid, None)
+
+    def _on_exit(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        reason = payload if type(ctl) in (C.PayloadExit, C.PayloadExitTT) else ctl.reason
+        mb = self._local(ctl.to_pid)
+        if mb is not None and mb.links.get(ctl.from_pid) == 0:
+            del mb.links[ctl.from_pid]
+            self._exit_signal(mb, ctl.from_pid, reason, link=True)
+
+    def _on_exit2(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        reason = payload if type(ctl) in (C.PayloadExit2, C.PayloadExit2TT) else ctl.reason
+        mb = self._local(ctl.to_pid)
+        if mb is not None:
+            self._exit_signal(mb, ctl.from_pid, reason, link=False)
+
+    def _on_monitor(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        target = ctl.to_proc
+        if type(target) is Atom and target in self._reg_send_handlers and target not in self._registered:
+            return  # a built-in service (net_kernel, rex) never goes down
+        mb = self._resolve(target)
+        if mb is None or mb.closed:
+            self._send_down(ctl.from_pid, ctl.ref, target, NOPROC)
+            return
+        mb.monitored_by[ctl.ref] = (ctl.from_pid, target)
+        self._monitored[ctl.ref] = mb
+
+    def _on_demonitor(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        mb = self._monitored.pop(ctl.ref, None)
+        if mb is not None:
+            mb.monitored_by.pop(ctl.ref, None)
+
+    def _on_monitor_exit(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        reason = payload if type(ctl) is C.PayloadMonitorPExit else ctl.reason
+        mb = self._local(ctl.to_pid)
+        if mb is not None:
+            target = mb.monitors.pop(ctl.ref, None)
+            if target is not None:
+                mb._deliver((DOWN, ctl.ref, PROCESS, target, reason))
+
+    def _on_spawn_reply(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        wait = self._spawn_waits.get(ctl.req_id)
+        result = ctl.result
+        if wait is None or wait.mailbox.closed:
+            if type(result) is Pid and ctl.flags & C.SPAWN_REPLY_FLAG_LINK:
+                self._send_exit(ctl.to_pid, result, NOPROC if wait is None else KILLED, link=True)
+            return
+        mb = wait.mailbox
+        if type(result) is Pid:
+            if ctl.flags & C.SPAWN_REPLY_FLAG_LINK:
+                mb.links[result] = 0
+            if ctl.flags & C.SPAWN_REPLY_FLAG_MONITOR:
+                mb.monitors[ctl.req_id] = result
+        wait.result = result
+        wait.flags = ctl.flags
+        wait.done.set()
+
+    def _on_spawn_request(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        args = payload if type(payload) is list else []
+        link = monitor = False
+        reply = Atom("yes")
+        for opt in ctl.opts:
+            if opt == LINK_OPT:
+                link = True
+            elif opt == MONITOR_OPT:
+                monitor = True
+            elif type(opt) is tuple and len(opt) == 2 and opt[0] == REPLY_OPT:
+                reply = opt[1]
+        mb: Mailbox = self.mailbox()  # type: ignore[attr-defined]
+        flags = 0
+        if link:
+            mb.links[ctl.from_pid] = 0
+            flags |= C.SPAWN_REPLY_FLAG_LINK
+        if monitor:
+            mb.monitored_by[ctl.req_id] = (ctl.from_pid, mb.pid)
+            self._monitored[ctl.req_id] = mb
+            flags |= C.SPAWN_REPLY_FLAG_MONITOR
+        if reply in (Atom("yes"), Atom("success_only")):
+            conn.send_nowait(C.SpawnReply(ctl.req_id, ctl.from_pid, flags, mb.pid))
+        handler = self._spawn_handlers.get((ctl.module, ctl.function))
+        if handler is None or len(args) != ctl.arity:
+            # what erl does: the process starts and dies with undef
+            self._close_mailbox(mb, (UNDEF, [(ctl.module, ctl.function, args, [])]))
+            return
+        self._tg.start_soon(self._run_process, mb, handler, args)  # type: ignore[attr-defined]
+
+    async def _run_process(self, mb: Mailbox, handler: SpawnHandler, args: list[Any]) -> None:
+        reason: Any = NORMAL
+        try:
+            await handler(mb, *args)
+        except ProcessExit as e:
+            reason = e.reason
+        except Exception as e:
+            log.exception("spawned handler %r failed", handler)
+            reason = python_error_reason(e)
+        self._close_mailbox(mb, reason)
+
+    def _on_alias_send(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        mb = self._aliases.get(ctl.alias)
+        if mb is not None:
+            mb._deliver(payload)
+
+    def _on_altact(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        to = ctl.to
+        if ctl.flags & C.ALTACT_FLAG_EXIT:
+            mb = self._aliases.get(to) if type(to) is Reference else self._resolve(to)
+            if mb is not None:
+                self._exit_signal(mb, ctl.sender, payload, link=False)
+            return
+        if type(to) is Reference:
+            mb = self._aliases.get(to)
+        else:
+            mb = self._resolve(to)
+        if mb is not None:
+            mb._deliver(payload)
+
+    def _connection_signals_down(self: Node, peer: Atom) -> None:  # type: ignore[misc]
+        """Fire every link and monitor over the lost connection with ``noconnection``."""
+        for mb in list(self._mailboxes.values()):
+            for pid in [p for p in mb.links if p.node == peer]:
+                state = mb.links.pop(pid)
+                if state == 0:
+                    self._exit_signal(mb, pid, NOCONNECTION, link=True)
+            for ref, target in list(mb.monitors.items()):
+                if (target.node if type(target) is Pid else target[1]) == peer:
+                    del mb.monitors[ref]
+                    mb._deliver((DOWN, ref, PROCESS, target, NOCONNECTION))
+            for ref, (watcher, _proc) in list(mb.monitored_by.items()):
+                if watcher.node == peer:
+                    del mb.monitored_by[ref]
+                    self._monitored.pop(ref, None)
+        for req, wait in list(self._spawn_waits.items()):
+            if wait.node == peer:
+                wait.result = NOCONNECTION
+                wait.done.set()
+                self._spawn_waits.pop(req, None)
+        for mb in self._node_monitors.pop(peer, []):
+            mb._deliver((NODEDOWN, peer))
+
+
+def python_error_reason(exc: BaseException) -> Any:
+    """An Erlang-shaped reason for a Python exception: {python_error, Type, Message}."""
+    return (Atom("python_error"), type(exc).__name__.encode(), str(exc).encode("utf-8", "replace"))
+
+
+_HANDLERS: dict[type, Callable[[Any, Connection, Any, Any], None]] = {
+    C.Link: Signals._on_link,
+    C.UnlinkId: Signals._on_unlink_id,
+    C.UnlinkIdAck: Signals._on_unlink_id_ack,
+    C.Unlink: Signals._on_unlink,
+    C.Exit: Signals._on_exit,
+    C.ExitTT: Signals._on_exit,
+    C.PayloadExit: Signals._on_exit,
+    C.PayloadExitTT: Signals._on_exit,
+    C.Exit2: Signals._on_exit2,
+    C.Exit2TT: Signals._on_exit2,
+    C.PayloadExit2: Signals._on_exit2,
+    C.PayloadExit2TT: Signals._on_exit2,
+    C.MonitorP: Signals._on_monitor,
+    C.DemonitorP: Signals._on_demonitor,
+    C.MonitorPExit: Signals._on_monitor_exit,
+    C.PayloadMonitorPExit: Signals._on_monitor_exit,
+    C.SpawnReply: Signals._on_spawn_reply,
+    C.SpawnReplyTT: Signals._on_spawn_reply,
+    C.SpawnRequest: Signals._on_spawn_request,
+    C.SpawnRequestTT: Signals._on_spawn_request,
+    C.AliasSend: Signals._on_alias_send,
+    C.AliasSendTT: Signals._on_alias_send,
+    C.AltactSigSend: Signals._on_altact,
+}

@@ -7,8 +7,31 @@ from .cookie import CookieError, read_cookie
 from .epmd import EpmdError, names, port_please
 from .mailbox import Mailbox, MailboxClosed
 from .node import ConnectError, Node, NodeError
+from .rpc import (
+    CallError,
+    ErlangError,
+    ErlangExit,
+    ErlangThrow,
+    GenServer,
+    NoConnection,
+    RemoteError,
+    RpcError,
+    RpcTimeout,
+)
+from .signals import ProcessExit, SpawnError
 
 __all__ = [
+    "CallError",
+    "ErlangError",
+    "ErlangExit",
+    "ErlangThrow",
+    "GenServer",
+    "NoConnection",
+    "ProcessExit",
+    "RemoteError",
+    "RpcError",
+    "RpcTimeout",
+    "SpawnError",
     "ConnectError",
     "Connection",
     "ConnectionLost",

@@ -185,15 +185,18 @@ class Mailbox:
         pid, _ = await self.node.spawn_request(
             self, node, module, function, args, link=link, timeout=timeout
         )
+        assert pid is not None
         return pid
 
     async def spawn_monitor(
         self, node: str, module: str, function: str, args: list[Any], *, timeout: float | None = None
     ) -> tuple[Pid, Reference]:
         """spawn_monitor on ``node``: the pid and the monitor reference."""
-        return await self.node.spawn_request(
+        pid, ref = await self.node.spawn_request(
             self, node, module, function, args, monitor=True, timeout=timeout
         )
+        assert pid is not None
+        return pid, ref
 
     async def __aenter__(self) -> Mailbox:
         return self

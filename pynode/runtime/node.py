@@ -27,11 +27,13 @@ from ..protocol.handshake import (
 )
 from ..term import Atom, Pid, Reference
 from . import epmd as epmd_client
+from . import rpc as _rpc
 from .connection import Connection, ConnectionLost, drive_handshake
 from .cookie import read_cookie
 from .iofmt import chars_to_text as _chars_to_text
 from .iofmt import io_lib_format
 from .mailbox import Mailbox
+from .rpc import GenServer, RpcServer
 from .signals import Signals
 
 log = logging.getLogger("pynode.node")
@@ -143,13 +145,15 @@ class Node(Signals):
         self._event_streams: list[Any] = []
         self._registration: epmd_client.Registration | None = None
         self._started = False
+        self.rpc_server = RpcServer(self)
         self._reg_send_handlers: dict[Atom, Callable[[Connection, Pid, Any], None]] = {
             _NET_KERNEL: self._net_kernel,
-            _REX: self._rex,
+            _REX: self.rpc_server.rex,
         }
         self.pid: Pid  # the node's own pid, the sender of messages sent without a mailbox
         self.group_leader: Pid  # answers io requests of processes we spawn elsewhere
         self._init_signals()
+        self.spawn_handler("erpc", "execute_call", self.rpc_server.execute_call)
 
     def __repr__(self) -> str:
         return f"<Node {self.name} port={self.port} {'hidden' if self.hidden else 'visible'}>"
@@ -356,8 +360,16 @@ class Node(Signals):
                 raise NodeError(f"no process registered as {dest!r} on {self.name}")
             mb._deliver(message)
             return
-        if type(dest) is Reference:
-            raise NodeError("sending to an alias needs a connection: use send_alias")
+        if type(dest) is Reference:  # an alias (OTP 24+)
+            if dest.node == self.name:
+                mb = self._aliases.get(dest)
+                if mb is not None:
+                    mb._deliver(message)
+                return
+            conn = await self.connect(dest.node)
+            if conn.flags & DFlag.ALIAS:
+                await conn.send(C.AliasSend(sender or self.pid, dest), message)
+            return
         raise TypeError(f"cannot send to {dest!r}")
 
     # -- connections ------------------------------------------------------------------------
@@ -587,27 +599,79 @@ class Node(Signals):
             if type(request) is tuple and request and request[0] == _IS_AUTH and type(caller) is Pid:
                 conn.send_nowait(C.Send(caller), (tag, _YES))
 
-    def _rex(self, conn: Connection, from_pid: Pid, message: Any) -> None:
-        # visible peers ask which rpc features we have
-        if type(message) is tuple and len(message) == 2 and message[1] == Atom("features_request"):
-            if type(message[0]) is Pid:
-                conn.send_nowait(C.Send(message[0]), (Atom("features_reply"), self.name, []))
+    # -- RPC and gen_server ---------------------------------------------------------------
+    async def rpc(
+        self,
+        node: str,
+        module: str,
+        function: str,
+        args: list[Any] | tuple[Any, ...] = (),
+        *,
+        timeout: float | None = None,
+        capture_output: bool = False,
+    ) -> Any:
+        """``erpc:call(Node, M, F, A, Timeout)``; raises RemoteError, RpcTimeout, NoConnection.
+
+        With ``capture_output`` returns ``(value, printed_text)``.
+        """
+        return await _rpc.rpc(
+            self, node, module, function, args, timeout=timeout, capture_output=capture_output
+        )
+
+    async def cast(self, node: str, module: str, function: str, args: list[Any] | tuple[Any, ...] = ()) -> None:
+        """``erpc:cast/4``: fire and forget."""
+        await _rpc.cast(self, node, module, function, args)
+
+    async def multicall(
+        self, nodes: list[str], module: str, function: str, args: list[Any] | tuple[Any, ...] = (),
+        *, timeout: float | None = None,
+    ) -> list[tuple[str, Any]]:
+        """``erpc:multicall``: ``('ok', Value)`` or ``('error', exception)`` per node."""
+        return await _rpc.multicall(self, nodes, module, function, args, timeout=timeout)
+
+    async def call(self, dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
+        """``gen_server:call(Dest, Request, Timeout)``; raises CallError or RpcTimeout."""
+        return await _rpc.gen_call(self, dest, request, timeout)
+
+    async def gen_cast(self, dest: Any, request: Any) -> None:
+        """``gen_server:cast(Dest, Request)``."""
+        await _rpc.gen_cast(self, dest, request)
+
+    def expose(self, module: str, function: str | None = None) -> Callable[[Any], Any]:
+        """Decorator: serve a Python function to erl as ``module:function`` (sync or async)."""
+
+        def register(fn: Any) -> Any:
+            self.rpc_server.register(module, function or fn.__name__, fn)
+            return fn
+
+        return register
+
+    def expose_module(self, pymodule: Any, name: str | None = None) -> list[str]:
+        """Serve every public function of a Python module; returns their names."""
+        return self.rpc_server.register_module(pymodule, name)
+
+    def start_server(self, server: GenServer, name: str | None = None) -> Mailbox:
+        """Run a :class:`GenServer` in its own mailbox (registered as ``name``)."""
+        mb = self.mailbox(name)
+        assert self._tg is not None
+        self._tg.start_soon(server.serve, self, mb)
+        return mb
 
     # -- group leader ---------------------------------------------------------------------
-    async def _io_server(self, gl: Mailbox) -> None:
+    async def _io_server(self, gl: Mailbox, output: Callable[[str], None] | None = None) -> None:
         """Answer the io protocol for processes we spawn on other nodes (their group leader),
-        so io:format there never blocks; the text goes to ``self.io_output``."""
+        so io:format there never blocks; the text goes to ``output`` or ``self.io_output``."""
         async for msg in gl:
             if type(msg) is tuple and len(msg) == 4 and msg[0] == Atom("io_request"):
                 _, from_pid, reply_as, request = msg
-                reply = self._io_request(request)
+                reply = self._io_request(request, output or self.io_output)
                 if type(from_pid) is Pid:
                     try:
                         await self.send(from_pid, (Atom("io_reply"), reply_as, reply), sender=gl.pid)
                     except Exception as e:  # the requester's node went away
                         log.debug("io reply failed: %s", e)
 
-    def _io_request(self, request: Any) -> Any:
+    def _io_request(self, request: Any, output: Callable[[str], None]) -> Any:
         if type(request) is tuple and request:
             tag = request[0]
             if tag == Atom("put_chars"):
@@ -615,16 +679,16 @@ class Node(Signals):
                     # {put_chars, [Enc,] io_lib, format, [Format, Args]}: format it here
                     fa = request[-1]
                     if type(fa) is list and len(fa) == 2:
-                        self.io_output(io_lib_format(fa[0], fa[1]))
+                        output(io_lib_format(fa[0], fa[1]))
                         return Atom("ok")
                     return (Atom("error"), Atom("enotsup"))
                 if len(request) in (4, 5):  # another M:F:A we cannot apply here
                     return (Atom("error"), Atom("enotsup"))
-                self.io_output(_chars_to_text(request[-1]))
+                output(_chars_to_text(request[-1]))
                 return Atom("ok")
             if tag == Atom("requests"):
                 for r in request[1]:
-                    res = self._io_request(r)
+                    res = self._io_request(r, output)
                     if res != Atom("ok"):
                         return res
                 return Atom("ok")
@@ -635,6 +699,15 @@ class Node(Signals):
             if tag == Atom("setopts"):
                 return Atom("ok")
         return (Atom("error"), Atom("request"))
+
+    def capture_group_leader(self) -> tuple[Pid, list[str], Mailbox]:
+        """A fresh group leader whose output is collected in the returned list (close the
+        mailbox when done); for rpc with captured output."""
+        gl = self.mailbox()
+        out: list[str] = []
+        assert self._tg is not None
+        self._tg.start_soon(self._io_server, gl, out.append)
+        return gl.pid, out, gl
 
     def io_output(self, text: str) -> None:
         """Where output of remote processes we spawned goes (default: stdout); replace freely."""

@@ -320,7 +320,9 @@ class Signals:
         link: bool = False,
         monitor: bool = False,
         timeout: float | None = None,
-    ) -> tuple[Pid, Reference]:
+        group_leader: Pid | None = None,
+        reply: bool = True,
+    ) -> tuple[Pid | None, Reference]:
         """erlang:spawn_request/5 and wait for the reply: the new pid and the request ref
         (which is also the monitor reference when ``monitor`` is set)."""
         peer = Atom(node)
@@ -335,12 +337,16 @@ class Signals:
             opts.append(LINK_OPT)
         if monitor:
             opts.append(MONITOR_OPT)
-        gl = self.group_leader  # type: ignore[attr-defined]
+        # {reply, ...} is the requester's own option: erts always sends SPAWN_REPLY, and
+        # with reply=False we just do not wait for it (it is dropped when it comes)
+        gl = group_leader or self.group_leader  # type: ignore[attr-defined]
         try:
             conn.send_nowait(
                 C.SpawnRequest(req, mb.pid, gl, Atom(module), Atom(function), len(args), opts),
                 list(args),
             )
+            if not reply:
+                return None, req
             with anyio.fail_after(timeout):
                 await wait.done.wait()
         finally:

@@ -1,0 +1,484 @@
+"""RPC both ways (erpc and the legacy rex protocol) and gen_server calls.
+
+Out: ``rpc`` spawns erpc:execute_call/4 on the peer with a monitor, as erpc:call does, and
+falls back to rex for peers without SPAWN. In: Python callables registered by module and
+function name answer erpc:call / rpc:call and the rex protocol; Python exceptions become
+Erlang errors whose stack is the Python traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..protocol import control as C
+from ..protocol.flags import DFlag
+from ..term import Atom, ImproperList, Pid, Reference
+from .connection import Connection
+from .signals import DOWN, KILL, NOCONNECTION, ProcessExit, SpawnError
+
+if TYPE_CHECKING:
+    from .mailbox import Mailbox
+    from .node import Node
+
+log = logging.getLogger("pynode.rpc")
+
+RETURN = Atom("return")
+THROW = Atom("throw")
+EXIT = Atom("exit")
+ERROR = Atom("error")
+UNDEF = Atom("undef")
+BADRPC = Atom("badrpc")
+REX = Atom("rex")
+CALL = Atom("call")
+CAST = Atom("cast")
+GEN_CALL = Atom("$gen_call")
+GEN_CAST = Atom("$gen_cast")
+ALIAS = Atom("alias")
+ERPC = Atom("erpc")
+EXECUTE_CALL = Atom("execute_call")
+
+
+class RpcError(Exception):
+    """An RPC did not return a value."""
+
+
+class RemoteError(RpcError):
+    """The remote call raised: ``cls`` is throw, exit or error; ``stack`` is erl's stacktrace
+    (for error), as erpc:call reports it."""
+
+    def __init__(self, cls: Atom, reason: Any, stack: Any = None) -> None:
+        self.cls = cls
+        self.reason = reason
+        self.stack = stack if stack is not None else []
+        from ..term.syntax import format_term
+
+        super().__init__(f"{cls}: {format_term(reason)}")
+
+
+class RpcTimeout(RpcError, TimeoutError):
+    """No answer within the timeout (the remote process was killed, as erpc does)."""
+
+
+class NoConnection(RpcError):
+    """The connection to the node was lost or could not be made (erpc's noconnection)."""
+
+
+class CallError(RpcError):
+    """gen_server:call failed: the server died (``reason``) or was not there (noproc)."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        from ..term.syntax import format_term
+
+        super().__init__(f"call failed: {format_term(reason)}")
+
+
+class ErlangThrow(Exception):
+    """Raise in a Python RPC function to make the caller see ``throw(Term)``."""
+
+    def __init__(self, term: Any) -> None:
+        self.term = term
+        super().__init__(repr(term))
+
+
+class ErlangExit(Exception):
+    """Raise in a Python RPC function to make the caller see ``exit(Reason)``."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        super().__init__(repr(reason))
+
+
+class ErlangError(Exception):
+    """Raise in a Python RPC function to make the caller see ``error(Reason)``."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        super().__init__(repr(reason))
+
+
+# -- calling out ---------------------------------------------------------------------------------
+
+
+def _result(down_reason: Any, res_ref: Reference) -> Any:
+    r = down_reason
+    if type(r) is tuple and len(r) >= 3 and r[0] == res_ref:
+        if r[1] == RETURN:
+            return r[2]
+        if r[1] == ERROR and len(r) == 4:
+            raise RemoteError(ERROR, r[2], r[3])
+        if r[1] in (THROW, EXIT):
+            raise RemoteError(r[1], r[2])
+    if r == NOCONNECTION:
+        raise NoConnection("the connection to the node went down during the call")
+    raise RemoteError(EXIT, r)
+
+
+async def rpc(
+    node: Node,
+    peer: str,
+    module: str,
+    function: str,
+    args: list[Any] | tuple[Any, ...] = (),
+    *,
+    timeout: float | None = None,
+    capture_output: bool = False,
+) -> Any:
+    """Call ``module:function(*args)`` on ``peer`` and return its value (erpc:call/5).
+
+    With ``capture_output`` the result is ``(value, text)``: what the call printed through
+    its group leader (like erl_call -fetch_stdout).
+    """
+    from .node import ConnectError
+
+    try:
+        conn = await node.connect(peer)
+    except ConnectError as e:
+        raise NoConnection(str(e)) from e
+    if not conn.flags & DFlag.SPAWN:
+        if capture_output:
+            raise RpcError(f"{peer} does not support spawn_request; cannot capture output")
+        return await _rex_call(node, peer, module, function, list(args), timeout)
+    mb = node.mailbox()
+    gl: Pid | None = None
+    out: list[str] = []
+    gl_mb = None
+    if capture_output:
+        gl, out, gl_mb = node.capture_group_leader()
+    res_ref = node.make_ref()
+    try:
+        try:
+            pid, ref = await node.spawn_request(
+                mb,
+                peer,
+                "erpc",
+                "execute_call",
+                [res_ref, Atom(module), Atom(function), list(args)],
+                monitor=True,
+                timeout=timeout,
+                group_leader=gl,
+            )
+        except SpawnError as e:
+            if e.reason == NOCONNECTION:
+                raise NoConnection("the connection to the node went down during the call") from e
+            raise RpcError(f"spawn of erpc:execute_call/4 on {peer} failed: {e.reason}") from e
+        except TimeoutError:
+            raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
+        try:
+            down = await mb.receive(
+                timeout=timeout,
+                match=lambda m: type(m) is tuple and len(m) == 5 and m[0] == DOWN and m[1] == ref,
+            )
+        except TimeoutError:
+            await node.demonitor(mb, ref)
+            assert pid is not None
+            node._send_exit(mb.pid, pid, KILL, link=False)
+            raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
+        value = _result(down[4], res_ref)
+        if capture_output:
+            # io requests were answered before the process ended; the text is all here
+            return value, "".join(out)
+        return value
+    finally:
+        mb.close()
+        if gl_mb is not None:
+            gl_mb.close()
+
+
+async def _rex_call(
+    node: Node, peer: str, module: str, function: str, args: list[Any], timeout: float | None
+) -> Any:
+    """The legacy way (ei, JInterface): {Self, {call, M, F, A, GL}} to rex."""
+    mb = node.mailbox()
+    try:
+        await node.send(
+            (REX, peer),
+            (mb.pid, (CALL, Atom(module), Atom(function), args, node.group_leader)),
+            sender=mb.pid,
+        )
+        try:
+            reply = await mb.receive(
+                timeout=timeout, match=lambda m: type(m) is tuple and len(m) == 2 and m[0] == REX
+            )
+        except TimeoutError:
+            raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
+    finally:
+        mb.close()
+    result = reply[1]
+    if type(result) is tuple and len(result) == 2 and result[0] == BADRPC:
+        r = result[1]
+        if type(r) is tuple and len(r) == 2 and r[0] == Atom("EXIT"):
+            raise RemoteError(EXIT, r[1])
+        if r == Atom("nodedown"):
+            raise NoConnection(f"{peer} is down")
+        raise RemoteError(ERROR, r)
+    return result
+
+
+async def cast(node: Node, peer: str, module: str, function: str, args: list[Any] | tuple[Any, ...] = ()) -> None:
+    """erpc:cast/4: run ``module:function(*args)`` on ``peer``; no answer, no waiting."""
+    conn = await node.connect(peer)
+    if not conn.flags & DFlag.SPAWN:
+        await node.send((REX, peer), (GEN_CAST, (CAST, Atom(module), Atom(function), list(args), node.group_leader)))
+        return
+    mb = node.mailbox()
+    try:
+        await node.spawn_request(
+            mb, peer, "erlang", "apply", [Atom(module), Atom(function), list(args)], reply=False
+        )
+    finally:
+        mb.close()
+
+
+async def multicall(
+    node: Node,
+    peers: list[str],
+    module: str,
+    function: str,
+    args: list[Any] | tuple[Any, ...] = (),
+    *,
+    timeout: float | None = None,
+) -> list[tuple[str, Any]]:
+    """erpc:multicall: one ``('ok', value)`` or ``('error', exception)`` per peer, in order."""
+    results: list[tuple[str, Any]] = [("error", RpcTimeout("no answer"))] * len(peers)
+
+    async def one(i: int, peer: str) -> None:
+        try:
+            results[i] = ("ok", await rpc(node, peer, module, function, args, timeout=timeout))
+        except RpcError as e:
+            results[i] = ("error", e)
+
+    async with anyio.create_task_group() as tg:
+        for i, peer in enumerate(peers):
+            tg.start_soon(one, i, peer)
+    return results
+
+
+# -- gen_server ------------------------------------------------------------------------------------
+
+
+async def gen_call(node: Node, dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
+    """gen_server:call/3 to a pid, a local name, or (name, node); the reply comes to an alias
+    as OTP 24+ servers send it (older servers reply to the pid, which works too)."""
+    mb = node.mailbox()
+    try:
+        mref = await mb.monitor(dest)
+        alias = mb.alias()
+        tag = ImproperList([ALIAS], alias)
+        try:
+            await node.send(dest, (GEN_CALL, (mb.pid, tag), request), sender=mb.pid)
+        except Exception as e:
+            raise CallError(Atom("noproc")) from e
+
+        def match(m: Any) -> bool:
+            return type(m) is tuple and (
+                (len(m) == 2 and m[0] == tag) or (len(m) == 5 and m[0] == DOWN and m[1] == mref)
+            )
+
+        try:
+            reply = await mb.receive(timeout=timeout, match=match)
+        except TimeoutError:
+            raise RpcTimeout(f"gen_server call to {dest!r} timed out after {timeout} s") from None
+        if len(reply) == 5:
+            reason = reply[4]
+            if reason == NOCONNECTION:
+                raise CallError((Atom("nodedown"), _node_of(dest)))
+            raise CallError(reason)
+        return reply[1]
+    finally:
+        mb.close()
+
+
+def _node_of(dest: Any) -> Any:
+    if type(dest) is Pid:
+        return dest.node
+    if type(dest) is tuple:
+        return dest[1]
+    return Atom("nonode@nohost")
+
+
+async def gen_cast(node: Node, dest: Any, request: Any) -> None:
+    """gen_server:cast/2."""
+    try:
+        await node.send(dest, (GEN_CAST, request))
+    except Exception as e:  # cast never fails in Erlang
+        log.debug("cast to %r dropped: %s", dest, e)
+
+
+async def gen_reply(node: Node, from_: Any, reply: Any) -> None:
+    """gen_server:reply/2 for a ``From`` tuple, to the alias when the caller used one."""
+    pid, tag = from_
+    if type(tag) is ImproperList and tag.items == (ALIAS,) and type(tag.tail) is Reference:
+        await node.send(tag.tail, (tag, reply))
+    else:
+        await node.send(pid, (tag, reply))
+
+
+class GenServer:
+    """A Python gen_server: override ``handle_call`` / ``handle_cast`` / ``handle_info``.
+
+    ``handle_call`` returns the reply (sync or async); raising ends the server, as a crash
+    would in Erlang, and the caller sees the reason.
+    """
+
+    node: Node
+    mailbox: Mailbox
+
+    async def handle_call(self, request: Any, from_: tuple[Pid, Any]) -> Any:
+        raise ErlangExit((Atom("bad_call"), request))
+
+    async def handle_cast(self, request: Any) -> None:
+        return None
+
+    async def handle_info(self, message: Any) -> None:
+        return None
+
+    async def serve(self, node: Node, mailbox: Mailbox) -> None:
+        """The receive loop; run it in a task (``node.start_server`` does)."""
+        self.node = node
+        self.mailbox = mailbox
+        reason: Any = Atom("normal")
+        try:
+            async for msg in mailbox:
+                if type(msg) is tuple and len(msg) == 3 and msg[0] == GEN_CALL and type(msg[1]) is tuple:
+                    reply = await _maybe_await(self.handle_call(msg[2], msg[1]))
+                    await gen_reply(node, msg[1], reply)
+                elif type(msg) is tuple and len(msg) == 2 and msg[0] == GEN_CAST:
+                    await _maybe_await(self.handle_cast(msg[1]))
+                else:
+                    await _maybe_await(self.handle_info(msg))
+        except ErlangExit as e:
+            reason = e.reason
+        except Exception as e:
+            log.exception("gen_server %r crashed", self)
+            reason = _error_reason(e)
+        mailbox.close(reason)
+
+
+async def _maybe_await(x: Any) -> Any:
+    if inspect.isawaitable(x):
+        return await x
+    return x
+
+
+# -- serving calls in ------------------------------------------------------------------------------
+
+
+def _python_stack(exc: BaseException) -> list[Any]:
+    """The traceback as an Erlang stacktrace: [{Module, Function, Arity, [{file, F}, {line, L}]}]."""
+    stack = []
+    for fs in reversed(traceback.extract_tb(exc.__traceback__)):
+        module = fs.filename.rsplit("/", 1)[-1].removesuffix(".py")
+        stack.append(
+            (Atom(module), Atom(fs.name), 0, [(Atom("file"), list(fs.filename.encode())), (Atom("line"), fs.lineno or 0)])
+        )
+    return stack
+
+
+def _error_reason(exc: BaseException) -> Any:
+    return (Atom("python_error"), type(exc).__name__.encode(), str(exc).encode("utf-8", "replace"))
+
+
+class RpcServer:
+    """Python functions served to Erlang under module/function names."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.functions: dict[tuple[Atom, Atom], Callable[..., Any]] = {}
+
+    def register(self, module: str, function: str, fn: Callable[..., Any]) -> None:
+        self.functions[(Atom(module), Atom(function))] = fn
+
+    def register_module(self, pymodule: ModuleType, name: str | None = None) -> list[str]:
+        """Serve every public function of ``pymodule`` (as module ``name``); their names."""
+        mod = name or pymodule.__name__.rsplit(".", 1)[-1]
+        served = []
+        for attr, fn in vars(pymodule).items():
+            if not attr.startswith("_") and inspect.isfunction(fn) and fn.__module__ == pymodule.__name__:
+                self.register(mod, attr, fn)
+                served.append(attr)
+        return served
+
+    async def apply(self, module: Any, function: Any, args: list[Any]) -> tuple[Atom, Any, Any]:
+        """Run a registered function: (return, Value, _) or (Class, Reason, Stack)."""
+        fn = self.functions.get((module, function)) if type(args) is list else None
+        if fn is None:
+            return ERROR, UNDEF, [(module, function, args, [])]
+        try:
+            value = await _maybe_await(fn(*args))
+        except ErlangThrow as e:
+            return THROW, e.term, []
+        except ErlangExit as e:
+            return EXIT, e.reason, []
+        except ErlangError as e:
+            return ERROR, e.reason, _python_stack(e)
+        except TypeError as e:
+            if _is_arity_error(e, fn):
+                return ERROR, UNDEF, [(module, function, args, [])]
+            return ERROR, _error_reason(e), _python_stack(e)
+        except Exception as e:
+            return ERROR, _error_reason(e), _python_stack(e)
+        return RETURN, value, None
+
+    async def execute_call(self, mb: Mailbox, ref: Any, module: Any, function: Any, args: Any) -> None:
+        """erpc:execute_call/4 as a spawned process: its exit reason carries the result."""
+        cls, value, stack = await self.apply(module, function, args)
+        if cls == RETURN:
+            raise ProcessExit((ref, RETURN, value))
+        if cls == ERROR:
+            raise ProcessExit((ref, ERROR, value, stack))
+        raise ProcessExit((ref, cls, value))
+
+    def rex(self, conn: Connection, from_pid: Pid, message: Any) -> None:
+        """rex: {From, {call, M, F, A, GL}}, $gen_call/$gen_cast forms, features_request."""
+        node = self.node
+        if type(message) is not tuple:
+            return
+        if len(message) == 2 and message[1] == Atom("features_request") and type(message[0]) is Pid:
+            conn.send_nowait(C.Send(message[0]), (Atom("features_reply"), node.name, [ERPC]))
+            return
+        if len(message) == 2 and type(message[0]) is Pid and type(message[1]) is tuple:
+            req = message[1]
+            if len(req) == 5 and req[0] == CALL:
+                node._tg.start_soon(self._rex_call, message[0], None, req)  # type: ignore[union-attr]
+            return
+        if len(message) == 3 and message[0] == GEN_CALL and type(message[1]) is tuple:
+            req = message[2]
+            if type(req) is tuple and len(req) == 5 and req[0] == CALL:
+                node._tg.start_soon(self._rex_call, None, message[1], req)  # type: ignore[union-attr]
+            return
+        if len(message) == 2 and message[0] == GEN_CAST and type(message[1]) is tuple:
+            req = message[1]
+            if len(req) == 5 and req[0] == CAST:
+                node._tg.start_soon(self.apply, req[1], req[2], req[3])  # type: ignore[union-attr]
+
+    async def _rex_call(self, pid: Pid | None, from_: Any, req: tuple[Any, ...]) -> None:
+        cls, value, stack = await self.apply(req[1], req[2], req[3])
+        if cls == RETURN:
+            result = value
+        elif cls == THROW:
+            result = value  # rpc:call returns a thrown term as the value
+        elif cls == EXIT:
+            result = (BADRPC, (Atom("EXIT"), value))
+        else:
+            result = (BADRPC, (Atom("EXIT"), (value, stack)))
+        try:
+            if pid is not None:
+                await self.node.send(pid, (REX, result))
+            else:
+                await gen_reply(self.node, from_, result)
+        except Exception as e:
+            log.debug("rex reply dropped: %s", e)
+
+
+def _is_arity_error(e: TypeError, fn: Callable[..., Any]) -> bool:
+    tb = e.__traceback__
+    # raised by the call itself (no frame inside fn): wrong number of arguments
+    return tb is not None and tb.tb_next is None and "argument" in str(e)

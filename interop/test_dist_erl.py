@@ -242,3 +242,16 @@ def test_epmd_names_cli_tool(epmd: Epmd, erl_node: StartErl) -> None:
             return out
 
     anyio.run(main)
+
+
+async def test_dynamic_name_from_erl_for_us(epmd: Epmd, erl_node: StartErl) -> None:
+    """We ask erl (NAME_ME) for our name, as erl_call -R does."""
+    erl = erl_node()
+    async with Node(None, erl.cookie, dynamic=True, host="127.0.0.1", epmd_port=epmd.port, listen_host="127.0.0.1") as node:
+        assert not node.has_name
+        assert await node.ping(erl.name)
+        assert node.has_name and node.name.endswith("@127.0.0.1") and not node.name.startswith("undefined")
+        assert node.name in await erl_run(erl, "nodes(hidden).")
+        assert await node.rpc(erl.name, "erlang", "node", []) == erl.name
+        sender = await erl_run(erl, "self().")
+        assert isinstance(sender, Pid)

@@ -115,8 +115,17 @@ class Node(Signals):
         fragments: bool = True,
         atom_cache: bool = True,
         creation: int | None = None,
+        dynamic: bool = False,
     ) -> None:
-        self.name = Atom(make_node_name(name, longnames=longnames, host=host))
+        self.dynamic = dynamic
+        """Ask the first peer for our name (NAME_ME, like erl -name undefined / erl_call -R)."""
+        if dynamic:
+            if name is not None and "@" in name:
+                host = name.partition("@")[2]
+            self.name = Atom(f"undefined@{host or _host_name(bool(longnames))}")
+            epmd = False
+        else:
+            self.name = Atom(make_node_name(name, longnames=longnames, host=host))
         self._cookie = cookie
         self.hidden = hidden
         self.listen_host = listen_host
@@ -153,6 +162,7 @@ class Node(Signals):
         self.pid: Pid  # the node's own pid, the sender of messages sent without a mailbox
         self.group_leader: Pid  # answers io requests of processes we spawn elsewhere
         self._init_signals()
+        self._naming_lock: Any = None  # an anyio.Lock, made in __aenter__
         self.spawn_handler("erpc", "execute_call", self.rpc_server.execute_call)
 
     def __repr__(self) -> str:
@@ -167,6 +177,7 @@ class Node(Signals):
     # -- lifetime ---------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
         _ = self.cookie  # fail early on an unreadable cookie file
+        self._naming_lock = anyio.Lock()
         self._tg_cm = anyio.create_task_group()
         self._tg = await self._tg_cm.__aenter__()
         try:
@@ -199,13 +210,24 @@ class Node(Signals):
             )
             self.creation = self._registration.creation or self.creation
             self._tg.start_soon(self._keep_registered, alive)
-        self.pid = self._new_pid()
-        gl = self.mailbox()
-        self.group_leader = gl.pid
-        self._tg.start_soon(self._io_server, gl)
+        if not self.dynamic:
+            self._named()
         self._tg.start_soon(self._serve, listener)
         self._started = True
         log.info("node %s listening on port %d", self.name, self.port)
+
+    def _named(self) -> None:
+        """The node has its name: make its own pid and group leader."""
+        self.pid = self._new_pid()
+        gl = self.mailbox()
+        self.group_leader = gl.pid
+        assert self._tg is not None
+        self._tg.start_soon(self._io_server, gl)
+
+    @property
+    def has_name(self) -> bool:
+        """False for a dynamic node until a peer has named it."""
+        return not (self.dynamic and self.name.startswith("undefined@"))
 
     async def _listen(self) -> Any:
         spec = self._port_spec
@@ -288,6 +310,8 @@ class Node(Signals):
     # -- mailboxes --------------------------------------------------------------------------
     def mailbox(self, name: str | None = None) -> Mailbox:
         """A new mailbox (a new pid), registered under ``name`` if given."""
+        if not self.has_name:
+            raise NodeError("a dynamic node has no name until it connects: connect first")
         mb = Mailbox(self, self._new_pid())
         self._mailboxes[self._key(mb.pid)] = mb
         if name is not None:
@@ -418,7 +442,11 @@ class Node(Signals):
     async def _dial(self, peer: Atom, pending: _Pending) -> None:
         try:
             try:
-                await self._dial_inner(peer)
+                if self.has_name:
+                    await self._dial_inner(peer)
+                else:
+                    async with self._naming_lock:  # one NAME_ME at a time; then named dials
+                        await self._dial_inner(peer)
             except HandshakeError as e:
                 if e.reason != "nok":
                     raise
@@ -453,13 +481,15 @@ class Node(Signals):
         except (OSError, TimeoutError) as e:
             raise ConnectError(f"cannot reach {peer} at {addr[0]}:{addr[1]}: {e}") from None
         try:
+            name_me = not self.has_name
             hs = Initiator(
-                this_node=self.name,
+                this_node=self.name.partition("@")[2] if name_me else self.name,
                 peer_node=peer,
                 cookie=self.cookie,
                 flags=self.flags,
                 creation=self.creation,
                 version=version,
+                name_me=name_me,
             )
 
             async def on_event(ev: Any) -> None:
@@ -472,6 +502,11 @@ class Node(Signals):
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
             raise
+        if not self.has_name:
+            self.name = Atom(done.this_node)
+            self.creation = done.this_creation
+            self._named()
+            log.info("%s named us %s", peer, self.name)
         conn = self._start_connection(peer, stream, done, hs.trailing_data)
         assert self._tg is not None
         self._tg.start_soon(conn.run)
@@ -491,6 +526,8 @@ class Node(Signals):
         await listener.serve(handle, task_group=self._tg)
 
     async def _accept(self, stream: ByteStream) -> None:
+        if not self.has_name:
+            return  # a dynamic node takes no connections before it is named
         hs = Acceptor(this_node=self.name, cookie=self.cookie, flags=self.flags, creation=self.creation)
 
         async def on_event(ev: Any) -> None:
@@ -718,6 +755,7 @@ class Node(Signals):
         """``net_adm:ping/1``: True (pong) when ``node`` answers, False (pang) otherwise."""
         try:
             with anyio.fail_after(timeout):
+                await self.connect(node)
                 mb = self.mailbox()
                 try:
                     ref = self.make_ref()
@@ -735,5 +773,3 @@ class Node(Signals):
         except (ConnectError, TimeoutError, ConnectionLost) as e:
             log.info("ping %s: pang (%s)", node, e)
             return False
-
-

@@ -1,0 +1,126 @@
+"""RPC round trips and CLI cold start, pynode beside erl, in one run.
+
+    .venv/bin/python benchmarks/rpc.py [--quick]
+
+Prints one table: rpc round-trip p50/p99 (pynode -> erl, erl -> pynode, erl -> erl) and the
+cold start of one call from a shell: `pynode rpc`, `erl_call -a 'erlang node'`, and
+`erl -noshell -eval` doing the same rpc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from interop.erlnode import Epmd, ErlNode  # noqa: E402
+from interop.otp import otp25  # noqa: E402
+from pynode.runtime import Node  # noqa: E402
+from pynode.term import Atom  # noqa: E402
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+async def py_to_erl(node: Node, erl: ErlNode, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await node.rpc(erl.name, "erlang", "abs", [-1])
+        times.append((time.perf_counter() - t0) * 1e6)
+    return times
+
+
+def erl_rtt(erl: ErlNode, target: str, module: str, fn: str, n: int) -> list[float]:
+    """Round trips timed inside erl: erpc:call to ``target``."""
+    us = erl.run(
+        """
+        [begin T0 = erlang:monotonic_time(microsecond),
+               _ = erpc:call(Target, M, F, [-1]),
+               erlang:monotonic_time(microsecond) - T0 end || _ <- lists:seq(1, N)].
+        """,
+        Target=Atom(target),
+        M=Atom(module),
+        F=Atom(fn),
+        N=n,
+    )
+    return [float(x) for x in us]
+
+
+def cold(cmd: list[str], env: dict[str, str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} failed: {r.stderr.strip()[:300]}")
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="few iterations (a smoke run)")
+    opts = ap.parse_args()
+    n = 200 if opts.quick else 3000
+    runs = 2 if opts.quick else 10
+    otp = otp25()
+    epmd = Epmd(otp)
+    cookie = secrets.token_hex(8)
+    erl_a = ErlNode(otp, epmd, cookie=cookie)
+    erl_b = ErlNode(otp, epmd, cookie=cookie)
+    rows: list[tuple[str, str, str]] = []
+    try:
+
+        async def run() -> None:
+            async with Node("bench_rpc@127.0.0.1", cookie, epmd_port=epmd.port, listen_host="127.0.0.1") as node:
+                node.expose("py", "abs")(abs)
+                await node.rpc(erl_a.name, "erlang", "abs", [-1])  # connect, warm up
+                out = await py_to_erl(node, erl_a, n)
+                rows.append(("rpc pynode -> erl (us)", f"{pct(out, .5):.0f} / {pct(out, .99):.0f}", "p50 / p99"))
+                inn = await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, node.name, "py", "abs", n))
+                rows.append(("rpc erl -> pynode (us)", f"{pct(inn, .5):.0f} / {pct(inn, .99):.0f}", "p50 / p99"))
+                ee = await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", n))
+                rows.append(("rpc erl -> erl (us)", f"{pct(ee, .5):.0f} / {pct(ee, .99):.0f}", "p50 / p99"))
+
+        anyio.run(run)
+        env = {**os.environ, "ERL_EPMD_PORT": str(epmd.port)}
+        pynode_cmd = [sys.executable, "-m", "pynode", "rpc", erl_a.name, "erlang:node/0", "--cookie", cookie,
+                      "--epmd-port", str(epmd.port)]
+        rows.append(("cold: pynode rpc (ms)", f"{cold(pynode_cmd, env, runs):.0f}", "median"))
+        erl_call = (glob.glob("/usr/lib/erlang/lib/erl_interface-*/bin/erl_call") or ["erl_call"])[0]
+        rows.append((
+            "cold: erl_call -a (ms)",
+            f"{cold([erl_call, '-n', erl_a.name, '-c', cookie, '-a', 'erlang node'], env, runs):.0f}",
+            "median",
+        ))
+        eval_cmd = [otp.erl, "-noshell", "-name", f"b{secrets.token_hex(3)}@127.0.0.1", "-setcookie", cookie,
+                    "-hidden", "-eval", f"io:format(\"~p~n\", [erpc:call('{erl_a.name}', erlang, node, [])]), halt()."]
+        rows.append(("cold: erl -noshell -eval (ms)", f"{cold(eval_cmd, env, runs):.0f}", "median"))
+    finally:
+        for e in (erl_a, erl_b):
+            e.kill()
+            e.close()
+        epmd.kill()
+    w = max(len(r[0]) for r in rows)
+    print(f"{'workload':<{w}} | {'value':>12} | measure   (n={n} calls, {runs} cold runs; {os.cpu_count()} cores)")
+    print("-" * (w + 30))
+    for name, value, what in rows:
+        print(f"{name:<{w}} | {value:>12} | {what}")
+
+
+if __name__ == "__main__":
+    main()

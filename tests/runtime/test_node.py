@@ -121,7 +121,10 @@ async def test_tick_timeout_on_silent_peer() -> None:
 
 async def _handshake_raw(node: Node, name: str = "raw@127.0.0.1") -> tuple[anyio.abc.SocketStream, HandshakeComplete]:
     stream = await anyio.connect_tcp("127.0.0.1", node.port)
-    hs = Initiator(this_node=name, peer_node=node.name, cookie="c", flags=default_flags(hidden=True), creation=7)
+    hs = Initiator(
+        this_node=name, peer_node=node.name, cookie="c",
+        flags=default_flags(hidden=True, fragments=True), creation=7,
+    )
     await stream.send(hs.data_to_send())
     while True:
         ev = hs.next_event()
@@ -153,6 +156,9 @@ BAD_PACKETS = [
         id="unknown-control-op",
     ),
     pytest.param(struct.pack(">I", 3) + b"p\x83\x61", id="truncated-term"),
+    pytest.param(  # a continuation fragment of a sequence that never started
+        struct.pack(">I", 19) + b"\x83\x46" + struct.pack(">QQ", 77, 1) + b"x", id="broken-fragments"
+    ),
 ]
 
 

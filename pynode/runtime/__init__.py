@@ -6,7 +6,7 @@ from .connection import Connection, ConnectionLost
 from .cookie import CookieError, read_cookie
 from .epmd import EpmdError, names, port_please
 from .mailbox import Mailbox, MailboxClosed
-from .node import ConnectError, Node, NodeError
+from .node import AuthError, ConnectError, ConnectTimeout, Node, NodeError
 from .rpc import (
     CallError,
     ErlangError,
@@ -21,6 +21,8 @@ from .rpc import (
 from .signals import ProcessExit, SpawnError
 
 __all__ = [
+    "AuthError",
+    "ConnectTimeout",
     "CallError",
     "ErlangError",
     "ErlangExit",

@@ -56,6 +56,14 @@ class ConnectError(NodeError):
     """A connection to another node could not be set up (unreachable, refused, bad cookie)."""
 
 
+class AuthError(ConnectError):
+    """The peer and we do not share the cookie (the handshake digests did not match)."""
+
+
+class ConnectTimeout(ConnectError, TimeoutError):
+    """Setting up the connection took longer than allowed."""
+
+
 def _host_name(longnames: bool) -> str:
     if longnames:
         fqdn = socket.getfqdn()
@@ -116,8 +124,11 @@ class Node(Signals):
         atom_cache: bool = True,
         creation: int | None = None,
         dynamic: bool = False,
+        io_output: Callable[[str], None] | None = None,
     ) -> None:
         self.dynamic = dynamic
+        if io_output is not None:
+            self.io_output = io_output  # type: ignore[method-assign]
         """Ask the first peer for our name (NAME_ME, like erl -name undefined / erl_call -R)."""
         if dynamic:
             if name is not None and "@" in name:
@@ -421,7 +432,14 @@ class Node(Signals):
             raise ConnectError("a node does not connect to itself")
         if address is not None:
             self.add_address(peer, *address)
-        with anyio.fail_after(timeout if timeout is not None else self.setup_time * 4 + 10):
+        limit = timeout if timeout is not None else self.setup_time * 4 + 10
+        try:
+            return await self._connect_within(peer, limit)
+        except TimeoutError:
+            raise ConnectTimeout(f"cannot connect to {peer}: no connection within {limit} s") from None
+
+    async def _connect_within(self, peer: Atom, limit: float) -> Connection:
+        with anyio.fail_after(limit):
             while True:
                 conn = self._connections.get(peer)
                 if conn is not None and conn.alive:
@@ -437,7 +455,9 @@ class Node(Signals):
                 if conn is not None and conn.alive:
                     return conn
                 if pending.error is not None:
-                    raise ConnectError(f"cannot connect to {peer}: {pending.error}") from pending.error
+                    err = pending.error
+                    cls = AuthError if isinstance(err, HandshakeError) and err.reason == "bad_cookie" else ConnectError
+                    raise cls(f"cannot connect to {peer}: {err}") from err
 
     async def _dial(self, peer: Atom, pending: _Pending) -> None:
         try:
@@ -747,7 +767,7 @@ class Node(Signals):
         return gl.pid, out, gl
 
     def io_output(self, text: str) -> None:
-        """Where output of remote processes we spawned goes (default: stdout); replace freely."""
+        """Where output of remote processes we spawned goes: stdout unless ``Node(io_output=...)``."""
         sys.stdout.write(text)
 
     # -- ping -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Run with ``python -m pynode.demo``. Needs ``erl`` on PATH (Debian: erlang-nox).
 from __future__ import annotations
 
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,16 @@ Echo().
 """
 
 
+def _cli(*args: str) -> None:
+    """Run the pynode command as a user would and show it."""
+    print(f"$ pynode {shlex.join(args)}")
+    r = subprocess.run([sys.executable, "-m", "pynode", *args], capture_output=True, text=True, timeout=60)
+    out = (r.stdout + r.stderr).rstrip()
+    print(out if out else f"(exit {r.returncode})")
+    if r.returncode != 0:
+        print(f"(exit code {r.returncode})")
+
+
 async def demo(erl: str) -> None:
     cookie = secrets.token_hex(8)
     erl_node = f"demo_erl_{secrets.token_hex(3)}@127.0.0.1"
@@ -50,6 +61,21 @@ async def demo(erl: str) -> None:
                     raise SystemExit("demo: the erl node did not come up")
                 await anyio.sleep(0.2)
             print(f"net_adm:ping('{erl_node}') from Python -> pong")
+
+            print("\n-- the pynode command --")
+            await anyio.to_thread.run_sync(lambda: _cli("rpc", erl_node, "erlang:node/0", "--cookie", cookie))
+            await anyio.to_thread.run_sync(
+                lambda: _cli("rpc", erl_node, "lists:seq(1, 10)", "--cookie", cookie)
+            )
+            await anyio.to_thread.run_sync(
+                lambda: _cli("eval", erl_node, "X = 6, {X * 7, node()}.", "--cookie", cookie)
+            )
+            await anyio.to_thread.run_sync(
+                lambda: _cli("rpc", erl_node, "erlang:error(oops)", "--cookie", cookie)
+            )
+            await anyio.to_thread.run_sync(lambda: _cli("names"))
+
+            print("\n-- the Python API --")
 
             box = node.mailbox("pybox")
             term = (Atom("hello"), "from Python", [1, 2, 3], {Atom("big"): 2**100}, 3.25)

@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""Distribution benchmark: pynode <-> erl against erl <-> erl on the same machine.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/dist.py            # full run, under a minute
+    .venv/bin/python benchmarks/dist.py --quick    # smoke run, a few seconds
+
+It starts a private EPMD and two distributed erl nodes (OTP from ``erl`` on PATH), A and B,
+and a hidden pynode node. B hosts the peer processes (sinks, echo, sender); the workloads run
+once from pynode towards B and once from erl node A towards B, with the same message shapes
+and counts. A's side is a compiled module (not erl_eval), timed with erlang:monotonic_time;
+pynode's side is timed with time.perf_counter.
+
+Workloads (small message = ``{event, 12345, <<32 bytes>>, [1,2,3]}``):
+
+(a) send: small messages to a process registered on B (``{Name, B} ! Msg``); from the
+    first send until the sink's ``{got_all, N}`` reply arrives.
+(b) receive: a process on B, given ``go``, sends N small messages to ``{Name, Here}``; from
+    sending ``go`` until the N-th message is received.
+(c) echo: ``Echo ! {self(), Msg}``, wait for ``Msg`` back, sequentially; p50 and p99 of the
+    round trip (after a warm-up).
+(d) 1 MiB binaries sent to a process registered on B, which counts bytes and replies when it
+    has them all; MB/s (10^6 bytes).
+
+Each workload first runs a short warm-up (not timed). The ratio column is pynode/erl: for
+throughput, below 1 means pynode is slower; for latency, above 1 means pynode is slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import secrets
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import anyio  # noqa: E402
+
+import pynode.term as pt  # noqa: E402
+from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
+from interop.otp import otp25  # noqa: E402
+from pynode.runtime import Mailbox, Node  # noqa: E402
+from pynode.term import Atom, Pid  # noqa: E402
+
+MIB = 1024 * 1024
+
+# ---------------------------------------------------------------------------------------------
+# The Erlang side: compiled and loaded into both erl nodes.
+
+ERL_MODULE = "pynode_dist_bench"
+ERL_SOURCE = r"""
+-module(pynode_dist_bench).
+-export([sink/3, byte_sink/3, sender/3, echo/0,
+         run/2, a_send/4, a_recv/3, a_echo/4, a_bytes/4]).
+
+%% ---- services on node B (used by pynode and by node A alike) ----------------------------
+
+%% A process registered as Name that takes N messages, tells Owner and ends.
+sink(Name, N, Owner) ->
+    Pid = spawn(fun() -> sink_loop(N, Owner) end),
+    true = register(Name, Pid),
+    Pid.
+
+sink_loop(0, Owner) -> Owner ! {got_all, 0};
+sink_loop(N, Owner) -> sink_count(N, N, Owner).
+
+sink_count(0, N, Owner) -> Owner ! {got_all, N};
+sink_count(K, N, Owner) -> receive _ -> sink_count(K - 1, N, Owner) end.
+
+%% A process registered as Name that sums byte_size of binaries up to Total, then tells Owner.
+byte_sink(Name, Total, Owner) ->
+    Pid = spawn(fun() -> byte_loop(0, Total, Owner) end),
+    true = register(Name, Pid),
+    Pid.
+
+byte_loop(Got, Total, Owner) when Got >= Total -> Owner ! {got_all, Got};
+byte_loop(Got, Total, Owner) ->
+    receive B when is_binary(B) -> byte_loop(Got + byte_size(B), Total, Owner) end.
+
+%% A process that, given go, sends N copies of Msg to Dest (a pid or {Name, Node}).
+sender(Dest, N, Msg) ->
+    spawn(fun() -> receive go -> send_loop(N, Dest, Msg) end end).
+
+send_loop(0, _Dest, _Msg) -> ok;
+send_loop(N, Dest, Msg) -> Dest ! Msg, send_loop(N - 1, Dest, Msg).
+
+%% {From, Msg} -> From ! Msg, until stop.
+echo() -> spawn(fun echo_loop/0).
+
+echo_loop() ->
+    receive
+        {From, Msg} -> From ! Msg, echo_loop();
+        stop -> ok
+    end.
+
+%% ---- the measuring side on node A (pynode's role) ----------------------------------------
+
+%% Run F(Args) in a fresh process (clean mailbox and heap) and return its value.
+run(F, Args) ->
+    Parent = self(),
+    {Pid, Ref} = spawn_monitor(fun() -> Parent ! {self(), apply(?MODULE, F, Args)} end),
+    receive
+        {Pid, Result} -> erlang:demonitor(Ref, [flush]), Result;
+        {'DOWN', Ref, process, Pid, Reason} -> error({bench_failed, F, Reason})
+    end.
+
+ns(T0, T1) -> erlang:convert_time_unit(T1 - T0, native, nanosecond).
+
+%% (a) N small messages to {Name, B}; ns from the first send to B's got_all.
+a_send(B, Name, N, Msg) ->
+    _ = rpc:call(B, ?MODULE, sink, [Name, N, self()]),
+    T0 = erlang:monotonic_time(),
+    send_loop(N, {Name, B}, Msg),
+    receive {got_all, N} -> ok end,
+    T1 = erlang:monotonic_time(),
+    ns(T0, T1).
+
+%% (b) a sender on B sends N small messages to {Name, A}; ns from go to the N-th message.
+a_recv(B, N, Msg) ->
+    Name = pynode_dist_bench_inbox,
+    true = register(Name, self()),
+    Sender = rpc:call(B, ?MODULE, sender, [{Name, node()}, N, Msg]),
+    T0 = erlang:monotonic_time(),
+    Sender ! go,
+    recv_loop(N),
+    T1 = erlang:monotonic_time(),
+    unregister(Name),
+    ns(T0, T1).
+
+recv_loop(0) -> ok;
+recv_loop(N) -> receive _ -> recv_loop(N - 1) end.
+
+%% (c) Warm sequential round trips, then Count timed ones; the list of round trips in ns.
+a_echo(B, Warm, Count, Msg) ->
+    Echo = rpc:call(B, ?MODULE, echo, []),
+    _ = echo_times(Warm, Echo, Msg, []),
+    Times = echo_times(Count, Echo, Msg, []),
+    Echo ! stop,
+    Times.
+
+echo_times(0, _Echo, _Msg, Acc) -> lists:reverse(Acc);
+echo_times(K, Echo, Msg, Acc) ->
+    T0 = erlang:monotonic_time(),
+    Echo ! {self(), Msg},
+    receive Msg -> ok end,
+    T1 = erlang:monotonic_time(),
+    echo_times(K - 1, Echo, Msg, [ns(T0, T1) | Acc]).
+
+%% (d) Count binaries of Size bytes to {Name, B}; ns from the first send to B's got_all.
+a_bytes(B, Name, Count, Size) ->
+    Bin = binary:copy(<<7>>, Size),
+    Total = Count * Size,
+    _ = rpc:call(B, ?MODULE, byte_sink, [Name, Total, self()]),
+    T0 = erlang:monotonic_time(),
+    send_loop(Count, {Name, B}, Bin),
+    receive {got_all, Total} -> ok end,
+    T1 = erlang:monotonic_time(),
+    ns(T0, T1).
+"""
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C while a child process starts, so it is never started without being recorded
+    for the clean-up; the interrupt is raised once the block is done."""
+    got: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda *_: got.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if got and old is not signal.SIG_IGN:
+        raise KeyboardInterrupt
+
+
+def load_module(erl: ErlNode, path: str) -> None:
+    erl.run(
+        "F = unicode:characters_to_list(P),"
+        " {ok, M, Bin} = compile:file(F, [binary, report_errors]),"
+        " {module, M} = code:load_binary(M, F, Bin), ok.",
+        P=path,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters and results
+
+
+@dataclass(frozen=True)
+class Counts:
+    small: int  # (a) and (b)
+    echo: int  # (c) timed round trips
+    echo_warm: int
+    big: int  # (d) number of 1 MiB binaries
+    big_size: int = MIB
+
+    def warm(self) -> Counts:
+        return Counts(
+            max(1, self.small // 10),
+            max(1, self.echo // 10),
+            1,
+            max(1, self.big // 10),
+            self.big_size,
+        )
+
+
+FULL = Counts(small=100_000, echo=5_000, echo_warm=500, big=1_000)
+QUICK = Counts(small=5_000, echo=500, echo_warm=50, big=20)
+
+SMALL_MSG = (Atom("event"), 12345, bytes(range(32)), [1, 2, 3])
+
+
+@dataclass
+class Row:
+    name: str
+    unit: str
+    py: float | None = None
+    erl: float | None = None
+
+
+def percentile(samples: list[int], p: float) -> float:
+    """Nearest-rank percentile (the same for both sides)."""
+    s = sorted(samples)
+    k = max(0, math.ceil(p / 100 * len(s)) - 1)
+    return s[k]
+
+
+async def erl_run(erl: ErlNode, text: str, **bindings: Any) -> Any:
+    """Evaluate in erl from a worker thread, so the pynode node keeps serving meanwhile."""
+    return await anyio.to_thread.run_sync(lambda: erl.run(text, **bindings), abandon_on_cancel=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# pynode side
+
+
+class PySide:
+    def __init__(self, node: Node, b: ErlNode) -> None:
+        self.node = node
+        self.b = b
+        self.mb: Mailbox = node.mailbox("pynode_dist_bench_inbox")
+        self.timeout = 120.0
+
+    async def send_small(self, n: int) -> float:
+        """(a) msgs/s."""
+        mb, b = self.mb, self.b
+        name = Atom(unique("sink"))
+        await erl_run(b, "pynode_dist_bench:sink(Name, N, Owner).", Name=name, N=n, Owner=mb.pid)
+        dest = (name, b.name)
+        msg = SMALL_MSG
+        send = mb.send
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await send(dest, msg)
+        reply = await mb.receive(timeout=self.timeout)
+        t1 = time.perf_counter()
+        assert reply == (Atom("got_all"), n), reply
+        return n / (t1 - t0)
+
+    async def recv_small(self, n: int) -> float:
+        """(b) msgs/s."""
+        mb, b = self.mb, self.b
+        sender = await erl_run(
+            b,
+            "pynode_dist_bench:sender(Dest, N, Msg).",
+            Dest=(mb.name, self.node.name),
+            N=n,
+            Msg=SMALL_MSG,
+        )
+        assert isinstance(sender, Pid)
+        receive = mb.receive
+        t0 = time.perf_counter()
+        await mb.send(sender, Atom("go"))
+        with anyio.fail_after(self.timeout):
+            for _ in range(n):
+                await receive()
+        t1 = time.perf_counter()
+        return n / (t1 - t0)
+
+    async def echo(self, warm: int, count: int) -> list[int]:
+        """(c) round trips in ns."""
+        mb, b = self.mb, self.b
+        echo = await erl_run(b, "pynode_dist_bench:echo().")
+        assert isinstance(echo, Pid)
+        msg = SMALL_MSG
+        out = (mb.pid, msg)
+        times: list[int] = []
+        clock = time.perf_counter_ns
+        with anyio.fail_after(self.timeout):
+            for i in range(warm + count):
+                t0 = clock()
+                await mb.send(echo, out)
+                back = await mb.receive()
+                t1 = clock()
+                if i >= warm:
+                    times.append(t1 - t0)
+        await mb.send(echo, Atom("stop"))
+        assert back == msg, back
+        return times
+
+    async def send_big(self, count: int, size: int) -> float:
+        """(d) MB/s."""
+        mb, b = self.mb, self.b
+        name = Atom(unique("bytes"))
+        total = count * size
+        await erl_run(
+            b, "pynode_dist_bench:byte_sink(Name, T, Owner).", Name=name, T=total, Owner=mb.pid
+        )
+        dest = (name, b.name)
+        blob = bytes([7]) * size
+        t0 = time.perf_counter()
+        for _ in range(count):
+            await mb.send(dest, blob)
+        reply = await mb.receive(timeout=self.timeout)
+        t1 = time.perf_counter()
+        assert reply == (Atom("got_all"), total), reply
+        return total / (t1 - t0) / 1e6
+
+
+# ---------------------------------------------------------------------------------------------
+# erl A -> erl B side
+
+
+class ErlSide:
+    def __init__(self, a: ErlNode, b: ErlNode) -> None:
+        self.a = a
+        self.b = b
+
+    async def _run(self, fun: str, *args: Any) -> Any:
+        return await erl_run(
+            self.a, "pynode_dist_bench:run(F, Args).", F=Atom(fun), Args=[self.b.name, *args]
+        )
+
+    async def send_small(self, n: int) -> float:
+        ns = await self._run("a_send", Atom(unique("sink")), n, SMALL_MSG)
+        return n / (ns / 1e9)
+
+    async def recv_small(self, n: int) -> float:
+        ns = await self._run("a_recv", n, SMALL_MSG)
+        return n / (ns / 1e9)
+
+    async def echo(self, warm: int, count: int) -> list[int]:
+        return await self._run("a_echo", warm, count, SMALL_MSG)
+
+    async def send_big(self, count: int, size: int) -> float:
+        ns = await self._run("a_bytes", Atom(unique("bytes")), count, size)
+        return count * size / (ns / 1e9) / 1e6
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+
+
+def fmt(v: float | None, unit: str) -> str:
+    if v is None:
+        return "n/a"
+    if unit == "us":
+        return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+    return f"{v:,.0f}" if v >= 100 else f"{v:,.2f}"
+
+
+def print_table(rows: list[Row], counts: Counts, repeat: int, elapsed: float, release: str) -> None:
+    head = ("workload", "pynode", "erl->erl", "pynode/erl")
+    body = []
+    for r in rows:
+        ratio = "n/a" if not (r.py and r.erl) else f"{r.py / r.erl:.3f}"
+        body.append((f"{r.name} ({r.unit})", fmt(r.py, r.unit), fmt(r.erl, r.unit), ratio))
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(4)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return " | ".join(
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)
+        )
+
+    print(line(head))
+    print("-+-".join("-" * w for w in widths))
+    for b in body:
+        print(line(b))
+    print()
+    print(
+        f"note: nproc={os.cpu_count()} ({platform.machine()}, {platform.system()} "
+        f"{platform.release()}); Python {platform.python_version()}, pynode codec "
+        f"{pt.implementation!r}, anyio asyncio backend; erl OTP {release}; counts: "
+        f"{counts.small:,} small msgs, {counts.echo:,} round trips (+{counts.echo_warm} warm), "
+        f"{counts.big} x {counts.big_size // MIB} MiB; throughput = median of {repeat} run(s); "
+        f"total {elapsed:.0f} s. "
+        "Ratio = pynode/erl (throughput: <1 is slower; latency: >1 is slower)."
+    )
+
+
+async def bench(
+    counts: Counts, repeat: int, a: ErlNode, b: ErlNode, epmd: Epmd, log: Callable[[str], None]
+) -> list[Row]:
+    rows = [
+        Row("(a) small msgs py->erl", "msgs/s"),
+        Row("(b) small msgs erl->py", "msgs/s"),
+        Row("(c) echo round trip p50", "us"),
+        Row("(c) echo round trip p99", "us"),
+        Row("(d) 1 MiB binaries py->erl", "MB/s"),
+    ]
+    warm = counts.warm()
+    async with Node(
+        unique("bench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd.port
+    ) as node:
+        if not await node.ping(b.name):
+            raise RuntimeError(f"pynode cannot reach {b.name}")
+        py = PySide(node, b)
+        er = ErlSide(a, b)
+        if await erl_run(a, "net_adm:ping(B).", B=b.name) != Atom("pong"):
+            raise RuntimeError(f"{a.name} cannot reach {b.name}")
+
+        sides = ((py, "pynode", "py"), (er, "erl->erl", "erl"))
+
+        async def throughput(row: Row, tag: str, run: Callable[[Any, Counts], Any]) -> None:
+            for side, label, attr in sides:
+                log(f"{tag} {label}: warm-up")
+                await run(side, warm)
+                runs = []
+                for _ in range(repeat):
+                    runs.append(await run(side, counts))
+                    log(f"{tag} {label}: {runs[-1]:,.0f} {row.unit}")
+                setattr(row, attr, statistics.median(runs))
+
+        await throughput(rows[0], "(a)", lambda side, c: side.send_small(c.small))
+        await throughput(rows[1], "(b)", lambda side, c: side.recv_small(c.small))
+        for side, label, attr in sides:
+            log(f"(c) {label}")
+            times = await side.echo(counts.echo_warm, counts.echo)
+            setattr(rows[2], attr, percentile(times, 50) / 1e3)
+            setattr(rows[3], attr, percentile(times, 99) / 1e3)
+        await throughput(rows[4], "(d)", lambda side, c: side.send_big(c.big, c.big_size))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--quick", action="store_true", help="small counts: a smoke run of a few seconds"
+    )
+    ap.add_argument("--small", type=int, help="small messages for (a) and (b)")
+    ap.add_argument("--echo", type=int, help="timed echo round trips for (c)")
+    ap.add_argument("--big", type=int, help="1 MiB binaries for (d)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        help="timed runs per throughput workload, median kept (5; 1 with --quick)",
+    )
+    ap.add_argument("-v", "--verbose", action="store_true", help="report progress on stderr")
+    args = ap.parse_args()
+    counts = QUICK if args.quick else FULL
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 5
+    counts = Counts(
+        small=args.small or counts.small,
+        echo=args.echo or counts.echo,
+        echo_warm=counts.echo_warm,
+        big=args.big or counts.big,
+    )
+
+    def log(text: str) -> None:
+        if args.verbose:
+            print(f"[{time.monotonic() - start:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+    start = time.monotonic()
+    otp = otp25()
+    cookie = secrets.token_hex(8)
+    epmd: Epmd | None = None
+    nodes: list[ErlNode] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="pynode_dist_bench") as tmp:
+            src = os.path.join(tmp, ERL_MODULE + ".erl")
+            Path(src).write_text(ERL_SOURCE)
+            with sigint_deferred():
+                epmd = Epmd(otp)
+            for _ in range(2):
+                with sigint_deferred():
+                    nodes.append(ErlNode(otp, epmd, cookie=cookie))
+            a, b = nodes
+            for n in nodes:
+                load_module(n, src)
+            log(f"epmd on {epmd.port}, A={a.name}, B={b.name}, OTP {a.release}")
+            rows = anyio.run(bench, counts, args.repeat, a, b, epmd, log)
+            release = a.release
+    finally:
+        for n in nodes:
+            try:
+                n.kill()
+            finally:
+                n.close()
+        if epmd is not None:
+            epmd.kill()
+    print_table(rows, counts, args.repeat, time.monotonic() - start, release)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted; every erl node and epmd were stopped", file=sys.stderr)
+        sys.exit(130)

@@ -20,7 +20,7 @@ from ..term import Atom
 
 log = logging.getLogger("pynode.connection")
 
-HIGH_WATER = 8 * 1024 * 1024
+HIGH_WATER = 1024 * 1024
 """Buffered outgoing bytes above which ``send`` waits for the writer to drain."""
 
 
@@ -124,6 +124,7 @@ class Connection:
         self._drained = anyio.Event()
         self._drained.set()
         self._wrote = False
+        self._busy = False  # someone is writing to the socket (the writer task or ``send``)
         self._last_read = time.monotonic()
         self._down = False
         self.down_reason: Any = None
@@ -143,30 +144,39 @@ class Connection:
         if self._down:
             raise ConnectionLost(f"connection to {self.peer} is down: {self.down_reason}")
         packets = self.dist.send_packets(control, payload)
-        self._out.extend(packets)
-        for p in packets:
-            self._out_size += len(p)
-        self._wake_writer.set()
+        if len(packets) == 1:
+            self._out.append(packets[0])
+            self._out_size += len(packets[0])
+        else:
+            self._out.extend(packets)
+            self._out_size += sum(map(len, packets))
+        if not self._wake_writer.is_set():
+            self._wake_writer.set()
         if self._out_size > HIGH_WATER and self._drained.is_set():
             self._drained = anyio.Event()
 
     async def send(self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD) -> None:
-        """Queue one message; wait while too much is buffered for a slow peer."""
+        """Queue one message for the writer task, which sends everything queued in one write
+        (batching beats a write per message: a send syscall costs more than the encoding);
+        waits while too much is buffered for a slow peer."""
         self.send_nowait(control, payload)
         if self._out_size > HIGH_WATER:
             await self._drained.wait()
 
     async def _writer(self) -> None:
         while True:
-            if not self._out:
+            if not self._out or self._busy:
                 self._wake_writer = anyio.Event()
-                if not self._out:
-                    await self._wake_writer.wait()
-                    continue
-            chunks, self._out = self._out, []
-            self._out_size = 0
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            await self.stream.send(data)
+                await self._wake_writer.wait()
+                continue
+            self._busy = True
+            try:
+                chunks, self._out = self._out, []
+                self._out_size = 0
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                await self.stream.send(data)
+            finally:
+                self._busy = False
             self._wrote = True
             if self._out_size <= HIGH_WATER:
                 self._drained.set()

@@ -376,16 +376,24 @@ class Node(Signals):
             if dest.node == self.name:
                 self._deliver_local(dest, message)
                 return
-            conn = await self.connect(dest.node)
+            conn = self._connections.get(dest.node)
+            if conn is None or not conn.alive:
+                conn = await self.connect(dest.node)
             if sender is not None and conn.flags & DFlag.SEND_SENDER:
                 await conn.send(C.SendSender(sender, dest), message)
             else:
                 await conn.send(C.Send(dest), message)
             return
-        if isinstance(dest, tuple) and len(dest) == 2:
-            name, node = Atom(dest[0]), Atom(dest[1])
+        if type(dest) is tuple and len(dest) == 2:
+            name, node = dest
+            if type(name) is not Atom:
+                name = Atom(name)
+            if type(node) is not Atom:
+                node = Atom(node)
             if node != self.name:
-                conn = await self.connect(node)
+                conn = self._connections.get(node)
+                if conn is None or not conn.alive:
+                    conn = await self.connect(node)
                 await conn.send(C.RegSend(sender or self.pid, name), message)
                 return
             dest = name

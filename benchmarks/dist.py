@@ -393,7 +393,7 @@ def print_table(rows: list[Row], counts: Counts, repeat: int, elapsed: float, re
     print(
         f"note: nproc={os.cpu_count()} ({platform.machine()}, {platform.system()} "
         f"{platform.release()}); Python {platform.python_version()}, pynode codec "
-        f"{pt.implementation!r}, anyio asyncio backend; erl OTP {release}; counts: "
+        f"{pt.implementation!r}, anyio on {LOOP}; erl OTP {release}; counts: "
         f"{counts.small:,} small msgs, {counts.echo:,} round trips (+{counts.echo_warm} warm), "
         f"{counts.big} x {counts.big_size // MIB} MiB; throughput = median of {repeat} run(s); "
         f"total {elapsed:.0f} s. "
@@ -445,6 +445,9 @@ async def bench(
     return rows
 
 
+LOOP = "asyncio"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -458,8 +461,23 @@ def main() -> None:
         type=int,
         help="timed runs per throughput workload, median kept (5; 1 with --quick)",
     )
+    ap.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop", "trio"],
+        default=None,
+        help="event loop for the pynode side (default: uvloop when installed, else asyncio)",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="report progress on stderr")
     args = ap.parse_args()
+    if args.loop is None:
+        try:
+            import uvloop  # noqa: F401
+
+            args.loop = "uvloop"
+        except ImportError:
+            args.loop = "asyncio"
+    global LOOP
+    LOOP = args.loop
     counts = QUICK if args.quick else FULL
     if args.repeat is None:
         args.repeat = 1 if args.quick else 5
@@ -492,7 +510,11 @@ def main() -> None:
             for n in nodes:
                 load_module(n, src)
             log(f"epmd on {epmd.port}, A={a.name}, B={b.name}, OTP {a.release}")
-            rows = anyio.run(bench, counts, args.repeat, a, b, epmd, log)
+            backend = "trio" if args.loop == "trio" else "asyncio"
+            options = {"use_uvloop": True} if args.loop == "uvloop" else {}
+            rows = anyio.run(
+                bench, counts, args.repeat, a, b, epmd, log, backend=backend, backend_options=options
+            )
             release = a.release
     finally:
         for n in nodes:

@@ -107,10 +107,13 @@ class AtomCache:
     2048-slot cache that later messages reference.
     """
 
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "_headers")
 
     def __init__(self) -> None:
         self.entries: list[Any] = [None] * ATOM_CACHE_SIZE
+        # erl repeats the same header for messages of the same shape: remember the refs of
+        # headers without new entries (cleared whenever an entry changes)
+        self._headers: dict[bytes, list[Any]] = {}
 
     def read_header(self, data: bytes, pos: int) -> tuple[list[Any] | None, int]:
         """Parse the atom cache part at ``pos``; return (refs or None, offset after it)."""
@@ -121,6 +124,11 @@ class AtomCache:
         pos += 1
         if count == 0:
             return None, pos
+        start = pos - 1
+        plain_end = pos + count // 2 + 1 + count  # the header's end if no entry is new
+        known = self._headers.get(data[start:plain_end])
+        if known is not None:
+            return known, plain_end
         flags_end = pos + count // 2 + 1
         if flags_end > len(data):
             raise ProtocolError("distribution header truncated inside the atom cache flags")
@@ -163,6 +171,13 @@ class AtomCache:
                 refs[i] = atom
         except (IndexError, struct.error):
             raise ProtocolError("distribution header truncated inside the atom cache") from None
+        headers = self._headers
+        if pos == plain_end:
+            if len(headers) >= 1024:
+                headers.clear()
+            headers[bytes(data[start:pos])] = refs
+        else:
+            headers.clear()
         return refs, pos
 
 

@@ -209,6 +209,19 @@ def test_atom_cache_direct():
     assert refs == [Atom("a"), Atom("b"), Atom("c")] and pos == len(odd)
 
 
+def test_atom_cache_repeated_header_and_replaced_entry():
+    cache = AtomCache()
+    new_a = bytes([1, 0x08, 0x05, 1]) + b"a"  # one new entry: segment 0, index 5 = 'a'
+    assert cache.read_header(new_a, 0) == ([Atom("a")], len(new_a))
+    old = bytes([1, 0x00, 0x05])  # the same slot, already known
+    first = cache.read_header(old, 0)
+    assert first == ([Atom("a")], 3)
+    assert cache.read_header(old + b"tail", 0) == ([Atom("a")], 3)  # served from the header memo
+    new_b = bytes([1, 0x08, 0x05, 1]) + b"b"  # the slot now holds 'b'
+    assert cache.read_header(new_b, 0) == ([Atom("b")], len(new_b))
+    assert cache.read_header(old, 0) == ([Atom("b")], 3)  # the memo did not keep the old atom
+
+
 # ------------------------------------------------------------------------------- fragments
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -46,34 +48,44 @@ def default_epmd_port() -> int:
     return DEFAULT_EPMD_PORT
 
 
-async def _exchange(
-    host: str, port: int, request: EpmdRequest, timeout: float = EPMD_TIMEOUT
-) -> EpmdReply:
-    client = EpmdClient(request, epmd_port=port)
+async def _reply(stream: SocketStream, client: EpmdClient) -> EpmdReply:
+    """Send the client's request and read until its reply is complete."""
+    await stream.send(client.data_to_send())
+    while True:
+        ev = client.next_event()
+        if isinstance(ev, Closed):  # pragma: no cover - next_event raises first
+            raise EpmdProtocolError("closed before replying")
+        if not isinstance(ev, NeedData):
+            return ev
+        try:
+            data = await stream.receive(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            data = b""
+        if data:
+            client.receive_data(data)
+        else:
+            client.receive_eof()
+
+
+@contextmanager
+def _epmd_errors(host: str, port: int, timeout: float) -> Iterator[None]:
+    """Every way talking to EPMD fails becomes one EpmdError that says where and why."""
     try:
-        with anyio.fail_after(timeout):
-            async with await anyio.connect_tcp(host, port) as stream:
-                await stream.send(client.data_to_send())
-                while True:
-                    ev = client.next_event()
-                    if isinstance(ev, Closed):  # pragma: no cover - next_event raises first
-                        raise EpmdProtocolError("closed before replying")
-                    if not isinstance(ev, NeedData):
-                        return ev
-                    try:
-                        data = await stream.receive(65536)
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        data = b""
-                    if data:
-                        client.receive_data(data)
-                    else:
-                        client.receive_eof()
+        yield
     except TimeoutError:
         raise EpmdError(f"EPMD at {host}:{port} did not answer within {timeout} s") from None
     except OSError as e:
         raise EpmdError(f"cannot reach EPMD at {host}:{port}: {e}") from None
     except EpmdProtocolError as e:
         raise EpmdError(f"bad reply from EPMD at {host}:{port}: {e}") from None
+
+
+async def _exchange(
+    host: str, port: int, request: EpmdRequest, timeout: float = EPMD_TIMEOUT
+) -> EpmdReply:
+    with _epmd_errors(host, port, timeout), anyio.fail_after(timeout):
+        async with await anyio.connect_tcp(host, port) as stream:
+            return await _reply(stream, EpmdClient(request, epmd_port=port))
 
 
 async def port_please(name: str, host: str, port: int | None = None) -> NodeEntry | None:
@@ -111,33 +123,14 @@ async def register(
     # OTP registers 77 even for hidden nodes; 72 marks a C node, which is what a hidden
     # pynode is to EPMD's clients (erl_call and ei treat both the same).
     req = Alive2Request(name, listen_port, NodeType.HIDDEN if hidden else NodeType.NORMAL)
-    client = EpmdClient(req, epmd_port=epmd_port)
-    try:
-        with anyio.fail_after(timeout):
-            stream = await anyio.connect_tcp(host, epmd_port)
-            try:
-                await stream.send(client.data_to_send())
-                while True:
-                    ev = client.next_event()
-                    if isinstance(ev, Alive2Response):
-                        break
-                    try:
-                        data = await stream.receive(64)
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        data = b""
-                    if data:
-                        client.receive_data(data)
-                    else:
-                        client.receive_eof()
-            except BaseException:
-                await stream.aclose()
-                raise
-    except TimeoutError:
-        raise EpmdError(f"EPMD at {host}:{epmd_port} did not answer within {timeout} s") from None
-    except OSError as e:
-        raise EpmdError(f"cannot reach EPMD at {host}:{epmd_port}: {e}") from None
-    except EpmdProtocolError as e:
-        raise EpmdError(f"bad reply from EPMD at {host}:{epmd_port}: {e}") from None
+    with _epmd_errors(host, epmd_port, timeout), anyio.fail_after(timeout):
+        stream = await anyio.connect_tcp(host, epmd_port)
+        try:
+            ev = await _reply(stream, EpmdClient(req, epmd_port=epmd_port))
+        except BaseException:
+            await stream.aclose()
+            raise
+    assert isinstance(ev, Alive2Response)
     if not ev.ok:
         await stream.aclose()
         raise EpmdError(f"EPMD at {host}:{epmd_port} refused the name {name!r} (already registered?)")

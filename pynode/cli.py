@@ -51,6 +51,7 @@ from .runtime import (
 from .runtime.epmd import default_epmd_port, names
 from .runtime.iofmt import chars_to_text
 from .runtime.node import make_node_name
+from .runtime.rpc import public_functions
 from .term import (
     Atom,
     BitString,
@@ -782,15 +783,6 @@ def load_module(spec: str) -> ModuleType:
         return importlib.import_module(spec)
     except Exception as e:
         raise UsageError(f"cannot import {spec!r}: {type(e).__name__}: {e}") from e
-
-
-def public_functions(module: ModuleType) -> dict[str, Callable[..., Any]]:
-    """The functions ``Node.expose_module`` serves: public, defined in the module itself."""
-    return {
-        n: f
-        for n, f in vars(module).items()
-        if not n.startswith("_") and inspect.isfunction(f) and f.__module__ == module.__name__
-    }
 
 
 def arity_text(fn: Callable[..., Any]) -> str:

@@ -386,6 +386,15 @@ def _error_reason(exc: BaseException) -> Any:
     return (Atom("python_error"), type(exc).__name__.encode(), str(exc).encode("utf-8", "replace"))
 
 
+def public_functions(pymodule: ModuleType) -> dict[str, Callable[..., Any]]:
+    """The functions a module serves to erl: public, and defined in the module itself."""
+    return {
+        n: f
+        for n, f in vars(pymodule).items()
+        if not n.startswith("_") and inspect.isfunction(f) and f.__module__ == pymodule.__name__
+    }
+
+
 class RpcServer:
     """Python functions served to Erlang under module/function names."""
 
@@ -399,12 +408,10 @@ class RpcServer:
     def register_module(self, pymodule: ModuleType, name: str | None = None) -> list[str]:
         """Serve every public function of ``pymodule`` (as module ``name``); their names."""
         mod = name or pymodule.__name__.rsplit(".", 1)[-1]
-        served = []
-        for attr, fn in vars(pymodule).items():
-            if not attr.startswith("_") and inspect.isfunction(fn) and fn.__module__ == pymodule.__name__:
-                self.register(mod, attr, fn)
-                served.append(attr)
-        return served
+        served = public_functions(pymodule)
+        for attr, fn in served.items():
+            self.register(mod, attr, fn)
+        return list(served)
 
     async def apply(self, module: Any, function: Any, args: list[Any]) -> tuple[Atom, Any, Any]:
         """Run a registered function: (return, Value, _) or (Class, Reason, Stack)."""

@@ -526,6 +526,7 @@ def client_node(
     name: str | None = None,
     hidden: bool = True,
     epmd_port: int | None = None,
+    io_output: Callable[[str], None] | None = None,
 ) -> Node:
     """The node a command talks from: not registered with EPMD, listening on loopback only.
 
@@ -537,9 +538,12 @@ def client_node(
         longnames = "." in host or ":" in host
         return Node(
             None, cookie, dynamic=True, longnames=longnames, hidden=hidden, epmd=False,
-            epmd_port=epmd_port, listen_host="127.0.0.1",
+            epmd_port=epmd_port, listen_host="127.0.0.1", io_output=io_output,
         )
-    return Node(name, cookie, hidden=hidden, epmd=False, epmd_port=epmd_port, listen_host="127.0.0.1")
+    return Node(
+        name, cookie, hidden=hidden, epmd=False, epmd_port=epmd_port, listen_host="127.0.0.1",
+        io_output=io_output,
+    )
 
 
 def _output_sink(opts: argparse.Namespace) -> Callable[[str], None]:
@@ -559,10 +563,10 @@ async def _session(opts: argparse.Namespace, peer: Atom) -> AsyncIterator[Node]:
     cookie = resolve_cookie(opts.cookie)
     address = parse_address(opts.address, peer.partition("@")[2]) if opts.address else None
     node = client_node(
-        cookie, peer, name=own_name(opts, peer), hidden=opts.hidden, epmd_port=_epmd_port(opts)
+        cookie, peer, name=own_name(opts, peer), hidden=opts.hidden, epmd_port=_epmd_port(opts),
+        io_output=_output_sink(opts),
     )
     async with node:
-        node.io_output = _output_sink(opts)  # type: ignore[method-assign,assignment]
         await _connect(node, peer, address, opts.timeout)
         yield node
 

@@ -255,3 +255,15 @@ async def test_dynamic_name_from_erl_for_us(epmd: Epmd, erl_node: StartErl) -> N
         assert await node.rpc(erl.name, "erlang", "node", []) == erl.name
         sender = await erl_run(erl, "self().")
         assert isinstance(sender, Pid)
+
+
+def test_blocking_api_against_erl(epmd: Epmd, erl_node: StartErl) -> None:
+    from pynode.blocking import BlockingNode
+
+    erl = erl_node()
+    with BlockingNode(unique("py") + "@127.0.0.1", erl.cookie, epmd_port=epmd.port, listen_host="127.0.0.1") as node:
+        assert node.ping(erl.name)
+        assert node.rpc(erl.name, "lists", "seq", [1, 3]) == [1, 2, 3]
+        box = node.mailbox("blocking_box")
+        erl.run("{blocking_box, N} ! hello_blocking, ok.", N=node.name)
+        assert box.receive(timeout=10) == Atom("hello_blocking")

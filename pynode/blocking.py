@@ -131,6 +131,20 @@ class BlockingNode:
         assert self.node is not None
         self._call(lambda: self.node.connect(node, address=address))  # type: ignore[union-attr]
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run any coroutine function of the async API in the node's loop and return its result."""
+    def rpc(
+        self, node: str, module: str, function: str, args: list[Any] | tuple[Any, ...] = (),
+        timeout: float | None = None,
+    ) -> Any:
+        """``erpc:call``; raises RemoteError, RpcTimeout or NoConnection like ``Node.rpc``."""
+        assert self.node is not None
+        n = self.node
+        return self._call(lambda: n.rpc(node, module, function, args, timeout=timeout))
+
+    def gen_call(self, dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
+        """``gen_server:call``."""
+        assert self.node is not None
+        return self._call(self.node.call, dest, request, timeout)
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run any function or coroutine function of the async API in the node's loop."""
         return self._call(fn, *args)

@@ -2,7 +2,10 @@
 
 This is the hot path of the node, so it trades a little elegance for speed: type dispatch by
 exact type, precompiled structs, a single ``bytearray`` per encode, and an inlined tag switch
-for the common tags when decoding. The C twin implements the same API.
+for the common tags when decoding. Lists and tuples whose elements are all of one fixed-size
+kind (small ints, 32-bit ints, floats, equal-length binaries) are encoded and decoded in bulk,
+a few C-level passes over the whole run instead of a Python step per element. The C twin
+implements the same API.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
+from functools import lru_cache
+from itertools import chain
+from operator import countOf
 from typing import Any
 
 from .errors import DecodeError, EncodeError
@@ -100,6 +106,19 @@ _NIL = bytes((NIL_EXT,))
 _TRUE = b"\x77\x04true"
 _FALSE = b"\x77\x05false"
 _UNDEFINED = b"\x77\x09undefined"
+_VERSION_BYTE = bytes((VERSION,))
+
+# Runs: lists and tuples of at least _RUN_MIN elements of one fixed-size kind go in bulk.
+_RUN_MIN = 8
+_RUN_CHUNK = 256  # values per struct in a run, so that the compiled formats stay small
+_REF_IDS = [struct.Struct(f">{n + 1}I").unpack_from for n in range(6)]  # creation + n ids
+
+
+@lru_cache(maxsize=64)
+def _run_struct(elem: str, k: int) -> struct.Struct:
+    """``k`` elements of struct format ``elem`` in a row, e.g. ``>xixixi`` (x: the tag byte)."""
+    return struct.Struct(">" + elem * k)
+
 
 # ---------------------------------------------------------------------------------------------
 # encoding
@@ -190,6 +209,23 @@ def _enc_binary(b: bytes | bytearray | memoryview, out: bytearray) -> None:
     out += b
 
 
+# Large binaries are not copied into ``out`` (and then copied again by ``bytes(out)``): what
+# ``out`` holds so far and the binary are set aside here under ``id(out)``, and the function
+# that made ``out`` (encode, _enc_fun) joins the parts once at the end. It always pops its
+# entry, on errors too, so an id is never found again after its buffer is gone.
+_BIG_BINARY = 1 << 16
+_spilled: dict[int, list[bytes]] = {}
+
+
+def _spill(b: bytes, out: bytearray) -> None:
+    parts = _spilled.get(id(out))
+    if parts is None:
+        parts = _spilled[id(out)] = []
+    parts.append(bytes(out))
+    parts.append(b)
+    out.clear()
+
+
 def _enc_list(lst: list[Any] | FrozenList, out: bytearray, depth: int) -> None:
     n = len(lst)
     if n == 0:
@@ -202,21 +238,93 @@ def _enc_list(lst: list[Any] | FrozenList, out: bytearray, depth: int) -> None:
             pass
         else:
             # bytes() also takes bools and __index__ objects: only plain ints become a string
-            if len(set(map(type, lst))) == 1:
+            if countOf(map(type, lst), int) == n:
                 out += _pack_BH(STRING_EXT, n)
                 out += raw
                 return
     out += _pack_BI(LIST_EXT, n)
-    _enc_items(lst, out, depth)
+    if n < _RUN_MIN or not _enc_run(lst, n, out):
+        _enc_items(lst, out, depth)
     out.append(NIL_EXT)
 
 
+_SMALL_SET = frozenset(range(256))
+
+
+def _enc_run(items: Sequence[Any], n: int, out: bytearray) -> bool:
+    """Encode ``n`` elements that all have one type in bulk, if that type allows it.
+
+    Returns False, having written nothing, when it does not: mixed types, a mix of small and
+    large ints, a NaN or infinity (left for the element loop to reject), unequal binaries...
+    """
+    t = type(items[0])
+    if t is not int and t is not float and t is not bytes and t is not Atom:
+        return False
+    if type(items[-1]) is not t:  # a cheap early no for records and other mixed tuples
+        return False
+    if t is int and not -2147483648 <= items[0] <= 2147483647:
+        return False  # bignums: one by one
+    # exact types only: a bool among ints is an atom, an IntEnum takes the general path
+    if countOf(map(type, items), t) != n:
+        return False
+    if t is int:
+        try:
+            raw = bytes(items)
+        except ValueError:
+            pass
+        else:  # all in 0..255: SMALL_INTEGER_EXT, value; interleaved by two slice stores
+            chunk = bytearray(2 * n)
+            chunk[0::2] = b"a" * n
+            chunk[1::2] = raw
+            out += chunk
+            return True
+        if not _SMALL_SET.isdisjoint(items):
+            return False  # some small, some not: one tag each, left to the element loop
+        try:
+            out += _pack_run(items, n, "xi", 5, b"b")
+        except struct.error:
+            return False  # beyond 32 bits: bignums
+        return True
+    if t is float:
+        s = sum(items)
+        if s - s != 0.0:  # a NaN or an infinity among them (or just a sum that overflows)
+            return False
+        out += _pack_run(items, n, "xd", 9, b"F")
+        return True
+    if t is bytes:
+        size = len(items[0])
+        if size >= _BIG_BINARY or countOf(map(len, items), size) != n:
+            return False
+        head = _pack_BI(BINARY_EXT, size)  # the same header before each: a join
+        out += head
+        out += head.join(items)
+        return True
+    try:  # atoms: their cached encodings, when all are cached (else a None fails the join)
+        out += b"".join(map(_atom_cache.get, items))  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
+
+
+def _pack_run(items: Sequence[Any], n: int, elem: str, step: int, tag: bytes) -> bytearray:
+    """``n`` elements of struct format ``elem`` (``step`` bytes), then their ``tag`` bytes."""
+    chunk = bytearray(step * n)
+    for i in range(0, n, _RUN_CHUNK):
+        part = items[i : i + _RUN_CHUNK]
+        _run_struct(elem, len(part)).pack_into(chunk, i * step, *part)
+    chunk[0::step] = tag * n
+    return chunk
+
+
 def _enc_items(items: Any, out: bytearray, depth: int) -> None:
+    # The common types are inlined here, the rest go through _enc (same bytes either way).
     for x in items:
         t = type(x)
         if t is int:
             if 0 <= x < 256:
                 out += _SMALL_INTS[x]
+            elif -2147483648 <= x <= 2147483647:
+                out += _pack_Bi(INTEGER_EXT, x)
             else:
                 _enc_int(x, out)
         elif t is Atom:
@@ -224,7 +332,25 @@ def _enc_items(items: Any, out: bytearray, depth: int) -> None:
             out += b if b is not None else _atom_bytes(x)
         elif t is bytes:
             out += _pack_BI(BINARY_EXT, len(x))
-            out += x
+            if len(x) < _BIG_BINARY:
+                out += x
+            else:
+                _spill(x, out)
+        elif t is str:
+            b = x.encode("utf-8", "surrogatepass")
+            out += _pack_BI(BINARY_EXT, len(b))
+            if len(b) < _BIG_BINARY:
+                out += b
+            else:
+                _spill(b, out)
+        elif t is float:
+            if x - x != 0.0:
+                raise EncodeError(f"Erlang has no float {x!r}")
+            out += _pack_Bd(NEW_FLOAT_EXT, x)
+        elif t is list:
+            if depth <= 0:
+                raise EncodeError("term nested too deeply")
+            _enc_list(x, out, depth - 1)
         else:
             _enc(x, out, depth)
 
@@ -245,18 +371,25 @@ def _enc(x: Any, out: bytearray, depth: int) -> None:
             out.append(n)
         else:
             out += _pack_BI(LARGE_TUPLE_EXT, n)
-        _enc_items(x, out, depth - 1)
+        if n < _RUN_MIN or not _enc_run(x, n, out):
+            _enc_items(x, out, depth - 1)
     elif t is list:
         if depth <= 0:
             raise EncodeError("term nested too deeply")
         _enc_list(x, out, depth - 1)
-    elif t is bytes or t is bytearray:
+    elif t is bytes:
         out += _pack_BI(BINARY_EXT, len(x))
-        out += x
+        if len(x) < _BIG_BINARY:
+            out += x
+        else:
+            _spill(x, out)
     elif t is str:
         b = x.encode("utf-8", "surrogatepass")
         out += _pack_BI(BINARY_EXT, len(b))
-        out += b
+        if len(b) < _BIG_BINARY:
+            out += b
+        else:
+            _spill(b, out)
     elif t is float:
         if x - x != 0.0:
             raise EncodeError(f"Erlang has no float {x!r}")
@@ -265,10 +398,8 @@ def _enc(x: Any, out: bytearray, depth: int) -> None:
         if depth <= 0:
             raise EncodeError("term nested too deeply")
         out += _pack_BI(MAP_EXT, len(x))
-        d = depth - 1
-        for k, v in x.items():
-            _enc(k, out, d)
-            _enc(v, out, d)
+        # key, value, key, value...: through the element loop, with its inlined types
+        _enc_items(_chain(x.items()), out, depth - 1)
     elif t is bool:
         out += _TRUE if x else _FALSE
     elif x is None:
@@ -277,8 +408,14 @@ def _enc(x: Any, out: bytearray, depth: int) -> None:
         _enc_pid(x, out)
     elif t is Reference:
         _enc_ref(x, out)
+    elif t is bytearray:
+        out += _pack_BI(BINARY_EXT, len(x))
+        out += x
     else:
         _enc_other(x, t, out, depth)
+
+
+_chain = chain.from_iterable
 
 
 def _enc_other(x: Any, t: type, out: bytearray, depth: int) -> None:
@@ -340,10 +477,14 @@ def _enc_fun(f: Fun, out: bytearray, depth: int) -> None:
     _enc_int(f.old_index, body)
     _enc_int(f.old_uniq, body)
     _enc_pid(f.pid, body)
-    _enc_items(f.free_vars, body, depth - 1)
+    try:
+        _enc_items(f.free_vars, body, depth - 1)
+    finally:  # body is a buffer of its own: collect what was spilled from it
+        spilled = _spilled.pop(id(body), None) if _spilled else None
+    data = body if spilled is None else b"".join([*spilled, body])
     out.append(NEW_FUN_EXT)
-    out += _pack_I(len(body) + 4)
-    out += body
+    out += _pack_I(len(data) + 4)
+    out += data
 
 
 def encode(
@@ -361,15 +502,18 @@ def encode(
         _enc(term, out, max_depth)
     except RecursionError:
         raise EncodeError("term nested too deeply for the Python stack") from None
+    finally:
+        spilled = _spilled.pop(id(out), None) if _spilled else None
+    data = bytes(out) if spilled is None else b"".join([*spilled, out])
     if compressed is not False:
         level = 6 if compressed is True else int(compressed)
         start = 1 if versioned else 0
-        raw = bytes(out[start:])
+        raw = memoryview(data)[start:]
         z = zlib.compress(raw, level)
         if len(z) + 5 < len(raw):
-            head = bytes((VERSION,)) if versioned else b""
+            head = _VERSION_BYTE if versioned else b""
             return head + _pack_BI(COMPRESSED, len(raw)) + z
-    return bytes(out)
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,6 +564,11 @@ def _truncated(pos: int) -> DecodeError:
     return DecodeError("unexpected end of input", pos)
 
 
+_PID_CACHE_MAX = 4096
+_pid_cache: dict[bytes, Pid] = {}
+"""Decoded pids by their encoding: a node hears from the same few processes over and over."""
+
+
 def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
     buf = d.buf
     end = d.end
@@ -460,16 +609,28 @@ def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
             raise DecodeError("term nested too deeply", pos)
         if n > end - pos:
             raise DecodeError(f"tuple of {n} elements is longer than the input", pos)
+        depth -= 1
+        if n >= _RUN_MIN:
+            items, pos = _dec_items(d, pos, n, depth)
+            return tuple(items), pos
+        # the usual small tuple ({ok, X}, {'$gen_call', From, Req}): a lighter loop
         items = []
         append = items.append
-        depth -= 1
         for _ in range(n):
-            if pos < end:
-                t = buf[pos]
-                if t == SMALL_INTEGER_EXT and pos + 1 < end:
+            t = buf[pos] if pos < end else -1
+            if t == SMALL_INTEGER_EXT:
+                if pos + 1 < end:
                     append(buf[pos + 1])
                     pos += 2
                     continue
+            elif t == SMALL_ATOM_UTF8_EXT:
+                if pos + 1 < end:
+                    p2 = pos + 2 + buf[pos + 1]
+                    a = _atoms.get(bytes(buf[pos + 2 : p2])) if p2 <= end else None
+                    if a is not None:
+                        append(a)
+                        pos = p2
+                        continue
             v, pos = _dec(d, pos, depth)
             append(v)
         return tuple(items), pos
@@ -479,6 +640,10 @@ def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
         if pos + 4 > end:
             raise _truncated(pos)
         return _unpack_i(buf, pos)[0], pos + 4
+    if tag == NEW_FLOAT_EXT:
+        if pos + 8 > end:
+            raise _truncated(pos)
+        return _unpack_d(buf, pos)[0], pos + 8
     if tag == LIST_EXT:
         if pos + 4 > end:
             raise _truncated(pos)
@@ -488,30 +653,39 @@ def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
             raise DecodeError("term nested too deeply", pos)
         if n >= end - pos:
             raise DecodeError(f"list of {n} elements is longer than the input", pos)
-        items = []
-        append = items.append
         depth -= 1
-        for _ in range(n):
-            if pos < end:
-                t = buf[pos]
-                if t == SMALL_INTEGER_EXT and pos + 1 < end:
-                    append(buf[pos + 1])
-                    pos += 2
-                    continue
-                if t == SMALL_ATOM_UTF8_EXT and pos + 1 < end:
-                    p2 = pos + 2 + buf[pos + 1]
-                    a = _atoms.get(bytes(buf[pos + 2 : p2])) if p2 <= end else None
-                    if a is not None:
-                        append(a)
-                        pos = p2
-                        continue
+        if n >= _RUN_MIN:
+            items, pos = _dec_items(d, pos, n, depth)
+        elif n == 1:  # [X] (and [[...]]) is common enough to skip the loop
             v, pos = _dec(d, pos, depth)
-            append(v)
+            items = [v]
+        else:  # a short list: the same lighter loop as small tuples
+            items = []
+            append = items.append
+            for _ in range(n):
+                t = buf[pos] if pos < end else -1
+                if t == SMALL_INTEGER_EXT:
+                    if pos + 1 < end:
+                        append(buf[pos + 1])
+                        pos += 2
+                        continue
+                elif t == SMALL_ATOM_UTF8_EXT:
+                    if pos + 1 < end:
+                        p2 = pos + 2 + buf[pos + 1]
+                        a = _atoms.get(bytes(buf[pos + 2 : p2])) if p2 <= end else None
+                        if a is not None:
+                            append(a)
+                            pos = p2
+                            continue
+                v, pos = _dec(d, pos, depth)
+                append(v)
         if pos < end and buf[pos] == NIL_EXT:
             return items, pos + 1
         tail, pos = _dec(d, pos, depth)
         if tail == [] and type(tail) is list:  # pragma: no cover - NIL handled above
             return items, pos
+        if not items:  # a LIST_EXT of no elements: erts reads it as its tail alone
+            return tail, pos
         return ImproperList(items, tail), pos
     if tag == STRING_EXT:
         if pos + 2 > end:
@@ -530,38 +704,147 @@ def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
             raise DecodeError("term nested too deeply", pos)
         if 2 * n > end - pos:
             raise DecodeError(f"map of {n} pairs is longer than the input", pos)
-        m: dict[Any, Any] = {}
-        depth -= 1
-        for _ in range(n):
-            k, pos = _dec(d, pos, depth)
-            v, pos = _dec(d, pos, depth)
-            try:
-                if k in m:
-                    return _map_with_collisions(d, pos, m, k, v, n - _ - 1, depth)
-            except TypeError:
-                k = freeze(k)
-                if k in m:
-                    return _map_with_collisions(d, pos, m, k, v, n - _ - 1, depth)
-            m[k] = v
-        return m, pos
-    if tag == NEW_FLOAT_EXT:
-        if pos + 8 > end:
-            raise _truncated(pos)
-        return _unpack_d(buf, pos)[0], pos + 8
+        # keys and values alternate: decode them as one sequence, then pair them up
+        items, pos = _dec_items(d, pos, 2 * n, depth - 1)
+        return _map_of(items, n), pos
+    if tag == NEW_PID_EXT and pos + 1 < end and buf[pos] == SMALL_ATOM_UTF8_EXT:
+        p2 = pos + 14 + buf[pos + 1]  # node atom (2 + length), then id, serial, creation
+        if p2 <= end:
+            key = bytes(buf[pos:p2])
+            pid = _pid_cache.get(key)
+            if pid is None:
+                pid, p2 = _dec_rare(d, tag, pos, depth)
+                if len(_pid_cache) >= _PID_CACHE_MAX:
+                    _pid_cache.clear()
+                _pid_cache[key] = pid
+            return pid, p2
+    if (
+        tag == NEWER_REFERENCE_EXT
+        and pos + 4 <= end
+        and buf[pos] == 0
+        and buf[pos + 2] == SMALL_ATOM_UTF8_EXT
+    ):
+        # the usual reference: 1 to 5 ids, a node atom already seen; else _dec_rare
+        n = buf[pos + 1]
+        p1 = pos + 4 + buf[pos + 3]
+        p2 = p1 + 4 + 4 * n
+        if 1 <= n <= 5 and p2 <= end:
+            node = _atoms.get(bytes(buf[pos + 4 : p1]))
+            if type(node) is Atom:
+                vals = _REF_IDS[n](buf, p1)
+                return Reference(node, vals[0], vals[1:]), p2
+    if tag == ATOM_CACHE_REF:
+        return _dec_cache_ref(d, pos)
     return _dec_rare(d, tag, pos, depth)
 
 
-def _map_with_collisions(
-    d: _Decoder, pos: int, m: dict[Any, Any], k: Any, v: Any, left: int, depth: int
-) -> tuple[Any, int]:
-    """Keys Python treats as equal but Erlang does not (1, 1.0, true): keep them apart."""
-    items = list(m.items())
-    items.append((k, v))
-    for _ in range(left):
-        k, pos = _dec(d, pos, depth)
+def _dec_items(d: _Decoder, pos: int, n: int, depth: int) -> tuple[list[Any], int]:
+    """Decode ``n`` consecutive terms (list or tuple elements, or a map's keys and values)."""
+    buf = d.buf
+    end = d.end
+    if n >= _RUN_MIN and pos < end:
+        # A run of one fixed-size kind: one strided slice checks all the tags (and binary
+        # lengths), then a few C-level calls decode the run. A run that breaks anywhere
+        # falls through to the element loop, which starts over.
+        t = buf[pos]
+        if t == SMALL_INTEGER_EXT:
+            p2 = pos + 2 * n
+            if p2 <= end and buf[pos:p2:2] == b"a" * n:
+                return list(buf[pos + 1 : p2 : 2]), p2
+        elif t == INTEGER_EXT:
+            p2 = pos + 5 * n
+            if p2 <= end and buf[pos:p2:5] == b"b" * n:
+                return _unpack_run(buf, pos, n, "xi", 5), p2
+        elif t == NEW_FLOAT_EXT:
+            p2 = pos + 9 * n
+            if p2 <= end and buf[pos:p2:9] == b"F" * n:
+                return _unpack_run(buf, pos, n, "xd", 9), p2
+        elif t == BINARY_EXT and pos + 5 <= end:
+            head = bytes(buf[pos : pos + 5])  # tag and length, the same in every element
+            step = 5 + _unpack_I(head, 1)[0]
+            p2 = pos + step * n
+            if p2 <= end and all(
+                buf[pos + k : p2 : step] == head[k : k + 1] * n for k in range(5)
+            ):
+                return _unpack_run(buf, pos, n, f"5x{step - 5}s", step), p2
+    items: list[Any] = []
+    append = items.append
+    for _ in range(n):
+        # the common tags inline; the rest, and any truncation, through _dec
+        t = buf[pos] if pos < end else -1
+        if t == SMALL_INTEGER_EXT:
+            if pos + 1 < end:
+                append(buf[pos + 1])
+                pos += 2
+                continue
+        elif t == SMALL_ATOM_UTF8_EXT:
+            if pos + 1 < end:
+                p2 = pos + 2 + buf[pos + 1]
+                a = _atoms.get(bytes(buf[pos + 2 : p2])) if p2 <= end else None
+                if a is not None:
+                    append(a)
+                    pos = p2
+                    continue
+        elif t == INTEGER_EXT:
+            if pos + 5 <= end:
+                append(_unpack_i(buf, pos + 1)[0])
+                pos += 5
+                continue
+        elif t == BINARY_EXT:
+            if pos + 5 <= end:
+                p2 = pos + 5 + _unpack_I(buf, pos + 1)[0]
+                if p2 <= end:
+                    append(bytes(buf[pos + 5 : p2]))
+                    pos = p2
+                    continue
+        elif t == NEW_FLOAT_EXT:
+            if pos + 9 <= end:
+                append(_unpack_d(buf, pos + 1)[0])
+                pos += 9
+                continue
         v, pos = _dec(d, pos, depth)
-        items.append((k, v))
-    return {_distinct_key(k): v for k, v in items}, pos
+        append(v)
+    return items, pos
+
+
+def _unpack_run(buf: Any, pos: int, n: int, elem: str, step: int) -> list[Any]:
+    """The values of ``n`` elements of struct format ``elem`` (``step`` bytes each)."""
+    values: list[Any] = []
+    for i in range(0, n, _RUN_CHUNK):
+        k = n - i if n - i < _RUN_CHUNK else _RUN_CHUNK
+        values += _run_struct(elem, k).unpack_from(buf, pos + i * step)
+    return values
+
+
+def _map_of(items: list[Any], n: int) -> dict[Any, Any]:
+    """The map of the ``n`` keys and values that alternate in ``items``."""
+    m: dict[Any, Any] = {}
+    try:
+        if n > 4:
+            it = iter(items)
+            m = dict(zip(it, it))  # noqa: B905 - one iterator over an even number of items
+        else:  # dict(zip()) has a fixed cost that small maps notice
+            for i in range(0, 2 * n, 2):
+                m[items[i]] = items[i + 1]
+    except TypeError:  # a list or map as a key: frozen
+        items[0::2] = map(_hashable, items[0::2])
+        it = iter(items)
+        m = dict(zip(it, it))  # noqa: B905
+    return m if len(m) == n else _distinct_map(items)
+
+
+def _hashable(k: Any) -> Any:
+    try:
+        hash(k)
+    except TypeError:
+        return freeze(k)
+    return k
+
+
+def _distinct_map(items: list[Any]) -> dict[Any, Any]:
+    """Keys Python treats as equal but Erlang does not (1, 1.0, true): keep them apart."""
+    it = iter(items)
+    return {_distinct_key(k): v for k, v in zip(it, it)}  # noqa: B905 - as in _map_of
 
 
 def _distinct_key(k: Any) -> Any:
@@ -692,10 +975,7 @@ def _dec_rare(d: _Decoder, tag: int, pos: int, depth: int) -> tuple[Any, int]:
             raise DecodeError("term nested too deeply", pos)
         if n > end - pos:
             raise DecodeError(f"tuple of {n} elements is longer than the input", pos)
-        items = []
-        for _ in range(n):
-            v, pos = _dec(d, pos, depth - 1)
-            items.append(v)
+        items, pos = _dec_items(d, pos, n, depth - 1)
         return tuple(items), pos
     if tag == NEW_PID_EXT or tag == PID_EXT:
         node, pos = _dec_atom_any(d, pos)
@@ -761,10 +1041,10 @@ def _dec_rare(d: _Decoder, tag: int, pos: int, depth: int) -> tuple[Any, int]:
         _need(pos, 31, end)
         text = bytes(buf[pos : pos + 31]).split(b"\0", 1)[0]
         try:
-            v = float(text.decode("ascii"))
+            f = float(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             raise DecodeError(f"bad FLOAT_EXT text {text!r}", pos) from None
-        return v, pos + 31
+        return f, pos + 31
     if tag == EXPORT_EXT:
         m, pos = _dec_atom_any(d, pos)
         f, pos = _dec_atom_any(d, pos)
@@ -863,10 +1143,19 @@ def decode(
     max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
 ) -> Any:
     """Decode a whole buffer holding exactly one versioned term (binary_to_term/1)."""
-    v, pos = decode_from(
-        data, 0, atom_cache=atom_cache, max_depth=max_depth, max_uncompressed=max_uncompressed
-    )
-    n = len(data) if type(data) is bytes else memoryview(data).nbytes
+    # decode_from(data, 0) inlined: a call with keywords costs as much as a small term
+    buf = data if type(data) is bytes else memoryview(data).cast("B")
+    n = len(buf)
+    if n == 0:
+        raise _truncated(0)
+    if buf[0] != VERSION:
+        raise DecodeError(f"expected version byte 131, found {buf[0]}", 0)
+    try:
+        v, pos = _dec(_Decoder(buf, atom_cache, max_uncompressed), 1, max_depth)
+    except RecursionError:
+        raise DecodeError("term nested too deeply for the Python stack", 1) from None
+    except (IndexError, struct.error) as e:  # pragma: no cover - defensive
+        raise DecodeError(f"malformed term: {e}", 1) from None
     if pos != n:
         raise DecodeError(f"{n - pos} trailing bytes after the term", pos)
     return v

@@ -141,6 +141,7 @@ LEGACY: list[tuple[bytes, Any]] = [
     (b"\x83r\x00\x02s\x01n\x01\x00\x00\x00\x07\x00\x00\x00\x08", Reference("n", 1, (7, 8))),
     (b"\x83M\x00\x00\x00\x02\x08ab", b"ab"),
     (b"\x83M\x00\x00\x00\x00\x00", b""),
+    (b"\x83l\x00\x00\x00\x00a\x01", 1),  # no elements: erts reads it as the tail alone
 ]
 
 
@@ -292,6 +293,222 @@ def test_encode_subclasses(codec: ModuleType) -> None:
 
     assert codec.decode(codec.encode([Color.RED])) == [300]
     assert codec.decode(codec.encode(FrozenList([1, 2]))) == [1, 2]
+
+
+# -- bulk paths: runs of one kind in lists and tuples ------------------------------------------
+
+
+class Color(int):
+    """An int subclass (like an IntEnum member): encodes as its int value, never in bulk."""
+
+
+BIG = bytes(range(256)) * 300  # over the size the Python encoder sets aside instead of copying
+
+RUNS: list[Any] = [
+    # small ints (lists of fewer than 65536 are a STRING_EXT, not a run)
+    [0] * 8, [255] * 9, tuple(range(256)), tuple([7] * 300), list(range(256)) * 300,
+    # INTEGER_EXT runs, and runs broken by a small int or a bignum at either end or inside
+    [1000] * 8, [-1] * 8, tuple([-(2**31), 2**31 - 1] * 200), [300] * 70_000,
+    [2**31] * 8, [-(2**31) - 1] * 8, [1000] * 7 + [5], [5] + [1000] * 7,
+    [1000] * 3 + [5] + [1000] * 4, [1000] * 8 + [2**40], [2**40] + [1000] * 8,
+    list(range(70_000)),
+    # floats, -0.0 kept, sums that overflow, an int among them
+    [1.5] * 8, [0.0, -0.0] * 300, [5e-324, -1e300] * 4, [1e308] * 8, [1.5] * 7 + [1],
+    [1] + [1.5] * 7, tuple([2.5] * 600),
+    # binaries: empty, of one length, of another length at either end or inside, mixed
+    [b""] * 8, tuple([b""] * 300), [b"ab"] * 8, [b"ab"] * 7 + [b"abc"], [b"ab"] * 7 + [b"a"],
+    [b"abc"] + [b"ab"] * 7, [b"ab"] * 4 + [b""] + [b"ab"] * 4, [b"ab"] * 7 + [1],
+    [b"ab"] * 7 + ["ab"],
+    # atoms, and a str (a binary) among them
+    [Atom("a")] * 8, [Atom("a")] * 7 + ["a"], ["a"] + [Atom("a")] * 7,
+    [Atom(f"new_{i}") for i in range(20)],
+    # bools among ints stay atoms
+    [True] * 8, [1] * 8 + [True], [True] + [1] * 8, [1000] * 8 + [False],
+    [0] * 4 + [False] + [0] * 4, (1, 2, 3, 4, 5, 6, 7, True), tuple([1000] * 7 + [True]),
+    [1.0] * 8 + [True],
+    # other types, nested runs, runs as map values
+    ["héllo"] * 8, [bytearray(b"ab")] * 8, [b"ab"] * 4 + [bytearray(b"ab")] * 4,
+    [[1000] * 8] * 8, [(b"k", 1000)] * 8, {b"k%d" % i: [i] * 10 for i in range(20)},
+    # large binaries, which the Python encoder sets aside instead of copying them
+    [BIG, BIG], (Atom("data"), BIG), ["€" * 30_000, BIG], [b"x" * (1 << 16)] * 3,
+]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal *and* of the same types all the way down (True is not 1, 1.0 is not 1)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if type(a) is float:
+        return struct.pack(">d", a) == struct.pack(">d", b)
+    return bool(a == b)
+
+
+def _one_by_one(codec: ModuleType, value: Any) -> bytes:
+    """What a list or tuple encodes to, built from its elements encoded one at a time."""
+    body = b"".join(codec.encode(x)[1:] for x in value)
+    n = len(value)
+    if type(value) is tuple:
+        return (bytes((104, n)) if n < 256 else b"i" + struct.pack(">I", n)) + body
+    return b"l" + struct.pack(">I", n) + body + b"j"
+
+
+def _expected(value: Any) -> Any:
+    """The term each Python value decodes back to (str and bytearray come back as binaries)."""
+    if type(value) in (list, tuple):
+        return type(value)(map(_expected, value))
+    if type(value) is dict:
+        return {k: _expected(v) for k, v in value.items()}
+    if type(value) in (str, bytearray):
+        return bytes(value.encode() if type(value) is str else value)
+    return value
+
+
+@pytest.mark.parametrize("value", RUNS, ids=lambda v: repr(v)[:40])
+def test_runs(codec: ModuleType, value: Any) -> None:
+    data = codec.encode(value)
+    string = type(value) is list and len(value) < 65536
+    string = string and all(type(x) is int and 0 <= x < 256 for x in value)
+    if type(value) is not dict and not string:  # (a map has no one-by-one form)
+        assert data[1:] == _one_by_one(codec, value)
+    want = _expected(value)
+    for buf in (data, bytearray(data), memoryview(data), memoryview(b"pad" + data)[3:]):
+        assert _same(codec.decode(buf), want)
+    assert _same(codec.decode_from(b"xy" + data[1:] + b"z", 2, versioned=False)[0], want)
+    assert _same(codec.decode(codec.encode(value, compressed=True)), want)
+
+
+def test_run_of_int_subclasses(codec: ModuleType) -> None:
+    import enum
+
+    class Level(enum.IntEnum):
+        LOW = 3
+        HIGH = 3000
+
+    for v in (
+        [Color(5)] * 10, [Color(300)] * 10, [1000] * 5 + [Color(300)] * 5, (Color(1),) * 9,
+        [Level.LOW] * 9, [Level.HIGH] * 9, (Level.HIGH,) * 9, [3000] * 8 + [Level.HIGH],
+    ):
+        data = codec.encode(v)
+        assert data[1:] == _one_by_one(codec, v)
+        got = codec.decode(data)
+        assert got == [int(x) for x in v] or got == tuple(int(x) for x in v)
+        assert all(type(x) is int for x in got)
+    assert codec.encode([Color(5)] * 3) == b"\x83l\x00\x00\x00\x03" + b"a\x05" * 3 + b"j"
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("where", [0, 5, 9])
+def test_run_of_floats_rejects_nan_and_inf(codec: ModuleType, bad: float, where: int) -> None:
+    for container in (list, tuple):
+        value = [1.5] * 10
+        value[where] = bad
+        with pytest.raises(EncodeError, match="no float"):
+            codec.encode(container(value))
+    with pytest.raises(EncodeError, match="no float"):
+        codec.encode([math.inf, -math.inf] * 5)  # sums to NaN
+
+
+def test_runs_not_of_exact_types(codec: ModuleType) -> None:
+    class Index:
+        def __index__(self) -> int:
+            return 5
+
+    with pytest.raises(EncodeError, match="cannot encode"):
+        codec.encode([5] * 9 + [Index()])
+    with pytest.raises(EncodeError, match="cannot encode"):
+        codec.encode([1000] * 9 + [Index()])
+
+    class F(float):
+        pass
+
+    assert codec.decode(codec.encode([F(1.5)] * 9)) == [1.5] * 9
+    with pytest.raises(EncodeError, match="no float"):
+        codec.encode([F(math.nan)] * 9)
+
+
+def test_large_binaries(codec: ModuleType) -> None:
+    n = len(BIG)
+    head = b"m" + struct.pack(">I", n)
+    assert codec.encode(BIG) == b"\x83" + head + BIG
+    assert codec.encode(BIG, versioned=False) == head + BIG
+    assert codec.encode((1, BIG, 2)) == b"\x83h\x03a\x01" + head + BIG + b"a\x02"
+    assert codec.encode({BIG: BIG}) == b"\x83t\x00\x00\x00\x01" + head + BIG + head + BIG
+    compressed = codec.encode([BIG, BIG], compressed=True)
+    assert compressed[1] == 80 and codec.decode(compressed) == [BIG, BIG]
+    pid = Pid("n@h", 1, 0, 0)
+    small = Fun("m", 2, b"u" * 16, 7, 8, 9, pid, [Atom("v"), b"x"])
+    fun = Fun("m", 2, b"u" * 16, 7, 8, 9, pid, [Atom("v"), BIG])
+    data = codec.encode(fun)
+    (size,) = struct.unpack_from(">I", data, 2)
+    assert size == len(data) - 2
+    start = codec.encode(small)[6:-6]  # arity to the atom v, the same in both
+    assert data == b"\x83p" + struct.pack(">I", size) + start + head + BIG
+    assert codec.decode(data) == fun
+    # an error after a large binary leaves nothing behind
+    bad_fun = Fun("m", 0, b"u" * 16, 0, 0, 0, pid, [BIG, object()])
+    for bad in ((BIG, object()), [BIG, BIG, math.nan], bad_fun):
+        with pytest.raises(EncodeError):
+            codec.encode(bad)
+    if codec is term.IMPLEMENTATIONS["python"]:
+        assert codec._spilled == {}
+
+
+def test_damaged_runs_are_decode_errors(codec: ModuleType) -> None:
+    for value in ([1000] * 20, [2.5] * 20, [b"abc"] * 20, [b""] * 20, tuple([7] * 20), (1, 2) * 10):
+        data = codec.encode(value)
+        for cut in range(len(data) - 1, 0, -1):
+            with pytest.raises(DecodeError):
+                codec.decode(data[:cut])
+        for i in range(2, len(data)):
+            for byte in (0, 97, 98, 109, 0xFF):
+                damaged = bytearray(data)
+                damaged[i] = byte
+                try:
+                    codec.decode(bytes(damaged))
+                except DecodeError:
+                    pass
+
+
+def test_pid_and_reference_reuse(codec: ModuleType) -> None:
+    pids = [Pid("reuse@h", i % 3, 0, 7) for i in range(10)] + [Pid("ü@h", 1, 2, 3)]
+    refs = [Reference("ref@h", 9, ids) for ids in ((1, 2, 3), (1,), (1, 2, 3, 4, 5))]
+    for value in (pids, refs, [pids, refs]):
+        data = codec.encode(value)
+        assert codec.decode(data) == value
+        assert codec.decode(memoryview(data)) == value
+    # a NEW_PID_EXT cut inside its node name or numbers is still a DecodeError
+    data = codec.encode(Pid("reuse@h", 1, 0, 7))
+    for cut in range(2, len(data)):
+        with pytest.raises(DecodeError):
+            codec.decode(data[:cut])
+    bad = bytearray(codec.encode(Reference("ref@h", 9, (1, 2))))
+    bad[3] = 6  # 6 ids
+    with pytest.raises(DecodeError):
+        codec.decode(bytes(bad))
+
+
+def test_map_keys_mixed_collisions_and_unhashable(codec: ModuleType) -> None:
+    # #{[1] => 1, 1 => 2, 1.0 => 3, true => 4}: a frozen key and Python-equal keys together
+    data = (
+        b"\x83t\x00\x00\x00\x04k\x00\x01\x01a\x01a\x01a\x02F" + struct.pack(">d", 1.0) + b"a\x03"
+        + b"w\x04truea\x04"
+    )
+    m = codec.decode(data)
+    assert len(m) == 4
+    assert m[FrozenList([1])] == 1 and m[1] == 2
+    assert m[ErlFloatKey(1.0)] == 3 and m[Atom("true")] == 4
+    # the same keys among more pairs (maps of more than a few pairs take another path)
+    more = b"".join(b"a%cw\x01x" % k for k in range(10, 16))
+    data = b"\x83t\x00\x00\x00\x0a" + data[6:] + more
+    m = codec.decode(data)
+    assert len(m) == 10
+    assert m[FrozenList([1])] == 1 and m[1] == 2
+    assert m[ErlFloatKey(1.0)] == 3 and m[Atom("true")] == 4
+    assert m[15] == Atom("x")
 
 
 def test_types_are_values() -> None:

@@ -1,0 +1,3148 @@
+/*
+ * pynode.term._ccodec: the compiled twin of pynode.term._codec_py.
+ *
+ * The same API and the same behaviour as the pure-Python codec: the same bytes out of
+ * encode, the same values (of the very same Python classes, imported from
+ * pynode.term.types at module init) out of decode, and the same exceptions (DecodeError
+ * with its offset, EncodeError) with the same messages.  The tests in tests/term run
+ * against both; tests/term/test_ccodec.py compares the two directly.
+ *
+ * Safety rules kept throughout:
+ *  - every length read from the input is checked against what is left of the input
+ *    before anything is allocated for it, and nothing is read past the end;
+ *  - the input is read through the buffer protocol (bytes directly, anything else as a
+ *    locked C-contiguous view, released on every path);
+ *  - nesting is bounded three ways: the caller's max_depth (checked exactly where the
+ *    Python codec checks it), Py_EnterRecursiveCall (the interpreter's recursion limit,
+ *    which is what bounds the Python codec too, counted once every eight levels), and
+ *    MAX_NEST, a hard cap on this module's own C recursion whatever the recursion limit;
+ *  - items of mutable containers (and fields read from records) are held by a reference
+ *    of ours while they are encoded, since conversions of builtin subclasses can run
+ *    arbitrary Python code.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <zlib.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* tags */
+
+#define VERSION 131
+#define NEW_FLOAT_EXT 70
+#define BIT_BINARY_EXT 77
+#define COMPRESSED 80
+#define ATOM_CACHE_REF 82
+#define NEW_PID_EXT 88
+#define NEW_PORT_EXT 89
+#define NEWER_REFERENCE_EXT 90
+#define SMALL_INTEGER_EXT 97
+#define INTEGER_EXT 98
+#define FLOAT_EXT 99
+#define ATOM_EXT 100
+#define REFERENCE_EXT 101
+#define PORT_EXT 102
+#define PID_EXT 103
+#define SMALL_TUPLE_EXT 104
+#define LARGE_TUPLE_EXT 105
+#define NIL_EXT 106
+#define STRING_EXT 107
+#define LIST_EXT 108
+#define BINARY_EXT 109
+#define SMALL_BIG_EXT 110
+#define LARGE_BIG_EXT 111
+#define NEW_FUN_EXT 112
+#define EXPORT_EXT 113
+#define NEW_REFERENCE_EXT 114
+#define SMALL_ATOM_EXT 115
+#define MAP_EXT 116
+#define ATOM_UTF8_EXT 118
+#define SMALL_ATOM_UTF8_EXT 119
+#define V4_PORT_EXT 120
+#define LOCAL_EXT 121
+
+/* Hard cap on this module's own recursion (containers, funs, compressed terms), whatever
+ * sys.setrecursionlimit says: a level costs about 300 bytes of C stack at most (gcc -O2,
+ * x86-64), so this stays under 2 MB.  Past it: RecursionError, which encode and decode
+ * turn into "nested too deeply" like the Python codec's own RecursionError. */
+#define MAX_NEST 5000
+
+/* max_depth is clamped into this range, so that decrementing it never overflows. */
+#define DEPTH_MAX ((long long)1 << 60)
+#define DEPTH_MIN (-((long long)1 << 60))
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
+#if PY_VERSION_HEX >= 0x030B0000
+#define PACK8(x, p) PyFloat_Pack8((x), (char *)(p), 0)
+#define UNPACK8(p) PyFloat_Unpack8((const char *)(p), 0)
+#else
+#define PACK8(x, p) _PyFloat_Pack8((x), (unsigned char *)(p), 0)
+#define UNPACK8(p) _PyFloat_Unpack8((const unsigned char *)(p), 0)
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* module globals, set once at init */
+
+static PyTypeObject *T_Atom, *T_Pid, *T_Port, *T_Ref, *T_Improper, *T_Bits, *T_Fun,
+    *T_Export, *T_FList, *T_FMap;
+static PyObject *O_freeze, *O_ErlFloatKey, *E_Decode, *E_Encode, *E_struct, *E_zlib;
+static PyObject *O_atom_true, *O_atom_false;
+static PyObject *O_default_max_depth, *O_default_max_unc;
+static PyObject *S_items, *O_struct_pack;
+
+/* A slot of one of the record classes: its offset in the object, and its name for the
+ * generic getattr fallback. */
+typedef struct {
+    Py_ssize_t off;
+    PyObject *name;
+} Field;
+
+static Field F_pid_node, F_pid_id, F_pid_serial, F_pid_creation;
+static Field F_port_node, F_port_id, F_port_creation;
+static Field F_ref_node, F_ref_creation, F_ref_ids;
+static Field F_il_items, F_il_tail;
+static Field F_bs_data, F_bs_bits;
+static Field F_fun_module, F_fun_arity, F_fun_uniq, F_fun_index, F_fun_old_index,
+    F_fun_old_uniq, F_fun_pid, F_fun_free_vars;
+static Field F_ex_module, F_ex_function, F_ex_arity;
+static Field F_fm_d;
+
+/* A new reference to field f of o: straight from the slot when o is exactly of type t,
+ * else (or when the slot is empty) by getattr, which raises what Python would. */
+static PyObject *
+field(PyObject *o, PyTypeObject *t, const Field *f)
+{
+    if (Py_TYPE(o) == t) {
+        PyObject *v = *(PyObject **)((char *)o + f->off);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+    }
+    return PyObject_GetAttr(o, f->name);
+}
+
+#define SET_SLOT(o, f, v) (*(PyObject **)((char *)(o) + (f).off) = (v))
+
+/* ---------------------------------------------------------------------------------------- */
+/* small helpers */
+
+static inline uint16_t
+be16(const unsigned char *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static inline uint32_t
+be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline uint64_t
+be64(const unsigned char *p)
+{
+    return ((uint64_t)be32(p) << 32) | be32(p + 4);
+}
+
+/* The value of an int (any int subclass) when it fits in one digit, without a call. */
+static inline int
+long_small(PyObject *o, long *out)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+        *out = (long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+        return 1;
+    }
+    return 0;
+#else
+    Py_ssize_t s = Py_SIZE(o);
+    if (s == 0) {
+        *out = 0;
+        return 1;
+    }
+    if (s == 1) {
+        *out = (long)((PyLongObject *)o)->ob_digit[0];
+        return 1;
+    }
+    if (s == -1) {
+        *out = -(long)((PyLongObject *)o)->ob_digit[0];
+        return 1;
+    }
+    return 0;
+#endif
+}
+
+/* One more level of this module's recursion.  Every eighth level also counts against the
+ * interpreter's recursion limit (Py_EnterRecursiveCall costs as much as decoding a small
+ * list, so it is not paid on every level); MAX_NEST bounds the C stack either way. */
+static int
+nest_enter(int *nest)
+{
+    if (*nest >= MAX_NEST) {
+        PyErr_SetString(PyExc_RecursionError,
+                        "maximum recursion depth exceeded while handling an Erlang term");
+        return -1;
+    }
+    if ((*nest & 7) == 0 && Py_EnterRecursiveCall(" while handling an Erlang term"))
+        return -1;
+    ++*nest;
+    return 0;
+}
+
+static inline void
+nest_leave(int *nest)
+{
+    if ((--*nest & 7) == 0)
+        Py_LeaveRecursiveCall();
+}
+
+static void
+struct_error(const char *msg)
+{
+    PyErr_SetString(E_struct, msg);
+}
+
+/* The very struct.error that struct.pack(fmt, o) raises (its wording varies across Python
+ * versions); ``fallback`` should it not raise. */
+static void
+struct_error_of(const char *fmt, PyObject *o, const char *fallback)
+{
+    PyObject *r = PyObject_CallFunction(O_struct_pack, "sO", fmt, o);
+    if (r != NULL) {
+        Py_DECREF(r);
+        struct_error(fallback);
+    }
+}
+
+/* Convert o the way struct.pack does for an unsigned format of at most max: 0 ok, -1 an
+ * exception raised by o's __index__ (left set), or one of the struct.error cases below
+ * (nothing raised: the callers say which error that is). */
+#define PU_RANGE 1    /* "'I' format requires 0 <= number <= 4294967295" */
+#define PU_NOT_INT 2  /* "required argument is not an integer" */
+#define PU_OVERFLOW 3 /* "argument out of range" */
+
+static int
+pack_uint(PyObject *o, unsigned long long max, unsigned long long *out)
+{
+    PyObject *v;
+    if (PyLong_Check(o)) {
+        v = o;
+        Py_INCREF(v);
+    }
+    else if (PyIndex_Check(o)) {
+        v = PyNumber_Index(o);
+        if (v == NULL)
+            return -1;
+    }
+    else
+        return PU_NOT_INT;
+    unsigned long long x = PyLong_AsUnsignedLongLong(v);
+    Py_DECREF(v);
+    if (x == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        return PU_OVERFLOW;
+    }
+    if (x > max)
+        return PU_RANGE;
+    *out = x;
+    return 0;
+}
+
+static const char *const pack_messages[] = {
+    NULL,
+    "'I' format requires 0 <= number <= 4294967295",
+    "required argument is not an integer",
+    "argument out of range",
+};
+
+/* max_depth as the Python codec uses it (``depth <= 0`` checks, minus one per level). */
+static int
+depth_arg(PyObject *o, long long *out)
+{
+    if (PyLong_Check(o)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (overflow > 0 || v > DEPTH_MAX)
+            v = DEPTH_MAX;
+        else if (overflow < 0 || v < DEPTH_MIN)
+            v = DEPTH_MIN;
+        *out = v;
+        return 0;
+    }
+    if (PyFloat_Check(o)) {
+        /* d, d-1, d-2... stays above 0 for ceil(d) levels; NaN never compares <= 0 */
+        double v = PyFloat_AS_DOUBLE(o);
+        if (isnan(v) || v >= (double)DEPTH_MAX)
+            *out = DEPTH_MAX;
+        else if (v <= (double)DEPTH_MIN)
+            *out = DEPTH_MIN;
+        else
+            *out = (long long)ceil(v);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "'<=' not supported between instances of '%.200s' and 'int'",
+                 Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+/* max_uncompressed (``size > limit``): the largest size allowed. */
+static int
+limit_arg(PyObject *o, long long *out)
+{
+    if (PyLong_Check(o)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (overflow > 0)
+            v = LLONG_MAX;
+        else if (overflow < 0)
+            v = -1;
+        *out = v;
+        return 0;
+    }
+    if (PyFloat_Check(o)) {
+        double v = PyFloat_AS_DOUBLE(o);
+        if (isnan(v) || v >= 9.2e18)
+            *out = LLONG_MAX;
+        else if (v < -1.0)
+            *out = -1;
+        else
+            *out = (long long)floor(v);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "'>' not supported between instances of 'int' and '%.200s'",
+                 Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+/* Keyword parsing for METH_FASTCALL | METH_KEYWORDS, with Python's own error messages. */
+typedef struct {
+    const char *fname;
+    int nparams;
+    int max_pos;  /* how many may be given positionally */
+    int n_req;    /* how many are required (the first ones) */
+    const char *names[8];
+    PyObject *inames[8];
+} ArgSpec;
+
+static int
+parse_args(ArgSpec *spec, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+           PyObject **out)
+{
+    int i;
+    for (i = 0; i < spec->nparams; i++)
+        out[i] = NULL;
+    if (nargs > spec->max_pos) {
+        if (spec->max_pos == spec->n_req)
+            PyErr_Format(PyExc_TypeError,
+                         "%s() takes %d positional argument%s but %zd were given", spec->fname,
+                         spec->max_pos, spec->max_pos == 1 ? "" : "s", nargs);
+        else
+            PyErr_Format(PyExc_TypeError,
+                         "%s() takes from %d to %d positional arguments but %zd were given",
+                         spec->fname, spec->n_req, spec->max_pos, nargs);
+        return -1;
+    }
+    for (i = 0; i < nargs; i++)
+        out[i] = args[i];
+    if (kwnames != NULL) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames), k;
+        for (k = 0; k < nkw; k++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+            int idx = -1;
+            for (i = 0; i < spec->nparams; i++) {
+                if (key == spec->inames[i]) {
+                    idx = i;
+                    break;
+                }
+            }
+            if (idx < 0) {
+                for (i = 0; i < spec->nparams; i++) {
+                    if (PyUnicode_Compare(key, spec->inames[i]) == 0) {
+                        idx = i;
+                        break;
+                    }
+                }
+                if (PyErr_Occurred())
+                    return -1;
+            }
+            if (idx < 0) {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%S'",
+                             spec->fname, key);
+                return -1;
+            }
+            if (out[idx] != NULL) {
+                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+                             spec->fname, spec->names[idx]);
+                return -1;
+            }
+            out[idx] = args[nargs + k];
+        }
+    }
+    for (i = 0; i < spec->n_req; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing 1 required positional argument: '%s'",
+                         spec->fname, spec->names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* UTF-8 of a str, surrogates written as they are (the "surrogatepass" of the Python codec) */
+
+static Py_ssize_t
+utf8_size(int kind, const void *data, Py_ssize_t n, int *surrogates)
+{
+    Py_ssize_t size = n, i;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *s = (const Py_UCS1 *)data;
+        for (i = 0; i < n; i++)
+            size += s[i] >> 7;
+    }
+    else if (kind == PyUnicode_2BYTE_KIND) {
+        const Py_UCS2 *s = (const Py_UCS2 *)data;
+        for (i = 0; i < n; i++) {
+            Py_UCS2 c = s[i];
+            if (c >= 0x80) {
+                size += c < 0x800 ? 1 : 2;
+                if (c >= 0xD800 && c <= 0xDFFF)
+                    *surrogates = 1;
+            }
+        }
+    }
+    else {
+        const Py_UCS4 *s = (const Py_UCS4 *)data;
+        for (i = 0; i < n; i++) {
+            Py_UCS4 c = s[i];
+            if (c >= 0x80) {
+                size += c < 0x800 ? 1 : c < 0x10000 ? 2 : 3;
+                if (c >= 0xD800 && c <= 0xDFFF)
+                    *surrogates = 1;
+            }
+        }
+    }
+    return size;
+}
+
+#define UTF8_PUT(p, c)                                                                      \
+    do {                                                                                    \
+        Py_UCS4 c_ = (c);                                                                   \
+        if (c_ < 0x80)                                                                      \
+            *p++ = (unsigned char)c_;                                                       \
+        else if (c_ < 0x800) {                                                              \
+            *p++ = (unsigned char)(0xC0 | (c_ >> 6));                                       \
+            *p++ = (unsigned char)(0x80 | (c_ & 0x3F));                                     \
+        }                                                                                   \
+        else if (c_ < 0x10000) {                                                            \
+            *p++ = (unsigned char)(0xE0 | (c_ >> 12));                                      \
+            *p++ = (unsigned char)(0x80 | ((c_ >> 6) & 0x3F));                              \
+            *p++ = (unsigned char)(0x80 | (c_ & 0x3F));                                     \
+        }                                                                                   \
+        else {                                                                              \
+            *p++ = (unsigned char)(0xF0 | (c_ >> 18));                                      \
+            *p++ = (unsigned char)(0x80 | ((c_ >> 12) & 0x3F));                             \
+            *p++ = (unsigned char)(0x80 | ((c_ >> 6) & 0x3F));                              \
+            *p++ = (unsigned char)(0x80 | (c_ & 0x3F));                                     \
+        }                                                                                   \
+    } while (0)
+
+static unsigned char *
+utf8_write(int kind, const void *data, Py_ssize_t n, unsigned char *p)
+{
+    Py_ssize_t i;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *s = (const Py_UCS1 *)data;
+        for (i = 0; i < n; i++) {
+            Py_UCS1 c = s[i];
+            if (c < 0x80)
+                *p++ = c;
+            else {
+                *p++ = (unsigned char)(0xC0 | (c >> 6));
+                *p++ = (unsigned char)(0x80 | (c & 0x3F));
+            }
+        }
+    }
+    else if (kind == PyUnicode_2BYTE_KIND) {
+        const Py_UCS2 *s = (const Py_UCS2 *)data;
+        for (i = 0; i < n; i++)
+            UTF8_PUT(p, s[i]);
+    }
+    else {
+        const Py_UCS4 *s = (const Py_UCS4 *)data;
+        for (i = 0; i < n; i++)
+            UTF8_PUT(p, s[i]);
+    }
+    return p;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* encoding */
+
+#define ENC_STACK 1024
+
+typedef struct {
+    unsigned char *p; /* the buffer: the stack array below, or the data of ``bytes`` */
+    Py_ssize_t len, cap;
+    PyObject *bytes;
+    int nest;
+    unsigned char stack[ENC_STACK];
+} Enc;
+
+static int
+enc_grow(Enc *e, Py_ssize_t need)
+{
+    if (need > PY_SSIZE_T_MAX - e->len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t want = e->len + need;
+    Py_ssize_t cap = e->cap <= PY_SSIZE_T_MAX / 2 ? e->cap * 2 : PY_SSIZE_T_MAX;
+    if (cap < want)
+        cap = want;
+    if (e->bytes == NULL) {
+        PyObject *b = PyBytes_FromStringAndSize(NULL, cap);
+        if (b == NULL)
+            return -1;
+        memcpy(PyBytes_AS_STRING(b), e->p, (size_t)e->len);
+        e->bytes = b;
+    }
+    else if (_PyBytes_Resize(&e->bytes, cap) < 0) {
+        return -1; /* e->bytes is NULL now */
+    }
+    e->p = (unsigned char *)PyBytes_AS_STRING(e->bytes);
+    e->cap = cap;
+    return 0;
+}
+
+#define ENSURE(e, n)                                                                        \
+    do {                                                                                    \
+        if ((e)->cap - (e)->len < (Py_ssize_t)(n) && enc_grow((e), (Py_ssize_t)(n)) < 0)    \
+            return -1;                                                                      \
+    } while (0)
+
+static inline void
+w8(Enc *e, unsigned int v)
+{
+    e->p[e->len++] = (unsigned char)v;
+}
+
+static inline void
+w16(Enc *e, unsigned int v)
+{
+    e->p[e->len] = (unsigned char)(v >> 8);
+    e->p[e->len + 1] = (unsigned char)v;
+    e->len += 2;
+}
+
+static inline void
+w32(Enc *e, uint32_t v)
+{
+    unsigned char *p = e->p + e->len;
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+    e->len += 4;
+}
+
+static inline void
+w64(Enc *e, uint64_t v)
+{
+    w32(e, (uint32_t)(v >> 32));
+    w32(e, (uint32_t)v);
+}
+
+static inline void
+wmem(Enc *e, const void *src, Py_ssize_t n)
+{
+    if (n > 0)
+        memcpy(e->p + e->len, src, (size_t)n);
+    e->len += n;
+}
+
+static int enc(Enc *e, PyObject *x, long long depth);
+
+static int
+enc_error(PyObject *msg)
+{
+    if (msg == NULL)
+        return -1;
+    PyErr_SetObject(E_Encode, msg);
+    Py_DECREF(msg);
+    return -1;
+}
+
+static int
+too_deep(void)
+{
+    PyErr_SetString(E_Encode, "term nested too deeply");
+    return -1;
+}
+
+#define U32_RANGE "'I' format requires 0 <= number <= 4294967295"
+
+/* an atom: any str, strict UTF-8 like str.encode() */
+static int
+enc_atom(Enc *e, PyObject *a)
+{
+    if (!PyUnicode_Check(a)) {
+        if (PyObject_Hash(a) == -1)
+            return -1;
+        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute 'encode'",
+                     Py_TYPE(a)->tp_name);
+        return -1;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(a) < 0)
+        return -1;
+#endif
+    Py_ssize_t nch = PyUnicode_GET_LENGTH(a), nb;
+    int kind = PyUnicode_KIND(a);
+    const void *data = PyUnicode_DATA(a);
+    int ascii = PyUnicode_IS_ASCII(a);
+    if (ascii)
+        nb = nch;
+    else {
+        int sur = 0;
+        nb = utf8_size(kind, data, nch, &sur);
+        if (sur) { /* the genuine UnicodeEncodeError of a.encode("utf-8") */
+            PyObject *t = PyUnicode_AsUTF8String(a);
+            if (t == NULL)
+                return -1;
+            Py_DECREF(t);
+        }
+    }
+    if (nch > 255) {
+        PyObject *head = PyUnicode_Substring(a, 0, 40);
+        if (head == NULL)
+            return -1;
+        PyObject *msg = PyUnicode_FromFormat(
+            "atom too long (%zd characters, the limit is 255): %R...", nch, head);
+        Py_DECREF(head);
+        return enc_error(msg);
+    }
+    if (nb < 256) {
+        ENSURE(e, 2 + nb);
+        w8(e, SMALL_ATOM_UTF8_EXT);
+        w8(e, (unsigned int)nb);
+    }
+    else {
+        ENSURE(e, 3 + nb);
+        w8(e, ATOM_UTF8_EXT);
+        w16(e, (unsigned int)nb);
+    }
+    if (ascii)
+        wmem(e, data, nb);
+    else {
+        utf8_write(kind, data, nch, e->p + e->len);
+        e->len += nb;
+    }
+    return 0;
+}
+
+static int
+enc_bin(Enc *e, const void *data, Py_ssize_t n)
+{
+    if ((unsigned long long)n > 0xFFFFFFFFULL) {
+        struct_error(U32_RANGE);
+        return -1;
+    }
+    ENSURE(e, 5 + n);
+    w8(e, BINARY_EXT);
+    w32(e, (uint32_t)n);
+    wmem(e, data, n);
+    return 0;
+}
+
+/* a str as a UTF-8 binary */
+static int
+enc_str(Enc *e, PyObject *s)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(s) < 0)
+        return -1;
+#endif
+    Py_ssize_t nch = PyUnicode_GET_LENGTH(s);
+    if (PyUnicode_IS_ASCII(s))
+        return enc_bin(e, PyUnicode_DATA(s), nch);
+    int kind = PyUnicode_KIND(s), sur = 0;
+    const void *data = PyUnicode_DATA(s);
+    if (nch <= 65536) {
+        /* one pass: room for the longest UTF-8 (2, 3 or 4 bytes a character, by kind),
+         * then the length written in front */
+        Py_ssize_t most = (kind == PyUnicode_1BYTE_KIND ? 2 : kind == PyUnicode_2BYTE_KIND ? 3 : 4);
+        ENSURE(e, 5 + most * nch);
+        unsigned char *head = e->p + e->len, *p = head + 5, *q = utf8_write(kind, data, nch, p);
+        head[0] = BINARY_EXT;
+        uint32_t nb = (uint32_t)(q - p);
+        head[1] = (unsigned char)(nb >> 24);
+        head[2] = (unsigned char)(nb >> 16);
+        head[3] = (unsigned char)(nb >> 8);
+        head[4] = (unsigned char)nb;
+        e->len += 5 + (Py_ssize_t)nb;
+        return 0;
+    }
+    Py_ssize_t nb = utf8_size(kind, data, nch, &sur);
+    if ((unsigned long long)nb > 0xFFFFFFFFULL) {
+        struct_error(U32_RANGE);
+        return -1;
+    }
+    ENSURE(e, 5 + nb);
+    w8(e, BINARY_EXT);
+    w32(e, (uint32_t)nb);
+    utf8_write(kind, data, nch, e->p + e->len);
+    e->len += nb;
+    return 0;
+}
+
+static int
+enc_float(Enc *e, PyObject *f)
+{
+    double v = PyFloat_AS_DOUBLE(f);
+    if (!isfinite(v))
+        return enc_error(PyUnicode_FromFormat("Erlang has no float %R", f));
+    ENSURE(e, 9);
+    w8(e, NEW_FLOAT_EXT);
+    if (PACK8(v, e->p + e->len) < 0)
+        return -1;
+    e->len += 8;
+    return 0;
+}
+
+static int
+enc_magnitude(Enc *e, unsigned long long mag, int sign)
+{
+    int n = 0;
+    unsigned long long m = mag;
+    while (m) {
+        n++;
+        m >>= 8;
+    }
+    ENSURE(e, 3 + n);
+    w8(e, SMALL_BIG_EXT);
+    w8(e, (unsigned int)n);
+    w8(e, (unsigned int)sign);
+    while (mag) {
+        w8(e, (unsigned int)(mag & 0xFF));
+        mag >>= 8;
+    }
+    return 0;
+}
+
+/* an int (any int subclass, by its value) */
+static int
+enc_int(Enc *e, PyObject *x)
+{
+    long v;
+    if (long_small(x, &v)) {
+        if (v >= 0 && v < 256) {
+            ENSURE(e, 2);
+            w8(e, SMALL_INTEGER_EXT);
+            w8(e, (unsigned int)v);
+            return 0;
+        }
+        if (v >= -2147483648L && v <= 2147483647L) {
+            ENSURE(e, 5);
+            w8(e, INTEGER_EXT);
+            w32(e, (uint32_t)(int32_t)v);
+            return 0;
+        }
+    }
+    int overflow;
+    long long ll = PyLong_AsLongLongAndOverflow(x, &overflow);
+    if (ll == -1 && PyErr_Occurred())
+        return -1;
+    if (!overflow) {
+        if (ll >= 0 && ll < 256) {
+            ENSURE(e, 2);
+            w8(e, SMALL_INTEGER_EXT);
+            w8(e, (unsigned int)ll);
+            return 0;
+        }
+        if (ll >= -2147483648LL && ll <= 2147483647LL) {
+            ENSURE(e, 5);
+            w8(e, INTEGER_EXT);
+            w32(e, (uint32_t)(int32_t)ll);
+            return 0;
+        }
+        if (ll < 0)
+            return enc_magnitude(e, (unsigned long long)(-(ll + 1)) + 1ULL, 1);
+        return enc_magnitude(e, (unsigned long long)ll, 0);
+    }
+    int sign = overflow < 0;
+    PyObject *a = sign ? PyNumber_Negative(x) : (Py_INCREF(x), x);
+    if (a == NULL)
+        return -1;
+    size_t nbits = _PyLong_NumBits(a);
+    if (nbits == (size_t)-1 && PyErr_Occurred()) {
+        Py_DECREF(a);
+        return -1;
+    }
+    size_t n = (nbits + 7) >> 3;
+    if (n > 0xFFFFFFFFULL || n > (size_t)(PY_SSIZE_T_MAX - 16)) {
+        Py_DECREF(a);
+        struct_error(U32_RANGE);
+        return -1;
+    }
+    if (n < 256) {
+        if (e->cap - e->len < (Py_ssize_t)(3 + n) && enc_grow(e, (Py_ssize_t)(3 + n)) < 0)
+            goto fail;
+        w8(e, SMALL_BIG_EXT);
+        w8(e, (unsigned int)n);
+    }
+    else {
+        if (e->cap - e->len < (Py_ssize_t)(6 + n) && enc_grow(e, (Py_ssize_t)(6 + n)) < 0)
+            goto fail;
+        w8(e, LARGE_BIG_EXT);
+        w32(e, (uint32_t)n);
+    }
+    w8(e, (unsigned int)sign);
+#if PY_VERSION_HEX >= 0x030D0000
+    if (_PyLong_AsByteArray((PyLongObject *)a, e->p + e->len, n, 1, 0, 1) < 0)
+        goto fail;
+#else
+    if (_PyLong_AsByteArray((PyLongObject *)a, e->p + e->len, n, 1, 0) < 0)
+        goto fail;
+#endif
+    e->len += (Py_ssize_t)n;
+    Py_DECREF(a);
+    return 0;
+fail:
+    Py_DECREF(a);
+    return -1;
+}
+
+/* what _enc_int does with something that is not an int (ExportFun arity, fun indexes) */
+static int
+enc_int_field(Enc *e, PyObject *x)
+{
+    if (PyLong_Check(x))
+        return enc_int(e, x);
+    PyErr_Format(PyExc_TypeError, "'<=' not supported between instances of 'int' and '%.200s'",
+                 Py_TYPE(x)->tp_name);
+    return -1;
+}
+
+/* list or FrozenList body (``depth`` is already the elements' depth) */
+static int
+enc_list_body(Enc *e, PyObject *seq, int is_list, long long depth)
+{
+    Py_ssize_t n = Py_SIZE(seq), i;
+    if (n == 0) {
+        ENSURE(e, 1);
+        w8(e, NIL_EXT);
+        return 0;
+    }
+    PyObject **items = is_list ? ((PyListObject *)seq)->ob_item : ((PyTupleObject *)seq)->ob_item;
+    if (n < 65536 && Py_TYPE(items[0]) == &PyLong_Type) {
+        long v = 0;
+        for (i = 0; i < n; i++) {
+            PyObject *it = items[i];
+            if (Py_TYPE(it) != &PyLong_Type || !long_small(it, &v) || v < 0 || v > 255)
+                break;
+        }
+        if (i == n) {
+            ENSURE(e, 3 + n);
+            w8(e, STRING_EXT);
+            w16(e, (unsigned int)n);
+            for (i = 0; i < n; i++) {
+                long_small(items[i], &v);
+                e->p[e->len++] = (unsigned char)v;
+            }
+            return 0;
+        }
+    }
+    if ((unsigned long long)n > 0xFFFFFFFFULL) {
+        struct_error(U32_RANGE);
+        return -1;
+    }
+    ENSURE(e, 5);
+    w8(e, LIST_EXT);
+    w32(e, (uint32_t)n);
+    if (nest_enter(&e->nest) < 0)
+        return -1;
+    for (i = 0; i < Py_SIZE(seq); i++) {
+        PyObject *it = is_list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
+        Py_INCREF(it);
+        int r = enc(e, it, depth);
+        Py_DECREF(it);
+        if (r < 0) {
+            nest_leave(&e->nest);
+            return -1;
+        }
+    }
+    nest_leave(&e->nest);
+    ENSURE(e, 1);
+    w8(e, NIL_EXT);
+    return 0;
+}
+
+static int
+enc_tuple(Enc *e, PyObject *t, long long depth)
+{
+    if (depth <= 0)
+        return too_deep();
+    Py_ssize_t n = PyTuple_GET_SIZE(t), i;
+    if (n < 256) {
+        ENSURE(e, 2);
+        w8(e, SMALL_TUPLE_EXT);
+        w8(e, (unsigned int)n);
+    }
+    else {
+        if ((unsigned long long)n > 0xFFFFFFFFULL) {
+            struct_error(U32_RANGE);
+            return -1;
+        }
+        ENSURE(e, 5);
+        w8(e, LARGE_TUPLE_EXT);
+        w32(e, (uint32_t)n);
+    }
+    if (n == 0)
+        return 0;
+    if (nest_enter(&e->nest) < 0)
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (enc(e, PyTuple_GET_ITEM(t, i), depth - 1) < 0) {
+            nest_leave(&e->nest);
+            return -1;
+        }
+    }
+    nest_leave(&e->nest);
+    return 0;
+}
+
+static int
+enc_dict(Enc *e, PyObject *d, long long depth)
+{
+    if (depth <= 0)
+        return too_deep();
+    Py_ssize_t n = PyDict_GET_SIZE(d), pos = 0;
+    PyObject *k, *v;
+    if ((unsigned long long)n > 0xFFFFFFFFULL) {
+        struct_error(U32_RANGE);
+        return -1;
+    }
+    ENSURE(e, 5);
+    w8(e, MAP_EXT);
+    w32(e, (uint32_t)n);
+    if (n == 0)
+        return 0;
+    if (nest_enter(&e->nest) < 0)
+        return -1;
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        Py_INCREF(k);
+        Py_INCREF(v);
+        int r = enc(e, k, depth - 1);
+        if (r == 0)
+            r = enc(e, v, depth - 1);
+        Py_DECREF(k);
+        Py_DECREF(v);
+        if (r == 0 && PyDict_GET_SIZE(d) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            r = -1;
+        }
+        if (r < 0) {
+            nest_leave(&e->nest);
+            return -1;
+        }
+    }
+    nest_leave(&e->nest);
+    return 0;
+}
+
+static int
+enc_pid(Enc *e, PyObject *p)
+{
+    unsigned long long v[3];
+    int i, bad = 0;
+    PyObject *node = field(p, T_Pid, &F_pid_node);
+    if (node == NULL)
+        return -1;
+    ENSURE(e, 1);
+    w8(e, NEW_PID_EXT);
+    int r = enc_atom(e, node);
+    Py_DECREF(node);
+    if (r < 0)
+        return -1;
+    const Field *fs[3] = {&F_pid_id, &F_pid_serial, &F_pid_creation};
+    PyObject *o[3] = {NULL, NULL, NULL};
+    for (i = 0; i < 3; i++) {
+        o[i] = field(p, T_Pid, fs[i]);
+        if (o[i] == NULL)
+            goto fail;
+    }
+    for (i = 0; i < 3 && !bad; i++) {
+        r = pack_uint(o[i], 0xFFFFFFFFULL, &v[i]);
+        if (r < 0)
+            goto fail;
+        bad = r;
+    }
+    for (i = 0; i < 3; i++)
+        Py_CLEAR(o[i]);
+    if (bad)
+        return enc_error(PyUnicode_FromFormat("pid fields out of range: %R", p));
+    ENSURE(e, 12);
+    for (i = 0; i < 3; i++)
+        w32(e, (uint32_t)v[i]);
+    return 0;
+fail:
+    for (i = 0; i < 3; i++)
+        Py_XDECREF(o[i]);
+    return -1;
+}
+
+static int
+enc_port(Enc *e, PyObject *p)
+{
+    unsigned long long id = 0, cr = 0;
+    PyObject *node = field(p, T_Port, &F_port_node);
+    if (node == NULL)
+        return -1;
+    ENSURE(e, 1);
+    w8(e, V4_PORT_EXT);
+    int r = enc_atom(e, node);
+    Py_DECREF(node);
+    if (r < 0)
+        return -1;
+    PyObject *oid = field(p, T_Port, &F_port_id);
+    if (oid == NULL)
+        return -1;
+    PyObject *ocr = field(p, T_Port, &F_port_creation);
+    if (ocr == NULL) {
+        Py_DECREF(oid);
+        return -1;
+    }
+    r = pack_uint(oid, 0xFFFFFFFFFFFFFFFFULL, &id);
+    if (r == 0)
+        r = pack_uint(ocr, 0xFFFFFFFFULL, &cr);
+    Py_DECREF(oid);
+    Py_DECREF(ocr);
+    if (r < 0)
+        return -1;
+    if (r > 0)
+        return enc_error(PyUnicode_FromFormat("port fields out of range: %R", p));
+    ENSURE(e, 12);
+    w64(e, id);
+    w32(e, (uint32_t)cr);
+    return 0;
+}
+
+static int
+enc_ref(Enc *e, PyObject *ref)
+{
+    unsigned long long vals[6];
+    PyObject *ids = field(ref, T_Ref, &F_ref_ids);
+    if (ids == NULL)
+        return -1;
+    Py_ssize_t n = PyObject_Size(ids), i;
+    if (n < 0)
+        goto fail_ids;
+    if (n < 1 || n > 5) {
+        Py_DECREF(ids);
+        return enc_error(
+            PyUnicode_FromFormat("a reference has 1 to 5 ids, not %zd: %R", n, ref));
+    }
+    ENSURE(e, 3);
+    w8(e, NEWER_REFERENCE_EXT);
+    w16(e, (unsigned int)n);
+    PyObject *node = field(ref, T_Ref, &F_ref_node);
+    if (node == NULL)
+        goto fail_ids;
+    int r = enc_atom(e, node);
+    Py_DECREF(node);
+    if (r < 0)
+        goto fail_ids;
+    PyObject *cr = field(ref, T_Ref, &F_ref_creation);
+    if (cr == NULL)
+        goto fail_ids;
+    PyObject *tup = PySequence_Tuple(ids);
+    Py_DECREF(ids);
+    if (tup == NULL) {
+        Py_DECREF(cr);
+        return -1;
+    }
+    r = pack_uint(cr, 0xFFFFFFFFULL, &vals[0]);
+    Py_DECREF(cr);
+    if (r == 0 && PyTuple_GET_SIZE(tup) != n)
+        r = 1; /* "pack expected n items" */
+    for (i = 0; i < n && r == 0; i++)
+        r = pack_uint(PyTuple_GET_ITEM(tup, i), 0xFFFFFFFFULL, &vals[i + 1]);
+    Py_DECREF(tup);
+    if (r < 0)
+        return -1;
+    if (r > 0)
+        return enc_error(PyUnicode_FromFormat("reference fields out of range: %R", ref));
+    ENSURE(e, 4 + 4 * n);
+    for (i = 0; i <= n; i++)
+        w32(e, (uint32_t)vals[i]);
+    return 0;
+fail_ids:
+    Py_DECREF(ids);
+    return -1;
+}
+
+/* the bytes of a bytes-like field (``out += x`` in the Python codec) */
+static int
+enc_buffer_raw(Enc *e, PyObject *o)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "can't concat %.100s to bytearray",
+                         Py_TYPE(o)->tp_name);
+        }
+        return -1;
+    }
+    if (e->cap - e->len < view.len && enc_grow(e, view.len) < 0) {
+        PyBuffer_Release(&view);
+        return -1;
+    }
+    wmem(e, view.buf, view.len);
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+NOINLINE static int
+enc_improper(Enc *e, PyObject *x, long long depth)
+{
+    if (depth <= 0)
+        return too_deep();
+    PyObject *items = field(x, T_Improper, &F_il_items);
+    if (items == NULL)
+        return -1;
+    PyObject *tail = NULL, *seq = NULL;
+    Py_ssize_t n = PyObject_Size(items), i;
+    if (n < 0)
+        goto fail;
+    if ((unsigned long long)n > 0xFFFFFFFFULL) {
+        struct_error(U32_RANGE);
+        goto fail;
+    }
+    if (e->cap - e->len < 5 && enc_grow(e, 5) < 0)
+        goto fail;
+    w8(e, LIST_EXT);
+    w32(e, (uint32_t)n);
+    seq = PySequence_Tuple(items);
+    if (seq == NULL)
+        goto fail;
+    if (nest_enter(&e->nest) < 0)
+        goto fail;
+    for (i = 0; i < PyTuple_GET_SIZE(seq); i++) {
+        if (enc(e, PyTuple_GET_ITEM(seq, i), depth - 1) < 0)
+            goto fail_nested;
+    }
+    tail = field(x, T_Improper, &F_il_tail);
+    if (tail == NULL || enc(e, tail, depth - 1) < 0)
+        goto fail_nested;
+    nest_leave(&e->nest);
+    Py_DECREF(items);
+    Py_DECREF(seq);
+    Py_DECREF(tail);
+    return 0;
+fail_nested:
+    nest_leave(&e->nest);
+fail:
+    Py_DECREF(items);
+    Py_XDECREF(seq);
+    Py_XDECREF(tail);
+    return -1;
+}
+
+static int
+enc_bits(Enc *e, PyObject *x)
+{
+    PyObject *data = field(x, T_Bits, &F_bs_data);
+    if (data == NULL)
+        return -1;
+    PyObject *bits = field(x, T_Bits, &F_bs_bits);
+    if (bits == NULL) {
+        Py_DECREF(data);
+        return -1;
+    }
+    unsigned long long b = 0;
+    int r = -1;
+    Py_ssize_t n = PyObject_Size(data);
+    if (n < 0)
+        goto done;
+    if ((unsigned long long)n > 0xFFFFFFFFULL) {
+        struct_error(U32_RANGE);
+        goto done;
+    }
+    {
+        int pr = pack_uint(bits, 255, &b);
+        if (pr < 0)
+            goto done;
+        if (pr > 0) {
+            struct_error_of(">B", bits, "ubyte format requires 0 <= number <= 255");
+            goto done;
+        }
+    }
+    if (e->cap - e->len < 6 && enc_grow(e, 6) < 0)
+        goto done;
+    w8(e, BIT_BINARY_EXT);
+    w32(e, (uint32_t)n);
+    w8(e, (unsigned int)b);
+    r = enc_buffer_raw(e, data);
+done:
+    Py_DECREF(data);
+    Py_DECREF(bits);
+    return r;
+}
+
+static int
+enc_export(Enc *e, PyObject *x)
+{
+    ENSURE(e, 1);
+    w8(e, EXPORT_EXT);
+    const Field *fs[2] = {&F_ex_module, &F_ex_function};
+    for (int i = 0; i < 2; i++) {
+        PyObject *a = field(x, T_Export, fs[i]);
+        if (a == NULL)
+            return -1;
+        int r = enc_atom(e, a);
+        Py_DECREF(a);
+        if (r < 0)
+            return -1;
+    }
+    PyObject *ar = field(x, T_Export, &F_ex_arity);
+    if (ar == NULL)
+        return -1;
+    int r = enc_int_field(e, ar);
+    Py_DECREF(ar);
+    return r;
+}
+
+NOINLINE static int
+enc_fun(Enc *e, PyObject *f, long long depth)
+{
+    PyObject *o = NULL, *fv = NULL, *seq = NULL;
+    Py_ssize_t size_at, body_at, i, nfree;
+    unsigned long long index;
+    long arity;
+    ENSURE(e, 5);
+    w8(e, NEW_FUN_EXT);
+    size_at = e->len;
+    e->len += 4; /* Size, written at the end */
+    body_at = e->len;
+    /* arity: body.append(f.arity) */
+    o = field(f, T_Fun, &F_fun_arity);
+    if (o == NULL)
+        return -1;
+    {
+        int overflow; /* as bytearray.append: any __index__ object, then the range */
+        arity = PyLong_AsLongAndOverflow(o, &overflow);
+        if (arity == -1 && PyErr_Occurred())
+            goto fail;
+        if (overflow)
+            arity = -1;
+    }
+    if (arity < 0 || arity > 255) {
+        PyErr_SetString(PyExc_ValueError, "byte must be in range(0, 256)");
+        goto fail;
+    }
+    Py_CLEAR(o);
+    if (e->cap - e->len < 1 && enc_grow(e, 1) < 0)
+        goto fail;
+    w8(e, (unsigned int)arity);
+    /* uniq */
+    o = field(f, T_Fun, &F_fun_uniq);
+    if (o == NULL || enc_buffer_raw(e, o) < 0)
+        goto fail;
+    Py_CLEAR(o);
+    /* index, len(free_vars) */
+    o = field(f, T_Fun, &F_fun_index);
+    if (o == NULL)
+        goto fail;
+    fv = field(f, T_Fun, &F_fun_free_vars);
+    if (fv == NULL)
+        goto fail;
+    nfree = PyObject_Size(fv);
+    if (nfree < 0)
+        goto fail;
+    {
+        int r = pack_uint(o, 0xFFFFFFFFULL, &index);
+        if (r < 0)
+            goto fail;
+        if (r > 0) {
+            struct_error_of(">I", o, pack_messages[r]);
+            goto fail;
+        }
+        if ((unsigned long long)nfree > 0xFFFFFFFFULL) {
+            struct_error(U32_RANGE);
+            goto fail;
+        }
+    }
+    Py_CLEAR(o);
+    if (e->cap - e->len < 8 && enc_grow(e, 8) < 0)
+        goto fail;
+    w32(e, (uint32_t)index);
+    w32(e, (uint32_t)nfree);
+    /* module, old_index, old_uniq, pid */
+    o = field(f, T_Fun, &F_fun_module);
+    if (o == NULL || enc_atom(e, o) < 0)
+        goto fail;
+    Py_CLEAR(o);
+    o = field(f, T_Fun, &F_fun_old_index);
+    if (o == NULL || enc_int_field(e, o) < 0)
+        goto fail;
+    Py_CLEAR(o);
+    o = field(f, T_Fun, &F_fun_old_uniq);
+    if (o == NULL || enc_int_field(e, o) < 0)
+        goto fail;
+    Py_CLEAR(o);
+    o = field(f, T_Fun, &F_fun_pid);
+    if (o == NULL || enc_pid(e, o) < 0)
+        goto fail;
+    Py_CLEAR(o);
+    /* free variables, one level down (the fun itself is not a checked level) */
+    seq = PySequence_Tuple(fv);
+    if (seq == NULL)
+        goto fail;
+    if (PyTuple_GET_SIZE(seq) > 0) {
+        if (nest_enter(&e->nest) < 0)
+            goto fail;
+        for (i = 0; i < PyTuple_GET_SIZE(seq); i++) {
+            if (enc(e, PyTuple_GET_ITEM(seq, i), depth - 1) < 0) {
+                nest_leave(&e->nest);
+                goto fail;
+            }
+        }
+        nest_leave(&e->nest);
+    }
+    Py_DECREF(seq);
+    Py_DECREF(fv);
+    {
+        Py_ssize_t size = e->len - body_at + 4;
+        if ((unsigned long long)size > 0xFFFFFFFFULL) {
+            struct_error(U32_RANGE);
+            return -1;
+        }
+        unsigned char *p = e->p + size_at;
+        p[0] = (unsigned char)(size >> 24);
+        p[1] = (unsigned char)(size >> 16);
+        p[2] = (unsigned char)(size >> 8);
+        p[3] = (unsigned char)size;
+    }
+    return 0;
+fail:
+    Py_XDECREF(o);
+    Py_XDECREF(fv);
+    Py_XDECREF(seq);
+    return -1;
+}
+
+static int
+enc_memoryview(Enc *e, PyObject *m)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(m, &view, PyBUF_FULL_RO) < 0)
+        return -1;
+    if (!PyBuffer_IsContiguous(&view, 'C')) {
+        int plain = view.ndim == 1 && view.format != NULL && strcmp(view.format, "B") == 0;
+        PyBuffer_Release(&view);
+        if (plain) /* no cast: ``out += b`` refuses it */
+            PyErr_SetString(PyExc_TypeError, "can't concat memoryview to bytearray");
+        else
+            PyErr_SetString(PyExc_TypeError,
+                            "memoryview: casts are restricted to C-contiguous views");
+        return -1;
+    }
+    int r = enc_bin(e, view.buf, view.len);
+    PyBuffer_Release(&view);
+    return r;
+}
+
+/* enc() on the result of a conversion (str(x), tuple(x)...), one guarded level down */
+static int
+enc_converted(Enc *e, PyObject *conv, long long depth)
+{
+    if (conv == NULL)
+        return -1;
+    int r = -1;
+    if (nest_enter(&e->nest) == 0) {
+        r = enc(e, conv, depth);
+        nest_leave(&e->nest);
+    }
+    Py_DECREF(conv);
+    return r;
+}
+
+NOINLINE static int
+enc_other(Enc *e, PyObject *x, PyTypeObject *t, long long depth)
+{
+    if (t == T_Port)
+        return enc_port(e, x);
+    if (t == T_Improper)
+        return enc_improper(e, x, depth);
+    if (t == T_Bits)
+        return enc_bits(e, x);
+    if (t == T_FList) {
+        if (depth <= 0)
+            return too_deep();
+        return enc_list_body(e, x, 0, depth - 1);
+    }
+    if (t == T_FMap) {
+        PyObject *d = field(x, T_FMap, &F_fm_d);
+        if (d == NULL)
+            return -1;
+        int r;
+        if (PyDict_CheckExact(d))
+            r = enc_dict(e, d, depth);
+        else { /* dict(x.items()) */
+            PyObject *items = PyObject_CallMethodNoArgs(x, S_items);
+            PyObject *dd = items ? PyObject_CallOneArg((PyObject *)&PyDict_Type, items) : NULL;
+            Py_XDECREF(items);
+            r = enc_converted(e, dd, depth);
+        }
+        Py_DECREF(d);
+        return r;
+    }
+    if (t == T_Export)
+        return enc_export(e, x);
+    if (t == T_Fun)
+        return enc_fun(e, x, depth);
+    if (t == &PyMemoryView_Type)
+        return enc_memoryview(e, x);
+    /* subclasses of the builtins (IntEnum, str enums, NamedTuple, OrderedDict, ...) */
+    if (PyBool_Check(x)) {
+        const char *s = x == Py_True ? "\x77\x04true" : "\x77\x05" "false";
+        Py_ssize_t n = x == Py_True ? 6 : 7;
+        ENSURE(e, n);
+        wmem(e, s, n);
+        return 0;
+    }
+    if (PyObject_TypeCheck(x, T_Atom))
+        return enc_atom(e, x);
+    if (PyLong_Check(x)) {
+        PyObject *v = PyObject_CallOneArg((PyObject *)&PyLong_Type, x);
+        if (v == NULL)
+            return -1;
+        int r = enc_int(e, v);
+        Py_DECREF(v);
+        return r;
+    }
+    if (PyFloat_Check(x)) {
+        PyObject *v = PyObject_CallOneArg((PyObject *)&PyFloat_Type, x);
+        if (v == NULL)
+            return -1;
+        int r = enc_float(e, v);
+        Py_DECREF(v);
+        return r;
+    }
+    if (PyUnicode_Check(x))
+        return enc_converted(e, PyObject_CallOneArg((PyObject *)&PyUnicode_Type, x), depth);
+    if (PyBytes_Check(x) || PyByteArray_Check(x)) {
+        PyObject *v = PyObject_CallOneArg((PyObject *)&PyBytes_Type, x);
+        if (v == NULL)
+            return -1;
+        int r = enc_bin(e, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
+        Py_DECREF(v);
+        return r;
+    }
+    if (PyTuple_Check(x))
+        return enc_converted(e, PyObject_CallOneArg((PyObject *)&PyTuple_Type, x), depth);
+    if (PyList_Check(x))
+        return enc_converted(e, PyObject_CallOneArg((PyObject *)&PyList_Type, x), depth);
+    if (PyDict_Check(x))
+        return enc_converted(e, PyObject_CallOneArg((PyObject *)&PyDict_Type, x), depth);
+    PyObject *name = PyObject_GetAttrString((PyObject *)t, "__name__");
+    if (name == NULL)
+        return -1;
+    PyObject *msg =
+        PyUnicode_FromFormat("cannot encode %S object as an Erlang term: %.80R", name, x);
+    Py_DECREF(name);
+    return enc_error(msg);
+}
+
+static int
+enc(Enc *e, PyObject *x, long long depth)
+{
+    PyTypeObject *t = Py_TYPE(x);
+    if (t == &PyLong_Type)
+        return enc_int(e, x);
+    if (t == T_Atom)
+        return enc_atom(e, x);
+    if (t == &PyTuple_Type)
+        return enc_tuple(e, x, depth);
+    if (t == &PyList_Type) {
+        if (depth <= 0)
+            return too_deep();
+        return enc_list_body(e, x, 1, depth - 1);
+    }
+    if (t == &PyBytes_Type)
+        return enc_bin(e, PyBytes_AS_STRING(x), PyBytes_GET_SIZE(x));
+    if (t == &PyUnicode_Type)
+        return enc_str(e, x);
+    if (t == &PyFloat_Type)
+        return enc_float(e, x);
+    if (t == &PyDict_Type)
+        return enc_dict(e, x, depth);
+    if (t == &PyBool_Type) {
+        if (x == Py_True) {
+            ENSURE(e, 6);
+            wmem(e, "\x77\x04true", 6);
+        }
+        else {
+            ENSURE(e, 7);
+            wmem(e, "\x77\x05" "false", 7);
+        }
+        return 0;
+    }
+    if (x == Py_None) {
+        ENSURE(e, 11);
+        wmem(e, "\x77\x09undefined", 11);
+        return 0;
+    }
+    if (t == T_Pid)
+        return enc_pid(e, x);
+    if (t == T_Ref)
+        return enc_ref(e, x);
+    if (t == &PyByteArray_Type)
+        return enc_bin(e, PyByteArray_AS_STRING(x), PyByteArray_GET_SIZE(x));
+    return enc_other(e, x, t, depth);
+}
+
+static PyObject *
+zlib_message(z_stream *zs, int err, const char *what)
+{
+    const char *zmsg = NULL;
+    if (err == Z_VERSION_ERROR)
+        zmsg = "library version mismatch";
+    if (zmsg == NULL)
+        zmsg = zs->msg;
+    if (zmsg == NULL) {
+        switch (err) {
+        case Z_BUF_ERROR:
+            zmsg = "incomplete or truncated stream";
+            break;
+        case Z_STREAM_ERROR:
+            zmsg = "inconsistent stream state";
+            break;
+        case Z_DATA_ERROR:
+            zmsg = "invalid input data";
+            break;
+        }
+    }
+    if (zmsg == NULL)
+        return PyUnicode_FromFormat("Error %d %s", err, what);
+    return PyUnicode_FromFormat("Error %d %s: %.200s", err, what, zmsg);
+}
+
+/* The encoded bytes, compressed when that is smaller (by more than the 5 header bytes),
+ * as zlib.compress(raw, level) would compress them. */
+static PyObject *
+enc_compress(Enc *e, int versioned, int level)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    int err = deflateInit(&zs, level);
+    if (err == Z_MEM_ERROR) {
+        PyErr_SetString(PyExc_MemoryError, "Out of memory while compressing data");
+        return NULL;
+    }
+    if (err == Z_STREAM_ERROR) {
+        PyErr_SetString(E_zlib, "Bad compression level");
+        return NULL;
+    }
+    if (err != Z_OK) {
+        PyObject *m = zlib_message(&zs, err, "while compressing data");
+        deflateEnd(&zs);
+        if (m) {
+            PyErr_SetObject(E_zlib, m);
+            Py_DECREF(m);
+        }
+        return NULL;
+    }
+    Py_ssize_t start = versioned ? 1 : 0, rawlen = e->len - start;
+    if (rawlen <= 6) { /* 5 header bytes plus a stream of at least one byte: never smaller */
+        deflateEnd(&zs);
+        return PyBytes_FromStringAndSize((const char *)e->p, e->len);
+    }
+    Py_ssize_t hdr = start + 5, zcap = rawlen - 6;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, hdr + zcap);
+    if (out == NULL) {
+        deflateEnd(&zs);
+        return NULL;
+    }
+    unsigned char *in = e->p + start, *op = (unsigned char *)PyBytes_AS_STRING(out) + hdr;
+    size_t in_left = (size_t)rawlen, out_left = (size_t)zcap;
+    int big = rawlen > 65536;
+    for (;;) {
+        if (zs.avail_in == 0 && in_left) {
+            uInt c = in_left > UINT_MAX ? UINT_MAX : (uInt)in_left;
+            zs.next_in = in;
+            zs.avail_in = c;
+            in += c;
+            in_left -= c;
+        }
+        if (zs.avail_out == 0) {
+            if (out_left == 0)
+                break; /* not smaller */
+            uInt c = out_left > UINT_MAX ? UINT_MAX : (uInt)out_left;
+            zs.next_out = op;
+            zs.avail_out = c;
+            op += c;
+            out_left -= c;
+        }
+        if (big) {
+            Py_BEGIN_ALLOW_THREADS
+            err = deflate(&zs, in_left ? Z_NO_FLUSH : Z_FINISH);
+            Py_END_ALLOW_THREADS
+        }
+        else
+            err = deflate(&zs, in_left ? Z_NO_FLUSH : Z_FINISH);
+        if (err == Z_STREAM_END)
+            break;
+        if (err != Z_OK && err != Z_BUF_ERROR) {
+            PyObject *m = zlib_message(&zs, err, "while compressing data");
+            deflateEnd(&zs);
+            Py_DECREF(out);
+            if (m) {
+                PyErr_SetObject(E_zlib, m);
+                Py_DECREF(m);
+            }
+            return NULL;
+        }
+        if (err == Z_BUF_ERROR && zs.avail_out != 0 && zs.avail_in == 0 && in_left == 0)
+            break; /* cannot happen with Z_FINISH; never loop on it */
+    }
+    if (err != Z_STREAM_END) {
+        deflateEnd(&zs);
+        Py_DECREF(out);
+        return PyBytes_FromStringAndSize((const char *)e->p, e->len);
+    }
+    Py_ssize_t zlen = (Py_ssize_t)(op - ((unsigned char *)PyBytes_AS_STRING(out) + hdr)) -
+                      (Py_ssize_t)zs.avail_out;
+    deflateEnd(&zs);
+    if ((unsigned long long)rawlen > 0xFFFFFFFFULL) {
+        Py_DECREF(out);
+        struct_error(U32_RANGE);
+        return NULL;
+    }
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+    if (versioned)
+        *p++ = VERSION;
+    *p++ = COMPRESSED;
+    p[0] = (unsigned char)(rawlen >> 24);
+    p[1] = (unsigned char)(rawlen >> 16);
+    p[2] = (unsigned char)(rawlen >> 8);
+    p[3] = (unsigned char)rawlen;
+    if (_PyBytes_Resize(&out, hdr + zlen) < 0)
+        return NULL;
+    return out;
+}
+
+static ArgSpec encode_spec = {
+    "encode", 4, 1, 1, {"term", "compressed", "versioned", "max_depth"}, {NULL}};
+
+static PyObject *
+py_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[4];
+    long long depth = 10000;
+    int versioned = 1;
+    (void)module;
+    if (parse_args(&encode_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (a[2] != NULL && (versioned = PyObject_IsTrue(a[2])) < 0)
+        return NULL;
+    if (a[3] != NULL && depth_arg(a[3], &depth) < 0)
+        return NULL;
+
+    Enc e;
+    e.p = e.stack;
+    e.len = 0;
+    e.cap = ENC_STACK;
+    e.bytes = NULL;
+    e.nest = 0;
+    if (versioned)
+        w8(&e, VERSION);
+    if (enc(&e, a[0], depth) < 0) {
+        Py_XDECREF(e.bytes);
+        if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
+            PyErr_Clear();
+            PyErr_SetString(E_Encode, "term nested too deeply for the Python stack");
+        }
+        return NULL;
+    }
+    PyObject *result;
+    if (a[1] != NULL && a[1] != Py_False) {
+        long level = 6;
+        if (a[1] != Py_True) {
+            PyObject *lv = PyNumber_Long(a[1]);
+            if (lv == NULL) {
+                Py_XDECREF(e.bytes);
+                return NULL;
+            }
+            int overflow;
+            level = PyLong_AsLongAndOverflow(lv, &overflow);
+            Py_DECREF(lv);
+            if (overflow || level > INT_MAX || level < INT_MIN) {
+                Py_XDECREF(e.bytes);
+                PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C int");
+                return NULL;
+            }
+        }
+        result = enc_compress(&e, versioned, (int)level);
+        Py_XDECREF(e.bytes);
+        return result;
+    }
+    if (e.bytes == NULL)
+        return PyBytes_FromStringAndSize((const char *)e.stack, e.len);
+    result = e.bytes;
+    if (_PyBytes_Resize(&result, e.len) < 0)
+        return NULL;
+    return result;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* decoding */
+
+typedef struct {
+    const unsigned char *buf;
+    Py_ssize_t end;
+    PyObject *atom_cache; /* borrowed; NULL for None */
+    long long max_unc;
+    PyObject *max_unc_obj; /* borrowed, for the message */
+    int nest;
+} Dec;
+
+NOINLINE static PyObject *
+dec_err(Py_ssize_t off, const char *fmt, ...)
+{
+    va_list va;
+    va_start(va, fmt);
+    PyObject *msg = PyUnicode_FromFormatV(fmt, va);
+    va_end(va);
+    if (msg == NULL)
+        return NULL;
+    PyObject *exc = PyObject_CallFunction(E_Decode, "On", msg, off);
+    Py_DECREF(msg);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+static PyObject *
+truncated(Py_ssize_t pos)
+{
+    return dec_err(pos, "unexpected end of input");
+}
+
+/* Atoms decoded before, by their UTF-8 bytes: a direct-mapped cache. */
+#define ACACHE_SIZE 4096
+typedef struct {
+    uint64_t h;
+    PyObject *key; /* bytes */
+    PyObject *atom;
+} AEnt;
+static AEnt acache[ACACHE_SIZE];
+
+static inline uint64_t
+hash_raw(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+NOINLINE static PyObject *
+mk_atom(const unsigned char *raw, Py_ssize_t n, Py_ssize_t pos, int latin1)
+{
+    if (n == 4 && memcmp(raw, "true", 4) == 0)
+        Py_RETURN_TRUE;
+    if (n == 5 && memcmp(raw, "false", 5) == 0)
+        Py_RETURN_FALSE;
+    if (latin1) {
+        Py_ssize_t i;
+        for (i = 0; i < n && raw[i] < 0x80; i++)
+            ;
+        if (i == n)
+            latin1 = 0; /* ASCII: the same text either way */
+    }
+    AEnt *ent = NULL;
+    uint64_t h = 0;
+    if (!latin1) {
+        h = hash_raw(raw, n);
+        ent = &acache[h & (ACACHE_SIZE - 1)];
+        if (ent->atom != NULL && ent->h == h && PyBytes_GET_SIZE(ent->key) == n &&
+            memcmp(PyBytes_AS_STRING(ent->key), raw, (size_t)n) == 0) {
+            Py_INCREF(ent->atom);
+            return ent->atom;
+        }
+    }
+    PyObject *text = latin1 ? PyUnicode_DecodeLatin1((const char *)raw, n, NULL)
+                            : PyUnicode_DecodeUTF8((const char *)raw, n, NULL);
+    if (text == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            return dec_err(pos, "atom is not valid UTF-8");
+        }
+        return NULL;
+    }
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+    if (len > 255) {
+        Py_DECREF(text);
+        return dec_err(pos, "atom longer than 255 characters (%zd)", len);
+    }
+    if (len == 4 && PyUnicode_CompareWithASCIIString(text, "true") == 0) {
+        Py_DECREF(text);
+        Py_RETURN_TRUE;
+    }
+    if (len == 5 && PyUnicode_CompareWithASCIIString(text, "false") == 0) {
+        Py_DECREF(text);
+        Py_RETURN_FALSE;
+    }
+    PyObject *atom = PyObject_CallOneArg((PyObject *)T_Atom, text);
+    Py_DECREF(text);
+    if (atom == NULL)
+        return NULL;
+    if (ent != NULL) {
+        PyObject *key = PyBytes_FromStringAndSize((const char *)raw, n);
+        if (key == NULL) {
+            Py_DECREF(atom);
+            return NULL;
+        }
+        PyObject *old_key = ent->key, *old_atom = ent->atom;
+        ent->h = h;
+        ent->key = key;
+        Py_INCREF(atom);
+        ent->atom = atom;
+        Py_XDECREF(old_key);
+        Py_XDECREF(old_atom);
+    }
+    return atom;
+}
+
+static PyObject *dec(Dec *d, Py_ssize_t *ppos, long long depth);
+
+NOINLINE static PyObject *
+dec_cache_ref(Dec *d, Py_ssize_t *ppos)
+{
+    Py_ssize_t pos = *ppos;
+    if (pos + 1 > d->end)
+        return truncated(pos);
+    unsigned int i = d->buf[pos];
+    PyObject *cache = d->atom_cache;
+    if (cache == NULL)
+        return dec_err(pos - 1, "ATOM_CACHE_REF without an atom cache");
+    Py_ssize_t n = PyObject_Size(cache);
+    if (n < 0)
+        return NULL;
+    PyObject *a = NULL;
+    if ((Py_ssize_t)i < n) {
+        PyObject *key = PyLong_FromLong((long)i);
+        if (key == NULL)
+            return NULL;
+        a = PyObject_GetItem(cache, key);
+        Py_DECREF(key);
+        if (a == NULL)
+            return NULL;
+    }
+    if (a == NULL || a == Py_None) {
+        Py_XDECREF(a);
+        return dec_err(pos - 1, "ATOM_CACHE_REF %u is not in the atom cache", i);
+    }
+    if (Py_TYPE(a) != T_Atom && Py_TYPE(a) != &PyBool_Type) {
+        PyObject *s = PyObject_Str(a);
+        Py_DECREF(a);
+        if (s == NULL)
+            return NULL;
+        PyObject *raw = PyUnicode_AsUTF8String(s);
+        Py_DECREF(s);
+        if (raw == NULL)
+            return NULL;
+        a = mk_atom((const unsigned char *)PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), pos, 0);
+        Py_DECREF(raw);
+        if (a == NULL)
+            return NULL;
+    }
+    *ppos = pos + 1;
+    return a;
+}
+
+/* An atom in any of its encodings (node names, fun modules...): true and false come back
+ * as Atom('true') and Atom('false'), a cache reference as what the cache holds. */
+static PyObject *
+dec_atom_any(Dec *d, Py_ssize_t *ppos)
+{
+    const unsigned char *buf = d->buf;
+    Py_ssize_t end = d->end, pos = *ppos, n;
+    if (pos + 1 > end)
+        return truncated(pos);
+    int tag = buf[pos++];
+    if (tag == SMALL_ATOM_UTF8_EXT || tag == SMALL_ATOM_EXT) {
+        if (pos + 1 > end)
+            return truncated(pos);
+        n = buf[pos];
+        pos += 1;
+    }
+    else if (tag == ATOM_UTF8_EXT || tag == ATOM_EXT) {
+        if (pos + 2 > end)
+            return truncated(pos);
+        n = be16(buf + pos);
+        pos += 2;
+    }
+    else if (tag == ATOM_CACHE_REF) {
+        *ppos = pos;
+        return dec_cache_ref(d, ppos);
+    }
+    else
+        return dec_err(pos - 1, "expected an atom, found tag %d", tag);
+    if (pos + n > end)
+        return dec_err(pos, "atom of %zd bytes is longer than the input", n);
+    PyObject *a = mk_atom(buf + pos, n, pos, tag == SMALL_ATOM_EXT || tag == ATOM_EXT);
+    if (a == NULL)
+        return NULL;
+    if (a == Py_True || a == Py_False) {
+        PyObject *b = a == Py_True ? O_atom_true : O_atom_false;
+        Py_DECREF(a);
+        Py_INCREF(b);
+        a = b;
+    }
+    *ppos = pos + n;
+    return a;
+}
+
+/* node as Pid/Port/Reference.__init__ store it (an Atom whatever they are given) */
+static PyObject *
+as_atom(PyObject *node)
+{
+    if (Py_TYPE(node) == T_Atom)
+        return node;
+    PyObject *a = PyObject_CallOneArg((PyObject *)T_Atom, node);
+    Py_DECREF(node);
+    return a;
+}
+
+static PyObject *
+mk_pid(PyObject *node, uint32_t id, uint32_t serial, uint32_t creation)
+{
+    /* steals node */
+    PyObject *i = NULL, *s = NULL, *c = NULL, *p;
+    if ((node = as_atom(node)) == NULL)
+        return NULL;
+    if ((i = PyLong_FromUnsignedLong(id)) == NULL ||
+        (s = PyLong_FromUnsignedLong(serial)) == NULL ||
+        (c = PyLong_FromUnsignedLong(creation)) == NULL ||
+        (p = T_Pid->tp_alloc(T_Pid, 0)) == NULL) {
+        Py_DECREF(node);
+        Py_XDECREF(i);
+        Py_XDECREF(s);
+        Py_XDECREF(c);
+        return NULL;
+    }
+    SET_SLOT(p, F_pid_node, node);
+    SET_SLOT(p, F_pid_id, i);
+    SET_SLOT(p, F_pid_serial, s);
+    SET_SLOT(p, F_pid_creation, c);
+    return p;
+}
+
+static PyObject *
+mk_port(PyObject *node, unsigned long long id, uint32_t creation)
+{
+    PyObject *i = NULL, *c = NULL, *p;
+    if ((node = as_atom(node)) == NULL)
+        return NULL;
+    if ((i = PyLong_FromUnsignedLongLong(id)) == NULL ||
+        (c = PyLong_FromUnsignedLong(creation)) == NULL ||
+        (p = T_Port->tp_alloc(T_Port, 0)) == NULL) {
+        Py_DECREF(node);
+        Py_XDECREF(i);
+        Py_XDECREF(c);
+        return NULL;
+    }
+    SET_SLOT(p, F_port_node, node);
+    SET_SLOT(p, F_port_id, i);
+    SET_SLOT(p, F_port_creation, c);
+    return p;
+}
+
+/* ids: n big-endian words at p */
+static PyObject *
+mk_ref(PyObject *node, uint32_t creation, const unsigned char *p, Py_ssize_t n)
+{
+    PyObject *c = NULL, *ids = NULL, *r;
+    Py_ssize_t i;
+    if ((node = as_atom(node)) == NULL)
+        return NULL;
+    if ((c = PyLong_FromUnsignedLong(creation)) == NULL || (ids = PyTuple_New(n)) == NULL)
+        goto fail;
+    for (i = 0; i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(be32(p + 4 * i));
+        if (v == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(ids, i, v);
+    }
+    if ((r = T_Ref->tp_alloc(T_Ref, 0)) == NULL)
+        goto fail;
+    SET_SLOT(r, F_ref_node, node);
+    SET_SLOT(r, F_ref_creation, c);
+    SET_SLOT(r, F_ref_ids, ids);
+    return r;
+fail:
+    Py_DECREF(node);
+    Py_XDECREF(c);
+    Py_XDECREF(ids);
+    return NULL;
+}
+
+static PyObject *
+dec_pid_body(Dec *d, int tag, Py_ssize_t *ppos)
+{
+    Py_ssize_t pos = *ppos;
+    PyObject *node = dec_atom_any(d, &pos);
+    if (node == NULL)
+        return NULL;
+    const unsigned char *b = d->buf + pos;
+    if (tag == NEW_PID_EXT) {
+        if (pos + 12 > d->end) {
+            Py_DECREF(node);
+            return truncated(pos);
+        }
+        *ppos = pos + 12;
+        return mk_pid(node, be32(b), be32(b + 4), be32(b + 8));
+    }
+    if (pos + 9 > d->end) {
+        Py_DECREF(node);
+        return truncated(pos);
+    }
+    *ppos = pos + 9;
+    return mk_pid(node, be32(b), be32(b + 4), b[8]);
+}
+
+/* decode one whole term that must be an int (EXPORT_EXT arity, fun indexes) */
+static PyObject *
+dec_int_any(Dec *d, Py_ssize_t *ppos, long long depth)
+{
+    if (nest_enter(&d->nest) < 0)
+        return NULL;
+    PyObject *v = dec(d, ppos, depth);
+    nest_leave(&d->nest);
+    if (v != NULL && Py_TYPE(v) != &PyLong_Type) {
+        Py_DECREF(v);
+        return dec_err(*ppos, "expected an integer");
+    }
+    return v;
+}
+
+/* the map of the n keys and values that alternate in items (a list), as _map_of */
+static PyObject *
+distinct_key(PyObject *k)
+{
+    if (Py_TYPE(k) == &PyBool_Type) {
+        PyObject *a = k == Py_True ? O_atom_true : O_atom_false;
+        Py_INCREF(a);
+        return a;
+    }
+    if (Py_TYPE(k) == &PyFloat_Type)
+        return PyObject_CallOneArg(O_ErlFloatKey, k);
+    if (PyObject_Hash(k) == -1) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError))
+            return NULL;
+        PyErr_Clear();
+        return PyObject_CallOneArg(O_freeze, k);
+    }
+    Py_INCREF(k);
+    return k;
+}
+
+NOINLINE static PyObject *
+map_of(PyObject *items, Py_ssize_t n)
+{
+    Py_ssize_t i;
+    PyObject **it = ((PyListObject *)items)->ob_item;
+    PyObject *m = PyDict_New();
+    if (m == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        if (PyDict_SetItem(m, it[2 * i], it[2 * i + 1]) < 0)
+            goto unhashable;
+    }
+    if (PyDict_GET_SIZE(m) == n)
+        return m;
+    goto distinct;
+unhashable: /* a list or map as a key: frozen */
+    Py_CLEAR(m);
+    if (!PyErr_ExceptionMatches(PyExc_TypeError))
+        return NULL;
+    PyErr_Clear();
+    for (i = 0; i < n; i++) {
+        PyObject *k = PyList_GET_ITEM(items, 2 * i);
+        if (PyObject_Hash(k) == -1) {
+            if (!PyErr_ExceptionMatches(PyExc_TypeError))
+                return NULL;
+            PyErr_Clear();
+            PyObject *f = PyObject_CallOneArg(O_freeze, k);
+            if (f == NULL)
+                return NULL;
+            PyList_SET_ITEM(items, 2 * i, f);
+            Py_DECREF(k);
+        }
+    }
+    it = ((PyListObject *)items)->ob_item;
+    m = PyDict_New();
+    if (m == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        if (PyDict_SetItem(m, it[2 * i], it[2 * i + 1]) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    if (PyDict_GET_SIZE(m) == n)
+        return m;
+distinct: /* keys Python treats as equal but Erlang does not (1, 1.0, true) */
+    Py_DECREF(m);
+    m = PyDict_New();
+    if (m == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        PyObject *k = distinct_key(PyList_GET_ITEM(items, 2 * i));
+        if (k == NULL || PyDict_SetItem(m, k, PyList_GET_ITEM(items, 2 * i + 1)) < 0) {
+            Py_XDECREF(k);
+            Py_DECREF(m);
+            return NULL;
+        }
+        Py_DECREF(k);
+    }
+    return m;
+}
+
+NOINLINE static PyObject *
+dec_compressed(Dec *d, Py_ssize_t *ppos, long long depth)
+{
+    Py_ssize_t pos = *ppos;
+    if (pos + 4 > d->end)
+        return truncated(pos);
+    uint32_t size = be32(d->buf + pos);
+    if ((long long)size > d->max_unc)
+        return dec_err(pos, "compressed term claims %lu bytes, over the limit of %S",
+                       (unsigned long)size, d->max_unc_obj);
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    int err = inflateInit(&zs);
+    if (err != Z_OK) {
+        if (err == Z_MEM_ERROR)
+            PyErr_SetString(PyExc_MemoryError, "Can't allocate memory for decompression object");
+        else {
+            PyObject *m = zlib_message(&zs, err, "while creating decompression object");
+            if (m) {
+                PyErr_SetObject(E_zlib, m);
+                Py_DECREF(m);
+            }
+        }
+        inflateEnd(&zs);
+        return NULL;
+    }
+    const unsigned char *in = d->buf + pos + 4, *in0 = in;
+    size_t in_left = (size_t)(d->end - pos - 4);
+    size_t limit = (size_t)size + 1; /* decompress(data, max_length=size + 1) */
+    size_t cap = limit < 65536 ? limit : 65536;
+    unsigned char *out = PyMem_Malloc(cap), *tmp;
+    PyObject *v = NULL;
+    if (out == NULL) {
+        inflateEnd(&zs);
+        return PyErr_NoMemory();
+    }
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    int big = size > 65536;
+    for (;;) {
+        if (zs.avail_in == 0 && in_left) {
+            uInt c = in_left > UINT_MAX ? UINT_MAX : (uInt)in_left;
+            zs.next_in = (Bytef *)in;
+            zs.avail_in = c;
+            in += c;
+            in_left -= c;
+        }
+        if (zs.avail_out == 0) {
+            if (cap == limit)
+                break;
+            size_t ncap = cap * 2 < limit ? cap * 2 : limit;
+            if ((tmp = PyMem_Realloc(out, ncap)) == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            out = tmp;
+            zs.next_out = out + cap;
+            zs.avail_out = (uInt)(ncap - cap);
+            cap = ncap;
+        }
+        if (big) {
+            Py_BEGIN_ALLOW_THREADS
+            err = inflate(&zs, Z_SYNC_FLUSH);
+            Py_END_ALLOW_THREADS
+        }
+        else
+            err = inflate(&zs, Z_SYNC_FLUSH);
+        if (err == Z_STREAM_END)
+            break;
+        if (err != Z_OK && err != Z_BUF_ERROR) {
+            PyObject *m = zlib_message(&zs, err, "while decompressing data");
+            if (m) {
+                dec_err(pos, "bad compressed data: %U", m);
+                Py_DECREF(m);
+            }
+            goto done;
+        }
+        if (zs.avail_out != 0 && zs.avail_in == 0 && in_left == 0)
+            break; /* the input is used up */
+        if (err == Z_BUF_ERROR && zs.avail_out != 0)
+            break; /* no progress possible */
+    }
+    {
+        size_t got = (size_t)(zs.next_out - out);
+        if (got != size || err != Z_STREAM_END) {
+            dec_err(pos, "compressed term is not the %lu bytes its header claims",
+                    (unsigned long)size);
+            goto done;
+        }
+        size_t used = (size_t)((const unsigned char *)zs.next_in - in0);
+        Dec inner = *d;
+        inner.buf = out;
+        inner.end = (Py_ssize_t)size;
+        Py_ssize_t ipos = 0;
+        if (nest_enter(&d->nest) < 0)
+            goto done;
+        inner.nest = d->nest;
+        v = dec(&inner, &ipos, depth);
+        nest_leave(&d->nest);
+        if (v != NULL && ipos != (Py_ssize_t)size) {
+            Py_CLEAR(v);
+            dec_err(pos, "trailing bytes inside compressed term");
+        }
+        if (v != NULL)
+            *ppos = pos + 4 + (Py_ssize_t)used;
+    }
+done:
+    inflateEnd(&zs);
+    PyMem_Free(out);
+    return v;
+}
+
+NOINLINE static PyObject *
+dec_fun(Dec *d, Py_ssize_t *ppos, long long depth)
+{
+    const unsigned char *buf = d->buf;
+    Py_ssize_t end = d->end, pos = *ppos, start = pos, i;
+    PyObject *uniq = NULL, *module = NULL, *old_index = NULL, *old_uniq = NULL, *pid = NULL,
+             *free = NULL, *r = NULL;
+    if (pos + 29 > end)
+        return truncated(pos);
+    uint32_t size = be32(buf + pos);
+    if (size < 4 || (Py_ssize_t)size > end - start)
+        return dec_err(pos, "fun of %lu bytes is longer than the input", (unsigned long)size);
+    unsigned int arity = buf[pos + 4];
+    uint32_t index = be32(buf + pos + 21), nfree = be32(buf + pos + 25);
+    uniq = PyBytes_FromStringAndSize((const char *)buf + pos + 5, 16);
+    if (uniq == NULL)
+        return NULL;
+    pos += 29;
+    if ((Py_ssize_t)nfree > end - pos) {
+        Py_DECREF(uniq);
+        return dec_err(pos, "fun with %lu free variables is longer than the input",
+                       (unsigned long)nfree);
+    }
+    if (nest_enter(&d->nest) < 0) {
+        Py_DECREF(uniq);
+        return NULL;
+    }
+    if ((module = dec_atom_any(d, &pos)) == NULL)
+        goto done;
+    if ((old_index = dec_int_any(d, &pos, depth)) == NULL)
+        goto done;
+    if ((old_uniq = dec_int_any(d, &pos, depth)) == NULL)
+        goto done;
+    if (pos + 1 > end) {
+        truncated(pos);
+        goto done;
+    }
+    {
+        int ptag = buf[pos];
+        if (ptag != NEW_PID_EXT && ptag != PID_EXT) {
+            dec_err(pos, "expected a pid, found tag %d", ptag);
+            goto done;
+        }
+        pos += 1;
+        if ((pid = dec_pid_body(d, ptag, &pos)) == NULL)
+            goto done;
+    }
+    if ((free = PyList_New(nfree)) == NULL)
+        goto done;
+    for (i = 0; i < (Py_ssize_t)nfree; i++) {
+        PyObject *v = dec(d, &pos, depth - 1);
+        if (v == NULL)
+            goto done;
+        PyList_SET_ITEM(free, i, v);
+    }
+    if (pos != start + (Py_ssize_t)size) {
+        dec_err(start, "fun size does not match its contents");
+        goto done;
+    }
+    {
+        PyObject *ar = PyLong_FromLong((long)arity), *ix = PyLong_FromUnsignedLong(index);
+        if (ar != NULL && ix != NULL)
+            r = PyObject_CallFunctionObjArgs((PyObject *)T_Fun, module, ar, uniq, ix, old_index,
+                                             old_uniq, pid, free, NULL);
+        Py_XDECREF(ar);
+        Py_XDECREF(ix);
+    }
+    if (r != NULL)
+        *ppos = pos;
+done:
+    nest_leave(&d->nest);
+    Py_XDECREF(uniq);
+    Py_XDECREF(module);
+    Py_XDECREF(old_index);
+    Py_XDECREF(old_uniq);
+    Py_XDECREF(pid);
+    Py_XDECREF(free);
+    return r;
+}
+
+static PyObject *
+dec_bignum(const unsigned char *p, Py_ssize_t n, int sign)
+{
+    if (n <= 8) {
+        unsigned long long mag = 0;
+        for (Py_ssize_t i = n - 1; i >= 0; i--)
+            mag = (mag << 8) | p[i];
+        if (!sign)
+            return PyLong_FromUnsignedLongLong(mag);
+        if (mag <= (unsigned long long)LLONG_MAX)
+            return PyLong_FromLongLong(-(long long)mag);
+        PyObject *v = PyLong_FromUnsignedLongLong(mag);
+        if (v == NULL)
+            return NULL;
+        PyObject *neg = PyNumber_Negative(v);
+        Py_DECREF(v);
+        return neg;
+    }
+    PyObject *v = _PyLong_FromByteArray(p, (size_t)n, 1, 0);
+    if (v == NULL || !sign)
+        return v;
+    PyObject *neg = PyNumber_Negative(v);
+    Py_DECREF(v);
+    return neg;
+}
+
+NOINLINE static PyObject *
+dec_rare(Dec *d, int tag, Py_ssize_t *ppos, long long depth)
+{
+    const unsigned char *buf = d->buf;
+    Py_ssize_t end = d->end, pos = *ppos, n, i;
+    switch (tag) {
+    case ATOM_UTF8_EXT:
+    case ATOM_EXT:
+    case SMALL_ATOM_EXT: {
+        pos -= 1;
+        PyObject *a = dec_atom_any(d, &pos);
+        if (a == NULL)
+            return NULL;
+        if (a == O_atom_true || a == O_atom_false) {
+            PyObject *b = a == O_atom_true ? Py_True : Py_False;
+            Py_DECREF(a);
+            Py_INCREF(b);
+            a = b;
+        }
+        *ppos = pos;
+        return a;
+    }
+    case ATOM_CACHE_REF:
+        return dec_cache_ref(d, ppos);
+    case SMALL_BIG_EXT:
+    case LARGE_BIG_EXT: {
+        if (tag == SMALL_BIG_EXT) {
+            if (pos + 2 > end)
+                return truncated(pos);
+            n = buf[pos];
+            pos += 1;
+        }
+        else {
+            if (pos + 5 > end)
+                return truncated(pos);
+            n = (Py_ssize_t)be32(buf + pos);
+            pos += 4;
+        }
+        int sign = buf[pos] != 0;
+        pos += 1;
+        if (n > end - pos)
+            return dec_err(pos, "bignum of %zd bytes is longer than the input", n);
+        PyObject *v = dec_bignum(buf + pos, n, sign);
+        if (v != NULL)
+            *ppos = pos + n;
+        return v;
+    }
+    case LARGE_TUPLE_EXT: {
+        if (pos + 4 > end)
+            return truncated(pos);
+        n = (Py_ssize_t)be32(buf + pos);
+        pos += 4;
+        if (depth <= 0)
+            return dec_err(pos, "term nested too deeply");
+        if (n > end - pos)
+            return dec_err(pos, "tuple of %zd elements is longer than the input", n);
+        PyObject *t = PyTuple_New(n);
+        if (t == NULL || n == 0) {
+            if (t != NULL)
+                *ppos = pos;
+            return t;
+        }
+        if (nest_enter(&d->nest) < 0) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        for (i = 0; i < n; i++) {
+            PyObject *v = dec(d, &pos, depth - 1);
+            if (v == NULL) {
+                nest_leave(&d->nest);
+                Py_DECREF(t);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(t, i, v);
+        }
+        nest_leave(&d->nest);
+        *ppos = pos;
+        return t;
+    }
+    case NEW_PID_EXT:
+    case PID_EXT:
+        return dec_pid_body(d, tag, ppos);
+    case NEWER_REFERENCE_EXT:
+    case NEW_REFERENCE_EXT: {
+        if (pos + 2 > end)
+            return truncated(pos);
+        n = be16(buf + pos);
+        if (n < 1 || n > 5)
+            return dec_err(pos, "reference with %zd ids (1 to 5 allowed)", n);
+        pos += 2;
+        PyObject *node = dec_atom_any(d, &pos);
+        if (node == NULL)
+            return NULL;
+        if (tag == NEWER_REFERENCE_EXT) {
+            if (pos + 4 + 4 * n > end) {
+                Py_DECREF(node);
+                return truncated(pos);
+            }
+            *ppos = pos + 4 + 4 * n;
+            return mk_ref(node, be32(buf + pos), buf + pos + 4, n);
+        }
+        if (pos + 1 + 4 * n > end) {
+            Py_DECREF(node);
+            return truncated(pos);
+        }
+        *ppos = pos + 1 + 4 * n;
+        return mk_ref(node, buf[pos], buf + pos + 1, n);
+    }
+    case REFERENCE_EXT: {
+        PyObject *node = dec_atom_any(d, &pos);
+        if (node == NULL)
+            return NULL;
+        if (pos + 5 > end) {
+            Py_DECREF(node);
+            return truncated(pos);
+        }
+        *ppos = pos + 5;
+        return mk_ref(node, buf[pos + 4], buf + pos, 1);
+    }
+    case NEW_PORT_EXT:
+    case V4_PORT_EXT:
+    case PORT_EXT: {
+        PyObject *node = dec_atom_any(d, &pos);
+        if (node == NULL)
+            return NULL;
+        Py_ssize_t need = tag == NEW_PORT_EXT ? 8 : tag == V4_PORT_EXT ? 12 : 5;
+        if (pos + need > end) {
+            Py_DECREF(node);
+            return truncated(pos);
+        }
+        *ppos = pos + need;
+        if (tag == NEW_PORT_EXT)
+            return mk_port(node, be32(buf + pos), be32(buf + pos + 4));
+        if (tag == V4_PORT_EXT)
+            return mk_port(node, be64(buf + pos), be32(buf + pos + 8));
+        return mk_port(node, be32(buf + pos), buf[pos + 4]);
+    }
+    case BIT_BINARY_EXT: {
+        if (pos + 5 > end)
+            return truncated(pos);
+        n = (Py_ssize_t)be32(buf + pos);
+        unsigned int bits = buf[pos + 4];
+        pos += 5;
+        if (n > end - pos)
+            return dec_err(pos, "bitstring of %zd bytes is longer than the input", n);
+        if (n == 0) {
+            if (bits != 0 && bits != 8)
+                return dec_err(pos, "empty bitstring with non-zero bit count");
+            *ppos = pos;
+            return PyBytes_FromStringAndSize(NULL, 0);
+        }
+        if (bits < 1 || bits > 8)
+            return dec_err(pos, "bitstring with %u bits in its last byte", bits);
+        PyObject *data = PyBytes_FromStringAndSize((const char *)buf + pos, n);
+        if (data == NULL || bits == 8) {
+            if (data != NULL)
+                *ppos = pos + n;
+            return data;
+        }
+        PyObject *r = PyObject_CallFunction((PyObject *)T_Bits, "Ni", data, (int)bits);
+        if (r != NULL)
+            *ppos = pos + n;
+        return r;
+    }
+    case FLOAT_EXT: {
+        if (pos + 31 > end)
+            return truncated(pos);
+        const unsigned char *z = memchr(buf + pos, 0, 31);
+        Py_ssize_t len = z ? (Py_ssize_t)(z - (buf + pos)) : 31;
+        PyObject *f = NULL, *s = PyUnicode_DecodeASCII((const char *)buf + pos, len, NULL);
+        if (s != NULL) {
+            f = PyFloat_FromString(s);
+            Py_DECREF(s);
+        }
+        if (f == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError))
+                return NULL;
+            PyErr_Clear();
+            PyObject *text = PyBytes_FromStringAndSize((const char *)buf + pos, len);
+            if (text == NULL)
+                return NULL;
+            dec_err(pos, "bad FLOAT_EXT text %R", text);
+            Py_DECREF(text);
+            return NULL;
+        }
+        *ppos = pos + 31;
+        return f;
+    }
+    case EXPORT_EXT: {
+        PyObject *m = dec_atom_any(d, &pos), *f = NULL, *a = NULL, *r = NULL;
+        if (m == NULL)
+            return NULL;
+        if ((f = dec_atom_any(d, &pos)) != NULL && (a = dec_int_any(d, &pos, depth)) != NULL)
+            r = PyObject_CallFunctionObjArgs((PyObject *)T_Export, m, f, a, NULL);
+        Py_DECREF(m);
+        Py_XDECREF(f);
+        Py_XDECREF(a);
+        if (r != NULL)
+            *ppos = pos;
+        return r;
+    }
+    case NEW_FUN_EXT:
+        return dec_fun(d, ppos, depth);
+    case COMPRESSED:
+        return dec_compressed(d, ppos, depth);
+    case LOCAL_EXT:
+        return dec_err(pos - 1, "LOCAL_EXT is node-local and cannot be decoded here");
+    default:
+        return dec_err(pos - 1, "unknown tag %d", tag);
+    }
+}
+
+static PyObject *
+dec(Dec *d, Py_ssize_t *ppos, long long depth)
+{
+    const unsigned char *buf = d->buf;
+    Py_ssize_t end = d->end, pos = *ppos, n, i;
+    if (pos >= end)
+        return truncated(pos);
+    int tag = buf[pos++];
+    switch (tag) {
+    case SMALL_INTEGER_EXT:
+        if (pos >= end)
+            return truncated(pos);
+        *ppos = pos + 1;
+        return PyLong_FromLong(buf[pos]);
+    case SMALL_ATOM_UTF8_EXT: {
+        if (pos >= end)
+            return truncated(pos);
+        n = buf[pos];
+        if (pos + 1 + n > end)
+            return truncated(pos);
+        PyObject *a = mk_atom(buf + pos + 1, n, pos, 0);
+        if (a != NULL)
+            *ppos = pos + 1 + n;
+        return a;
+    }
+    case BINARY_EXT: {
+        if (pos + 4 > end)
+            return truncated(pos);
+        n = (Py_ssize_t)be32(buf + pos);
+        if (n > end - pos - 4)
+            return dec_err(pos, "binary of %zd bytes is longer than the input", n);
+        PyObject *b = PyBytes_FromStringAndSize((const char *)buf + pos + 4, n);
+        if (b != NULL)
+            *ppos = pos + 4 + n;
+        return b;
+    }
+    case SMALL_TUPLE_EXT: {
+        if (pos >= end)
+            return truncated(pos);
+        n = buf[pos];
+        pos += 1;
+        if (depth <= 0)
+            return dec_err(pos, "term nested too deeply");
+        if (n > end - pos)
+            return dec_err(pos, "tuple of %zd elements is longer than the input", n);
+        PyObject *t = PyTuple_New(n);
+        if (t == NULL || n == 0) {
+            if (t != NULL)
+                *ppos = pos;
+            return t;
+        }
+        if (nest_enter(&d->nest) < 0) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        for (i = 0; i < n; i++) {
+            PyObject *v = dec(d, &pos, depth - 1);
+            if (v == NULL) {
+                nest_leave(&d->nest);
+                Py_DECREF(t);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(t, i, v);
+        }
+        nest_leave(&d->nest);
+        *ppos = pos;
+        return t;
+    }
+    case NIL_EXT:
+        *ppos = pos;
+        return PyList_New(0);
+    case INTEGER_EXT:
+        if (pos + 4 > end)
+            return truncated(pos);
+        *ppos = pos + 4;
+        return PyLong_FromLong((long)(int32_t)be32(buf + pos));
+    case NEW_FLOAT_EXT: {
+        if (pos + 8 > end)
+            return truncated(pos);
+        double v = UNPACK8(buf + pos);
+        if (v == -1.0 && PyErr_Occurred())
+            return NULL;
+        *ppos = pos + 8;
+        return PyFloat_FromDouble(v);
+    }
+    case LIST_EXT: {
+        if (pos + 4 > end)
+            return truncated(pos);
+        n = (Py_ssize_t)be32(buf + pos);
+        pos += 4;
+        if (depth <= 0)
+            return dec_err(pos, "term nested too deeply");
+        if (n >= end - pos)
+            return dec_err(pos, "list of %zd elements is longer than the input", n);
+        depth -= 1;
+        PyObject *lst = PyList_New(n), *tail, *r;
+        if (lst == NULL)
+            return NULL;
+        if (nest_enter(&d->nest) < 0) {
+            Py_DECREF(lst);
+            return NULL;
+        }
+        for (i = 0; i < n; i++) {
+            PyObject *v = dec(d, &pos, depth);
+            if (v == NULL) {
+                nest_leave(&d->nest);
+                Py_DECREF(lst);
+                return NULL;
+            }
+            PyList_SET_ITEM(lst, i, v);
+        }
+        if (pos < end && buf[pos] == NIL_EXT) {
+            nest_leave(&d->nest);
+            *ppos = pos + 1;
+            return lst;
+        }
+        tail = dec(d, &pos, depth);
+        nest_leave(&d->nest);
+        if (tail == NULL) {
+            Py_DECREF(lst);
+            return NULL;
+        }
+        if (Py_TYPE(tail) == &PyList_Type && PyList_GET_SIZE(tail) == 0) {
+            Py_DECREF(tail);
+            *ppos = pos;
+            return lst;
+        }
+        if (n == 0) { /* a LIST_EXT of no elements: erts reads it as its tail alone */
+            Py_DECREF(lst);
+            *ppos = pos;
+            return tail;
+        }
+        r = PyObject_CallFunctionObjArgs((PyObject *)T_Improper, lst, tail, NULL);
+        Py_DECREF(lst);
+        Py_DECREF(tail);
+        if (r != NULL)
+            *ppos = pos;
+        return r;
+    }
+    case STRING_EXT: {
+        if (pos + 2 > end)
+            return truncated(pos);
+        n = be16(buf + pos);
+        if (pos + 2 + n > end)
+            return dec_err(pos, "string of %zd bytes is longer than the input", n);
+        PyObject *lst = PyList_New(n);
+        if (lst == NULL)
+            return NULL;
+        for (i = 0; i < n; i++) {
+            PyObject *v = PyLong_FromLong(buf[pos + 2 + i]);
+            if (v == NULL) {
+                Py_DECREF(lst);
+                return NULL;
+            }
+            PyList_SET_ITEM(lst, i, v);
+        }
+        *ppos = pos + 2 + n;
+        return lst;
+    }
+    case MAP_EXT: {
+        if (pos + 4 > end)
+            return truncated(pos);
+        n = (Py_ssize_t)be32(buf + pos);
+        pos += 4;
+        if (depth <= 0)
+            return dec_err(pos, "term nested too deeply");
+        if (2 * n > end - pos)
+            return dec_err(pos, "map of %zd pairs is longer than the input", n);
+        if (n == 0) {
+            *ppos = pos;
+            return PyDict_New();
+        }
+        PyObject *items = PyList_New(2 * n), *m;
+        if (items == NULL)
+            return NULL;
+        if (nest_enter(&d->nest) < 0) {
+            Py_DECREF(items);
+            return NULL;
+        }
+        for (i = 0; i < 2 * n; i++) {
+            PyObject *v = dec(d, &pos, depth - 1);
+            if (v == NULL) {
+                nest_leave(&d->nest);
+                Py_DECREF(items);
+                return NULL;
+            }
+            PyList_SET_ITEM(items, i, v);
+        }
+        nest_leave(&d->nest);
+        m = map_of(items, n);
+        Py_DECREF(items);
+        if (m != NULL)
+            *ppos = pos;
+        return m;
+    }
+    case NEW_PID_EXT:
+        *ppos = pos;
+        return dec_pid_body(d, tag, ppos);
+    case ATOM_CACHE_REF:
+        *ppos = pos;
+        return dec_cache_ref(d, ppos);
+    default:
+        *ppos = pos;
+        return dec_rare(d, tag, ppos, depth);
+    }
+}
+
+/* The input as bytes: bytes directly, anything else the way memoryview(data).cast("B")
+ * takes it.  *view is to be released when view->obj is set. */
+static int
+get_input(PyObject *data, Py_buffer *view, const unsigned char **buf, Py_ssize_t *len)
+{
+    view->obj = NULL;
+    if (PyBytes_CheckExact(data)) {
+        *buf = (const unsigned char *)PyBytes_AS_STRING(data);
+        *len = PyBytes_GET_SIZE(data);
+        return 0;
+    }
+    if (!PyObject_CheckBuffer(data)) {
+        PyErr_Format(PyExc_TypeError, "memoryview: a bytes-like object is required, not '%.200s'",
+                     Py_TYPE(data)->tp_name);
+        return -1;
+    }
+    if (PyObject_GetBuffer(data, view, PyBUF_FULL_RO) < 0) {
+        view->obj = NULL;
+        return -1;
+    }
+    if (!PyBuffer_IsContiguous(view, 'C')) {
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        PyErr_SetString(PyExc_TypeError, "memoryview: casts are restricted to C-contiguous views");
+        return -1;
+    }
+    *buf = (const unsigned char *)view->buf;
+    *len = view->len;
+    return 0;
+}
+
+/* What decode/decode_from turn a RecursionError or an IndexError into. */
+static void
+convert_decode_error(Py_ssize_t pos)
+{
+    if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
+        PyErr_Clear();
+        dec_err(pos, "term nested too deeply for the Python stack");
+    }
+    else if (PyErr_ExceptionMatches(PyExc_IndexError)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (value != NULL)
+            dec_err(pos, "malformed term: %S", value);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+}
+
+static int
+dec_options(Dec *d, PyObject *atom_cache, PyObject *max_unc, PyObject *max_depth,
+            long long *depth)
+{
+    d->atom_cache = atom_cache == NULL || atom_cache == Py_None ? NULL : atom_cache;
+    d->max_unc_obj = max_unc != NULL ? max_unc : O_default_max_unc;
+    d->nest = 0;
+    if (limit_arg(d->max_unc_obj, &d->max_unc) < 0)
+        return -1;
+    return depth_arg(max_depth != NULL ? max_depth : O_default_max_depth, depth);
+}
+
+static ArgSpec decode_spec = {
+    "decode", 4, 1, 1, {"data", "atom_cache", "max_depth", "max_uncompressed"}, {NULL}};
+
+static PyObject *
+py_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[4], *v;
+    Py_buffer view;
+    Dec d;
+    long long depth;
+    (void)module;
+    if (parse_args(&decode_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (get_input(a[0], &view, &d.buf, &d.end) < 0)
+        return NULL;
+    if (dec_options(&d, a[1], a[3], a[2], &depth) < 0) {
+        v = NULL;
+        goto done;
+    }
+    if (d.end == 0) {
+        v = truncated(0);
+        goto done;
+    }
+    if (d.buf[0] != VERSION) {
+        v = dec_err(0, "expected version byte 131, found %d", d.buf[0]);
+        goto done;
+    }
+    Py_ssize_t pos = 1;
+    v = dec(&d, &pos, depth);
+    if (v == NULL)
+        convert_decode_error(1);
+    else if (pos != d.end) {
+        Py_CLEAR(v);
+        dec_err(pos, "%zd trailing bytes after the term", d.end - pos);
+    }
+done:
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    return v;
+}
+
+static ArgSpec decode_from_spec = {
+    "decode_from",
+    6,
+    2,
+    1,
+    {"data", "offset", "versioned", "atom_cache", "max_depth", "max_uncompressed"},
+    {NULL}};
+
+static PyObject *
+py_decode_from(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[6], *v = NULL, *result = NULL;
+    Py_buffer view;
+    Dec d;
+    long long depth;
+    Py_ssize_t pos = 0;
+    int versioned = 1;
+    (void)module;
+    if (parse_args(&decode_from_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (get_input(a[0], &view, &d.buf, &d.end) < 0)
+        return NULL;
+    if (dec_options(&d, a[3], a[5], a[4], &depth) < 0)
+        goto done;
+    if (a[2] != NULL && (versioned = PyObject_IsTrue(a[2])) < 0)
+        goto done;
+    if (a[1] != NULL) {
+        PyObject *off = PyNumber_Index(a[1]);
+        if (off == NULL)
+            goto done;
+        {
+            int overflow;
+            long long o = PyLong_AsLongLongAndOverflow(off, &overflow);
+            if (o == -1 && PyErr_Occurred()) {
+                Py_DECREF(off);
+                goto done;
+            }
+            if (overflow > 0 || o >= (long long)PY_SSIZE_T_MAX)
+                pos = PY_SSIZE_T_MAX;
+            else if (overflow < 0 || o < 0)
+                pos = -1;
+            else
+                pos = (Py_ssize_t)o;
+        }
+        if (pos < 0) {
+            dec_err(pos, "offset %S is negative", off);
+            Py_DECREF(off);
+            goto done;
+        }
+        if (pos == PY_SSIZE_T_MAX) {
+            PyObject *exc = PyObject_CallFunction(E_Decode, "sO", "unexpected end of input", off);
+            if (exc != NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                Py_DECREF(exc);
+            }
+            Py_DECREF(off);
+            goto done;
+        }
+        Py_DECREF(off);
+    }
+    if (versioned) {
+        if (pos >= d.end) {
+            truncated(pos);
+            goto done;
+        }
+        if (d.buf[pos] != VERSION) {
+            dec_err(pos, "expected version byte 131, found %d", d.buf[pos]);
+            goto done;
+        }
+        pos += 1;
+    }
+    {
+        Py_ssize_t start = pos;
+        v = dec(&d, &pos, depth);
+        if (v == NULL) {
+            convert_decode_error(start);
+            goto done;
+        }
+    }
+    {
+        PyObject *p = PyLong_FromSsize_t(pos);
+        if (p != NULL)
+            result = PyTuple_Pack(2, v, p);
+        Py_XDECREF(p);
+        Py_DECREF(v);
+    }
+done:
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    return result;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* module */
+
+PyDoc_STRVAR(encode_doc,
+"encode(term, *, compressed=False, versioned=True, max_depth=10000) -> bytes\n\n"
+"Encode ``term`` as external term format bytes (with the 131 version byte by default).\n\n"
+"``compressed`` is True for zlib level 6 or a level 0-9, like term_to_binary's option;\n"
+"erl stores the compressed form only when it is smaller, and so do we.");
+
+PyDoc_STRVAR(decode_doc,
+"decode(data, *, atom_cache=None, max_depth=DEFAULT_MAX_DEPTH,\n"
+"       max_uncompressed=DEFAULT_MAX_UNCOMPRESSED)\n\n"
+"Decode a whole buffer holding exactly one versioned term (binary_to_term/1).");
+
+PyDoc_STRVAR(decode_from_doc,
+"decode_from(data, offset=0, *, versioned=True, atom_cache=None, max_depth=DEFAULT_MAX_DEPTH,\n"
+"            max_uncompressed=DEFAULT_MAX_UNCOMPRESSED) -> (term, end)\n\n"
+"Decode one term starting at ``offset``; return it and the offset just past it.\n\n"
+"``versioned`` expects the 131 version byte first (False for terms inside a dist header).\n"
+"``atom_cache`` resolves ATOM_CACHE_REF indexes (the per-message list from the dist header).");
+
+static PyMethodDef methods[] = {
+    {"encode", (PyCFunction)(void (*)(void))py_encode, METH_FASTCALL | METH_KEYWORDS,
+     encode_doc},
+    {"decode", (PyCFunction)(void (*)(void))py_decode, METH_FASTCALL | METH_KEYWORDS,
+     decode_doc},
+    {"decode_from", (PyCFunction)(void (*)(void))py_decode_from, METH_FASTCALL | METH_KEYWORDS,
+     decode_from_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT,
+    "pynode.term._ccodec",
+    "The compiled twin of pynode.term._codec_py: the same API, the same behaviour.",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+static int
+get_type(PyObject *mod, const char *name, PyTypeObject **out)
+{
+    PyObject *t = PyObject_GetAttrString(mod, name);
+    if (t == NULL)
+        return -1;
+    if (!PyType_Check(t)) {
+        PyErr_Format(PyExc_TypeError, "pynode.term.types.%s is not a class", name);
+        Py_DECREF(t);
+        return -1;
+    }
+    *out = (PyTypeObject *)t;
+    return 0;
+}
+
+/* The offset of slot ``name`` of class t, from its member descriptor. */
+static int
+init_field(PyTypeObject *t, const char *name, Field *f)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)t, name);
+    if (descr == NULL)
+        return -1;
+    if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+        ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", t->tp_name, name);
+        Py_DECREF(descr);
+        return -1;
+    }
+    f->off = ((PyMemberDescrObject *)descr)->d_member->offset;
+    Py_DECREF(descr);
+    f->name = PyUnicode_InternFromString(name);
+    return f->name == NULL ? -1 : 0;
+}
+
+static int
+init_spec(ArgSpec *spec)
+{
+    for (int i = 0; i < spec->nparams; i++) {
+        spec->inames[i] = PyUnicode_InternFromString(spec->names[i]);
+        if (spec->inames[i] == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+PyMODINIT_FUNC
+PyInit__ccodec(void)
+{
+    PyObject *m = NULL, *types = NULL, *errors = NULL, *py = NULL, *mod = NULL;
+    m = PyModule_Create(&moduledef);
+    if (m == NULL)
+        return NULL;
+    if ((types = PyImport_ImportModule("pynode.term.types")) == NULL ||
+        (errors = PyImport_ImportModule("pynode.term.errors")) == NULL ||
+        (py = PyImport_ImportModule("pynode.term._codec_py")) == NULL ||
+        (mod = PyImport_ImportModule("struct")) == NULL)
+        goto fail;
+    if ((E_struct = PyObject_GetAttrString(mod, "error")) == NULL ||
+        (O_struct_pack = PyObject_GetAttrString(mod, "pack")) == NULL)
+        goto fail;
+    Py_CLEAR(mod);
+    if ((mod = PyImport_ImportModule("zlib")) == NULL ||
+        (E_zlib = PyObject_GetAttrString(mod, "error")) == NULL)
+        goto fail;
+    Py_CLEAR(mod);
+    if (get_type(types, "Atom", &T_Atom) < 0 || get_type(types, "Pid", &T_Pid) < 0 ||
+        get_type(types, "Port", &T_Port) < 0 || get_type(types, "Reference", &T_Ref) < 0 ||
+        get_type(types, "ImproperList", &T_Improper) < 0 ||
+        get_type(types, "BitString", &T_Bits) < 0 || get_type(types, "Fun", &T_Fun) < 0 ||
+        get_type(types, "ExportFun", &T_Export) < 0 ||
+        get_type(types, "FrozenList", &T_FList) < 0 ||
+        get_type(types, "FrozenMap", &T_FMap) < 0)
+        goto fail;
+    if ((O_freeze = PyObject_GetAttrString(types, "freeze")) == NULL ||
+        (E_Decode = PyObject_GetAttrString(errors, "DecodeError")) == NULL ||
+        (E_Encode = PyObject_GetAttrString(errors, "EncodeError")) == NULL ||
+        (O_ErlFloatKey = PyObject_GetAttrString(py, "ErlFloatKey")) == NULL ||
+        (O_default_max_depth = PyObject_GetAttrString(py, "DEFAULT_MAX_DEPTH")) == NULL ||
+        (O_default_max_unc = PyObject_GetAttrString(py, "DEFAULT_MAX_UNCOMPRESSED")) == NULL ||
+        (S_items = PyUnicode_InternFromString("items")) == NULL)
+        goto fail;
+    if ((O_atom_true = PyObject_CallFunction((PyObject *)T_Atom, "s", "true")) == NULL ||
+        (O_atom_false = PyObject_CallFunction((PyObject *)T_Atom, "s", "false")) == NULL)
+        goto fail;
+    if (init_field(T_Pid, "node", &F_pid_node) < 0 || init_field(T_Pid, "id", &F_pid_id) < 0 ||
+        init_field(T_Pid, "serial", &F_pid_serial) < 0 ||
+        init_field(T_Pid, "creation", &F_pid_creation) < 0 ||
+        init_field(T_Port, "node", &F_port_node) < 0 ||
+        init_field(T_Port, "id", &F_port_id) < 0 ||
+        init_field(T_Port, "creation", &F_port_creation) < 0 ||
+        init_field(T_Ref, "node", &F_ref_node) < 0 ||
+        init_field(T_Ref, "creation", &F_ref_creation) < 0 ||
+        init_field(T_Ref, "ids", &F_ref_ids) < 0 ||
+        init_field(T_Improper, "items", &F_il_items) < 0 ||
+        init_field(T_Improper, "tail", &F_il_tail) < 0 ||
+        init_field(T_Bits, "data", &F_bs_data) < 0 ||
+        init_field(T_Bits, "bits", &F_bs_bits) < 0 ||
+        init_field(T_Fun, "module", &F_fun_module) < 0 ||
+        init_field(T_Fun, "arity", &F_fun_arity) < 0 ||
+        init_field(T_Fun, "uniq", &F_fun_uniq) < 0 ||
+        init_field(T_Fun, "index", &F_fun_index) < 0 ||
+        init_field(T_Fun, "old_index", &F_fun_old_index) < 0 ||
+        init_field(T_Fun, "old_uniq", &F_fun_old_uniq) < 0 ||
+        init_field(T_Fun, "pid", &F_fun_pid) < 0 ||
+        init_field(T_Fun, "free_vars", &F_fun_free_vars) < 0 ||
+        init_field(T_Export, "module", &F_ex_module) < 0 ||
+        init_field(T_Export, "function", &F_ex_function) < 0 ||
+        init_field(T_Export, "arity", &F_ex_arity) < 0 ||
+        init_field(T_FMap, "_d", &F_fm_d) < 0)
+        goto fail;
+    if (init_spec(&encode_spec) < 0 || init_spec(&decode_spec) < 0 ||
+        init_spec(&decode_from_spec) < 0)
+        goto fail;
+    if (PyModule_AddObjectRef(m, "ErlFloatKey", O_ErlFloatKey) < 0 ||
+        PyModule_AddObjectRef(m, "DEFAULT_MAX_DEPTH", O_default_max_depth) < 0 ||
+        PyModule_AddObjectRef(m, "DEFAULT_MAX_UNCOMPRESSED", O_default_max_unc) < 0)
+        goto fail;
+    {
+        PyObject *all = Py_BuildValue("[ssss]", "encode", "decode", "decode_from", "ErlFloatKey");
+        if (all == NULL || PyModule_AddObject(m, "__all__", all) < 0) {
+            Py_XDECREF(all);
+            goto fail;
+        }
+    }
+    Py_DECREF(types);
+    Py_DECREF(errors);
+    Py_DECREF(py);
+    return m;
+fail:
+    Py_XDECREF(types);
+    Py_XDECREF(errors);
+    Py_XDECREF(py);
+    Py_XDECREF(mod);
+    Py_DECREF(m);
+    return NULL;
+}

@@ -1,0 +1,338 @@
+"""The compiled codec against the pure-Python one: same bytes, same values, same failures.
+
+tests/term/test_codec.py already runs every codec test against each implementation; these
+tests compare the two directly, on generated terms and on damaged and random input.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+import struct
+import sys
+import tracemalloc
+import zlib
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pynode.term as term
+from pynode.term import (
+    Atom,
+    BitString,
+    DecodeError,
+    EncodeError,
+    ErlFloatKey,
+    Fun,
+    ImproperList,
+    Pid,
+    Reference,
+    freeze,
+)
+from pynode.term import _codec_py as P
+from tests.strategies import terms
+
+if "c" not in term.IMPLEMENTATIONS:  # pragma: no cover - depends on the build
+    pytest.skip("pynode.term._ccodec is not built", allow_module_level=True)
+
+C = term.IMPLEMENTATIONS["c"]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal *and* of the same types all the way down (True is not 1, 1.0 is not 1)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if type(a) is dict:
+        return len(a) == len(b) and all(
+            _same(ka, kb) and _same(a[ka], b[kb]) for ka, kb in zip(a, b)  # noqa: B905
+        )
+    if type(a) is float:
+        return struct.pack(">d", a) == struct.pack(">d", b)
+    if type(a) is ImproperList:
+        return _same(a.items, b.items) and _same(a.tail, b.tail)
+    return bool(a == b)
+
+
+def _outcome(f: Any, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+    try:
+        return ("ok", f(*args, **kwargs))
+    except Exception as e:
+        return ("error", type(e), e)
+
+
+def _same_decode(data: bytes, *, values: bool = True, **kwargs: Any) -> None:
+    """Both codecs decode ``data`` alike: equal values, or the same exception type."""
+    p = _outcome(P.decode, data, **kwargs)
+    c = _outcome(C.decode, data, **kwargs)
+    assert p[0] == c[0], (data, p, c)
+    if p[0] == "ok":
+        if values:
+            assert _same(p[1], c[1]), (data, p, c)
+    else:
+        assert p[1] is c[1], (data, p, c)
+        if p[1] is DecodeError:
+            assert c[2].offset is not None
+
+
+# -- the module --------------------------------------------------------------------------------
+
+
+def test_module_api() -> None:
+    assert C.__name__ == "pynode.term._ccodec"
+    assert C.ErlFloatKey is P.ErlFloatKey is ErlFloatKey
+    assert C.DEFAULT_MAX_DEPTH == P.DEFAULT_MAX_DEPTH
+    assert C.DEFAULT_MAX_UNCOMPRESSED == P.DEFAULT_MAX_UNCOMPRESSED
+    assert set(P.__all__) <= set(dir(C))
+    with pytest.raises(TypeError):
+        C.encode(1, True)  # keyword-only, like the Python signature
+    with pytest.raises(TypeError):
+        C.decode(b"\x83a\x01", None)
+    with pytest.raises(TypeError):
+        C.encode(1, bogus=1)
+    assert C.encode(term=1) == P.encode(term=1)
+    assert C.decode(data=b"\x83a\x01") == 1
+    assert C.decode_from(b"\x83a\x01", offset=0) == (1, 3)
+
+
+def test_selected_implementation() -> None:
+    assert term.implementation in ("c", "python")
+    assert term.encode is term.IMPLEMENTATIONS[term.implementation].encode
+
+
+def test_same_classes() -> None:
+    pid = Pid("n@h", 1, 2, 3)
+    value = [
+        pid, Reference("n@h", 1, (2, 3)), Atom("x"), BitString(b"\xe0", 3),
+        Fun("m", 1, b"u" * 16, 1, 2, 3, pid, [ImproperList([1], 2)]),
+        {freeze([1]): 1, freeze({2: 3}): 2},
+    ]
+    got = C.decode(C.encode(value))
+    assert _same(got, P.decode(P.encode(value)))
+    assert [type(x) for x in got] == [type(x) for x in value]
+    assert type(got[0].node) is Atom and type(got[1].ids) is tuple
+    # records decoded by C are ordinary instances: immutable, hashable, picklable
+    with pytest.raises(AttributeError):
+        got[0].id = 5
+    assert hash(got[0]) == hash(pid) and got[0] == pid
+    import pickle
+
+    assert pickle.loads(pickle.dumps(got[:5])) == value[:5]
+
+
+# -- generated terms ---------------------------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(terms)
+def test_same_bytes_and_values(value: Any) -> None:
+    for kwargs in ({}, {"compressed": True}, {"versioned": False}):
+        data = P.encode(value, **kwargs)
+        assert C.encode(value, **kwargs) == data
+        if kwargs.get("versioned") is False:
+            p, c = P.decode_from(data, 0, versioned=False), C.decode_from(data, 0, versioned=False)
+            assert p[1] == c[1] == len(data)
+            assert _same(p[0], c[0])
+        else:
+            assert _same(P.decode(data), C.decode(data))
+            assert _same(C.decode(data), C.decode(memoryview(bytearray(data))))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(terms, st.data())
+def test_truncated_and_damaged(value: Any, data: st.DataObject) -> None:
+    encoded = P.encode(value)
+    cut = data.draw(st.integers(0, len(encoded) - 1))
+    _same_decode(encoded[:cut])
+    i = data.draw(st.integers(1, len(encoded) - 1)) if len(encoded) > 1 else 0
+    damaged = bytearray(encoded)
+    damaged[i] = data.draw(st.integers(0, 255))
+    # a damaged byte can make an ATOM_EXT (Latin-1) atom, which the Python codec's atom
+    # cache may answer with the UTF-8 reading of the same bytes: compare outcomes only
+    _same_decode(bytes(damaged), values=False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=64))
+def test_garbage(data: bytes) -> None:
+    _same_decode(b"\x83" + data, values=False)
+    _same_decode(data, values=False)
+
+
+def test_fuzz_mutations() -> None:
+    """Random damage to encodings of many kinds of terms, a fixed number of rounds."""
+    rng = random.Random(20240531)
+    pid = Pid("n@h", 1, 2, 3)
+    seeds = [
+        [1, 256, 2**40, -(2**70), 1.5, Atom("ok"), b"bin", "str", (), [], {}],
+        {Atom("k"): [1, 2, 3], b"b": (4, 5.0), 1: {2: 3}, (1,): [Atom("x")] * 9},
+        (pid, Reference("n@h", 1, (1, 2, 3)), term.Port("n@h", 2**40, 1), term.ExportFun("m", "f", 2)),
+        Fun("m", 1, b"u" * 16, 1, 2, 3, pid, [1, (2, Atom("v"))]),
+        [ImproperList([1, 2], Atom("t")), BitString(b"\xa0", 3), [[[[]]]]],
+        [b"x" * 300] * 30,
+        list(range(300)),
+    ]
+    corpus = [P.encode(s) for s in seeds] + [P.encode(s, compressed=True) for s in seeds]
+    for _ in range(4000):
+        d = bytearray(rng.choice(corpus))
+        for _ in range(rng.randint(1, 3)):
+            if not d:
+                d = bytearray(b"\x83")
+            op = rng.randrange(4)
+            if op == 0 and len(d) > 1:
+                d[rng.randrange(1, len(d))] = rng.randrange(256)
+            elif op == 1:
+                i = rng.randrange(1, len(d) + 1)
+                d[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+            elif op == 2 and len(d) > 1:
+                del d[rng.randrange(1, len(d))]
+            else:
+                d = d[: rng.randrange(len(d) + 1)]
+        _same_decode(bytes(d), values=False)
+
+
+# -- particular behaviours ---------------------------------------------------------------------
+
+EDGE_INPUTS: list[bytes] = [
+    b"\x83l\x00\x00\x00\x01a\x01k\x00\x00",  # a tail that decodes to []: a proper list
+    b"\x83l\x00\x00\x00\x01a\x01k\x00\x02ab",  # a tail that is a non-empty list
+    b"\x83l\x00\x00\x00\x00l\x00\x00\x00\x00a\x05",
+    b"\x83t\x00\x00\x00\x02a\x01a\x02a\x01a\x03",  # a key twice
+    b"\x83t\x00\x00\x00\x02w\x04truea\x01w\x04truea\x02",
+    b"\x83t\x00\x00\x00\x02k\x00\x01\x01a\x01k\x00\x01\x01a\x02",
+    b"\x83c" + b" 1_0 ".ljust(31, b"\0"),
+    b"\x83c" + b"nan".ljust(31, b"\0"),
+    b"\x83c" + b"\xff".ljust(31, b"\0"),
+    b"\x83n\x08\x01" + b"\xff" * 8,
+    b"\x83n\x08\x01" + b"\x00" * 7 + b"\x80",
+    b"\x83n\x00\x01",
+    b"\x83qw\x01mw\x01fw\x01x",
+    b"\x83P\x00\x00\x00\x02" + zlib.compress(b"a\x01") + b"junk",
+    b"\x83P\x00\x00\x00\x02" + zlib.compress(b"a\x01")[:-1],
+    b"\x83P\x00\x00\x00\x03" + zlib.compress(b"a\x01\x00"),
+    b"\x83h\x02P\x00\x00\x00\x02" + zlib.compress(b"a\x01") + b"a\x02",
+    b"\x83P\x00\x00\x00\x07" + zlib.compress(b"P\x00\x00\x00\x02" + zlib.compress(b"a\x01"))[:0],
+]
+
+
+@pytest.mark.parametrize("data", EDGE_INPUTS, ids=repr)
+def test_edge_inputs(data: bytes) -> None:
+    _same_decode(data)
+
+
+def test_options_alike() -> None:
+    data = P.encode([(1, [2, {3: (4,)}])] * 3)
+    for depth in (0, 1, 2, 3, 4, 5, 100, -1, 2.5, math.inf, 10**30, -(10**30)):
+        _same_decode(data, max_depth=depth)
+    z = P.encode(b"\0" * 1000, compressed=True)
+    for limit in (0, 999, 1000, 1001, 999.5, -1, math.inf, 10**30):
+        _same_decode(z, max_uncompressed=limit)
+    for caches in (None, [], [Atom("a")], ["b", "true", True, Atom("true"), 5, "x" * 300], ("a",)):
+        for raw in (b"h\x02R\x00R\x01", b"R\x02", b"R\x03", b"R\x04", b"R\x05", b"XR\x00" + bytes(12)):
+            p = _outcome(P.decode_from, raw, 0, versioned=False, atom_cache=caches)
+            c = _outcome(C.decode_from, raw, 0, versioned=False, atom_cache=caches)
+            assert p[0] == c[0] and (_same(p[1], c[1]) if p[0] == "ok" else p[1] is c[1])
+
+
+def test_encode_errors_alike() -> None:
+    import enum
+
+    class Big(enum.IntEnum):
+        X = 2**40
+
+    pid = Pid("n@h", 1, 2, 3)
+    values: list[Any] = [
+        object(), {1, 2}, 1j, math.nan, [1.5] * 8 + [math.inf], Atom("a" * 256), Atom("\ud800"),
+        Pid("n", 2**32, 0, 0), Pid("n", "x", 0, 0),  # type: ignore[arg-type]
+        term.Port("n", -1, 0), Reference("n", 1, (1,) * 6),
+        Reference("n", 2**32, (1,)), [[[[[object()]]]]], {1: {2: object()}}, (b"x" * 70_000, object()),
+        Fun("m", 0, b"u" * 16, 0, 0, 0, pid, [b"x" * 70_000, object()]), ImproperList([1], object()),
+        [Big.X], "\ud800", memoryview(b"abcdef")[::2],
+    ]
+    for v in values:
+        p, c = _outcome(P.encode, v), _outcome(C.encode, v)
+        assert p[0] == c[0], (v, p, c)
+        if p[0] == "ok":
+            assert p[1] == c[1]
+        else:
+            assert p[1] is c[1], (v, p, c)
+    value: Any
+    for depth in (0, 1, 2, 3):
+        value = [(1, {2: [3]})]
+        p, c = _outcome(P.encode, value, max_depth=depth), _outcome(C.encode, value, max_depth=depth)
+        assert p[0] == c[0] and (p[1] == c[1] if p[0] == "ok" else p[1] is c[1] is EncodeError)
+    levels: tuple[Any, ...] = (0, 1, 9, -1, True, 1.7)
+    for level in levels:
+        value = [b"abc" * 100, Atom("x")] * 10
+        assert C.encode(value, compressed=level) == P.encode(value, compressed=level)
+    with pytest.raises(zlib.error):
+        C.encode(b"x" * 100, compressed=10)
+
+
+def test_deep_nesting_never_overflows_the_c_stack() -> None:
+    # Whatever the recursion limit, the C codec stops at its own cap with a clean error.
+    depth = 100_000
+    deep = b"\x83" + b"l\x00\x00\x00\x01" * depth + b"j" * (depth + 1)
+    nested: Any = []
+    for _ in range(depth):
+        nested = [nested]
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000_000)
+    try:
+        with pytest.raises(DecodeError, match="deep"):
+            C.decode(deep, max_depth=10**9)
+        with pytest.raises(EncodeError, match="deep"):
+            C.encode(nested, max_depth=10**9)
+    finally:
+        sys.setrecursionlimit(old)
+    with pytest.raises(DecodeError, match="deep"):
+        C.decode(deep)
+
+
+def test_no_leaks() -> None:
+    """Encode and decode (good and bad input alike) many times: traced memory stays flat."""
+    pid = Pid("n@h", 1, 2, 3)
+    values = [
+        [1, 2**70, 1.5, Atom("ok"), b"b", "s€", (), {1: [2]}, True, None],
+        (pid, Reference("n@h", 1, (1, 2, 3)), term.ExportFun("m", "f", 2), BitString(b"\xa0", 3)),
+        Fun("m", 1, b"u" * 16, 1, 2, 3, pid, [ImproperList([1], 2)]),
+        {freeze([1]): 1, 1: 2, ErlFloatKey(1.0): 3, Atom("true"): 4},
+        [b"x" * 300] * 20,
+    ]
+    good = [C.encode(v) for v in values] + [C.encode(v, compressed=True) for v in values]
+    bad_in = [g[: len(g) // 2] for g in good] + [b"\x83\xff", b"\x83R\x00", b"\x83P\x00\x00\x00\x02xx"]
+    bad_values = [object(), [1, math.nan], (b"x" * 70_000, object()), Pid("n", -1, 0, 0), Atom("a" * 256)]
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            for v in values:
+                C.encode(v)
+                C.encode(v, compressed=True)
+            for g in good:
+                C.decode(g)
+                C.decode_from(memoryview(g), 0)
+            for b in bad_in:
+                with pytest.raises(DecodeError):
+                    C.decode(b, atom_cache=[None])
+            for v in bad_values:
+                with pytest.raises(EncodeError):
+                    C.encode(v)
+
+    rounds(50)  # warm up caches and free lists
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds(50)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        rounds(500)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # a leak of one small object per operation would be several hundred kB here
+    assert after - before < 64 * 1024, after - before

@@ -23,7 +23,7 @@ class OptionalBuildExt(build_ext):
     def build_extensions(self) -> None:
         if self.compiler.compiler_type == "unix":
             for ext in self.extensions:
-                ext.extra_compile_args = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+                ext.extra_compile_args = ["-Wall", "-Wextra"]
         super().build_extensions()
 
     def run(self) -> None:

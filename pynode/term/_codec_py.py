@@ -524,7 +524,8 @@ _ATOMS_MAX = 65536
 
 
 def _mk_atom(raw: bytes, pos: int, latin1: bool = False) -> Any:
-    a = _atoms.get(raw)
+    # the cache holds UTF-8 readings: a Latin-1 atom may use it only when it is ASCII
+    a = _atoms.get(raw) if not latin1 or raw.isascii() else None
     if a is not None:
         return a
     try:

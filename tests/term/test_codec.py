@@ -542,3 +542,10 @@ def test_hypothesis_garbage(data: bytes) -> None:
             codec.decode(b"\x83" + data)
         except DecodeError:
             pass
+
+
+def test_latin1_atom_is_not_read_as_utf8(codec: ModuleType) -> None:
+    utf8 = codec.decode(b"\x83w\x02\xc3\xa9")  # the UTF-8 atom 'é' (now in any cache)
+    assert utf8 == Atom("é")
+    latin1 = codec.decode(b"\x83s\x02\xc3\xa9")  # the same bytes as a Latin-1 atom
+    assert latin1 == Atom("\xc3\xa9")

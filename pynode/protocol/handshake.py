@@ -291,11 +291,20 @@ class _Handshake:
             packet = self._next_packet()
             if packet is None:
                 if self._eof:
-                    self._fail(
-                        "closed",
-                        f"the peer closed the connection during the handshake "
-                        f"(state {state.value})",
-                    )
+                    if state is _State.AWAIT_ACK:
+                        # erl closes without a word when our digest is wrong (dist_util
+                        # gen_digest mismatch: ?shutdown2(..., bad_cookie))
+                        self._fail(
+                            "bad_cookie",
+                            "the peer closed the connection after our challenge reply: "
+                            "it did not accept our cookie (wrong cookie?)",
+                        )
+                    else:
+                        self._fail(
+                            "closed",
+                            f"the peer closed the connection during the handshake "
+                            f"(state {state.value})",
+                        )
                     return self.next_event()
                 return NEED_DATA
             if not packet:

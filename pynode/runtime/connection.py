@@ -1,4 +1,4 @@
-"""One distribution connection: handshake driving, buffered writes, reads, ticks."""
+"""One distribution connection: handshake driving, then messages in and out, and ticks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream
 
 from ..protocol._common import NO_PAYLOAD, NeedData
 from ..protocol.control import ControlMessage
@@ -17,11 +16,9 @@ from ..protocol.flags import DFlag
 from ..protocol.framing import ConnectionClosed, DistConnection, Message, Tick
 from ..protocol.handshake import HandshakeFailed
 from ..term import Atom
+from .transport import HIGH_WATER, Channel, ChannelClosed
 
 log = logging.getLogger("pynode.connection")
-
-HIGH_WATER = 1024 * 1024
-"""Buffered outgoing bytes above which ``send`` waits for the writer to drain."""
 
 
 class ConnectionLost(Exception):
@@ -29,7 +26,7 @@ class ConnectionLost(Exception):
 
 
 async def drive_handshake(
-    hs: Any, stream: ByteStream, setup_time: float, on_event: Callable[[Any], Any]
+    hs: Any, stream: Channel, setup_time: float, on_event: Callable[[Any], Any]
 ) -> Any:
     """Run a sans-IO handshake over ``stream`` until it completes; each step is bounded.
 
@@ -49,31 +46,22 @@ async def drive_handshake(
                 await stream.send(out)
             try:
                 with anyio.fail_after(setup_time):
-                    data = await stream.receive(65536)
+                    data = await stream.receive()
             except TimeoutError:
                 raise HandshakeError(
                     "timeout", f"handshake step timed out after {setup_time} s ({hs.state})"
                 ) from None
-            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                data = b""
             if data:
                 hs.receive_data(data)
             else:
                 hs.receive_eof()
             continue
         if isinstance(ev, HandshakeFailed):
-            if ev.reason == "closed" and "await_ack" in ev.message:
-                # erl closes without a word when our digest is wrong
-                raise HandshakeError(
-                    "bad_cookie",
-                    "the peer closed the connection after our challenge reply: "
-                    "it did not accept our cookie (wrong cookie?)",
-                )
             out = hs.data_to_send()
             if out:
                 try:
                     await stream.send(out)
-                except (anyio.BrokenResourceError, OSError):
+                except (anyio.BrokenResourceError, ChannelClosed, OSError):
                     pass
             raise ev.error
         if isinstance(ev, HandshakeComplete):
@@ -87,13 +75,16 @@ async def drive_handshake(
 
 
 class Connection:
-    """The connected phase with one peer. Writes are buffered and flushed by one task, so
-    ``send_nowait`` never blocks and messages keep their order."""
+    """The connected phase with one peer, over a :class:`~pynode.runtime.transport.Channel`.
+
+    ``send_nowait`` never blocks and messages keep their order; ``send`` also waits while
+    too much is buffered for a slow peer. Received messages are dispatched as they arrive.
+    """
 
     def __init__(
         self,
         peer: Atom,
-        stream: ByteStream,
+        channel: Channel,
         flags: DFlag,
         peer_creation: int,
         *,
@@ -107,7 +98,7 @@ class Connection:
         fragment_size: int = 64 * 1024,
     ) -> None:
         self.peer = peer
-        self.stream = stream
+        self.channel = channel
         self.flags = flags
         self.peer_creation = peer_creation
         self.dist = DistConnection(
@@ -118,13 +109,6 @@ class Connection:
         self.tick_intensity = tick_intensity
         self._dispatch = dispatch
         self._on_down = on_down
-        self._out: list[bytes] = []
-        self._out_size = 0
-        self._wake_writer = anyio.Event()
-        self._drained = anyio.Event()
-        self._drained.set()
-        self._wrote = False
-        self._busy = False  # someone is writing to the socket (the writer task or ``send``)
         self._last_read = time.monotonic()
         self._down = False
         self.down_reason: Any = None
@@ -140,69 +124,37 @@ class Connection:
 
     # -- sending ----------------------------------------------------------------------------
     def send_nowait(self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD) -> None:
-        """Queue one message for the writer (never blocks; see ``send`` for backpressure)."""
+        """Queue one message (never blocks; see ``send`` for backpressure)."""
         if self._down:
             raise ConnectionLost(f"connection to {self.peer} is down: {self.down_reason}")
         packets = self.dist.send_packets(control, payload)
-        if len(packets) == 1:
-            self._out.append(packets[0])
-            self._out_size += len(packets[0])
-        else:
-            self._out.extend(packets)
-            self._out_size += sum(map(len, packets))
-        if not self._wake_writer.is_set():
-            self._wake_writer.set()
-        if self._out_size > HIGH_WATER and self._drained.is_set():
-            self._drained = anyio.Event()
+        try:
+            if len(packets) == 1:
+                self.channel.write(packets[0])
+            else:
+                for p in packets:
+                    self.channel.write(p)
+        except ChannelClosed:
+            raise ConnectionLost(f"connection to {self.peer} is closing") from None
 
     async def send(self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD) -> None:
-        """Queue one message for the writer task, which sends everything queued in one write
-        (batching beats a write per message: a send syscall costs more than the encoding);
-        waits while too much is buffered for a slow peer."""
+        """Queue one message; wait while more than HIGH_WATER bytes wait for a slow peer."""
         self.send_nowait(control, payload)
-        if self._out_size > HIGH_WATER:
-            await self._drained.wait()
-
-    async def _writer(self) -> None:
-        while True:
-            if not self._out or self._busy:
-                self._wake_writer = anyio.Event()
-                await self._wake_writer.wait()
-                continue
-            self._busy = True
-            try:
-                chunks, self._out = self._out, []
-                self._out_size = 0
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                await self.stream.send(data)
-            finally:
-                self._busy = False
-            self._wrote = True
-            if self._out_size <= HIGH_WATER:
-                self._drained.set()
+        if self.channel.buffered() > HIGH_WATER:
+            await self.channel.drain()
 
     # -- receiving --------------------------------------------------------------------------
-    async def _reader(self) -> None:
-        dist = self.dist
-        if self._initial:
-            dist.receive_data(self._initial)
-            self._initial = b""
-            self._process()
-        while True:
-            try:
-                data = await self.stream.receive(262144)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                data = b""
-            self._last_read = time.monotonic()
-            if data:
-                dist.receive_data(data)
-            else:
-                dist.receive_eof()
-            if self._process():
-                return
+    def _on_data(self, data: bytes) -> None:
+        self._last_read = time.monotonic()
+        self.dist.receive_data(data)
+        self._process()
 
-    def _process(self) -> bool:
-        """Dispatch every complete event; True when the peer closed the connection."""
+    def _on_eof(self) -> None:
+        self.dist.receive_eof()
+        self._process()
+
+    def _process(self) -> None:
+        """Dispatch every complete event; ConnectionLost when the peer closed."""
         dist = self.dist
         dispatch = self._dispatch
         while True:
@@ -221,21 +173,27 @@ class Connection:
                     f"{self.peer} closed the connection" + ("" if ev.clean else " mid-message")
                 )
             else:
-                return False
+                return
 
     async def _ticker(self) -> None:
         interval = self.net_ticktime / self.tick_intensity
+        channel = self.channel
         while True:
             await anyio.sleep(interval)
-            if not self._wrote and not self._out:
-                self._out.append(self.dist.tick())
-                self._wake_writer.set()
-            self._wrote = False
+            if not channel.wrote:
+                channel.write(self.dist.tick())
+            channel.wrote = False
             silent = time.monotonic() - self._last_read
             if silent > self.net_ticktime:
                 raise ConnectionLost(
                     f"{self.peer} sent nothing for {silent:.1f} s (net_ticktime {self.net_ticktime} s)"
                 )
+
+    async def _reader(self) -> None:
+        if self._initial:
+            data, self._initial = self._initial, b""
+            self._on_data(data)
+        await self.channel.serve(self._on_data, self._on_eof)
 
     # -- lifetime ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -243,16 +201,14 @@ class Connection:
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
-                tg.start_soon(self._guard, self._writer)
                 tg.start_soon(self._guard, self._ticker)
                 await self._guard(self._reader)
         finally:
             self._down = True
             if self.down_reason is None:
                 self.down_reason = "connection_closed"
-            self._drained.set()
             with anyio.CancelScope(shield=True):
-                await self.stream.aclose()
+                await self.channel.aclose()
             self._on_down(self, self.down_reason)
 
     async def _guard(self, part: Callable[[], Any]) -> None:
@@ -266,7 +222,7 @@ class Connection:
         except ProtocolError as e:
             reason = f"protocol error: {e}"
             log.warning("closing connection to %s: %s", self.peer, reason)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, ChannelClosed, OSError) as e:
             reason = f"socket error: {e!r}"
             log.info("connection to %s lost: %s", self.peer, reason)
         if self.down_reason is None:
@@ -280,4 +236,3 @@ class Connection:
             self.down_reason = reason
         if self._scope is not None:
             self._scope.cancel()
-

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, TaskGroup
+from anyio.abc import TaskGroup
 
 from ..protocol import control as C
 from ..protocol.errors import HandshakeError
@@ -28,6 +28,7 @@ from ..protocol.handshake import (
 from ..term import Atom, Pid, Reference
 from . import epmd as epmd_client
 from . import rpc as _rpc
+from . import transport
 from .connection import Connection, ConnectionLost, drive_handshake
 from .cookie import read_cookie
 from .iofmt import chars_to_text as _chars_to_text
@@ -35,6 +36,7 @@ from .iofmt import io_lib_format
 from .mailbox import Mailbox
 from .rpc import GenServer, RpcServer
 from .signals import Signals
+from .transport import Channel
 
 log = logging.getLogger("pynode.node")
 
@@ -213,7 +215,7 @@ class Node(Signals):
         assert self._tg is not None
         listener = await self._listen()
         self._listeners.append(listener)
-        self.port = listener.extra(SocketAttribute.local_port)
+        self.port = listener.port
         if self.use_epmd:
             alive = self.name.split("@")[0]
             self._registration = await epmd_client.register(
@@ -223,7 +225,6 @@ class Node(Signals):
             self._tg.start_soon(self._keep_registered, alive)
         if not self.dynamic:
             self._named()
-        self._tg.start_soon(self._serve, listener)
         self._started = True
         log.info("node %s listening on port %d", self.name, self.port)
 
@@ -246,7 +247,8 @@ class Node(Signals):
         last: Exception | None = None
         for p in ports:
             try:
-                return await anyio.create_tcp_listener(local_host=self.listen_host, local_port=p)
+                assert self._tg is not None
+                return await transport.listen_tcp(self.listen_host, p, self._on_channel, self._tg)
             except OSError as e:
                 last = e
         raise NodeError(f"cannot listen on {self.listen_host or '*'} port {spec}: {last}")
@@ -505,7 +507,7 @@ class Node(Signals):
             version = 6 if entry.highest >= 6 else 5
         try:
             with anyio.fail_after(self.setup_time):
-                stream = await anyio.connect_tcp(addr[0], addr[1])
+                stream = await transport.connect_tcp(addr[0], addr[1])
         except (OSError, TimeoutError) as e:
             raise ConnectError(f"cannot reach {peer} at {addr[0]}:{addr[1]}: {e}") from None
         try:
@@ -539,21 +541,19 @@ class Node(Signals):
         assert self._tg is not None
         self._tg.start_soon(conn.run)
 
-    async def _serve(self, listener: Any) -> None:
-        async def handle(stream: ByteStream) -> None:
-            try:
-                await self._accept(stream)
-            except HandshakeError as e:
-                log.warning("refused incoming connection: %s", e)
-            except Exception as e:
-                log.warning("incoming connection failed: %r", e)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await stream.aclose()
+    async def _on_channel(self, channel: Channel) -> None:
+        """An incoming connection: run the handshake, then serve it until it goes down."""
+        try:
+            await self._accept(channel)
+        except HandshakeError as e:
+            log.warning("refused incoming connection: %s", e)
+        except Exception as e:
+            log.warning("incoming connection failed: %r", e)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await channel.aclose()
 
-        await listener.serve(handle, task_group=self._tg)
-
-    async def _accept(self, stream: ByteStream) -> None:
+    async def _accept(self, stream: Channel) -> None:
         if not self.has_name:
             return  # a dynamic node takes no connections before it is named
         hs = Acceptor(this_node=self.name, cookie=self.cookie, flags=self.flags, creation=self.creation)
@@ -594,7 +594,7 @@ class Node(Signals):
         await conn.run()
 
     def _start_connection(
-        self, peer: Atom, stream: ByteStream, done: HandshakeComplete, trailing: bytes
+        self, peer: Atom, stream: Channel, done: HandshakeComplete, trailing: bytes
     ) -> Connection:
         conn = Connection(
             peer,
@@ -613,10 +613,6 @@ class Node(Signals):
         if old is not None and old.alive:
             old.close("replaced by a new connection")
         self._connections[peer] = conn
-        if isinstance(stream, anyio.abc.SocketStream):
-            stream.extra(SocketAttribute.raw_socket).setsockopt(
-                socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-            )
         log.info("connected to %s", peer)
         self._emit(("nodeup", peer))
         return conn

@@ -344,8 +344,18 @@ def test_wrong_cookie_detected_by_acceptor():
     assert b.data_to_send() == b""  # no ack for a bad digest
     with pytest.raises(HandshakeError, match="wrong cookie"):
         b.next_event()
-    a.receive_eof()  # b closes the socket
-    assert a.next_event().reason == "closed"
+    a.receive_eof()  # b closes the socket without a word, as erl does
+    ev_a = a.next_event()
+    assert isinstance(ev_a, HandshakeFailed) and ev_a.reason == "bad_cookie"
+    assert "wrong cookie" in ev_a.message
+
+
+def test_close_before_the_challenge_reply_is_not_a_cookie_error():
+    a, b = initiator(), acceptor()
+    run_until_name(a, b)
+    a.receive_eof()  # the acceptor went away before challenging us
+    ev = a.next_event()
+    assert isinstance(ev, HandshakeFailed) and ev.reason == "closed"
 
 
 def test_wrong_cookie_detected_by_initiator():

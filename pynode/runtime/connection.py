@@ -16,13 +16,10 @@ from ..protocol.flags import DFlag
 from ..protocol.framing import ConnectionClosed, DistConnection, Message, Tick
 from ..protocol.handshake import HandshakeFailed
 from ..term import Atom
+from .errors import ConnectionLost
 from .transport import HIGH_WATER, Channel, ChannelClosed
 
 log = logging.getLogger("pynode.connection")
-
-
-class ConnectionLost(Exception):
-    """The connection to a node went down (closed, timed out, or a protocol error)."""
 
 
 async def drive_handshake(

@@ -9,20 +9,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..term import Atom, Pid, Reference
+from .errors import MailboxClosed
 
 if TYPE_CHECKING:
     from .node import Node
 
 _NO_MATCH = object()
 _NORMAL = Atom("normal")
-
-
-class MailboxClosed(Exception):
-    """The mailbox was closed (by ``close``, an exit signal, or its node stopping)."""
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-        super().__init__(f"mailbox closed: {reason!r}")
 
 
 class Mailbox:

@@ -31,6 +31,7 @@ from . import rpc as _rpc
 from . import transport
 from .connection import Connection, ConnectionLost, drive_handshake
 from .cookie import read_cookie
+from .errors import AuthError, ConnectError, ConnectTimeout, NodeError  # noqa: F401
 from .iofmt import chars_to_text as _chars_to_text
 from .iofmt import io_lib_format
 from .mailbox import Mailbox
@@ -48,22 +49,6 @@ _YES = Atom("yes")
 _NORMAL = Atom("normal")
 _NOPROC = Atom("noproc")
 _NOCONNECTION = Atom("noconnection")
-
-
-class NodeError(Exception):
-    """A node-level failure: bad name, address in use, EPMD refused us..."""
-
-
-class ConnectError(NodeError):
-    """A connection to another node could not be set up (unreachable, refused, bad cookie)."""
-
-
-class AuthError(ConnectError):
-    """The peer and we do not share the cookie (the handshake digests did not match)."""
-
-
-class ConnectTimeout(ConnectError, TimeoutError):
-    """Setting up the connection took longer than allowed."""
 
 
 def _host_name(longnames: bool) -> str:

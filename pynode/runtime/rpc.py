@@ -21,7 +21,20 @@ from ..protocol import control as C
 from ..protocol.flags import DFlag
 from ..term import Atom, ImproperList, Pid, Reference
 from .connection import Connection
-from .signals import DOWN, KILL, NOCONNECTION, ProcessExit, SpawnError
+from .errors import (  # noqa: F401  (re-exported: they were defined here)
+    CallError,
+    ConnectError,
+    ErlangError,
+    ErlangExit,
+    ErlangThrow,
+    NoConnection,
+    ProcessExit,
+    RemoteError,
+    RpcError,
+    RpcTimeout,
+    SpawnError,
+)
+from .signals import DOWN, KILL, NOCONNECTION
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -43,65 +56,6 @@ GEN_CAST = Atom("$gen_cast")
 ALIAS = Atom("alias")
 ERPC = Atom("erpc")
 EXECUTE_CALL = Atom("execute_call")
-
-
-class RpcError(Exception):
-    """An RPC did not return a value."""
-
-
-class RemoteError(RpcError):
-    """The remote call raised: ``cls`` is throw, exit or error; ``stack`` is erl's stacktrace
-    (for error), as erpc:call reports it."""
-
-    def __init__(self, cls: Atom, reason: Any, stack: Any = None) -> None:
-        self.cls = cls
-        self.reason = reason
-        self.stack = stack if stack is not None else []
-        from ..term.syntax import format_term
-
-        super().__init__(f"{cls}: {format_term(reason)}")
-
-
-class RpcTimeout(RpcError, TimeoutError):
-    """No answer within the timeout (the remote process was killed, as erpc does)."""
-
-
-class NoConnection(RpcError):
-    """The connection to the node was lost or could not be made (erpc's noconnection)."""
-
-
-class CallError(RpcError):
-    """gen_server:call failed: the server died (``reason``) or was not there (noproc)."""
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-        from ..term.syntax import format_term
-
-        super().__init__(f"call failed: {format_term(reason)}")
-
-
-class ErlangThrow(Exception):
-    """Raise in a Python RPC function to make the caller see ``throw(Term)``."""
-
-    def __init__(self, term: Any) -> None:
-        self.term = term
-        super().__init__(repr(term))
-
-
-class ErlangExit(Exception):
-    """Raise in a Python RPC function to make the caller see ``exit(Reason)``."""
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-        super().__init__(repr(reason))
-
-
-class ErlangError(Exception):
-    """Raise in a Python RPC function to make the caller see ``error(Reason)``."""
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-        super().__init__(repr(reason))
 
 
 # -- calling out ---------------------------------------------------------------------------------
@@ -136,7 +90,6 @@ async def rpc(
     With ``capture_output`` the result is ``(value, text)``: what the call printed through
     its group leader (like erl_call -fetch_stdout).
     """
-    from .node import ConnectError
 
     try:
         conn = await node.connect(peer)

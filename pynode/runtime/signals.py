@@ -18,6 +18,7 @@ from ..protocol.flags import DFlag
 from ..protocol.framing import Message
 from ..term import Atom, Pid, Reference
 from .connection import Connection
+from .errors import ProcessExit, SpawnError
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -40,22 +41,6 @@ MONITOR_OPT = Atom("monitor")
 REPLY_OPT = Atom("reply")
 
 SpawnHandler = Callable[..., Awaitable[Any]]
-
-
-class ProcessExit(Exception):
-    """Raise in a spawned handler to end its process with ``reason`` (like ``exit/1``)."""
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-        super().__init__(f"process exit: {reason!r}")
-
-
-class SpawnError(Exception):
-    """A spawn request was refused; ``reason`` is erl's error atom (badopt, notsup...)."""
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-        super().__init__(f"spawn failed: {reason!r}")
 
 
 class _SpawnWait:

@@ -6,7 +6,7 @@ import logging
 import secrets
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,30 +14,22 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..protocol import control as C
-from ..protocol.errors import HandshakeError
 from ..protocol.flags import DFlag, default_flags
-from ..protocol.framing import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_PACKET
-from ..protocol.handshake import (
-    Acceptor,
-    HandshakeComplete,
-    Initiator,
-    NameReceived,
-    StatusReceived,
-    WaitingForOldConnection,
-)
+from ..protocol.framing import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_PACKET, Message
 from ..term import Atom, Pid, Reference
 from . import epmd as epmd_client
 from . import rpc as _rpc
 from . import transport
-from .connection import Connection, ConnectionLost, drive_handshake
+from .connection import Connection
+from .connector import Connector
 from .cookie import read_cookie
-from .errors import AuthError, ConnectError, ConnectTimeout, NodeError  # noqa: F401
+from .errors import AuthError, ConnectError, ConnectionLost, ConnectTimeout, NodeError  # noqa: F401
 from .iofmt import chars_to_text as _chars_to_text
 from .iofmt import io_lib_format
 from .mailbox import Mailbox
+from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
-from .signals import Signals
-from .transport import Channel
+from .signals import Signals, SpawnHandler
 
 log = logging.getLogger("pynode.node")
 
@@ -72,16 +64,7 @@ def make_node_name(name: str | None, *, longnames: bool | None = None, host: str
     return f"{name}@{host}"
 
 
-class _Pending:
-    """An outgoing connection attempt others may wait on."""
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.error: BaseException | None = None
-        self.incoming = anyio.Event()  # set when the peer's own attempt (which won) ends
-
-
-class Node(Signals):
+class Node:
     """A pynode: ``async with Node("py@127.0.0.1", cookie="secret") as node: ...``.
 
     Hidden by default (erl's ``nodes()`` won't list it, ``nodes(hidden)`` will); pass
@@ -140,27 +123,21 @@ class Node(Signals):
         self.creation = creation if creation is not None else secrets.randbelow(0xFFFFFFF0) + 1
         self.port = 0
         self._tg: TaskGroup | None = None
-        self._connections: dict[Atom, Connection] = {}
-        self._pending: dict[Atom, _Pending] = {}
-        self._addresses: dict[Atom, tuple[str, int]] = {}
-        self._mailboxes: dict[int, Mailbox] = {}
-        self._registered: dict[Atom, Mailbox] = {}
-        self._next_id = 1
-        self._serial = 0
         self._ref_counter = secrets.randbelow(1 << 40)
-        self._listeners: list[Any] = []
+        self._listeners: list[transport.Listener] = []
         self._event_streams: list[Any] = []
         self._registration: epmd_client.Registration | None = None
         self._started = False
+        self.processes = ProcessTable(self.name, self.creation)
+        """Every process (mailbox) of this node: pids, names, aliases, monitors."""
+        self.signals = Signals(self)
+        self.connector = Connector(self)
+        """Every connection of this node, and how they are set up."""
         self.rpc_server = RpcServer(self)
-        self._reg_send_handlers: dict[Atom, Callable[[Connection, Pid, Any], None]] = {
-            _NET_KERNEL: self._net_kernel,
-            _REX: self.rpc_server.rex,
-        }
+        self.signals.serve_name(_NET_KERNEL, self._net_kernel)
+        self.signals.serve_name(_REX, self.rpc_server.rex)
         self.pid: Pid  # the node's own pid, the sender of messages sent without a mailbox
         self.group_leader: Pid  # answers io requests of processes we spawn elsewhere
-        self._init_signals()
-        self._naming_lock: Any = None  # an anyio.Lock, made in __aenter__
         self.spawn_handler("erpc", "execute_call", self.rpc_server.execute_call)
 
     def __repr__(self) -> str:
@@ -175,7 +152,6 @@ class Node(Signals):
     # -- lifetime ---------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
         _ = self.cookie  # fail early on an unreadable cookie file
-        self._naming_lock = anyio.Lock()
         self._tg_cm = anyio.create_task_group()
         self._tg = await self._tg_cm.__aenter__()
         try:
@@ -207,15 +183,23 @@ class Node(Signals):
                 alive, self.port, host=self.epmd_host, port=self.epmd_port, hidden=self.hidden
             )
             self.creation = self._registration.creation or self.creation
+            self.processes.rename(self.name, self.creation)
             self._tg.start_soon(self._keep_registered, alive)
         if not self.dynamic:
-            self._named()
+            self._make_own_processes()
         self._started = True
         log.info("node %s listening on port %d", self.name, self.port)
 
-    def _named(self) -> None:
+    def named(self, name: Atom, creation: int) -> None:
+        """A peer gave this dynamic node its name (NAME_ME)."""
+        self.name = name
+        self.creation = creation
+        self.processes.rename(name, creation)
+        self._make_own_processes()
+
+    def _make_own_processes(self) -> None:
         """The node has its name: make its own pid and group leader."""
-        self.pid = self._new_pid()
+        self.pid = self.processes.new_pid()
         gl = self.mailbox()
         self.group_leader = gl.pid
         assert self._tg is not None
@@ -233,7 +217,7 @@ class Node(Signals):
         for p in ports:
             try:
                 assert self._tg is not None
-                return await transport.listen_tcp(self.listen_host, p, self._on_channel, self._tg)
+                return await transport.listen_tcp(self.listen_host, p, self.connector.accept, self._tg)
             except OSError as e:
                 last = e
         raise NodeError(f"cannot listen on {self.listen_host or '*'} port {spec}: {last}")
@@ -245,9 +229,8 @@ class Node(Signals):
         self._started = False
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
-        for conn in list(self._connections.values()):
-            conn.close("node stopping")
-        for mb in list(self._mailboxes.values()):
+        self.connector.close_all("node stopping")
+        for mb in self.processes.mailboxes():
             mb._closed_by_node(Atom("shutdown"))
         for s in self._event_streams:
             s.close()
@@ -284,88 +267,51 @@ class Node(Signals):
                 log.debug("EPMD registration failed, retrying: %s", e)
 
     # -- identifiers ------------------------------------------------------------------------
-    def _new_pid(self) -> Pid:
-        i = self._next_id
-        self._next_id += 1
-        if self._next_id > 0x7FFF:
-            self._next_id = 1
-            self._serial = (self._serial + 1) & 0x1FFF
-        return Pid(self.name, i, self._serial, self.creation)
-
     def make_ref(self) -> Reference:
         """A new reference of this node (unique for its lifetime)."""
         self._ref_counter += 1
         n = self._ref_counter
         return Reference(self.name, self.creation, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, secrets.randbits(32)))
 
-    @staticmethod
-    def _key(pid: Pid) -> int:
-        return pid.id | (pid.serial << 32)
-
-    def _is_local(self, pid: Pid) -> bool:
-        return pid.node == self.name and pid.creation == self.creation
-
     # -- mailboxes --------------------------------------------------------------------------
     def mailbox(self, name: str | None = None) -> Mailbox:
         """A new mailbox (a new pid), registered under ``name`` if given."""
         if not self.has_name:
             raise NodeError("a dynamic node has no name until it connects: connect first")
-        mb = Mailbox(self, self._new_pid())
-        self._mailboxes[self._key(mb.pid)] = mb
+        mb = Mailbox(self, self.processes.new_pid())
+        self.processes.add(mb)
         if name is not None:
-            self.register(name, mb)
+            self.processes.register(name, mb)
         return mb
 
     def register(self, name: str, mailbox: Mailbox) -> None:
         """Register ``mailbox`` under ``name``; a name can only be taken once."""
-        a = Atom(name)
-        if a in self._registered or a in self._reg_send_handlers:
-            raise NodeError(f"name {name!r} is already registered on {self.name}")
-        if mailbox.name is not None:
-            raise NodeError(f"{mailbox!r} is already registered as {mailbox.name}")
-        self._registered[a] = mailbox
-        mailbox.name = a
+        self.processes.register(name, mailbox)
 
     def unregister(self, name: str) -> None:
-        mb = self._registered.pop(Atom(name), None)
-        if mb is not None:
-            mb.name = None
+        self.processes.unregister(name)
 
     def whereis(self, name: str) -> Pid | None:
-        mb = self._registered.get(Atom(name))
+        mb = self.processes.whereis(name)
         return mb.pid if mb is not None else None
 
     def registered(self) -> list[Atom]:
-        return list(self._registered)
-
-    def _forget_mailbox(self, mb: Mailbox) -> None:
-        self._mailboxes.pop(self._key(mb.pid), None)
-        if mb.name is not None and self._registered.get(mb.name) is mb:
-            del self._registered[mb.name]
-
-    def _deliver_local(self, pid: Pid, message: Any) -> bool:
-        if pid.creation != self.creation:
-            return False
-        mb = self._mailboxes.get(pid.id | (pid.serial << 32))
-        if mb is None:
-            return False
-        mb._deliver(message)
-        return True
+        return self.processes.registered()
 
     # -- sending ----------------------------------------------------------------------------
     async def send(self, dest: Any, message: Any, *, sender: Pid | None = None) -> None:
-        """Send to a Pid, a registered name (str/Atom) here, or ``(name, node)``.
+        """Send to a Pid, a registered name (str/Atom) here, ``(name, node)`` or an alias.
 
         Like Erlang's ``!``: it does not wait for delivery and a dead local pid is not an
         error; an unreachable node raises ConnectError.
         """
         if type(dest) is Pid:
             if dest.node == self.name:
-                self._deliver_local(dest, message)
+                mb = self.processes.local(dest)
+                if mb is not None:
+                    mb._deliver(message)
                 return
-            conn = self._connections.get(dest.node)
-            if conn is None or not conn.alive:
-                conn = await self.connect(dest.node)
+            conn = self.connector.get(dest.node) or await self.connect(dest.node)
             if sender is not None and conn.flags & DFlag.SEND_SENDER:
                 await conn.send(C.SendSender(sender, dest), message)
             else:
@@ -378,21 +324,19 @@ class Node(Signals):
             if type(node) is not Atom:
                 node = Atom(node)
             if node != self.name:
-                conn = self._connections.get(node)
-                if conn is None or not conn.alive:
-                    conn = await self.connect(node)
+                conn = self.connector.get(node) or await self.connect(node)
                 await conn.send(C.RegSend(sender or self.pid, name), message)
                 return
             dest = name
         if isinstance(dest, str):
-            mb = self._registered.get(Atom(dest))
+            mb = self.processes.whereis(dest)
             if mb is None:
                 raise NodeError(f"no process registered as {dest!r} on {self.name}")
             mb._deliver(message)
             return
         if type(dest) is Reference:  # an alias (OTP 24+)
             if dest.node == self.name:
-                mb = self._aliases.get(dest)
+                mb = self.processes.aliases.get(dest)
                 if mb is not None:
                     mb._deliver(message)
                 return
@@ -405,208 +349,104 @@ class Node(Signals):
     # -- connections ------------------------------------------------------------------------
     def nodes(self) -> list[Atom]:
         """The nodes this node is connected to now."""
-        return [n for n, c in self._connections.items() if c.alive]
+        return [n for n, c in self.connector.connections.items() if c.alive]
 
     def add_address(self, node: str, host: str, port: int) -> None:
         """Reach ``node`` at host:port directly, without asking EPMD."""
-        self._addresses[Atom(node)] = (host, port)
+        self.connector.addresses[Atom(node)] = (host, port)
 
     def is_connected(self, node: str) -> bool:
-        c = self._connections.get(Atom(node))
-        return c is not None and c.alive
+        return self.connector.get(Atom(node)) is not None
+
+    def connection(self, node: Atom) -> Connection | None:
+        """The live connection to ``node``, or None (never dials)."""
+        return self.connector.get(node)
 
     async def connect(
         self, node: str, *, address: tuple[str, int] | None = None, timeout: float | None = None
     ) -> Connection:
         """The connection to ``node``, set up on demand (EPMD look-up unless an address is known)."""
         peer = Atom(node)
-        conn = self._connections.get(peer)
-        if conn is not None and conn.alive:
+        conn = self.connector.get(peer)
+        if conn is not None:
             return conn
         if peer == self.name:
             raise ConnectError("a node does not connect to itself")
         if address is not None:
             self.add_address(peer, *address)
         limit = timeout if timeout is not None else self.setup_time * 4 + 10
-        try:
-            return await self._connect_within(peer, limit)
-        except TimeoutError:
-            raise ConnectTimeout(f"cannot connect to {peer}: no connection within {limit} s") from None
+        return await self.connector.connect(peer, limit)
 
-    async def _connect_within(self, peer: Atom, limit: float) -> Connection:
-        with anyio.fail_after(limit):
-            while True:
-                conn = self._connections.get(peer)
-                if conn is not None and conn.alive:
-                    return conn
-                pending = self._pending.get(peer)
-                if pending is None:
-                    pending = _Pending()
-                    self._pending[peer] = pending
-                    assert self._tg is not None
-                    self._tg.start_soon(self._dial, peer, pending)
-                await pending.done.wait()
-                conn = self._connections.get(peer)
-                if conn is not None and conn.alive:
-                    return conn
-                if pending.error is not None:
-                    err = pending.error
-                    cls = AuthError if isinstance(err, HandshakeError) and err.reason == "bad_cookie" else ConnectError
-                    raise cls(f"cannot connect to {peer}: {err}") from err
-
-    async def _dial(self, peer: Atom, pending: _Pending) -> None:
-        try:
-            try:
-                if self.has_name:
-                    await self._dial_inner(peer)
-                else:
-                    async with self._naming_lock:  # one NAME_ME at a time; then named dials
-                        await self._dial_inner(peer)
-            except HandshakeError as e:
-                if e.reason != "nok":
-                    raise
-                # simultaneous connect and the peer's attempt wins: wait for it (bounded)
-                with anyio.move_on_after(self.setup_time * 2):
-                    await pending.incoming.wait()
-                if not self.is_connected(peer):
-                    raise
-        except Exception as e:  # report any failure to the waiters
-            pending.error = e
-            log.info("connection to %s failed: %s", peer, e)
-        finally:
-            if self._pending.get(peer) is pending:
-                del self._pending[peer]
-            pending.done.set()
-
-    async def _dial_inner(self, peer: Atom) -> None:
-        alive, _, host = peer.partition("@")
-        if not host:
-            raise ConnectError(f"bad node name {peer!r}: expected name@host")
-        version = 6
-        addr = self._addresses.get(peer)
-        if addr is None:
-            entry = await epmd_client.port_please(alive, host, self.epmd_port)
-            if entry is None:
-                raise ConnectError(f"EPMD on {host} does not know {alive!r}")
-            addr = (host, entry.port)
-            version = 6 if entry.highest >= 6 else 5
-        try:
-            with anyio.fail_after(self.setup_time):
-                stream = await transport.connect_tcp(addr[0], addr[1])
-        except (OSError, TimeoutError) as e:
-            raise ConnectError(f"cannot reach {peer} at {addr[0]}:{addr[1]}: {e}") from None
-        try:
-            name_me = not self.has_name
-            hs = Initiator(
-                this_node=self.name.partition("@")[2] if name_me else self.name,
-                peer_node=peer,
-                cookie=self.cookie,
-                flags=self.flags,
-                creation=self.creation,
-                version=version,
-                name_me=name_me,
-            )
-
-            async def on_event(ev: Any) -> None:
-                if isinstance(ev, StatusReceived) and ev.status == "alive":
-                    old = self._connections.get(peer)
-                    hs.answer_alive(old is None or not old.alive)
-
-            done = await drive_handshake(hs, stream, self.setup_time, on_event)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-            raise
-        if not self.has_name:
-            self.name = Atom(done.this_node)
-            self.creation = done.this_creation
-            self._named()
-            log.info("%s named us %s", peer, self.name)
-        conn = self._start_connection(peer, stream, done, hs.trailing_data)
+    # -- what the parts of the node call back ----------------------------------------------------
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the node's task group (it ends when the node stops)."""
         assert self._tg is not None
-        self._tg.start_soon(conn.run)
+        self._tg.start_soon(fn, *args)
 
-    async def _on_channel(self, channel: Channel) -> None:
-        """An incoming connection: run the handshake, then serve it until it goes down."""
-        try:
-            await self._accept(channel)
-        except HandshakeError as e:
-            log.warning("refused incoming connection: %s", e)
-        except Exception as e:
-            log.warning("incoming connection failed: %r", e)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await channel.aclose()
+    def dispatch(self, conn: Connection, msg: Message) -> None:
+        self.signals.dispatch(conn, msg)
 
-    async def _accept(self, stream: Channel) -> None:
-        if not self.has_name:
-            return  # a dynamic node takes no connections before it is named
-        hs = Acceptor(this_node=self.name, cookie=self.cookie, flags=self.flags, creation=self.creation)
+    def connection_up(self, conn: Connection) -> None:
+        self._emit(("nodeup", conn.peer))
 
-        async def on_event(ev: Any) -> None:
-            if isinstance(ev, NameReceived):
-                peer = Atom(ev.name)
-                if ev.name_me:
-                    hs.send_status(
-                        "named",
-                        name=f"pynode_{secrets.token_hex(6)}@{ev.name}",
-                        creation=secrets.randbelow(0xFFFFFFF0) + 1,
-                    )
-                    return
-                old = self._connections.get(peer)
-                if old is not None and old.alive:
-                    hs.send_status("alive")
-                elif peer in self._pending:
-                    # both sides dialled: the greater name keeps its own attempt (dist_util)
-                    hs.send_status("nok" if self.name > peer else "ok_simultaneous")
-                else:
-                    hs.send_status("ok")
-            elif isinstance(ev, WaitingForOldConnection):
-                old = self._connections.get(Atom(ev.name))
-                if old is not None:
-                    old.close("replaced by a new connection")
-                hs.old_connection_closed()
+    def connection_down(self, conn: Connection, reason: Any) -> None:
+        self.signals.connection_down(conn.peer)
+        self._emit(("nodedown", conn.peer, reason))
 
-        try:
-            done = await drive_handshake(hs, stream, self.setup_time, on_event)
-            conn = self._start_connection(Atom(done.peer_name), stream, done, hs.trailing_data)
-        finally:
-            if hs.peer_name is not None:
-                pending = self._pending.get(Atom(hs.peer_name))
-                if pending is not None:
-                    pending.incoming.set()
-        # this task is the connection's reader from now on
-        await conn.run()
+    # -- process signals (Mailbox's methods come here) --------------------------------------
+    async def link(self, mb: Mailbox, pid: Pid) -> None:
+        await self.signals.link(mb, pid)
 
-    def _start_connection(
-        self, peer: Atom, stream: Channel, done: HandshakeComplete, trailing: bytes
-    ) -> Connection:
-        conn = Connection(
-            peer,
-            stream,
-            done.peer_flags,
-            done.peer_creation,
-            initial_data=trailing,
-            max_packet=self.max_packet,
-            max_message=self.max_message,
-            net_ticktime=self.net_ticktime,
-            tick_intensity=self.tick_intensity,
-            dispatch=self._dispatch,
-            on_down=self._connection_down,
+    async def unlink(self, mb: Mailbox, pid: Pid) -> None:
+        await self.signals.unlink(mb, pid)
+
+    async def monitor(self, mb: Mailbox, target: Any) -> Reference:
+        return await self.signals.monitor(mb, target)
+
+    async def demonitor(self, mb: Mailbox, ref: Reference, *, flush: bool = False) -> bool:
+        return await self.signals.demonitor(mb, ref, flush=flush)
+
+    async def exit(self, mb: Mailbox | None, pid: Pid, reason: Any) -> None:
+        """exit(Pid, Reason) from ``mb`` (or from the node itself)."""
+        await self.signals.exit(mb, pid, reason)
+
+    def alias(self, mb: Mailbox) -> Reference:
+        return self.signals.alias(mb)
+
+    def unalias(self, mb: Mailbox, ref: Reference) -> bool:
+        return self.signals.unalias(mb, ref)
+
+    async def monitor_node(self, mb: Mailbox, node: str) -> None:
+        await self.signals.monitor_node(mb, node)
+
+    async def spawn_request(
+        self,
+        mb: Mailbox,
+        node: str,
+        module: str,
+        function: str,
+        args: list[Any],
+        *,
+        link: bool = False,
+        monitor: bool = False,
+        timeout: float | None = None,
+        group_leader: Pid | None = None,
+        reply: bool = True,
+    ) -> tuple[Pid | None, Reference]:
+        """erlang:spawn_request/5 and wait for the reply: the new pid and the request ref
+        (which is also the monitor reference when ``monitor`` is set)."""
+        return await self.signals.spawn_request(
+            mb, node, module, function, args, link=link, monitor=monitor, timeout=timeout,
+            group_leader=group_leader, reply=reply,
         )
-        old = self._connections.get(peer)
-        if old is not None and old.alive:
-            old.close("replaced by a new connection")
-        self._connections[peer] = conn
-        log.info("connected to %s", peer)
-        self._emit(("nodeup", peer))
-        return conn
 
-    def _connection_down(self, conn: Connection, reason: Any) -> None:
-        if self._connections.get(conn.peer) is conn:
-            del self._connections[conn.peer]
-            self._connection_signals_down(conn.peer)
-            self._emit(("nodedown", conn.peer, reason))
+    def spawn_handler(self, module: str, function: str, handler: SpawnHandler) -> None:
+        """Serve spawn requests for ``module:function``: ``handler(mailbox, *args)`` runs as
+        the new process; returning ends it with reason normal, ProcessExit with its reason."""
+        self.signals.spawn_handler(module, function, handler)
+
+    def _close_mailbox(self, mb: Mailbox, reason: Any) -> None:
+        self.signals._close_mailbox(mb, reason)
 
     # -- node events ------------------------------------------------------------------------
     @asynccontextmanager

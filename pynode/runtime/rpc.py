@@ -132,7 +132,7 @@ async def rpc(
         except TimeoutError:
             await node.demonitor(mb, ref)
             assert pid is not None
-            node._send_exit(mb.pid, pid, KILL, link=False)
+            node.signals._send_exit(mb.pid, pid, KILL, link=False)
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
         value = _result(down[4], res_ref)
         if capture_output:
@@ -407,17 +407,17 @@ class RpcServer:
         if len(message) == 2 and type(message[0]) is Pid and type(message[1]) is tuple:
             req = message[1]
             if len(req) == 5 and req[0] == CALL:
-                node._tg.start_soon(self._rex_call, message[0], None, req)  # type: ignore[union-attr]
+                node.start_soon(self._rex_call, message[0], None, req)
             return
         if len(message) == 3 and message[0] == GEN_CALL and type(message[1]) is tuple:
             req = message[2]
             if type(req) is tuple and len(req) == 5 and req[0] == CALL:
-                node._tg.start_soon(self._rex_call, None, message[1], req)  # type: ignore[union-attr]
+                node.start_soon(self._rex_call, None, message[1], req)
             return
         if len(message) == 2 and message[0] == GEN_CAST and type(message[1]) is tuple:
             req = message[1]
             if len(req) == 5 and req[0] == CAST:
-                node._tg.start_soon(self.apply, req[1], req[2], req[3])  # type: ignore[union-attr]
+                node.start_soon(self.apply, req[1], req[2], req[3])
 
     async def _rex_call(self, pid: Pid | None, from_: Any, req: tuple[Any, ...]) -> None:
         cls, value, stack = await self.apply(req[1], req[2], req[3])

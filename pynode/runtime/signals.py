@@ -1,15 +1,16 @@
 """Process signals between mailboxes and remote processes: messages, links, monitors, exit
 signals, spawn requests and aliases, with OTP 26+ semantics (UNLINK_ID, EXIT_PAYLOAD).
 
-This is a mixin of :class:`~pynode.runtime.node.Node`; it owns the dispatch of every
-incoming control message and the local side of every signal.
+:class:`Signals` belongs to a node (its ``host``, of which it needs only what
+:class:`SignalHost` lists); it dispatches every incoming control message and carries out the
+local side of every signal, over the node's :class:`~pynode.runtime.processes.ProcessTable`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -19,10 +20,10 @@ from ..protocol.framing import Message
 from ..term import Atom, Pid, Reference
 from .connection import Connection
 from .errors import ProcessExit, SpawnError
+from .processes import ProcessTable
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
-    from .node import Node
 
 log = logging.getLogger("pynode.signals")
 
@@ -54,49 +55,49 @@ class _SpawnWait:
         self.flags = 0
 
 
+class SignalHost(Protocol):
+    """What Signals needs of its node."""
+
+    processes: ProcessTable
+    pid: Pid
+    group_leader: Pid
+
+    def make_ref(self) -> Reference: ...
+    def mailbox(self, name: str | None = None) -> Mailbox: ...
+    def connection(self, node: Atom) -> Connection | None: ...
+    async def connect(self, node: str) -> Connection: ...
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
+
+
 class Signals:
-    """Mixin: the signal machinery of a Node."""
+    """The signal machinery of a node: links, monitors, exits, spawn requests, aliases."""
 
-    # provided by Node
-    name: Atom
-    creation: int
-    _mailboxes: dict[int, Mailbox]
-    _registered: dict[Atom, Mailbox]
-    _connections: dict[Atom, Connection]
-    _reg_send_handlers: dict[Atom, Callable[[Connection, Pid, Any], None]]
-
-    def _init_signals(self) -> None:
-        self._aliases: dict[Reference, Mailbox] = {}
-        self._monitored: dict[Reference, Mailbox] = {}  # incoming monitors -> watched mailbox
+    def __init__(self, host: SignalHost) -> None:
+        self.host = host
+        self.procs = host.processes
+        self.reg_send_handlers: dict[Atom, Callable[[Connection, Pid, Any], None]] = {}
         self._spawn_waits: dict[Reference, _SpawnWait] = {}
         self._spawn_handlers: dict[tuple[Atom, Atom], SpawnHandler] = {}
-        self._node_monitors: dict[Atom, list[Mailbox]] = {}
         self._unlink_id = 0
 
+    def serve_name(self, name: str, handler: Callable[[Connection, Pid, Any], None]) -> None:
+        """Answer messages to the registered ``name`` with ``handler`` (net_kernel, rex)."""
+        a = Atom(name)
+        self.reg_send_handlers[a] = handler
+        self.procs.reserved.add(a)
+
     # -- helpers ----------------------------------------------------------------------------
-    def _local(self, pid: Any) -> Mailbox | None:
-        if type(pid) is not Pid or pid.node != self.name or pid.creation != self.creation:
-            return None
-        return self._mailboxes.get(pid.id | (pid.serial << 32))
-
-    def _resolve(self, proc: Any) -> Mailbox | None:
-        if type(proc) is Pid:
-            return self._local(proc)
-        if isinstance(proc, str):
-            return self._registered.get(Atom(proc))
-        return None
-
     def _conn_for(self, pid: Pid) -> Connection | None:
-        c = self._connections.get(pid.node)
-        return c if c is not None and c.alive else None
+        return self.host.connection(pid.node)
 
-    def _payload_exits(self, conn: Connection) -> bool:
+    @staticmethod
+    def _payload_exits(conn: Connection) -> bool:
         return bool(conn.flags & DFlag.EXIT_PAYLOAD)
 
     # -- outgoing signals -------------------------------------------------------------------
     def _send_exit(self, from_pid: Pid, to: Pid, reason: Any, *, link: bool) -> None:
         """An exit signal (from a broken link, or exit/2) to a local or remote process."""
-        mb = self._local(to)
+        mb = self.procs.local(to)
         if mb is not None:
             if link:
                 if mb.links.get(from_pid) != 0:
@@ -104,7 +105,7 @@ class Signals:
                 del mb.links[from_pid]
             self._exit_signal(mb, from_pid, reason, link=link)
             return
-        if to.node == self.name:
+        if to.node == self.procs.name:
             return
         conn = self._conn_for(to)
         if conn is None:
@@ -117,7 +118,7 @@ class Signals:
 
     def _send_down(self, watcher: Pid, ref: Reference, proc: Any, reason: Any) -> None:
         """Tell ``watcher`` that the process it monitored as ``proc`` (pid or name) is gone."""
-        mb = self._local(watcher)
+        mb = self.procs.local(watcher)
         if mb is not None:
             target = mb.monitors.pop(ref, None)
             if target is not None:
@@ -151,37 +152,29 @@ class Signals:
         if mb._closed_reason is not None:
             return
         mb._closed_by_node(reason)
-        self._forget_mailbox(mb)
+        self.procs.remove(mb)
         links, mb.links = mb.links, {}
         for pid, state in links.items():
             if state == 0:
                 self._send_exit(mb.pid, pid, reason, link=True)
         watchers, mb.monitored_by = mb.monitored_by, {}
         for ref, (watcher, proc) in watchers.items():
-            self._monitored.pop(ref, None)
+            self.procs.monitored.pop(ref, None)
             self._send_down(watcher, ref, proc, reason)
         monitors, mb.monitors = mb.monitors, {}
         for ref, target in monitors.items():
             self._demonitor_remote(mb.pid, ref, target)
-        for ref in list(mb.aliases):
-            self._aliases.pop(ref, None)
         mb.aliases.clear()
-        for lst in self._node_monitors.values():
-            while mb in lst:
-                lst.remove(mb)
-
-    def _forget_mailbox(self, mb: Mailbox) -> None:
-        raise NotImplementedError  # Node
 
     def _demonitor_remote(self, watcher: Pid, ref: Reference, target: Any) -> None:
         pid_or_name, node = self._target_parts(target)
-        local = self._resolve(pid_or_name) if node == self.name else None
+        local = self.procs.resolve(pid_or_name) if node == self.procs.name else None
         if local is not None:
             local.monitored_by.pop(ref, None)
-            self._monitored.pop(ref, None)
+            self.procs.monitored.pop(ref, None)
             return
-        conn = self._connections.get(node)
-        if conn is not None and conn.alive:
+        conn = self.host.connection(node)
+        if conn is not None:
             conn.send_nowait(C.DemonitorP(watcher, pid_or_name, ref))
 
     @staticmethod
@@ -195,16 +188,16 @@ class Signals:
     async def link(self, mb: Mailbox, pid: Pid) -> None:
         if pid == mb.pid or mb.links.get(pid) == 0:
             return
-        other = self._local(pid)
+        other = self.procs.local(pid)
         if other is not None:
             mb.links[pid] = 0
             other.links[mb.pid] = 0
             return
-        if pid.node == self.name:
+        if pid.node == self.procs.name:
             self._exit_signal(mb, pid, NOPROC, link=True)
             return
         try:
-            conn = await self.connect(pid.node)  # type: ignore[attr-defined]
+            conn = await self.host.connect(pid.node)
         except Exception:
             self._exit_signal(mb, pid, NOCONNECTION, link=True)
             return
@@ -215,7 +208,7 @@ class Signals:
         state = mb.links.get(pid)
         if state is None:
             return
-        other = self._local(pid)
+        other = self.procs.local(pid)
         if other is not None:
             del mb.links[pid]
             other.links.pop(mb.pid, None)
@@ -230,22 +223,22 @@ class Signals:
 
     async def monitor(self, mb: Mailbox, target: Any) -> Reference:
         """Monitor a pid, a local name, or (name, node); 'DOWN' arrives in ``mb``."""
-        ref: Reference = self.make_ref()  # type: ignore[attr-defined]
+        ref: Reference = self.host.make_ref()
         if isinstance(target, str):
-            target = (Atom(target), self.name)
+            target = (Atom(target), self.procs.name)
         proc, node = self._target_parts(target)
         obj = target if type(target) is Pid else (proc, node)
         mb.monitors[ref] = obj
-        if node == self.name:
-            other = self._resolve(proc)
+        if node == self.procs.name:
+            other = self.procs.resolve(proc)
             if other is None or other.closed:
                 self._send_down(mb.pid, ref, proc, NOPROC)
             else:
                 other.monitored_by[ref] = (mb.pid, proc)
-                self._monitored[ref] = other
+                self.procs.monitored[ref] = other
             return ref
         try:
-            conn = await self.connect(node)  # type: ignore[attr-defined]
+            conn = await self.host.connect(node)
         except Exception:
             self._send_down(mb.pid, ref, proc, NOCONNECTION)
             return ref
@@ -264,20 +257,20 @@ class Signals:
 
     async def exit(self, mb: Mailbox | None, pid: Pid, reason: Any) -> None:
         """exit(Pid, Reason) from ``mb`` (or from the node itself)."""
-        from_pid = mb.pid if mb is not None else self.pid  # type: ignore[attr-defined]
-        if pid.node != self.name:
-            await self.connect(pid.node)  # type: ignore[attr-defined]
+        from_pid = mb.pid if mb is not None else self.host.pid
+        if pid.node != self.procs.name:
+            await self.host.connect(pid.node)
         self._send_exit(from_pid, pid, reason, link=False)
 
     def alias(self, mb: Mailbox) -> Reference:
-        ref: Reference = self.make_ref()  # type: ignore[attr-defined]
-        self._aliases[ref] = mb
+        ref: Reference = self.host.make_ref()
+        self.procs.aliases[ref] = mb
         mb.aliases.add(ref)
         return ref
 
     def unalias(self, mb: Mailbox, ref: Reference) -> bool:
-        if self._aliases.get(ref) is mb:
-            del self._aliases[ref]
+        if self.procs.aliases.get(ref) is mb:
+            del self.procs.aliases[ref]
             mb.aliases.discard(ref)
             return True
         return False
@@ -285,11 +278,11 @@ class Signals:
     async def monitor_node(self, mb: Mailbox, node: str) -> None:
         """erlang:monitor_node(Node, true): ``{nodedown, Node}`` arrives when it goes down."""
         peer = Atom(node)
-        self._node_monitors.setdefault(peer, []).append(mb)
+        self.procs.node_monitors.setdefault(peer, []).append(mb)
         try:
-            await self.connect(peer)  # type: ignore[attr-defined]
+            await self.host.connect(peer)
         except Exception:
-            lst = self._node_monitors.get(peer, [])
+            lst = self.procs.node_monitors.get(peer, [])
             if mb in lst:
                 lst.remove(mb)
             mb._deliver((NODEDOWN, peer))
@@ -311,10 +304,10 @@ class Signals:
         """erlang:spawn_request/5 and wait for the reply: the new pid and the request ref
         (which is also the monitor reference when ``monitor`` is set)."""
         peer = Atom(node)
-        conn = await self.connect(peer)  # type: ignore[attr-defined]
+        conn = await self.host.connect(peer)
         if not conn.flags & DFlag.SPAWN:
             raise SpawnError(Atom("notsup"))
-        req: Reference = self.make_ref()  # type: ignore[attr-defined]
+        req: Reference = self.host.make_ref()
         wait = _SpawnWait(mb, peer)
         self._spawn_waits[req] = wait
         opts: list[Any] = []
@@ -324,7 +317,7 @@ class Signals:
             opts.append(MONITOR_OPT)
         # {reply, ...} is the requester's own option: erts always sends SPAWN_REPLY, and
         # with reply=False we just do not wait for it (it is dropped when it comes)
-        gl = group_leader or self.group_leader  # type: ignore[attr-defined]
+        gl = group_leader or self.host.group_leader
         try:
             conn.send_nowait(
                 C.SpawnRequest(req, mb.pid, gl, Atom(module), Atom(function), len(args), opts),
@@ -346,19 +339,19 @@ class Signals:
         self._spawn_handlers[(Atom(module), Atom(function))] = handler
 
     # -- incoming control messages ----------------------------------------------------------
-    def _dispatch(self, conn: Connection, msg: Message) -> None:
+    def dispatch(self, conn: Connection, msg: Message) -> None:
         ctl = msg.control
         t = type(ctl)
         if t is C.Send or t is C.SendSender or t is C.SendTT or t is C.SendSenderTT:
-            mb = self._local(ctl.to_pid)
+            mb = self.procs.local(ctl.to_pid)
             if mb is not None:
                 mb._deliver(msg.payload)
         elif t is C.RegSend or t is C.RegSendTT:
-            mb = self._registered.get(ctl.to_name)
+            mb = self.procs.whereis(ctl.to_name)
             if mb is not None:
                 mb._deliver(msg.payload)
             else:
-                handler = self._reg_send_handlers.get(ctl.to_name)
+                handler = self.reg_send_handlers.get(ctl.to_name)
                 if handler is not None:
                     handler(conn, ctl.from_pid, msg.payload)
         else:
@@ -369,7 +362,7 @@ class Signals:
                 handler2(self, conn, ctl, msg.payload)
 
     def _on_link(self, conn: Connection, ctl: Any, payload: Any) -> None:
-        mb = self._local(ctl.to_pid)
+        mb = self.procs.local(ctl.to_pid)
         if mb is None or mb.closed:
             # erts answers a link to a dead process with a link exit 'noproc'
             self._send_exit(ctl.to_pid, ctl.from_pid, NOPROC, link=True)
@@ -379,52 +372,52 @@ class Signals:
     def _on_unlink_id(self, conn: Connection, ctl: Any, payload: Any) -> None:
         # the ack goes out before any other signal from us to the sender: send it right now
         conn.send_nowait(C.UnlinkIdAck(ctl.id, ctl.to_pid, ctl.from_pid))
-        mb = self._local(ctl.to_pid)
+        mb = self.procs.local(ctl.to_pid)
         if mb is not None and mb.links.get(ctl.from_pid) == 0:
             del mb.links[ctl.from_pid]
 
     def _on_unlink_id_ack(self, conn: Connection, ctl: Any, payload: Any) -> None:
-        mb = self._local(ctl.to_pid)
+        mb = self.procs.local(ctl.to_pid)
         if mb is not None and mb.links.get(ctl.from_pid) == ctl.id:
             del mb.links[ctl.from_pid]
 
     def _on_unlink(self, conn: Connection, ctl: Any, payload: Any) -> None:
-        mb = self._local(ctl.to_pid)
+        mb = self.procs.local(ctl.to_pid)
         if mb is not None:
             mb.links.pop(ctl.from_pid, None)
 
     def _on_exit(self, conn: Connection, ctl: Any, payload: Any) -> None:
         reason = payload if type(ctl) in (C.PayloadExit, C.PayloadExitTT) else ctl.reason
-        mb = self._local(ctl.to_pid)
+        mb = self.procs.local(ctl.to_pid)
         if mb is not None and mb.links.get(ctl.from_pid) == 0:
             del mb.links[ctl.from_pid]
             self._exit_signal(mb, ctl.from_pid, reason, link=True)
 
     def _on_exit2(self, conn: Connection, ctl: Any, payload: Any) -> None:
         reason = payload if type(ctl) in (C.PayloadExit2, C.PayloadExit2TT) else ctl.reason
-        mb = self._local(ctl.to_pid)
+        mb = self.procs.local(ctl.to_pid)
         if mb is not None:
             self._exit_signal(mb, ctl.from_pid, reason, link=False)
 
     def _on_monitor(self, conn: Connection, ctl: Any, payload: Any) -> None:
         target = ctl.to_proc
-        if type(target) is Atom and target in self._reg_send_handlers and target not in self._registered:
+        if type(target) is Atom and target in self.reg_send_handlers:
             return  # a built-in service (net_kernel, rex) never goes down
-        mb = self._resolve(target)
+        mb = self.procs.resolve(target)
         if mb is None or mb.closed:
             self._send_down(ctl.from_pid, ctl.ref, target, NOPROC)
             return
         mb.monitored_by[ctl.ref] = (ctl.from_pid, target)
-        self._monitored[ctl.ref] = mb
+        self.procs.monitored[ctl.ref] = mb
 
     def _on_demonitor(self, conn: Connection, ctl: Any, payload: Any) -> None:
-        mb = self._monitored.pop(ctl.ref, None)
+        mb = self.procs.monitored.pop(ctl.ref, None)
         if mb is not None:
             mb.monitored_by.pop(ctl.ref, None)
 
     def _on_monitor_exit(self, conn: Connection, ctl: Any, payload: Any) -> None:
         reason = payload if type(ctl) is C.PayloadMonitorPExit else ctl.reason
-        mb = self._local(ctl.to_pid)
+        mb = self.procs.local(ctl.to_pid)
         if mb is not None:
             target = mb.monitors.pop(ctl.ref, None)
             if target is not None:
@@ -458,14 +451,14 @@ class Signals:
                 monitor = True
             elif type(opt) is tuple and len(opt) == 2 and opt[0] == REPLY_OPT:
                 reply = opt[1]
-        mb: Mailbox = self.mailbox()  # type: ignore[attr-defined]
+        mb: Mailbox = self.host.mailbox()
         flags = 0
         if link:
             mb.links[ctl.from_pid] = 0
             flags |= C.SPAWN_REPLY_FLAG_LINK
         if monitor:
             mb.monitored_by[ctl.req_id] = (ctl.from_pid, mb.pid)
-            self._monitored[ctl.req_id] = mb
+            self.procs.monitored[ctl.req_id] = mb
             flags |= C.SPAWN_REPLY_FLAG_MONITOR
         if reply in (Atom("yes"), Atom("success_only")):
             conn.send_nowait(C.SpawnReply(ctl.req_id, ctl.from_pid, flags, mb.pid))
@@ -474,7 +467,7 @@ class Signals:
             # what erl does: the process starts and dies with undef
             self._close_mailbox(mb, (UNDEF, [(ctl.module, ctl.function, args, [])]))
             return
-        self._tg.start_soon(self._run_process, mb, handler, args)  # type: ignore[attr-defined]
+        self.host.start_soon(self._run_process, mb, handler, args)
 
     async def _run_process(self, mb: Mailbox, handler: SpawnHandler, args: list[Any]) -> None:
         reason: Any = NORMAL
@@ -488,27 +481,27 @@ class Signals:
         self._close_mailbox(mb, reason)
 
     def _on_alias_send(self, conn: Connection, ctl: Any, payload: Any) -> None:
-        mb = self._aliases.get(ctl.alias)
+        mb = self.procs.aliases.get(ctl.alias)
         if mb is not None:
             mb._deliver(payload)
 
     def _on_altact(self, conn: Connection, ctl: Any, payload: Any) -> None:
         to = ctl.to
         if ctl.flags & C.ALTACT_FLAG_EXIT:
-            mb = self._aliases.get(to) if type(to) is Reference else self._resolve(to)
+            mb = self.procs.aliases.get(to) if type(to) is Reference else self.procs.resolve(to)
             if mb is not None:
                 self._exit_signal(mb, ctl.sender, payload, link=False)
             return
         if type(to) is Reference:
-            mb = self._aliases.get(to)
+            mb = self.procs.aliases.get(to)
         else:
-            mb = self._resolve(to)
+            mb = self.procs.resolve(to)
         if mb is not None:
             mb._deliver(payload)
 
-    def _connection_signals_down(self: Node, peer: Atom) -> None:  # type: ignore[misc]
+    def connection_down(self, peer: Atom) -> None:
         """Fire every link and monitor over the lost connection with ``noconnection``."""
-        for mb in list(self._mailboxes.values()):
+        for mb in self.procs.mailboxes():
             for pid in [p for p in mb.links if p.node == peer]:
                 state = mb.links.pop(pid)
                 if state == 0:
@@ -520,13 +513,13 @@ class Signals:
             for ref, (watcher, _proc) in list(mb.monitored_by.items()):
                 if watcher.node == peer:
                     del mb.monitored_by[ref]
-                    self._monitored.pop(ref, None)
+                    self.procs.monitored.pop(ref, None)
         for req, wait in list(self._spawn_waits.items()):
             if wait.node == peer:
                 wait.result = NOCONNECTION
                 wait.done.set()
                 self._spawn_waits.pop(req, None)
-        for mb in self._node_monitors.pop(peer, []):
+        for mb in self.procs.node_monitors.pop(peer, []):
             mb._deliver((NODEDOWN, peer))
 
 

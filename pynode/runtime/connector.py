@@ -1,0 +1,273 @@
+"""Connection set-up for a node: dialling (EPMD look-up, initiator handshake), accepting
+(acceptor handshake), simultaneous connects, and the table of live connections."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import anyio
+
+from ..protocol.errors import HandshakeError
+from ..protocol.flags import DFlag
+from ..protocol.framing import Message
+from ..protocol.handshake import (
+    Acceptor,
+    HandshakeComplete,
+    Initiator,
+    NameReceived,
+    StatusReceived,
+    WaitingForOldConnection,
+)
+from ..term import Atom
+from . import epmd as epmd_client
+from . import transport
+from .connection import Connection, drive_handshake
+from .errors import AuthError, ConnectError, ConnectTimeout
+from .transport import Channel
+
+log = logging.getLogger("pynode.node")
+
+
+class ConnectorHost(Protocol):
+    """What the Connector needs of its node."""
+
+    name: Atom
+    cookie: str
+    flags: DFlag
+    creation: int
+    setup_time: float
+    epmd_port: int | None
+    max_packet: int
+    max_message: int
+    net_ticktime: float
+    tick_intensity: int
+
+    @property
+    def has_name(self) -> bool: ...
+    def named(self, name: Atom, creation: int) -> None: ...
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
+    def dispatch(self, conn: Connection, msg: Message) -> None: ...
+    def connection_up(self, conn: Connection) -> None: ...
+    def connection_down(self, conn: Connection, reason: Any) -> None: ...
+
+
+class _Pending:
+    """An outgoing connection attempt others may wait on."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+        self.incoming = anyio.Event()  # set when the peer's own attempt (which won) ends
+
+
+class Connector:
+    """Sets up and keeps the connections of one node."""
+
+    def __init__(self, host: ConnectorHost) -> None:
+        self.host = host
+        self.connections: dict[Atom, Connection] = {}
+        self.addresses: dict[Atom, tuple[str, int]] = {}
+        self._pending: dict[Atom, _Pending] = {}
+        self._naming_lock: anyio.Lock | None = None  # made in the loop, on first use
+
+    def get(self, node: Atom) -> Connection | None:
+        """The live connection to ``node``, or None."""
+        c = self.connections.get(node)
+        return c if c is not None and c.alive else None
+
+    def close_all(self, reason: Any) -> None:
+        for conn in list(self.connections.values()):
+            conn.close(reason)
+
+    # -- dialling ---------------------------------------------------------------------------
+    async def connect(self, peer: Atom, limit: float) -> Connection:
+        """The connection to ``peer``, dialled unless one is up or on its way."""
+        try:
+            with anyio.fail_after(limit):
+                while True:
+                    conn = self.get(peer)
+                    if conn is not None:
+                        return conn
+                    pending = self._pending.get(peer)
+                    if pending is None:
+                        pending = self._pending[peer] = _Pending()
+                        self.host.start_soon(self._dial, peer, pending)
+                    await pending.done.wait()
+                    conn = self.get(peer)
+                    if conn is not None:
+                        return conn
+                    if pending.error is not None:
+                        err = pending.error
+                        bad_cookie = isinstance(err, HandshakeError) and err.reason == "bad_cookie"
+                        cls = AuthError if bad_cookie else ConnectError
+                        raise cls(f"cannot connect to {peer}: {err}") from err
+        except TimeoutError:
+            raise ConnectTimeout(f"cannot connect to {peer}: no connection within {limit} s") from None
+
+    async def _dial(self, peer: Atom, pending: _Pending) -> None:
+        try:
+            try:
+                if self.host.has_name:
+                    await self._dial_once(peer)
+                else:  # a dynamic node makes one NAME_ME attempt at a time
+                    if self._naming_lock is None:
+                        self._naming_lock = anyio.Lock()
+                    async with self._naming_lock:
+                        await self._dial_once(peer)
+            except HandshakeError as e:
+                if e.reason != "nok":
+                    raise
+                # simultaneous connect and the peer's attempt wins: wait for it (bounded)
+                with anyio.move_on_after(self.host.setup_time * 2):
+                    await pending.incoming.wait()
+                if self.get(peer) is None:
+                    raise
+        except Exception as e:  # report any failure to the waiters
+            pending.error = e
+            log.info("connection to %s failed: %s", peer, e)
+        finally:
+            if self._pending.get(peer) is pending:
+                del self._pending[peer]
+            pending.done.set()
+
+    async def _locate(self, peer: Atom) -> tuple[str, int, int]:
+        """host, port and handshake version of ``peer`` (a known address, else EPMD)."""
+        alive, _, host = peer.partition("@")
+        if not host:
+            raise ConnectError(f"bad node name {peer!r}: expected name@host")
+        addr = self.addresses.get(peer)
+        if addr is not None:
+            return addr[0], addr[1], 6
+        entry = await epmd_client.port_please(alive, host, self.host.epmd_port)
+        if entry is None:
+            raise ConnectError(f"EPMD on {host} does not know {alive!r}")
+        return host, entry.port, 6 if entry.highest >= 6 else 5
+
+    async def _dial_once(self, peer: Atom) -> None:
+        if self.host.has_name and self.get(peer) is not None:
+            return  # the peer's own attempt won while we waited for the naming lock
+        host, port, version = await self._locate(peer)
+        try:
+            with anyio.fail_after(self.host.setup_time):
+                channel = await transport.connect_tcp(host, port)
+        except (OSError, TimeoutError) as e:
+            raise ConnectError(f"cannot reach {peer} at {host}:{port}: {e}") from None
+        node = self.host
+        name_me = not node.has_name
+        hs = Initiator(
+            this_node=node.name.partition("@")[2] if name_me else node.name,
+            peer_node=peer,
+            cookie=node.cookie,
+            flags=node.flags,
+            creation=node.creation,
+            version=version,
+            name_me=name_me,
+        )
+        try:
+            done = await drive_handshake(hs, channel, node.setup_time, self._initiator_event(hs, peer))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await channel.aclose()
+            raise
+        if name_me:
+            node.named(Atom(done.this_node), done.this_creation)
+            log.info("%s named us %s", peer, node.name)
+        conn = self._start(peer, channel, done, hs.trailing_data)
+        node.start_soon(conn.run)
+
+    def _initiator_event(self, hs: Initiator, peer: Atom) -> Callable[[Any], None]:
+        def on_event(ev: Any) -> None:
+            if isinstance(ev, StatusReceived) and ev.status == "alive":
+                hs.answer_alive(self.get(peer) is None)
+
+        return on_event
+
+    # -- accepting --------------------------------------------------------------------------
+    async def accept(self, channel: Channel) -> None:
+        """An incoming connection: the handshake, then serve it until it goes down."""
+        try:
+            await self._accept(channel)
+        except HandshakeError as e:
+            log.warning("refused incoming connection: %s", e)
+        except Exception as e:
+            log.warning("incoming connection failed: %r", e)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await channel.aclose()
+
+    async def _accept(self, channel: Channel) -> None:
+        node = self.host
+        if not node.has_name:
+            return  # a dynamic node takes no connections before it is named
+        hs = Acceptor(this_node=node.name, cookie=node.cookie, flags=node.flags, creation=node.creation)
+        try:
+            done = await drive_handshake(hs, channel, node.setup_time, self._acceptor_event(hs))
+            conn = self._start(Atom(done.peer_name), channel, done, hs.trailing_data)
+        finally:
+            if hs.peer_name is not None:
+                pending = self._pending.get(Atom(hs.peer_name))
+                if pending is not None:
+                    pending.incoming.set()
+        await conn.run()  # this task is the connection's reader from now on
+
+    def _acceptor_event(self, hs: Acceptor) -> Callable[[Any], None]:
+        def on_event(ev: Any) -> None:
+            if isinstance(ev, NameReceived):
+                self._answer_name(hs, ev)
+            elif isinstance(ev, WaitingForOldConnection):
+                old = self.connections.get(Atom(ev.name))
+                if old is not None:
+                    old.close("replaced by a new connection")
+                hs.old_connection_closed()
+
+        return on_event
+
+    def _answer_name(self, hs: Acceptor, ev: NameReceived) -> None:
+        """The status for a peer that introduced itself (dist_util's rules)."""
+        if ev.name_me:
+            hs.send_status(
+                "named",
+                name=f"pynode_{secrets.token_hex(6)}@{ev.name}",
+                creation=secrets.randbelow(0xFFFFFFF0) + 1,
+            )
+            return
+        peer = Atom(ev.name)
+        if self.get(peer) is not None:
+            hs.send_status("alive")
+        elif peer in self._pending:
+            # both sides dialled: the greater name keeps its own attempt (dist_util)
+            hs.send_status("nok" if self.host.name > peer else "ok_simultaneous")
+        else:
+            hs.send_status("ok")
+
+    # -- the connected phase ----------------------------------------------------------------
+    def _start(self, peer: Atom, channel: Channel, done: HandshakeComplete, trailing: bytes) -> Connection:
+        node = self.host
+        conn = Connection(
+            peer,
+            channel,
+            done.peer_flags,
+            done.peer_creation,
+            initial_data=trailing,
+            max_packet=node.max_packet,
+            max_message=node.max_message,
+            net_ticktime=node.net_ticktime,
+            tick_intensity=node.tick_intensity,
+            dispatch=node.dispatch,
+            on_down=self._down,
+        )
+        old = self.get(peer)
+        if old is not None:
+            old.close("replaced by a new connection")
+        self.connections[peer] = conn
+        log.info("connected to %s", peer)
+        node.connection_up(conn)
+        return conn
+
+    def _down(self, conn: Connection, reason: Any) -> None:
+        if self.connections.get(conn.peer) is conn:
+            del self.connections[conn.peer]
+            self.host.connection_down(conn, reason)

@@ -1,0 +1,101 @@
+"""The processes of one node: pid allocation, mailboxes, registered names, aliases and
+monitors, with one lookup from a pid, a name or an alias to its mailbox."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..term import Atom, Pid, Reference
+from .errors import NodeError
+
+if TYPE_CHECKING:
+    from .mailbox import Mailbox
+
+# erts' pid layout for external pids: a 15-bit number and a 13-bit serial (NEW_PID_EXT)
+_MAX_ID = 0x7FFF
+_MAX_SERIAL = 0x1FFF
+
+
+class ProcessTable:
+    """Who lives on this node. Only the node changes it; everything else looks things up."""
+
+    def __init__(self, name: Atom, creation: int) -> None:
+        self.name = name
+        self.creation = creation
+        self._by_key: dict[int, Mailbox] = {}
+        self._names: dict[Atom, Mailbox] = {}
+        self.reserved: set[Atom] = set()  # names served by the node itself (net_kernel, rex)
+        self.aliases: dict[Reference, Mailbox] = {}
+        self.monitored: dict[Reference, Mailbox] = {}  # incoming monitors -> watched mailbox
+        self.node_monitors: dict[Atom, list[Mailbox]] = {}
+        self._next_id = 1
+        self._serial = 0
+
+    def rename(self, name: Atom, creation: int) -> None:
+        """A dynamic node got its name: pids made from now on carry it."""
+        self.name = name
+        self.creation = creation
+
+    # -- pids and mailboxes -----------------------------------------------------------------
+    def new_pid(self) -> Pid:
+        i = self._next_id
+        self._next_id += 1
+        if self._next_id > _MAX_ID:
+            self._next_id = 1
+            self._serial = (self._serial + 1) & _MAX_SERIAL
+        return Pid(self.name, i, self._serial, self.creation)
+
+    def add(self, mb: Mailbox) -> None:
+        self._by_key[mb.pid.id | (mb.pid.serial << 32)] = mb
+
+    def remove(self, mb: Mailbox) -> None:
+        """Forget a dead mailbox: its pid, its name and its aliases."""
+        self._by_key.pop(mb.pid.id | (mb.pid.serial << 32), None)
+        if mb.name is not None and self._names.get(mb.name) is mb:
+            del self._names[mb.name]
+        for ref in mb.aliases:
+            self.aliases.pop(ref, None)
+        for lst in self.node_monitors.values():
+            while mb in lst:
+                lst.remove(mb)
+
+    def mailboxes(self) -> list[Mailbox]:
+        return list(self._by_key.values())
+
+    # -- names ------------------------------------------------------------------------------
+    def register(self, name: str, mb: Mailbox) -> None:
+        a = Atom(name)
+        if a in self._names or a in self.reserved:
+            raise NodeError(f"name {name!r} is already registered on {self.name}")
+        if mb.name is not None:
+            raise NodeError(f"{mb!r} is already registered as {mb.name}")
+        self._names[a] = mb
+        mb.name = a
+
+    def unregister(self, name: str) -> None:
+        mb = self._names.pop(Atom(name), None)
+        if mb is not None:
+            mb.name = None
+
+    def whereis(self, name: str) -> Mailbox | None:
+        return self._names.get(Atom(name))
+
+    def registered(self) -> list[Atom]:
+        return list(self._names)
+
+    # -- the one lookup -----------------------------------------------------------------------
+    def local(self, pid: Any) -> Mailbox | None:
+        """The mailbox of a pid of this node (this incarnation), or None."""
+        if type(pid) is not Pid or pid.node != self.name or pid.creation != self.creation:
+            return None
+        return self._by_key.get(pid.id | (pid.serial << 32))
+
+    def resolve(self, dest: Any) -> Mailbox | None:
+        """The mailbox a pid, a registered name (str or Atom) or an alias leads to, or None."""
+        if type(dest) is Pid:
+            return self.local(dest)
+        if type(dest) is Reference:
+            return self.aliases.get(dest)
+        if isinstance(dest, str):
+            return self._names.get(dest if type(dest) is Atom else Atom(dest))
+        return None

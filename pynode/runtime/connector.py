@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import anyio
@@ -35,7 +35,6 @@ class ConnectorHost(Protocol):
     """What the Connector needs of its node."""
 
     name: Atom
-    cookie: str
     flags: DFlag
     creation: int
     setup_time: float
@@ -46,9 +45,11 @@ class ConnectorHost(Protocol):
     tick_intensity: int
 
     @property
+    def cookie(self) -> str: ...
+    @property
     def has_name(self) -> bool: ...
     def named(self, name: Atom, creation: int) -> None: ...
-    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
+    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None: ...
     def dispatch(self, conn: Connection, msg: Message) -> None: ...
     def connection_up(self, conn: Connection) -> None: ...
     def connection_down(self, conn: Connection, reason: Any) -> None: ...

@@ -6,7 +6,7 @@ import logging
 import secrets
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -97,9 +97,9 @@ class Node:
         io_output: Callable[[str], None] | None = None,
     ) -> None:
         self.dynamic = dynamic
-        if io_output is not None:
-            self.io_output = io_output  # type: ignore[method-assign]
         """Ask the first peer for our name (NAME_ME, like erl -name undefined / erl_call -R)."""
+        if io_output is not None:
+            self.io_output = io_output  # type: ignore[method-assign,assignment]
         if dynamic:
             if name is not None and "@" in name:
                 host = name.partition("@")[2]
@@ -378,7 +378,7 @@ class Node:
         return await self.connector.connect(peer, limit)
 
     # -- what the parts of the node call back ----------------------------------------------------
-    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run ``fn(*args)`` in the node's task group (it ends when the node stops)."""
         assert self._tg is not None
         self._tg.start_soon(fn, *args)

@@ -9,7 +9,7 @@ local side of every signal, over the node's :class:`~pynode.runtime.processes.Pr
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -66,7 +66,7 @@ class SignalHost(Protocol):
     def mailbox(self, name: str | None = None) -> Mailbox: ...
     def connection(self, node: Atom) -> Connection | None: ...
     async def connect(self, node: str) -> Connection: ...
-    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
+    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None: ...
 
 
 class Signals:
@@ -340,7 +340,7 @@ class Signals:
 
     # -- incoming control messages ----------------------------------------------------------
     def dispatch(self, conn: Connection, msg: Message) -> None:
-        ctl = msg.control
+        ctl: Any = msg.control
         t = type(ctl)
         if t is C.Send or t is C.SendSender or t is C.SendTT or t is C.SendSenderTT:
             mb = self.procs.local(ctl.to_pid)

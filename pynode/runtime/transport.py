@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -106,8 +106,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
 
     # asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
-        transport.set_write_buffer_limits(high=HIGH_WATER)
+        t: Any = transport  # uvloop's transports are no asyncio.Transport subclass
+        self.transport = t
+        t.set_write_buffer_limits(high=HIGH_WATER)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -400,7 +401,7 @@ class Listener:
 async def listen_tcp(
     host: str | None,
     port: int,
-    on_channel: Callable[[Channel], Awaitable[None]],
+    on_channel: Callable[[Channel], Coroutine[Any, Any, None]],
     task_group: TaskGroup,
 ) -> Listener:
     """Listen on host:port (every interface when ``host`` is None; port 0 picks one)."""

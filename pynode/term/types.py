@@ -239,6 +239,8 @@ class FrozenMap(Mapping[Any, Any]):
     """Hashable stand-in for a map used inside a map key; encodes back as a map."""
 
     __slots__ = ("_d", "_h")
+    _d: dict[Any, Any]
+    _h: int | None
 
     def __init__(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]] = ()) -> None:
         object.__setattr__(self, "_d", dict(items))

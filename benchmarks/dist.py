@@ -22,6 +22,8 @@ Workloads (small message = ``{event, 12345, <<32 bytes>>, [1,2,3]}``):
     round trip (after a warm-up).
 (d) 1 MiB binaries sent to a process registered on B, which counts bytes and replies when it
     has them all; MB/s (10^6 bytes).
+(e) echo as (c) from a plain thread through the blocking API (``BlockingNode``, its own node
+    and event-loop thread); the note gives its p50 over the async p50 of (c).
 
 Each workload first runs a short warm-up (not timed). The ratio column is pynode/erl: for
 throughput, below 1 means pynode is slower; for latency, above 1 means pynode is slower.
@@ -330,6 +332,31 @@ class PySide:
         return total / (t1 - t0) / 1e6
 
 
+def blocking_echo(b: ErlNode, epmd_port: int, echo: Pid, warm: int, count: int) -> list[int]:
+    """(e) round trips in ns, from this (plain) thread through a BlockingNode."""
+    from pynode.blocking import BlockingNode
+
+    with BlockingNode(
+        unique("bbench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd_port,
+        backend_options=LOOP_OPTIONS,
+    ) as node:
+        if not node.ping(b.name):
+            raise RuntimeError(f"the blocking node cannot reach {b.name}")
+        mb = node.mailbox()
+        out = (mb.pid, SMALL_MSG)
+        times: list[int] = []
+        clock = time.perf_counter_ns
+        for i in range(warm + count):
+            t0 = clock()
+            mb.send(echo, out)
+            back = mb.receive(timeout=30)
+            t1 = clock()
+            if i >= warm:
+                times.append(t1 - t0)
+        assert back == SMALL_MSG, back
+        return times
+
+
 # ---------------------------------------------------------------------------------------------
 # erl A -> erl B side
 
@@ -390,6 +417,8 @@ def print_table(rows: list[Row], counts: Counts, repeat: int, elapsed: float, re
     for b in body:
         print(line(b))
     print()
+    if rows[5].py and rows[2].py:
+        print(f"BlockingNode echo p50 / async echo p50: {rows[5].py / rows[2].py:.3f}")
     print(
         f"note: nproc={os.cpu_count()} ({platform.machine()}, {platform.system()} "
         f"{platform.release()}); Python {platform.python_version()}, pynode codec "
@@ -410,6 +439,8 @@ async def bench(
         Row("(c) echo round trip p50", "us"),
         Row("(c) echo round trip p99", "us"),
         Row("(d) 1 MiB binaries py->erl", "MB/s"),
+        Row("(e) echo p50, BlockingNode", "us"),
+        Row("(e) echo p99, BlockingNode", "us"),
     ]
     warm = counts.warm()
     async with Node(
@@ -442,10 +473,21 @@ async def bench(
             setattr(rows[2], attr, percentile(times, 50) / 1e3)
             setattr(rows[3], attr, percentile(times, 99) / 1e3)
         await throughput(rows[4], "(d)", lambda side, c: side.send_big(c.big, c.big_size))
+        if LOOP != "trio":
+            log("(e) BlockingNode")
+            echo = await erl_run(b, "pynode_dist_bench:echo().")
+            times = await anyio.to_thread.run_sync(
+                blocking_echo, b, epmd.port, echo, counts.echo_warm, counts.echo
+            )
+            await node.send(echo, Atom("stop"))
+            rows[5].py = percentile(times, 50) / 1e3
+            rows[6].py = percentile(times, 99) / 1e3
+            rows[5].erl, rows[6].erl = rows[2].erl, rows[3].erl
     return rows
 
 
 LOOP = "asyncio"
+LOOP_OPTIONS: dict[str, Any] = {}
 
 
 def main() -> None:
@@ -476,8 +518,9 @@ def main() -> None:
             args.loop = "uvloop"
         except ImportError:
             args.loop = "asyncio"
-    global LOOP
+    global LOOP, LOOP_OPTIONS
     LOOP = args.loop
+    LOOP_OPTIONS = {"use_uvloop": True} if args.loop == "uvloop" else {}
     counts = QUICK if args.quick else FULL
     if args.repeat is None:
         args.repeat = 1 if args.quick else 5

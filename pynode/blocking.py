@@ -11,22 +11,35 @@ Every call is thread-safe: it is carried out in the node's event loop.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from .runtime.mailbox import Mailbox
+from .runtime.mailbox import _NO_MATCH, Mailbox
 from .runtime.node import Node
-from .term import Atom, Pid
+from .runtime.transport import HIGH_WATER
+from .term import Atom, Pid, Reference
+
+log = logging.getLogger("pynode.blocking")
 
 
 class BlockingMailbox:
-    """The blocking face of a :class:`~pynode.runtime.Mailbox`."""
+    """The blocking face of a :class:`~pynode.runtime.Mailbox`.
 
-    def __init__(self, portal: BlockingPortal, mailbox: Mailbox) -> None:
-        self._portal = portal
+    ``send`` on a live connection and ``receive`` do not wait for the event loop: the message
+    is handed to the loop with one thread-safe callback, and a receiving thread is woken by the
+    delivery itself (a round trip through the loop's portal costs more than the message).
+    """
+
+    def __init__(self, owner: BlockingNode, mailbox: Mailbox) -> None:
+        self._owner = owner
+        self._portal = owner._portal
         self.async_mailbox = mailbox
 
     @property
@@ -38,13 +51,41 @@ class BlockingMailbox:
         return self.async_mailbox.name
 
     def send(self, dest: Any, message: Any) -> None:
-        self._portal.call(self.async_mailbox.send, dest, message)
+        mb = self.async_mailbox
+        node = mb.node
+        peer = _remote_node(dest, node.name)
+        if peer is not None:
+            conn = node.connector.get(peer)
+            if conn is not None and conn.channel.buffered() <= HIGH_WATER:
+                self._owner._soon(_send_soon, node, dest, message, mb.pid)
+                return
+        assert self._portal is not None
+        self._portal.call(mb.send, dest, message)
 
     def receive(self, timeout: float | None = None, match: Callable[[Any], bool] | None = None) -> Any:
         """Block until a (matching) message arrives; TimeoutError after ``timeout`` seconds."""
-        return self._portal.call(self.async_mailbox.receive, timeout, match)
+        mb = self.async_mailbox
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wakeup = threading.Event()
+        mb._thread_waiter = wakeup  # before the first look: no delivery goes unnoticed
+        try:
+            scanned = 0
+            while True:
+                mb._check_open()
+                m = mb._take(match, scanned)
+                if m is not _NO_MATCH:
+                    return m
+                scanned = len(mb)
+                if deadline is None:
+                    wakeup.wait()
+                elif not wakeup.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"no message within {timeout} s")
+                wakeup.clear()
+        finally:
+            mb._thread_waiter = None
 
     def close(self, reason: Any = None) -> None:
+        assert self._portal is not None
         if reason is None:
             self._portal.call(self.async_mailbox.close)
         else:
@@ -57,28 +98,58 @@ class BlockingMailbox:
         self.close()
 
 
+def _remote_node(dest: Any, here: Atom) -> Atom | None:
+    """The node a send to ``dest`` goes to, when it is another node."""
+    if type(dest) is Pid or type(dest) is Reference:
+        return dest.node if dest.node != here else None
+    if type(dest) is tuple and len(dest) == 2 and dest[1] != here:
+        return Atom(dest[1])
+    return None
+
+
+def _send_soon(node: Node, dest: Any, message: Any, sender: Pid) -> None:
+    """In the loop: send as ``!`` does; a connection lost meanwhile drops the message."""
+    try:
+        node.send_nowait(dest, message, sender=sender)
+    except Exception as e:
+        log.debug("send to %r dropped: %s", dest, e)
+
+
 class BlockingNode:
     """A :class:`~pynode.runtime.Node` driven from synchronous code (any thread).
 
-    Arguments are those of ``Node``; ``backend`` picks the event loop ("asyncio" or "trio").
+    Arguments are those of ``Node``; ``backend`` picks the event loop ("asyncio" or "trio"),
+    ``backend_options`` are anyio's (on asyncio uvloop is used when it is installed: the
+    ``pynode-erlang[speed]`` extra).
     """
 
-    def __init__(self, *args: Any, backend: str = "asyncio", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        backend: str = "asyncio",
+        backend_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._args = args
         self._kwargs = kwargs
         self._backend = backend
+        self._backend_options = (
+            backend_options if backend_options is not None else default_backend_options(backend)
+        )
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
         self.node: Node | None = None
         self._node_cm: AbstractContextManager[Node]
+        self._soon: Callable[..., Any]  # schedule a callback in the loop from any thread
 
     def start(self) -> BlockingNode:
-        self._portal_cm = start_blocking_portal(self._backend)
+        self._portal_cm = start_blocking_portal(self._backend, self._backend_options)
         self._portal = self._portal_cm.__enter__()
         try:
             # entered and exited in one task of the loop, as the node's task group requires
             self._node_cm = self._portal.wrap_async_context_manager(Node(*self._args, **self._kwargs))
             self.node = self._node_cm.__enter__()
+            self._soon = self._portal.call(_threadsafe_scheduler)
         except BaseException:
             self._portal_cm.__exit__(None, None, None)
             self._portal = None
@@ -113,7 +184,7 @@ class BlockingNode:
 
     def mailbox(self, name: str | None = None) -> BlockingMailbox:
         assert self.node is not None and self._portal is not None
-        return BlockingMailbox(self._portal, self._call(self.node.mailbox, name))
+        return BlockingMailbox(self, self._call(self.node.mailbox, name))
 
     def ping(self, node: str, timeout: float = 10.0) -> bool:
         assert self.node is not None
@@ -148,3 +219,25 @@ class BlockingNode:
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run any function or coroutine function of the async API in the node's loop."""
         return self._call(fn, *args)
+
+
+def _threadsafe_scheduler() -> Callable[..., Any]:
+    """In the loop: a function any thread may call to run a callback in this loop soon."""
+    import sniffio
+
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    return asyncio.get_running_loop().call_soon_threadsafe
+
+
+def default_backend_options(backend: str) -> dict[str, Any]:
+    """uvloop on asyncio when it is installed (it is never required)."""
+    if backend != "asyncio":
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}

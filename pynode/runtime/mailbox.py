@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -25,12 +26,18 @@ class Mailbox:
     queued in their order, like Erlang's receive with patterns.
     """
 
-    def __init__(self, node: Node, pid: Pid, name: Atom | None = None) -> None:
+    def __init__(
+        self, node: Node, pid: Pid, name: Atom | None = None, *, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self.node = node
         self.pid = pid
         self.name = name
         self._queue: deque[Any] = deque()
-        self._arrived = anyio.Event()
+        # tasks blocked in receive: bare futures on asyncio (``loop``; a third cheaper than
+        # anyio.Event, and a wake is the hot path of every round trip), anyio Events elsewhere
+        self._loop = loop
+        self._waiters: list[Any] = []
+        self._thread_waiter: Any = None  # a threading.Event while a thread blocks in receive
         self._closed_reason: Any = None
         self.trap_exit = False
         """When True, exit signals arrive as ``('EXIT', From, Reason)`` messages."""
@@ -48,7 +55,20 @@ class Mailbox:
         if self._closed_reason is not None:
             return
         self._queue.append(message)
-        self._arrived.set()
+        if self._waiters:
+            self._wake()
+        if self._thread_waiter is not None:
+            self._thread_waiter.set()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        if self._loop is not None:
+            for f in waiters:
+                if not f.done():
+                    f.set_result(None)
+        else:
+            for e in waiters:
+                e.set()
 
     # -- receiving --------------------------------------------------------------------------
     def _take(self, match: Callable[[Any], bool] | None, start: int) -> Any:
@@ -92,10 +112,22 @@ class Mailbox:
             if m is not _NO_MATCH:
                 return m
             scanned = len(self._queue)
-            if self._arrived.is_set():
-                self._arrived = anyio.Event()
-                continue
-            await self._arrived.wait()
+            if self._loop is not None:
+                w: Any = self._loop.create_future()
+                self._waiters.append(w)
+                try:
+                    await w
+                finally:
+                    if w in self._waiters:
+                        self._waiters.remove(w)
+            else:
+                w = anyio.Event()
+                self._waiters.append(w)
+                try:
+                    await w.wait()
+                finally:
+                    if w in self._waiters:
+                        self._waiters.remove(w)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
@@ -134,7 +166,9 @@ class Mailbox:
     def _closed_by_node(self, reason: Any) -> None:
         if self._closed_reason is None:
             self._closed_reason = reason
-            self._arrived.set()
+            self._wake()
+            if self._thread_waiter is not None:
+                self._thread_waiter.set()
 
     def _remove_where(self, pred: Callable[[Any], bool]) -> None:
         self._queue = deque(m for m in self._queue if not pred(m))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import socket
@@ -30,6 +31,7 @@ from .mailbox import Mailbox
 from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
 from .signals import Signals, SpawnHandler
+from .transport import HIGH_WATER
 
 log = logging.getLogger("pynode.node")
 
@@ -123,6 +125,7 @@ class Node:
         self.creation = creation if creation is not None else secrets.randbelow(0xFFFFFFF0) + 1
         self.port = 0
         self._tg: TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the asyncio loop we run in, if any
         self._ref_counter = secrets.randbelow(1 << 40)
         self._listeners: list[transport.Listener] = []
         self._event_streams: list[Any] = []
@@ -152,6 +155,7 @@ class Node:
     # -- lifetime ---------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
         _ = self.cookie  # fail early on an unreadable cookie file
+        self._loop = transport.running_asyncio_loop()
         self._tg_cm = anyio.create_task_group()
         self._tg = await self._tg_cm.__aenter__()
         try:
@@ -278,7 +282,7 @@ class Node:
         """A new mailbox (a new pid), registered under ``name`` if given."""
         if not self.has_name:
             raise NodeError("a dynamic node has no name until it connects: connect first")
-        mb = Mailbox(self, self.processes.new_pid())
+        mb = Mailbox(self, self.processes.new_pid(), loop=self._loop)
         self.processes.add(mb)
         if name is not None:
             self.processes.register(name, mb)
@@ -303,20 +307,41 @@ class Node:
         """Send to a Pid, a registered name (str/Atom) here, ``(name, node)`` or an alias.
 
         Like Erlang's ``!``: it does not wait for delivery and a dead local pid is not an
-        error; an unreachable node raises ConnectError.
+        error; an unreachable node raises ConnectError. Waits while a slow peer has more than
+        HIGH_WATER bytes queued.
         """
+        r = self.send_nowait(dest, message, sender=sender)
+        if r is None:
+            return
+        if type(r) is Atom:
+            await self.connect(r)
+            r = self.send_nowait(dest, message, sender=sender)
+            if r is None:
+                return
+            if type(r) is Atom:
+                raise ConnectionLost(f"the connection to {r} went down at once")
+        assert isinstance(r, Connection)
+        if r.channel.buffered() > HIGH_WATER:
+            await r.channel.drain()
+
+    def send_nowait(self, dest: Any, message: Any, *, sender: Pid | None = None) -> Connection | Atom | None:
+        """Send now if no connection must be made first (never blocks): the connection used,
+        None when delivered here (or dropped, as ``!`` drops), or the name of the node that
+        must be connected first (then nothing was sent)."""
         if type(dest) is Pid:
             if dest.node == self.name:
                 mb = self.processes.local(dest)
                 if mb is not None:
                     mb._deliver(message)
-                return
-            conn = self.connector.get(dest.node) or await self.connect(dest.node)
+                return None
+            conn = self.connector.get(dest.node)
+            if conn is None:
+                return dest.node
             if sender is not None and conn.flags & DFlag.SEND_SENDER:
-                await conn.send(C.SendSender(sender, dest), message)
+                conn.send_nowait(C.SendSender(sender, dest), message)
             else:
-                await conn.send(C.Send(dest), message)
-            return
+                conn.send_nowait(C.Send(dest), message)
+            return conn
         if type(dest) is tuple and len(dest) == 2:
             name, node = dest
             if type(name) is not Atom:
@@ -324,26 +349,30 @@ class Node:
             if type(node) is not Atom:
                 node = Atom(node)
             if node != self.name:
-                conn = self.connector.get(node) or await self.connect(node)
-                await conn.send(C.RegSend(sender or self.pid, name), message)
-                return
+                conn = self.connector.get(node)
+                if conn is None:
+                    return node
+                conn.send_nowait(C.RegSend(sender or self.pid, name), message)
+                return conn
             dest = name
         if isinstance(dest, str):
             mb = self.processes.whereis(dest)
             if mb is None:
                 raise NodeError(f"no process registered as {dest!r} on {self.name}")
             mb._deliver(message)
-            return
+            return None
         if type(dest) is Reference:  # an alias (OTP 24+)
             if dest.node == self.name:
                 mb = self.processes.aliases.get(dest)
                 if mb is not None:
                     mb._deliver(message)
-                return
-            conn = await self.connect(dest.node)
+                return None
+            conn = self.connector.get(dest.node)
+            if conn is None:
+                return dest.node
             if conn.flags & DFlag.ALIAS:
-                await conn.send(C.AliasSend(sender or self.pid, dest), message)
-            return
+                conn.send_nowait(C.AliasSend(sender or self.pid, dest), message)
+            return conn
         raise TypeError(f"cannot send to {dest!r}")
 
     # -- connections ------------------------------------------------------------------------

@@ -370,6 +370,11 @@ def _on_asyncio() -> bool:
         return False
 
 
+def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or None under any other backend (trio)."""
+    return asyncio.get_running_loop() if _on_asyncio() else None
+
+
 async def connect_tcp(host: str, port: int) -> Channel:
     """A channel to host:port (raises OSError when it cannot be reached)."""
     if _on_asyncio():

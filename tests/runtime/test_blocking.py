@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from pynode.blocking import BlockingNode
+from pynode.runtime import MailboxClosed
 from pynode.term import Atom
 
 
@@ -39,3 +40,38 @@ def test_blocking_nodes_talk(backend: str) -> None:
             with pytest.raises(TimeoutError):
                 out.receive(timeout=0.05)
             assert a.nodes() == [b.name]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_blocking_receive_is_selective_and_woken_by_close(backend: str) -> None:
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend=backend) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend=backend) as b:
+            assert b.node is not None
+            a.connect(b.name, address=("127.0.0.1", b.node.port))
+            inbox = b.mailbox()
+            out = a.mailbox()
+            for i in range(5):  # over the connection: the send fast path
+                out.send(inbox.pid, (Atom("n"), i))
+            out.send(inbox.pid, Atom("last"))
+            assert inbox.receive(timeout=10, match=lambda m: m == Atom("last")) == Atom("last")
+            assert [inbox.receive(timeout=10)[1] for _ in range(5)] == [0, 1, 2, 3, 4]
+
+            # a thread blocked in receive wakes when the mailbox is closed under it
+            outcome: list[BaseException] = []
+            started = threading.Event()
+
+            def waiter() -> None:
+                started.set()
+                try:
+                    inbox.receive(timeout=30)
+                except BaseException as e:
+                    outcome.append(e)
+
+            t = threading.Thread(target=waiter)
+            t.start()
+            assert started.wait(10)
+            inbox.close(Atom("bye"))
+            t.join(10)
+            assert not t.is_alive()
+            assert len(outcome) == 1 and isinstance(outcome[0], MailboxClosed)
+            assert outcome[0].reason == Atom("bye")

@@ -126,7 +126,7 @@ class Node:
         self.port = 0
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the asyncio loop we run in, if any
-        self._ref_counter = secrets.randbelow(1 << 40)
+        self._ref_counter = secrets.randbits(80)
         self._listeners: list[transport.Listener] = []
         self._event_streams: list[Any] = []
         self._registration: epmd_client.Registration | None = None
@@ -141,7 +141,9 @@ class Node:
         self.signals.serve_name(_REX, self.rpc_server.rex)
         self.pid: Pid  # the node's own pid, the sender of messages sent without a mailbox
         self.group_leader: Pid  # answers io requests of processes we spawn elsewhere
-        self.spawn_handler("erpc", "execute_call", self.rpc_server.execute_call)
+        self.signals.spawn_handler(
+            "erpc", "execute_call", self.rpc_server.execute_call, self.rpc_server.execute_call_now
+        )
 
     def __repr__(self) -> str:
         return f"<Node {self.name} port={self.port} {'hidden' if self.hidden else 'visible'}>"
@@ -275,7 +277,12 @@ class Node:
         """A new reference of this node (unique for its lifetime)."""
         self._ref_counter += 1
         n = self._ref_counter
-        return Reference(self.name, self.creation, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, secrets.randbits(32)))
+        # erts' layout: 18 bits, then 32, then 32; a counter seeded at random fills them
+        # (a ref must be unique, not secret, and one from the OS random source per call costs
+        # a syscall on the rpc path)
+        return Reference(
+            self.name, self.creation, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, (n >> 50) & 0xFFFFFFFF)
+        )
 
     # -- mailboxes --------------------------------------------------------------------------
     def mailbox(self, name: str | None = None) -> Mailbox:

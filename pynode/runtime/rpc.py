@@ -34,7 +34,7 @@ from .errors import (  # noqa: F401  (re-exported: they were defined here)
     RpcTimeout,
     SpawnError,
 )
-from .signals import DOWN, KILL, NOCONNECTION
+from .signals import DOWN, KILL, NOCONNECTION, RUN_AS_TASK, SPAWN_ERROR, STARTED
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -107,34 +107,30 @@ async def rpc(
         gl, out, gl_mb = node.capture_group_leader()
     res_ref = node.make_ref()
     try:
-        try:
-            pid, ref = await node.spawn_request(
-                mb,
-                peer,
-                "erpc",
-                "execute_call",
-                [res_ref, Atom(module), Atom(function), list(args)],
-                monitor=True,
-                timeout=timeout,
-                group_leader=gl,
+        # erpc:call's way: spawn with a monitor, wait for nothing but the 'DOWN' (or an error)
+        req = node.signals.spawn_async(
+            conn, mb, "erpc", "execute_call", [res_ref, Atom(module), Atom(function), list(args)],
+            group_leader=gl,
+        )
+
+        def answer(m: Any) -> bool:
+            return type(m) is tuple and len(m) >= 3 and m[1] == req and (
+                (m[0] == DOWN and len(m) == 5) or m[0] is SPAWN_ERROR
             )
-        except SpawnError as e:
-            if e.reason == NOCONNECTION:
-                raise NoConnection("the connection to the node went down during the call") from e
-            raise RpcError(f"spawn of erpc:execute_call/4 on {peer} failed: {e.reason}") from e
-        except TimeoutError:
-            raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
+
         try:
-            down = await mb.receive(
-                timeout=timeout,
-                match=lambda m: type(m) is tuple and len(m) == 5 and m[0] == DOWN and m[1] == ref,
-            )
+            msg = await mb.receive(timeout=timeout, match=answer)
         except TimeoutError:
-            await node.demonitor(mb, ref)
-            assert pid is not None
-            node.signals._send_exit(mb.pid, pid, KILL, link=False)
+            pid = mb.monitors.get(req)
+            await node.demonitor(mb, req)
+            if pid is not None:  # erpc kills the call it gave up on
+                node.signals._send_exit(mb.pid, pid, KILL, link=False)
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
-        value = _result(down[4], res_ref)
+        if msg[0] is SPAWN_ERROR:
+            if msg[2] == NOCONNECTION:
+                raise NoConnection("the connection to the node went down during the call")
+            raise RpcError(f"spawn of erpc:execute_call/4 on {peer} failed: {msg[2]}")
+        value = _result(msg[4], res_ref)
         if capture_output:
             # io requests were answered before the process ended; the text is all here
             return value, "".join(out)
@@ -368,33 +364,51 @@ class RpcServer:
 
     async def apply(self, module: Any, function: Any, args: list[Any]) -> tuple[Atom, Any, Any]:
         """Run a registered function: (return, Value, _) or (Class, Reason, Stack)."""
+        outcome = self.apply_now(module, function, args)
+        if type(outcome) is tuple:
+            return outcome
+        try:
+            value = await outcome
+        except Exception as e:
+            return _failure(e, None, module, function, args)
+        return RETURN, value, None
+
+    def apply_now(self, module: Any, function: Any, args: list[Any]) -> Any:
+        """Call a registered function at once: its outcome as ``apply`` gives it, or, when
+        the function is asynchronous, the awaitable to await for it."""
         fn = self.functions.get((module, function)) if type(args) is list else None
         if fn is None:
             return ERROR, UNDEF, [(module, function, args, [])]
         try:
-            value = await _maybe_await(fn(*args))
-        except ErlangThrow as e:
-            return THROW, e.term, []
-        except ErlangExit as e:
-            return EXIT, e.reason, []
-        except ErlangError as e:
-            return ERROR, e.reason, _python_stack(e)
-        except TypeError as e:
-            if _is_arity_error(e, fn):
-                return ERROR, UNDEF, [(module, function, args, [])]
-            return ERROR, _error_reason(e), _python_stack(e)
+            value = fn(*args)
         except Exception as e:
-            return ERROR, _error_reason(e), _python_stack(e)
+            return _failure(e, fn, module, function, args)
+        if inspect.isawaitable(value):
+            return value
         return RETURN, value, None
 
     async def execute_call(self, mb: Mailbox, ref: Any, module: Any, function: Any, args: Any) -> None:
         """erpc:execute_call/4 as a spawned process: its exit reason carries the result."""
-        cls, value, stack = await self.apply(module, function, args)
-        if cls == RETURN:
-            raise ProcessExit((ref, RETURN, value))
-        if cls == ERROR:
-            raise ProcessExit((ref, ERROR, value, stack))
-        raise ProcessExit((ref, cls, value))
+        raise ProcessExit(_call_reason(ref, await self.apply(module, function, args)))
+
+    def execute_call_now(self, mb: Mailbox, ref: Any, module: Any, function: Any, args: Any) -> Any:
+        """erpc:execute_call/4 without a task when the function is synchronous: the exit
+        reason, or RUN_AS_TASK for a coroutine function (nothing was called then)."""
+        fn = self.functions.get((module, function))
+        if fn is not None and inspect.iscoroutinefunction(fn):
+            return RUN_AS_TASK
+        outcome = self.apply_now(module, function, args)
+        if type(outcome) is not tuple:  # a sync function that returned an awaitable
+            self.node.start_soon(self._finish_call, mb, ref, outcome, module, function, args)
+            return STARTED
+        return _call_reason(ref, outcome)
+
+    async def _finish_call(self, mb: Mailbox, ref: Any, aw: Any, module: Any, function: Any, args: Any) -> None:
+        try:
+            outcome = (RETURN, await aw, None)
+        except Exception as e:
+            outcome = _failure(e, None, module, function, args)
+        self.node.signals._close_mailbox(mb, _call_reason(ref, outcome))
 
     def rex(self, conn: Connection, from_pid: Pid, message: Any) -> None:
         """rex: {From, {call, M, F, A, GL}}, $gen_call/$gen_cast forms, features_request."""
@@ -436,6 +450,29 @@ class RpcServer:
                 await gen_reply(self.node, from_, result)
         except Exception as e:
             log.debug("rex reply dropped: %s", e)
+
+
+def _failure(e: Exception, fn: Callable[..., Any] | None, module: Any, function: Any, args: Any) -> tuple[Atom, Any, Any]:
+    """The (Class, Reason, Stack) of a Python exception raised by a served function."""
+    if isinstance(e, ErlangThrow):
+        return THROW, e.term, []
+    if isinstance(e, ErlangExit):
+        return EXIT, e.reason, []
+    if isinstance(e, ErlangError):
+        return ERROR, e.reason, _python_stack(e)
+    if isinstance(e, TypeError) and fn is not None and _is_arity_error(e, fn):
+        return ERROR, UNDEF, [(module, function, args, [])]
+    return ERROR, _error_reason(e), _python_stack(e)
+
+
+def _call_reason(ref: Any, outcome: tuple[Atom, Any, Any]) -> Any:
+    """The exit reason of erpc:execute_call/4 that carries ``outcome`` to the caller."""
+    cls, value, stack = outcome
+    if cls == RETURN:
+        return (ref, RETURN, value)
+    if cls == ERROR:
+        return (ref, ERROR, value, stack)
+    return (ref, cls, value)
 
 
 def _is_arity_error(e: TypeError, fn: Callable[..., Any]) -> bool:

@@ -44,15 +44,32 @@ REPLY_OPT = Atom("reply")
 SpawnHandler = Callable[..., Awaitable[Any]]
 
 
+SPAWN_ERROR = Atom("$pynode_spawn_error")
+"""Tag of ``(SPAWN_ERROR, ReqId, Reason)``, what :meth:`Signals.spawn_async` delivers to the
+requesting mailbox when the spawn failed (erpc's ``{reply, error_only}``)."""
+
+#: What a spawn handler's ``now`` part returns when the process must run as a task after all,
+RUN_AS_TASK: Any = object()
+#: and when it started a task of its own that will end the process.
+STARTED: Any = object()
+
+SpawnNow = Callable[..., Any]
+
+
 class _SpawnWait:
     __slots__ = ("mailbox", "node", "done", "result", "flags")
 
-    def __init__(self, mailbox: Mailbox, node: Atom) -> None:
+    def __init__(self, mailbox: Mailbox, node: Atom, done: anyio.Event | None) -> None:
         self.mailbox = mailbox
         self.node = node
-        self.done = anyio.Event()
+        self.done = done  # None: report only an error, as a SPAWN_ERROR message
         self.result: Any = None
         self.flags = 0
+
+    def finish(self, result: Any) -> None:
+        self.result = result
+        assert self.done is not None
+        self.done.set()
 
 
 class SignalHost(Protocol):
@@ -77,7 +94,7 @@ class Signals:
         self.procs = host.processes
         self.reg_send_handlers: dict[Atom, Callable[[Connection, Pid, Any], None]] = {}
         self._spawn_waits: dict[Reference, _SpawnWait] = {}
-        self._spawn_handlers: dict[tuple[Atom, Atom], SpawnHandler] = {}
+        self._spawn_handlers: dict[tuple[Atom, Atom], tuple[SpawnHandler, SpawnNow | None]] = {}
         self._unlink_id = 0
 
     def serve_name(self, name: str, handler: Callable[[Connection, Pid, Any], None]) -> None:
@@ -307,36 +324,77 @@ class Signals:
         conn = await self.host.connect(peer)
         if not conn.flags & DFlag.SPAWN:
             raise SpawnError(Atom("notsup"))
-        req: Reference = self.host.make_ref()
-        wait = _SpawnWait(mb, peer)
-        self._spawn_waits[req] = wait
-        opts: list[Any] = []
-        if link:
-            opts.append(LINK_OPT)
-        if monitor:
-            opts.append(MONITOR_OPT)
+        wait = _SpawnWait(mb, peer, anyio.Event())
         # {reply, ...} is the requester's own option: erts always sends SPAWN_REPLY, and
         # with reply=False we just do not wait for it (it is dropped when it comes)
-        gl = group_leader or self.host.group_leader
+        req = self._spawn(conn, wait if reply else None, mb, module, function, args, link, monitor, group_leader)
+        if not reply:
+            return None, req
         try:
-            conn.send_nowait(
-                C.SpawnRequest(req, mb.pid, gl, Atom(module), Atom(function), len(args), opts),
-                list(args),
-            )
-            if not reply:
-                return None, req
             with anyio.fail_after(timeout):
-                await wait.done.wait()
+                await wait.done.wait()  # type: ignore[union-attr]
         finally:
             self._spawn_waits.pop(req, None)
         if type(wait.result) is not Pid:
             raise SpawnError(wait.result)
         return wait.result, req
 
-    def spawn_handler(self, module: str, function: str, handler: SpawnHandler) -> None:
+    def spawn_async(
+        self,
+        conn: Connection,
+        mb: Mailbox,
+        module: str,
+        function: str,
+        args: list[Any],
+        *,
+        group_leader: Pid | None = None,
+    ) -> Reference:
+        """spawn_monitor without waiting for the reply, as erpc:call does (``{reply,
+        error_only}``): the request ref, which is the monitor's; a failure arrives in ``mb``
+        as ``(SPAWN_ERROR, Ref, Reason)``, the result as the monitor's 'DOWN'."""
+        wait = _SpawnWait(mb, conn.peer, None)
+        return self._spawn(conn, wait, mb, module, function, args, False, True, group_leader)
+
+    def _spawn(
+        self,
+        conn: Connection,
+        wait: _SpawnWait | None,
+        mb: Mailbox,
+        module: str,
+        function: str,
+        args: list[Any],
+        link: bool,
+        monitor: bool,
+        group_leader: Pid | None,
+    ) -> Reference:
+        req: Reference = self.host.make_ref()
+        opts: list[Any] = []
+        if link:
+            opts.append(LINK_OPT)
+        if monitor:
+            opts.append(MONITOR_OPT)
+        gl = group_leader or self.host.group_leader
+        if wait is not None:
+            self._spawn_waits[req] = wait
+        try:
+            conn.send_nowait(
+                C.SpawnRequest(req, mb.pid, gl, Atom(module), Atom(function), len(args), opts),
+                list(args),
+            )
+        except BaseException:
+            self._spawn_waits.pop(req, None)
+            raise
+        return req
+
+    def spawn_handler(
+        self, module: str, function: str, handler: SpawnHandler, now: SpawnNow | None = None
+    ) -> None:
         """Serve spawn requests for ``module:function``: ``handler(mailbox, *args)`` runs as
-        the new process; returning ends it with reason normal, ProcessExit with its reason."""
-        self._spawn_handlers[(Atom(module), Atom(function))] = handler
+        the new process; returning ends it with reason normal, ProcessExit with its reason.
+
+        ``now(mailbox, *args)``, if given, is tried first, at once, without a task (a task
+        costs more than a short call): it returns the exit reason, or RUN_AS_TASK."""
+        self._spawn_handlers[(Atom(module), Atom(function))] = (handler, now)
 
     # -- incoming control messages ----------------------------------------------------------
     def dispatch(self, conn: Connection, msg: Message) -> None:
@@ -436,9 +494,13 @@ class Signals:
                 mb.links[result] = 0
             if ctl.flags & C.SPAWN_REPLY_FLAG_MONITOR:
                 mb.monitors[ctl.req_id] = result
-        wait.result = result
+        if wait.done is None:
+            del self._spawn_waits[ctl.req_id]
+            if type(result) is not Pid:
+                mb._deliver((SPAWN_ERROR, ctl.req_id, result))
+            return
         wait.flags = ctl.flags
-        wait.done.set()
+        wait.finish(result)
 
     def _on_spawn_request(self, conn: Connection, ctl: Any, payload: Any) -> None:
         args = payload if type(payload) is list else []
@@ -462,11 +524,23 @@ class Signals:
             flags |= C.SPAWN_REPLY_FLAG_MONITOR
         if reply in (Atom("yes"), Atom("success_only")):
             conn.send_nowait(C.SpawnReply(ctl.req_id, ctl.from_pid, flags, mb.pid))
-        handler = self._spawn_handlers.get((ctl.module, ctl.function))
-        if handler is None or len(args) != ctl.arity:
+        served = self._spawn_handlers.get((ctl.module, ctl.function))
+        if served is None or len(args) != ctl.arity:
             # what erl does: the process starts and dies with undef
             self._close_mailbox(mb, (UNDEF, [(ctl.module, ctl.function, args, [])]))
             return
+        handler, now = served
+        if now is not None:
+            try:
+                reason = now(mb, *args)
+            except Exception as e:
+                log.exception("spawned handler %r failed", now)
+                reason = python_error_reason(e)
+            if reason is STARTED:
+                return
+            if reason is not RUN_AS_TASK:
+                self._close_mailbox(mb, reason)
+                return
         self.host.start_soon(self._run_process, mb, handler, args)
 
     async def _run_process(self, mb: Mailbox, handler: SpawnHandler, args: list[Any]) -> None:
@@ -516,9 +590,11 @@ class Signals:
                     self.procs.monitored.pop(ref, None)
         for req, wait in list(self._spawn_waits.items()):
             if wait.node == peer:
-                wait.result = NOCONNECTION
-                wait.done.set()
                 self._spawn_waits.pop(req, None)
+                if wait.done is not None:
+                    wait.finish(NOCONNECTION)
+                else:
+                    wait.mailbox._deliver((SPAWN_ERROR, req, NOCONNECTION))
         for mb in self.procs.node_monitors.pop(peer, []):
             mb._deliver((NODEDOWN, peer))
 

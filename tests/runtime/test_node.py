@@ -203,3 +203,65 @@ async def test_registered_name_conflicts() -> None:
             a.mailbox("x")
         with pytest.raises(Exception, match="already registered"):
             a.mailbox("net_kernel")
+
+
+async def test_rpc_between_pynodes_sync_async_and_errors() -> None:
+    from pynode.runtime import ErlangThrow, RemoteError
+
+    async with two_nodes() as (a, b):
+
+        @b.expose("py", "add")
+        def add(x: int, y: int) -> int:  # runs at once, without a task
+            return x + y
+
+        @b.expose("py", "later")
+        async def later(x: int) -> tuple[Atom, int]:
+            await anyio.sleep(0)
+            return (Atom("later"), x)
+
+        @b.expose("py", "deferred")
+        def deferred(x: int) -> object:  # a sync function that hands back an awaitable
+            return later(x)
+
+        @b.expose("py", "throws")
+        def throws() -> None:
+            raise ErlangThrow(Atom("ball"))
+
+        for i in range(20):  # each call is its own process and monitor on both sides
+            assert await a.rpc(b.name, "py", "add", [i, 1], timeout=5) == i + 1
+        assert await a.rpc(b.name, "py", "later", [7], timeout=5) == (Atom("later"), 7)
+        assert await a.rpc(b.name, "py", "deferred", [8], timeout=5) == (Atom("later"), 8)
+        with pytest.raises(RemoteError) as e:
+            await a.rpc(b.name, "py", "throws", [], timeout=5)
+        assert e.value.cls == Atom("throw") and e.value.reason == Atom("ball")
+        with pytest.raises(RemoteError) as e:
+            await a.rpc(b.name, "py", "add", [1], timeout=5)  # wrong arity: undef, as erl says
+        assert e.value.cls == Atom("error") and e.value.reason == Atom("undef")
+        with pytest.raises(RemoteError) as e:
+            await a.rpc(b.name, "nomod", "nofun", [], timeout=5)
+        assert e.value.reason == Atom("undef")
+        # nothing is left behind: every call's mailbox and monitor are gone on both nodes
+        assert len(a.processes.mailboxes()) == 1 and len(b.processes.mailboxes()) == 1
+        assert not a.processes.monitored and not b.processes.monitored
+
+
+async def test_timed_out_receives_leave_no_waiters() -> None:
+    async with two_nodes() as (a, b):
+        mb = a.mailbox()
+        for _ in range(20):
+            with pytest.raises(TimeoutError):
+                await mb.receive(timeout=0.001)
+        assert mb._waiters == []
+        async with anyio.create_task_group() as tg:  # two tasks wait on one mailbox
+            got: list[object] = []
+
+            async def take(want: int) -> None:
+                got.append(await mb.receive(match=lambda m: m == want, timeout=5))
+
+            tg.start_soon(take, 1)
+            tg.start_soon(take, 2)
+            await anyio.sleep(0)
+            await b.send(mb.pid, 2)
+            await b.send(mb.pid, 1)
+        assert sorted(got) == [1, 2]  # type: ignore[type-var]
+        assert mb._waiters == []

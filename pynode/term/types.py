@@ -91,6 +91,20 @@ class Pid(_Record):
         _set(self, "serial", serial)
         _set(self, "creation", creation)
 
+    # Pids and refs are the keys of the runtime's tables: spelled out, not the generic _key()
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Pid:
+            return NotImplemented
+        return (
+            self.id == other.id
+            and self.serial == other.serial
+            and self.node == other.node
+            and self.creation == other.creation
+        )
+
+    def __hash__(self) -> int:
+        return hash(("Pid", (self.node, self.id, self.serial, self.creation)))
+
 
 class Port(_Record):
     """An Erlang port identifier."""
@@ -118,6 +132,14 @@ class Reference(_Record):
         _set(self, "node", node if type(node) is Atom else Atom(node))
         _set(self, "creation", creation)
         _set(self, "ids", tuple(ids))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Reference:
+            return NotImplemented
+        return self.ids == other.ids and self.node == other.node and self.creation == other.creation
+
+    def __hash__(self) -> int:
+        return hash(("Reference", (self.node, self.creation, self.ids)))
 
 
 class BitString(_Record):

@@ -23,7 +23,6 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .runtime.mailbox import _NO_MATCH, Mailbox
 from .runtime.node import Node
-from .runtime.transport import HIGH_WATER
 from .term import Atom, Pid, Reference
 
 log = logging.getLogger("pynode.blocking")
@@ -56,7 +55,7 @@ class BlockingMailbox:
         peer = _remote_node(dest, node.name)
         if peer is not None:
             conn = node.connector.get(peer)
-            if conn is not None and conn.channel.buffered() <= HIGH_WATER:
+            if conn is not None and not conn.channel.congested():
                 self._owner._soon(_send_soon, node, dest, message, mb.pid)
                 return
         assert self._portal is not None

@@ -17,7 +17,7 @@ from ..protocol.framing import ConnectionClosed, DistConnection, Message, Tick
 from ..protocol.handshake import HandshakeFailed
 from ..term import Atom
 from .errors import ConnectionLost
-from .transport import HIGH_WATER, Channel, ChannelClosed
+from .transport import Channel, ChannelClosed
 
 log = logging.getLogger("pynode.connection")
 
@@ -137,7 +137,7 @@ class Connection:
     async def send(self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD) -> None:
         """Queue one message; wait while more than HIGH_WATER bytes wait for a slow peer."""
         self.send_nowait(control, payload)
-        if self.channel.buffered() > HIGH_WATER:
+        if self.channel.congested():
             await self.channel.drain()
 
     # -- receiving --------------------------------------------------------------------------

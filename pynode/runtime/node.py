@@ -31,7 +31,6 @@ from .mailbox import Mailbox
 from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
 from .signals import Signals, SpawnHandler
-from .transport import HIGH_WATER
 
 log = logging.getLogger("pynode.node")
 
@@ -328,7 +327,7 @@ class Node:
             if type(r) is Atom:
                 raise ConnectionLost(f"the connection to {r} went down at once")
         assert isinstance(r, Connection)
-        if r.channel.buffered() > HIGH_WATER:
+        if r.channel.congested():
             await r.channel.drain()
 
     def send_nowait(self, dest: Any, message: Any, *, sender: Pid | None = None) -> Connection | Atom | None:

@@ -29,6 +29,7 @@ HIGH_WATER = 1024 * 1024
 has no single equivalent: its dist buffer busy limit, +zdbbl, defaults to 1 MiB too)."""
 
 _RECV_SIZE = 262144
+_CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy them once more
 
 OnData = Callable[[bytes], None]
 OnEof = Callable[[], None]
@@ -58,6 +59,10 @@ class Channel:
 
     def buffered(self) -> int:
         """Bytes written but not yet handed to the OS."""
+        raise NotImplementedError
+
+    def congested(self) -> bool:
+        """True when a writer should ``drain`` (cheap: asked after every message)."""
         raise NotImplementedError
 
     async def drain(self) -> None:
@@ -200,15 +205,21 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             raise ChannelClosed("the connection is closed")
         self.wrote = True
         if self._corked:
-            self._out.append(data)
-            self._out_size += len(data)
-            return
-        self._corked = True
-        self._loop.call_soon(self._flush)
+            if len(data) < _CORK_LIMIT:
+                self._out.append(data)
+                self._out_size += len(data)
+                return
+            self._write_out()  # a big packet is not copied into a join: the queue goes first
+        else:
+            self._corked = True
+            self._loop.call_soon(self._flush)
         transport.write(data)
 
     def _flush(self) -> None:
         self._corked = False
+        self._write_out()
+
+    def _write_out(self) -> None:
         out = self._out
         if not out:
             return
@@ -223,9 +234,12 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         t = self.transport
         return self._out_size + (t.get_write_buffer_size() if t is not None else 0)
 
+    def congested(self) -> bool:
+        return self._paused or self._out_size > HIGH_WATER
+
     async def drain(self) -> None:
         if self._out_size > HIGH_WATER:
-            self._flush()
+            self._write_out()
         while self._paused and not self._lost:
             w = self._drain_waiter = self._loop.create_future()
             try:
@@ -302,6 +316,9 @@ class StreamChannel(Channel):
 
     def buffered(self) -> int:
         return self._out_size
+
+    def congested(self) -> bool:
+        return self._out_size > HIGH_WATER
 
     async def drain(self) -> None:
         if self._out_size > HIGH_WATER:

@@ -19,11 +19,10 @@ import hmac
 import secrets
 import struct
 from collections import deque
-from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from ._common import NEED_DATA, NeedData
+from ._common import NEED_DATA, Frozen, NeedData
 from .errors import HandshakeError
 from .flags import MANDATORY, DFlag, expand_mandatory_25, flag_names
 
@@ -108,8 +107,10 @@ def _wire_name(name: str) -> bytes:
 # ----------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True, slots=True)
-class NameReceived:
+_set = object.__setattr__
+
+
+class NameReceived(Frozen):
     """Acceptor: the initiator introduced itself; answer with :meth:`Acceptor.send_status`.
 
     ``flags`` are the flags it offered (MANDATORY_25_DIGEST expanded); ``creation`` is None
@@ -117,36 +118,51 @@ class NameReceived:
     dynamic name and ``name`` is then only its host name.
     """
 
+    __slots__ = ("name", "flags", "creation", "version", "name_me")
     name: str
     flags: DFlag
     creation: int | None
     version: int
     name_me: bool
 
+    def __init__(self, name: str, flags: DFlag, creation: int | None, version: int, name_me: bool) -> None:
+        _set(self, "name", name)
+        _set(self, "flags", flags)
+        _set(self, "creation", creation)
+        _set(self, "version", version)
+        _set(self, "name_me", name_me)
 
-@dataclass(frozen=True, slots=True)
-class StatusReceived:
+
+class StatusReceived(Frozen):
     """Initiator: the acceptor's status. After ``alive`` call :meth:`Initiator.answer_alive`.
 
     For ``named`` the acceptor assigned us ``name`` and ``creation``.
     """
 
+    __slots__ = ("status", "name", "creation")
     status: str
-    name: str | None = None
-    creation: int | None = None
+    name: str | None
+    creation: int | None
+
+    def __init__(self, status: str, name: str | None = None, creation: int | None = None) -> None:
+        _set(self, "status", status)
+        _set(self, "name", name)
+        _set(self, "creation", creation)
 
 
-@dataclass(frozen=True, slots=True)
-class WaitingForOldConnection:
+class WaitingForOldConnection(Frozen):
     """Acceptor, after status ``alive`` and a valid challenge reply: the peer proved its
     cookie; take down the old connection to ``name``, then call
     :meth:`Acceptor.old_connection_closed` to send the final ack."""
 
+    __slots__ = ("name",)
     name: str
 
+    def __init__(self, name: str) -> None:
+        _set(self, "name", name)
 
-@dataclass(frozen=True, slots=True)
-class HandshakeComplete:
+
+class HandshakeComplete(Frozen):
     """The connection is up: switch to 4-byte framing with ``peer_flags``.
 
     ``peer_flags`` are the negotiated flags (AND of both offers), ``offered_flags`` what the
@@ -154,6 +170,10 @@ class HandshakeComplete:
     when the acceptor named us (NAME_ME).
     """
 
+    __slots__ = (
+        "peer_name", "peer_flags", "peer_creation", "offered_flags", "this_node",
+        "this_creation", "version", "status",
+    )
     peer_name: str
     peer_flags: DFlag
     peer_creation: int
@@ -163,14 +183,38 @@ class HandshakeComplete:
     version: int
     status: str
 
+    def __init__(
+        self,
+        peer_name: str,
+        peer_flags: DFlag,
+        peer_creation: int,
+        offered_flags: DFlag,
+        this_node: str,
+        this_creation: int,
+        version: int,
+        status: str,
+    ) -> None:
+        _set(self, "peer_name", peer_name)
+        _set(self, "peer_flags", peer_flags)
+        _set(self, "peer_creation", peer_creation)
+        _set(self, "offered_flags", offered_flags)
+        _set(self, "this_node", this_node)
+        _set(self, "this_creation", this_creation)
+        _set(self, "version", version)
+        _set(self, "status", status)
 
-@dataclass(frozen=True, slots=True)
-class HandshakeFailed:
+
+class HandshakeFailed(Frozen):
     """The handshake is over without a connection; close the socket after flushing
     ``data_to_send()`` (it may hold a final status for the peer)."""
 
+    __slots__ = ("reason", "message")
     reason: str
     message: str
+
+    def __init__(self, reason: str, message: str) -> None:
+        _set(self, "reason", reason)
+        _set(self, "message", message)
 
     @property
     def error(self) -> HandshakeError:

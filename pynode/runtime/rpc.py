@@ -21,7 +21,31 @@ from ..protocol import control as C
 from ..protocol.flags import DFlag
 from ..term import Atom, ImproperList, Pid, Reference
 from .connection import Connection
-from .signals import DOWN, KILL, NOCONNECTION, ProcessExit, SpawnError
+from .erpc import (
+    call_down_error,
+    execute_call_args,
+    is_rex_reply,
+    rex_request,
+    rex_result,
+    spawn_failure,
+)
+from .erpc import erpc_result as _result
+from .errors import (  # the exception classes moved there; still importable from here
+    CallError as CallError,
+)
+from .errors import (
+    ConnectError,
+    ErlangError,
+    ErlangExit,
+    ErlangThrow,
+    NoConnection,
+    RpcError,
+    RpcTimeout,
+)
+from .errors import (
+    RemoteError as RemoteError,
+)
+from .signals import DOWN, KILL, ProcessExit, SpawnError
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -45,80 +69,7 @@ ERPC = Atom("erpc")
 EXECUTE_CALL = Atom("execute_call")
 
 
-class RpcError(Exception):
-    """An RPC did not return a value."""
-
-
-class RemoteError(RpcError):
-    """The remote call raised: ``cls`` is throw, exit or error; ``stack`` is erl's stacktrace
-    (for error), as erpc:call reports it."""
-
-    def __init__(self, cls: Atom, reason: Any, stack: Any = None) -> None:
-        self.cls = cls
-        self.reason = reason
-        self.stack = stack if stack is not None else []
-        from ..term.syntax import format_term
-
-        super().__init__(f"{cls}: {format_term(reason)}")
-
-
-class RpcTimeout(RpcError, TimeoutError):
-    """No answer within the timeout (the remote process was killed, as erpc does)."""
-
-
-class NoConnection(RpcError):
-    """The connection to the node was lost or could not be made (erpc's noconnection)."""
-
-
-class CallError(RpcError):
-    """gen_server:call failed: the server died (``reason``) or was not there (noproc)."""
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-        from ..term.syntax import format_term
-
-        super().__init__(f"call failed: {format_term(reason)}")
-
-
-class ErlangThrow(Exception):
-    """Raise in a Python RPC function to make the caller see ``throw(Term)``."""
-
-    def __init__(self, term: Any) -> None:
-        self.term = term
-        super().__init__(repr(term))
-
-
-class ErlangExit(Exception):
-    """Raise in a Python RPC function to make the caller see ``exit(Reason)``."""
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-        super().__init__(repr(reason))
-
-
-class ErlangError(Exception):
-    """Raise in a Python RPC function to make the caller see ``error(Reason)``."""
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-        super().__init__(repr(reason))
-
-
 # -- calling out ---------------------------------------------------------------------------------
-
-
-def _result(down_reason: Any, res_ref: Reference) -> Any:
-    r = down_reason
-    if type(r) is tuple and len(r) >= 3 and r[0] == res_ref:
-        if r[1] == RETURN:
-            return r[2]
-        if r[1] == ERROR and len(r) == 4:
-            raise RemoteError(ERROR, r[2], r[3])
-        if r[1] in (THROW, EXIT):
-            raise RemoteError(r[1], r[2])
-    if r == NOCONNECTION:
-        raise NoConnection("the connection to the node went down during the call")
-    raise RemoteError(EXIT, r)
 
 
 async def rpc(
@@ -136,8 +87,6 @@ async def rpc(
     With ``capture_output`` the result is ``(value, text)``: what the call printed through
     its group leader (like erl_call -fetch_stdout).
     """
-    from .node import ConnectError
-
     try:
         conn = await node.connect(peer)
     except ConnectError as e:
@@ -160,15 +109,13 @@ async def rpc(
                 peer,
                 "erpc",
                 "execute_call",
-                [res_ref, Atom(module), Atom(function), list(args)],
+                execute_call_args(res_ref, module, function, args),
                 monitor=True,
                 timeout=timeout,
                 group_leader=gl,
             )
         except SpawnError as e:
-            if e.reason == NOCONNECTION:
-                raise NoConnection("the connection to the node went down during the call") from e
-            raise RpcError(f"spawn of erpc:execute_call/4 on {peer} failed: {e.reason}") from e
+            raise spawn_failure(peer, e.reason) from e
         except TimeoutError:
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
         try:
@@ -199,27 +146,15 @@ async def _rex_call(
     mb = node.mailbox()
     try:
         await node.send(
-            (REX, peer),
-            (mb.pid, (CALL, Atom(module), Atom(function), args, node.group_leader)),
-            sender=mb.pid,
+            (REX, peer), rex_request(mb.pid, module, function, args, node.group_leader), sender=mb.pid
         )
         try:
-            reply = await mb.receive(
-                timeout=timeout, match=lambda m: type(m) is tuple and len(m) == 2 and m[0] == REX
-            )
+            reply = await mb.receive(timeout=timeout, match=is_rex_reply)
         except TimeoutError:
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
     finally:
         mb.close()
-    result = reply[1]
-    if type(result) is tuple and len(result) == 2 and result[0] == BADRPC:
-        r = result[1]
-        if type(r) is tuple and len(r) == 2 and r[0] == Atom("EXIT"):
-            raise RemoteError(EXIT, r[1])
-        if r == Atom("nodedown"):
-            raise NoConnection(f"{peer} is down")
-        raise RemoteError(ERROR, r)
-    return result
+    return rex_result(reply[1], peer)
 
 
 async def cast(node: Node, peer: str, module: str, function: str, args: list[Any] | tuple[Any, ...] = ()) -> None:
@@ -287,21 +222,10 @@ async def gen_call(node: Node, dest: Any, request: Any, timeout: float | None = 
         except TimeoutError:
             raise RpcTimeout(f"gen_server call to {dest!r} timed out after {timeout} s") from None
         if len(reply) == 5:
-            reason = reply[4]
-            if reason == NOCONNECTION:
-                raise CallError((Atom("nodedown"), _node_of(dest)))
-            raise CallError(reason)
+            raise call_down_error(reply[4], dest)
         return reply[1]
     finally:
         mb.close()
-
-
-def _node_of(dest: Any) -> Any:
-    if type(dest) is Pid:
-        return dest.node
-    if type(dest) is tuple:
-        return dest[1]
-    return Atom("nonode@nohost")
 
 
 async def gen_cast(node: Node, dest: Any, request: Any) -> None:

@@ -1,0 +1,104 @@
+"""The runtime's exception classes, in one module that imports nothing heavy: the anyio Node
+and the blocking one-shot client (the ``pynode`` command) raise the same ones."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..term import Atom
+
+__all__ = [
+    "AuthError",
+    "CallError",
+    "ConnectError",
+    "ConnectTimeout",
+    "EpmdError",
+    "ErlangError",
+    "ErlangExit",
+    "ErlangThrow",
+    "NoConnection",
+    "NodeError",
+    "RemoteError",
+    "RpcError",
+    "RpcTimeout",
+]
+
+
+class NodeError(Exception):
+    """A node-level failure: bad name, address in use, EPMD refused us..."""
+
+
+class ConnectError(NodeError):
+    """A connection to another node could not be set up (unreachable, refused, bad cookie)."""
+
+
+class AuthError(ConnectError):
+    """The peer and we do not share the cookie (the handshake digests did not match)."""
+
+
+class ConnectTimeout(ConnectError, TimeoutError):
+    """Setting up the connection took longer than allowed."""
+
+
+class EpmdError(Exception):
+    """EPMD could not be reached, refused the request, or answered nonsense."""
+
+
+class RpcError(Exception):
+    """An RPC did not return a value."""
+
+
+class RemoteError(RpcError):
+    """The remote call raised: ``cls`` is throw, exit or error; ``stack`` is erl's stacktrace
+    (for error), as erpc:call reports it."""
+
+    def __init__(self, cls: Atom, reason: Any, stack: Any = None) -> None:
+        self.cls = cls
+        self.reason = reason
+        self.stack = stack if stack is not None else []
+        from ..term.syntax import format_term
+
+        super().__init__(f"{cls}: {format_term(reason)}")
+
+
+class RpcTimeout(RpcError, TimeoutError):
+    """No answer within the timeout (the remote process was killed, as erpc does)."""
+
+
+class NoConnection(RpcError):
+    """The connection to the node was lost or could not be made (erpc's noconnection)."""
+
+
+class CallError(RpcError):
+    """gen_server:call failed: the server died (``reason``) or was not there (noproc)."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        from ..term.syntax import format_term
+
+        super().__init__(f"call failed: {format_term(reason)}")
+
+
+class ErlangThrow(Exception):
+    """Raise in a Python RPC function to make the caller see ``throw(Term)``."""
+
+    def __init__(self, term: Any) -> None:
+        self.term = term
+        super().__init__(repr(term))
+
+
+class ErlangExit(Exception):
+    """Raise in a Python RPC function to make the caller see ``exit(Reason)``."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        super().__init__(repr(reason))
+
+
+class ErlangError(Exception):
+    """Raise in a Python RPC function to make the caller see ``error(Reason)``."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        super().__init__(repr(reason))

@@ -198,7 +198,8 @@ def test_cookie_hint() -> None:
 
 
 class FakeNode:
-    """Stands in for Node: answers rpc/call/ping from a table; records what was asked."""
+    """Stands in for the command's client (OneShot): answers rpc/call/ping from a table;
+    records what was asked."""
 
     def __init__(self) -> None:
         self.name = Atom("fake@127.0.0.1")
@@ -211,13 +212,16 @@ class FakeNode:
         self.sent: list[tuple[Any, Any]] = []
         self.io_output: Callable[[str], None] = lambda text: None
 
-    async def __aenter__(self) -> FakeNode:
+    def __enter__(self) -> FakeNode:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: Any) -> None:
         return None
 
-    async def connect(self, peer: str, *, address: Any = None, timeout: Any = None) -> None:
+    def close(self) -> None:
+        return None
+
+    def connect(self, peer: str, *, address: Any = None, timeout: Any = None) -> None:
         self.asked.append(("connect", peer, address, timeout))
         if self.connect_error is not None:
             raise self.connect_error
@@ -227,20 +231,20 @@ class FakeNode:
             raise answer
         return answer(*args) if callable(answer) else answer
 
-    async def rpc(self, peer: str, m: str, f: str, args: Any = (), *, timeout: Any = None,
+    def rpc(self, peer: str, m: str, f: str, args: Any = (), *, timeout: Any = None,
                   capture_output: bool = False) -> Any:
         self.asked.append(("rpc", peer, m, f, list(args), timeout, capture_output))
         value = self._answer(self.answers.get((m, f), Atom("ok")), *args)
         return (value, "printed\n") if capture_output else value
 
-    async def call(self, dest: Any, request: Any, timeout: Any) -> Any:
+    def call(self, dest: Any, request: Any, timeout: Any) -> Any:
         self.asked.append(("call", dest, request, timeout))
         return self._answer(self.call_answer, request)
 
-    async def send(self, dest: Any, term: Any) -> None:
+    def send(self, dest: Any, term: Any) -> None:
         self.sent.append((dest, term))
 
-    async def ping(self, peer: str, timeout: float = 10.0) -> bool:
+    def ping(self, peer: str, timeout: float = 10.0) -> bool:
         self.asked.append(("ping", peer))
         return self.pong
 

@@ -226,6 +226,18 @@ HandshakeEvent = (
 )
 
 
+def handshake_failure(ev: HandshakeFailed) -> HandshakeError:
+    """The error to raise for a failed handshake, named for what most likely happened: erl
+    closes without a word when our challenge reply (our cookie) is wrong."""
+    if ev.reason == "closed" and "await_ack" in ev.message:
+        return HandshakeError(
+            "bad_cookie",
+            "the peer closed the connection after our challenge reply: "
+            "it did not accept our cookie (wrong cookie?)",
+        )
+    return ev.error
+
+
 class _State(Enum):
     AWAIT_STATUS = "await_status"
     AWAIT_ALIVE_ANSWER = "await_alive_answer"

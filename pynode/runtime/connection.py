@@ -15,7 +15,7 @@ from ..protocol.control import ControlMessage
 from ..protocol.errors import HandshakeError, ProtocolError
 from ..protocol.flags import DFlag
 from ..protocol.framing import ConnectionClosed, DistConnection, Message, Tick
-from ..protocol.handshake import HandshakeFailed
+from ..protocol.handshake import HandshakeFailed, handshake_failure
 from ..term import Atom
 
 log = logging.getLogger("pynode.connection")
@@ -62,20 +62,15 @@ async def drive_handshake(
                 hs.receive_eof()
             continue
         if isinstance(ev, HandshakeFailed):
-            if ev.reason == "closed" and "await_ack" in ev.message:
-                # erl closes without a word when our digest is wrong
-                raise HandshakeError(
-                    "bad_cookie",
-                    "the peer closed the connection after our challenge reply: "
-                    "it did not accept our cookie (wrong cookie?)",
-                )
-            out = hs.data_to_send()
-            if out:
-                try:
-                    await stream.send(out)
-                except (anyio.BrokenResourceError, OSError):
-                    pass
-            raise ev.error
+            error = handshake_failure(ev)
+            if error.reason != "bad_cookie":
+                out = hs.data_to_send()
+                if out:
+                    try:
+                        await stream.send(out)
+                    except (anyio.BrokenResourceError, OSError):
+                        pass
+            raise error
         if isinstance(ev, HandshakeComplete):
             out = hs.data_to_send()
             if out:

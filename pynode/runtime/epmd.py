@@ -26,11 +26,11 @@ from ..protocol.epmd import (
 )
 from ..protocol.errors import EpmdProtocolError
 from .errors import EpmdError as EpmdError  # importable from here as before
+from .errors import epmd_failure
+from .naming import EPMD_TIMEOUT as EPMD_TIMEOUT
 from .naming import default_epmd_port as default_epmd_port
 
 log = logging.getLogger("pynode.epmd")
-
-EPMD_TIMEOUT = 10.0
 
 
 async def _reply(stream: SocketStream, client: EpmdClient) -> EpmdReply:
@@ -57,12 +57,8 @@ def _epmd_errors(host: str, port: int, timeout: float) -> Iterator[None]:
     """Every way talking to EPMD fails becomes one EpmdError that says where and why."""
     try:
         yield
-    except TimeoutError:
-        raise EpmdError(f"EPMD at {host}:{port} did not answer within {timeout} s") from None
-    except OSError as e:
-        raise EpmdError(f"cannot reach EPMD at {host}:{port}: {e}") from None
-    except EpmdProtocolError as e:
-        raise EpmdError(f"bad reply from EPMD at {host}:{port}: {e}") from None
+    except (OSError, EpmdProtocolError) as e:  # TimeoutError is an OSError
+        raise epmd_failure(e, host, port, timeout) from None
 
 
 async def _exchange(

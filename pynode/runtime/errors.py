@@ -22,6 +22,7 @@ __all__ = [
     "RemoteError",
     "RpcError",
     "RpcTimeout",
+    "epmd_failure",
 ]
 
 
@@ -43,6 +44,16 @@ class ConnectTimeout(ConnectError, TimeoutError):
 
 class EpmdError(Exception):
     """EPMD could not be reached, refused the request, or answered nonsense."""
+
+
+def epmd_failure(exc: BaseException, host: str, port: int, timeout: float | None) -> EpmdError:
+    """One EpmdError that says where and why, for any way talking to EPMD fails (a timeout,
+    a socket error, or a reply the protocol layer rejected)."""
+    if isinstance(exc, TimeoutError):
+        return EpmdError(f"EPMD at {host}:{port} did not answer within {timeout} s")
+    if isinstance(exc, OSError):
+        return EpmdError(f"cannot reach EPMD at {host}:{port}: {exc}")
+    return EpmdError(f"bad reply from EPMD at {host}:{port}: {exc}")
 
 
 class RpcError(Exception):

@@ -8,7 +8,10 @@ import os
 from ..protocol.epmd import DEFAULT_EPMD_PORT
 from .errors import EpmdError, NodeError
 
-__all__ = ["default_epmd_port", "host_name", "make_node_name"]
+__all__ = ["EPMD_TIMEOUT", "default_epmd_port", "host_name", "make_node_name"]
+
+EPMD_TIMEOUT = 10.0
+"""How long one exchange with EPMD may take."""
 
 
 def host_name(longnames: bool) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .runtime.cookie import CookieError, read_cookie
 from .runtime.errors import (
@@ -915,9 +915,43 @@ def _add_common(p: argparse.ArgumentParser, *, sub: bool) -> None:
                    help="debug logging and tracebacks on failure")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of the ``pynode`` command."""
+def _help_width() -> int:
+    """What argparse's help would use: $COLUMNS or the terminal's width (else 80), minus 2."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
+class _Retry(Exception):
+    """A parser built for one command met something else: build the whole parser."""
+
+
+class _Skip:
+    """Stands in for the sub-parsers of the commands a one-command parser leaves out."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argparse parser of the ``pynode`` command.
+
+    With ``only``, the parser knows that one command (building all of them costs several
+    milliseconds of every start) and raises _Retry instead of reporting an error, so that
+    the whole parser reports it (see :func:`main`).
+    """
     import argparse
+
+    class OneCommand(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise _Retry(message)
 
     class Version(argparse.Action):
         """--version, looked up only when asked (importlib.metadata is slow to import)."""
@@ -929,8 +963,16 @@ def build_parser() -> argparse.ArgumentParser:
             sys.stdout.write(f"{parser.prog} {_version()}\n")
             parser.exit()
 
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        """Knows the terminal width without shutil (argparse makes a formatter for every
+        argument it adds, and shutil costs milliseconds to import)."""
+
+        def __init__(self, prog: str, **kw: Any) -> None:
+            kw.setdefault("width", _help_width())
+            super().__init__(prog, **kw)
+
+    fmt = Formatter
+    parser = (argparse.ArgumentParser if only is None else OneCommand)(
         prog="pynode",
         description="Talk to Erlang nodes: RPC, eval, ping, EPMD names, send, gen_server calls, "
         "and serve Python functions to erl.",
@@ -941,7 +983,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=Version, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, help: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+    def add(name: str, help: str, description: str, epilog: str = "") -> Any:
+        if only is not None and name != only:
+            return _Skip()
         p = sub.add_parser(name, help=help, description=description, formatter_class=fmt,
                            epilog=(epilog + "\n\n" if epilog else "") + EXIT_CODES)
         _add_common(p, sub=True)
@@ -1081,11 +1125,30 @@ def _setup_logging(opts: argparse.Namespace) -> Callable[[], None]:
     return restore
 
 
+def _one_command(args: Sequence[str]) -> str | None:
+    """The command ``args`` most likely name, when a parser for it alone can parse them: not
+    for the top-level --help/--version (they list every command), not for no command."""
+    for a in args:
+        if a == "--":
+            return None
+        if a.startswith("--") and a.startswith(("--h", "--vers")):
+            return None
+        if a.startswith("-") and not a.startswith("--") and "h" in a:
+            return None
+    return next((a for a in args if a in COMMANDS), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pynode`` command; returns the exit code (see ``EXIT_CODES``)."""
-    parser = build_parser()
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        opts = parser.parse_args(argv)
+        only = _one_command(args)
+        try:
+            opts = build_parser(only).parse_args(args) if only is not None else None
+        except _Retry:
+            opts = None
+        if opts is None:  # the whole parser: every command, help, and argparse's messages
+            opts = build_parser().parse_args(args)
     except SystemExit as e:  # --help, --version, or a usage error argparse reported
         return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
     restore_logging = _setup_logging(opts)

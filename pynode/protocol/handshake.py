@@ -14,13 +14,22 @@ not_allowed / alive / named; the initiator pauses after an ``alive`` status unti
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
+import os
 import struct
 from collections import deque
 from enum import Enum
 from typing import Final
+
+# MD5 and the constant-time compare from CPython's built-in modules when they are there:
+# hashlib and hmac load OpenSSL, which costs milliseconds on every start of the command line.
+try:
+    from _md5 import md5 as _md5
+except ImportError:  # pragma: no cover - a build without the built-in MD5
+    from hashlib import md5 as _md5
+try:
+    from _operator import _compare_digest as compare_digest
+except ImportError:  # pragma: no cover - not CPython
+    from hmac import compare_digest
 
 from ._common import NEED_DATA, Frozen, NeedData
 from .errors import HandshakeError
@@ -55,12 +64,12 @@ _U32 = struct.Struct(">I")
 
 def gen_digest(challenge: int, cookie: str | bytes) -> bytes:
     """MD5 of the cookie followed by the decimal text of the unsigned 32-bit challenge."""
-    return hashlib.md5(_cookie_bytes(cookie) + b"%d" % (challenge & 0xFFFFFFFF)).digest()
+    return _md5(_cookie_bytes(cookie) + b"%d" % (challenge & 0xFFFFFFFF)).digest()
 
 
 def gen_challenge() -> int:
     """A random 32-bit challenge from the OS CSPRNG."""
-    return secrets.randbits(32)
+    return int.from_bytes(os.urandom(4), "big")
 
 
 def _cookie_bytes(cookie: str | bytes) -> bytes:
@@ -580,7 +589,7 @@ class Initiator(_Handshake):
             self._unexpected(packet, "a challenge ack 'a' with a 16-byte digest")
             return
         expected = gen_digest(self._my_challenge, self._cookie)
-        if not hmac.compare_digest(packet[1:], expected):
+        if not compare_digest(packet[1:], expected):
             self._fail(
                 "bad_cookie",
                 f"the challenge ack digest from {self.peer_node} did not match: "
@@ -785,7 +794,7 @@ class Acceptor(_Handshake):
             return
         _, peer_challenge = _REPLY.unpack_from(packet)
         expected = gen_digest(self._my_challenge, self._cookie)
-        if not hmac.compare_digest(packet[5:], expected):
+        if not compare_digest(packet[5:], expected):
             self._fail(
                 "bad_cookie",
                 f"the challenge reply digest from {self.peer_name} did not match: "

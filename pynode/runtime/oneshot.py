@@ -59,7 +59,6 @@ from .errors import (
     RpcTimeout,
     epmd_failure,
 )
-from .iofmt import serve_io_request
 from .naming import EPMD_TIMEOUT, default_epmd_port, host_name, make_node_name
 
 __all__ = ["OneShot", "names", "port_please"]
@@ -405,6 +404,8 @@ class OneShot:
             if output is None:
                 self._inbox.append((ctl.to_pid, payload))
                 return
+            from .iofmt import serve_io_request  # only when a call prints something
+
             answer = serve_io_request(payload, output)
             if answer is not None:
                 self._send_to_pid(ctl.to_pid, answer[0], answer[1])

@@ -410,29 +410,31 @@ def _epmd_port(opts: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
 
 
-def _timeout(text: str) -> float | None:
-    from argparse import ArgumentTypeError
+def _bad_value(message: str) -> Exception:
+    from argparse import ArgumentTypeError  # only for a bad value: argparse reports it
 
+    return ArgumentTypeError(message)
+
+
+def _timeout(text: str) -> float | None:
     if text.lower() in ("infinity", "inf", "none"):
         return None
     try:
         value = float(text)
     except ValueError:
-        raise ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise _bad_value(f"not a number of seconds: {text!r}") from None
     if not value > 0:
-        raise ArgumentTypeError("must be more than 0 seconds")
+        raise _bad_value("must be more than 0 seconds")
     return value
 
 
 def _port(text: str) -> int:
-    from argparse import ArgumentTypeError
-
     try:
         value = int(text)
     except ValueError:
-        raise ArgumentTypeError(f"not a port number: {text!r}") from None
+        raise _bad_value(f"not a port number: {text!r}") from None
     if not 0 < value < 65536:
-        raise ArgumentTypeError(f"port out of range: {value}")
+        raise _bad_value(f"port out of range: {value}")
     return value
 
 
@@ -1125,6 +1127,101 @@ def _setup_logging(opts: argparse.Namespace) -> Callable[[], None]:
     return restore
 
 
+_VALUE_OPTIONS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
+    "--cookie": ("cookie", None),
+    "--name": ("name", None),
+    "--sname": ("sname", None),
+    "--epmd-port": ("epmd_port", _port),
+    "--address": ("address", None),
+    "--timeout": ("timeout", _timeout),
+}
+_FLAG_OPTIONS: dict[str, tuple[str, bool]] = {
+    "--json": ("json", True),
+    "--hidden": ("hidden", True),
+    "--visible": ("hidden", False),
+    "-v": ("verbose", True),
+    "--verbose": ("verbose", True),
+    "--debug": ("debug", True),
+}
+# the positionals of each one-shot command: (names, how many ARGs may follow them)
+_POSITIONALS: dict[str, tuple[tuple[str, ...], int]] = {
+    "rpc": (("node", "mfa"), -1),
+    "eval": (("node", "exprs"), 0),
+    "ping": (("node",), 0),
+    "names": ((), 1),
+    "send": (("node", "dest", "term"), 0),
+    "call": (("node", "dest", "term"), 0),
+}
+
+
+def _fast_parse(args: Sequence[str]) -> Any:
+    """The options of the plain command lines (``pynode rpc NODE M:F/A [ARG ...] --cookie C``
+    and the like) exactly as the argparse parser would read them, without argparse (it costs
+    a few milliseconds of every start); None for anything else (help, errors, abbreviated
+    or unknown options, negative-number arguments, serve...), which argparse then reads."""
+    from types import SimpleNamespace
+
+    ns: dict[str, Any] = {
+        "cookie": None, "name": None, "sname": None, "epmd_port": None, "address": None,
+        "timeout": DEFAULT_TIMEOUT, "json": False, "hidden": True, "verbose": False, "debug": False,
+    }
+    command: str | None = None
+    positionals: list[str] = []
+    runs = 0  # blocks of positionals after the command (argparse splits '*' at options)
+    last_was_positional = False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        if a.startswith("-"):
+            last_was_positional = False
+            key, eq, value = a.partition("=")
+            if key in _VALUE_OPTIONS:
+                if not eq:
+                    if i >= len(args) or args[i].startswith("-"):
+                        return None
+                    value = args[i]
+                    i += 1
+                dest, convert = _VALUE_OPTIONS[key]
+                if convert is not None:
+                    try:
+                        value = convert(value)
+                    except Exception:
+                        return None
+                ns[dest] = value
+            elif a in _FLAG_OPTIONS:
+                dest, flag = _FLAG_OPTIONS[a]
+                ns[dest] = flag
+            elif a == "--capture-output" and command in ("rpc", "eval"):
+                ns["capture_output"] = True
+            else:
+                return None
+        elif command is None:
+            if a not in _POSITIONALS:
+                return None
+            command = a
+        else:
+            if not last_was_positional:
+                runs += 1
+            last_was_positional = True
+            positionals.append(a)
+    if command is None or runs > 1:
+        return None
+    names, extra = _POSITIONALS[command]
+    if len(positionals) < len(names) or (extra >= 0 and len(positionals) > len(names) + extra):
+        return None
+    ns.update(zip(names, positionals, strict=False))
+    rest = positionals[len(names):]
+    if command == "rpc":
+        ns["args"] = rest
+    elif command == "names":
+        ns["host"] = rest[0] if rest else None
+    if command in ("rpc", "eval"):
+        ns.setdefault("capture_output", False)
+    ns["command"] = command
+    return SimpleNamespace(**ns)
+
+
 def _one_command(args: Sequence[str]) -> str | None:
     """The command ``args`` most likely name, when a parser for it alone can parse them: not
     for the top-level --help/--version (they list every command), not for no command."""
@@ -1142,9 +1239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pynode`` command; returns the exit code (see ``EXIT_CODES``)."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        only = _one_command(args)
+        opts = _fast_parse(args)
+        only = _one_command(args) if opts is None else None
         try:
-            opts = build_parser(only).parse_args(args) if only is not None else None
+            if opts is None and only is not None:
+                opts = build_parser(only).parse_args(args)
         except _Retry:
             opts = None
         if opts is None:  # the whole parser: every command, help, and argparse's messages

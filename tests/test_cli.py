@@ -483,3 +483,38 @@ def test_main_module_runs_the_cli() -> None:
         capture_output=True, text=True, timeout=60, env=env,
     )
     assert p.returncode == 2 and p.stderr == "pynode: lists:seq/2 takes 2 arguments, 1 given\n"
+
+
+# -- the argument fast path reads what argparse reads ------------------------------------------
+
+FAST_LINES = [
+    ["rpc", "erl@h", "erlang:node/0"],
+    ["rpc", "erl@h", "lists:seq/2", "1", "5", "--cookie", "c", "--timeout", "2.5"],
+    ["--json", "rpc", "erl@h", "m:f(1)", "--capture-output", "--epmd-port=4400"],
+    ["--cookie", "a", "rpc", "--cookie", "b", "n@h", "m", "f", "[1,2]", "--visible", "--hidden", "-v"],
+    ["--timeout", "infinity", "eval", "n@h", "X = 1.", "--debug", "--capture-output"],
+    ["ping", "n@h", "--address", "127.0.0.1:4370", "--name", "me", "--sname", "you"],
+    ["names"], ["names", "localhost", "--json"],
+    ["send", "n@h", "box", "{hi, 1}"], ["call", "n@h", "srv", "ping", "--timeout=3"],
+    ["--cookie=", "rpc", "n@h", "erlang:node/0"],
+]
+SLOW_LINES = [  # argparse reads these (help, errors, abbreviations, split positionals...)
+    ["--help"], ["rpc", "--help"], ["-vh"], ["--version"], ["bogus"], ["rpc"], ["rpc", "n@h"],
+    ["rpc", "n@h", "m:f/1", "-5"], ["rpc", "n@h", "--json", "m:f/0", "x"], ["--cook", "c", "ping", "n@h"],
+    ["--capture-output", "rpc", "n@h", "m:f/0"], ["ping", "n@h", "extra"], ["--timeout", "0", "ping", "n@h"],
+    ["--epmd-port", "x", "ping", "n@h"], ["--json=1", "ping", "n@h"], ["serve", "mod"], ["ping", "--", "n@h"],
+    ["--cookie", "--json", "ping", "n@h"], ["send", "n@h", "box"],
+]
+
+
+@pytest.mark.parametrize("argv", FAST_LINES, ids=" ".join)
+def test_fast_path_reads_as_argparse(argv: list[str]) -> None:
+    fast = cli._fast_parse(argv)
+    assert fast is not None
+    assert vars(fast) == vars(cli.build_parser().parse_args(argv))
+    assert vars(fast) == vars(cli.build_parser(cli._one_command(argv)).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", SLOW_LINES, ids=" ".join)
+def test_other_lines_go_to_argparse(argv: list[str]) -> None:
+    assert cli._fast_parse(argv) is None

@@ -4,6 +4,7 @@ shared by the anyio Node and the blocking one-shot client."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..protocol.epmd import DEFAULT_EPMD_PORT
 from .errors import EpmdError, NodeError
@@ -19,9 +20,23 @@ def host_name(longnames: bool) -> str:
     import socket
 
     if longnames:
-        fqdn = socket.getfqdn()
+        fqdn = _getfqdn(socket)
         return fqdn if "." in fqdn else "127.0.0.1"
     return socket.gethostname().split(".")[0]
+
+
+def _getfqdn(socket: Any) -> str:
+    """socket.getfqdn(), asking with the host name as bytes: as a str it would go through the
+    idna codec, whose import costs milliseconds of the command line's start."""
+    name = socket.gethostname()
+    try:
+        hostname, aliases, _ = socket.gethostbyaddr(name.encode() if name.isascii() else name)
+    except OSError:
+        return name
+    for candidate in (hostname, *aliases):
+        if "." in candidate:
+            return candidate
+    return hostname
 
 
 def make_node_name(name: str | None, *, longnames: bool | None = None, host: str | None = None) -> str:

@@ -75,6 +75,12 @@ _ALIAS = Atom("alias")
 _SPAWN_REPLY = object()  # tags our own record of a SPAWN_REPLY in the inbox
 
 
+def _connect_tcp(host: str, port: int, timeout: float) -> socket.socket:
+    """socket.create_connection, with an ASCII host passed as bytes: a str host goes through
+    the idna codec, whose import costs more than the whole connection on loopback."""
+    return socket.create_connection((host.encode() if host.isascii() else host, port), timeout=timeout)
+
+
 def _random(bits: int) -> int:
     return int.from_bytes(os.urandom((bits + 7) // 8), "big") & ((1 << bits) - 1)
 
@@ -86,7 +92,7 @@ def _epmd_exchange(host: str, port: int, request: EpmdRequest, timeout: float) -
     """One request/reply with EPMD over a fresh connection, within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with _connect_tcp(host, port, timeout) as sock:
             client = EpmdClient(request, epmd_port=port)
             sock.sendall(client.data_to_send())
             for _ in range(100_000):  # each round reads at least one byte or ends
@@ -264,7 +270,7 @@ class OneShot:
             address = (host, entry.port)
             version = 6 if entry.highest >= 6 else 5
         try:
-            sock = socket.create_connection(address, timeout=self._left(deadline, self.setup_time))
+            sock = _connect_tcp(address[0], address[1], self._left(deadline, self.setup_time))
         except TimeoutError:
             self._left(deadline, 0)
             raise ConnectError(f"cannot reach {peer} at {address[0]}:{address[1]}: timed out") from None

@@ -17,7 +17,10 @@ EPMD_TIMEOUT = 10.0
 
 def host_name(longnames: bool) -> str:
     """This host as erl names it: the full name (or 127.0.0.1) for -name, the short one for -sname."""
-    import socket
+    try:
+        import _socket as socket  # what socket.gethostname/gethostbyaddr are; imports faster
+    except ImportError:  # pragma: no cover
+        import socket  # type: ignore[no-redef]
 
     if longnames:
         fqdn = _getfqdn(socket)

@@ -16,10 +16,19 @@ exactly as the anyio runtime maps them.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# The socket module is a Python layer over _socket whose import (enum conversions,
+# selectors) costs more than a loopback rpc; the few calls made here are all in _socket.
+try:
+    import _socket as _net
+except ImportError:  # pragma: no cover - an implementation without _socket
+    import socket as _net  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from socket import socket
 
 from ..protocol import control as C
 from ..protocol._common import NEED_DATA, NO_PAYLOAD
@@ -75,10 +84,22 @@ _ALIAS = Atom("alias")
 _SPAWN_REPLY = object()  # tags our own record of a SPAWN_REPLY in the inbox
 
 
-def _connect_tcp(host: str, port: int, timeout: float) -> socket.socket:
-    """socket.create_connection, with an ASCII host passed as bytes: a str host goes through
-    the idna codec, whose import costs more than the whole connection on loopback."""
-    return socket.create_connection((host.encode() if host.isascii() else host, port), timeout=timeout)
+def _connect_tcp(host: str, port: int, timeout: float) -> socket:
+    """socket.create_connection: the first address of ``host`` that accepts, within
+    ``timeout`` each. An ASCII host is passed as bytes: a str goes through the idna codec,
+    whose import costs more than the whole connection on loopback."""
+    error: OSError | None = None
+    infos = _net.getaddrinfo(host.encode() if host.isascii() else host, port, 0, _net.SOCK_STREAM)
+    for family, kind, proto, _, address in infos:
+        sock = _net.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock  # type: ignore[no-any-return]
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error or OSError(f"no address for {host}")
 
 
 def _random(bits: int) -> int:
@@ -92,7 +113,8 @@ def _epmd_exchange(host: str, port: int, request: EpmdRequest, timeout: float) -
     """One request/reply with EPMD over a fresh connection, within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     try:
-        with _connect_tcp(host, port, timeout) as sock:
+        sock = _connect_tcp(host, port, timeout)
+        try:
             client = EpmdClient(request, epmd_port=port)
             sock.sendall(client.data_to_send())
             for _ in range(100_000):  # each round reads at least one byte or ends
@@ -109,6 +131,8 @@ def _epmd_exchange(host: str, port: int, request: EpmdRequest, timeout: float) -
                 else:
                     client.receive_eof()
             raise EpmdProtocolError("EPMD reply never ended")  # pragma: no cover
+        finally:
+            sock.close()
     except (OSError, EpmdProtocolError) as e:  # TimeoutError is an OSError
         raise epmd_failure(e, host, port, timeout) from None
 
@@ -174,7 +198,7 @@ class OneShot:
         self.creation = _random(32) % 0xFFFFFFF0 + 1
         self.peer_flags = DFlag(0)
         self._output = io_output
-        self._sock: socket.socket | None = None
+        self._sock: socket | None = None
         self._dist: DistConnection | None = None
         self._inbox: list[tuple[Any, Any]] = []  # (our pid or alias, message), arrival order
         self._io: dict[Pid, Callable[[str], None]] = {}  # our group leaders and their output
@@ -281,7 +305,7 @@ class OneShot:
         except BaseException:
             sock.close()
             raise
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(_net.IPPROTO_TCP, _net.TCP_NODELAY, 1)
         if self.dynamic:
             self.name = Atom(done.this_node)
             self.creation = done.this_creation
@@ -296,7 +320,7 @@ class OneShot:
             self._dist.receive_data(trailing)
             self._pump()
 
-    def _handshake(self, sock: socket.socket, peer: Atom, version: int, deadline: float) -> tuple[HandshakeComplete, bytes]:
+    def _handshake(self, sock: socket, peer: Atom, version: int, deadline: float) -> tuple[HandshakeComplete, bytes]:
         """Drive the sans-IO Initiator over the socket; every step is bounded by setup_time."""
         hs = Initiator(
             this_node=self.name.partition("@")[2] if self.dynamic else self.name,
@@ -349,7 +373,7 @@ class OneShot:
         raise HandshakeError("protocol", "the handshake did not end")  # pragma: no cover
 
     # -- the connected phase ----------------------------------------------------------------
-    def _conn(self) -> tuple[socket.socket, DistConnection]:
+    def _conn(self) -> tuple[socket, DistConnection]:
         if self._sock is None or self._dist is None:
             raise NoConnection(f"not connected to {self.peer}")
         return self._sock, self._dist

@@ -16,6 +16,7 @@ exactly as the anyio runtime maps them.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,13 @@ def _connect_tcp(host: str, port: int, timeout: float) -> socket:
             sock.close()
             error = e
     raise error or OSError(f"no address for {host}")
+
+
+def _log(message: str, *args: Any) -> None:
+    """Log at INFO when logging is in use (``pynode -v`` loads it); else cost nothing."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger("pynode.oneshot").info(message, *args)
 
 
 def _random(bits: int) -> int:
@@ -309,6 +317,8 @@ class OneShot:
         if self.dynamic:
             self.name = Atom(done.this_node)
             self.creation = done.this_creation
+            _log("%s named us %s", peer, self.name)
+        _log("connected to %s at %s:%d as %s", peer, address[0], address[1], self.name)
         self.peer_flags = done.peer_flags
         self._dist = DistConnection(done.peer_flags)
         self._sock = sock
@@ -402,8 +412,6 @@ class OneShot:
         if self._output is not None:
             self._output(text)
         else:
-            import sys
-
             sys.stdout.write(text)
 
     def _pump(self) -> None:

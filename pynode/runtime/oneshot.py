@@ -275,7 +275,7 @@ class OneShot:
         except HandshakeError as e:
             cls = AuthError if e.reason == "bad_cookie" else ConnectError
             raise cls(f"cannot connect to {peer}: {e}") from e
-        except (ConnectError, EpmdError, ProtocolError, OSError) as e:
+        except (ConnectError, EpmdError, ProtocolError, OSError, ValueError) as e:
             raise ConnectError(f"cannot connect to {peer}: {e}") from e
 
     def _left(self, deadline: float, step: float) -> float:

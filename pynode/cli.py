@@ -68,6 +68,7 @@ __all__ = [
     "UsageError",
     "build_parser",
     "client_node",
+    "console",
     "describe_failure",
     "main",
     "parse_address",
@@ -1257,7 +1258,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         restore_logging()
 
 
+_one_shot_done = False  # a one-shot command ran: nothing left that needs a clean shutdown
+
+
+def console() -> None:
+    """The ``pynode`` console script (and ``python -m pynode``): :func:`main`, then exit.
+
+    After a one-shot command (everything but serve) the process ends with ``os._exit``
+    once stdout and stderr are flushed: tearing the interpreter down (module and object
+    finalisation) would cost milliseconds of every call, and such a command leaves nothing
+    that needs it (its socket is closed, it started no thread and registered no atexit)."""
+    code = main()
+    if not _one_shot_done:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def _run(opts: argparse.Namespace) -> int:
+    global _one_shot_done
     try:
         command = COMMANDS[opts.command]
         if opts.command == "serve":
@@ -1266,6 +1291,7 @@ def _run(opts: argparse.Namespace) -> int:
             code: int = anyio.run(command, opts)
         else:
             code = command(opts)
+            _one_shot_done = True
         return code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -123,6 +123,10 @@ def main() -> None:
             "python -c 'import pynode.cli'": [sys.executable, "-c", "import pynode.cli"],
             "pynode rpc NODE erlang:node/0": [script, *args],
             "python -m pynode rpc ...": [sys.executable, "-m", "pynode", *args],
+            # the same through main() and a normal interpreter exit (no os._exit shortcut)
+            "... via main(), full teardown": [
+                sys.executable, "-c", "import sys; from pynode.cli import main; sys.exit(main())", *args,
+            ],
             "erl_call -a 'erlang node'": [erl_call, "-n", erl_a.name, "-c", cookie, "-a", "erlang node"],
             "erl -noshell -eval erpc:call": [
                 otp.erl, "-noshell", "-name", f"b{secrets.token_hex(3)}@127.0.0.1", "-setcookie", cookie,

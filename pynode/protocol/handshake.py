@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - a build without the built-in MD5
 try:
     from _operator import _compare_digest as compare_digest
 except ImportError:  # pragma: no cover - not CPython
-    from hmac import compare_digest
+    from hmac import compare_digest  # type: ignore[no-redef]
 
 from ._common import NEED_DATA, Frozen, NeedData
 from .errors import HandshakeError

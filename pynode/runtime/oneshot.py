@@ -96,7 +96,7 @@ def _connect_tcp(host: str, port: int, timeout: float) -> socket:
         try:
             sock.settimeout(timeout)
             sock.connect(address)
-            return sock  # type: ignore[no-any-return]
+            return sock  # type: ignore[return-value]
         except OSError as e:
             sock.close()
             error = e
@@ -630,7 +630,7 @@ class OneShot:
             if type(dest) is Pid:
                 self._send_to_pid(caller, dest, msg)
             else:
-                self._send(C.RegSend(caller, proc), msg)
+                self._send(C.RegSend(caller, Atom(proc)), msg)
         except NoConnection as e:
             raise CallError(Atom("noproc")) from e
         alias = tag.tail if type(tag) is ImproperList else None

@@ -18,13 +18,20 @@ no event loop), so a call from a shell costs little more than starting Python; o
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .runtime.cookie import CookieError, read_cookie
-from .runtime.errors import (
+# No cyclic garbage collection while this module's imports run: they allocate tens of
+# thousands of long-lived objects, and the collections that triggers (which find nothing to
+# free) cost milliseconds of every start of the command. Restored right after the imports.
+_gc_was_enabled = gc.isenabled()
+gc.disable()
+
+from .runtime.cookie import CookieError, read_cookie  # noqa: E402
+from .runtime.errors import (  # noqa: E402
     CallError,
     ConnectError,
     EpmdError,
@@ -34,8 +41,8 @@ from .runtime.errors import (
     RpcError,
     RpcTimeout,
 )
-from .runtime.naming import default_epmd_port, make_node_name
-from .term import (
+from .runtime.naming import default_epmd_port, make_node_name  # noqa: E402
+from .term import (  # noqa: E402
     Atom,
     BitString,
     ExportFun,
@@ -47,7 +54,10 @@ from .term import (
     Port,
     Reference,
 )
-from .term.syntax import TermSyntaxError, format_term, parse_term
+from .term.syntax import TermSyntaxError, format_term, parse_term  # noqa: E402
+
+if _gc_was_enabled:
+    gc.enable()
 
 if TYPE_CHECKING:
     import argparse
@@ -1267,7 +1277,10 @@ def console() -> None:
     After a one-shot command (everything but serve) the process ends with ``os._exit``
     once stdout and stderr are flushed: tearing the interpreter down (module and object
     finalisation) would cost milliseconds of every call, and such a command leaves nothing
-    that needs it (its socket is closed, it started no thread and registered no atexit)."""
+    that needs it (its socket is closed, it started no thread and registered no atexit).
+    For the same reason the cyclic garbage collector stays off while a one-shot command
+    runs (a call allocates little and ends in milliseconds); serve turns it back on."""
+    gc.disable()
     code = main()
     if not _one_shot_done:
         sys.exit(code)
@@ -1286,6 +1299,7 @@ def _run(opts: argparse.Namespace) -> int:
     try:
         command = COMMANDS[opts.command]
         if opts.command == "serve":
+            gc.enable()  # a long-lived node (console() turned the collector off)
             import anyio
 
             code: int = anyio.run(command, opts)

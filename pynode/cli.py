@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 _gc_was_enabled = gc.isenabled()
 gc.disable()
 
+from .protocol._common import Frozen  # noqa: E402
 from .runtime.cookie import CookieError, read_cookie  # noqa: E402
 from .runtime.errors import (  # noqa: E402
     CallError,
@@ -269,23 +270,19 @@ def _take_atom(text: str, pos: int, what: str) -> tuple[Atom, int]:
     return Atom(text[pos:end]), end
 
 
-class Call:
-    """A parsed ``M:F(Args)``: what ``pynode rpc`` calls."""
+class Call(Frozen):
+    """A parsed ``M:F(Args)``: what ``pynode rpc`` calls (immutable, like the frozen
+    dataclass it was; a plain class because dataclasses cost milliseconds to import)."""
 
     __slots__ = ("module", "function", "args")
+    module: Atom
+    function: Atom
+    args: list[Any]
 
     def __init__(self, module: Atom, function: Atom, args: list[Any]) -> None:
-        self.module = module
-        self.function = function
-        self.args = args
-
-    def __repr__(self) -> str:
-        return f"Call(module={self.module!r}, function={self.function!r}, args={self.args!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not Call:
-            return NotImplemented
-        return (self.module, self.function, self.args) == (other.module, other.function, other.args)
+        object.__setattr__(self, "module", module)
+        object.__setattr__(self, "function", function)
+        object.__setattr__(self, "args", args)
 
     @property
     def label(self) -> str:

@@ -1,10 +1,14 @@
 """RPC round trips and CLI cold start, pynode beside erl, in one run.
 
-    .venv/bin/python benchmarks/rpc.py [--quick]
+    .venv/bin/python benchmarks/rpc.py [--quick] [--cold-only]
 
 Prints one table: rpc round-trip p50/p99 (pynode -> erl, erl -> pynode, erl -> erl) and the
-cold start of one call from a shell: `pynode rpc`, `erl_call -a 'erlang node'`, and
-`erl -noshell -eval` doing the same rpc.
+cold start of one call from a shell, each a fresh process, median wall clock: the floor
+(`python -c pass`), `python -c "import pynode.cli"`, `pynode rpc NODE erlang:node/0` (the
+console script, and `python -m pynode`), `erl_call -a 'erlang node'` and `erl -noshell
+-eval` doing the same rpc, with each one's ratio to erl_call. The cold runs go round-robin
+(a busy machine slows every command alike) after one untimed run each, so Python's bytecode
+caches exist as they do after an install (PYTHONDONTWRITEBYTECODE is dropped for them).
 """
 
 from __future__ import annotations
@@ -60,23 +64,34 @@ def erl_rtt(erl: ErlNode, target: str, module: str, fn: str, n: int) -> list[flo
     return [float(x) for x in us]
 
 
-def cold(cmd: list[str], env: dict[str, str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError(f"{cmd[0]} failed: {r.stderr.strip()[:300]}")
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+def cold(cmds: dict[str, list[str]], env: dict[str, str], runs: int) -> dict[str, float]:
+    """Median ms of each command as a fresh process; round-robin, after one untimed run."""
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    for i in range(runs + 1):
+        for name, cmd in cmds.items():
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+            elapsed = (time.perf_counter() - t0) * 1000
+            if r.returncode != 0:
+                raise RuntimeError(f"{name} failed: {r.stderr.strip()[:300]}")
+            if i:
+                times[name].append(elapsed)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def load() -> str:
+    """The load averages, as uptime prints them."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="few iterations (a smoke run)")
+    ap.add_argument("--cold-only", action="store_true", help="only the cold starts from a shell")
     opts = ap.parse_args()
     n = 200 if opts.quick else 3000
-    runs = 2 if opts.quick else 10
+    runs = 3 if opts.quick else 21
     otp = otp25()
     epmd = Epmd(otp)
     cookie = secrets.token_hex(8)
@@ -96,27 +111,40 @@ def main() -> None:
                 ee = await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", n))
                 rows.append(("rpc erl -> erl (us)", f"{pct(ee, .5):.0f} / {pct(ee, .99):.0f}", "p50 / p99"))
 
-        anyio.run(run)
+        if not opts.cold_only:
+            anyio.run(run)
         env = {**os.environ, "ERL_EPMD_PORT": str(epmd.port)}
-        pynode_cmd = [sys.executable, "-m", "pynode", "rpc", erl_a.name, "erlang:node/0", "--cookie", cookie,
-                      "--epmd-port", str(epmd.port)]
-        rows.append(("cold: pynode rpc (ms)", f"{cold(pynode_cmd, env, runs):.0f}", "median"))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        args = ["rpc", erl_a.name, "erlang:node/0", "--cookie", cookie, "--epmd-port", str(epmd.port)]
+        script = str(Path(sys.executable).with_name("pynode"))
         erl_call = (glob.glob("/usr/lib/erlang/lib/erl_interface-*/bin/erl_call") or ["erl_call"])[0]
-        rows.append((
-            "cold: erl_call -a (ms)",
-            f"{cold([erl_call, '-n', erl_a.name, '-c', cookie, '-a', 'erlang node'], env, runs):.0f}",
-            "median",
-        ))
-        eval_cmd = [otp.erl, "-noshell", "-name", f"b{secrets.token_hex(3)}@127.0.0.1", "-setcookie", cookie,
-                    "-hidden", "-eval", f"io:format(\"~p~n\", [erpc:call('{erl_a.name}', erlang, node, [])]), halt()."]
-        rows.append(("cold: erl -noshell -eval (ms)", f"{cold(eval_cmd, env, runs):.0f}", "median"))
+        cmds = {
+            "floor: python -c pass": [sys.executable, "-c", "pass"],
+            "python -c 'import pynode.cli'": [sys.executable, "-c", "import pynode.cli"],
+            "pynode rpc NODE erlang:node/0": [script, *args],
+            "python -m pynode rpc ...": [sys.executable, "-m", "pynode", *args],
+            # the same through main() and a normal interpreter exit (no os._exit shortcut)
+            "... via main(), full teardown": [
+                sys.executable, "-c", "import sys; from pynode.cli import main; sys.exit(main())", *args,
+            ],
+            "erl_call -a 'erlang node'": [erl_call, "-n", erl_a.name, "-c", cookie, "-a", "erlang node"],
+            "erl -noshell -eval erpc:call": [
+                otp.erl, "-noshell", "-name", f"b{secrets.token_hex(3)}@127.0.0.1", "-setcookie", cookie,
+                "-hidden", "-eval", f"io:format(\"~p~n\", [erpc:call('{erl_a.name}', erlang, node, [])]), halt().",
+            ],
+        }
+        medians = cold(cmds, env, runs)
+        base = medians["erl_call -a 'erlang node'"]
+        for name, ms in medians.items():
+            rows.append((f"cold: {name} (ms)", f"{ms:.1f}", f"median; {ms / base:.1f}x erl_call"))
     finally:
         for e in (erl_a, erl_b):
             e.kill()
             e.close()
         epmd.kill()
     w = max(len(r[0]) for r in rows)
-    print(f"{'workload':<{w}} | {'value':>12} | measure   (n={n} calls, {runs} cold runs; {os.cpu_count()} cores)")
+    print(f"{'workload':<{w}} | {'value':>12} | measure   (n={n} calls, {runs} cold runs; "
+          f"{os.cpu_count()} cores; {load()})")
     print("-" * (w + 30))
     for name, value, what in rows:
         print(f"{name:<{w}} | {value:>12} | {what}")

@@ -10,49 +10,40 @@
 
 Results print in Erlang syntax (or JSON with ``--json``); failures print one line on stderr
 and exit with a code that says what kind of failure it was (see ``EXIT_CODES``).
+
+The one-shot commands run on :class:`~pynode.runtime.oneshot.OneShot` (a blocking socket,
+no event loop), so a call from a shell costs little more than starting Python; only
+``serve`` imports the anyio Node. Heavy modules are imported where they are needed.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import importlib
-import importlib.util
-import inspect
-import json
-import logging
+import gc
 import os
-import re
-import signal
 import sys
-import traceback
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import anyio
+# No cyclic garbage collection while this module's imports run: they allocate tens of
+# thousands of long-lived objects, and the collections that triggers (which find nothing to
+# free) cost milliseconds of every start of the command. Restored right after the imports.
+_gc_was_enabled = gc.isenabled()
+gc.disable()
 
-from .runtime import (
+from .protocol._common import Frozen  # noqa: E402
+from .runtime.cookie import CookieError, read_cookie  # noqa: E402
+from .runtime.errors import (  # noqa: E402
     CallError,
     ConnectError,
-    CookieError,
     EpmdError,
     NoConnection,
-    Node,
     NodeError,
     RemoteError,
     RpcError,
     RpcTimeout,
-    read_cookie,
 )
-from .runtime.epmd import default_epmd_port, names
-from .runtime.iofmt import chars_to_text
-from .runtime.node import make_node_name
-from .runtime.rpc import public_functions
-from .term import (
+from .runtime.naming import default_epmd_port, make_node_name  # noqa: E402
+from .term import (  # noqa: E402
     Atom,
     BitString,
     ExportFun,
@@ -64,7 +55,16 @@ from .term import (
     Port,
     Reference,
 )
-from .term.syntax import TermSyntaxError, format_term, parse_term
+from .term.syntax import TermSyntaxError, format_term, parse_term  # noqa: E402
+
+if _gc_was_enabled:
+    gc.enable()
+
+if TYPE_CHECKING:
+    import argparse
+    from types import ModuleType
+
+    from .runtime.oneshot import OneShot
 
 __all__ = [
     "EXIT_CONNECT",
@@ -79,6 +79,7 @@ __all__ = [
     "UsageError",
     "build_parser",
     "client_node",
+    "console",
     "describe_failure",
     "main",
     "parse_address",
@@ -88,8 +89,6 @@ __all__ = [
     "resolve_cookie",
     "to_json",
 ]
-
-log = logging.getLogger("pynode.cli")
 
 EXIT_OK = 0
 EXIT_REMOTE = 1
@@ -226,9 +225,11 @@ def _class_reason(exc: RemoteError) -> str:
 
 
 def _unwrap(exc: BaseException) -> BaseException:
-    """The one meaningful exception inside (nested) exception groups."""
+    """The one meaningful exception inside (nested) exception groups (serve's anyio tasks)."""
     while isinstance(getattr(exc, "exceptions", None), tuple) and exc.exceptions:  # type: ignore[attr-defined]
-        inner = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]  # type: ignore[attr-defined]
+        anyio = sys.modules.get("anyio")
+        cancelled = anyio.get_cancelled_exc_class() if anyio is not None else ()
+        inner = [e for e in exc.exceptions if not isinstance(e, cancelled)]  # type: ignore[attr-defined]
         exc = (inner or list(exc.exceptions))[0]  # type: ignore[attr-defined]
     return exc
 
@@ -246,7 +247,9 @@ def parse_literal(text: str, what: str = "term") -> Any:
         raise UsageError(f"cannot parse {what} {text!r}: {e}") from None
 
 
-_UNQUOTED = re.compile(r"[A-Za-z0-9_@.\u00c0-\u00ff]+")  # erl's atom chars, plus '.' (Elixir.Mod)
+_ATOM_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@." + "".join(map(chr, range(0xC0, 0x100)))
+)  # erl's unquoted atom characters, plus '.' (Elixir.Mod)
 
 
 def _take_atom(text: str, pos: int, what: str) -> tuple[Atom, int]:
@@ -259,19 +262,27 @@ def _take_atom(text: str, pos: int, what: str) -> tuple[Atom, int]:
             raise UsageError(f"bad {what} in {text!r}: unterminated quoted atom at column {pos + 1}")
         value = parse_literal(text[pos : i + 1], what)
         return Atom(str(value).lower() if isinstance(value, bool) else value), i + 1
-    m = _UNQUOTED.match(text, pos)
-    if m is None:
+    end = pos
+    while end < len(text) and text[end] in _ATOM_CHARS:
+        end += 1
+    if end == pos:
         raise UsageError(f"bad {what} in {text!r}: expected an atom at column {pos + 1}")
-    return Atom(m.group()), m.end()
+    return Atom(text[pos:end]), end
 
 
-@dataclass(frozen=True)
-class Call:
-    """A parsed ``M:F(Args)``: what ``pynode rpc`` calls."""
+class Call(Frozen):
+    """A parsed ``M:F(Args)``: what ``pynode rpc`` calls (immutable, like the frozen
+    dataclass it was; a plain class because dataclasses cost milliseconds to import)."""
 
+    __slots__ = ("module", "function", "args")
     module: Atom
     function: Atom
     args: list[Any]
+
+    def __init__(self, module: Atom, function: Atom, args: list[Any]) -> None:
+        object.__setattr__(self, "module", module)
+        object.__setattr__(self, "function", function)
+        object.__setattr__(self, "args", args)
 
     @property
     def label(self) -> str:
@@ -309,10 +320,10 @@ def parse_call(spec: str, extra: Sequence[str] = ()) -> Call:
         args = [parse_literal(a, f"argument {i + 1}") for i, a in enumerate(extra)]
         return Call(module, function, args)
     if rest[0] == "/":
-        m = re.fullmatch(r"/\s*(\d+)\s*", rest)
-        if m is None:
+        digits = rest[1:].strip()
+        if not digits.isdecimal():
             raise UsageError(f"bad arity in {spec!r}: expected M:F/A with A a number")
-        arity = int(m.group(1))
+        arity = int(digits)
         if arity != len(extra):
             raise UsageError(
                 f"{format_term(module)}:{format_term(function)}/{arity} takes {arity} "
@@ -393,7 +404,7 @@ def resolve_cookie(explicit: str | None, environ: Mapping[str, str] | None = Non
     if value:
         return value
     try:
-        return read_cookie(create=False)
+        return read_cookie(create=False, warn=_warn)
     except CookieError as e:
         raise UsageError(f"no cookie: {e} (pass --cookie or set PYNODE_COOKIE)") from None
 
@@ -407,15 +418,21 @@ def _epmd_port(opts: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
 
 
+def _bad_value(message: str) -> Exception:
+    from argparse import ArgumentTypeError  # only for a bad value: argparse reports it
+
+    return ArgumentTypeError(message)
+
+
 def _timeout(text: str) -> float | None:
     if text.lower() in ("infinity", "inf", "none"):
         return None
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise _bad_value(f"not a number of seconds: {text!r}") from None
     if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+        raise _bad_value("must be more than 0 seconds")
     return value
 
 
@@ -423,9 +440,9 @@ def _port(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+        raise _bad_value(f"not a port number: {text!r}") from None
     if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range: {value}")
+        raise _bad_value(f"port out of range: {value}")
     return value
 
 
@@ -475,6 +492,8 @@ def to_json(term: Any) -> Any:
         try:
             return bytes(term).decode("utf-8")
         except UnicodeDecodeError:
+            import base64
+
             return {"binary_base64": base64.b64encode(bytes(term)).decode("ascii")}
     if t is list or t is FrozenList:
         return [to_json(x) for x in term]
@@ -499,6 +518,8 @@ def to_json(term: Any) -> Any:
 
 def _emit(opts: argparse.Namespace, value: Any, output: str | None = None) -> None:
     if opts.json:
+        import json
+
         doc = to_json(value) if output is None else {"output": output, "result": to_json(value)}
         sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
     else:
@@ -510,6 +531,8 @@ def _emit(opts: argparse.Namespace, value: Any, output: str | None = None) -> No
 
 def _emit_text(opts: argparse.Namespace, text: str, json_value: Any = None) -> None:
     if opts.json:
+        import json
+
         sys.stdout.write(json.dumps(text if json_value is None else json_value, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(text + "\n")
@@ -527,23 +550,15 @@ def client_node(
     hidden: bool = True,
     epmd_port: int | None = None,
     io_output: Callable[[str], None] | None = None,
-) -> Node:
-    """The node a command talks from: not registered with EPMD, listening on loopback only.
+) -> OneShot:
+    """The client a command talks from: one blocking connection, never registered with EPMD.
 
     Without ``name`` the peer names it when it connects (NAME_ME, like erl_call -R), on a
     host of the peer's kind (short or long names).
     """
-    if name is None:
-        host = peer.partition("@")[2]
-        longnames = "." in host or ":" in host
-        return Node(
-            None, cookie, dynamic=True, longnames=longnames, hidden=hidden, epmd=False,
-            epmd_port=epmd_port, listen_host="127.0.0.1", io_output=io_output,
-        )
-    return Node(
-        name, cookie, hidden=hidden, epmd=False, epmd_port=epmd_port, listen_host="127.0.0.1",
-        io_output=io_output,
-    )
+    from .runtime.oneshot import OneShot
+
+    return OneShot(cookie, peer, name=name, hidden=hidden, epmd_port=epmd_port, io_output=io_output)
 
 
 def _output_sink(opts: argparse.Namespace) -> Callable[[str], None]:
@@ -557,24 +572,26 @@ def _output_sink(opts: argparse.Namespace) -> Callable[[str], None]:
     return write
 
 
-@asynccontextmanager
-async def _session(opts: argparse.Namespace, peer: Atom) -> AsyncIterator[Node]:
-    """A started client node, connected to ``peer`` (connection trouble: ConnectFailure)."""
+def _session(opts: argparse.Namespace, peer: Atom) -> OneShot:
+    """A client connected to ``peer`` (connection trouble: ConnectFailure); use it in ``with``."""
     cookie = resolve_cookie(opts.cookie)
     address = parse_address(opts.address, peer.partition("@")[2]) if opts.address else None
     node = client_node(
         cookie, peer, name=own_name(opts, peer), hidden=opts.hidden, epmd_port=_epmd_port(opts),
         io_output=_output_sink(opts),
     )
-    async with node:
-        await _connect(node, peer, address, opts.timeout)
-        yield node
+    try:
+        _connect(node, peer, address, opts.timeout)
+    except BaseException:
+        node.close()
+        raise
+    return node
 
 
-async def _connect(node: Node, peer: Atom, address: tuple[str, int] | None, timeout: float | None) -> None:
+def _connect(node: OneShot, peer: Atom, address: tuple[str, int] | None, timeout: float | None) -> None:
     where = f" at {address[0]}:{address[1]}" if address else ""
     try:
-        await node.connect(peer, address=address, timeout=timeout)
+        node.connect(peer, address=address, timeout=timeout)
     except ConnectError as e:
         msg = str(e)
         if not msg.startswith("cannot connect"):
@@ -594,12 +611,12 @@ def _no_address(opts: argparse.Namespace, command: str) -> None:
 # -- commands ---------------------------------------------------------------------------------
 
 
-async def _rpc(
-    node: Node, peer: Atom, call: Call, opts: argparse.Namespace, capture: bool, label: str | None = None
+def _rpc(
+    node: OneShot, peer: Atom, call: Call, opts: argparse.Namespace, capture: bool, label: str | None = None
 ) -> Any:
     label = label or call.label
     try:
-        return await node.rpc(
+        return node.rpc(
             peer, call.module, call.function, call.args, timeout=opts.timeout, capture_output=capture
         )
     except RemoteError as e:
@@ -612,12 +629,12 @@ async def _rpc(
         raise ConnectFailure(f"{label} on {peer}: connection lost: {e}") from e
 
 
-async def cmd_rpc(opts: argparse.Namespace) -> int:
+def cmd_rpc(opts: argparse.Namespace) -> int:
     """pynode rpc NODE M:F/A [ARG ...] | 'M:F(Args)' | M F [ARG ...]."""
     call = parse_call(opts.mfa, opts.args)
     peer = peer_name(opts.node)
-    async with _session(opts, peer) as node:
-        result = await _rpc(node, peer, call, opts, opts.capture_output)
+    with _session(opts, peer) as node:
+        result = _rpc(node, peer, call, opts, opts.capture_output)
     if opts.capture_output:
         value, text = result
         _emit(opts, value, text)
@@ -634,13 +651,15 @@ _ERROR = Atom("error")
 _DOT = Atom("dot")
 
 
-async def _error_text(node: Node, peer: Atom, info: Any, opts: argparse.Namespace) -> str:
+def _error_text(node: OneShot, peer: Atom, info: Any, opts: argparse.Namespace) -> str:
     """An erl ErrorInfo ``{Location, Module, Descriptor}`` as 'line L, column C: text'."""
+    from .runtime.iofmt import chars_to_text
+
     if not (type(info) is tuple and len(info) == 3):
         return format_term(info)
     loc, mod, desc = info
     try:
-        text = chars_to_text(await node.rpc(peer, mod, "format_error", [desc], timeout=opts.timeout))
+        text = chars_to_text(node.rpc(peer, mod, "format_error", [desc], timeout=opts.timeout))
     except RpcError:
         text = format_term(desc)
     if type(loc) is tuple and len(loc) == 2:
@@ -650,17 +669,17 @@ async def _error_text(node: Node, peer: Atom, info: Any, opts: argparse.Namespac
     return text
 
 
-async def cmd_eval(opts: argparse.Namespace) -> int:
+def cmd_eval(opts: argparse.Namespace) -> int:
     """pynode eval NODE 'Exprs.': erl_scan, erl_parse and erl_eval on the remote node."""
     peer = peer_name(opts.node)
     text = opts.exprs
     if not text.strip():
         raise UsageError("nothing to evaluate")
     chars = [ord(c) for c in text]
-    async with _session(opts, peer) as node:
-        scanned = await _rpc(node, peer, Call(_ERL_SCAN, Atom("string"), [chars, (1, 1)]), opts, False)
+    with _session(opts, peer) as node:
+        scanned = _rpc(node, peer, Call(_ERL_SCAN, Atom("string"), [chars, (1, 1)]), opts, False)
         if type(scanned) is tuple and scanned and scanned[0] == _ERROR:
-            raise RemoteFailure(f"cannot scan the expressions: {await _error_text(node, peer, scanned[1], opts)}")
+            raise RemoteFailure(f"cannot scan the expressions: {_error_text(node, peer, scanned[1], opts)}")
         tokens = scanned[1]
         if not tokens:
             raise UsageError("nothing to evaluate (only comments or blanks)")
@@ -668,11 +687,11 @@ async def cmd_eval(opts: argparse.Namespace) -> int:
         if not (type(last) is tuple and last and last[0] == _DOT):
             anno = last[1] if type(last) is tuple and len(last) > 1 else 1
             tokens = [*tokens, (_DOT, anno)]
-        parsed = await _rpc(node, peer, Call(_ERL_PARSE, Atom("parse_exprs"), [tokens]), opts, False)
+        parsed = _rpc(node, peer, Call(_ERL_PARSE, Atom("parse_exprs"), [tokens]), opts, False)
         if type(parsed) is tuple and parsed and parsed[0] == _ERROR:
-            raise RemoteFailure(f"cannot parse the expressions: {await _error_text(node, peer, parsed[1], opts)}")
+            raise RemoteFailure(f"cannot parse the expressions: {_error_text(node, peer, parsed[1], opts)}")
         exprs = parsed[1]
-        result = await _rpc(
+        result = _rpc(
             node, peer, Call(_ERL_EVAL, Atom("exprs"), [exprs, []]), opts, opts.capture_output, label="eval"
         )
     output = None
@@ -683,12 +702,12 @@ async def cmd_eval(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_ping(opts: argparse.Namespace) -> int:
+def cmd_ping(opts: argparse.Namespace) -> int:
     """pynode ping NODE: pong (exit 0) or pang (exit 3)."""
     peer = peer_name(opts.node)
     try:
-        async with _session(opts, peer) as node:
-            ok = await node.ping(peer, timeout=opts.timeout if opts.timeout is not None else 3600.0)
+        with _session(opts, peer) as node:
+            ok = node.ping(peer, timeout=opts.timeout if opts.timeout is not None else 3600.0)
     except ConnectFailure:
         _emit_text(opts, "pang")
         raise
@@ -698,18 +717,17 @@ async def cmd_ping(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_names(opts: argparse.Namespace) -> int:
+def cmd_names(opts: argparse.Namespace) -> int:
     """pynode names [HOST]: the nodes registered with EPMD on HOST."""
+    from .runtime.oneshot import names
+
     _no_address(opts, "names")
     host = opts.host or "localhost"
     port = _epmd_port(opts)
     try:
-        with anyio.fail_after(opts.timeout if opts.timeout is not None else 3600.0):
-            entries = await names(host, port)
+        entries = names(host, port, timeout=opts.timeout if opts.timeout is not None else 3600.0)
     except EpmdError as e:
         raise ConnectFailure(str(e)) from e
-    except TimeoutError as e:
-        raise ConnectFailure(f"EPMD at {host}:{port} did not answer within {opts.timeout} s") from e
     if opts.json:
         _emit_text(opts, "", [{"name": n, "port": p} for n, p in entries])
     else:
@@ -719,41 +737,41 @@ async def cmd_names(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_send(opts: argparse.Namespace) -> int:
+def cmd_send(opts: argparse.Namespace) -> int:
     """pynode send NODE NAME TERM: {NAME, NODE} ! TERM, checked and delivered before exit."""
     peer = peer_name(opts.node)
     dest = _dest(opts.dest)
     term = parse_literal(opts.term, "message")
-    async with _session(opts, peer) as node:
+    with _session(opts, peer) as node:
         if type(dest) is Atom:
             try:
-                where = await node.rpc(peer, "erlang", "whereis", [dest], timeout=opts.timeout)
+                where = node.rpc(peer, "erlang", "whereis", [dest], timeout=opts.timeout)
             except (RemoteError, RpcTimeout):
                 where = None  # a peer that cannot tell (a C node): send anyway, as ! does
             except NoConnection as e:
                 raise ConnectFailure(f"connection to {peer} lost: {e}") from e
             if where == Atom("undefined"):
                 raise RemoteFailure(f"no process is registered as {format_term(dest)} on {peer}")
-            await node.send((dest, peer), term)
+            node.send((dest, peer), term)
         else:
-            await node.send(dest, term)
+            node.send(dest, term)
         # a round trip on the same connection: erl has delivered the message once it answers
-        if not await node.ping(peer, timeout=opts.timeout if opts.timeout is not None else 3600.0):
+        if not node.ping(peer, timeout=opts.timeout if opts.timeout is not None else 3600.0):
             raise ConnectFailure(f"connection to {peer} lost after sending")
     _emit_text(opts, "ok")
     return EXIT_OK
 
 
-async def cmd_call(opts: argparse.Namespace) -> int:
+def cmd_call(opts: argparse.Namespace) -> int:
     """pynode call NODE NAME TERM: gen_server:call({NAME, NODE}, TERM, Timeout)."""
     peer = peer_name(opts.node)
     dest = _dest(opts.dest)
     request = parse_literal(opts.term, "request")
     target = dest if type(dest) is Pid else (dest, peer)
     label = format_term(dest) if type(dest) is Pid else f"{{{format_term(dest)},{format_term(peer)}}}"
-    async with _session(opts, peer) as node:
+    with _session(opts, peer) as node:
         try:
-            reply = await node.call(target, request, opts.timeout)
+            reply = node.call(target, request, opts.timeout)
         except CallError as e:
             cls = ConnectFailure if _is_nodedown(e.reason) else RemoteFailure
             raise cls(f"gen_server:call to {label} failed: {format_term(e.reason)}") from e
@@ -765,6 +783,10 @@ async def cmd_call(opts: argparse.Namespace) -> int:
 
 def load_module(spec: str) -> ModuleType:
     """Import a module by dotted name (from the current directory too) or by file path."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
     path = Path(spec)
     if spec.endswith(".py") or os.sep in spec or "/" in spec:
         if not path.is_file():
@@ -791,6 +813,8 @@ def load_module(spec: str) -> ModuleType:
 
 def arity_text(fn: Callable[..., Any]) -> str:
     """``N``, ``N..M`` (defaults) or ``N+`` (``*args``) for a Python function."""
+    import inspect
+
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # pragma: no cover
@@ -802,8 +826,23 @@ def arity_text(fn: Callable[..., Any]) -> str:
     return str(required) if required == len(positional) else f"{required}..{len(positional)}"
 
 
+def public_functions(pymodule: ModuleType) -> dict[str, Callable[..., Any]]:
+    """The functions ``serve`` serves: public, and defined in the module itself."""
+    from .runtime.rpc import public_functions
+
+    return public_functions(pymodule)
+
+
 async def cmd_serve(opts: argparse.Namespace) -> int:
     """pynode serve MODULE: serve a Python module's functions to erl until SIGINT/SIGTERM."""
+    import logging
+    import signal
+
+    import anyio
+
+    from .runtime.node import Node
+
+    log = logging.getLogger("pynode.cli")
     _no_address(opts, "serve")
     module = load_module(opts.module)
     erl_module = opts.module_name or module.__name__.rsplit(".", 1)[-1]
@@ -859,6 +898,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
 
 def _add_common(p: argparse.ArgumentParser, *, sub: bool) -> None:
     """Options every command takes (accepted before or after the command name)."""
+    import argparse
 
     def d(value: Any) -> Any:
         return argparse.SUPPRESS if sub else value
@@ -885,10 +925,64 @@ def _add_common(p: argparse.ArgumentParser, *, sub: bool) -> None:
                    help="debug logging and tracebacks on failure")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of the ``pynode`` command."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+def _help_width() -> int:
+    """What argparse's help would use: $COLUMNS or the terminal's width (else 80), minus 2."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
+class _Retry(Exception):
+    """A parser built for one command met something else: build the whole parser."""
+
+
+class _Skip:
+    """Stands in for the sub-parsers of the commands a one-command parser leaves out."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argparse parser of the ``pynode`` command.
+
+    With ``only``, the parser knows that one command (building all of them costs several
+    milliseconds of every start) and raises _Retry instead of reporting an error, so that
+    the whole parser reports it (see :func:`main`).
+    """
+    import argparse
+
+    class OneCommand(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise _Retry(message)
+
+    class Version(argparse.Action):
+        """--version, looked up only when asked (importlib.metadata is slow to import)."""
+
+        def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
+            super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0, **kw)
+
+        def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+            sys.stdout.write(f"{parser.prog} {_version()}\n")
+            parser.exit()
+
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        """Knows the terminal width without shutil (argparse makes a formatter for every
+        argument it adds, and shutil costs milliseconds to import)."""
+
+        def __init__(self, prog: str, **kw: Any) -> None:
+            kw.setdefault("width", _help_width())
+            super().__init__(prog, **kw)
+
+    fmt = Formatter
+    parser = (argparse.ArgumentParser if only is None else OneCommand)(
         prog="pynode",
         description="Talk to Erlang nodes: RPC, eval, ping, EPMD names, send, gen_server calls, "
         "and serve Python functions to erl.",
@@ -896,10 +990,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     _add_common(parser, sub=False)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=Version, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, help: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+    def add(name: str, help: str, description: str, epilog: str = "") -> Any:
+        if only is not None and name != only:
+            return _Skip()
         p = sub.add_parser(name, help=help, description=description, formatter_class=fmt,
                            epilog=(epilog + "\n\n" if epilog else "") + EXIT_CODES)
         _add_common(p, sub=True)
@@ -987,12 +1083,36 @@ def _version() -> str:
 # -- main -------------------------------------------------------------------------------------
 
 
+_quiet = False  # a client command without -v/--debug: pynode logs nothing
+
+
+def _warn(message: str) -> None:
+    """A warning for the log (cookie file permissions), dropped when the command is quiet."""
+    if _quiet:
+        return
+    import logging
+
+    logging.getLogger("pynode").warning(message)
+
+
 def _setup_logging(opts: argparse.Namespace) -> Callable[[], None]:
     """Send pynode's log to stderr as ``pynode: ...`` lines; returns a function that undoes it.
 
     Client commands log nothing unless -v/--debug (their failure is the one line main
-    prints); serve logs warnings (refused connections and the like).
+    prints); serve logs warnings (refused connections and the like). A quiet client
+    command does not even import logging (it costs milliseconds of start-up).
     """
+    global _quiet
+    if not (opts.debug or opts.verbose or opts.command == "serve") and "logging" not in sys.modules:
+        _quiet = True
+
+        def unquiet() -> None:
+            global _quiet
+            _quiet = False
+
+        return unquiet
+    import logging
+
     if opts.debug:
         level = logging.DEBUG
     elif opts.verbose:
@@ -1015,11 +1135,127 @@ def _setup_logging(opts: argparse.Namespace) -> Callable[[], None]:
     return restore
 
 
+_VALUE_OPTIONS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
+    "--cookie": ("cookie", None),
+    "--name": ("name", None),
+    "--sname": ("sname", None),
+    "--epmd-port": ("epmd_port", _port),
+    "--address": ("address", None),
+    "--timeout": ("timeout", _timeout),
+}
+_FLAG_OPTIONS: dict[str, tuple[str, bool]] = {
+    "--json": ("json", True),
+    "--hidden": ("hidden", True),
+    "--visible": ("hidden", False),
+    "-v": ("verbose", True),
+    "--verbose": ("verbose", True),
+    "--debug": ("debug", True),
+}
+# the positionals of each one-shot command: (names, how many ARGs may follow them)
+_POSITIONALS: dict[str, tuple[tuple[str, ...], int]] = {
+    "rpc": (("node", "mfa"), -1),
+    "eval": (("node", "exprs"), 0),
+    "ping": (("node",), 0),
+    "names": ((), 1),
+    "send": (("node", "dest", "term"), 0),
+    "call": (("node", "dest", "term"), 0),
+}
+
+
+def _fast_parse(args: Sequence[str]) -> Any:
+    """The options of the plain command lines (``pynode rpc NODE M:F/A [ARG ...] --cookie C``
+    and the like) exactly as the argparse parser would read them, without argparse (it costs
+    a few milliseconds of every start); None for anything else (help, errors, abbreviated
+    or unknown options, negative-number arguments, serve...), which argparse then reads."""
+    from types import SimpleNamespace
+
+    ns: dict[str, Any] = {
+        "cookie": None, "name": None, "sname": None, "epmd_port": None, "address": None,
+        "timeout": DEFAULT_TIMEOUT, "json": False, "hidden": True, "verbose": False, "debug": False,
+    }
+    command: str | None = None
+    positionals: list[str] = []
+    runs = 0  # blocks of positionals after the command (argparse splits '*' at options)
+    last_was_positional = False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        if a.startswith("-"):
+            last_was_positional = False
+            key, eq, value = a.partition("=")
+            if key in _VALUE_OPTIONS:
+                if not eq:
+                    if i >= len(args) or args[i].startswith("-"):
+                        return None
+                    value = args[i]
+                    i += 1
+                dest, convert = _VALUE_OPTIONS[key]
+                if convert is not None:
+                    try:
+                        value = convert(value)
+                    except Exception:
+                        return None
+                ns[dest] = value
+            elif a in _FLAG_OPTIONS:
+                dest, flag = _FLAG_OPTIONS[a]
+                ns[dest] = flag
+            elif a == "--capture-output" and command in ("rpc", "eval"):
+                ns["capture_output"] = True
+            else:
+                return None
+        elif command is None:
+            if a not in _POSITIONALS:
+                return None
+            command = a
+        else:
+            if not last_was_positional:
+                runs += 1
+            last_was_positional = True
+            positionals.append(a)
+    if command is None or runs > 1:
+        return None
+    names, extra = _POSITIONALS[command]
+    if len(positionals) < len(names) or (extra >= 0 and len(positionals) > len(names) + extra):
+        return None
+    ns.update(zip(names, positionals, strict=False))
+    rest = positionals[len(names):]
+    if command == "rpc":
+        ns["args"] = rest
+    elif command == "names":
+        ns["host"] = rest[0] if rest else None
+    if command in ("rpc", "eval"):
+        ns.setdefault("capture_output", False)
+    ns["command"] = command
+    return SimpleNamespace(**ns)
+
+
+def _one_command(args: Sequence[str]) -> str | None:
+    """The command ``args`` most likely name, when a parser for it alone can parse them: not
+    for the top-level --help/--version (they list every command), not for no command."""
+    for a in args:
+        if a == "--":
+            return None
+        if a.startswith("--") and a.startswith(("--h", "--vers")):
+            return None
+        if a.startswith("-") and not a.startswith("--") and "h" in a:
+            return None
+    return next((a for a in args if a in COMMANDS), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pynode`` command; returns the exit code (see ``EXIT_CODES``)."""
-    parser = build_parser()
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        opts = parser.parse_args(argv)
+        opts = _fast_parse(args)
+        only = _one_command(args) if opts is None else None
+        try:
+            if opts is None and only is not None:
+                opts = build_parser(only).parse_args(args)
+        except _Retry:
+            opts = None
+        if opts is None:  # the whole parser: every command, help, and argparse's messages
+            opts = build_parser().parse_args(args)
     except SystemExit as e:  # --help, --version, or a usage error argparse reported
         return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
     restore_logging = _setup_logging(opts)
@@ -1029,9 +1265,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         restore_logging()
 
 
+_one_shot_done = False  # a one-shot command ran: nothing left that needs a clean shutdown
+
+
+def console() -> None:
+    """The ``pynode`` console script (and ``python -m pynode``): :func:`main`, then exit.
+
+    After a one-shot command (everything but serve) the process ends with ``os._exit``
+    once stdout and stderr are flushed: tearing the interpreter down (module and object
+    finalisation) would cost milliseconds of every call, and such a command leaves nothing
+    that needs it (its socket is closed, it started no thread and registered no atexit).
+    For the same reason the cyclic garbage collector stays off while a one-shot command
+    runs (a call allocates little and ends in milliseconds); serve turns it back on."""
+    gc.disable()
+    code = main()
+    if not _one_shot_done:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def _run(opts: argparse.Namespace) -> int:
+    global _one_shot_done
     try:
-        code: int = anyio.run(COMMANDS[opts.command], opts)
+        command = COMMANDS[opts.command]
+        if opts.command == "serve":
+            gc.enable()  # a long-lived node (console() turned the collector off)
+            import anyio
+
+            code: int = anyio.run(command, opts)
+        else:
+            code = command(opts)
+            _one_shot_done = True
         return code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -1049,6 +1320,8 @@ def _run(opts: argparse.Namespace) -> int:
             return EXIT_REMOTE
         code, message = describe_failure(exc)
         if opts.debug:
+            import traceback
+
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         sys.stderr.write(f"pynode: {message}\n")
         sys.stderr.flush()

@@ -198,7 +198,8 @@ def test_cookie_hint() -> None:
 
 
 class FakeNode:
-    """Stands in for Node: answers rpc/call/ping from a table; records what was asked."""
+    """Stands in for the command's client (OneShot): answers rpc/call/ping from a table;
+    records what was asked."""
 
     def __init__(self) -> None:
         self.name = Atom("fake@127.0.0.1")
@@ -211,13 +212,16 @@ class FakeNode:
         self.sent: list[tuple[Any, Any]] = []
         self.io_output: Callable[[str], None] = lambda text: None
 
-    async def __aenter__(self) -> FakeNode:
+    def __enter__(self) -> FakeNode:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: Any) -> None:
         return None
 
-    async def connect(self, peer: str, *, address: Any = None, timeout: Any = None) -> None:
+    def close(self) -> None:
+        return None
+
+    def connect(self, peer: str, *, address: Any = None, timeout: Any = None) -> None:
         self.asked.append(("connect", peer, address, timeout))
         if self.connect_error is not None:
             raise self.connect_error
@@ -227,20 +231,20 @@ class FakeNode:
             raise answer
         return answer(*args) if callable(answer) else answer
 
-    async def rpc(self, peer: str, m: str, f: str, args: Any = (), *, timeout: Any = None,
+    def rpc(self, peer: str, m: str, f: str, args: Any = (), *, timeout: Any = None,
                   capture_output: bool = False) -> Any:
         self.asked.append(("rpc", peer, m, f, list(args), timeout, capture_output))
         value = self._answer(self.answers.get((m, f), Atom("ok")), *args)
         return (value, "printed\n") if capture_output else value
 
-    async def call(self, dest: Any, request: Any, timeout: Any) -> Any:
+    def call(self, dest: Any, request: Any, timeout: Any) -> Any:
         self.asked.append(("call", dest, request, timeout))
         return self._answer(self.call_answer, request)
 
-    async def send(self, dest: Any, term: Any) -> None:
+    def send(self, dest: Any, term: Any) -> None:
         self.sent.append((dest, term))
 
-    async def ping(self, peer: str, timeout: float = 10.0) -> bool:
+    def ping(self, peer: str, timeout: float = 10.0) -> bool:
         self.asked.append(("ping", peer))
         return self.pong
 
@@ -479,3 +483,38 @@ def test_main_module_runs_the_cli() -> None:
         capture_output=True, text=True, timeout=60, env=env,
     )
     assert p.returncode == 2 and p.stderr == "pynode: lists:seq/2 takes 2 arguments, 1 given\n"
+
+
+# -- the argument fast path reads what argparse reads ------------------------------------------
+
+FAST_LINES = [
+    ["rpc", "erl@h", "erlang:node/0"],
+    ["rpc", "erl@h", "lists:seq/2", "1", "5", "--cookie", "c", "--timeout", "2.5"],
+    ["--json", "rpc", "erl@h", "m:f(1)", "--capture-output", "--epmd-port=4400"],
+    ["--cookie", "a", "rpc", "--cookie", "b", "n@h", "m", "f", "[1,2]", "--visible", "--hidden", "-v"],
+    ["--timeout", "infinity", "eval", "n@h", "X = 1.", "--debug", "--capture-output"],
+    ["ping", "n@h", "--address", "127.0.0.1:4370", "--name", "me", "--sname", "you"],
+    ["names"], ["names", "localhost", "--json"],
+    ["send", "n@h", "box", "{hi, 1}"], ["call", "n@h", "srv", "ping", "--timeout=3"],
+    ["--cookie=", "rpc", "n@h", "erlang:node/0"],
+]
+SLOW_LINES = [  # argparse reads these (help, errors, abbreviations, split positionals...)
+    ["--help"], ["rpc", "--help"], ["-vh"], ["--version"], ["bogus"], ["rpc"], ["rpc", "n@h"],
+    ["rpc", "n@h", "m:f/1", "-5"], ["rpc", "n@h", "--json", "m:f/0", "x"], ["--cook", "c", "ping", "n@h"],
+    ["--capture-output", "rpc", "n@h", "m:f/0"], ["ping", "n@h", "extra"], ["--timeout", "0", "ping", "n@h"],
+    ["--epmd-port", "x", "ping", "n@h"], ["--json=1", "ping", "n@h"], ["serve", "mod"], ["ping", "--", "n@h"],
+    ["--cookie", "--json", "ping", "n@h"], ["send", "n@h", "box"],
+]
+
+
+@pytest.mark.parametrize("argv", FAST_LINES, ids=" ".join)
+def test_fast_path_reads_as_argparse(argv: list[str]) -> None:
+    fast = cli._fast_parse(argv)
+    assert fast is not None
+    assert vars(fast) == vars(cli.build_parser().parse_args(argv))
+    assert vars(fast) == vars(cli.build_parser(cli._one_command(argv)).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", SLOW_LINES, ids=" ".join)
+def test_other_lines_go_to_argparse(argv: list[str]) -> None:
+    assert cli._fast_parse(argv) is None

@@ -1,6 +1,7 @@
 """Distribution control messages (erl_dist_protocol.md, "Protocol between Connected Nodes").
 
-Each operation is a frozen dataclass whose fields follow the documented names;
+Each operation is a small immutable class (plain ``__slots__``, no dataclass machinery: the
+command line imports this module on every start) whose fields follow the documented names;
 ``to_term()`` gives the tuple that goes on the wire and :func:`from_term` (also
 ``ControlMessage.from_term``) checks a decoded tuple and builds the right class. Whether a
 payload term follows is part of each operation (``HAS_PAYLOAD``), and :func:`from_term`
@@ -10,13 +11,12 @@ refuses a message whose payload presence does not match.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any, ClassVar, Final
 
 from pynode.term.types import Atom, Pid, Reference
 
-from ._common import NO_PAYLOAD
+from ._common import NO_PAYLOAD, Frozen
 from .errors import ProtocolError
 
 __all__ = [
@@ -110,6 +110,7 @@ ALTACT_FLAG_NAME: Final = 8
 ALTACT_FLAG_EXIT: Final = 16
 
 _EMPTY: Final = Atom("")
+_set = object.__setattr__
 
 
 class _Absent:
@@ -190,11 +191,12 @@ def _pid_or_atom(x: Any) -> Any:
 _Check = Callable[[Any], Any]
 
 
-class ControlMessage:
+class ControlMessage(Frozen):
     """Base of the control message classes.
 
     ``OP`` is the operation code; ``HAS_PAYLOAD`` says a payload term (message, exit reason
     or argument list) follows the control tuple; ``LAYOUT`` names the fields in tuple order.
+    Instances are immutable and compare, hash and print by their fields.
     """
 
     __slots__ = ()
@@ -202,7 +204,7 @@ class ControlMessage:
     HAS_PAYLOAD: ClassVar[bool] = False
     LAYOUT: ClassVar[tuple[str, ...]] = ()
     _CHECKS: ClassVar[tuple[_Check, ...]] = ()
-    _ORDER: ClassVar[tuple[int, ...]] = ()  # tuple position of each dataclass field
+    _ORDER: ClassVar[tuple[int, ...]] = ()  # tuple position of each constructor field
 
     def to_term(self) -> tuple[Any, ...]:
         """The control tuple as it goes on the wire."""
@@ -210,17 +212,11 @@ class ControlMessage:
 
     @classmethod
     def _from_elements(cls, t: tuple[Any, ...]) -> ControlMessage:
-        checks = cls._CHECKS
-        if len(t) != len(checks) + 1:
-            raise ProtocolError(
-                f"{cls.__name__} control tuple has {len(t)} elements, expected "
-                f"{len(checks) + 1}: {t!r}"
-            )
-        try:
-            values = [check(t[i + 1]) for i, check in enumerate(checks)]
-        except ValueError as exc:
-            raise ProtocolError(f"malformed {cls.__name__} control tuple {t!r}: {exc}") from None
-        return cls(*[values[i] for i in cls._ORDER])
+        # The first tuple of an operation generates its checking builder, which then
+        # replaces this method on the class: start-up pays only for the operations it sees.
+        build = _make_builder(cls, cls._CHECKS, cls._ORDER)
+        cls._from_elements = staticmethod(build)  # type: ignore[method-assign, assignment]
+        return build(t)  # type: ignore[no-any-return]
 
     @staticmethod
     def from_term(term: Any, payload: Any = NO_PAYLOAD) -> ControlMessage:
@@ -284,18 +280,17 @@ def _make_builder(
 def _op(
     op: DOP, *checks: _Check, layout: tuple[str, ...] | None = None, payload: bool = False
 ) -> Callable[[type[Any]], type[Any]]:
-    """Register a dataclass as the class for ``op`` with element checks in tuple order."""
+    """Register a control message class for ``op`` with element checks in tuple order."""
 
     def wrap(cls: type[Any]) -> type[Any]:
         cls.OP = int(op)
         cls.HAS_PAYLOAD = payload
-        names = tuple(f.name for f in fields(cls))
+        names = cls._FIELDS
         cls.LAYOUT = names if layout is None else layout
         cls._CHECKS = tuple(checks)
         if len(cls.LAYOUT) != len(checks) or sorted(cls.LAYOUT) != sorted(names):
             raise TypeError(f"bad layout for {cls.__name__}")  # pragma: no cover
         cls._ORDER = tuple(cls.LAYOUT.index(n) for n in names)
-        cls._from_elements = staticmethod(_make_builder(cls, cls._CHECKS, cls._ORDER))
         _BY_OP[int(op)] = cls
         return cls
 
@@ -303,194 +298,298 @@ def _op(
 
 
 @_op(DOP.LINK, _pid, _pid)
-@dataclass(frozen=True, slots=True)
 class Link(ControlMessage):
+    __slots__ = ("from_pid", "to_pid")
     from_pid: Pid
     to_pid: Pid
+
+    def __init__(self, from_pid: Pid, to_pid: Pid) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
 
 
 @_op(DOP.SEND, _any, _pid, layout=("unused", "to_pid"), payload=True)
-@dataclass(frozen=True, slots=True)
 class Send(ControlMessage):
+    __slots__ = ("to_pid", "unused")
     to_pid: Pid
-    unused: Any = _EMPTY
+    unused: Any
+
+    def __init__(self, to_pid: Pid, unused: Any = _EMPTY) -> None:
+        _set(self, "to_pid", to_pid)
+        _set(self, "unused", unused)
+
+    def to_term(self) -> tuple[Any, ...]:
+        return (2, self.unused, self.to_pid)
 
 
 @_op(DOP.EXIT, _pid, _pid, _any)
-@dataclass(frozen=True, slots=True)
 class Exit(ControlMessage):
+    __slots__ = ("from_pid", "to_pid", "reason")
     from_pid: Pid
     to_pid: Pid
     reason: Any
+
+    def __init__(self, from_pid: Pid, to_pid: Pid, reason: Any) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
+        _set(self, "reason", reason)
 
 
 @_op(DOP.UNLINK, _pid, _pid)
-@dataclass(frozen=True, slots=True)
 class Unlink(ControlMessage):
     """The old unlink (gone in OTP 26; UNLINK_ID replaces it)."""
 
+    __slots__ = ("from_pid", "to_pid")
     from_pid: Pid
     to_pid: Pid
+
+    def __init__(self, from_pid: Pid, to_pid: Pid) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
 
 
 @_op(DOP.NODE_LINK)
-@dataclass(frozen=True, slots=True)
 class NodeLink(ControlMessage):
     """Obsolete; kept so it decodes."""
 
+    __slots__ = ()
+
 
 @_op(DOP.REG_SEND, _pid, _any, _atom, layout=("from_pid", "unused", "to_name"), payload=True)
-@dataclass(frozen=True, slots=True)
 class RegSend(ControlMessage):
+    __slots__ = ("from_pid", "to_name", "unused")
     from_pid: Pid
     to_name: Atom
-    unused: Any = _EMPTY
+    unused: Any
+
+    def __init__(self, from_pid: Pid, to_name: Atom, unused: Any = _EMPTY) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_name", to_name)
+        _set(self, "unused", unused)
+
+    def to_term(self) -> tuple[Any, ...]:
+        return (6, self.from_pid, self.unused, self.to_name)
 
 
 @_op(DOP.GROUP_LEADER, _pid, _pid)
-@dataclass(frozen=True, slots=True)
 class GroupLeader(ControlMessage):
+    __slots__ = ("from_pid", "to_pid")
     from_pid: Pid
     to_pid: Pid
+
+    def __init__(self, from_pid: Pid, to_pid: Pid) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
 
 
 @_op(DOP.EXIT2, _pid, _pid, _any)
-@dataclass(frozen=True, slots=True)
 class Exit2(ControlMessage):
+    __slots__ = ("from_pid", "to_pid", "reason")
     from_pid: Pid
     to_pid: Pid
     reason: Any
+
+    def __init__(self, from_pid: Pid, to_pid: Pid, reason: Any) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
+        _set(self, "reason", reason)
 
 
 @_op(DOP.SEND_TT, _any, _pid, _any, layout=("unused", "to_pid", "token"), payload=True)
-@dataclass(frozen=True, slots=True)
 class SendTT(ControlMessage):
+    __slots__ = ("to_pid", "token", "unused")
     to_pid: Pid
     token: Any
-    unused: Any = _EMPTY
+    unused: Any
+
+    def __init__(self, to_pid: Pid, token: Any, unused: Any = _EMPTY) -> None:
+        _set(self, "to_pid", to_pid)
+        _set(self, "token", token)
+        _set(self, "unused", unused)
 
 
 @_op(DOP.EXIT_TT, _pid, _pid, _any, _any, layout=("from_pid", "to_pid", "token", "reason"))
-@dataclass(frozen=True, slots=True)
 class ExitTT(ControlMessage):
+    __slots__ = ("from_pid", "to_pid", "token", "reason")
     from_pid: Pid
     to_pid: Pid
     token: Any
     reason: Any
 
+    def __init__(self, from_pid: Pid, to_pid: Pid, token: Any, reason: Any) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
+        _set(self, "token", token)
+        _set(self, "reason", reason)
 
-@_op(
-    DOP.REG_SEND_TT,
-    _pid,
-    _any,
-    _atom,
-    _any,
-    layout=("from_pid", "unused", "to_name", "token"),
-    payload=True,
-)
-@dataclass(frozen=True, slots=True)
+
+@_op(DOP.REG_SEND_TT, _pid, _any, _atom, _any, layout=("from_pid", "unused", "to_name", "token"), payload=True)
 class RegSendTT(ControlMessage):
+    __slots__ = ("from_pid", "to_name", "token", "unused")
     from_pid: Pid
     to_name: Atom
     token: Any
-    unused: Any = _EMPTY
+    unused: Any
+
+    def __init__(self, from_pid: Pid, to_name: Atom, token: Any, unused: Any = _EMPTY) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_name", to_name)
+        _set(self, "token", token)
+        _set(self, "unused", unused)
 
 
 @_op(DOP.EXIT2_TT, _pid, _pid, _any, _any, layout=("from_pid", "to_pid", "token", "reason"))
-@dataclass(frozen=True, slots=True)
 class Exit2TT(ControlMessage):
+    __slots__ = ("from_pid", "to_pid", "token", "reason")
     from_pid: Pid
     to_pid: Pid
     token: Any
     reason: Any
+
+    def __init__(self, from_pid: Pid, to_pid: Pid, token: Any, reason: Any) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
+        _set(self, "token", token)
+        _set(self, "reason", reason)
 
 
 @_op(DOP.MONITOR_P, _pid, _proc, _ref)
-@dataclass(frozen=True, slots=True)
 class MonitorP(ControlMessage):
     """``from_pid`` monitors ``to_proc`` (a pid or a registered name)."""
 
+    __slots__ = ("from_pid", "to_proc", "ref")
     from_pid: Pid
     to_proc: Pid | Atom
     ref: Reference
+
+    def __init__(self, from_pid: Pid, to_proc: Pid | Atom, ref: Reference) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_proc", to_proc)
+        _set(self, "ref", ref)
 
 
 @_op(DOP.DEMONITOR_P, _pid, _proc, _ref)
-@dataclass(frozen=True, slots=True)
 class DemonitorP(ControlMessage):
+    __slots__ = ("from_pid", "to_proc", "ref")
     from_pid: Pid
     to_proc: Pid | Atom
     ref: Reference
 
+    def __init__(self, from_pid: Pid, to_proc: Pid | Atom, ref: Reference) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_proc", to_proc)
+        _set(self, "ref", ref)
+
 
 @_op(DOP.MONITOR_P_EXIT, _proc, _pid, _ref, _any)
-@dataclass(frozen=True, slots=True)
 class MonitorPExit(ControlMessage):
     """The monitored ``from_proc`` died: 'DOWN' for ``to_pid``."""
 
+    __slots__ = ("from_proc", "to_pid", "ref", "reason")
     from_proc: Pid | Atom
     to_pid: Pid
     ref: Reference
     reason: Any
 
+    def __init__(self, from_proc: Pid | Atom, to_pid: Pid, ref: Reference, reason: Any) -> None:
+        _set(self, "from_proc", from_proc)
+        _set(self, "to_pid", to_pid)
+        _set(self, "ref", ref)
+        _set(self, "reason", reason)
+
 
 @_op(DOP.SEND_SENDER, _pid, _pid, payload=True)
-@dataclass(frozen=True, slots=True)
 class SendSender(ControlMessage):
+    __slots__ = ("from_pid", "to_pid")
     from_pid: Pid
     to_pid: Pid
+
+    def __init__(self, from_pid: Pid, to_pid: Pid) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
+
+    def to_term(self) -> tuple[Any, ...]:
+        return (22, self.from_pid, self.to_pid)
 
 
 @_op(DOP.SEND_SENDER_TT, _pid, _pid, _any, payload=True)
-@dataclass(frozen=True, slots=True)
 class SendSenderTT(ControlMessage):
+    __slots__ = ("from_pid", "to_pid", "token")
     from_pid: Pid
     to_pid: Pid
     token: Any
+
+    def __init__(self, from_pid: Pid, to_pid: Pid, token: Any) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
+        _set(self, "token", token)
 
 
 @_op(DOP.PAYLOAD_EXIT, _pid, _pid, payload=True)
-@dataclass(frozen=True, slots=True)
 class PayloadExit(ControlMessage):
     """EXIT whose reason is the payload."""
 
+    __slots__ = ("from_pid", "to_pid")
     from_pid: Pid
     to_pid: Pid
+
+    def __init__(self, from_pid: Pid, to_pid: Pid) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
 
 
 @_op(DOP.PAYLOAD_EXIT_TT, _pid, _pid, _any, payload=True)
-@dataclass(frozen=True, slots=True)
 class PayloadExitTT(ControlMessage):
+    __slots__ = ("from_pid", "to_pid", "token")
     from_pid: Pid
     to_pid: Pid
     token: Any
+
+    def __init__(self, from_pid: Pid, to_pid: Pid, token: Any) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
+        _set(self, "token", token)
 
 
 @_op(DOP.PAYLOAD_EXIT2, _pid, _pid, payload=True)
-@dataclass(frozen=True, slots=True)
 class PayloadExit2(ControlMessage):
     """EXIT2 (exit/2) whose reason is the payload."""
 
+    __slots__ = ("from_pid", "to_pid")
     from_pid: Pid
     to_pid: Pid
 
+    def __init__(self, from_pid: Pid, to_pid: Pid) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
+
 
 @_op(DOP.PAYLOAD_EXIT2_TT, _pid, _pid, _any, payload=True)
-@dataclass(frozen=True, slots=True)
 class PayloadExit2TT(ControlMessage):
+    __slots__ = ("from_pid", "to_pid", "token")
     from_pid: Pid
     to_pid: Pid
     token: Any
 
+    def __init__(self, from_pid: Pid, to_pid: Pid, token: Any) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
+        _set(self, "token", token)
+
 
 @_op(DOP.PAYLOAD_MONITOR_P_EXIT, _proc, _pid, _ref, payload=True)
-@dataclass(frozen=True, slots=True)
 class PayloadMonitorPExit(ControlMessage):
     """MONITOR_P_EXIT whose reason is the payload."""
 
+    __slots__ = ("from_proc", "to_pid", "ref")
     from_proc: Pid | Atom
     to_pid: Pid
     ref: Reference
+
+    def __init__(self, from_proc: Pid | Atom, to_pid: Pid, ref: Reference) -> None:
+        _set(self, "from_proc", from_proc)
+        _set(self, "to_pid", to_pid)
+        _set(self, "ref", ref)
 
 
 def _mfa(x: Any) -> tuple[Atom, Atom, int]:
@@ -499,10 +598,10 @@ def _mfa(x: Any) -> tuple[Atom, Atom, int]:
     raise ValueError("{Module, Function, Arity}")
 
 
-@dataclass(frozen=True, slots=True)
 class SpawnRequest(ControlMessage):
     """spawn_request/5 from ``from_pid``; the payload is the argument list."""
 
+    __slots__ = ("req_id", "from_pid", "group_leader", "module", "function", "arity", "opts")
     req_id: Reference
     from_pid: Pid
     group_leader: Pid
@@ -521,6 +620,24 @@ class SpawnRequest(ControlMessage):
         "opts",
     )
     _CHECKS: ClassVar[tuple[_Check, ...]] = (_ref, _pid, _pid, _mfa, _list)
+
+    def __init__(
+        self,
+        req_id: Reference,
+        from_pid: Pid,
+        group_leader: Pid,
+        module: Atom,
+        function: Atom,
+        arity: int,
+        opts: list[Any],
+    ) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "from_pid", from_pid)
+        _set(self, "group_leader", group_leader)
+        _set(self, "module", module)
+        _set(self, "function", function)
+        _set(self, "arity", arity)
+        _set(self, "opts", opts)
 
     @property
     def mfa(self) -> tuple[Atom, Atom, int]:
@@ -554,11 +671,25 @@ class SpawnRequest(ControlMessage):
         return SpawnRequest(req_id, from_pid, gl, module, function, arity, opts)
 
 
-@dataclass(frozen=True, slots=True)
 class SpawnRequestTT(SpawnRequest):
-    token: Any = None
+    __slots__ = ("token",)
+    token: Any
 
     OP: ClassVar[int] = DOP.SPAWN_REQUEST_TT
+
+    def __init__(
+        self,
+        req_id: Reference,
+        from_pid: Pid,
+        group_leader: Pid,
+        module: Atom,
+        function: Atom,
+        arity: int,
+        opts: list[Any],
+        token: Any = None,
+    ) -> None:
+        SpawnRequest.__init__(self, req_id, from_pid, group_leader, module, function, arity, opts)
+        _set(self, "token", token)
 
     def to_term(self) -> tuple[Any, ...]:
         return (*SpawnRequest.to_term(self), self.token)
@@ -569,72 +700,110 @@ _BY_OP[DOP.SPAWN_REQUEST_TT] = SpawnRequestTT
 
 
 @_op(DOP.SPAWN_REPLY, _ref, _pid, _int, _pid_or_atom)
-@dataclass(frozen=True, slots=True)
 class SpawnReply(ControlMessage):
     """``result`` is the new pid, or an atom naming the error; ``flags`` 1 link, 2 monitor."""
 
+    __slots__ = ("req_id", "to_pid", "flags", "result")
     req_id: Reference
     to_pid: Pid
     flags: int
     result: Pid | Atom
+
+    def __init__(self, req_id: Reference, to_pid: Pid, flags: int, result: Pid | Atom) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "to_pid", to_pid)
+        _set(self, "flags", flags)
+        _set(self, "result", result)
 
 
 @_op(DOP.SPAWN_REPLY_TT, _ref, _pid, _int, _pid_or_atom, _any)
-@dataclass(frozen=True, slots=True)
 class SpawnReplyTT(ControlMessage):
+    __slots__ = ("req_id", "to_pid", "flags", "result", "token")
     req_id: Reference
     to_pid: Pid
     flags: int
     result: Pid | Atom
     token: Any
 
+    def __init__(self, req_id: Reference, to_pid: Pid, flags: int, result: Pid | Atom, token: Any) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "to_pid", to_pid)
+        _set(self, "flags", flags)
+        _set(self, "result", result)
+        _set(self, "token", token)
+
 
 @_op(DOP.ALIAS_SEND, _pid, _ref, payload=True)
-@dataclass(frozen=True, slots=True)
 class AliasSend(ControlMessage):
+    __slots__ = ("from_pid", "alias")
     from_pid: Pid
     alias: Reference
 
+    def __init__(self, from_pid: Pid, alias: Reference) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "alias", alias)
+
 
 @_op(DOP.ALIAS_SEND_TT, _pid, _ref, _any, payload=True)
-@dataclass(frozen=True, slots=True)
 class AliasSendTT(ControlMessage):
+    __slots__ = ("from_pid", "alias", "token")
     from_pid: Pid
     alias: Reference
     token: Any
 
+    def __init__(self, from_pid: Pid, alias: Reference, token: Any) -> None:
+        _set(self, "from_pid", from_pid)
+        _set(self, "alias", alias)
+        _set(self, "token", token)
+
 
 @_op(DOP.UNLINK_ID, _int, _pid, _pid)
-@dataclass(frozen=True, slots=True)
 class UnlinkId(ControlMessage):
+    __slots__ = ("id", "from_pid", "to_pid")
     id: int
     from_pid: Pid
     to_pid: Pid
+
+    def __init__(self, id: int, from_pid: Pid, to_pid: Pid) -> None:
+        _set(self, "id", id)
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
 
 
 @_op(DOP.UNLINK_ID_ACK, _int, _pid, _pid)
-@dataclass(frozen=True, slots=True)
 class UnlinkIdAck(ControlMessage):
+    __slots__ = ("id", "from_pid", "to_pid")
     id: int
     from_pid: Pid
     to_pid: Pid
 
+    def __init__(self, id: int, from_pid: Pid, to_pid: Pid) -> None:
+        _set(self, "id", id)
+        _set(self, "from_pid", from_pid)
+        _set(self, "to_pid", to_pid)
 
-@dataclass(frozen=True, slots=True)
+
 class AltactSigSend(ControlMessage):
     """OTP 28 alternative-action signal; ``token`` is ABSENT when the tuple has 4 elements.
 
     Unknown ``flags`` bits are kept and must be ignored by the receiver.
     """
 
+    __slots__ = ("flags", "sender", "to", "token")
     flags: int
     sender: Pid
     to: Pid | Atom | Reference
-    token: Any = ABSENT
+    token: Any
 
     OP: ClassVar[int] = DOP.ALTACT_SIG_SEND
     HAS_PAYLOAD: ClassVar[bool] = True
     LAYOUT: ClassVar[tuple[str, ...]] = ("flags", "sender", "to", "token")
+
+    def __init__(self, flags: int, sender: Pid, to: Pid | Atom | Reference, token: Any = ABSENT) -> None:
+        _set(self, "flags", flags)
+        _set(self, "sender", sender)
+        _set(self, "to", to)
+        _set(self, "token", token)
 
     def to_term(self) -> tuple[Any, ...]:
         if self.token is ABSENT:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final
 
-from ._common import NEED_DATA, NeedData
+from ._common import NEED_DATA, Frozen, NeedData
 from .errors import EpmdProtocolError
+
+_set = object.__setattr__
 
 __all__ = [
     "ALIVE2_REQ",
@@ -154,17 +155,26 @@ def _frame(body: bytes) -> bytes:
 # --------------------------------------------------------------------------- requests
 
 
-@dataclass(frozen=True, slots=True)
-class Alive2Request:
+class Alive2Request(Frozen):
     """Register ``name`` (the part before '@') as listening on ``port``."""
 
+    __slots__ = ("name", "port", "node_type", "protocol", "highest", "lowest", "extra")
     name: str
     port: int
-    node_type: int = NodeType.NORMAL
-    protocol: int = 0
-    highest: int = 6
-    lowest: int = 5
-    extra: bytes = b""
+    node_type: int
+    protocol: int
+    highest: int
+    lowest: int
+    extra: bytes
+
+    def __init__(self, name: str, port: int, node_type: int = NodeType.NORMAL, protocol: int = 0, highest: int = 6, lowest: int = 5, extra: bytes = b"") -> None:
+        _set(self, "name", name)
+        _set(self, "port", port)
+        _set(self, "node_type", node_type)
+        _set(self, "protocol", protocol)
+        _set(self, "highest", highest)
+        _set(self, "lowest", lowest)
+        _set(self, "extra", extra)
 
     def encode(self) -> bytes:
         """The request with its 2-byte length prefix, ready for the socket."""
@@ -182,45 +192,54 @@ class Alive2Request:
         return _frame(head + raw + _U16.pack(_check_u16("extra length", len(extra))) + extra)
 
 
-@dataclass(frozen=True, slots=True)
-class PortPlease2Request:
+class PortPlease2Request(Frozen):
     """Ask for the distribution port of ``name`` (the part before '@')."""
 
+    __slots__ = ("name",)
     name: str
+
+    def __init__(self, name: str) -> None:
+        _set(self, "name", name)
 
     def encode(self) -> bytes:
         return _frame(bytes([PORT_PLEASE2_REQ]) + validate_node_name(self.name))
 
 
-@dataclass(frozen=True, slots=True)
-class NamesRequest:
+class NamesRequest(Frozen):
     """List the registered names (``net_adm:names/0``)."""
+
+    __slots__ = ()
 
     def encode(self) -> bytes:
         return _frame(bytes([NAMES_REQ]))
 
 
-@dataclass(frozen=True, slots=True)
-class DumpRequest:
+class DumpRequest(Frozen):
     """Debug dump of EPMD's tables (local clients only)."""
+
+    __slots__ = ()
 
     def encode(self) -> bytes:
         return _frame(bytes([DUMP_REQ]))
 
 
-@dataclass(frozen=True, slots=True)
-class KillRequest:
+class KillRequest(Frozen):
     """Stop EPMD (refused with "NO" while nodes are registered, unless -relaxed_command_check)."""
+
+    __slots__ = ()
 
     def encode(self) -> bytes:
         return _frame(bytes([KILL_REQ]))
 
 
-@dataclass(frozen=True, slots=True)
-class StopRequest:
+class StopRequest(Frozen):
     """Unregister ``name`` (only honoured with -relaxed_command_check)."""
 
+    __slots__ = ("name",)
     name: str
+
+    def __init__(self, name: str) -> None:
+        _set(self, "name", name)
 
     def encode(self) -> bytes:
         return _frame(bytes([STOP_REQ]) + validate_node_name(self.name))
@@ -315,13 +334,18 @@ class RequestReader:
 # --------------------------------------------------------------------------- replies
 
 
-@dataclass(frozen=True, slots=True)
-class Alive2Response:
+class Alive2Response(Frozen):
     """Registration result; ``extended`` is ALIVE2_X_RESP (32-bit creation)."""
 
+    __slots__ = ("result", "creation", "extended")
     result: int
     creation: int
-    extended: bool = True
+    extended: bool
+
+    def __init__(self, result: int, creation: int, extended: bool = True) -> None:
+        _set(self, "result", result)
+        _set(self, "creation", creation)
+        _set(self, "extended", extended)
 
     @property
     def ok(self) -> bool:
@@ -331,25 +355,38 @@ class Alive2Response:
         return encode_alive2_response(self.result, self.creation, extended=self.extended)
 
 
-@dataclass(frozen=True, slots=True)
-class NodeEntry:
+class NodeEntry(Frozen):
     """What EPMD knows about a registered node (the body of a found PORT2_RESP)."""
 
+    __slots__ = ("name", "port", "node_type", "protocol", "highest", "lowest", "extra")
     name: str
     port: int
-    node_type: int = NodeType.NORMAL
-    protocol: int = 0
-    highest: int = 6
-    lowest: int = 5
-    extra: bytes = b""
+    node_type: int
+    protocol: int
+    highest: int
+    lowest: int
+    extra: bytes
+
+    def __init__(self, name: str, port: int, node_type: int = NodeType.NORMAL, protocol: int = 0, highest: int = 6, lowest: int = 5, extra: bytes = b"") -> None:
+        _set(self, "name", name)
+        _set(self, "port", port)
+        _set(self, "node_type", node_type)
+        _set(self, "protocol", protocol)
+        _set(self, "highest", highest)
+        _set(self, "lowest", lowest)
+        _set(self, "extra", extra)
 
 
-@dataclass(frozen=True, slots=True)
-class Port2Response:
+class Port2Response(Frozen):
     """PORT2_RESP: ``node`` is None when ``result`` is non-zero (name not registered)."""
 
+    __slots__ = ("result", "node")
     result: int
-    node: NodeEntry | None = None
+    node: NodeEntry | None
+
+    def __init__(self, result: int, node: NodeEntry | None = None) -> None:
+        _set(self, "result", result)
+        _set(self, "node", node)
 
     @property
     def found(self) -> bool:
@@ -359,40 +396,54 @@ class Port2Response:
         return encode_port2_response(self.node, result=self.result)
 
 
-@dataclass(frozen=True, slots=True)
-class NamesResponse:
+class NamesResponse(Frozen):
     """NAMES reply: EPMD's own port and ``(name, port)`` per registered node."""
 
+    __slots__ = ("epmd_port", "nodes")
     epmd_port: int
-    nodes: tuple[tuple[str, int], ...] = ()
+    nodes: tuple[tuple[str, int], ...]
+
+    def __init__(self, epmd_port: int, nodes: tuple[tuple[str, int], ...] = ()) -> None:
+        _set(self, "epmd_port", epmd_port)
+        _set(self, "nodes", nodes)
 
     def encode(self) -> bytes:
         return encode_names_response(self.epmd_port, self.nodes)
 
 
-@dataclass(frozen=True, slots=True)
-class DumpResponse:
+class DumpResponse(Frozen):
     """DUMP reply: EPMD's port and its text lines (NUL terminators removed)."""
 
+    __slots__ = ("epmd_port", "lines")
     epmd_port: int
-    lines: tuple[str, ...] = ()
+    lines: tuple[str, ...]
+
+    def __init__(self, epmd_port: int, lines: tuple[str, ...] = ()) -> None:
+        _set(self, "epmd_port", epmd_port)
+        _set(self, "lines", lines)
 
 
-@dataclass(frozen=True, slots=True)
-class KillResponse:
+class KillResponse(Frozen):
     """ "OK" (EPMD stops) or "NO" (refused)."""
 
+    __slots__ = ("ok",)
     ok: bool
+
+    def __init__(self, ok: bool) -> None:
+        _set(self, "ok", ok)
 
     def encode(self) -> bytes:
         return encode_kill_response(self.ok)
 
 
-@dataclass(frozen=True, slots=True)
-class StopResponse:
+class StopResponse(Frozen):
     """ "STOPPED" or "NOEXIST"."""
 
+    __slots__ = ("ok",)
     ok: bool
+
+    def __init__(self, ok: bool) -> None:
+        _set(self, "ok", ok)
 
     def encode(self) -> bytes:
         return encode_stop_response(self.ok)
@@ -403,9 +454,10 @@ EpmdReply = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Closed:
+class Closed(Frozen):
     """The peer closed the connection after a complete exchange."""
+
+    __slots__ = ()
 
 
 CLOSED: Final = Closed()
@@ -634,12 +686,14 @@ _PARSERS = {
 }
 
 
-@dataclass(slots=True)
 class _ClientState:
-    buf: bytearray = field(default_factory=bytearray)
-    eof: bool = False
-    reply: EpmdReply | None = None
-    delivered: bool = False
+    __slots__ = ("buf", "eof", "reply", "delivered")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.eof = False
+        self.reply: EpmdReply | None = None
+        self.delivered = False
 
 
 class EpmdClient:

@@ -17,13 +17,12 @@ control messages into packets, choosing the framing from the negotiated flags.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Any, Final
 
 from pynode.term import DecodeError, EncodeError, decode_from, encode
 from pynode.term.types import Atom
 
-from ._common import NEED_DATA, NO_PAYLOAD, NeedData
+from ._common import NEED_DATA, NO_PAYLOAD, Frozen, NeedData
 from .control import ControlMessage, from_term
 from .errors import ProtocolError
 from .flags import DFlag
@@ -72,28 +71,39 @@ _PASS_HEAD = bytes([PASS_THROUGH])
 _DIST_HEAD = bytes([VERSION_MAGIC, DIST_HEADER, 0])
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+_set = object.__setattr__
+
+
+class Message(Frozen):
     """A distribution message: the control message and its payload (or NO_PAYLOAD)."""
 
+    __slots__ = ("control", "payload")
     control: ControlMessage
-    payload: Any = NO_PAYLOAD
+    payload: Any
+
+    def __init__(self, control: ControlMessage, payload: Any = NO_PAYLOAD) -> None:
+        _set(self, "control", control)
+        _set(self, "payload", payload)
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(Frozen):
     """A zero-length keep-alive packet arrived."""
+
+    __slots__ = ()
 
 
 TICK: Final = Tick()
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
+class ConnectionClosed(Frozen):
     """The peer closed the connection; ``clean`` is False if it stopped inside a packet
     or inside a fragmented message."""
 
-    clean: bool = True
+    __slots__ = ("clean",)
+    clean: bool
+
+    def __init__(self, clean: bool = True) -> None:
+        _set(self, "clean", clean)
 
 
 DistEvent = Message | Tick | ConnectionClosed
@@ -181,12 +191,16 @@ class AtomCache:
         return refs, pos
 
 
-@dataclass(slots=True)
 class _Sequence:
-    refs: list[Any] | None
-    next_frag: int
-    chunks: list[bytes]
-    size: int
+    """A fragmented message being reassembled (mutable)."""
+
+    __slots__ = ("refs", "next_frag", "chunks", "size")
+
+    def __init__(self, refs: list[Any] | None, next_frag: int, chunks: list[bytes], size: int) -> None:
+        self.refs = refs
+        self.next_frag = next_frag
+        self.chunks = chunks
+        self.size = size
 
 
 class DistConnection:

@@ -14,16 +14,24 @@ not_allowed / alive / named; the initiator pauses after an ``alive`` status unti
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
+import os
 import struct
 from collections import deque
-from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from ._common import NEED_DATA, NeedData
+# MD5 and the constant-time compare from CPython's built-in modules when they are there:
+# hashlib and hmac load OpenSSL, which costs milliseconds on every start of the command line.
+try:
+    from _md5 import md5 as _md5
+except ImportError:  # pragma: no cover - a build without the built-in MD5
+    from hashlib import md5 as _md5
+try:
+    from _operator import _compare_digest as compare_digest
+except ImportError:  # pragma: no cover - not CPython
+    from hmac import compare_digest  # type: ignore[no-redef]
+
+from ._common import NEED_DATA, Frozen, NeedData
 from .errors import HandshakeError
 from .flags import MANDATORY, DFlag, expand_mandatory_25, flag_names
 
@@ -56,12 +64,12 @@ _U32 = struct.Struct(">I")
 
 def gen_digest(challenge: int, cookie: str | bytes) -> bytes:
     """MD5 of the cookie followed by the decimal text of the unsigned 32-bit challenge."""
-    return hashlib.md5(_cookie_bytes(cookie) + b"%d" % (challenge & 0xFFFFFFFF)).digest()
+    return _md5(_cookie_bytes(cookie) + b"%d" % (challenge & 0xFFFFFFFF)).digest()
 
 
 def gen_challenge() -> int:
     """A random 32-bit challenge from the OS CSPRNG."""
-    return secrets.randbits(32)
+    return int.from_bytes(os.urandom(4), "big")
 
 
 def _cookie_bytes(cookie: str | bytes) -> bytes:
@@ -108,8 +116,10 @@ def _wire_name(name: str) -> bytes:
 # ----------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True, slots=True)
-class NameReceived:
+_set = object.__setattr__
+
+
+class NameReceived(Frozen):
     """Acceptor: the initiator introduced itself; answer with :meth:`Acceptor.send_status`.
 
     ``flags`` are the flags it offered (MANDATORY_25_DIGEST expanded); ``creation`` is None
@@ -117,36 +127,51 @@ class NameReceived:
     dynamic name and ``name`` is then only its host name.
     """
 
+    __slots__ = ("name", "flags", "creation", "version", "name_me")
     name: str
     flags: DFlag
     creation: int | None
     version: int
     name_me: bool
 
+    def __init__(self, name: str, flags: DFlag, creation: int | None, version: int, name_me: bool) -> None:
+        _set(self, "name", name)
+        _set(self, "flags", flags)
+        _set(self, "creation", creation)
+        _set(self, "version", version)
+        _set(self, "name_me", name_me)
 
-@dataclass(frozen=True, slots=True)
-class StatusReceived:
+
+class StatusReceived(Frozen):
     """Initiator: the acceptor's status. After ``alive`` call :meth:`Initiator.answer_alive`.
 
     For ``named`` the acceptor assigned us ``name`` and ``creation``.
     """
 
+    __slots__ = ("status", "name", "creation")
     status: str
-    name: str | None = None
-    creation: int | None = None
+    name: str | None
+    creation: int | None
+
+    def __init__(self, status: str, name: str | None = None, creation: int | None = None) -> None:
+        _set(self, "status", status)
+        _set(self, "name", name)
+        _set(self, "creation", creation)
 
 
-@dataclass(frozen=True, slots=True)
-class WaitingForOldConnection:
+class WaitingForOldConnection(Frozen):
     """Acceptor, after status ``alive`` and a valid challenge reply: the peer proved its
     cookie; take down the old connection to ``name``, then call
     :meth:`Acceptor.old_connection_closed` to send the final ack."""
 
+    __slots__ = ("name",)
     name: str
 
+    def __init__(self, name: str) -> None:
+        _set(self, "name", name)
 
-@dataclass(frozen=True, slots=True)
-class HandshakeComplete:
+
+class HandshakeComplete(Frozen):
     """The connection is up: switch to 4-byte framing with ``peer_flags``.
 
     ``peer_flags`` are the negotiated flags (AND of both offers), ``offered_flags`` what the
@@ -154,6 +179,10 @@ class HandshakeComplete:
     when the acceptor named us (NAME_ME).
     """
 
+    __slots__ = (
+        "peer_name", "peer_flags", "peer_creation", "offered_flags", "this_node",
+        "this_creation", "version", "status",
+    )
     peer_name: str
     peer_flags: DFlag
     peer_creation: int
@@ -163,14 +192,38 @@ class HandshakeComplete:
     version: int
     status: str
 
+    def __init__(
+        self,
+        peer_name: str,
+        peer_flags: DFlag,
+        peer_creation: int,
+        offered_flags: DFlag,
+        this_node: str,
+        this_creation: int,
+        version: int,
+        status: str,
+    ) -> None:
+        _set(self, "peer_name", peer_name)
+        _set(self, "peer_flags", peer_flags)
+        _set(self, "peer_creation", peer_creation)
+        _set(self, "offered_flags", offered_flags)
+        _set(self, "this_node", this_node)
+        _set(self, "this_creation", this_creation)
+        _set(self, "version", version)
+        _set(self, "status", status)
 
-@dataclass(frozen=True, slots=True)
-class HandshakeFailed:
+
+class HandshakeFailed(Frozen):
     """The handshake is over without a connection; close the socket after flushing
     ``data_to_send()`` (it may hold a final status for the peer)."""
 
+    __slots__ = ("reason", "message")
     reason: str
     message: str
+
+    def __init__(self, reason: str, message: str) -> None:
+        _set(self, "reason", reason)
+        _set(self, "message", message)
 
     @property
     def error(self) -> HandshakeError:
@@ -533,7 +586,7 @@ class Initiator(_Handshake):
             self._unexpected(packet, "a challenge ack 'a' with a 16-byte digest")
             return
         expected = gen_digest(self._my_challenge, self._cookie)
-        if not hmac.compare_digest(packet[1:], expected):
+        if not compare_digest(packet[1:], expected):
             self._fail(
                 "bad_cookie",
                 f"the challenge ack digest from {self.peer_node} did not match: "
@@ -738,7 +791,7 @@ class Acceptor(_Handshake):
             return
         _, peer_challenge = _REPLY.unpack_from(packet)
         expected = gen_digest(self._my_challenge, self._cookie)
-        if not hmac.compare_digest(packet[5:], expected):
+        if not compare_digest(packet[5:], expected):
             self._fail(
                 "bad_cookie",
                 f"the challenge reply digest from {self.peer_name} did not match: "

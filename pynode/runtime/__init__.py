@@ -1,24 +1,39 @@
-"""The anyio runtime: Node, connections, mailboxes."""
+"""The anyio runtime: Node, connections, mailboxes (and the blocking one-shot client).
+
+Names are imported on first use (PEP 562), so ``pynode.runtime.oneshot`` and
+``pynode.runtime.errors`` load without anyio: the ``pynode`` command starts fast.
+"""
 
 from __future__ import annotations
 
-from .connection import Connection, ConnectionLost
-from .cookie import CookieError, read_cookie
-from .epmd import EpmdError, names, port_please
-from .mailbox import Mailbox, MailboxClosed
-from .node import AuthError, ConnectError, ConnectTimeout, Node, NodeError
-from .rpc import (
-    CallError,
-    ErlangError,
-    ErlangExit,
-    ErlangThrow,
-    GenServer,
-    NoConnection,
-    RemoteError,
-    RpcError,
-    RpcTimeout,
-)
-from .signals import ProcessExit, SpawnError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .cookie import CookieError, read_cookie
+    from .epmd import names, port_please
+    from .errors import (
+        AuthError,
+        CallError,
+        ConnectError,
+        ConnectionLost,
+        ConnectTimeout,
+        EpmdError,
+        ErlangError,
+        ErlangExit,
+        ErlangThrow,
+        MailboxClosed,
+        NoConnection,
+        NodeError,
+        ProcessExit,
+        RemoteError,
+        RpcError,
+        RpcTimeout,
+        SpawnError,
+    )
+    from .mailbox import Mailbox
+    from .node import Node
+    from .rpc import GenServer
 
 __all__ = [
     "AuthError",
@@ -47,3 +62,35 @@ __all__ = [
     "port_please",
     "read_cookie",
 ]
+
+_ERRORS = (
+    "AuthError", "CallError", "ConnectError", "ConnectTimeout", "ConnectionLost", "EpmdError",
+    "ErlangError", "ErlangExit", "ErlangThrow", "MailboxClosed", "NoConnection", "NodeError",
+    "ProcessExit", "RemoteError", "RpcError", "RpcTimeout", "SpawnError",
+)
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(_ERRORS, "errors"),
+    "Connection": "connection",
+    "CookieError": "cookie",
+    "read_cookie": "cookie",
+    "names": "epmd",
+    "port_please": "epmd",
+    "Mailbox": "mailbox",
+    "Node": "node",
+    "GenServer": "rpc",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

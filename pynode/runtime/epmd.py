@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from anyio.abc import SocketStream
 
 from ..protocol._common import NeedData
 from ..protocol.epmd import (
-    DEFAULT_EPMD_PORT,
     Alive2Request,
     Alive2Response,
     Closed,
@@ -27,25 +25,12 @@ from ..protocol.epmd import (
     PortPlease2Request,
 )
 from ..protocol.errors import EpmdProtocolError
+from .errors import EpmdError as EpmdError  # importable from here as before
+from .errors import epmd_failure
+from .naming import EPMD_TIMEOUT as EPMD_TIMEOUT
+from .naming import default_epmd_port as default_epmd_port
 
 log = logging.getLogger("pynode.epmd")
-
-EPMD_TIMEOUT = 10.0
-
-
-class EpmdError(Exception):
-    """EPMD could not be reached, refused the request, or answered nonsense."""
-
-
-def default_epmd_port() -> int:
-    """ERL_EPMD_PORT if set, else 4369, as erl does."""
-    value = os.environ.get("ERL_EPMD_PORT")
-    if value:
-        try:
-            return int(value)
-        except ValueError:
-            raise EpmdError(f"ERL_EPMD_PORT is not a port number: {value!r}") from None
-    return DEFAULT_EPMD_PORT
 
 
 async def _reply(stream: SocketStream, client: EpmdClient) -> EpmdReply:
@@ -72,12 +57,8 @@ def _epmd_errors(host: str, port: int, timeout: float) -> Iterator[None]:
     """Every way talking to EPMD fails becomes one EpmdError that says where and why."""
     try:
         yield
-    except TimeoutError:
-        raise EpmdError(f"EPMD at {host}:{port} did not answer within {timeout} s") from None
-    except OSError as e:
-        raise EpmdError(f"cannot reach EPMD at {host}:{port}: {e}") from None
-    except EpmdProtocolError as e:
-        raise EpmdError(f"bad reply from EPMD at {host}:{port}: {e}") from None
+    except (OSError, EpmdProtocolError) as e:  # TimeoutError is an OSError
+        raise epmd_failure(e, host, port, timeout) from None
 
 
 async def _exchange(

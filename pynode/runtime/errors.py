@@ -1,10 +1,12 @@
-"""Every exception the runtime raises, in one module that imports nothing of the runtime."""
+"""Every exception the runtime raises, in one module that imports nothing heavy: the anyio
+Node and the blocking one-shot client (the ``pynode`` command) raise the same ones."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..term import Atom
+if TYPE_CHECKING:
+    from ..term import Atom
 
 
 def _show(term: Any) -> str:
@@ -34,6 +36,20 @@ class ConnectTimeout(ConnectError, TimeoutError):
 
 class ConnectionLost(Exception):
     """The connection to a node went down (closed, timed out, or a protocol error)."""
+
+
+class EpmdError(Exception):
+    """EPMD could not be reached, refused the request, or answered nonsense."""
+
+
+def epmd_failure(exc: BaseException, host: str, port: int, timeout: float | None) -> EpmdError:
+    """One EpmdError that says where and why, for any way talking to EPMD fails (a timeout,
+    a socket error, or a reply the protocol layer rejected)."""
+    if isinstance(exc, TimeoutError):
+        return EpmdError(f"EPMD at {host}:{port} did not answer within {timeout} s")
+    if isinstance(exc, OSError):
+        return EpmdError(f"cannot reach EPMD at {host}:{port}: {exc}")
+    return EpmdError(f"bad reply from EPMD at {host}:{port}: {exc}")
 
 
 # -- processes ---------------------------------------------------------------------------------

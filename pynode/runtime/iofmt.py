@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from ..term import Atom
+from ..term import Atom, Pid
 from ..term.syntax import format_term
 
 _DIRECTIVE = re.compile(r"~(-?\d+|\*)?(?:\.(-?\d+|\*)?)?(?:\.(.))?([tlk]*)([~ncfegswpWPBXx#bi+])")
@@ -99,3 +100,58 @@ def _int_base(n: int, base: int, lower: bool) -> str:
         n, r = divmod(n, base)
         out.append(digits[r])
     return sign + "".join(reversed(out))
+
+
+# -- the io protocol, as a group leader answers it ---------------------------------------------
+
+_IO_REQUEST = Atom("io_request")
+_IO_REPLY = Atom("io_reply")
+_OK = Atom("ok")
+_PUT_CHARS = Atom("put_chars")
+_IO_LIB = Atom("io_lib")
+_FORMAT = Atom("format")
+_ENOTSUP = (Atom("error"), Atom("enotsup"))
+
+
+def io_reply(request: Any, output: Callable[[str], None]) -> Any:
+    """Carry out one io request (io:format, io:put_chars...) by writing its text to
+    ``output``, and return the reply term; input requests get eof (a remote process must
+    never block on our group leader)."""
+    if type(request) is tuple and request:
+        tag = request[0]
+        if tag == _PUT_CHARS:
+            if len(request) in (4, 5) and request[-3] == _IO_LIB and request[-2] == _FORMAT:
+                # {put_chars, [Enc,] io_lib, format, [Format, Args]}: format it here
+                fa = request[-1]
+                if type(fa) is list and len(fa) == 2:
+                    output(io_lib_format(fa[0], fa[1]))
+                    return _OK
+                return _ENOTSUP
+            if len(request) in (4, 5):  # another M:F:A we cannot apply here
+                return _ENOTSUP
+            output(chars_to_text(request[-1]))
+            return _OK
+        if tag == Atom("requests"):
+            for r in request[1]:
+                res = io_reply(r, output)
+                if res != _OK:
+                    return res
+            return _OK
+        if tag in (Atom("get_chars"), Atom("get_line"), Atom("get_until")):
+            return Atom("eof")
+        if tag == Atom("getopts"):
+            return []
+        if tag == Atom("setopts"):
+            return _OK
+    return (Atom("error"), Atom("request"))
+
+
+def serve_io_request(message: Any, output: Callable[[str], None]) -> tuple[Pid, Any] | None:
+    """For a message to a group leader: ``(requester, io_reply message)`` when it is an io
+    request (its text already written to ``output``), else None."""
+    if type(message) is tuple and len(message) == 4 and message[0] == _IO_REQUEST:
+        _, from_pid, reply_as, request = message
+        reply = io_reply(request, output)
+        if type(from_pid) is Pid:
+            return from_pid, (_IO_REPLY, reply_as, reply)
+    return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -24,10 +23,12 @@ from . import transport
 from .connection import Connection
 from .connector import Connector
 from .cookie import read_cookie
-from .errors import AuthError, ConnectError, ConnectionLost, ConnectTimeout, NodeError  # noqa: F401
-from .iofmt import chars_to_text as _chars_to_text
-from .iofmt import io_lib_format
+from .errors import AuthError, ConnectError, ConnectionLost, NodeError  # noqa: F401
+from .errors import ConnectTimeout as ConnectTimeout  # importable from here as before
+from .iofmt import io_reply, serve_io_request
 from .mailbox import Mailbox
+from .naming import host_name as _host_name
+from .naming import make_node_name as make_node_name  # importable from here as before
 from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
 from .signals import Signals, SpawnHandler
@@ -42,27 +43,6 @@ _YES = Atom("yes")
 _NORMAL = Atom("normal")
 _NOPROC = Atom("noproc")
 _NOCONNECTION = Atom("noconnection")
-
-
-def _host_name(longnames: bool) -> str:
-    if longnames:
-        fqdn = socket.getfqdn()
-        return fqdn if "." in fqdn else "127.0.0.1"
-    return socket.gethostname().split(".")[0]
-
-
-def make_node_name(name: str | None, *, longnames: bool | None = None, host: str | None = None) -> str:
-    """Complete ``name`` with a host as erl -sname / -name would."""
-    if name is None:
-        name = f"pynode_{secrets.token_hex(4)}"
-    if "@" in name:
-        alive, _, h = name.partition("@")
-        if not alive or not h:
-            raise NodeError(f"bad node name {name!r}: expected name@host")
-        return name
-    if host is None:
-        host = _host_name(bool(longnames))
-    return f"{name}@{host}"
 
 
 class Node:
@@ -583,43 +563,15 @@ class Node:
         """Answer the io protocol for processes we spawn on other nodes (their group leader),
         so io:format there never blocks; the text goes to ``output`` or ``self.io_output``."""
         async for msg in gl:
-            if type(msg) is tuple and len(msg) == 4 and msg[0] == Atom("io_request"):
-                _, from_pid, reply_as, request = msg
-                reply = self._io_request(request, output or self.io_output)
-                if type(from_pid) is Pid:
-                    try:
-                        await self.send(from_pid, (Atom("io_reply"), reply_as, reply), sender=gl.pid)
-                    except Exception as e:  # the requester's node went away
-                        log.debug("io reply failed: %s", e)
+            answer = serve_io_request(msg, output or self.io_output)
+            if answer is not None:
+                try:
+                    await self.send(answer[0], answer[1], sender=gl.pid)
+                except Exception as e:  # the requester's node went away
+                    log.debug("io reply failed: %s", e)
 
     def _io_request(self, request: Any, output: Callable[[str], None]) -> Any:
-        if type(request) is tuple and request:
-            tag = request[0]
-            if tag == Atom("put_chars"):
-                if len(request) in (4, 5) and request[-3] == Atom("io_lib") and request[-2] == Atom("format"):
-                    # {put_chars, [Enc,] io_lib, format, [Format, Args]}: format it here
-                    fa = request[-1]
-                    if type(fa) is list and len(fa) == 2:
-                        output(io_lib_format(fa[0], fa[1]))
-                        return Atom("ok")
-                    return (Atom("error"), Atom("enotsup"))
-                if len(request) in (4, 5):  # another M:F:A we cannot apply here
-                    return (Atom("error"), Atom("enotsup"))
-                output(_chars_to_text(request[-1]))
-                return Atom("ok")
-            if tag == Atom("requests"):
-                for r in request[1]:
-                    res = self._io_request(r, output)
-                    if res != Atom("ok"):
-                        return res
-                return Atom("ok")
-            if tag in (Atom("get_chars"), Atom("get_line"), Atom("get_until")):
-                return Atom("eof")
-            if tag == Atom("getopts"):
-                return []
-            if tag == Atom("setopts"):
-                return Atom("ok")
-        return (Atom("error"), Atom("request"))
+        return io_reply(request, output)
 
     def capture_group_leader(self) -> tuple[Pid, list[str], Mailbox]:
         """A fresh group leader whose output is collected in the returned list (close the

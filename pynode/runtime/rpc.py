@@ -21,20 +21,32 @@ from ..protocol import control as C
 from ..protocol.flags import DFlag
 from ..term import Atom, ImproperList, Pid, Reference
 from .connection import Connection
-from .errors import (  # noqa: F401  (re-exported: they were defined here)
-    CallError,
+from .erpc import (
+    call_down_error,
+    execute_call_args,
+    is_rex_reply,
+    rex_request,
+    rex_result,
+    spawn_failure,
+)
+from .erpc import erpc_result as _result
+from .errors import (  # the exception classes moved there; still importable from here
+    CallError as CallError,
+)
+from .errors import (
     ConnectError,
     ErlangError,
     ErlangExit,
     ErlangThrow,
     NoConnection,
     ProcessExit,
-    RemoteError,
     RpcError,
     RpcTimeout,
-    SpawnError,
 )
-from .signals import DOWN, KILL, NOCONNECTION, RUN_AS_TASK, SPAWN_ERROR, STARTED
+from .errors import (
+    RemoteError as RemoteError,
+)
+from .signals import DOWN, KILL, RUN_AS_TASK, SPAWN_ERROR, STARTED
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -61,20 +73,6 @@ EXECUTE_CALL = Atom("execute_call")
 # -- calling out ---------------------------------------------------------------------------------
 
 
-def _result(down_reason: Any, res_ref: Reference) -> Any:
-    r = down_reason
-    if type(r) is tuple and len(r) >= 3 and r[0] == res_ref:
-        if r[1] == RETURN:
-            return r[2]
-        if r[1] == ERROR and len(r) == 4:
-            raise RemoteError(ERROR, r[2], r[3])
-        if r[1] in (THROW, EXIT):
-            raise RemoteError(r[1], r[2])
-    if r == NOCONNECTION:
-        raise NoConnection("the connection to the node went down during the call")
-    raise RemoteError(EXIT, r)
-
-
 async def rpc(
     node: Node,
     peer: str,
@@ -90,7 +88,6 @@ async def rpc(
     With ``capture_output`` the result is ``(value, text)``: what the call printed through
     its group leader (like erl_call -fetch_stdout).
     """
-
     try:
         conn = await node.connect(peer)
     except ConnectError as e:
@@ -109,7 +106,7 @@ async def rpc(
     try:
         # erpc:call's way: spawn with a monitor, wait for nothing but the 'DOWN' (or an error)
         req = node.signals.spawn_async(
-            conn, mb, "erpc", "execute_call", [res_ref, Atom(module), Atom(function), list(args)],
+            conn, mb, "erpc", "execute_call", execute_call_args(res_ref, module, function, args),
             group_leader=gl,
         )
 
@@ -127,9 +124,7 @@ async def rpc(
                 node.signals._send_exit(mb.pid, pid, KILL, link=False)
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
         if msg[0] is SPAWN_ERROR:
-            if msg[2] == NOCONNECTION:
-                raise NoConnection("the connection to the node went down during the call")
-            raise RpcError(f"spawn of erpc:execute_call/4 on {peer} failed: {msg[2]}")
+            raise spawn_failure(peer, msg[2])
         value = _result(msg[4], res_ref)
         if capture_output:
             # io requests were answered before the process ended; the text is all here
@@ -148,27 +143,15 @@ async def _rex_call(
     mb = node.mailbox()
     try:
         await node.send(
-            (REX, peer),
-            (mb.pid, (CALL, Atom(module), Atom(function), args, node.group_leader)),
-            sender=mb.pid,
+            (REX, peer), rex_request(mb.pid, module, function, args, node.group_leader), sender=mb.pid
         )
         try:
-            reply = await mb.receive(
-                timeout=timeout, match=lambda m: type(m) is tuple and len(m) == 2 and m[0] == REX
-            )
+            reply = await mb.receive(timeout=timeout, match=is_rex_reply)
         except TimeoutError:
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
     finally:
         mb.close()
-    result = reply[1]
-    if type(result) is tuple and len(result) == 2 and result[0] == BADRPC:
-        r = result[1]
-        if type(r) is tuple and len(r) == 2 and r[0] == Atom("EXIT"):
-            raise RemoteError(EXIT, r[1])
-        if r == Atom("nodedown"):
-            raise NoConnection(f"{peer} is down")
-        raise RemoteError(ERROR, r)
-    return result
+    return rex_result(reply[1], peer)
 
 
 async def cast(node: Node, peer: str, module: str, function: str, args: list[Any] | tuple[Any, ...] = ()) -> None:
@@ -236,21 +219,10 @@ async def gen_call(node: Node, dest: Any, request: Any, timeout: float | None = 
         except TimeoutError:
             raise RpcTimeout(f"gen_server call to {dest!r} timed out after {timeout} s") from None
         if len(reply) == 5:
-            reason = reply[4]
-            if reason == NOCONNECTION:
-                raise CallError((Atom("nodedown"), _node_of(dest)))
-            raise CallError(reason)
+            raise call_down_error(reply[4], dest)
         return reply[1]
     finally:
         mb.close()
-
-
-def _node_of(dest: Any) -> Any:
-    if type(dest) is Pid:
-        return dest.node
-    if type(dest) is tuple:
-        return dest[1]
-    return Atom("nonode@nohost")
 
 
 async def gen_cast(node: Node, dest: Any, request: Any) -> None:

@@ -53,6 +53,23 @@ DEFAULT_MAX_DEPTH = 512
 """How deeply ``parse_term`` lets containers nest; the codec's default limit too."""
 
 
+class _LazyRe:
+    """A module-level regex compiled on first use (compiling them all costs milliseconds on
+    every start of the ``pynode`` command, which mostly needs none or two). The first use
+    rebinds the module global to the compiled pattern, so later uses pay nothing extra."""
+
+    __slots__ = ("_name", "_args")
+
+    def __init__(self, name: str, *args: Any) -> None:
+        self._name = name
+        self._args = args
+
+    def __getattr__(self, attr: str) -> Any:
+        compiled = re.compile(*self._args)
+        globals()[self._name] = compiled
+        return getattr(compiled, attr)
+
+
 class TermSyntaxError(ValueError):
     """Text that is not an Erlang term literal; says where (1-based line/column) and why."""
 
@@ -71,7 +88,7 @@ class TermSyntaxError(ValueError):
 # Unquoted atoms: a lowercase latin1 letter, then latin1 letters, digits, '_' and '@'.
 _NAME_START = "a-z\u00df-\u00f6\u00f8-\u00ff"
 _NAME_CHARS = "a-zA-Z0-9_@\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff"
-_UNQUOTED_ATOM_RE = re.compile(f"[{_NAME_START}][{_NAME_CHARS}]*")
+_UNQUOTED_ATOM_RE = _LazyRe("_UNQUOTED_ATOM_RE", f"[{_NAME_START}][{_NAME_CHARS}]*")
 
 # erl_scan:reserved_word/1 on OTP 25, plus the OTP 27 keywords 'maybe' and 'else'.
 _RESERVED = frozenset(
@@ -120,15 +137,16 @@ _STRING_ESCAPES = dict(_ESCAPES)
 _STRING_ESCAPES[ord('"')] = '\\"'
 _ATOM_ESCAPES = dict(_ESCAPES)
 _ATOM_ESCAPES[ord("'")] = "\\'"
-_NEEDS_ESCAPE_RE = re.compile(r"[^\x20-\x7e\xa0-\xff]|[\\\"']")
-_NON_LATIN1_RE = re.compile(r"[^\x00-\xff]")
+_NEEDS_ESCAPE_RE = _LazyRe("_NEEDS_ESCAPE_RE", r"[^\x20-\x7e\xa0-\xff]|[\\\"']")
+_NON_LATIN1_RE = _LazyRe("_NON_LATIN1_RE", r"[^\x00-\xff]")
 
-_PRINTABLE_LATIN1_RE = re.compile(r"[\x20-\x7e\xa0-\xff\n\r\t\x0b\x08\x0c\x1b]*")
-_PRINTABLE_UNICODE_RE = re.compile(
+_PRINTABLE_LATIN1_RE = _LazyRe("_PRINTABLE_LATIN1_RE", r"[\x20-\x7e\xa0-\xff\n\r\t\x0b\x08\x0c\x1b]*")
+_PRINTABLE_UNICODE_RE = _LazyRe(
+    "_PRINTABLE_UNICODE_RE",
     "[\x20-\x7e\n\r\t\x0b\x08\x0c\x1b\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*"
 )
-_PRINTABLE_ASCII_BYTES_RE = re.compile(rb"[\x20-\x7e\n\r\t\x0b\x08\x0c\x1b]*")
-_PRINTABLE_LATIN1_BYTES_RE = re.compile(rb"[\x20-\x7e\xa0-\xff\n\r\t\x0b\x08\x0c\x1b]*")
+_PRINTABLE_ASCII_BYTES_RE = _LazyRe("_PRINTABLE_ASCII_BYTES_RE", rb"[\x20-\x7e\n\r\t\x0b\x08\x0c\x1b]*")
+_PRINTABLE_LATIN1_BYTES_RE = _LazyRe("_PRINTABLE_LATIN1_BYTES_RE", rb"[\x20-\x7e\xa0-\xff\n\r\t\x0b\x08\x0c\x1b]*")
 
 
 def _quote(text: str, escapes: dict[int, str], quote: str, latin1: bool) -> str:
@@ -659,7 +677,8 @@ _MAP_KEY_ORDER = cmp_to_key(_cmp_items)
 # --------------------------------------------------------------------------------------------
 
 _DIGITS = r"[0-9]+(?:_[0-9]+)*"
-_TOKEN_RE = re.compile(
+_TOKEN_RE = _LazyRe(
+    "_TOKEN_RE",
     rf"""
     (?P<ws>(?:\s+|%[^\n]*)+)
   | (?P<float>{_DIGITS}\.{_DIGITS}(?:[eE][+-]?{_DIGITS})?)
@@ -676,7 +695,8 @@ _TOKEN_RE = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 
-_ESCAPE_RE = re.compile(
+_ESCAPE_RE = _LazyRe(
+    "_ESCAPE_RE",
     r"\\(?:x\{([0-9a-fA-F]*)\}|x([0-9a-fA-F]{0,2})|([0-7]{1,3})|\^(.)|(.))", re.DOTALL
 )
 _SIMPLE_ESCAPES = {
@@ -745,7 +765,7 @@ _EXT_SHAPES = {
     "Port": "#Port<Node.Id.Creation>",
     "Ref": "#Ref<Node.Creation.Word...>",
 }
-_EXT_BODY_RE = re.compile(r"""('[^'\\]*(?:\\.[^'\\]*)*'|[^.']+)((?:\.[0-9]+)*)""", re.DOTALL)
+_EXT_BODY_RE = _LazyRe("_EXT_BODY_RE", r"""('[^'\\]*(?:\\.[^'\\]*)*'|[^.']+)((?:\.[0-9]+)*)""", re.DOTALL)
 
 # --------------------------------------------------------------------------------------------
 # Bit syntax

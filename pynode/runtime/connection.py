@@ -13,7 +13,7 @@ from ..protocol._common import NO_PAYLOAD, NeedData
 from ..protocol.control import ControlMessage
 from ..protocol.errors import HandshakeError, ProtocolError
 from ..protocol.flags import DFlag
-from ..protocol.framing import ConnectionClosed, DistConnection, Message, Tick
+from ..protocol.framing import TICK_PACKET, ConnectionClosed, DistConnection, Message, Tick
 from ..protocol.handshake import HandshakeFailed
 from ..term import Atom
 from .errors import ConnectionLost
@@ -107,6 +107,7 @@ class Connection:
         self._dispatch = dispatch
         self._on_down = on_down
         self._last_read = time.monotonic()
+        self._writes_seen = channel.writes  # channel.writes when the peer last sent something
         self._down = False
         self.down_reason: Any = None
         self._scope: anyio.CancelScope | None = None
@@ -145,6 +146,7 @@ class Connection:
         self._last_read = time.monotonic()
         self.dist.receive_data(data)
         self._process()
+        self._writes_seen = self.channel.writes
 
     def _on_eof(self) -> None:
         self.dist.receive_eof()
@@ -164,6 +166,11 @@ class Connection:
                 except Exception:  # a bug in a handler must not take the connection down
                     log.exception("error handling %r from %s", ev.control, self.peer)
             elif type(ev) is Tick:
+                # answer a tick when we sent nothing since the peer last spoke, as ei and
+                # JInterface do: a peer with a shorter net_ticktime keeps us alive; between
+                # two pynodes the answer is not answered again (the answering side wrote)
+                if self.channel.writes == self._writes_seen:
+                    self.channel.write(TICK_PACKET)
                 continue
             elif type(ev) is ConnectionClosed:
                 raise ConnectionLost(

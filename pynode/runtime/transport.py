@@ -44,6 +44,8 @@ class Channel:
 
     wrote: bool
     """Set by every write; the ticker clears it each interval (a tick goes out when clear)."""
+    writes: int
+    """How many writes so far."""
 
     async def send(self, data: bytes) -> None:
         """Handshake phase: send ``data`` and wait until it is handed to the OS."""
@@ -94,6 +96,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
 
     def __init__(self) -> None:
         self.wrote = False
+        self.writes = 0
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
@@ -204,6 +207,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         if transport is None or self._lost or transport.is_closing():
             raise ChannelClosed("the connection is closed")
         self.wrote = True
+        self.writes += 1
         if self._corked:
             if len(data) < _CORK_LIMIT:
                 self._out.append(data)
@@ -283,6 +287,7 @@ class StreamChannel(Channel):
     def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.wrote = False
+        self.writes = 0
         self._out: list[bytes] = []
         self._out_size = 0
         self._wake_writer = anyio.Event()
@@ -307,6 +312,7 @@ class StreamChannel(Channel):
         if self._closed:
             raise ChannelClosed("the connection is closed")
         self.wrote = True
+        self.writes += 1
         self._out.append(data)
         self._out_size += len(data)
         if not self._wake_writer.is_set():

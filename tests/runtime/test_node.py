@@ -116,6 +116,32 @@ async def test_tick_timeout_on_silent_peer() -> None:
                 assert ev[0] == "nodedown" and "net_ticktime" in str(ev[2])
 
 
+async def test_a_tick_is_answered_when_we_sent_nothing() -> None:
+    """As ei and JInterface do: a peer whose net_ticktime is shorter than ours stays up."""
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", net_ticktime=60) as a:
+        stream, _ = await _handshake_raw(a)
+        async with stream:
+            for _ in range(3):
+                await stream.send(b"\x00\x00\x00\x00")
+                with anyio.fail_after(5):
+                    assert await stream.receive(4) == b"\x00\x00\x00\x00"
+
+
+async def test_peer_with_a_shorter_net_ticktime_keeps_the_connection() -> None:
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", net_ticktime=60) as a:
+        async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", net_ticktime=0.8) as b:
+            async with b.node_events() as events:
+                conn = await b.connect(a.name, address=("127.0.0.1", a.port))
+                assert await events.receive() == ("nodeup", a.name)
+                with anyio.move_on_after(3):  # b's limit is 0.8 s: a silent a would be down
+                    ev = await events.receive()
+                    pytest.fail(f"the connection went down: {ev!r}")
+                assert b.connection(a.name) is conn
+                inbox = b.mailbox()
+                await a.send(inbox.pid, Atom("still_here"))
+                assert await inbox.receive(timeout=5) == Atom("still_here")
+
+
 # -- bad input: one connection closes, the node and its other connections go on ---------------
 
 

@@ -28,6 +28,7 @@ from pynode.term import (
     decode_dist_header,
     decode_dist_packet,
     encode,
+    encode_dist_packet,
 )
 
 from ._common import NEED_DATA, NO_PAYLOAD, NeedData
@@ -69,11 +70,8 @@ TICK_PACKET: Final = b"\x00\x00\x00\x00"
 
 _U32 = struct.Struct(">I")
 _U32_unpack_from = _U32.unpack_from
-_U16 = struct.Struct(">H")
 _FRAG = struct.Struct(">QQ")
 _FRAG_HEAD = struct.Struct(">IBBQQ")  # length, 131, 69/70, seq, frag
-_PASS_HEAD = bytes([PASS_THROUGH])
-_DIST_HEAD = bytes([VERSION_MAGIC, DIST_HEADER, 0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,21 +394,17 @@ class DistConnection:
                 raise ValueError(f"{type(control).__name__} {what}")
             term = control.to_term()
         try:
-            if not self._use_header:
-                body = _PASS_HEAD + encode(term)
-                if payload is not NO_PAYLOAD:
-                    body += encode(payload)
-                return [_U32.pack(len(body)) + body]
-            ctl = encode(term, versioned=False)
-            pay = b"" if payload is NO_PAYLOAD else encode(payload, versioned=False)
+            # the whole packet in one codec call: 131 68 0 header, or 112 pass-through
+            packet = encode_dist_packet(term, payload, NO_PAYLOAD, not self._use_header)
+            if not self._fragments or len(packet) - 7 <= self.fragment_size:
+                return [packet]
+            ctl = encode(term, versioned=False)  # to find where the payload starts
         except EncodeError as exc:
             raise ProtocolError(f"cannot encode distribution message: {exc}") from exc
-        size = len(ctl) + len(pay)
-        if not self._fragments or size <= self.fragment_size:
-            return [b"".join((_U32.pack(3 + size), _DIST_HEAD, ctl, pay))]
-        return self._fragment(ctl, pay)
+        with memoryview(packet) as view:
+            return self._fragment(ctl, view[7 + len(ctl) :])
 
-    def _fragment(self, ctl: bytes, pay: bytes) -> list[bytes]:
+    def _fragment(self, ctl: bytes, pay: bytes | memoryview) -> list[bytes]:
         step = self.fragment_size
         first = max(0, step - len(ctl))  # the control message must be in the first fragment
         rest = len(pay) - first

@@ -51,6 +51,7 @@ decode_from = _impl.decode_from
 decode_dist_packet = _impl.decode_dist_packet
 decode_dist_header = _impl.decode_dist_header
 decode_dist_body = _impl.decode_dist_body
+encode_dist_packet = _impl.encode_dist_packet
 
 ATOM_CACHE_SIZE = _codec_py.ATOM_CACHE_SIZE
 
@@ -79,6 +80,7 @@ __all__ = [
     "decode_dist_packet",
     "decode_from",
     "encode",
+    "encode_dist_packet",
     "freeze",
     "implementation",
 ]

@@ -3337,6 +3337,76 @@ py_decode_dist_body(PyObject *module, PyObject *const *args, Py_ssize_t nargs, P
     return result;
 }
 
+static ArgSpec encode_dist_packet_spec = {
+    "encode_dist_packet", 4, 4, 3, {"control", "payload", "missing", "pass_through"}, {NULL}};
+
+/* ``Length:4 | 131 68 0 | Control | [Payload]`` (or ``Length:4 | 112 | 131 Control |
+ * [131 Payload]`` for pass_through), the payload left out when it is ``missing``. */
+static PyObject *
+py_encode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    PyObject *a[4], *result;
+    int pass = 0;
+    (void)module;
+    if (parse_args(&encode_dist_packet_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (a[3] != NULL && (pass = PyObject_IsTrue(a[3])) < 0)
+        return NULL;
+    Enc e;
+    e.p = e.stack;
+    e.len = 0;
+    e.cap = ENC_STACK;
+    e.bytes = NULL;
+    e.nest = 0;
+    w32(&e, 0); /* the length, filled in below */
+    if (pass) {
+        w8(&e, DIST_PASS_THROUGH);
+        w8(&e, VERSION);
+    }
+    else {
+        w8(&e, VERSION);
+        w8(&e, DIST_HEADER);
+        w8(&e, 0); /* no atom cache refs */
+    }
+    if (enc(&e, a[0], 10000) < 0)
+        goto fail;
+    if (a[1] != a[2]) {
+        if (pass) {
+            if (e.cap - e.len < 1 && enc_grow(&e, 1) < 0)
+                goto fail;
+            w8(&e, VERSION);
+        }
+        if (enc(&e, a[1], 10000) < 0)
+            goto fail;
+    }
+    if ((unsigned long long)(e.len - 4) > 0xFFFFFFFFULL) {
+        PyErr_Format(E_Encode, "distribution packet of %zd bytes is too long for its 4-byte length",
+                     e.len - 4);
+        goto fail;
+    }
+    {
+        uint32_t n = (uint32_t)(e.len - 4);
+        e.p[0] = (unsigned char)(n >> 24);
+        e.p[1] = (unsigned char)(n >> 16);
+        e.p[2] = (unsigned char)(n >> 8);
+        e.p[3] = (unsigned char)n;
+    }
+    if (e.bytes == NULL)
+        return PyBytes_FromStringAndSize((const char *)e.stack, e.len);
+    result = e.bytes;
+    if (_PyBytes_Resize(&result, e.len) < 0)
+        return NULL;
+    return result;
+fail:
+    Py_XDECREF(e.bytes);
+    if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
+        PyErr_Clear();
+        PyErr_SetString(E_Encode, "term nested too deeply for the Python stack");
+    }
+    return NULL;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* module */
 
@@ -3376,6 +3446,12 @@ PyDoc_STRVAR(decode_dist_body_doc,
 "Decode ``Control | [Payload]`` (no version bytes) in ``data[start:end]``, ATOM_CACHE_REF\n"
 "resolved through ``refs`` (from decode_dist_header); for reassembled fragments.");
 
+PyDoc_STRVAR(encode_dist_packet_doc,
+"encode_dist_packet(control, payload, missing, pass_through=False) -> bytes\n\n"
+"One whole distribution packet, its 4-byte length included: ``131 68 0 | Control |\n"
+"[Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``\n"
+"with ``pass_through``; no payload when ``payload`` is ``missing``.");
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))py_encode, METH_FASTCALL | METH_KEYWORDS,
      encode_doc},
@@ -3389,6 +3465,8 @@ static PyMethodDef methods[] = {
      METH_FASTCALL | METH_KEYWORDS, decode_dist_header_doc},
     {"decode_dist_body", (PyCFunction)(void (*)(void))py_decode_dist_body,
      METH_FASTCALL | METH_KEYWORDS, decode_dist_body_doc},
+    {"encode_dist_packet", (PyCFunction)(void (*)(void))py_encode_dist_packet,
+     METH_FASTCALL | METH_KEYWORDS, encode_dist_packet_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3516,7 +3594,8 @@ PyInit__ccodec(void)
         goto fail;
     if (init_spec(&encode_spec) < 0 || init_spec(&decode_spec) < 0 ||
         init_spec(&decode_from_spec) < 0 || init_spec(&decode_dist_packet_spec) < 0 ||
-        init_spec(&decode_dist_header_spec) < 0 || init_spec(&decode_dist_body_spec) < 0)
+        init_spec(&decode_dist_header_spec) < 0 || init_spec(&decode_dist_body_spec) < 0 ||
+        init_spec(&encode_dist_packet_spec) < 0)
         goto fail;
     if (depth_arg(O_default_max_depth, &default_depth) < 0 ||
         limit_arg(O_default_max_unc, &default_max_unc) < 0)
@@ -3526,9 +3605,9 @@ PyInit__ccodec(void)
         PyModule_AddObjectRef(m, "DEFAULT_MAX_UNCOMPRESSED", O_default_max_unc) < 0)
         goto fail;
     {
-        PyObject *all = Py_BuildValue("[sssssss]", "encode", "decode", "decode_from",
+        PyObject *all = Py_BuildValue("[ssssssss]", "encode", "decode", "decode_from",
                                       "decode_dist_packet", "decode_dist_header",
-                                      "decode_dist_body", "ErlFloatKey");
+                                      "decode_dist_body", "encode_dist_packet", "ErlFloatKey");
         if (all == NULL || PyModule_AddObject(m, "__all__", all) < 0) {
             Py_XDECREF(all);
             goto fail;

@@ -1402,6 +1402,27 @@ def decode_dist_body(
         raise _shifted(e, shift) from None
 
 
+def encode_dist_packet(
+    control: Any, payload: Any, missing: Any, pass_through: bool = False
+) -> bytes:
+    """One whole distribution packet, its 4-byte length included: ``131 68 0 | Control |
+    [Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``
+    with ``pass_through``; no payload when ``payload`` is ``missing``."""
+    ctl = encode(control, versioned=pass_through)
+    pay = b"" if payload is missing else encode(payload, versioned=pass_through)
+    head = _PASS_HEAD if pass_through else _DIST_HEAD
+    size = len(head) + len(ctl) + len(pay)
+    if size > 0xFFFFFFFF:
+        raise EncodeError(
+            f"distribution packet of {size} bytes is too long for its 4-byte length"
+        )
+    return b"".join((_pack_I(size), head, ctl, pay))
+
+
+_PASS_HEAD = bytes((_PASS_THROUGH,))
+_DIST_HEAD = bytes((VERSION, _DIST_HEADER, 0))
+
+
 __all__ = [
     "encode",
     "decode",
@@ -1409,5 +1430,6 @@ __all__ = [
     "decode_dist_packet",
     "decode_dist_header",
     "decode_dist_body",
+    "encode_dist_packet",
     "ErlFloatKey",
 ]

@@ -505,3 +505,51 @@ def test_dist_no_leaks() -> None:
         tracemalloc.stop()
     # a leak of one small object per call would be several hundred kB here
     assert after - before < 64 * 1024, after - before
+
+
+def test_encode_dist_packet_alike() -> None:
+    pid = Pid("n@h", 1, 2, 3)
+    payloads: list[Any] = [
+        MISSING, None, 1, [b"x" * 2000] * 3, {Atom("k"): (1.5, "s€")}, object(), [[[[object()]]]],
+        BitString(b"\xe0", 3), Atom("a" * 256),
+    ]
+    for control in ((2, Atom(""), pid), (6, pid, Atom(""), Atom("rex")), (object(),)):
+        for payload in payloads:
+            for pass_through in (False, True):
+                p = _outcome(P.encode_dist_packet, control, payload, MISSING, pass_through)
+                c = _outcome(C.encode_dist_packet, control, payload, MISSING, pass_through)
+                assert p[0] == c[0], (control, payload, p, c)
+                if p[0] == "ok":
+                    assert p[1] == c[1]
+                else:
+                    assert p[1] is c[1] and str(p[2]) == str(c[2]), (control, payload, p, c)
+
+
+def test_encode_dist_packet_no_leaks() -> None:
+    pid = Pid("n@h", 1, 2, 3)
+    control = (2, Atom(""), pid)
+    good = [MISSING, (Atom("event"), 12345, bytes(32), [1, 2, 3]), [b"x" * 2000] * 3]
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            for payload in good:
+                C.encode_dist_packet(control, payload, MISSING)
+                C.encode_dist_packet(control, payload, MISSING, True)
+            with pytest.raises(EncodeError):
+                C.encode_dist_packet(control, [b"x" * 2000, object()], MISSING)
+            with pytest.raises(EncodeError):
+                C.encode_dist_packet((object(),), 1, MISSING)
+
+    rounds(100)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds(100)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        rounds(1000)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 64 * 1024, after - before

@@ -245,3 +245,32 @@ def test_header_then_body(codec: ModuleType) -> None:
         codec.decode_dist_header(bytearray(b"\x01\x05\x05"), entries)
     # a reference to what the first header stored
     assert codec.decode_dist_header(memoryview(b"\x01\x02\x01"), entries) == ([Atom("reg")], 3)
+
+
+# -- encoding ----------------------------------------------------------------------------------
+
+
+def test_encode_dist_packet(codec: ModuleType) -> None:
+    control, payload = (2, Atom(""), PID), (Atom("event"), 12345, bytes(32), [1, 2, 3])
+    packet = codec.encode_dist_packet(control, payload, MISSING)
+    body = b"\x83D\x00" + unversioned(control) + unversioned(payload)
+    assert packet == struct.pack(">I", len(body)) + body
+    plain = codec.encode_dist_packet(control, payload, MISSING, True)
+    body = b"p" + term.encode(control) + term.encode(payload)
+    assert plain == struct.pack(">I", len(body)) + body
+    # no payload: None is the atom undefined, only ``missing`` leaves it out
+    assert codec.encode_dist_packet(control, MISSING, MISSING)[7:] == unversioned(control)
+    assert codec.encode_dist_packet(control, None, MISSING).endswith(b"w\x09undefined")
+    assert codec.encode_dist_packet(control, MISSING, MISSING, pass_through=True)[5:] == (
+        term.encode(control)
+    )
+    # what one side encodes, the other decodes
+    for pkt in (packet, plain):
+        assert codec.decode_dist_packet(pkt[4:], slots(), MISSING) == (control, payload)
+    big = [b"x" * 70_000, list(range(1000))]  # past the C twin's stack buffer
+    pkt = codec.encode_dist_packet(control, big, MISSING)
+    assert codec.decode_dist_packet(pkt, slots(), MISSING, 4) == (control, big)
+    with pytest.raises(term.EncodeError):
+        codec.encode_dist_packet(control, object(), MISSING)
+    with pytest.raises(term.EncodeError):
+        codec.encode_dist_packet((object(),), 1, MISSING)

@@ -173,6 +173,7 @@ def main() -> None:
         help="another checkout (with its C twin built) to time in alternation with this one; "
         "fairer than --baseline on a busy machine",
     )
+    ap.add_argument("--codec", choices=["c", "python"], help="time only this codec")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", default=str(ROOT), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -189,7 +190,7 @@ def main() -> None:
     # that a busy spell of a shared machine does not land on one side only.
     runs: dict[str, dict[str, dict[str, float]]] = {tree: {} for tree in trees}
     for _ in range(1 if args.quick else args.rounds):
-        for codec in ("c", "python"):
+        for codec in [args.codec] if args.codec else ["c", "python"]:
             for tree, root in trees.items():
                 got = _run_child(root, codec, args.quick, args.repeat)
                 if got is None:
@@ -201,7 +202,7 @@ def main() -> None:
     base = runs.get("before", {})
     if args.baseline:
         base = json.loads(Path(args.baseline).read_text())["runs"]
-    for codec in ("c", "python"):
+    for codec in [args.codec] if args.codec else ["c", "python"]:
         if codec not in now:
             print(f"note: the {codec} codec is not available here", file=sys.stderr)
     end_load = os.getloadavg()

@@ -19,8 +19,16 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
-from pynode.term import DecodeError, EncodeError, decode_from, encode
-from pynode.term.types import Atom
+from pynode.term import (
+    ATOM_CACHE_SIZE,
+    DecodeError,
+    EncodeError,
+    decode_dist_body,
+    decode_dist_header,
+    decode_dist_packet,
+    encode,
+    encode_dist_packet,
+)
 
 from ._common import NEED_DATA, NO_PAYLOAD, Frozen, NeedData
 from .control import ControlMessage, from_term
@@ -53,9 +61,6 @@ DIST_HEADER: Final = 68
 DIST_FRAG_HEADER: Final = 69
 DIST_FRAG_CONT: Final = 70
 
-#: 8 segments of 256 entries.
-ATOM_CACHE_SIZE: Final = 2048
-
 DEFAULT_MAX_PACKET: Final = 128 * 1024 * 1024
 DEFAULT_MAX_MESSAGE: Final = 256 * 1024 * 1024
 DEFAULT_FRAGMENT_SIZE: Final = 64 * 1024
@@ -64,11 +69,8 @@ TICK_PACKET: Final = b"\x00\x00\x00\x00"
 
 _U32 = struct.Struct(">I")
 _U32_unpack_from = _U32.unpack_from
-_U16 = struct.Struct(">H")
 _FRAG = struct.Struct(">QQ")
 _FRAG_HEAD = struct.Struct(">IBBQQ")  # length, 131, 69/70, seq, frag
-_PASS_HEAD = bytes([PASS_THROUGH])
-_DIST_HEAD = bytes([VERSION_MAGIC, DIST_HEADER, 0])
 
 
 _set = object.__setattr__
@@ -112,83 +114,23 @@ DistEvent = Message | Tick | ConnectionClosed
 class AtomCache:
     """The receive side of the distribution header atom cache (one per connection).
 
-    :meth:`read_header` parses ``NumberOfAtomCacheRefs | Flags | AtomCacheRefs`` and returns
-    the per-message list the ATOM_CACHE_REF indexes refer to; new entries update the
-    2048-slot cache that later messages reference.
+    ``entries`` holds the 2048 slots (None when empty) that ATOM_CACHE_REF indexes refer to
+    through each message's header; :meth:`read_header` parses ``NumberOfAtomCacheRefs |
+    Flags | AtomCacheRefs`` and stores new entries (the codec's ``decode_dist_header``, which
+    ``decode_dist_packet`` also uses for whole messages).
     """
 
-    __slots__ = ("entries", "_headers")
+    __slots__ = ("entries",)
 
     def __init__(self) -> None:
         self.entries: list[Any] = [None] * ATOM_CACHE_SIZE
-        # erl repeats the same header for messages of the same shape: remember the refs of
-        # headers without new entries (cleared whenever an entry changes)
-        self._headers: dict[bytes, list[Any]] = {}
 
     def read_header(self, data: bytes, pos: int) -> tuple[list[Any] | None, int]:
         """Parse the atom cache part at ``pos``; return (refs or None, offset after it)."""
         try:
-            count = data[pos]
-        except IndexError:
-            raise ProtocolError("distribution header truncated before the atom count") from None
-        pos += 1
-        if count == 0:
-            return None, pos
-        start = pos - 1
-        plain_end = pos + count // 2 + 1 + count  # the header's end if no entry is new
-        known = self._headers.get(data[start:plain_end])
-        if known is not None:
-            return known, plain_end
-        flags_end = pos + count // 2 + 1
-        if flags_end > len(data):
-            raise ProtocolError("distribution header truncated inside the atom cache flags")
-        flags = data[pos:flags_end]
-        pos = flags_end
-        # The nibble after the last reference's carries LongAtoms in its low bit.
-        long_atoms = (flags[count >> 1] >> ((count & 1) << 2)) & 1
-        entries = self.entries
-        refs: list[Any] = [None] * count
-        end = len(data)
-        try:
-            for i in range(count):
-                nibble = flags[i >> 1] >> ((i & 1) << 2)
-                key = ((nibble & 7) << 8) | data[pos]
-                pos += 1
-                if nibble & 8:  # NewCacheEntryFlag: the atom text follows
-                    if long_atoms:
-                        (length,) = _U16.unpack_from(data, pos)
-                        pos += 2
-                    else:
-                        length = data[pos]
-                        pos += 1
-                    if pos + length > end:
-                        raise ProtocolError("distribution header truncated inside an atom")
-                    try:
-                        text = data[pos : pos + length].decode("utf-8")
-                    except UnicodeDecodeError:
-                        raise ProtocolError(
-                            "atom in the distribution header is not valid UTF-8"
-                        ) from None
-                    pos += length
-                    atom: Any = True if text == "true" else False if text == "false" else Atom(text)
-                    entries[key] = atom
-                else:
-                    atom = entries[key]
-                    if atom is None:
-                        raise ProtocolError(
-                            f"atom cache reference to empty slot {key >> 8}:{key & 255}"
-                        )
-                refs[i] = atom
-        except (IndexError, struct.error):
-            raise ProtocolError("distribution header truncated inside the atom cache") from None
-        headers = self._headers
-        if pos == plain_end:
-            if len(headers) >= 1024:
-                headers.clear()
-            headers[bytes(data[start:pos])] = refs
-        else:
-            headers.clear()
-        return refs, pos
+            return decode_dist_header(data, self.entries, pos)
+        except DecodeError as exc:
+            raise ProtocolError(f"undecodable distribution message: {exc}") from exc
 
 
 class _Sequence:
@@ -240,6 +182,7 @@ class DistConnection:
         self._closed_reported = False
         self._error: ProtocolError | None = None
         self.atom_cache = AtomCache()
+        self._entries = self.atom_cache.entries
         self._sequences: dict[int, _Sequence] = {}
         self._buffered = 0
         self._next_seq = 1
@@ -275,6 +218,35 @@ class DistConnection:
         """
         if self._error is not None:
             raise self._error
+        # Fast path: a whole message packet (112 or 131 68) is buffered. One codec call
+        # decodes it in place: atom cache header, control message and payload.
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos > 4:
+            (size,) = _U32_unpack_from(buf, pos)
+            end = pos + 4 + size
+            if end <= len(buf) and 0 < size <= self.max_packet:
+                first = buf[pos + 4]
+                if first == PASS_THROUGH or (
+                    first == VERSION_MAGIC and size > 1 and buf[pos + 5] == DIST_HEADER
+                ):
+                    try:
+                        control, payload = decode_dist_packet(
+                            buf, self._entries, NO_PAYLOAD, pos + 4, end
+                        )
+                        message = Message(from_term(control, payload), payload)
+                    except DecodeError as exc:
+                        self._error = ProtocolError(f"undecodable distribution message: {exc}")
+                        raise self._error from exc
+                    except ProtocolError as exc:
+                        self._error = exc
+                        raise
+                    if end == len(buf):
+                        buf.clear()
+                        self._pos = 0
+                    else:
+                        self._consume(4 + size)
+                    return message
         try:
             return self._next_event()
         except ProtocolError as exc:
@@ -309,12 +281,6 @@ class DistConnection:
                 self._pos = 0
             else:
                 self._consume(4 + size)
-            first = packet[0]
-            # Fast paths: a dist header without atom cache refs, and pass-through.
-            if first == VERSION_MAGIC and size > 2 and packet[1] == DIST_HEADER and not packet[2]:
-                return self._message(packet, 3, False, None)
-            if first == PASS_THROUGH:
-                return self._message(packet, 1, True, None)
             event = self._packet(packet)
             if event is not None:
                 return event
@@ -343,29 +309,28 @@ class DistConnection:
         if first == VERSION_MAGIC and len(packet) > 1:
             kind = packet[1]
             if kind == DIST_HEADER:
-                refs, pos = self.atom_cache.read_header(packet, 2)
-                return self._message(packet, pos, False, refs)
+                return self._message(packet)
             if kind == DIST_FRAG_HEADER:
                 return self._fragment_start(packet)
             if kind == DIST_FRAG_CONT:
                 return self._fragment_cont(packet)
             raise ProtocolError(f"unknown distribution header kind 131 {kind}")
         if first == PASS_THROUGH:
-            return self._message(packet, 1, True, None)
+            return self._message(packet)
         raise ProtocolError(f"packet starts with {first}, not 112 or 131: {packet[:16]!r}")
 
-    def _message(self, data: bytes, pos: int, versioned: bool, refs: list[Any] | None) -> Message:
-        end = len(data)
+    def _message(self, packet: bytes) -> Message:
+        """A whole message in one packet (``131 68 ...`` or ``112 ...``)."""
         try:
-            control, pos = decode_from(data, pos, versioned=versioned, atom_cache=refs)
-            if pos < end:
-                payload, pos = decode_from(data, pos, versioned=versioned, atom_cache=refs)
-                if pos != end:
-                    raise ProtocolError(
-                        f"{end - pos} bytes after the payload of a distribution message"
-                    )
-            else:
-                payload = NO_PAYLOAD
+            control, payload = decode_dist_packet(packet, self._entries, NO_PAYLOAD)
+        except DecodeError as exc:
+            raise ProtocolError(f"undecodable distribution message: {exc}") from exc
+        return Message(from_term(control, payload), payload)
+
+    def _body(self, data: bytes, pos: int, refs: list[Any] | None) -> Message:
+        """``Control | [Payload]`` of a fragmented message, from ``pos`` to the end."""
+        try:
+            control, payload = decode_dist_body(data, refs, NO_PAYLOAD, pos)
         except DecodeError as exc:
             raise ProtocolError(f"undecodable distribution message: {exc}") from exc
         return Message(from_term(control, payload), payload)
@@ -380,7 +345,7 @@ class DistConnection:
         if frag == 1:
             if seq in self._sequences:
                 raise ProtocolError(f"fragment sequence {seq} started twice")
-            return self._message(packet, pos, False, refs)
+            return self._body(packet, pos, refs)
         if seq in self._sequences:
             raise ProtocolError(f"fragment sequence {seq} started twice")
         chunk = packet[pos:]
@@ -406,7 +371,7 @@ class DistConnection:
             return None
         del self._sequences[seq]
         self._buffered -= state.size
-        return self._message(b"".join(state.chunks), 0, False, state.refs)
+        return self._body(b"".join(state.chunks), 0, state.refs)
 
     def _account(self, seq: int, added: int, total: int) -> None:
         if total > self.max_message:
@@ -443,21 +408,17 @@ class DistConnection:
                 raise ValueError(f"{type(control).__name__} {what}")
             term = control.to_term()
         try:
-            if not self._use_header:
-                body = _PASS_HEAD + encode(term)
-                if payload is not NO_PAYLOAD:
-                    body += encode(payload)
-                return [_U32.pack(len(body)) + body]
-            ctl = encode(term, versioned=False)
-            pay = b"" if payload is NO_PAYLOAD else encode(payload, versioned=False)
+            # the whole packet in one codec call: 131 68 0 header, or 112 pass-through
+            packet = encode_dist_packet(term, payload, NO_PAYLOAD, not self._use_header)
+            if not self._fragments or len(packet) - 7 <= self.fragment_size:
+                return [packet]
+            ctl = encode(term, versioned=False)  # to find where the payload starts
         except EncodeError as exc:
             raise ProtocolError(f"cannot encode distribution message: {exc}") from exc
-        size = len(ctl) + len(pay)
-        if not self._fragments or size <= self.fragment_size:
-            return [b"".join((_U32.pack(3 + size), _DIST_HEAD, ctl, pay))]
-        return self._fragment(ctl, pay)
+        with memoryview(packet) as view:
+            return self._fragment(ctl, view[7 + len(ctl) :])
 
-    def _fragment(self, ctl: bytes, pay: bytes) -> list[bytes]:
+    def _fragment(self, ctl: bytes, pay: bytes | memoryview) -> list[bytes]:
         step = self.fragment_size
         first = max(0, step - len(ctl))  # the control message must be in the first fragment
         rest = len(pay) - first

@@ -48,11 +48,18 @@ _impl = IMPLEMENTATIONS[implementation]
 encode = _impl.encode
 decode = _impl.decode
 decode_from = _impl.decode_from
+decode_dist_packet = _impl.decode_dist_packet
+decode_dist_header = _impl.decode_dist_header
+decode_dist_body = _impl.decode_dist_body
+encode_dist_packet = _impl.encode_dist_packet
+
+ATOM_CACHE_SIZE = _codec_py.ATOM_CACHE_SIZE
 
 DEFAULT_MAX_DEPTH = _codec_py.DEFAULT_MAX_DEPTH
 DEFAULT_MAX_UNCOMPRESSED = _codec_py.DEFAULT_MAX_UNCOMPRESSED
 
 __all__ = [
+    "ATOM_CACHE_SIZE",
     "Atom",
     "BitString",
     "DecodeError",
@@ -68,8 +75,12 @@ __all__ = [
     "Port",
     "Reference",
     "decode",
+    "decode_dist_body",
+    "decode_dist_header",
+    "decode_dist_packet",
     "decode_from",
     "encode",
+    "encode_dist_packet",
     "freeze",
     "implementation",
 ]

@@ -1721,6 +1721,8 @@ typedef struct {
     const unsigned char *buf;
     Py_ssize_t end;
     PyObject *atom_cache; /* borrowed; NULL for None */
+    PyObject *const *refs; /* the refs of a distribution header (used when not NULL) */
+    Py_ssize_t nrefs;
     long long max_unc;
     PyObject *max_unc_obj; /* borrowed, for the message */
     int nest;
@@ -1847,13 +1849,23 @@ dec_cache_ref(Dec *d, Py_ssize_t *ppos)
     if (pos + 1 > d->end)
         return truncated(pos);
     unsigned int i = d->buf[pos];
-    PyObject *cache = d->atom_cache;
+    PyObject *cache = d->atom_cache, *a = NULL;
+    if (d->refs != NULL) {
+        if ((Py_ssize_t)i >= d->nrefs)
+            return dec_err(pos - 1, "ATOM_CACHE_REF %u is not in the atom cache", i);
+        a = d->refs[i];
+        Py_INCREF(a);
+        if (Py_TYPE(a) == T_Atom || Py_TYPE(a) == &PyBool_Type) {
+            *ppos = pos + 1;
+            return a;
+        }
+        goto convert;
+    }
     if (cache == NULL)
         return dec_err(pos - 1, "ATOM_CACHE_REF without an atom cache");
     Py_ssize_t n = PyObject_Size(cache);
     if (n < 0)
         return NULL;
-    PyObject *a = NULL;
     if ((Py_ssize_t)i < n) {
         PyObject *key = PyLong_FromLong((long)i);
         if (key == NULL)
@@ -1867,6 +1879,7 @@ dec_cache_ref(Dec *d, Py_ssize_t *ppos)
         Py_XDECREF(a);
         return dec_err(pos - 1, "ATOM_CACHE_REF %u is not in the atom cache", i);
     }
+convert:
     if (Py_TYPE(a) != T_Atom && Py_TYPE(a) != &PyBool_Type) {
         PyObject *s = PyObject_Str(a);
         Py_DECREF(a);
@@ -2827,6 +2840,8 @@ dec_options(Dec *d, PyObject *atom_cache, PyObject *max_unc, PyObject *max_depth
             long long *depth)
 {
     d->atom_cache = atom_cache == NULL || atom_cache == Py_None ? NULL : atom_cache;
+    d->refs = NULL;
+    d->nrefs = 0;
     d->max_unc_obj = max_unc != NULL ? max_unc : O_default_max_unc;
     d->nest = 0;
     if (limit_arg(d->max_unc_obj, &d->max_unc) < 0)
@@ -2968,6 +2983,431 @@ done:
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* distribution packets (erl_ext_dist.md "Distribution Header"; erts dist.c, external.c)
+ *
+ * One call per received packet: the atom cache header is applied to the connection's
+ * cache entries, and the control message and the payload are decoded with the refs it
+ * names.  Offsets in errors count from the start of ``data``, as in decode_from. */
+
+#define DIST_PASS_THROUGH 112
+#define DIST_HEADER 68
+/* erts ERTS_ATOM_CACHE_SIZE: 8 segments of 256 entries, indexed by 3 + 8 bits */
+#define ATOM_CACHE_SIZE 2048
+/* NumberOfAtomCacheRefs is one byte (erts ERTS_MAX_INTERNAL_ATOM_CACHE_ENTRIES, 255) */
+#define MAX_CACHE_REFS 255
+
+static long long default_depth, default_max_unc;
+
+static int
+check_entries(PyObject *entries)
+{
+    if (!PyList_CheckExact(entries)) {
+        PyErr_Format(PyExc_TypeError, "cache_entries must be a list, not %.200s",
+                     Py_TYPE(entries)->tp_name);
+        return -1;
+    }
+    if (PyList_GET_SIZE(entries) != ATOM_CACHE_SIZE) {
+        PyErr_Format(PyExc_ValueError, "cache_entries must have %d slots, not %zd",
+                     ATOM_CACHE_SIZE, PyList_GET_SIZE(entries));
+        return -1;
+    }
+    return 0;
+}
+
+/* data as bytes plus the [start, end) of the part to decode (None for end: all of it). */
+static int
+dist_input(PyObject *data, PyObject *start_obj, PyObject *end_obj, Py_buffer *view,
+           const unsigned char **buf, Py_ssize_t *start, Py_ssize_t *end)
+{
+    Py_ssize_t n;
+    if (get_input(data, view, buf, &n) < 0)
+        return -1;
+    *start = 0;
+    *end = n;
+    if (start_obj != NULL) {
+        *start = PyNumber_AsSsize_t(start_obj, NULL); /* clamped: then out of bounds */
+        if (*start == -1 && PyErr_Occurred())
+            goto fail;
+    }
+    if (end_obj != NULL && end_obj != Py_None) {
+        *end = PyNumber_AsSsize_t(end_obj, NULL);
+        if (*end == -1 && PyErr_Occurred())
+            goto fail;
+    }
+    if (*start < 0 || *start > *end || *end > n) {
+        PyErr_Format(PyExc_ValueError, "bounds %zd:%zd outside data of %zd bytes", *start, *end,
+                     n);
+        goto fail;
+    }
+    return 0;
+fail:
+    if (view->obj != NULL) {
+        PyBuffer_Release(view);
+        view->obj = NULL;
+    }
+    return -1;
+}
+
+/* ``NumberOfAtomCacheRefs | Flags | AtomCacheRefs`` at *ppos: new entries are stored in
+ * ``entries`` (a list of ATOM_CACHE_SIZE slots), refs[0..*nrefs) get new references to the
+ * atoms this message refers to, in order. */
+static int
+read_cache_header(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *ppos, PyObject *entries,
+                  PyObject **refs, int *nrefs)
+{
+    Py_ssize_t pos = *ppos;
+    int i = 0, count;
+    *nrefs = 0;
+    if (pos >= end) {
+        dec_err(pos, "distribution header truncated before the atom count");
+        return -1;
+    }
+    count = buf[pos++];
+    if (count == 0) {
+        *ppos = pos;
+        return 0;
+    }
+    Py_ssize_t flen = count / 2 + 1;
+    if (flen > end - pos) {
+        dec_err(pos, "distribution header truncated inside the atom cache flags");
+        return -1;
+    }
+    const unsigned char *flags = buf + pos;
+    pos += flen;
+    /* the nibble after the last reference's carries LongAtoms in its low bit */
+    int long_atoms = (flags[count >> 1] >> ((count & 1) << 2)) & 1;
+    for (i = 0; i < count; i++) {
+        int nibble = flags[i >> 1] >> ((i & 1) << 2);
+        if (pos >= end) {
+            dec_err(pos, "distribution header truncated inside the atom cache");
+            goto fail;
+        }
+        Py_ssize_t key = ((Py_ssize_t)(nibble & 7) << 8) | buf[pos++];
+        PyObject *atom;
+        if (nibble & 8) { /* NewCacheEntryFlag: the atom text follows */
+            Py_ssize_t len;
+            if (long_atoms) {
+                if (end - pos < 2) {
+                    dec_err(pos, "distribution header truncated inside the atom cache");
+                    goto fail;
+                }
+                len = be16(buf + pos);
+                pos += 2;
+            }
+            else {
+                if (pos >= end) {
+                    dec_err(pos, "distribution header truncated inside the atom cache");
+                    goto fail;
+                }
+                len = buf[pos++];
+            }
+            if (len > end - pos) {
+                dec_err(pos, "distribution header truncated inside an atom");
+                goto fail;
+            }
+            atom = mk_atom(buf + pos, len, pos, 0);
+            if (atom == NULL)
+                goto fail;
+            pos += len;
+            /* mk_atom may run Python code (Atom()): look at the list again */
+            if (PyList_GET_SIZE(entries) != ATOM_CACHE_SIZE) {
+                Py_DECREF(atom);
+                check_entries(entries);
+                goto fail;
+            }
+            Py_INCREF(atom);
+            PyObject *old = PyList_GET_ITEM(entries, key);
+            PyList_SET_ITEM(entries, key, atom);
+            Py_DECREF(old);
+        }
+        else {
+            atom = PyList_GET_ITEM(entries, key);
+            if (atom == Py_None) {
+                dec_err(pos - 1, "atom cache reference to empty slot %d:%d", (int)(key >> 8),
+                        (int)(key & 255));
+                goto fail;
+            }
+            Py_INCREF(atom);
+        }
+        refs[i] = atom;
+    }
+    *nrefs = count;
+    *ppos = pos;
+    return 0;
+fail:
+    while (i-- > 0)
+        Py_DECREF(refs[i]);
+    return -1;
+}
+
+/* One term at *ppos (after a 131 version byte when ``versioned``), as decode_from does. */
+static PyObject *
+dist_term(Dec *d, Py_ssize_t *ppos, int versioned)
+{
+    Py_ssize_t pos = *ppos;
+    if (versioned) {
+        if (pos >= d->end)
+            return truncated(pos);
+        if (d->buf[pos] != VERSION)
+            return dec_err(pos, "expected version byte 131, found %d", d->buf[pos]);
+        pos += 1;
+    }
+    Py_ssize_t start = pos;
+    PyObject *v = dec(d, &pos, default_depth);
+    if (v == NULL) {
+        convert_decode_error(start);
+        return NULL;
+    }
+    *ppos = pos;
+    return v;
+}
+
+/* ``Control | [Payload]`` from pos to d->end: the tuple (control, payload or missing). */
+static PyObject *
+dist_terms(Dec *d, Py_ssize_t pos, int versioned, PyObject *missing)
+{
+    PyObject *ctl, *pay, *res;
+    ctl = dist_term(d, &pos, versioned);
+    if (ctl == NULL)
+        return NULL;
+    if (pos < d->end) {
+        pay = dist_term(d, &pos, versioned);
+        if (pay == NULL) {
+            Py_DECREF(ctl);
+            return NULL;
+        }
+        if (pos != d->end) {
+            Py_DECREF(ctl);
+            Py_DECREF(pay);
+            return dec_err(pos, "%zd bytes after the payload of a distribution message",
+                           d->end - pos);
+        }
+    }
+    else {
+        pay = missing;
+        Py_INCREF(pay);
+    }
+    res = PyTuple_New(2);
+    if (res == NULL) {
+        Py_DECREF(ctl);
+        Py_DECREF(pay);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(res, 0, ctl);
+    PyTuple_SET_ITEM(res, 1, pay);
+    return res;
+}
+
+static void
+dist_dec_init(Dec *d, const unsigned char *buf, Py_ssize_t end)
+{
+    d->buf = buf;
+    d->end = end;
+    d->atom_cache = NULL;
+    d->refs = NULL;
+    d->nrefs = 0;
+    d->max_unc = default_max_unc;
+    d->max_unc_obj = O_default_max_unc;
+    d->nest = 0;
+}
+
+static ArgSpec decode_dist_packet_spec = {
+    "decode_dist_packet", 5, 5, 3, {"data", "cache_entries", "missing", "start", "end"}, {NULL}};
+
+static PyObject *
+py_decode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    PyObject *a[5], *result = NULL, *refs[MAX_CACHE_REFS];
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t pos, end;
+    int nrefs = 0;
+    Dec d;
+    (void)module;
+    if (parse_args(&decode_dist_packet_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (check_entries(a[1]) < 0)
+        return NULL;
+    if (dist_input(a[0], a[3], a[4], &view, &buf, &pos, &end) < 0)
+        return NULL;
+    dist_dec_init(&d, buf, end);
+    if (pos >= end) {
+        truncated(pos);
+        goto done;
+    }
+    if (buf[pos] == VERSION) {
+        if (pos + 1 >= end) {
+            truncated(pos + 1);
+            goto done;
+        }
+        if (buf[pos + 1] != DIST_HEADER) {
+            dec_err(pos, "packet starts with 131 %d, not 112 or 131 68", buf[pos + 1]);
+            goto done;
+        }
+        pos += 2;
+        if (read_cache_header(buf, end, &pos, a[1], refs, &nrefs) < 0)
+            goto done;
+        if (nrefs) {
+            d.refs = refs;
+            d.nrefs = nrefs;
+        }
+        result = dist_terms(&d, pos, 0, a[2]);
+        while (nrefs > 0)
+            Py_DECREF(refs[--nrefs]);
+    }
+    else if (buf[pos] == DIST_PASS_THROUGH)
+        result = dist_terms(&d, pos + 1, 1, a[2]);
+    else
+        dec_err(pos, "packet starts with %d, not 112 or 131 68", buf[pos]);
+done:
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    return result;
+}
+
+static ArgSpec decode_dist_header_spec = {
+    "decode_dist_header", 3, 3, 2, {"data", "cache_entries", "offset"}, {NULL}};
+
+static PyObject *
+py_decode_dist_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    PyObject *a[3], *result = NULL, *refs[MAX_CACHE_REFS], *list = NULL, *p;
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t pos, end;
+    int nrefs = 0, i;
+    (void)module;
+    if (parse_args(&decode_dist_header_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (check_entries(a[1]) < 0)
+        return NULL;
+    if (dist_input(a[0], a[2], NULL, &view, &buf, &pos, &end) < 0)
+        return NULL;
+    if (read_cache_header(buf, end, &pos, a[1], refs, &nrefs) < 0)
+        goto done;
+    if (nrefs == 0) {
+        list = Py_None;
+        Py_INCREF(list);
+    }
+    else {
+        list = PyList_New(nrefs);
+        if (list == NULL) {
+            while (nrefs > 0)
+                Py_DECREF(refs[--nrefs]);
+            goto done;
+        }
+        for (i = 0; i < nrefs; i++)
+            PyList_SET_ITEM(list, i, refs[i]); /* steals */
+    }
+    p = PyLong_FromSsize_t(pos);
+    if (p != NULL) {
+        result = PyTuple_Pack(2, list, p);
+        Py_DECREF(p);
+    }
+    Py_DECREF(list);
+done:
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    return result;
+}
+
+static ArgSpec decode_dist_body_spec = {
+    "decode_dist_body", 5, 5, 3, {"data", "refs", "missing", "start", "end"}, {NULL}};
+
+static PyObject *
+py_decode_dist_body(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[5], *result = NULL;
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t pos, end;
+    Dec d;
+    (void)module;
+    if (parse_args(&decode_dist_body_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (dist_input(a[0], a[3], a[4], &view, &buf, &pos, &end) < 0)
+        return NULL;
+    dist_dec_init(&d, buf, end);
+    d.atom_cache = a[1] == Py_None ? NULL : a[1];
+    result = dist_terms(&d, pos, 0, a[2]);
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    return result;
+}
+
+static ArgSpec encode_dist_packet_spec = {
+    "encode_dist_packet", 4, 4, 3, {"control", "payload", "missing", "pass_through"}, {NULL}};
+
+/* ``Length:4 | 131 68 0 | Control | [Payload]`` (or ``Length:4 | 112 | 131 Control |
+ * [131 Payload]`` for pass_through), the payload left out when it is ``missing``. */
+static PyObject *
+py_encode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    PyObject *a[4], *result;
+    int pass = 0;
+    (void)module;
+    if (parse_args(&encode_dist_packet_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (a[3] != NULL && (pass = PyObject_IsTrue(a[3])) < 0)
+        return NULL;
+    Enc e;
+    e.p = e.stack;
+    e.len = 0;
+    e.cap = ENC_STACK;
+    e.bytes = NULL;
+    e.nest = 0;
+    w32(&e, 0); /* the length, filled in below */
+    if (pass) {
+        w8(&e, DIST_PASS_THROUGH);
+        w8(&e, VERSION);
+    }
+    else {
+        w8(&e, VERSION);
+        w8(&e, DIST_HEADER);
+        w8(&e, 0); /* no atom cache refs */
+    }
+    if (enc(&e, a[0], 10000) < 0)
+        goto fail;
+    if (a[1] != a[2]) {
+        if (pass) {
+            if (e.cap - e.len < 1 && enc_grow(&e, 1) < 0)
+                goto fail;
+            w8(&e, VERSION);
+        }
+        if (enc(&e, a[1], 10000) < 0)
+            goto fail;
+    }
+    if ((unsigned long long)(e.len - 4) > 0xFFFFFFFFULL) {
+        PyErr_Format(E_Encode, "distribution packet of %zd bytes is too long for its 4-byte length",
+                     e.len - 4);
+        goto fail;
+    }
+    {
+        uint32_t n = (uint32_t)(e.len - 4);
+        e.p[0] = (unsigned char)(n >> 24);
+        e.p[1] = (unsigned char)(n >> 16);
+        e.p[2] = (unsigned char)(n >> 8);
+        e.p[3] = (unsigned char)n;
+    }
+    if (e.bytes == NULL)
+        return PyBytes_FromStringAndSize((const char *)e.stack, e.len);
+    result = e.bytes;
+    if (_PyBytes_Resize(&result, e.len) < 0)
+        return NULL;
+    return result;
+fail:
+    Py_XDECREF(e.bytes);
+    if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
+        PyErr_Clear();
+        PyErr_SetString(E_Encode, "term nested too deeply for the Python stack");
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* module */
 
 PyDoc_STRVAR(encode_doc,
@@ -2988,6 +3428,30 @@ PyDoc_STRVAR(decode_from_doc,
 "``versioned`` expects the 131 version byte first (False for terms inside a dist header).\n"
 "``atom_cache`` resolves ATOM_CACHE_REF indexes (the per-message list from the dist header).");
 
+PyDoc_STRVAR(decode_dist_packet_doc,
+"decode_dist_packet(data, cache_entries, missing, start=0, end=None) -> (control, payload)\n\n"
+"Decode one distribution packet body ``data[start:end]`` (after the 4-byte length):\n"
+"``112 | 131 Control | [131 Payload]`` or ``131 68 | AtomCacheHeader | Control | [Payload]``.\n"
+"New atom cache entries are stored in ``cache_entries`` (the connection's list of 2048\n"
+"slots); ``missing`` is returned as the payload when none follows.");
+
+PyDoc_STRVAR(decode_dist_header_doc,
+"decode_dist_header(data, cache_entries, offset=0) -> (refs, end)\n\n"
+"Parse ``NumberOfAtomCacheRefs | Flags | AtomCacheRefs`` at ``offset``, store new entries in\n"
+"``cache_entries``; return the message's list of atoms (None without refs) and the offset\n"
+"after the header.");
+
+PyDoc_STRVAR(decode_dist_body_doc,
+"decode_dist_body(data, refs, missing, start=0, end=None) -> (control, payload)\n\n"
+"Decode ``Control | [Payload]`` (no version bytes) in ``data[start:end]``, ATOM_CACHE_REF\n"
+"resolved through ``refs`` (from decode_dist_header); for reassembled fragments.");
+
+PyDoc_STRVAR(encode_dist_packet_doc,
+"encode_dist_packet(control, payload, missing, pass_through=False) -> bytes\n\n"
+"One whole distribution packet, its 4-byte length included: ``131 68 0 | Control |\n"
+"[Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``\n"
+"with ``pass_through``; no payload when ``payload`` is ``missing``.");
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))py_encode, METH_FASTCALL | METH_KEYWORDS,
      encode_doc},
@@ -2995,6 +3459,14 @@ static PyMethodDef methods[] = {
      decode_doc},
     {"decode_from", (PyCFunction)(void (*)(void))py_decode_from, METH_FASTCALL | METH_KEYWORDS,
      decode_from_doc},
+    {"decode_dist_packet", (PyCFunction)(void (*)(void))py_decode_dist_packet,
+     METH_FASTCALL | METH_KEYWORDS, decode_dist_packet_doc},
+    {"decode_dist_header", (PyCFunction)(void (*)(void))py_decode_dist_header,
+     METH_FASTCALL | METH_KEYWORDS, decode_dist_header_doc},
+    {"decode_dist_body", (PyCFunction)(void (*)(void))py_decode_dist_body,
+     METH_FASTCALL | METH_KEYWORDS, decode_dist_body_doc},
+    {"encode_dist_packet", (PyCFunction)(void (*)(void))py_encode_dist_packet,
+     METH_FASTCALL | METH_KEYWORDS, encode_dist_packet_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3121,14 +3593,21 @@ PyInit__ccodec(void)
         init_field(T_FMap, "_d", &F_fm_d) < 0)
         goto fail;
     if (init_spec(&encode_spec) < 0 || init_spec(&decode_spec) < 0 ||
-        init_spec(&decode_from_spec) < 0)
+        init_spec(&decode_from_spec) < 0 || init_spec(&decode_dist_packet_spec) < 0 ||
+        init_spec(&decode_dist_header_spec) < 0 || init_spec(&decode_dist_body_spec) < 0 ||
+        init_spec(&encode_dist_packet_spec) < 0)
+        goto fail;
+    if (depth_arg(O_default_max_depth, &default_depth) < 0 ||
+        limit_arg(O_default_max_unc, &default_max_unc) < 0)
         goto fail;
     if (PyModule_AddObjectRef(m, "ErlFloatKey", O_ErlFloatKey) < 0 ||
         PyModule_AddObjectRef(m, "DEFAULT_MAX_DEPTH", O_default_max_depth) < 0 ||
         PyModule_AddObjectRef(m, "DEFAULT_MAX_UNCOMPRESSED", O_default_max_unc) < 0)
         goto fail;
     {
-        PyObject *all = Py_BuildValue("[ssss]", "encode", "decode", "decode_from", "ErlFloatKey");
+        PyObject *all = Py_BuildValue("[ssssssss]", "encode", "decode", "decode_from",
+                                      "decode_dist_packet", "decode_dist_header",
+                                      "decode_dist_body", "encode_dist_packet", "ErlFloatKey");
         if (all == NULL || PyModule_AddObject(m, "__all__", all) < 0) {
             Py_XDECREF(all);
             goto fail;

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import chain
-from operator import countOf
+from operator import countOf, itemgetter
+from operator import index as _index
 from typing import Any
 
 from .errors import DecodeError, EncodeError
@@ -1162,4 +1163,323 @@ def decode(
     return v
 
 
-__all__ = ["encode", "decode", "decode_from", "ErlFloatKey"]
+
+
+
+# ---------------------------------------------------------------------------------------------
+# distribution packets (erl_ext_dist.md "Distribution Header"; erts dist.c, external.c)
+
+ATOM_CACHE_SIZE = 2048
+"""Slots of a connection's atom cache (erts ERTS_ATOM_CACHE_SIZE: 8 segments of 256)."""
+
+_PASS_THROUGH = 112
+_DIST_HEADER = 68
+
+# Headers without new entries, by their bytes: a getter of the cache slots they name, as a
+# tuple. erl repeats the same header for messages of the same shape. What a header names
+# depends on its bytes alone, so the memo is shared by all connections and never goes stale.
+_header_keys: dict[bytes, Callable[[list[Any]], tuple[Any, ...]]] = {}
+_HEADER_KEYS_MAX = 4096  # a bound like _ATOMS_MAX; a connection uses a few dozen shapes
+
+
+def _check_entries(entries: Any) -> None:
+    if type(entries) is not list:
+        raise TypeError(f"cache_entries must be a list, not {type(entries).__name__}")
+    if len(entries) != ATOM_CACHE_SIZE:
+        raise ValueError(f"cache_entries must have {ATOM_CACHE_SIZE} slots, not {len(entries)}")
+
+
+def _dist_input(data: Any, start: Any, end: Any) -> tuple[bytes, int, int, int]:
+    """(buf, pos, end, shift) for ``data[start:end]``: offsets in buf are offsets in data
+    minus shift (anything but bytes is copied, so no buffer export outlives the call)."""
+    t = type(data)
+    if t is bytes or t is bytearray:
+        n = len(data)
+    else:
+        with memoryview(data) as m, m.cast("B") as view:
+            n = len(view)
+    if type(start) is not int:
+        start = _index(start)
+    if end is None:
+        end = n
+    elif type(end) is not int:
+        end = _index(end)
+    if start < 0 or start > end or end > n:
+        raise ValueError(f"bounds {start}:{end} outside data of {n} bytes")
+    if t is bytes:
+        return data, start, end, 0
+    if t is bytearray:
+        return bytes(data[start:end]), 0, end - start, start
+    with memoryview(data) as m, m.cast("B") as view:
+        return bytes(view[start:end]), 0, end - start, start
+
+
+def _shifted(e: DecodeError, shift: int) -> DecodeError:
+    """The same error, its offset counted from the start of the caller's data."""
+    if e.offset is None:
+        return e
+    message = str(e)[: -len(f" (at offset {e.offset})")]
+    return DecodeError(message, e.offset + shift)
+
+
+def _read_header(
+    buf: bytes, pos: int, end: int, entries: list[Any]
+) -> tuple[Sequence[Any] | None, int]:
+    if pos >= end:
+        raise DecodeError("distribution header truncated before the atom count", pos)
+    count = buf[pos]
+    start = pos
+    pos += 1
+    if count == 0:
+        return None, pos
+    flags_end = pos + count // 2 + 1
+    plain_end = flags_end + count  # the header's end if no entry is new
+    if plain_end <= end:
+        getter = _header_keys.get(buf[start:plain_end])
+        if getter is not None:
+            refs = getter(entries)
+            if None not in refs:
+                return refs, plain_end
+            # an empty slot: the full parse below says which
+    if flags_end > end:
+        raise DecodeError("distribution header truncated inside the atom cache flags", pos)
+    flags = buf[pos:flags_end]
+    pos = flags_end
+    # The nibble after the last reference's carries LongAtoms in its low bit.
+    long_atoms = (flags[count >> 1] >> ((count & 1) << 2)) & 1
+    found: list[Any] = [None] * count
+    keys = [0] * count
+    new = False
+    for i in range(count):
+        nibble = flags[i >> 1] >> ((i & 1) << 2)
+        if pos >= end:
+            raise DecodeError("distribution header truncated inside the atom cache", pos)
+        key = ((nibble & 7) << 8) | buf[pos]
+        pos += 1
+        if nibble & 8:  # NewCacheEntryFlag: the atom text follows
+            if long_atoms:
+                if end - pos < 2:
+                    raise DecodeError("distribution header truncated inside the atom cache", pos)
+                length = (buf[pos] << 8) | buf[pos + 1]
+                pos += 2
+            else:
+                if pos >= end:
+                    raise DecodeError("distribution header truncated inside the atom cache", pos)
+                length = buf[pos]
+                pos += 1
+            if length > end - pos:
+                raise DecodeError("distribution header truncated inside an atom", pos)
+            atom = _mk_atom(buf[pos : pos + length], pos)
+            pos += length
+            entries[key] = atom
+            new = True
+        else:
+            atom = entries[key]
+            if atom is None:
+                raise DecodeError(
+                    f"atom cache reference to empty slot {key >> 8}:{key & 255}", pos - 1
+                )
+        found[i] = atom
+        keys[i] = key
+    if not new:
+        if len(_header_keys) >= _HEADER_KEYS_MAX:
+            _header_keys.clear()
+        _header_keys[buf[start:pos]] = itemgetter(*keys) if count > 1 else _single(keys[0])
+    return found, pos
+
+
+def _single(key: int) -> Callable[[list[Any]], tuple[Any, ...]]:
+    return lambda entries: (entries[key],)
+
+
+def _dist_term(d: _Decoder, pos: int, versioned: bool) -> tuple[Any, int]:
+    if versioned:
+        if pos >= d.end:
+            raise _truncated(pos)
+        if d.buf[pos] != VERSION:
+            raise DecodeError(f"expected version byte 131, found {d.buf[pos]}", pos)
+        pos += 1
+    try:
+        return _dec(d, pos, DEFAULT_MAX_DEPTH)
+    except RecursionError:
+        raise DecodeError("term nested too deeply for the Python stack", pos) from None
+    except (IndexError, struct.error) as e:  # pragma: no cover - defensive
+        raise DecodeError(f"malformed term: {e}", pos) from None
+
+
+def _dist_terms(
+    buf: bytes, pos: int, end: int, refs: Any, versioned: bool, missing: Any
+) -> tuple[Any, Any]:
+    d = _Decoder(buf, refs, DEFAULT_MAX_UNCOMPRESSED)
+    d.end = end
+    control, pos = _dist_term(d, pos, versioned)
+    if pos < end:
+        payload, pos = _dist_term(d, pos, versioned)
+        if pos != end:
+            raise DecodeError(
+                f"{end - pos} bytes after the payload of a distribution message", pos
+            )
+        return control, payload
+    return control, missing
+
+
+def _dist_packet(
+    buf: bytes, pos: int, end: int, entries: list[Any], missing: Any
+) -> tuple[Any, Any]:
+    if pos >= end:
+        raise _truncated(pos)
+    first = buf[pos]
+    if first == VERSION:
+        if pos + 1 >= end:
+            raise _truncated(pos + 1)
+        if buf[pos + 1] != _DIST_HEADER:
+            raise DecodeError(f"packet starts with 131 {buf[pos + 1]}, not 112 or 131 68", pos)
+        refs, pos = _read_header(buf, pos + 2, end, entries)
+        return _dist_terms(buf, pos, end, refs, False, missing)
+    if first == _PASS_THROUGH:
+        return _dist_terms(buf, pos + 1, end, None, True, missing)
+    raise DecodeError(f"packet starts with {first}, not 112 or 131 68", pos)
+
+
+def decode_dist_packet(
+    data: bytes | bytearray | memoryview,
+    cache_entries: list[Any],
+    missing: Any,
+    start: int = 0,
+    end: int | None = None,
+) -> tuple[Any, Any]:
+    """Decode one distribution packet body ``data[start:end]`` (after the 4-byte length).
+
+    The packet is ``112 | 131 Control | [131 Payload]`` (pass-through) or ``131 68 |
+    AtomCacheHeader | Control | [Payload]``. New atom cache entries are stored in
+    ``cache_entries`` (the connection's list of :data:`ATOM_CACHE_SIZE` slots, None for an
+    empty one) and the terms' ATOM_CACHE_REFs resolved through the header. Returns
+    ``(control, payload)``, ``missing`` as the payload when none follows. Raises DecodeError
+    (offsets count from the start of ``data``) for anything else, trailing bytes included.
+    """
+    # Fast path, flattened (each Python call costs): a 131 68 packet in bytes or in place in
+    # a bytearray, whose header has no new entries and is in the memo. Anything else, and
+    # any error, takes the general path, which does the same and says what is wrong.
+    t = type(data)
+    if (
+        (t is bytearray or t is bytes)
+        and type(start) is int
+        and type(cache_entries) is list
+        and len(cache_entries) == ATOM_CACHE_SIZE
+    ):
+        n = len(data)
+        stop = n if end is None else end
+        if (
+            type(stop) is int
+            and 0 <= start
+            and start + 3 <= stop <= n
+            and data[start] == VERSION
+            and data[start + 1] == _DIST_HEADER
+        ):
+            if t is bytes:
+                buf, pos = data, start + 2
+            else:
+                buf, pos, stop = bytes(data[start:stop]), 2, stop - start
+            count = buf[pos]
+            refs: Any = None
+            known = True
+            if count:
+                plain_end = pos + count // 2 + 2 + count
+                getter = _header_keys.get(buf[pos:plain_end])  # type: ignore[arg-type]  # bytes here
+                if getter is None:
+                    known = False
+                else:
+                    refs = getter(cache_entries)
+                    known = None not in refs
+                pos = plain_end
+            else:
+                pos += 1
+            if known and pos < stop:
+                d = _Decoder(buf, refs, DEFAULT_MAX_UNCOMPRESSED)
+                d.end = stop
+                try:
+                    control, pos = _dec(d, pos, DEFAULT_MAX_DEPTH)
+                    if pos == stop:
+                        return control, missing
+                    payload, pos = _dec(d, pos, DEFAULT_MAX_DEPTH)
+                    if pos == stop:
+                        return control, payload
+                except (DecodeError, RecursionError, IndexError, struct.error):
+                    pass
+    if type(cache_entries) is not list or len(cache_entries) != ATOM_CACHE_SIZE:
+        _check_entries(cache_entries)
+    buf, pos, stop, shift = _dist_input(data, start, end)
+    if not shift:
+        return _dist_packet(buf, pos, stop, cache_entries, missing)
+    try:
+        return _dist_packet(buf, pos, stop, cache_entries, missing)
+    except DecodeError as e:
+        raise _shifted(e, shift) from None
+
+
+
+def decode_dist_header(
+    data: bytes | bytearray | memoryview, cache_entries: list[Any], offset: int = 0
+) -> tuple[list[Any] | None, int]:
+    """Parse ``NumberOfAtomCacheRefs | Flags | AtomCacheRefs`` at ``offset``.
+
+    New entries are stored in ``cache_entries``; returns the list of atoms the message's
+    ATOM_CACHE_REFs index (None when it has none) and the offset after the header.
+    """
+    _check_entries(cache_entries)
+    buf, pos, stop, shift = _dist_input(data, offset, None)
+    try:
+        refs, pos = _read_header(buf, pos, stop, cache_entries)
+    except DecodeError as e:
+        raise _shifted(e, shift) from None
+    return (None if refs is None else list(refs)), pos + shift
+
+
+def decode_dist_body(
+    data: bytes | bytearray | memoryview,
+    refs: Sequence[Any] | None,
+    missing: Any,
+    start: int = 0,
+    end: int | None = None,
+) -> tuple[Any, Any]:
+    """Decode ``Control | [Payload]`` (no version bytes) in ``data[start:end]``, resolving
+    ATOM_CACHE_REFs through ``refs`` (from :func:`decode_dist_header`); the final step of a
+    fragmented message. Returns ``(control, payload)`` like :func:`decode_dist_packet`."""
+    buf, pos, stop, shift = _dist_input(data, start, end)
+    try:
+        return _dist_terms(buf, pos, stop, refs, False, missing)
+    except DecodeError as e:
+        raise _shifted(e, shift) from None
+
+
+def encode_dist_packet(
+    control: Any, payload: Any, missing: Any, pass_through: bool = False
+) -> bytes:
+    """One whole distribution packet, its 4-byte length included: ``131 68 0 | Control |
+    [Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``
+    with ``pass_through``; no payload when ``payload`` is ``missing``."""
+    ctl = encode(control, versioned=pass_through)
+    pay = b"" if payload is missing else encode(payload, versioned=pass_through)
+    head = _PASS_HEAD if pass_through else _DIST_HEAD
+    size = len(head) + len(ctl) + len(pay)
+    if size > 0xFFFFFFFF:
+        raise EncodeError(
+            f"distribution packet of {size} bytes is too long for its 4-byte length"
+        )
+    return b"".join((_pack_I(size), head, ctl, pay))
+
+
+_PASS_HEAD = bytes((_PASS_THROUGH,))
+_DIST_HEAD = bytes((VERSION, _DIST_HEADER, 0))
+
+
+__all__ = [
+    "encode",
+    "decode",
+    "decode_from",
+    "decode_dist_packet",
+    "decode_dist_header",
+    "decode_dist_body",
+    "encode_dist_packet",
+    "ErlFloatKey",
+]

@@ -1,3 +1,4 @@
+
 import pytest
 
 from pynode.protocol import NO_PAYLOAD, ProtocolError
@@ -68,6 +69,15 @@ def test_to_term_and_back(msg, term, has_payload):
     back = c.from_term(term, payload)
     assert back == msg and type(back) is type(msg)
     assert c.ControlMessage.from_term(term, payload) == msg
+    # built without calling the class (slot setters), yet the same in every way
+    assert repr(back) == repr(msg)
+    if not isinstance(msg, c.SpawnRequest):  # its opts list makes it unhashable
+        assert hash(back) == hash(msg)
+    for name in type(msg)._FIELDS:
+        value = getattr(back, name)
+        assert value == getattr(msg, name) and type(value) is type(getattr(msg, name))
+        with pytest.raises(AttributeError):
+            setattr(back, name, value)
 
 
 @pytest.mark.parametrize(

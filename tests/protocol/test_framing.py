@@ -15,6 +15,8 @@ from pynode.protocol.framing import (
 from pynode.term import encode
 from pynode.term.types import Atom, Pid, Reference
 
+from . import erl_packets
+
 P1 = Pid("a@host", 1, 0, 5)
 P2 = Pid("b@host", 2, 0, 6)
 PLAIN = default_flags()
@@ -122,6 +124,45 @@ def test_garbage(body, match):
     rx.receive_data(frame(body))
     with pytest.raises(ProtocolError, match=match):
         rx.next_event()
+
+
+def test_errors_stick_and_follow_good_messages():
+    tx = DistConnection(HEADER)
+    good = tx.send(c.Send(P2), 1)
+    for bad, match in (
+        (frame(b"\x83D\x00" + encode((2, Atom(""), P2), versioned=False) + b"a"), "undecodable"),
+        (frame(b"\x83D\x00" + encode((99,), versioned=False)), "unknown distribution operation"),
+    ):
+        rx = DistConnection(HEADER)
+        rx.receive_data(good + good + bad + good)
+        assert rx.next_event() == rx.next_event() == Message(c.Send(P2), 1)
+        with pytest.raises(ProtocolError, match=match) as first:
+            rx.next_event()
+        with pytest.raises(ProtocolError) as again:
+            rx.next_event()
+        assert again.value is first.value
+
+
+def test_erl_packets_in_one_read_and_byte_by_byte():
+    message = (Atom("event"), 12345, bytes(32), [1, 2, 3])
+    for packets in (erl_packets.OTP25, erl_packets.OTP28):
+        stream = b"".join(frame(p) for p in packets)
+        rx = DistConnection(HEADER | DFlag.FRAGMENTS)
+        rx.receive_data(stream)
+        events = drain(rx)
+        slow = DistConnection(HEADER | DFlag.FRAGMENTS)
+        trickled = []
+        for i in range(len(stream)):
+            slow.receive_data(stream[i : i + 1])
+            trickled.extend(drain(slow))
+        assert trickled == events and len(events) == 7
+        assert [type(ev.control) for ev in events] == [c.SendSender] * 4 + [c.RegSend] * 3
+        assert events[0].payload[1] == Atom("yes")
+        assert all(ev.payload == message for ev in events[1:])
+        sender = events[1].control.from_pid
+        assert events[4].control == c.RegSend(sender, Atom("capbox"))
+        assert rx.atom_cache.entries == slow.atom_cache.entries
+        assert sum(e is not None for e in rx.atom_cache.entries) == 6
 
 
 def test_buffer_compaction_with_many_messages():
@@ -254,6 +295,25 @@ def test_fragmented_send_and_reassembly():
     assert drain(rx) == [Message(c.Send(P2), payload)]
     rx.receive_data(tx.send(c.Send(P2), payload))  # send() concatenates the packets
     assert drain(rx) == [Message(c.Send(P2), payload)]
+
+
+def test_fragment_refs_are_those_of_its_first_fragment():
+    # A message interleaved between fragments may change a cache slot the fragmented
+    # message refers to: the refs are taken when its header arrives.
+    rx = DistConnection(FRAGS)
+    to = new_pid(b"w\x06a@host", 1, 0, 1)
+    body = b"h\x03a\x02R\x00" + to + b"l\x00\x00\x00\x02R\x00R\x00j"
+    head = struct.pack(">QQ", 7, 2) + bytes([1, 0x08, 5, 1]) + b"a"
+    rx.receive_data(frame(b"\x83E" + head + body[:6]))
+    other = b"\x83D" + bytes([1, 0x08, 5, 1]) + b"b" + b"h\x03a\x02R\x00" + to + b"R\x00"
+    rx.receive_data(frame(other))
+    rx.receive_data(frame(b"\x83F" + struct.pack(">QQ", 7, 1) + body[6:]))
+    pid = Pid("a@host", 1, 0, 1)
+    assert drain(rx) == [
+        Message(c.Send(pid, Atom("b")), Atom("b")),
+        Message(c.Send(pid, Atom("a")), [Atom("a"), Atom("a")]),
+    ]
+    assert rx.atom_cache.entries[5] == Atom("b")
 
 
 def test_small_messages_are_not_fragmented():

@@ -336,3 +336,220 @@ def test_no_leaks() -> None:
         tracemalloc.stop()
     # a leak of one small object per operation would be several hundred kB here
     assert after - before < 64 * 1024, after - before
+
+
+# -- distribution packets ----------------------------------------------------------------------
+
+MISSING = object()
+
+
+def _dist_sequences() -> list[list[bytes]]:
+    """Packet sequences that each share one connection's atom cache entries."""
+    from tests.protocol import erl_packets
+
+    pid = Pid("n@h", 1, 2, 3)
+    values: list[Any] = [
+        [1, 2**70, 1.5, Atom("ok"), b"bin", "str€", (), {1: [2]}, True, False, None],
+        (pid, Reference("n@h", 1, (1, 2, 3)), term.ExportFun("m", "f", 2)),
+        Fun("m", 1, b"u" * 16, 1, 2, 3, pid, [ImproperList([1], Atom("t"))]),
+        [b"x" * 300] * 5,
+    ]
+    plain = [b"\x83D\x00" + P.encode((2, Atom(""), pid), versioned=False) + P.encode(v, versioned=False) for v in values]
+    passthrough = [b"p" + P.encode((2, Atom(""), pid)) + P.encode(v) for v in values]
+    passthrough.append(b"p" + P.encode((6, pid, Atom(""), Atom("name")), compressed=True))
+    long_atoms = [
+        b"\x83D\x03\x88\x18\x01\x00\x04true\x02\x01\xf4" + "é".encode() * 250 + b"\x03\x00\x01x"
+        + b"h\x03R\x00R\x01R\x02" + b"l\x00\x00\x00\x02R\x01R\x02j",
+        b"\x83D\x03\x00\x00\x01\x02\x03h\x03R\x02R\x01R\x00",
+    ]
+    return [erl_packets.OTP25, erl_packets.OTP28, plain, passthrough, long_atoms]
+
+
+def _same_dist(packet: bytes, ep: list[Any], ec: list[Any], **kw: Any) -> str:
+    """Both codecs decode the packet alike, errors included, and leave the same entries."""
+    p = _outcome(P.decode_dist_packet, packet, ep, MISSING, **kw)
+    c = _outcome(C.decode_dist_packet, packet, ec, MISSING, **kw)
+    assert p[0] == c[0], (packet, p, c)
+    if p[0] == "ok":
+        assert _same(p[1][0], c[1][0]), (packet, p, c)
+        assert (p[1][1] is MISSING) == (c[1][1] is MISSING) and (
+            p[1][1] is MISSING or _same(p[1][1], c[1][1])
+        ), (packet, p, c)
+    else:
+        assert p[1] is c[1], (packet, p, c)
+        assert str(p[2]) == str(c[2]), (packet, p, c)
+    assert all(map(_same, ep, ec)), packet
+    return p[0]
+
+
+def test_dist_packets_alike() -> None:
+    for seq in _dist_sequences():
+        ep, ec = [None] * term.ATOM_CACHE_SIZE, [None] * term.ATOM_CACHE_SIZE
+        for packet in seq:
+            assert _same_dist(packet, ep, ec) == "ok"
+            for cut in range(len(packet)):
+                _same_dist(packet[:cut], ep[:], ec[:])
+
+
+def test_dist_fuzz_mutations() -> None:
+    """Random damage to real and synthetic packets, each after the packets before it."""
+    rng = random.Random(20250611)
+    sequences = _dist_sequences()
+    outcomes: dict[str, int] = {}
+    for _ in range(3000):
+        seq = rng.choice(sequences)
+        k = rng.randrange(len(seq))
+        ep, ec = [None] * term.ATOM_CACHE_SIZE, [None] * term.ATOM_CACHE_SIZE
+        for packet in seq[:k]:
+            P.decode_dist_packet(packet, ep, MISSING)
+            C.decode_dist_packet(packet, ec, MISSING)
+        d = bytearray(seq[k])
+        for _ in range(rng.randint(1, 3)):
+            op = rng.randrange(5)
+            if op == 0 and d:
+                d[rng.randrange(len(d))] = rng.randrange(256)
+            elif op == 1:
+                i = rng.randrange(len(d) + 1)
+                d[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+            elif op == 2 and d:
+                del d[rng.randrange(len(d))]
+            elif op == 3 and len(d) > 4:  # the header's count and flags bytes
+                d[rng.randrange(2, 5)] = rng.randrange(256)
+            else:
+                d = d[: rng.randrange(len(d) + 1)]
+        result = _same_dist(bytes(d), ep, ec)
+        outcomes[result] = outcomes.get(result, 0) + 1
+        # and in place, inside a larger buffer, as the framing layer calls it
+        buf = bytearray(b"\x00\x00\x00\x00" + d + b"\x00")
+        ep2, ec2 = ep[:], ec[:]
+        _same_dist(buf, ep2, ec2, start=4, end=len(buf) - 1)
+    assert outcomes.get("ok", 0) > 100 and outcomes.get("error", 0) > 1000, outcomes
+
+
+@given(st.binary(max_size=48), st.sampled_from([b"\x83D", b"p\x83", b"\x83D\x00", b""]))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_dist_garbage(data: bytes, prefix: bytes) -> None:
+    entries = [None] * term.ATOM_CACHE_SIZE
+    entries[0] = Atom("zero")
+    entries[256 + 1] = True
+    _same_dist(prefix + data, entries[:], entries[:])
+    p = _outcome(P.decode_dist_header, data, entries[:])
+    c = _outcome(C.decode_dist_header, data, entries[:])
+    assert p[0] == c[0] and (p[1] == c[1] if p[0] == "ok" else p[1] is c[1]), (data, p, c)
+    p = _outcome(P.decode_dist_body, data, [Atom("a"), False], MISSING)
+    c = _outcome(C.decode_dist_body, data, [Atom("a"), False], MISSING)
+    assert p[0] == c[0], (data, p, c)
+    if p[0] == "error":
+        assert p[1] is c[1] and str(p[2]) == str(c[2]), (data, p, c)
+
+
+def test_dist_argument_errors_alike() -> None:
+    good = b"\x83D\x00a\x01"
+    calls: list[tuple[Any, ...]] = [
+        (good, [None] * 2047, MISSING),
+        (good, tuple([None] * 2048), MISSING),
+        (good, type("L", (list,), {})([None] * 2048), MISSING),
+        ("str", [None] * 2048, MISSING),
+        (good, [None] * 2048, MISSING, -1),
+        (good, [None] * 2048, MISSING, 2, 1),
+        (good, [None] * 2048, MISSING, 0, 6),
+        (good, [None] * 2048, MISSING, 2**70),
+        (good, [None] * 2048, MISSING, "0"),
+        (good, [None] * 2048),
+    ]
+    for args in calls:
+        p, c = _outcome(P.decode_dist_packet, *args), _outcome(C.decode_dist_packet, *args)
+        assert p[0] == c[0] == "error" and p[1] is c[1], (args, p, c)
+    assert C.decode_dist_packet(good, [None] * 2048, MISSING, end=None) == (1, MISSING)
+
+
+def test_dist_no_leaks() -> None:
+    """The packet functions on good and bad input many times: traced memory stays flat."""
+    sequences = _dist_sequences()
+    bad = [s[-1][: len(s[-1]) // 2] for s in sequences] + [
+        b"\x83D\x01\x00\x07R\x00", b"\x83D\x02\x88\x00\x01a", b"\x83D\x01\x08\x05\x02\xff\xfe",
+        b"\x83D\x00a\x01a\x02a\x03", b"\x83E", b"p\x83a",
+    ]
+    body = b"h\x02R\x01R\x00R\x00"
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            for seq in sequences:
+                entries = [None] * term.ATOM_CACHE_SIZE
+                for packet in seq:
+                    C.decode_dist_packet(packet, entries, MISSING)
+                    C.decode_dist_packet(bytearray(packet), entries, MISSING, 0, len(packet))
+                for b in bad:
+                    with pytest.raises(DecodeError):
+                        C.decode_dist_packet(b, entries, MISSING)
+            refs, _ = C.decode_dist_header(b"\x02\x88\x00\x01\x01a\x02\x01b", entries)
+            C.decode_dist_body(body, refs, MISSING)
+            with pytest.raises(DecodeError):
+                C.decode_dist_body(body + b"j", refs, MISSING)
+            with pytest.raises(DecodeError):
+                C.decode_dist_header(b"\x02\x88\x00\x01\x01a\x02\x01", entries)
+            with pytest.raises(ValueError):
+                C.decode_dist_packet(b"p", entries, MISSING, 2)
+
+    rounds(30)  # warm up caches and free lists
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds(30)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        rounds(300)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # a leak of one small object per call would be several hundred kB here
+    assert after - before < 64 * 1024, after - before
+
+
+def test_encode_dist_packet_alike() -> None:
+    pid = Pid("n@h", 1, 2, 3)
+    payloads: list[Any] = [
+        MISSING, None, 1, [b"x" * 2000] * 3, {Atom("k"): (1.5, "s€")}, object(), [[[[object()]]]],
+        BitString(b"\xe0", 3), Atom("a" * 256),
+    ]
+    for control in ((2, Atom(""), pid), (6, pid, Atom(""), Atom("rex")), (object(),)):
+        for payload in payloads:
+            for pass_through in (False, True):
+                p = _outcome(P.encode_dist_packet, control, payload, MISSING, pass_through)
+                c = _outcome(C.encode_dist_packet, control, payload, MISSING, pass_through)
+                assert p[0] == c[0], (control, payload, p, c)
+                if p[0] == "ok":
+                    assert p[1] == c[1]
+                else:
+                    assert p[1] is c[1] and str(p[2]) == str(c[2]), (control, payload, p, c)
+
+
+def test_encode_dist_packet_no_leaks() -> None:
+    pid = Pid("n@h", 1, 2, 3)
+    control = (2, Atom(""), pid)
+    good = [MISSING, (Atom("event"), 12345, bytes(32), [1, 2, 3]), [b"x" * 2000] * 3]
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            for payload in good:
+                C.encode_dist_packet(control, payload, MISSING)
+                C.encode_dist_packet(control, payload, MISSING, True)
+            with pytest.raises(EncodeError):
+                C.encode_dist_packet(control, [b"x" * 2000, object()], MISSING)
+            with pytest.raises(EncodeError):
+                C.encode_dist_packet((object(),), 1, MISSING)
+
+    rounds(100)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds(100)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        rounds(1000)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 64 * 1024, after - before

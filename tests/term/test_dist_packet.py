@@ -1,0 +1,276 @@
+"""decode_dist_packet / decode_dist_header / decode_dist_body, on every implementation.
+
+The packet layouts are erl_ext_dist.md's "Distribution Header" (131 68), the pass-through
+form (112) and the body of a reassembled fragmented message. The captured packets in
+tests/protocol/erl_packets.py are what OTP 25 and OTP 28 really send.
+"""
+
+from __future__ import annotations
+
+import struct
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import pynode.term as term
+from pynode.term import ATOM_CACHE_SIZE, Atom, DecodeError, Pid
+from tests.protocol import erl_packets
+
+MISSING = object()  # what the protocol layer passes as NO_PAYLOAD
+PID = Pid("a@host", 1, 0, 5)
+
+
+@pytest.fixture(params=sorted(term.IMPLEMENTATIONS))
+def codec(request: pytest.FixtureRequest) -> ModuleType:
+    return term.IMPLEMENTATIONS[request.param]
+
+
+def slots() -> list[Any]:
+    return [None] * ATOM_CACHE_SIZE
+
+
+def header(*refs: tuple[int, int, str | None], long_atoms: bool = False) -> bytes:
+    """NumberOfAtomCacheRefs | Flags | AtomCacheRefs for refs (segment, index, new text)."""
+    count = len(refs)
+    nibbles = [(8 if text is not None else 0) | seg for seg, _, text in refs]
+    nibbles.append(1 if long_atoms else 0)
+    if len(nibbles) % 2:
+        nibbles.append(0)
+    flags = bytes(nibbles[i] | (nibbles[i + 1] << 4) for i in range(0, len(nibbles), 2))
+    body = b""
+    for _, index, text in refs:
+        body += bytes([index])
+        if text is not None:
+            raw = text.encode()
+            body += (struct.pack(">H", len(raw)) if long_atoms else bytes([len(raw)])) + raw
+    return bytes([count]) + flags[: count // 2 + 1] + body
+
+
+def unversioned(x: Any) -> bytes:
+    return term.encode(x, versioned=False)
+
+
+# -- whole packets -----------------------------------------------------------------------------
+
+
+def test_new_entries_then_references(codec: ModuleType) -> None:
+    entries = slots()
+    hdr = header((0, 5, ""), (3, 200, "a@host"), (7, 255, "true"))
+    ctl = b"h\x03a\x02R\x00" + b"XR\x01" + struct.pack(">III", 1, 0, 5)
+    packet = b"\x83D" + hdr + ctl + b"h\x02R\x02R\x00"
+    control, payload = codec.decode_dist_packet(packet, entries, MISSING)
+    assert control == (2, Atom(""), PID)
+    assert payload == (True, Atom(""))
+    assert entries[5] == Atom("") and entries[3 * 256 + 200] == Atom("a@host")
+    assert entries[7 * 256 + 255] is True  # the atom true is True, as everywhere in the codec
+    assert sum(e is not None for e in entries) == 3
+    # the same slots again, now as references (no text), in another order
+    again = b"\x83D" + header((3, 200, None), (0, 5, None)) + b"h\x03a\x02R\x01XR\x00"
+    again += struct.pack(">III", 1, 0, 5) + b"R\x01"
+    assert codec.decode_dist_packet(again, entries, MISSING) == ((2, Atom(""), PID), Atom(""))
+
+
+def test_long_atoms_flag(codec: ModuleType) -> None:
+    entries = slots()
+    name = "ü" * 200  # 400 bytes of UTF-8: only the 2-byte length can say it
+    packet = b"\x83D" + header((1, 2, name), (1, 3, "x"), long_atoms=True) + b"h\x02R\x00R\x01"
+    assert codec.decode_dist_packet(packet, entries, MISSING) == ((Atom(name), Atom("x")), MISSING)
+    assert entries[258] == Atom(name)
+
+
+def test_header_atom_longer_than_255_characters(codec: ModuleType) -> None:
+    # erts refuses atoms above MAX_ATOM_CHARACTERS (255), in headers as anywhere
+    packet = b"\x83D" + header((0, 1, "a" * 256), long_atoms=True) + b"R\x00"
+    with pytest.raises(DecodeError, match="longer than 255 characters"):
+        codec.decode_dist_packet(packet, slots(), MISSING)
+
+
+def test_no_payload_gives_missing(codec: ModuleType) -> None:
+    control, payload = codec.decode_dist_packet(b"\x83D\x00h\x01a\x05", slots(), MISSING)
+    assert control == (5,) and payload is MISSING
+    control, payload = codec.decode_dist_packet(b"p" + term.encode((5,)), slots(), MISSING)
+    assert control == (5,) and payload is MISSING
+
+
+def test_pass_through(codec: ModuleType) -> None:
+    packet = b"p" + term.encode((2, Atom(""), PID)) + term.encode([1, b"x"])
+    assert codec.decode_dist_packet(packet, slots(), None) == ((2, Atom(""), PID), [1, b"x"])
+    with pytest.raises(DecodeError, match="expected version byte 131, found 104"):
+        codec.decode_dist_packet(b"p" + unversioned((2,)), slots(), None)
+    with pytest.raises(DecodeError, match="version byte"):
+        codec.decode_dist_packet(b"p" + term.encode((2,)) + b"a\x01", slots(), None)
+
+
+def test_trailing_bytes(codec: ModuleType) -> None:
+    packet = b"\x83D\x00" + unversioned((2, Atom(""), PID)) + unversioned(1) + b"\x00\x00"
+    with pytest.raises(DecodeError, match="2 bytes after the payload") as info:
+        codec.decode_dist_packet(packet, slots(), None)
+    assert info.value.offset == len(packet) - 2
+
+
+@pytest.mark.parametrize(
+    "packet, match, offset",
+    [
+        (b"", "unexpected end", 0),
+        (b"\x83", "unexpected end", 1),
+        (b"\x00x", "starts with 0, not 112 or 131 68", 0),
+        (b"\x83E\x00", "starts with 131 69", 0),
+        (b"\x83D", "truncated before the atom count", 2),
+        (b"\x83D\x02", "truncated inside the atom cache flags", 3),
+        (b"\x83D\x02\x88", "truncated inside the atom cache flags", 3),
+        (b"\x83D\x02\x88\x00", "truncated inside the atom cache", 5),
+        (b"\x83D\x01\x08\x05", "truncated inside the atom cache", 5),
+        (b"\x83D\x01\x08\x05\x03ab", "truncated inside an atom", 6),
+        (b"\x83D\x01\x18\x05\x00", "truncated inside the atom cache", 5),  # LongAtoms: 2 bytes
+        (b"\x83D\x01\x00\x07R\x00", "empty slot 0:7", 4),
+        (b"\x83D" + header((0, 3, "a"), (3, 2, None)), "empty slot 3:2", 8),
+        (b"\x83D\x01\x08\x05\x02\xff\xfeR\x00", "not valid UTF-8", 6),
+        (b"\x83D\x00R\x00", "ATOM_CACHE_REF without an atom cache", 3),
+        (b"\x83D\x01\x08\x05\x01aR\x01", "ATOM_CACHE_REF 1 is not in the atom cache", 7),
+        (b"\x83D\x00", "unexpected end", 3),  # a header and no control message
+    ],
+)
+def test_bad_packets(codec: ModuleType, packet: bytes, match: str, offset: int) -> None:
+    with pytest.raises(DecodeError, match=match) as info:
+        codec.decode_dist_packet(packet, slots(), MISSING)
+    assert info.value.offset == offset
+
+
+def test_truncation_at_every_offset(codec: ModuleType) -> None:
+    for packets in (erl_packets.OTP25, erl_packets.OTP28):
+        entries = slots()
+        for packet in packets:
+            whole = 0  # the cut right after the control message leaves a valid packet
+            for cut in range(len(packet)):
+                try:
+                    _, payload = codec.decode_dist_packet(packet[:cut], entries[:], MISSING)
+                except DecodeError:
+                    continue
+                assert payload is MISSING
+                whole += 1
+            assert whole == 1
+            codec.decode_dist_packet(packet, entries, MISSING)
+
+
+def test_erl_packets(codec: ModuleType) -> None:
+    message = (Atom("event"), 12345, bytes(32), [1, 2, 3])
+    for packets in (erl_packets.OTP25, erl_packets.OTP28):
+        entries = slots()
+        got = [codec.decode_dist_packet(p, entries, MISSING) for p in packets]
+        ping_reply = got[0][1]
+        assert type(ping_reply[0]) is term.Reference and ping_reply[1] == Atom("yes")
+        assert [c[0] for c, _ in got] == [22] * 4 + [6] * 3  # SEND_SENDER, then REG_SEND
+        assert all(payload == message for _, payload in got[1:])
+        sender = got[1][0][1]
+        assert got[4][0] == (6, sender, Atom(""), Atom("capbox"))
+        # 3 + 1 + 2 new entries in the three headers that have some
+        assert sum(e is not None for e in entries) == 6
+
+
+def test_header_memo_follows_each_connections_entries(codec: ModuleType) -> None:
+    # The pure-Python codec memoizes headers without new entries; what a header means must
+    # still come from the entries of the connection at hand, as they are now.
+    set_a, set_b = b"\x83D" + header((0, 9, "a")), b"\x83D" + header((0, 9, "b"))
+    ref = b"\x83D" + header((0, 9, None)) + b"R\x00"
+    one, two = slots(), slots()
+    codec.decode_dist_packet(set_a + b"a\x01", one, MISSING)
+    for _ in range(3):
+        assert codec.decode_dist_packet(ref, one, MISSING) == (Atom("a"), MISSING)
+    with pytest.raises(DecodeError, match="empty slot 0:9"):
+        codec.decode_dist_packet(ref, two, MISSING)  # same bytes, another connection
+    codec.decode_dist_packet(set_b + b"a\x01", two, MISSING)
+    assert codec.decode_dist_packet(ref, two, MISSING) == (Atom("b"), MISSING)
+    assert codec.decode_dist_packet(ref, one, MISSING) == (Atom("a"), MISSING)
+    codec.decode_dist_packet(set_b + b"a\x01", one, MISSING)  # the slot changes
+    assert codec.decode_dist_packet(ref, one, MISSING) == (Atom("b"), MISSING)
+
+
+def test_bounds_and_buffers(codec: ModuleType) -> None:
+    packet = erl_packets.OTP25[0]
+    want = codec.decode_dist_packet(packet, slots(), MISSING)
+    padded = bytearray(b"\x00" * 7 + packet + b"\xff" * 3)
+    end = 7 + len(packet)
+    with memoryview(padded) as view, view.cast("b") as signed:
+        for data in (padded, bytes(padded), view, signed):
+            assert codec.decode_dist_packet(data, slots(), MISSING, 7, end) == want
+            assert codec.decode_dist_packet(data, slots(), MISSING, start=7, end=end) == want
+    # offsets count from the start of data, whatever start is
+    with pytest.raises(DecodeError) as info:
+        codec.decode_dist_packet(padded, slots(), MISSING, 7, end - 1)
+    with pytest.raises(DecodeError) as plain:
+        codec.decode_dist_packet(packet[:-1], slots(), MISSING)
+    assert info.value.offset == plain.value.offset + 7
+    assert str(info.value).split(" (at offset")[0] == str(plain.value).split(" (at offset")[0]
+    padded += b"more"  # no buffer export outlived the calls, errors included
+    for start, stop in ((-1, 5), (5, 4), (0, len(padded) + 1)):
+        with pytest.raises(ValueError, match="bounds"):
+            codec.decode_dist_packet(padded, slots(), MISSING, start, stop)
+    with pytest.raises(TypeError):
+        codec.decode_dist_packet(padded, slots(), MISSING, 1.0)
+
+
+def test_cache_entries_must_be_a_list_of_2048_slots(codec: ModuleType) -> None:
+    with pytest.raises(TypeError, match="must be a list"):
+        codec.decode_dist_packet(b"\x83D\x00a\x01", tuple(slots()), MISSING)
+    with pytest.raises(ValueError, match="2048 slots, not 2047"):
+        codec.decode_dist_packet(b"\x83D\x00a\x01", slots()[1:], MISSING)
+    with pytest.raises(TypeError):
+        codec.decode_dist_packet("not bytes", slots(), MISSING)
+    with pytest.raises(TypeError):
+        codec.decode_dist_packet(b"\x83D\x00a\x01", slots())  # missing is required
+
+
+# -- header and body, for fragments ------------------------------------------------------------
+
+
+def test_header_then_body(codec: ModuleType) -> None:
+    entries = slots()
+    data = b"xx" + header((2, 1, "reg"), (0, 0, "call"))
+    refs, pos = codec.decode_dist_header(data, entries, 2)
+    assert refs == [Atom("reg"), Atom("call")] and type(refs) is list and pos == len(data)
+    assert codec.decode_dist_header(b"\x00", entries) == (None, 1)
+    body = b"h\x02R\x01R\x00" + b"R\x00"
+    assert codec.decode_dist_body(body, refs, MISSING) == ((Atom("call"), Atom("reg")), Atom("reg"))
+    assert codec.decode_dist_body(b"??" + body, refs, MISSING, 2) == (
+        (Atom("call"), Atom("reg")),
+        Atom("reg"),
+    )
+    assert codec.decode_dist_body(b"a\x01", None, MISSING) == (1, MISSING)
+    with pytest.raises(DecodeError, match="without an atom cache"):
+        codec.decode_dist_body(body, None, MISSING)
+    with pytest.raises(DecodeError, match="bytes after the payload"):
+        codec.decode_dist_body(body + b"j", refs, MISSING)
+    with pytest.raises(DecodeError, match="empty slot 5:5"):
+        codec.decode_dist_header(bytearray(b"\x01\x05\x05"), entries)
+    # a reference to what the first header stored
+    assert codec.decode_dist_header(memoryview(b"\x01\x02\x01"), entries) == ([Atom("reg")], 3)
+
+
+# -- encoding ----------------------------------------------------------------------------------
+
+
+def test_encode_dist_packet(codec: ModuleType) -> None:
+    control, payload = (2, Atom(""), PID), (Atom("event"), 12345, bytes(32), [1, 2, 3])
+    packet = codec.encode_dist_packet(control, payload, MISSING)
+    body = b"\x83D\x00" + unversioned(control) + unversioned(payload)
+    assert packet == struct.pack(">I", len(body)) + body
+    plain = codec.encode_dist_packet(control, payload, MISSING, True)
+    body = b"p" + term.encode(control) + term.encode(payload)
+    assert plain == struct.pack(">I", len(body)) + body
+    # no payload: None is the atom undefined, only ``missing`` leaves it out
+    assert codec.encode_dist_packet(control, MISSING, MISSING)[7:] == unversioned(control)
+    assert codec.encode_dist_packet(control, None, MISSING).endswith(b"w\x09undefined")
+    assert codec.encode_dist_packet(control, MISSING, MISSING, pass_through=True)[5:] == (
+        term.encode(control)
+    )
+    # what one side encodes, the other decodes
+    for pkt in (packet, plain):
+        assert codec.decode_dist_packet(pkt[4:], slots(), MISSING) == (control, payload)
+    big = [b"x" * 70_000, list(range(1000))]  # past the C twin's stack buffer
+    pkt = codec.encode_dist_packet(control, big, MISSING)
+    assert codec.decode_dist_packet(pkt, slots(), MISSING, 4) == (control, big)
+    with pytest.raises(term.EncodeError):
+        codec.encode_dist_packet(control, object(), MISSING)
+    with pytest.raises(term.EncodeError):
+        codec.encode_dist_packet((object(),), 1, MISSING)

@@ -65,7 +65,7 @@ class BlockingMailbox:
         """Block until a (matching) message arrives; TimeoutError after ``timeout`` seconds."""
         mb = self.async_mailbox
         deadline = None if timeout is None else time.monotonic() + timeout
-        wakeup = threading.Event()
+        wakeup = _Wakeup()
         mb._thread_waiter = wakeup  # before the first look: no delivery goes unnoticed
         try:
             scanned = 0
@@ -76,10 +76,9 @@ class BlockingMailbox:
                     return m
                 scanned = len(mb)
                 if deadline is None:
-                    wakeup.wait()
+                    wakeup.wait(-1)
                 elif not wakeup.wait(max(0.0, deadline - time.monotonic())):
                     raise TimeoutError(f"no message within {timeout} s")
-                wakeup.clear()
         finally:
             mb._thread_waiter = None
 
@@ -95,6 +94,28 @@ class BlockingMailbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Wakeup:
+    """A binary semaphore: the loop thread ``set``s it on each delivery, the receiving thread
+    ``wait``s (a bare lock: one futex operation each way, where threading.Event takes two
+    locks and a condition)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # already set: deliveries before the next wait fold into one
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """True when set (and unset again), False after ``timeout`` seconds (-1: forever)."""
+        return self._lock.acquire(timeout=timeout)
 
 
 def _remote_node(dest: Any, here: Atom) -> Atom | None:

@@ -14,7 +14,7 @@ import time
 
 import anyio
 
-from .runtime import Node
+from .runtime import EpmdError, Node, names
 from .term import Atom
 from .term.syntax import format_term
 
@@ -53,6 +53,16 @@ async def demo(erl: str) -> None:
         stdin=subprocess.DEVNULL,
     )
     try:
+        # erl starts EPMD itself when none runs; our node registers there, so wait for it
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await names("127.0.0.1")
+                break
+            except EpmdError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("demo: EPMD did not come up") from None
+                await anyio.sleep(0.1)
         async with Node("pydemo@127.0.0.1", cookie, listen_host="127.0.0.1") as node:
             print(f"pynode is {node.name} (hidden), listening on port {node.port}")
             deadline = time.monotonic() + 30

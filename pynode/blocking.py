@@ -21,9 +21,11 @@ from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from .runtime.connection import Connection
 from .runtime.mailbox import _NO_MATCH, Mailbox
 from .runtime.node import Node
-from .term import Atom, Pid, Reference
+from .runtime.transport import HIGH_WATER, ChannelClosed
+from .term import Atom, Pid
 
 log = logging.getLogger("pynode.blocking")
 
@@ -50,37 +52,47 @@ class BlockingMailbox:
         return self.async_mailbox.name
 
     def send(self, dest: Any, message: Any) -> None:
+        """Send as ``!`` does. To another node over a live connection the message is encoded
+        here (a bad term raises here) and handed to the loop without waiting for it; a
+        message the loop gets after its connection went down is dropped, as erl drops what
+        a dying connection had queued."""
         mb = self.async_mailbox
-        node = mb.node
-        peer = _remote_node(dest, node.name)
-        if peer is not None:
-            conn = node.connector.get(peer)
-            if conn is not None and not conn.channel.congested():
-                self._owner._soon(_send_soon, node, dest, message, mb.pid)
-                return
+        owner = self._owner
+        route = mb.node.remote_route(dest, mb.pid)
+        if route is not None and not route[0].channel.congested() and owner._inflight_ok():
+            conn, control = route
+            packets = conn.dist.send_packets(control, message)
+            owner._hand_over(conn, packets)
+            return
         assert self._portal is not None
         self._portal.call(mb.send, dest, message)
 
     def receive(self, timeout: float | None = None, match: Callable[[Any], bool] | None = None) -> Any:
-        """Block until a (matching) message arrives; TimeoutError after ``timeout`` seconds."""
+        """Block until a (matching) message arrives; TimeoutError after ``timeout`` seconds.
+
+        Several threads may wait on one mailbox; receive each message from one place only
+        (a thread, or async code in the loop), as an Erlang process does."""
+        if threading.get_ident() == self._owner._loop_thread:
+            raise RuntimeError("receive would block the node's event loop: use the async Mailbox there")
         mb = self.async_mailbox
         deadline = None if timeout is None else time.monotonic() + timeout
         wakeup = _Wakeup()
-        mb._thread_waiter = wakeup  # before the first look: no delivery goes unnoticed
+        mb._thread_waiters.append(wakeup)  # before the first look: no delivery goes unnoticed
         try:
             scanned = 0
             while True:
                 mb._check_open()
+                end = len(mb)  # before the scan: what arrives during it is scanned next time
                 m = mb._take(match, scanned)
                 if m is not _NO_MATCH:
                     return m
-                scanned = len(mb)
+                scanned = end
                 if deadline is None:
                     wakeup.wait(-1)
                 elif not wakeup.wait(max(0.0, deadline - time.monotonic())):
                     raise TimeoutError(f"no message within {timeout} s")
         finally:
-            mb._thread_waiter = None
+            mb._thread_waiters.remove(wakeup)
 
     def close(self, reason: Any = None) -> None:
         assert self._portal is not None
@@ -118,23 +130,6 @@ class _Wakeup:
         return self._lock.acquire(timeout=timeout)
 
 
-def _remote_node(dest: Any, here: Atom) -> Atom | None:
-    """The node a send to ``dest`` goes to, when it is another node."""
-    if type(dest) is Pid or type(dest) is Reference:
-        return dest.node if dest.node != here else None
-    if type(dest) is tuple and len(dest) == 2 and dest[1] != here:
-        return Atom(dest[1])
-    return None
-
-
-def _send_soon(node: Node, dest: Any, message: Any, sender: Pid) -> None:
-    """In the loop: send as ``!`` does; a connection lost meanwhile drops the message."""
-    try:
-        node.send_nowait(dest, message, sender=sender)
-    except Exception as e:
-        log.debug("send to %r dropped: %s", dest, e)
-
-
 class BlockingNode:
     """A :class:`~pynode.runtime.Node` driven from synchronous code (any thread).
 
@@ -161,6 +156,9 @@ class BlockingNode:
         self.node: Node | None = None
         self._node_cm: AbstractContextManager[Node]
         self._soon: Callable[..., Any]  # schedule a callback in the loop from any thread
+        self._loop_thread = 0  # the loop's thread id, once started
+        self._inflight = 0  # bytes handed to the loop by fast-path sends, not yet written
+        self._inflight_lock = threading.Lock()
 
     def start(self) -> BlockingNode:
         self._portal_cm = start_blocking_portal(self._backend, self._backend_options)
@@ -170,11 +168,35 @@ class BlockingNode:
             self._node_cm = self._portal.wrap_async_context_manager(Node(*self._args, **self._kwargs))
             self.node = self._node_cm.__enter__()
             self._soon = self._portal.call(_threadsafe_scheduler)
+            self._loop_thread = self._portal.call(threading.get_ident)
         except BaseException:
             self._portal_cm.__exit__(None, None, None)
             self._portal = None
             raise
         return self
+
+    # -- the send fast path: packets encoded on the caller's thread, written by the loop --
+    def _inflight_ok(self) -> bool:
+        return self._inflight <= HIGH_WATER
+
+    def _hand_over(self, conn: Connection, packets: list[bytes]) -> None:
+        size = sum(map(len, packets))
+        with self._inflight_lock:
+            self._inflight += size
+        self._soon(self._write, conn, packets, size)
+
+    def _write(self, conn: Connection, packets: list[bytes], size: int) -> None:
+        """In the loop: write what a thread encoded (dropped if its connection went down)."""
+        with self._inflight_lock:
+            self._inflight -= size
+        if not conn.alive:
+            log.debug("connection to %s went down: %d queued bytes dropped", conn.peer, size)
+            return
+        try:
+            for p in packets:
+                conn.channel.write(p)
+        except ChannelClosed:
+            log.debug("connection to %s closing: %d queued bytes dropped", conn.peer, size)
 
     def stop(self) -> None:
         if self._portal is None or self.node is None:

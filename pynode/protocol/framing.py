@@ -16,6 +16,7 @@ control messages into packets, choosing the framing from the negotiated flags.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Any, Final
 
@@ -185,7 +186,9 @@ class DistConnection:
         self._entries = self.atom_cache.entries
         self._sequences: dict[int, _Sequence] = {}
         self._buffered = 0
-        self._next_seq = 1
+        # next() on a count is atomic in CPython: the blocking API encodes on the caller's
+        # thread while the event loop encodes too
+        self._seqs = itertools.count(1)
 
     # ------------------------------------------------------------------------ receiving
 
@@ -423,8 +426,7 @@ class DistConnection:
         first = max(0, step - len(ctl))  # the control message must be in the first fragment
         rest = len(pay) - first
         count = 1 + (rest + step - 1) // step
-        seq = self._next_seq
-        self._next_seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF or 1
+        seq = next(self._seqs) & 0xFFFFFFFFFFFFFFFF or 1
         head = _FRAG_HEAD.pack(0, VERSION_MAGIC, DIST_FRAG_HEADER, seq, count)
         chunk = pay[:first]
         packets = [

@@ -37,7 +37,7 @@ class Mailbox:
         # anyio.Event, and a wake is the hot path of every round trip), anyio Events elsewhere
         self._loop = loop
         self._waiters: list[Any] = []
-        self._thread_waiter: Any = None  # a threading.Event while a thread blocks in receive
+        self._thread_waiters: list[Any] = []  # threads blocked in receive (blocking API)
         self._closed_reason: Any = None
         self.trap_exit = False
         """When True, exit signals arrive as ``('EXIT', From, Reason)`` messages."""
@@ -57,8 +57,9 @@ class Mailbox:
         self._queue.append(message)
         if self._waiters:
             self._wake()
-        if self._thread_waiter is not None:
-            self._thread_waiter.set()
+        if self._thread_waiters:
+            for t in self._thread_waiters[:]:  # a copy: threads add and remove themselves
+                t.set()
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -167,8 +168,8 @@ class Mailbox:
         if self._closed_reason is None:
             self._closed_reason = reason
             self._wake()
-            if self._thread_waiter is not None:
-                self._thread_waiter.set()
+            for t in self._thread_waiters[:]:
+                t.set()
 
     def _remove_where(self, pred: Callable[[Any], bool]) -> None:
         self._queue = deque(m for m in self._queue if not pred(m))

@@ -310,6 +310,36 @@ class Node:
         if r.channel.congested():
             await r.channel.drain()
 
+    def remote_route(self, dest: Any, sender: Pid) -> tuple[Connection, Any] | None:
+        """The live connection and control message a send from ``sender`` to ``dest`` on
+        another node takes; None when ``dest`` is here, not connected, or not a remote
+        pid, ``(name, node)`` or alias that the connection can carry. Reads only: any thread
+        may ask (the blocking API encodes on its own thread)."""
+        t = type(dest)
+        if t is Pid:
+            if dest.node == self.name:
+                return None
+            conn = self.connector.get(dest.node)
+            if conn is None:
+                return None
+            if conn.flags & DFlag.SEND_SENDER:
+                return conn, C.SendSender(sender, dest)
+            return conn, C.Send(dest)
+        if t is tuple and len(dest) == 2:
+            name, node = dest
+            if node == self.name:
+                return None
+            conn = self.connector.get(node if type(node) is Atom else Atom(node))
+            if conn is None:
+                return None
+            return conn, C.RegSend(sender, name if type(name) is Atom else Atom(name))
+        if t is Reference and dest.node != self.name:
+            conn = self.connector.get(dest.node)
+            if conn is None or not conn.flags & DFlag.ALIAS:
+                return None
+            return conn, C.AliasSend(sender, dest)
+        return None
+
     def send_nowait(self, dest: Any, message: Any, *, sender: Pid | None = None) -> Connection | Atom | None:
         """Send now if no connection must be made first (never blocks): the connection used,
         None when delivered here (or dropped, as ``!`` drops), or the name of the node that

@@ -103,6 +103,7 @@ async def rpc(
     if capture_output:
         gl, out, gl_mb = node.capture_group_leader()
     res_ref = node.make_ref()
+    req: Reference | None = None
     try:
         # erpc:call's way: spawn with a monitor, wait for nothing but the 'DOWN' (or an error)
         req = node.signals.spawn_async(
@@ -131,6 +132,8 @@ async def rpc(
             return value, "".join(out)
         return value
     finally:
+        if req is not None:
+            node.signals.forget_spawn(req)  # a call given up before its SPAWN_REPLY
         mb.close()
         if gl_mb is not None:
             gl_mb.close()

@@ -355,6 +355,10 @@ class Signals:
         wait = _SpawnWait(mb, conn.peer, None)
         return self._spawn(conn, wait, mb, module, function, args, False, True, group_leader)
 
+    def forget_spawn(self, req: Reference) -> None:
+        """The requester of ``req`` no longer waits for its SPAWN_REPLY."""
+        self._spawn_waits.pop(req, None)
+
     def _spawn(
         self,
         conn: Connection,
@@ -485,6 +489,7 @@ class Signals:
         wait = self._spawn_waits.get(ctl.req_id)
         result = ctl.result
         if wait is None or wait.mailbox.closed:
+            self._spawn_waits.pop(ctl.req_id, None)  # the requester gave up
             if type(result) is Pid and ctl.flags & C.SPAWN_REPLY_FLAG_LINK:
                 self._send_exit(ctl.to_pid, result, NOPROC if wait is None else KILLED, link=True)
             return

@@ -104,8 +104,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._lost = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None  # receive() or serve() waiting
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []  # every task blocked in drain()
         self._paused = False
+        self._closing = False
         self._on_data: OnData | None = None
         self._on_eof: OnEof | None = None
         self._out: list[bytes] = []
@@ -149,18 +150,20 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         if exc is not None and self._error is None:
             self._error = exc
         self._wake()
-        w = self._drain_waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        self._wake_drainers()
 
     def pause_writing(self) -> None:
         self._paused = True
 
     def resume_writing(self) -> None:
         self._paused = False
-        w = self._drain_waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        self._wake_drainers()
+
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     # helpers ------------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -172,9 +175,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         if self._error is None:
             self._error = e
         self._on_data = self._on_eof = None
-        self._flush()
-        if self.transport is not None:
-            self.transport.close()
+        self.close()
         self._wake()
 
     async def _wait(self) -> None:
@@ -244,12 +245,14 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
     async def drain(self) -> None:
         if self._out_size > HIGH_WATER:
             self._write_out()
-        while self._paused and not self._lost:
-            w = self._drain_waiter = self._loop.create_future()
+        while self._paused and not self._lost and not self._closing:
+            w = self._loop.create_future()
+            self._drain_waiters.append(w)
             try:
                 await w
             finally:
-                self._drain_waiter = None
+                if w in self._drain_waiters:
+                    self._drain_waiters.remove(w)
 
     async def serve(self, on_data: OnData, on_eof: OnEof) -> None:
         self._on_data, self._on_eof = on_data, on_eof
@@ -268,9 +271,22 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             raise self._error
 
     def close(self) -> None:
+        """Close after writing what is queued (asyncio keeps the socket open until the peer
+        takes it: :meth:`aclose` gives it one loop iteration, then aborts)."""
+        self._closing = True
         self._flush()
         if self.transport is not None:
             self.transport.close()
+        self._wake_drainers()
+
+    async def aclose(self) -> None:
+        # as anyio closes a stream: a peer that stopped reading (the very case of a tick
+        # timeout) must not hold the socket and its buffer open for ever
+        self.close()
+        if self.transport is not None and not self._lost:
+            await asyncio.sleep(0)
+            if not self._lost:
+                self.transport.abort()
 
     @property
     def peer_address(self) -> Any:

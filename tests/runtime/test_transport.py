@@ -1,0 +1,105 @@
+"""The byte channels under connections: flow control, closing, many senders (asyncio, uvloop
+where installed, and trio)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import anyio
+import pytest
+
+from pynode.runtime import Node, transport
+from pynode.term import Atom
+
+pytestmark = pytest.mark.anyio
+
+BACKENDS = [("asyncio", {}), ("trio", {})]
+try:
+    import uvloop  # noqa: F401
+
+    BACKENDS.append(("asyncio", {"use_uvloop": True}))
+except ImportError:  # pragma: no cover - uvloop is an optional extra
+    pass
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: "uvloop" if b[1] else b[0])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    return request.param  # type: ignore[no-any-return]
+
+
+async def test_many_senders_to_a_congested_peer_all_finish() -> None:
+    """Every task waiting for a slow peer to drain is woken, not only the last one."""
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+        async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b:
+            a.add_address(b.name, "127.0.0.1", b.port)
+            await a.connect(b.name)
+            inbox = b.mailbox("inbox")
+            finished: list[int] = []
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+
+                    async def sender(i: int) -> None:
+                        for j in range(20):  # 6 MB per sender: well over the 1 MiB high water
+                            await a.send(("inbox", b.name), (i, j, b"y" * 300_000))
+                        finished.append(i)
+
+                    for i in range(4):
+                        tg.start_soon(sender, i)
+                    got = [await inbox.receive() for _ in range(80)]
+            assert sorted(finished) == [0, 1, 2, 3]
+            for i in range(4):  # each sender's messages arrive in its order
+                assert [g[1] for g in got if g[0] == i] == list(range(20))
+
+
+async def test_closing_with_a_peer_that_never_reads_frees_the_socket() -> None:
+    """A peer that stopped reading (what a tick timeout finds) cannot hold our socket, its
+    buffer and our blocked senders for ever."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    held: list[socket.socket] = []
+    t = threading.Thread(target=lambda: held.append(lsock.accept()[0]), daemon=True)
+    t.start()
+    try:
+        ch = await transport.connect_tcp("127.0.0.1", lsock.getsockname()[1])
+        for _ in range(40):  # 8 MB the peer will never take
+            ch.write(b"x" * 200_000)
+        drained = anyio.Event()
+
+        async def drain() -> None:
+            await ch.drain()
+            drained.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain)
+            await anyio.sleep(0)
+            with anyio.fail_after(5):
+                await ch.aclose()
+                await drained.wait()  # the blocked sender is released
+        with pytest.raises(transport.ChannelClosed):
+            ch.write(b"more")
+    finally:
+        t.join(5)
+        for s in held:
+            s.close()
+        lsock.close()
+
+
+async def test_an_abandoned_rpc_leaves_no_spawn_wait() -> None:
+    from pynode.runtime import RpcTimeout
+
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+        async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b:
+            b.expose("m", "f")(lambda x: x)
+            a.add_address(b.name, "127.0.0.1", b.port)
+            assert await a.rpc(b.name, "m", "f", [1], timeout=5) == 1
+            for _ in range(5):
+                with pytest.raises(RpcTimeout):
+                    await a.rpc(b.name, "m", "f", [1], timeout=0)
+                with anyio.move_on_after(0):
+                    await a.rpc(b.name, "m", "f", [1])
+            assert a.signals._spawn_waits == {}
+            # the connection still works, and late replies found nobody to leak to
+            assert await a.rpc(b.name, "m", "f", [Atom("x")], timeout=5) == Atom("x")
+            assert a.signals._spawn_waits == {}

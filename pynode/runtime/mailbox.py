@@ -162,7 +162,7 @@ class Mailbox:
 
     def close(self, reason: Any = _NORMAL) -> None:
         """End this process with ``reason``: links get exit signals, monitors 'DOWN'."""
-        self.node._close_mailbox(self, reason)
+        self.node.signals._close_mailbox(self, reason)
 
     def _closed_by_node(self, reason: Any) -> None:
         if self._closed_reason is None:
@@ -177,37 +177,37 @@ class Mailbox:
     # -- process signals ------------------------------------------------------------------
     async def link(self, pid: Pid) -> None:
         """link/1: if either side dies, the other gets an exit signal."""
-        await self.node.link(self, pid)
+        await self.node.signals.link(self, pid)
 
     async def unlink(self, pid: Pid) -> None:
         """unlink/1 (the OTP 26 protocol: exits from ``pid`` are dropped until acknowledged)."""
-        await self.node.unlink(self, pid)
+        await self.node.signals.unlink(self, pid)
 
     async def monitor(self, target: Any) -> Reference:
         """monitor(process, Target) for a Pid, a local name or (name, node); returns the ref.
 
         ``('DOWN', Ref, process, Object, Reason)`` arrives when the target is gone.
         """
-        return await self.node.monitor(self, target)
+        return await self.node.signals.monitor(self, target)
 
     async def demonitor(self, ref: Reference, *, flush: bool = False) -> bool:
         """demonitor/2; ``flush`` also drops a 'DOWN' message already received."""
-        return await self.node.demonitor(self, ref, flush=flush)
+        return await self.node.signals.demonitor(self, ref, flush=flush)
 
     async def exit(self, pid: Pid, reason: Any) -> None:
         """exit/2: send an exit signal to ``pid``."""
-        await self.node.exit(self, pid, reason)
+        await self.node.signals.exit(self, pid, reason)
 
     async def monitor_node(self, node: str) -> None:
         """monitor_node/2: ``{nodedown, Node}`` arrives when the connection goes down."""
-        await self.node.monitor_node(self, node)
+        await self.node.signals.monitor_node(self, node)
 
     def alias(self) -> Reference:
         """alias/0: a reference others can send to (ALIAS_SEND) until ``unalias``."""
-        return self.node.alias(self)
+        return self.node.signals.alias(self)
 
     def unalias(self, ref: Reference) -> bool:
-        return self.node.unalias(self, ref)
+        return self.node.signals.unalias(self, ref)
 
     async def spawn(
         self,
@@ -220,7 +220,7 @@ class Mailbox:
         timeout: float | None = None,
     ) -> Pid:
         """spawn_request of ``module:function(*args)`` on ``node``; the new pid."""
-        pid, _ = await self.node.spawn_request(
+        pid, _ = await self.node.signals.spawn_request(
             self, node, module, function, args, link=link, timeout=timeout
         )
         assert pid is not None
@@ -230,7 +230,7 @@ class Mailbox:
         self, node: str, module: str, function: str, args: list[Any], *, timeout: float | None = None
     ) -> tuple[Pid, Reference]:
         """spawn_monitor on ``node``: the pid and the monitor reference."""
-        pid, ref = await self.node.spawn_request(
+        pid, ref = await self.node.signals.spawn_request(
             self, node, module, function, args, monitor=True, timeout=timeout
         )
         assert pid is not None

@@ -438,60 +438,11 @@ class Node:
         self.signals.connection_down(conn.peer)
         self._emit(("nodedown", conn.peer, reason))
 
-    # -- process signals (Mailbox's methods come here) --------------------------------------
-    async def link(self, mb: Mailbox, pid: Pid) -> None:
-        await self.signals.link(mb, pid)
-
-    async def unlink(self, mb: Mailbox, pid: Pid) -> None:
-        await self.signals.unlink(mb, pid)
-
-    async def monitor(self, mb: Mailbox, target: Any) -> Reference:
-        return await self.signals.monitor(mb, target)
-
-    async def demonitor(self, mb: Mailbox, ref: Reference, *, flush: bool = False) -> bool:
-        return await self.signals.demonitor(mb, ref, flush=flush)
-
-    async def exit(self, mb: Mailbox | None, pid: Pid, reason: Any) -> None:
-        """exit(Pid, Reason) from ``mb`` (or from the node itself)."""
-        await self.signals.exit(mb, pid, reason)
-
-    def alias(self, mb: Mailbox) -> Reference:
-        return self.signals.alias(mb)
-
-    def unalias(self, mb: Mailbox, ref: Reference) -> bool:
-        return self.signals.unalias(mb, ref)
-
-    async def monitor_node(self, mb: Mailbox, node: str) -> None:
-        await self.signals.monitor_node(mb, node)
-
-    async def spawn_request(
-        self,
-        mb: Mailbox,
-        node: str,
-        module: str,
-        function: str,
-        args: list[Any],
-        *,
-        link: bool = False,
-        monitor: bool = False,
-        timeout: float | None = None,
-        group_leader: Pid | None = None,
-        reply: bool = True,
-    ) -> tuple[Pid | None, Reference]:
-        """erlang:spawn_request/5 and wait for the reply: the new pid and the request ref
-        (which is also the monitor reference when ``monitor`` is set)."""
-        return await self.signals.spawn_request(
-            mb, node, module, function, args, link=link, monitor=monitor, timeout=timeout,
-            group_leader=group_leader, reply=reply,
-        )
-
+    # -- process signals (a Mailbox's link, monitor, exit... are node.signals') -----------------
     def spawn_handler(self, module: str, function: str, handler: SpawnHandler) -> None:
         """Serve spawn requests for ``module:function``: ``handler(mailbox, *args)`` runs as
         the new process; returning ends it with reason normal, ProcessExit with its reason."""
         self.signals.spawn_handler(module, function, handler)
-
-    def _close_mailbox(self, mb: Mailbox, reason: Any) -> None:
-        self.signals._close_mailbox(mb, reason)
 
     # -- node events ------------------------------------------------------------------------
     @asynccontextmanager

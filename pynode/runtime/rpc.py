@@ -120,7 +120,7 @@ async def rpc(
             msg = await mb.receive(timeout=timeout, match=answer)
         except TimeoutError:
             pid = mb.monitors.get(req)
-            await node.demonitor(mb, req)
+            await node.signals.demonitor(mb, req)
             if pid is not None:  # erpc kills the call it gave up on
                 node.signals._send_exit(mb.pid, pid, KILL, link=False)
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
@@ -165,7 +165,7 @@ async def cast(node: Node, peer: str, module: str, function: str, args: list[Any
         return
     mb = node.mailbox()
     try:
-        await node.spawn_request(
+        await node.signals.spawn_request(
             mb, peer, "erlang", "apply", [Atom(module), Atom(function), list(args)], reply=False
         )
     finally:

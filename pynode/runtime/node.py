@@ -344,51 +344,38 @@ class Node:
         """Send now if no connection must be made first (never blocks): the connection used,
         None when delivered here (or dropped, as ``!`` drops), or the name of the node that
         must be connected first (then nothing was sent)."""
-        if type(dest) is Pid:
-            if dest.node == self.name:
-                mb = self.processes.local(dest)
-                if mb is not None:
-                    mb._deliver(message)
-                return None
-            conn = self.connector.get(dest.node)
-            if conn is None:
-                return dest.node
-            if sender is not None and conn.flags & DFlag.SEND_SENDER:
-                conn.send_nowait(C.SendSender(sender, dest), message)
-            else:
-                conn.send_nowait(C.Send(dest), message)
+        route = self.remote_route(dest, sender or self.pid)
+        if route is not None:
+            conn, control = route
+            conn.send_nowait(control, message)
             return conn
-        if type(dest) is tuple and len(dest) == 2:
+        t = type(dest)
+        if t is Pid:
+            if dest.node != self.name:
+                return dest.node
+            mb = self.processes.local(dest)
+            if mb is not None:
+                mb._deliver(message)
+            return None
+        if t is tuple and len(dest) == 2:
             name, node = dest
-            if type(name) is not Atom:
-                name = Atom(name)
-            if type(node) is not Atom:
-                node = Atom(node)
             if node != self.name:
-                conn = self.connector.get(node)
-                if conn is None:
-                    return node
-                conn.send_nowait(C.RegSend(sender or self.pid, name), message)
-                return conn
+                return node if type(node) is Atom else Atom(node)
             dest = name
+        elif t is Reference:  # an alias (OTP 24+)
+            if dest.node != self.name:
+                # unconnected: connect first; connected without ALIAS: dropped, as erts does
+                return dest.node if self.connector.get(dest.node) is None else None
+            mb = self.processes.aliases.get(dest)
+            if mb is not None:
+                mb._deliver(message)
+            return None
         if isinstance(dest, str):
             mb = self.processes.whereis(dest)
             if mb is None:
                 raise NodeError(f"no process registered as {dest!r} on {self.name}")
             mb._deliver(message)
             return None
-        if type(dest) is Reference:  # an alias (OTP 24+)
-            if dest.node == self.name:
-                mb = self.processes.aliases.get(dest)
-                if mb is not None:
-                    mb._deliver(message)
-                return None
-            conn = self.connector.get(dest.node)
-            if conn is None:
-                return dest.node
-            if conn.flags & DFlag.ALIAS:
-                conn.send_nowait(C.AliasSend(sender or self.pid, dest), message)
-            return conn
         raise TypeError(f"cannot send to {dest!r}")
 
     # -- connections ------------------------------------------------------------------------

@@ -113,6 +113,7 @@ class Node:
         self.processes = ProcessTable(self.name, self.creation)
         """Every process (mailbox) of this node: pids, names, aliases, monitors."""
         self.signals = Signals(self)
+        self.dispatch: Callable[[Connection, Message], None] = self.signals.dispatch  # no extra call
         self.connector = Connector(self)
         """Every connection of this node, and how they are set up."""
         self.rpc_server = RpcServer(self)
@@ -414,9 +415,6 @@ class Node:
         """Run ``fn(*args)`` in the node's task group (it ends when the node stops)."""
         assert self._tg is not None
         self._tg.start_soon(fn, *args)
-
-    def dispatch(self, conn: Connection, msg: Message) -> None:
-        self.signals.dispatch(conn, msg)
 
     def connection_up(self, conn: Connection) -> None:
         self._emit(("nodeup", conn.peer))

@@ -23,7 +23,8 @@ class ProcessTable:
         self.name = name
         self.creation = creation
         self._by_key: dict[int, Mailbox] = {}
-        self._names: dict[Atom, Mailbox] = {}
+        self.names: dict[Atom, Mailbox] = {}
+        """Registered names (read it; change it with register and unregister)."""
         self.reserved: set[Atom] = set()  # names served by the node itself (net_kernel, rex)
         self.aliases: dict[Reference, Mailbox] = {}
         self.monitored: dict[Reference, Mailbox] = {}  # incoming monitors -> watched mailbox
@@ -51,8 +52,8 @@ class ProcessTable:
     def remove(self, mb: Mailbox) -> None:
         """Forget a dead mailbox: its pid, its name and its aliases."""
         self._by_key.pop(mb.pid.id | (mb.pid.serial << 32), None)
-        if mb.name is not None and self._names.get(mb.name) is mb:
-            del self._names[mb.name]
+        if mb.name is not None and self.names.get(mb.name) is mb:
+            del self.names[mb.name]
         for ref in mb.aliases:
             self.aliases.pop(ref, None)
         for lst in self.node_monitors.values():
@@ -65,23 +66,23 @@ class ProcessTable:
     # -- names ------------------------------------------------------------------------------
     def register(self, name: str, mb: Mailbox) -> None:
         a = Atom(name)
-        if a in self._names or a in self.reserved:
+        if a in self.names or a in self.reserved:
             raise NodeError(f"name {name!r} is already registered on {self.name}")
         if mb.name is not None:
             raise NodeError(f"{mb!r} is already registered as {mb.name}")
-        self._names[a] = mb
+        self.names[a] = mb
         mb.name = a
 
     def unregister(self, name: str) -> None:
-        mb = self._names.pop(Atom(name), None)
+        mb = self.names.pop(Atom(name), None)
         if mb is not None:
             mb.name = None
 
     def whereis(self, name: str) -> Mailbox | None:
-        return self._names.get(Atom(name))
+        return self.names.get(Atom(name))
 
     def registered(self) -> list[Atom]:
-        return list(self._names)
+        return list(self.names)
 
     # -- the one lookup -----------------------------------------------------------------------
     def local(self, pid: Any) -> Mailbox | None:
@@ -97,5 +98,5 @@ class ProcessTable:
         if type(dest) is Reference:
             return self.aliases.get(dest)
         if isinstance(dest, str):
-            return self._names.get(dest if type(dest) is Atom else Atom(dest))
+            return self.names.get(dest if type(dest) is Atom else Atom(dest))
         return None

@@ -409,7 +409,7 @@ class Signals:
             if mb is not None:
                 mb._deliver(msg.payload)
         elif t is C.RegSend or t is C.RegSendTT:
-            mb = self.procs.whereis(ctl.to_name)
+            mb = self.procs.names.get(ctl.to_name)  # an Atom already: no whereis()
             if mb is not None:
                 mb._deliver(msg.payload)
             else:

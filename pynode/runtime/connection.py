@@ -108,22 +108,19 @@ class Connection:
         self._on_down = on_down
         self._last_read = time.monotonic()
         self._writes_seen = channel.writes  # channel.writes when the peer last sent something
-        self._down = False
+        self.alive = True
+        """False once the connection is down (an attribute: read on every send)."""
         self.down_reason: Any = None
         self._scope: anyio.CancelScope | None = None
         self.hidden = not (flags & DFlag.PUBLISHED)
 
     def __repr__(self) -> str:
-        return f"<Connection {self.peer} {'up' if not self._down else 'down'}>"
-
-    @property
-    def alive(self) -> bool:
-        return not self._down
+        return f"<Connection {self.peer} {'up' if self.alive else 'down'}>"
 
     # -- sending ----------------------------------------------------------------------------
     def send_nowait(self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD) -> None:
         """Queue one message (never blocks; see ``send`` for backpressure)."""
-        if self._down:
+        if not self.alive:
             raise ConnectionLost(f"connection to {self.peer} is down: {self.down_reason}")
         packets = self.dist.send_packets(control, payload)
         try:
@@ -208,7 +205,7 @@ class Connection:
                 tg.start_soon(self._guard, self._ticker)
                 await self._guard(self._reader)
         finally:
-            self._down = True
+            self.alive = False
             if self.down_reason is None:
                 self.down_reason = "connection_closed"
             with anyio.CancelScope(shield=True):

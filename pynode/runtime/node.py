@@ -320,8 +320,8 @@ class Node:
         if t is Pid:
             if dest.node == self.name:
                 return None
-            conn = self.connector.get(dest.node)
-            if conn is None:
+            conn = self.connector.connections.get(dest.node)
+            if conn is None or not conn.alive:
                 return None
             if conn.flags & DFlag.SEND_SENDER:
                 return conn, C.SendSender(sender, dest)

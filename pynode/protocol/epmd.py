@@ -155,8 +155,9 @@ def _frame(body: bytes) -> bytes:
 # --------------------------------------------------------------------------- requests
 
 
-class Alive2Request(Frozen):
-    """Register ``name`` (the part before '@') as listening on ``port``."""
+class _NodeRecord(Frozen):
+    """The fields a node registers with and EPMD answers look-ups with (ALIVE2_REQ and
+    PORT2_RESP carry the same ones)."""
 
     __slots__ = ("name", "port", "node_type", "protocol", "highest", "lowest", "extra")
     name: str
@@ -167,7 +168,16 @@ class Alive2Request(Frozen):
     lowest: int
     extra: bytes
 
-    def __init__(self, name: str, port: int, node_type: int = NodeType.NORMAL, protocol: int = 0, highest: int = 6, lowest: int = 5, extra: bytes = b"") -> None:
+    def __init__(
+        self,
+        name: str,
+        port: int,
+        node_type: int = NodeType.NORMAL,
+        protocol: int = 0,
+        highest: int = 6,
+        lowest: int = 5,
+        extra: bytes = b"",
+    ) -> None:
         _set(self, "name", name)
         _set(self, "port", port)
         _set(self, "node_type", node_type)
@@ -175,6 +185,12 @@ class Alive2Request(Frozen):
         _set(self, "highest", highest)
         _set(self, "lowest", lowest)
         _set(self, "extra", extra)
+
+
+class Alive2Request(_NodeRecord):
+    """Register ``name`` (the part before '@') as listening on ``port``."""
+
+    __slots__ = ()
 
     def encode(self) -> bytes:
         """The request with its 2-byte length prefix, ready for the socket."""
@@ -355,26 +371,10 @@ class Alive2Response(Frozen):
         return encode_alive2_response(self.result, self.creation, extended=self.extended)
 
 
-class NodeEntry(Frozen):
+class NodeEntry(_NodeRecord):
     """What EPMD knows about a registered node (the body of a found PORT2_RESP)."""
 
-    __slots__ = ("name", "port", "node_type", "protocol", "highest", "lowest", "extra")
-    name: str
-    port: int
-    node_type: int
-    protocol: int
-    highest: int
-    lowest: int
-    extra: bytes
-
-    def __init__(self, name: str, port: int, node_type: int = NodeType.NORMAL, protocol: int = 0, highest: int = 6, lowest: int = 5, extra: bytes = b"") -> None:
-        _set(self, "name", name)
-        _set(self, "port", port)
-        _set(self, "node_type", node_type)
-        _set(self, "protocol", protocol)
-        _set(self, "highest", highest)
-        _set(self, "lowest", lowest)
-        _set(self, "extra", extra)
+    __slots__ = ()
 
 
 class Port2Response(Frozen):

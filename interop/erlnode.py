@@ -40,15 +40,16 @@ def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes
 class Epmd:
     """A private epmd on a free loopback port."""
 
-    def __init__(self, otp: Otp, port: int | None = None) -> None:
+    def __init__(self, otp: Otp, port: int | None = None, address: str = "127.0.0.1") -> None:
         self.port = port or free_port()
+        self.address = address  # epmd's -address: a comma-separated list ("127.0.0.1,::1")
         self.exe = otp.tool("epmd")
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.exe, "-port", str(self.port), "-address", "127.0.0.1", "-relaxed_command_check"],
+            [self.exe, "-port", str(self.port), "-address", self.address, "-relaxed_command_check"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -81,9 +82,10 @@ class ErlNode(ErlOracle):
         cookie: str | None = None,
         hidden: bool = False,
         args: list[str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.alive = name or unique("erl")
-        self.name = Atom(f"{self.alive}@127.0.0.1")
+        self.name = Atom(f"{self.alive}@{host}")
         self.cookie = cookie or secrets.token_hex(8)
         erl_args = ["-name", self.name, "-setcookie", self.cookie, *(["-hidden"] if hidden else []), *(args or [])]
         super().__init__(otp, args=erl_args, env=epmd.env)

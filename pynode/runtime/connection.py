@@ -112,6 +112,7 @@ class Connection:
         """False once the connection is down (an attribute: read on every send)."""
         self.down_reason: Any = None
         self._scope: anyio.CancelScope | None = None
+        self._retick = anyio.Event()  # set when net_ticktime changes
         self.hidden = not (flags & DFlag.PUBLISHED)
 
     def __repr__(self) -> str:
@@ -176,11 +177,21 @@ class Connection:
             else:
                 return
 
+    def set_net_ticktime(self, seconds: float) -> None:
+        """This connection's net_ticktime from now on (the next tick interval uses it)."""
+        if not seconds > 0:
+            raise ValueError(f"net_ticktime must be positive, not {seconds!r}")
+        self.net_ticktime = seconds
+        self._retick.set()
+
     async def _ticker(self) -> None:
-        interval = self.net_ticktime / self.tick_intensity
         channel = self.channel
         while True:
-            await anyio.sleep(interval)
+            with anyio.move_on_after(self.net_ticktime / self.tick_intensity):
+                await self._retick.wait()
+            if self._retick.is_set():  # a new net_ticktime: start a new interval with it
+                self._retick = anyio.Event()
+                continue
             if not channel.wrote:
                 channel.write(self.dist.tick())
             channel.wrote = False

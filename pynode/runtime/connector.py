@@ -42,6 +42,7 @@ class ConnectorHost(Protocol):
     max_packet: int
     max_message: int
     net_ticktime: float
+    ticktimes: dict[Atom, float]
     tick_intensity: int
     dispatch: Callable[[Connection, Message], None]
 
@@ -255,7 +256,7 @@ class Connector:
             initial_data=trailing,
             max_packet=node.max_packet,
             max_message=node.max_message,
-            net_ticktime=node.net_ticktime,
+            net_ticktime=node.ticktimes.get(peer, node.net_ticktime),
             tick_intensity=node.tick_intensity,
             dispatch=node.dispatch,
             on_down=self._down,

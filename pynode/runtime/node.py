@@ -96,6 +96,8 @@ class Node:
         self.epmd_host = epmd_host
         self.epmd_port = epmd_port
         self.net_ticktime = net_ticktime
+        self.ticktimes: dict[Atom, float] = {}
+        """net_ticktime per peer node, where it is not ``net_ticktime`` (see set_net_ticktime)."""
         self.tick_intensity = tick_intensity
         self.setup_time = setup_time
         self.max_packet = max_packet
@@ -390,6 +392,18 @@ class Node:
 
     def is_connected(self, node: str) -> bool:
         return self.connector.get(Atom(node)) is not None
+
+    def set_net_ticktime(self, node: str, seconds: float) -> None:
+        """net_ticktime for the connection to ``node`` only, now and on every reconnect: a
+        peer across a slow link may get longer than the rest, a critical one shorter
+        (erl has one net_ticktime per node; the OTP board asked for one per connection)."""
+        if not seconds > 0:
+            raise ValueError(f"net_ticktime must be positive, not {seconds!r}")
+        peer = Atom(node)
+        self.ticktimes[peer] = seconds
+        conn = self.connector.get(peer)
+        if conn is not None:
+            conn.set_net_ticktime(seconds)
 
     def connection(self, node: Atom) -> Connection | None:
         """The live connection to ``node``, or None (never dials)."""

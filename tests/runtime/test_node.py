@@ -116,6 +116,29 @@ async def test_tick_timeout_on_silent_peer() -> None:
                 assert ev[0] == "nodedown" and "net_ticktime" in str(ev[2])
 
 
+@pytest.mark.parametrize("when", ["before", "live"])
+async def test_net_ticktime_per_connection(when: str) -> None:
+    """One silent peer gets a short net_ticktime; the node's own stays 60 s."""
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", net_ticktime=60) as a:
+        with pytest.raises(ValueError):
+            a.set_net_ticktime("raw@127.0.0.1", 0)
+        if when == "before":
+            a.set_net_ticktime("raw@127.0.0.1", 0.8)
+        async with a.node_events() as events:
+            stream, _ = await _handshake_raw(a)
+            async with stream:
+                assert (await events.receive())[0] == "nodeup"
+                conn = a.connection(Atom("raw@127.0.0.1"))
+                assert conn is not None
+                if when == "live":
+                    assert conn.net_ticktime == 60
+                    a.set_net_ticktime("raw@127.0.0.1", 0.8)
+                assert conn.net_ticktime == 0.8
+                with anyio.fail_after(5):  # within 60 s it would still be up
+                    ev = await events.receive()
+                assert ev[0] == "nodedown" and "net_ticktime 0.8" in str(ev[2])
+
+
 async def test_a_tick_is_answered_when_we_sent_nothing() -> None:
     """As ei and JInterface do: a peer whose net_ticktime is shorter than ours stays up."""
     async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", net_ticktime=60) as a:

@@ -25,8 +25,8 @@ import sniffio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 
 HIGH_WATER = 1024 * 1024
-"""Buffered outgoing bytes above which ``drain`` waits for the peer to take them (1 MiB; erts
-has no single equivalent: its dist buffer busy limit, +zdbbl, defaults to 1 MiB too)."""
+"""Buffered outgoing bytes above which ``drain`` waits for the peer to take them: 1 MiB, the
+default of erts' own distribution buffer busy limit (``erl +zdbbl``, 1024 KB)."""
 
 _RECV_SIZE = 262144
 _CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy them once more

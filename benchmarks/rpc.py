@@ -89,6 +89,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="few iterations (a smoke run)")
     ap.add_argument("--cold-only", action="store_true", help="only the cold starts from a shell")
+    ap.add_argument(
+        "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="event loop of the pynode node"
+    )
     opts = ap.parse_args()
     n = 200 if opts.quick else 3000
     runs = 3 if opts.quick else 21
@@ -105,14 +108,14 @@ def main() -> None:
                 node.expose("py", "abs")(abs)
                 await node.rpc(erl_a.name, "erlang", "abs", [-1])  # connect, warm up
                 out = await py_to_erl(node, erl_a, n)
-                rows.append(("rpc pynode -> erl (us)", f"{pct(out, .5):.0f} / {pct(out, .99):.0f}", "p50 / p99"))
+                rows.append((f"rpc pynode -> erl, {opts.loop} (us)", f"{pct(out, .5):.0f} / {pct(out, .99):.0f}", "p50 / p99"))
                 inn = await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, node.name, "py", "abs", n))
-                rows.append(("rpc erl -> pynode (us)", f"{pct(inn, .5):.0f} / {pct(inn, .99):.0f}", "p50 / p99"))
+                rows.append((f"rpc erl -> pynode, {opts.loop} (us)", f"{pct(inn, .5):.0f} / {pct(inn, .99):.0f}", "p50 / p99"))
                 ee = await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", n))
                 rows.append(("rpc erl -> erl (us)", f"{pct(ee, .5):.0f} / {pct(ee, .99):.0f}", "p50 / p99"))
 
         if not opts.cold_only:
-            anyio.run(run)
+            anyio.run(run, backend_options={"use_uvloop": True} if opts.loop == "uvloop" else {})
         env = {**os.environ, "ERL_EPMD_PORT": str(epmd.port)}
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         args = ["rpc", erl_a.name, "erlang:node/0", "--cookie", cookie, "--epmd-port", str(epmd.port)]

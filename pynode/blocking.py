@@ -24,7 +24,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from .runtime.connection import Connection
 from .runtime.mailbox import _NO_MATCH, Mailbox
 from .runtime.node import Node
-from .runtime.transport import HIGH_WATER, ChannelClosed
+from .runtime.transport import HIGH_WATER, ChannelClosed, default_backend_options
 from .term import Atom, Pid
 
 log = logging.getLogger("pynode.blocking")
@@ -272,14 +272,3 @@ def _threadsafe_scheduler() -> Callable[..., Any]:
 
         return trio.lowlevel.current_trio_token().run_sync_soon
     return asyncio.get_running_loop().call_soon_threadsafe
-
-
-def default_backend_options(backend: str) -> dict[str, Any]:
-    """uvloop on asyncio when it is installed (it is never required)."""
-    if backend != "asyncio":
-        return {}
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}

@@ -1299,7 +1299,9 @@ def _run(opts: argparse.Namespace) -> int:
             gc.enable()  # a long-lived node (console() turned the collector off)
             import anyio
 
-            code: int = anyio.run(command, opts)
+            from .runtime.transport import default_backend_options
+
+            code: int = anyio.run(command, opts, backend_options=default_backend_options("asyncio"))
         else:
             code = command(opts)
             _one_shot_done = True

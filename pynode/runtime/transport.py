@@ -477,3 +477,14 @@ async def listen_tcp(
         await listener.aclose()
         raise
     return Listener(listener, servers)
+
+
+def default_backend_options(backend: str) -> dict[str, Any]:
+    """uvloop on asyncio when it is installed (it is never required)."""
+    if backend != "asyncio":
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}

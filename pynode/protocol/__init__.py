@@ -8,8 +8,7 @@ and ``control`` need the term codec, so they are imported lazily.
 
 from __future__ import annotations
 
-from typing import Any
-
+from .._lazy import lazy_exports
 from ._common import NEED_DATA, NO_PAYLOAD
 from .errors import EpmdProtocolError, HandshakeError, ProtocolError
 from .flags import DEFAULT, MANDATORY, DFlag, default_flags
@@ -55,13 +54,4 @@ _LAZY = {
     "ConnectionClosed": "framing",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)

@@ -34,8 +34,7 @@ from ..protocol.epmd import (
     encode_stop_response,
     parse_request,
 )
-from ..protocol.errors import EpmdProtocolError
-from .ext import (
+from ..protocol.epmd_ext import (
     ADD_TRANSPORT_REQ,
     EXTENSION_TAGS,
     AddTransportRequest,
@@ -45,6 +44,7 @@ from .ext import (
     encode_result_response,
     parse_ext_request,
 )
+from ..protocol.errors import EpmdProtocolError
 from .registry import ADD_OK, MAX_EXTRA_BYTES, NodeRecord, Registry
 
 __all__ = ["INBUF_SIZE", "MAX_BODY", "RequestFramer", "Outcome", "EpmdCore", "owners_of"]

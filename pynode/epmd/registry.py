@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..protocol.epmd import NodeEntry
+from ..protocol.epmd_ext import ADD_DUPLICATE, ADD_NOT_REGISTERED, ADD_OK
 
 __all__ = [
     "MAX_UNREGISTERED",
@@ -33,12 +34,6 @@ __all__ = [
 MAX_UNREGISTERED: Final = 1000
 #: epmd refuses an ALIVE2_REQ whose extra field is longer than MAXSYMLEN (255*4) bytes.
 MAX_EXTRA_BYTES: Final = 255 * 4
-
-#: Results of :meth:`Registry.add_transport` (also the extension reply's result byte).
-ADD_OK: Final = 0
-ADD_NOT_REGISTERED: Final = 1
-ADD_DUPLICATE: Final = 2
-
 
 def next_creation_counter(counter: int) -> int:
     """epmd's bump_creation: +1 on an unsigned 32-bit counter, skipping 0..3."""

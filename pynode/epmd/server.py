@@ -1,7 +1,7 @@
 """A drop-in EPMD server on anyio: real ``erl`` nodes register with it and look each other up.
 
 Behaviour follows erts/epmd/src/epmd_srv.c (see :mod:`pynode.epmd.core`); the additions are
-pynode's extension requests (:mod:`pynode.epmd.ext`), an optional linger period for dropped
+pynode's extension requests (:mod:`pynode.protocol.epmd_ext`), an optional linger period for dropped
 registrations, and a Python API over the tables::
 
     async with EpmdServer(port=0) as server:

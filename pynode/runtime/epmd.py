@@ -1,4 +1,7 @@
-"""EPMD client over anyio: look-ups, names, and the long-lived registration."""
+"""EPMD client over anyio: look-ups, names, the long-lived registration, and the clients of
+pynode's EPMD extension requests (prefix look-up, transports; see
+:mod:`pynode.protocol.epmd_ext`), which a real epmd answers by closing
+(:class:`ExtensionUnsupported`)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import overload
 
 import anyio
 from anyio.abc import SocketStream
@@ -24,6 +28,19 @@ from ..protocol.epmd import (
     Port2Response,
     PortPlease2Request,
 )
+from ..protocol.epmd_ext import (
+    ADD_DUPLICATE,
+    ADD_NOT_REGISTERED,
+    AddTransportRequest,
+    ExtClient,
+    ExtensionUnsupported,
+    ExtReply,
+    ExtRequest,
+    NodesResponse,
+    PrefixRequest,
+    ResultResponse,
+    TransportsRequest,
+)
 from ..protocol.errors import EpmdProtocolError
 from .errors import EpmdError as EpmdError  # importable from here as before
 from .errors import epmd_failure
@@ -33,12 +50,16 @@ from .naming import default_epmd_port as default_epmd_port
 log = logging.getLogger("pynode.epmd")
 
 
-async def _reply(stream: SocketStream, client: EpmdClient) -> EpmdReply:
+@overload
+async def _reply(stream: SocketStream, client: EpmdClient) -> EpmdReply: ...
+@overload
+async def _reply(stream: SocketStream, client: ExtClient) -> ExtReply: ...
+async def _reply(stream: SocketStream, client: EpmdClient | ExtClient) -> EpmdReply | ExtReply:
     """Send the client's request and read until its reply is complete."""
     await stream.send(client.data_to_send())
     while True:
         ev = client.next_event()
-        if isinstance(ev, Closed):  # pragma: no cover - next_event raises first
+        if ev is None or isinstance(ev, Closed):  # pragma: no cover - next_event raises first
             raise EpmdProtocolError("closed before replying")
         if not isinstance(ev, NeedData):
             return ev
@@ -57,6 +78,8 @@ def _epmd_errors(host: str, port: int, timeout: float) -> Iterator[None]:
     """Every way talking to EPMD fails becomes one EpmdError that says where and why."""
     try:
         yield
+    except ExtensionUnsupported:  # not pynode's EPMD: the caller decides what that means
+        raise
     except (OSError, EpmdProtocolError) as e:  # TimeoutError is an OSError
         raise epmd_failure(e, host, port, timeout) from None
 
@@ -116,3 +139,76 @@ async def register(
         await stream.aclose()
         raise EpmdError(f"EPMD at {host}:{epmd_port} refused the name {name!r} (already registered?)")
     return Registration(ev.creation, stream)
+
+
+async def _ext_exchange(host: str, port: int, request: ExtRequest, timeout: float) -> ExtReply:
+    with _epmd_errors(host, port, timeout), anyio.fail_after(timeout):
+        async with await anyio.connect_tcp(host, port) as stream:
+            return await _reply(stream, ExtClient(request))
+
+
+async def lookup_prefix(
+    prefix: str, host: str = "127.0.0.1", port: int | None = None, *, timeout: float = EPMD_TIMEOUT
+) -> list[NodeEntry]:
+    """PREFIX_REQ: registered nodes whose name starts with ``prefix``, sorted by name."""
+    reply = await _ext_exchange(host, port or default_epmd_port(), PrefixRequest(prefix), timeout)
+    if not isinstance(reply, NodesResponse):
+        raise EpmdError(f"unexpected reply to PREFIX_REQ: {reply!r}")
+    return list(reply.entries)
+
+
+async def transports(
+    name: str, host: str = "127.0.0.1", port: int | None = None, *, timeout: float = EPMD_TIMEOUT
+) -> list[NodeEntry]:
+    """TRANSPORTS_REQ: the primary registration of ``name`` then its extra transports."""
+    reply = await _ext_exchange(host, port or default_epmd_port(), TransportsRequest(name), timeout)
+    if not isinstance(reply, NodesResponse):
+        raise EpmdError(f"unexpected reply to TRANSPORTS_REQ: {reply!r}")
+    return list(reply.entries)
+
+
+@dataclass
+class TransportRegistration:
+    """A live extra transport; EPMD drops it when ``stream`` closes."""
+
+    entry: NodeEntry
+    stream: SocketStream
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def add_transport(
+    name: str,
+    listen_port: int,
+    protocol: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    node_type: int = NodeType.NORMAL,
+    highest: int = 6,
+    lowest: int = 5,
+    extra: bytes = b"",
+    timeout: float = EPMD_TIMEOUT,
+) -> TransportRegistration:
+    """ADD_TRANSPORT_REQ: attach (protocol, listen_port) to the registered node ``name``.
+
+    Keep the returned registration open as long as the transport is served.
+    """
+    epmd_port = port or default_epmd_port()
+    req = AddTransportRequest(name, listen_port, protocol, node_type, highest, lowest, extra)
+    with _epmd_errors(host, epmd_port, timeout), anyio.fail_after(timeout):
+        stream = await anyio.connect_tcp(host, epmd_port)
+        try:
+            reply = await _reply(stream, ExtClient(req))
+        except BaseException:
+            await stream.aclose()
+            raise
+    if not isinstance(reply, ResultResponse) or not reply.ok:
+        await stream.aclose()
+        why = {
+            ADD_NOT_REGISTERED: f"{name!r} is not registered",
+            ADD_DUPLICATE: f"{name!r} already has protocol {protocol} port {listen_port}",
+        }.get(getattr(reply, "result", -1), f"unexpected reply {reply!r}")
+        raise EpmdError(f"EPMD at {host}:{epmd_port} refused the transport: {why}")
+    return TransportRegistration(req.entry(), stream)

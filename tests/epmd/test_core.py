@@ -9,12 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pynode.epmd.core import MAX_BODY, EpmdCore, RequestFramer
-from pynode.epmd.ext import (
-    AddTransportRequest,
-    PrefixRequest,
-    TransportsRequest,
-    parse_nodes_reply,
-)
 from pynode.epmd.registry import Registry
 from pynode.epmd.server import is_local_peer
 from pynode.protocol._common import NEED_DATA
@@ -30,6 +24,12 @@ from pynode.protocol.epmd import (
     parse_dump_response,
     parse_names_response,
     parse_port2_response,
+)
+from pynode.protocol.epmd_ext import (
+    AddTransportRequest,
+    PrefixRequest,
+    TransportsRequest,
+    parse_nodes_reply,
 )
 from pynode.protocol.errors import EpmdProtocolError
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pynode.epmd.ext import (
+from pynode.protocol._common import NEED_DATA
+from pynode.protocol.epmd import ALIVE2_REQ, Alive2Request, NodeEntry
+from pynode.protocol.epmd_ext import (
     ADD_TRANSPORT_REQ,
     NODES_RESP,
     PREFIX_REQ,
@@ -22,8 +24,6 @@ from pynode.epmd.ext import (
     parse_nodes_reply,
     parse_result_reply,
 )
-from pynode.protocol._common import NEED_DATA
-from pynode.protocol.epmd import ALIVE2_REQ, Alive2Request, NodeEntry
 from pynode.protocol.errors import EpmdProtocolError
 
 

@@ -11,7 +11,6 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
 from pynode.epmd import EpmdServer, EpmdServerError, ExtensionUnsupported
-from pynode.epmd import client as ext_client
 from pynode.epmd.core import MAX_BODY
 from pynode.epmd.server import _Conn
 from pynode.protocol.epmd import (
@@ -25,6 +24,7 @@ from pynode.protocol.epmd import (
     parse_dump_response,
     parse_names_response,
 )
+from pynode.runtime import epmd as ext_client
 from pynode.runtime.epmd import EpmdError, names, port_please, register
 
 pytestmark = pytest.mark.anyio

@@ -32,8 +32,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from ..protocol._common import NEED_DATA, NeedData
-from ..protocol.epmd import (
+from ._common import NEED_DATA, NeedData
+from .epmd import (
     ALIVE2_REQ,
     Alive2Request,
     NodeEntry,
@@ -42,7 +42,7 @@ from ..protocol.epmd import (
     parse_request,
     validate_node_name,
 )
-from ..protocol.errors import EpmdProtocolError
+from .errors import EpmdProtocolError
 
 __all__ = [
     "PREFIX_REQ",
@@ -50,6 +50,9 @@ __all__ = [
     "ADD_TRANSPORT_REQ",
     "NODES_RESP",
     "RESULT_RESP",
+    "ADD_OK",
+    "ADD_NOT_REGISTERED",
+    "ADD_DUPLICATE",
     "EXTENSION_TAGS",
     "MAX_ENTRIES",
     "PrefixRequest",
@@ -74,6 +77,11 @@ TRANSPORTS_REQ: Final = 76  # 'L'
 ADD_TRANSPORT_REQ: Final = 84  # 'T'
 NODES_RESP: Final = 78  # 'N'
 RESULT_RESP: Final = 82  # 'R'
+
+#: RESULT_RESP codes of ADD_TRANSPORT_REQ.
+ADD_OK: Final = 0
+ADD_NOT_REGISTERED: Final = 1
+ADD_DUPLICATE: Final = 2
 
 EXTENSION_TAGS: Final = frozenset({PREFIX_REQ, TRANSPORTS_REQ, ADD_TRANSPORT_REQ})
 #: A NODES_RESP lists at most this many entries (its count is 16 bits).

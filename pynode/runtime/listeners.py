@@ -147,6 +147,10 @@ def _remove_if_ours(path: str, ident: tuple[int, int]) -> None:
 
 
 async def _listen_unix(endpoint: UnixEndpoint, on_channel: OnChannel, task_group: TaskGroup) -> Listening:
+    try:  # advertised to other processes: relative to our working directory means nothing
+        endpoint = UnixEndpoint(os.path.abspath(endpoint.path))
+    except ValueError as e:
+        raise NodeError(f"cannot listen on {endpoint}: {e}") from None
     path = endpoint.path
     sock, ident = _bind_unix(path)
     if _on_asyncio():

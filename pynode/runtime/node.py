@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import secrets
 import sys
@@ -132,7 +133,8 @@ class Node:
         self.listening: list[_listeners.Listening] = []
         """Every bound endpoint (real ports), in ``listen`` order; advertised in this order."""
         self._extra_regs: list[epmd_client.TransportRegistration] = []
-        self.policy = policy if policy is not None else TransportPolicy()
+        # a copy: adding this node's host (and peer_ticktimes) must not change a shared policy
+        self.policy = copy.copy(policy) if policy is not None else TransportPolicy()
         """Which transport to dial per peer and per-peer tick times (runtime/policy.py)."""
         self.policy.add_local_host(self.name.partition("@")[2])
         if peer_ticktimes is not None:

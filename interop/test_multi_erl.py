@@ -1,12 +1,15 @@
 """Several transports per pynode with real erl (OTP 25 and 28): erl still reaches a node that
 listens on TCP and a Unix socket, through a plain epmd (which ignores the extension: only TCP is
 advertised) and through pynode's EPMD (which advertises both: pynodes then pick the Unix socket
-between themselves while erl keeps TCP)."""
+between themselves while erl keeps TCP); and erl itself over Unix sockets with the example
+carrier interop/erl/pynode_uds_dist.erl (``-proto_dist pynode_uds``)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +25,7 @@ from pynode.runtime.listeners import channel_family
 from pynode.term import Atom
 
 from .erlnode import Epmd, ErlNode, unique
-from .otp import Otp
+from .otp import Otp, otp25
 from .test_epmd_erl import PyEpmd
 
 pytestmark = pytest.mark.anyio
@@ -158,3 +161,69 @@ async def test_erl_and_two_pynodes_on_unix_with_our_epmd(
         assert await done.receive(timeout=15) == (Atom("erl_got"), b.name)
         hidden = await erl_run(erl, "lists:sort(nodes(hidden)).")
         assert hidden == sorted([a.name, b.name])
+
+
+# -- erl over Unix sockets: interop/erl/pynode_uds_dist.erl -------------------------------------
+
+UDS_SOURCE = os.path.join(os.path.dirname(__file__), "erl", "pynode_uds_dist.erl")
+
+
+@pytest.fixture(scope="module")
+def uds_ebin() -> Iterator[str]:
+    """pynode_uds_dist.beam, compiled by OTP 25's erlc (OTP 28 here has no compiler and loads
+    OTP 25 beams)."""
+    d = tempfile.mkdtemp(prefix="pynuds")
+    try:
+        subprocess.run(
+            [otp25().tool("erlc"), "-o", d, UDS_SOURCE], check=True, capture_output=True, timeout=120
+        )
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class UdsEnv:
+    """Quacks like erlnode.Epmd for ErlNode: no EPMD, just the socket directory."""
+
+    def __init__(self, directory: str) -> None:
+        self.port = 0
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ERL_EPMD")},
+            "PYNODE_UDS_DIR": directory,
+        }
+
+
+@pytest.fixture
+def uds_erl(otp: Otp, uds_ebin: str, sockdir: str) -> Iterator[ErlNode]:
+    args = ["-pa", uds_ebin, "-proto_dist", "pynode_uds", "-no_epmd", "-start_epmd", "false"]
+    node = ErlNode(otp, UdsEnv(sockdir), args=args)  # type: ignore[arg-type]
+    try:
+        yield node
+    finally:
+        try:
+            node.kill()
+        finally:
+            node.close()
+
+
+async def test_erl_over_unix_sockets_both_ways(uds_erl: ErlNode, sockdir: str) -> None:
+    erl = uds_erl
+    assert os.path.exists(f"{sockdir}/{erl.alive}.sock")
+    # erl dials pynode: its carrier connects to <dir>/<alive>.sock
+    alive = unique("pyx")
+    async with Node(f"{alive}@127.0.0.1", erl.cookie, epmd=False, listen=[f"unix:{sockdir}/{alive}.sock"]) as py:
+        where(py)
+        assert await erl_run(erl, "net_adm:ping(N).", N=py.name) == Atom("pong")
+        assert family(py, erl.name) == socket.AF_UNIX
+        assert await erl_run(erl, "rpc:call(N, multi, where, []).", N=py.name) == py.name
+        box = py.mailbox("inbox")
+        await erl_run(erl, "{inbox, N} ! {hello, node()}, ok.", N=py.name)
+        assert await box.receive(timeout=10) == (Atom("hello"), erl.name)
+        assert await py.rpc(erl.name, "erlang", "node", [], timeout=10) == erl.name
+    # pynode dials erl at its socket (no EPMD: the endpoint is given)
+    async with Node(unique("pyy") + "@127.0.0.1", erl.cookie, epmd=False, listen_host="127.0.0.1") as py2:
+        py2.add_endpoint(erl.name, f"unix:{sockdir}/{erl.alive}.sock")
+        assert await py2.ping(erl.name)
+        assert family(py2, erl.name) == socket.AF_UNIX
+        assert await py2.rpc(erl.name, "erlang", "node", [], timeout=10) == erl.name
+        assert py2.name in await erl_run(erl, "nodes(hidden).")

@@ -128,8 +128,11 @@ class Node:
         self._event_streams: list[Any] = []
         self._registration: epmd_client.Registration | None = None
         self._endpoints = [parse_endpoint(e) for e in listen] if listen is not None else None
-        if self._endpoints is not None and not self._endpoints:
-            raise ValueError("listen needs at least one endpoint")
+        if self._endpoints is not None:
+            if not self._endpoints:
+                raise ValueError("listen needs at least one endpoint")
+            if listen_host is not None or port != 0:
+                raise ValueError("give either listen=[...] or listen_host/port, not both")
         self.listening: list[_listeners.Listening] = []
         """Every bound endpoint (real ports), in ``listen`` order; advertised in this order."""
         self._extra_regs: list[epmd_client.TransportRegistration] = []

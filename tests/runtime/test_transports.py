@@ -120,6 +120,8 @@ async def test_bad_listen_specs() -> None:
         Node("x@127.0.0.1", "c", epmd=False, listen=["tcp://127.0.0.1:notaport"])
     with pytest.raises(ValueError):
         Node("x@127.0.0.1", "c", epmd=False, listen=["unix:/" + "x" * 200])
+    with pytest.raises(ValueError, match="not both"):
+        Node("x@127.0.0.1", "c", epmd=False, listen=["tcp://127.0.0.1:0"], port=4000)
 
 
 async def test_unreachable_unix_endpoint_is_a_clear_error(sockdir: str) -> None:
@@ -238,3 +240,49 @@ async def test_unix_only_node_and_two_tcp_listeners(sockdir: str) -> None:
                 ]
                 assert await two.ping(only.name)
                 assert family(two, only.name) == socket.AF_UNIX
+
+
+class _ServerTask:
+    """An EPMD server run as a task, so it can stop and start while a node lives on."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.up = anyio.Event()
+        self.stop = anyio.Event()
+        self.down = anyio.Event()
+
+    async def run(self) -> None:
+        try:
+            async with EpmdServer(port=self.port) as server:
+                self.port = server.port
+                self.up.set()
+                await self.stop.wait()
+        finally:
+            self.down.set()
+
+
+async def test_transports_are_advertised_again_after_epmd_restarts(sockdir: str) -> None:
+    path = f"{sockdir}/r.sock"
+    async with anyio.create_task_group() as tg:
+        first = _ServerTask(0)
+        tg.start_soon(first.run)
+        with anyio.fail_after(10):
+            await first.up.wait()
+        ep = first.port
+        listen = ["tcp://127.0.0.1:0", f"unix:{path}"]
+        async with Node("r@127.0.0.1", "c", epmd_port=ep, listen=listen) as r:
+            assert len(await epmd_client.transports("r", "127.0.0.1", ep)) == 2
+            first.stop.set()
+            with anyio.fail_after(10):
+                await first.down.wait()
+            second = _ServerTask(ep)  # a new EPMD on the same port knows nothing
+            tg.start_soon(second.run)
+            with anyio.fail_after(10):
+                await second.up.wait()
+            with anyio.fail_after(30):  # the node retries every 2 s, as OTP's erl_epmd
+                while len(await epmd_client.transports("r", "127.0.0.1", ep)) < 2:
+                    await anyio.sleep(0.1)
+            assert r.advertised == 2
+            entries = await epmd_client.transports("r", "127.0.0.1", ep)
+            assert [(e.protocol, e.extra) for e in entries] == [(PROTO_TCP, b""), (PROTO_UNIX, path.encode())]
+        second.stop.set()

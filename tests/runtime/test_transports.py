@@ -67,6 +67,10 @@ async def test_two_nodes_over_unix_sockets(sockdir: str) -> None:
             assert family(b, a.name) == socket.AF_UNIX
             await exchange(a, b)
             await exchange(b, a)
+            big = bytes(range(256)) * 12_000  # ~3 MB: fragments, written as pieces (writev)
+            sink = b.mailbox("big")
+            await a.send(("big", b.name), big)
+            assert await sink.receive(timeout=30) == big
             a.expose("t", "where")(lambda: Atom("a"))
             assert await b.rpc(a.name, "t", "where", [], timeout=10) == Atom("a")
     assert not os.path.exists(pa) and not os.path.exists(pb)  # removed on stop

@@ -23,7 +23,7 @@ from ..protocol.handshake import (
     StatusReceived,
     WaitingForOldConnection,
 )
-from ..protocol.transports import Endpoint, Route, TcpEndpoint
+from ..protocol.transports import Endpoint, Route, TcpEndpoint, UnixEndpoint
 from ..term import Atom
 from . import epmd as epmd_client
 from . import listeners
@@ -188,10 +188,18 @@ class Connector:
             )
         return routes
 
-    async def _open(self, peer: Atom, routes: list[Route]) -> tuple[Channel, Route]:
-        """The first route that connects (each within setup_time)."""
+    async def _open(self, peer: Atom, routes: list[Route], advertised: bool) -> tuple[Channel, Route]:
+        """The first route that connects (each within setup_time); an ``advertised`` Unix
+        socket only if its owner is trusted (see runtime/policy.py)."""
         failures = []
         for route in routes:
+            ep = route.endpoint
+            if advertised and isinstance(ep, UnixEndpoint):
+                owner = listeners.unix_owner(ep.path)
+                if owner is not None and owner not in self.host.policy.unix_owners:
+                    log.warning("not dialling %s at %s: the socket belongs to uid %d", peer, ep, owner)
+                    failures.append(f"{ep}: owned by uid {owner}, not trusted")
+                    continue
             try:
                 with anyio.fail_after(self.host.setup_time):
                     return await listeners.dial(route.endpoint), route
@@ -203,7 +211,8 @@ class Connector:
     async def _dial_once(self, peer: Atom) -> None:
         if self.host.has_name and self.get(peer) is not None:
             return  # the peer's own attempt won while we waited for the naming lock
-        channel, route = await self._open(peer, await self._locate(peer))
+        advertised = peer not in self.endpoints and peer not in self.addresses
+        channel, route = await self._open(peer, await self._locate(peer), advertised)
         version = route.version
         node = self.host
         name_me = not node.has_name

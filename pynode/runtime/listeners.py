@@ -30,7 +30,7 @@ log = logging.getLogger("pynode.node")
 
 OnChannel = Callable[[Channel], Coroutine[Any, Any, None]]
 
-__all__ = ["Listening", "listen", "dial", "channel_family", "StaleSocketError"]
+__all__ = ["Listening", "listen", "dial", "channel_family", "unix_owner", "StaleSocketError"]
 
 
 class StaleSocketError(NodeError):
@@ -199,3 +199,12 @@ def channel_family(channel: Channel) -> socket.AddressFamily | None:
         with contextlib.suppress(anyio.TypedAttributeLookupError):
             sock = channel.stream.extra(SocketAttribute.raw_socket)
     return sock.family if sock is not None else None
+
+
+def unix_owner(path: str) -> int | None:
+    """The uid owning the Unix socket at ``path``; None when there is no socket there."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_uid if stat.S_ISSOCK(st.st_mode) else None

@@ -11,6 +11,9 @@ with a clear error when the peer advertises none); ``"auto"`` tries the peer's U
 first when the peer is on this host (its host part is one of ``local_hosts``), then TCP.
 Routes come from what the peer's EPMD advertises (TRANSPORTS_REQ), else its PORT_PLEASE2
 entry (a plain epmd: TCP only); within one kind they keep EPMD's order (primary first).
+An advertised Unix socket is dialled only if its file is owned by one of ``unix_owners``
+(default: this process's user): any local process may register with EPMD, and a node must
+not be sent to write its handshake into some other program's socket.
 
 Tick time (both dialled and accepted connections, applied when the connection comes up):
 1. ``Node.set_net_ticktime(peer, t)`` (the node's ``ticktimes``);
@@ -22,6 +25,7 @@ Tick time (both dialled and accepted connections, applied when the connection co
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,12 +72,14 @@ class TransportPolicy:
         default: TransportChoice = "auto",
         ticktimes: Ticktimes | None = None,
         local_hosts: Iterable[str] | None = None,
+        unix_owners: Iterable[int] | None = None,
     ) -> None:
         if default not in _CHOICES:
             raise ValueError(f"default must be one of {_CHOICES}, not {default!r}")
         self.rules = list(rules)
         self.default: TransportChoice = default
         self.ticktimes = ticktimes
+        self.unix_owners = frozenset(unix_owners) if unix_owners is not None else frozenset({os.geteuid()})
         self.local_hosts = frozenset(
             h.lower() for h in (local_hosts if local_hosts is not None else default_local_hosts())
         )

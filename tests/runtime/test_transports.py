@@ -290,3 +290,26 @@ async def test_transports_are_advertised_again_after_epmd_restarts(sockdir: str)
             entries = await epmd_client.transports("r", "127.0.0.1", ep)
             assert [(e.protocol, e.extra) for e in entries] == [(PROTO_TCP, b""), (PROTO_UNIX, path.encode())]
         second.stop.set()
+
+
+async def test_advertised_unix_socket_of_an_untrusted_owner_is_not_dialled(sockdir: str) -> None:
+    """Any local process may register with EPMD: a socket owned by a user the policy does
+    not trust is skipped (TCP is used), unless the endpoint was given by hand."""
+    path = f"{sockdir}/o.sock"
+    async with EpmdServer(port=0) as server:
+        ep = server.port
+        async with Node("o@127.0.0.1", "c", epmd_port=ep, listen=["tcp://127.0.0.1:0", f"unix:{path}"]) as o:
+            others = TransportPolicy(unix_owners=[os.geteuid() + 1])
+            async with Node("d1@127.0.0.1", "c", epmd_port=ep, policy=others) as d:
+                assert await d.ping(o.name)
+                assert family(d, o.name) == socket.AF_INET
+            strict = TransportPolicy(default="unix", unix_owners=[os.geteuid() + 1])
+            async with Node("d2@127.0.0.1", "c", epmd_port=ep, policy=strict) as d:
+                with pytest.raises(ConnectError, match="not trusted"):
+                    await d.connect(o.name, timeout=20)
+                await d.connect(o.name, address=f"unix:{path}", timeout=20)  # given: trusted
+                assert family(d, o.name) == socket.AF_UNIX
+            mine = TransportPolicy(unix_owners=[os.geteuid()])
+            async with Node("d3@127.0.0.1", "c", epmd_port=ep, policy=mine) as d:
+                assert await d.ping(o.name)
+                assert family(d, o.name) == socket.AF_UNIX

@@ -498,7 +498,8 @@ class Node:
         address: tuple[str, int] | str | Endpoint | None = None,
         timeout: float | None = None,
     ) -> Connection:
-        """The connection to ``node``, set up on demand (EPMD look-up unless an address is known)."""
+        """The connection to ``node``, set up on demand (EPMD look-up unless an address is
+        known). ``address``: ``(host, port)``, ``"tcp://host:port"`` or ``"unix:/path"``."""
         peer = Atom(node)
         conn = self.connector.get(peer)
         if conn is not None:

@@ -122,6 +122,19 @@ async def test_a_visible_node_joins_the_cluster_as_erl_does(epmd: Epmd, erl_node
 
 
 @pytest.mark.anyio
+async def test_a_hidden_node_follows_the_cluster_when_asked(epmd: Epmd, erl_node: StartErl) -> None:
+    cookie = secrets.token_hex(8)
+    a = await start_erl(erl_node, cookie=cookie)
+    b = await start_erl(erl_node, cookie=cookie)
+    assert await erl_run(a, "net_adm:ping(B).", B=b.name) == Atom("pong")
+    async with py_node(epmd, cookie, hidden=True) as node:
+        async with node.discover(Nodes([a.name]), transitive=True, **FAST) as disc:
+            await events_until(disc, {Join(a.name), Join(b.name)})
+            assert node.name in await erl_run(b, "nodes(hidden).")
+            assert node.name not in await erl_run(b, "nodes().")
+
+
+@pytest.mark.anyio
 async def test_the_filter_holds_against_transitive_connects(epmd: Epmd, erl_node: StartErl) -> None:
     cookie = secrets.token_hex(8)
     a = await start_erl(erl_node, name=unique("keep"), cookie=cookie)

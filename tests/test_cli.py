@@ -518,3 +518,28 @@ def test_fast_path_reads_as_argparse(argv: list[str]) -> None:
 @pytest.mark.parametrize("argv", SLOW_LINES, ids=" ".join)
 def test_other_lines_go_to_argparse(argv: list[str]) -> None:
     assert cli._fast_parse(argv) is None
+
+
+def test_discover_options_make_sources() -> None:
+    from pynode.cli import build_parser
+    from pynode.discover_cli import _sources
+    from pynode.runtime.discovery_sources import Dns, EpmdPrefix, Hosts, LocalEpmd, Nodes
+
+    opts = build_parser().parse_args([
+        "discover", "--epmd", "--host", "h1", "--host", "h2:4370", "--host", "[::1]:4371",
+        "--srv", "_e._tcp.x", "--dns-server", "127.0.0.1:5353", "--dns", "x", "--basename", "app",
+        "--prefix", "svc", "--seed", "a@b", "--node-host", "nh", "--include", "app*", "--watch",
+    ])
+    assert _sources(opts) == [
+        LocalEpmd(node_host="nh"),
+        Hosts(["h1", ("h2", 4370), ("::1", 4371)]),
+        Dns("x", "A", basename="app"),
+        Dns("_e._tcp.x", "SRV", basename="app", servers=[("127.0.0.1", 5353)]),
+        EpmdPrefix("svc", node_host="nh"),
+        Nodes(["a@b"]),
+    ]
+    assert opts.include == ["app*"] and opts.watch and opts.connect
+    assert _sources(build_parser().parse_args(["discover"])) == [LocalEpmd()]
+    from pynode.cli import main
+
+    assert main(["discover", "--host", "h:99999"]) == 2

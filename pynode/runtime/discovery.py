@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..protocol.flags import DFlag
 from ..term import Atom
 from .discovery_sources import Address, Found, LocalEpmd, Source, SourceContext
 from .errors import NodeError
@@ -49,6 +48,13 @@ DEFAULT_INTERVAL = 5.0
 MAX_EVENTS = 1000
 # Visible peers asked for erlang:nodes() at once in a round.
 MAX_TRANSITIVE_PEERS = 64
+# Dials in progress at once: a round that finds hundreds of nodes (or a peer whose
+# erlang:nodes() lists thousands) does not open them all in the same instant.
+MAX_PARALLEL_DIALS = 32
+# Nodes one round may list. OTP sets no cluster size limit, but a full mesh of more than a
+# few hundred nodes is already beyond what Erlang clusters run; a source or a peer that lists
+# more is cut here (and logged) rather than trusted with our memory and sockets.
+MAX_FOUND = 4096
 _GONE = Atom("gone")
 
 
@@ -255,6 +261,8 @@ class Discovery:
         self._max_events = max_events
         self._from_sources: Found = {}
         self._via: dict[Atom, set[Atom]] = {}  # visible peer -> its erlang:nodes()
+        self._addressed: dict[Atom, Address] = {}  # addresses we gave the node's connector
+        self._dial_limiter: anyio.CapacityLimiter | None = None
         self._wake = anyio.Event()
         self._progress = anyio.Event()  # set (and replaced) when a round or a dial ends
         self._poll_at = 0.0
@@ -389,13 +397,11 @@ class Discovery:
         return found
 
     async def _ask_peers(self, peers: list[Atom]) -> None:
-        """erlang:nodes() of visible peers: the nodes global would connect us to."""
+        """erlang:nodes() of the peers: the visible nodes global would connect us to."""
         limiter = anyio.CapacityLimiter(MAX_TRANSITIVE_PEERS)
 
         async def one(peer: Atom) -> None:
-            conn = self.node.connection(peer)
-            if conn is None or not conn.flags & DFlag.PUBLISHED:
-                return  # a hidden peer is not part of anyone's visible cluster
+            # (a hidden erl's nodes() is empty: all its connections are hidden)
             async with limiter:
                 try:
                     nodes = await self.node.rpc(peer, "erlang", "nodes", [], timeout=self.timeout)
@@ -420,10 +426,18 @@ class Discovery:
             for n in nodes:
                 if self._member(n) and n not in found:
                     found[n] = None
+        if len(found) > MAX_FOUND:
+            log.warning("discovery: %d nodes found; connecting only the first %d", len(found), MAX_FOUND)
+            found = dict(sorted(found.items())[:MAX_FOUND])
+        addresses = self.node.connector.addresses
         for n, addr in found.items():
             if addr is not None:  # EPMD said where it listens now (a restart moves it)
                 self.node.add_address(n, *addr)
+                self._addressed[n] = addr
         new, gone = self.tracker.observe(found)
+        for n in gone:  # an address only we knew would outlive the node: EPMD knows better
+            if n in self._addressed and addresses.get(n) == self._addressed.pop(n):
+                del addresses[n]
         if not self.connect:
             for n in new:
                 self._emit(Join(n))
@@ -449,8 +463,11 @@ class Discovery:
             self._tg.start_soon(self._dial, peer)
 
     async def _dial(self, peer: Atom) -> None:
+        if self._dial_limiter is None:
+            self._dial_limiter = anyio.CapacityLimiter(MAX_PARALLEL_DIALS)
         try:
-            await self.node.connect(peer, timeout=self.timeout + self.node.setup_time)
+            async with self._dial_limiter:
+                await self.node.connect(peer, timeout=self.timeout + self.node.setup_time)
         except Exception as e:
             delay = self.tracker.dial_failed(anyio.current_time(), peer)
             log.info("discovery: cannot connect to %s (%s); again in %.1f s", peer, e, delay)

@@ -14,7 +14,7 @@ import pytest
 from pynode.epmd import EpmdServer
 from pynode.protocol.dns import SRV, SrvRecord, _read_name, encode_response
 from pynode.runtime import Node
-from pynode.runtime.discovery import Backoff, Discovery, Join, Leave
+from pynode.runtime.discovery import MAX_FOUND, Backoff, Discovery, Join, Leave
 from pynode.runtime.discovery_sources import Dns, EpmdPrefix, Hosts, LocalEpmd, Nodes, SourceContext
 from pynode.runtime.dns import resolve_srv
 from pynode.term import Atom
@@ -178,6 +178,18 @@ async def test_list_only_mode_and_a_broken_source() -> None:
             ev = await next_event(disc)
             assert ev == Leave(a.name)  # gone from EPMD
             assert d.nodes() == []
+            assert a.name not in d.connector.addresses  # its old port is forgotten
+
+
+async def test_a_round_lists_at_most_max_found_nodes() -> None:
+    class Flood:
+        async def find(self, ctx: SourceContext) -> Any:
+            return {Atom(f"n{i}@127.0.0.1"): None for i in range(MAX_FOUND + 500)}
+
+    async with EpmdServer(port=0) as epmd, pynode("d", epmd) as d:
+        async with d.discover(Flood(), connect=False, max_events=10, **FAST) as disc:
+            await disc.settled()
+            assert len(disc.found) == MAX_FOUND
 
 
 async def test_bad_options() -> None:

@@ -176,6 +176,18 @@ def test_cli_one_round(epmd: Epmd, erl_node: StartErl) -> None:
     assert p.returncode == 2 and "interval" in p.stderr
 
 
+def test_cli_one_round_joins_the_cluster_when_visible(epmd: Epmd, erl_node: StartErl) -> None:
+    cookie = secrets.token_hex(8)
+    a, b = erl_node(cookie=cookie), erl_node(cookie=cookie)
+    assert a.run("net_adm:ping(B).", B=b.name) == Atom("pong")
+    base = ["--epmd-port", str(epmd.port), "--cookie", cookie, "--name", unique("d") + "@127.0.0.1",
+            "--seed", str(a.name)]
+    p = subprocess.run(pynode_cmd("discover", "--visible", *base), capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout) == (0, "[" + ",".join(f"'{n}'" for n in sorted([a.name, b.name])) + "]\n")
+    p = subprocess.run(pynode_cmd("discover", "--hidden", *base), capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout) == (0, f"['{a.name}']\n")
+
+
 # -- a second host: network namespaces ------------------------------------------------------
 def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)

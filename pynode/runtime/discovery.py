@@ -263,6 +263,7 @@ class Discovery:
         self._via: dict[Atom, set[Atom]] = {}  # visible peer -> its erlang:nodes()
         self._addressed: dict[Atom, Address] = {}  # addresses we gave the node's connector
         self._dial_limiter: anyio.CapacityLimiter | None = None
+        self._asking = 0  # erlang:nodes() look-ups in progress
         self._wake = anyio.Event()
         self._progress = anyio.Event()  # set (and replaced) when a round or a dial ends
         self._poll_at = 0.0
@@ -316,7 +317,7 @@ class Discovery:
     async def settled(self, rounds: int = 1) -> None:
         """Wait until ``rounds`` rounds are done and no dial they started is in progress
         (bound it with a timeout: a dial may take up to ``timeout`` + the node's setup time)."""
-        while self.rounds < rounds or (self.connect and self.tracker.dialling):
+        while self.rounds < rounds or self._asking or (self.connect and self.tracker.dialling):
             await self._progress.wait()
 
     def _notify(self) -> None:
@@ -399,6 +400,7 @@ class Discovery:
     async def _ask_peers(self, peers: list[Atom]) -> None:
         """erlang:nodes() of the peers: the visible nodes global would connect us to."""
         limiter = anyio.CapacityLimiter(MAX_TRANSITIVE_PEERS)
+        self._asking += 1
 
         async def one(peer: Atom) -> None:
             # (a hidden erl's nodes() is empty: all its connections are hidden)
@@ -411,11 +413,15 @@ class Discovery:
             if isinstance(nodes, list) and peer in self.tracker.up:
                 self._via[peer] = {n for n in nodes if isinstance(n, Atom)}
 
-        async with anyio.create_task_group() as tg:
-            for p in peers:
-                tg.start_soon(one, p)
-        self._observe()
-        self._wake.set()
+        try:
+            async with anyio.create_task_group() as tg:
+                for p in peers:
+                    tg.start_soon(one, p)
+            self._observe()
+            self._start_dials()  # before anyone sees this look-up as settled
+        finally:
+            self._asking -= 1
+            self._notify()
 
     def _observe(self) -> None:
         found: Found = {}

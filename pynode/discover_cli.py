@@ -105,10 +105,17 @@ def _print_event(opts: argparse.Namespace, event: Any) -> None:
 
         doc: dict[str, Any] = {"event": "join" if isinstance(event, Join) else "leave", "node": str(event.node)}
         if not isinstance(event, Join):
-            doc["reason"] = to_json(event.reason)
+            try:
+                doc["reason"] = to_json(event.reason)
+            except Exception:  # a reason with no JSON form: its text
+                doc["reason"] = str(event.reason)
         sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(format_term(event.to_term()) + "\n")
+        try:
+            text = format_term(event.to_term())
+        except Exception:  # a reason with no Erlang form: its text
+            text = format_term((*event.to_term()[:2], str(event.reason)))
+        sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

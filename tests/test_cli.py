@@ -543,3 +543,32 @@ def test_discover_options_make_sources() -> None:
     from pynode.cli import main
 
     assert main(["discover", "--host", "h:99999"]) == 2
+
+
+def test_discover_prints_events(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from pynode.discover_cli import _print_event
+    from pynode.runtime.discovery import Join, Leave
+
+    class Odd:
+        def __str__(self) -> str:
+            return "odd reason"
+
+    node = Atom("a@h")
+    for as_json in (False, True):
+        opts = argparse.Namespace(json=as_json)
+        _print_event(opts, Join(node))
+        _print_event(opts, Leave(node, "a@h closed the connection"))
+        _print_event(opts, Leave(node, Atom("gone")))
+        _print_event(opts, Leave(node, Odd()))
+    assert capsys.readouterr().out.splitlines() == [
+        "{join,a@h}",
+        "{leave,a@h,<<\"a@h closed the connection\">>}",
+        "{leave,a@h,gone}",
+        "{leave,a@h,<<\"odd reason\">>}",
+        '{"event": "join", "node": "a@h"}',
+        '{"event": "leave", "node": "a@h", "reason": "a@h closed the connection"}',
+        '{"event": "leave", "node": "a@h", "reason": "gone"}',
+        '{"event": "leave", "node": "a@h", "reason": "odd reason"}',
+    ]

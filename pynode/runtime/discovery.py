@@ -280,12 +280,14 @@ class Discovery:
             raise NodeError("start the node (async with node) before discovery")
         self._send, self._receive = anyio.create_memory_object_stream[Event](self._max_events)
         async with AsyncExitStack() as stack:
-            node_events = await stack.enter_async_context(self.node.node_events())
+            node_events = None
+            if self.connect:  # only a connecting service follows connections
+                node_events = await stack.enter_async_context(self.node.node_events())
             self._tg = await stack.enter_async_context(anyio.create_task_group())
-            if self.connect:
+            if node_events is not None:
                 for peer in self.node.nodes():
                     self._on_up(peer)
-            self._tg.start_soon(self._follow, node_events)
+                self._tg.start_soon(self._follow, node_events)
             self._tg.start_soon(self._run)
             self._stack = stack.pop_all()
         return self
@@ -358,8 +360,6 @@ class Discovery:
             self._wake.set()
 
     async def _follow(self, node_events: MemoryObjectReceiveStream[Any]) -> None:
-        if not self.connect:
-            return
         async for ev in node_events:
             if ev[0] == "nodeup":
                 self._on_up(ev[1])

@@ -77,8 +77,13 @@ async def test_finds_connects_loses_and_finds_again(epmd: Epmd, erl_node: StartE
         for erl in (keep1, keep2):
             assert node.name in await erl_run(erl, seen_by_erl)
             assert (node.name in await erl_run(erl, "nodes().")) is not hidden
+        # erl drops us while it stays registered: we notice and dial it again
+        assert await erl_run(keep1, "erlang:disconnect_node(P).", P=node.name) is True
+        seen = await events_until(disc, {Join(keep1.name)})
+        assert [e.node for e in seen if isinstance(e, Leave)] == [keep1.name]
+        assert node.name in await erl_run(keep1, seen_by_erl)
         await anyio.to_thread.run_sync(keep2.kill)
-        seen: list[Any] = []
+        seen = []
         with anyio.fail_after(WAIT):
             while not any(isinstance(e, Leave) and e.node == keep2.name for e in seen):
                 seen.append(await disc.__aiter__().receive())

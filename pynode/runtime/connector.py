@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -45,6 +46,8 @@ class ConnectorHost(Protocol):
     ticktimes: dict[Atom, float]
     tick_intensity: int
     dispatch: Callable[[Connection, Message], None]
+    tls_client: ssl.SSLContext | None
+    """TLS distribution: the context for dialling (None: plain TCP)."""
 
     @property
     def cookie(self) -> str: ...
@@ -152,11 +155,16 @@ class Connector:
         if self.host.has_name and self.get(peer) is not None:
             return  # the peer's own attempt won while we waited for the naming lock
         host, port, version = await self._locate(peer)
+        tls = self.host.tls_client
         try:
             with anyio.fail_after(self.host.setup_time):
-                channel = await transport.connect_tcp(host, port)
+                channel = await transport.connect_tcp(host, port, tls)
+        except ssl.SSLError as e:
+            raise ConnectError(f"TLS handshake with {peer} at {host}:{port} failed: {transport.tls_reason(e)}") from None
         except (OSError, TimeoutError) as e:
             raise ConnectError(f"cannot reach {peer} at {host}:{port}: {e}") from None
+        except anyio.BrokenResourceError as e:  # anyio's TLS stream wraps the ssl error
+            raise ConnectError(f"TLS handshake with {peer} at {host}:{port} failed: {transport.tls_reason(e)}") from None
         node = self.host
         name_me = not node.has_name
         hs = Initiator(
@@ -167,12 +175,15 @@ class Connector:
             creation=node.creation,
             version=version,
             name_me=name_me,
+            length_bytes=4 if tls is not None else 2,  # inet_tls_dist: {packet, 4} throughout
         )
         try:
             done = await drive_handshake(hs, channel, node.setup_time, self._initiator_event(hs, peer))
-        except BaseException:
+        except BaseException as e:
             with anyio.CancelScope(shield=True):
                 await channel.aclose()
+            if isinstance(e, ssl.SSLError):  # TLS 1.3: the server refuses our certificate late
+                raise ConnectError(f"{peer} refused the TLS connection: {transport.tls_reason(e)}") from None
             raise
         if name_me:
             node.named(Atom(done.this_node), done.this_creation)
@@ -204,7 +215,13 @@ class Connector:
         node = self.host
         if not node.has_name:
             return  # a dynamic node takes no connections before it is named
-        hs = Acceptor(this_node=node.name, cookie=node.cookie, flags=node.flags, creation=node.creation)
+        hs = Acceptor(
+            this_node=node.name,
+            cookie=node.cookie,
+            flags=node.flags,
+            creation=node.creation,
+            length_bytes=4 if node.tls_client is not None else 2,  # a TLS node takes TLS only
+        )
         try:
             done = await drive_handshake(hs, channel, node.setup_time, self._acceptor_event(hs))
             conn = self._start(Atom(done.peer_name), channel, done, hs.trailing_data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -32,6 +33,8 @@ from .naming import make_node_name as make_node_name  # importable from here as 
 from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
 from .signals import Signals, SpawnHandler
+from .tls import TlsConfig, TlsSides
+from .tls import contexts as tls_contexts
 
 log = logging.getLogger("pynode.node")
 
@@ -50,7 +53,9 @@ class Node:
 
     Hidden by default (erl's ``nodes()`` won't list it, ``nodes(hidden)`` will); pass
     ``hidden=False`` for a visible node. With ``epmd=False`` nothing is registered and peers
-    must be given as host:port (see ``connect(address=...)``).
+    must be given as host:port (see ``connect(address=...)``). With ``tls`` (a
+    :class:`~pynode.runtime.tls.TlsConfig`, or :func:`~pynode.runtime.tls.read_optfile` of an
+    erl ``-ssl_dist_optfile``) the node speaks TLS distribution like ``erl -proto_dist inet_tls``.
     """
 
     def __init__(
@@ -76,7 +81,13 @@ class Node:
         creation: int | None = None,
         dynamic: bool = False,
         io_output: Callable[[str], None] | None = None,
+        tls: TlsConfig | TlsSides | None = None,
     ) -> None:
+        self.tls_server: ssl.SSLContext | None = None
+        self.tls_client: ssl.SSLContext | None = None
+        """TLS distribution (erl -proto_dist inet_tls): every connection, in and out, is TLS."""
+        if tls is not None:
+            self.tls_server, self.tls_client = tls_contexts(tls)  # TlsConfigError now, not later
         self.dynamic = dynamic
         """Ask the first peer for our name (NAME_ME, like erl -name undefined / erl_call -R)."""
         if io_output is not None:
@@ -205,7 +216,9 @@ class Node:
         for p in ports:
             try:
                 assert self._tg is not None
-                return await transport.listen_tcp(self.listen_host, p, self.connector.accept, self._tg)
+                return await transport.listen_tcp(
+                    self.listen_host, p, self.connector.accept, self._tg, self.tls_server, self.setup_time
+                )
             except OSError as e:
                 last = e
         raise NodeError(f"cannot listen on {self.listen_host or '*'} port {spec}: {last}")

@@ -15,7 +15,9 @@ same iteration are joined into one send at the end of it (throughput).
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -23,6 +25,9 @@ from typing import Any
 import anyio
 import sniffio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
+from anyio.streams.tls import TLSStream
+
+log = logging.getLogger("pynode.node")
 
 HIGH_WATER = 1024 * 1024
 """Buffered outgoing bytes above which ``drain`` waits for the peer to take them: 1 MiB, the
@@ -193,6 +198,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
 
     async def receive(self) -> bytes:
         while not self._chunks:
+            if isinstance(self._error, ssl.SSLError):
+                raise self._error  # the peer refused our TLS certificate: say so, not "closed"
             if self._eof or self._lost:
                 return b""
             await self._wait()
@@ -310,8 +317,8 @@ class StreamChannel(Channel):
         self._drained = anyio.Event()
         self._drained.set()
         self._closed = False
-        if isinstance(stream, anyio.abc.SocketStream):
-            sock = stream.extra(SocketAttribute.raw_socket)
+        sock = stream.extra(SocketAttribute.raw_socket, None)  # TLS streams pass it through
+        if sock is not None:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -321,7 +328,9 @@ class StreamChannel(Channel):
     async def receive(self) -> bytes:
         try:
             return await self.stream.receive(65536)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+            if isinstance(e.__cause__, ssl.SSLError):
+                raise e.__cause__ from None  # the peer refused our TLS certificate
             return b""
 
     def write(self, data: bytes) -> None:
@@ -414,13 +423,49 @@ def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
     return asyncio.get_running_loop() if _on_asyncio() else None
 
 
-async def connect_tcp(host: str, port: int) -> Channel:
-    """A channel to host:port (raises OSError when it cannot be reached)."""
+async def connect_tcp(host: str, port: int, tls: ssl.SSLContext | None = None) -> Channel:
+    """A channel to host:port (raises OSError when it cannot be reached). With ``tls`` the
+    channel is TLS from the first byte and the server's certificate is checked against
+    ``host`` when the context checks host names (ssl.SSLError, an OSError, when refused)."""
     if _on_asyncio():
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_connection(_ProtocolChannel, host, port)
+        _, proto = await loop.create_connection(
+            _ProtocolChannel, host, port, ssl=tls, server_hostname=host if tls is not None else None
+        )
         return proto
-    return StreamChannel(await anyio.connect_tcp(host, port))
+    if tls is None:
+        return StreamChannel(await anyio.connect_tcp(host, port))
+    stream = await anyio.connect_tcp(host, port)
+    try:
+        # erl may close without a TLS close_notify: not an error for distribution
+        wrapped = await TLSStream.wrap(
+            stream, ssl_context=tls, hostname=host, standard_compatible=False
+        )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+    return StreamChannel(wrapped)
+
+
+async def _server_tls(channel: Channel, tls: ssl.SSLContext, timeout: float) -> Channel:
+    """The TLS server handshake on an accepted channel (ssl.SSLError when it fails)."""
+    if isinstance(channel, _ProtocolChannel):
+        transport = channel.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        new = await loop.start_tls(
+            transport, channel, tls, server_side=True, ssl_handshake_timeout=timeout
+        )
+        if new is None:  # pragma: no cover - only when the transport closed meanwhile
+            raise ConnectionResetError("the connection closed during the TLS handshake")
+        channel.connection_made(new)  # start_tls does not call it again
+        return channel
+    assert isinstance(channel, StreamChannel)
+    with anyio.fail_after(timeout):
+        stream = await TLSStream.wrap(
+            channel.stream, server_side=True, ssl_context=tls, standard_compatible=False
+        )
+    return StreamChannel(stream)
 
 
 class Listener:
@@ -447,10 +492,18 @@ async def listen_tcp(
     port: int,
     on_channel: Callable[[Channel], Coroutine[Any, Any, None]],
     task_group: TaskGroup,
+    tls: ssl.SSLContext | None = None,
+    tls_timeout: float = 7.0,
 ) -> Listener:
-    """Listen on host:port (every interface when ``host`` is None; port 0 picks one)."""
+    """Listen on host:port (every interface when ``host`` is None; port 0 picks one).
+
+    With ``tls`` every accepted connection makes the TLS server handshake (within
+    ``tls_timeout`` seconds) before ``on_channel`` sees it; a refused handshake is logged and
+    closes that connection only."""
     # anyio makes the listening sockets (every address family, one port for all of them)
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    if tls is not None:
+        on_channel = _with_server_tls(on_channel, tls, tls_timeout)
     if not _on_asyncio():
 
         async def handle(stream: ByteStream) -> None:
@@ -461,7 +514,12 @@ async def listen_tcp(
 
     class _Accepted(_ProtocolChannel):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if self.transport is not None:  # the TLS transport of start_tls
+                super().connection_made(transport)
+                return
             super().connection_made(transport)
+            if tls is not None:
+                transport.pause_reading()  # type: ignore[attr-defined]  # start_tls reads on
             task_group.start_soon(on_channel, self)
 
     loop = asyncio.get_running_loop()
@@ -477,6 +535,62 @@ async def listen_tcp(
         await listener.aclose()
         raise
     return Listener(listener, servers)
+
+
+def _with_server_tls(
+    on_channel: Callable[[Channel], Coroutine[Any, Any, None]], tls: ssl.SSLContext, timeout: float
+) -> Callable[[Channel], Coroutine[Any, Any, None]]:
+    async def accept(channel: Channel) -> None:
+        try:
+            secured = await _server_tls(channel, tls, timeout)
+        except (OSError, TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
+            log.warning("refused TLS connection from %s: %s", _peer(channel), tls_reason(e))
+            with anyio.CancelScope(shield=True):
+                await channel.aclose()
+            return
+        await on_channel(secured)
+
+    return accept
+
+
+def _peer(channel: Channel) -> str:
+    try:
+        addr = channel.peer_address
+    except Exception:  # pragma: no cover - a closed transport
+        addr = None
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else "?"
+
+
+_TLS_REASONS = {
+    # OpenSSL's reason codes, in words that say whose certificate is the problem
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the peer presented no certificate",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the peer requires a certificate and we presented none",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the peer refused the handshake (did we present a certificate?)",
+    "TLSV1_ALERT_UNKNOWN_CA": "the peer refused our certificate: signed by a CA it does not trust",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the peer refused our certificate: expired",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the peer refused our certificate",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "the peer refused our certificate (unsupported)",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "the peer refused our certificate: revoked",
+    "WRONG_VERSION_NUMBER": "the peer does not speak TLS",
+}
+
+
+def tls_reason(e: BaseException) -> str:
+    """Why a TLS handshake failed, in words (the first SSL error under anyio's wrappers)."""
+    seen: BaseException | None = e
+    for _ in range(5):  # a short chain
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"the peer's certificate failed verification: {seen.verify_message} ({seen.reason})"
+        if isinstance(seen, ssl.SSLError):
+            code = seen.reason or ""
+            words = _TLS_REASONS.get(code)
+            return f"{words} ({code})" if words else str(code or seen)
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(e, TimeoutError):
+        return "no TLS handshake in time"
+    return str(e) or type(e).__name__
 
 
 def default_backend_options(backend: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from . import epmd as epmd_client
 from . import transport
 from .connection import Connection, drive_handshake
 from .errors import AuthError, ConnectError, ConnectTimeout
+from .tls import tls_reason
 from .transport import Channel
 
 log = logging.getLogger("pynode.node")
@@ -160,11 +161,11 @@ class Connector:
             with anyio.fail_after(self.host.setup_time):
                 channel = await transport.connect_tcp(host, port, tls)
         except ssl.SSLError as e:
-            raise ConnectError(f"TLS handshake with {peer} at {host}:{port} failed: {transport.tls_reason(e)}") from None
+            raise ConnectError(f"TLS handshake with {peer} at {host}:{port} failed: {tls_reason(e)}") from None
         except (OSError, TimeoutError) as e:
             raise ConnectError(f"cannot reach {peer} at {host}:{port}: {e}") from None
         except anyio.BrokenResourceError as e:  # anyio's TLS stream wraps the ssl error
-            raise ConnectError(f"TLS handshake with {peer} at {host}:{port} failed: {transport.tls_reason(e)}") from None
+            raise ConnectError(f"TLS handshake with {peer} at {host}:{port} failed: {tls_reason(e)}") from None
         node = self.host
         name_me = not node.has_name
         hs = Initiator(
@@ -183,7 +184,7 @@ class Connector:
             with anyio.CancelScope(shield=True):
                 await channel.aclose()
             if isinstance(e, ssl.SSLError):  # TLS 1.3: the server refuses our certificate late
-                raise ConnectError(f"{peer} refused the TLS connection: {transport.tls_reason(e)}") from None
+                raise ConnectError(f"{peer} refused the TLS connection: {tls_reason(e)}") from None
             raise
         if name_me:
             node.named(Atom(done.this_node), done.this_creation)

@@ -16,7 +16,9 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["TlsConfig", "TlsConfigError", "TlsSides", "contexts", "read_optfile"]
+__all__ = ["SSLError", "TlsConfig", "TlsConfigError", "TlsSides", "contexts", "read_optfile", "tls_reason"]
+
+SSLError = ssl.SSLError
 
 
 class TlsConfigError(ValueError):
@@ -107,6 +109,38 @@ def contexts(tls: TlsConfig | TlsSides) -> tuple[ssl.SSLContext, ssl.SSLContext]
     return server.server_context(), client.client_context()
 
 
+_TLS_REASONS = {
+    # OpenSSL's reason codes, in words that say whose certificate is the problem
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the peer presented no certificate",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the peer requires a certificate and we presented none",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the peer refused the handshake (did we present a certificate?)",
+    "TLSV1_ALERT_UNKNOWN_CA": "the peer refused our certificate: signed by a CA it does not trust",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the peer refused our certificate: expired",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the peer refused our certificate",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "the peer refused our certificate (unsupported)",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "the peer refused our certificate: revoked",
+    "WRONG_VERSION_NUMBER": "the peer does not speak TLS",
+}
+
+
+def tls_reason(e: BaseException) -> str:
+    """Why a TLS handshake failed, in words (the first SSL error under anyio's wrappers)."""
+    seen: BaseException | None = e
+    for _ in range(5):  # a short chain
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"the peer's certificate failed verification: {seen.verify_message} ({seen.reason})"
+        if isinstance(seen, ssl.SSLError):
+            code = seen.reason or ""
+            words = _TLS_REASONS.get(code)
+            return f"{words} ({code})" if words else str(code or seen)
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(e, TimeoutError):
+        return "no TLS handshake in time"
+    return str(e) or type(e).__name__
+
+
 _VERIFY = {"verify_peer": True, "verify_none": False}
 
 
@@ -165,3 +199,23 @@ def read_optfile(path: str) -> TlsSides:
     if missing:
         raise TlsConfigError(f"{path}: no {' and no '.join(missing)} options")
     return TlsSides(_side(sides["server"], "server", path), _side(sides["client"], "client", path))
+
+
+def from_options(
+    optfile: str | None = None,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    cafile: str | None = None,
+) -> TlsSides | None:
+    """The TLS setting of command-line options: erl's optfile, or certificate/key/CA files
+    (the same for both sides); None when none is given. Raises TlsConfigError."""
+    if optfile is not None:
+        if certfile or keyfile or cafile:
+            raise TlsConfigError("give either an ssl_dist optfile or certificate files, not both")
+        return read_optfile(optfile)
+    if certfile is None and keyfile is None and cafile is None:
+        return None
+    if certfile is None or cafile is None:
+        raise TlsConfigError("TLS needs a certificate and a CA file (--tls-cert and --tls-ca)")
+    config = TlsConfig(certfile=certfile, keyfile=keyfile, cafile=cafile)
+    return TlsSides(config, config)

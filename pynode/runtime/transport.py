@@ -27,6 +27,8 @@ import sniffio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSStream
 
+from .tls import tls_reason
+
 log = logging.getLogger("pynode.node")
 
 HIGH_WATER = 1024 * 1024
@@ -559,38 +561,6 @@ def _peer(channel: Channel) -> str:
     except Exception:  # pragma: no cover - a closed transport
         addr = None
     return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else "?"
-
-
-_TLS_REASONS = {
-    # OpenSSL's reason codes, in words that say whose certificate is the problem
-    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the peer presented no certificate",
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the peer requires a certificate and we presented none",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the peer refused the handshake (did we present a certificate?)",
-    "TLSV1_ALERT_UNKNOWN_CA": "the peer refused our certificate: signed by a CA it does not trust",
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the peer refused our certificate: expired",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "the peer refused our certificate",
-    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "the peer refused our certificate (unsupported)",
-    "SSLV3_ALERT_CERTIFICATE_REVOKED": "the peer refused our certificate: revoked",
-    "WRONG_VERSION_NUMBER": "the peer does not speak TLS",
-}
-
-
-def tls_reason(e: BaseException) -> str:
-    """Why a TLS handshake failed, in words (the first SSL error under anyio's wrappers)."""
-    seen: BaseException | None = e
-    for _ in range(5):  # a short chain
-        if seen is None:
-            break
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return f"the peer's certificate failed verification: {seen.verify_message} ({seen.reason})"
-        if isinstance(seen, ssl.SSLError):
-            code = seen.reason or ""
-            words = _TLS_REASONS.get(code)
-            return f"{words} ({code})" if words else str(code or seen)
-        seen = seen.__cause__ or seen.__context__
-    if isinstance(e, TimeoutError):
-        return "no TLS handshake in time"
-    return str(e) or type(e).__name__
 
 
 def default_backend_options(backend: str) -> dict[str, Any]:

@@ -160,12 +160,13 @@ class Connector:
         try:
             with anyio.fail_after(self.host.setup_time):
                 channel = await transport.connect_tcp(host, port, tls)
-        except ssl.SSLError as e:
+        except (ssl.SSLError, ConnectionResetError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
+            # (anyio's TLS stream wraps the ssl error; asyncio's says only "reset" on an EOF)
+            if tls is None:
+                raise ConnectError(f"cannot reach {peer} at {host}:{port}: {e}") from None
             raise ConnectError(f"TLS handshake with {peer} at {host}:{port} failed: {tls_reason(e)}") from None
         except (OSError, TimeoutError) as e:
             raise ConnectError(f"cannot reach {peer} at {host}:{port}: {e}") from None
-        except anyio.BrokenResourceError as e:  # anyio's TLS stream wraps the ssl error
-            raise ConnectError(f"TLS handshake with {peer} at {host}:{port} failed: {tls_reason(e)}") from None
         node = self.host
         name_me = not node.has_name
         hs = Initiator(
@@ -185,6 +186,8 @@ class Connector:
                 await channel.aclose()
             if isinstance(e, ssl.SSLError):  # TLS 1.3: the server refuses our certificate late
                 raise ConnectError(f"{peer} refused the TLS connection: {tls_reason(e)}") from None
+            if tls is not None and isinstance(e, HandshakeError) and e.reason == "closed":
+                raise ConnectError(f"{e} (over TLS: did {peer} refuse our certificate?)") from None
             raise
         if name_me:
             node.named(Atom(done.this_node), done.this_creation)

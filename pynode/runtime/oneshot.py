@@ -323,6 +323,8 @@ class OneShot:
 
                 if isinstance(e, SSLError):  # TLS 1.3: the peer refuses our certificate late
                     raise ConnectError(f"{peer} refused the TLS connection: {tls_reason(e)}") from None
+            if self.tls is not None and isinstance(e, HandshakeError) and e.reason == "closed":
+                raise ConnectError(f"{e} (over TLS: did {peer} refuse our certificate?)") from None
             raise
         sock.setsockopt(_net.IPPROTO_TCP, _net.TCP_NODELAY, 1)
         if self.dynamic:

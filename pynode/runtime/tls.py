@@ -40,7 +40,10 @@ class TlsConfig:
     ``certfile``; ``certfile`` may be None on a dialling-only side (erl's client options may
     lack it too; a server that requires client certificates will refuse it);
     ``verify=False`` turns every check off (erl's ``verify_none``; for tests only);
-    ``check_hostname=False`` stops the client's check of the server's host name."""
+    ``check_hostname=False`` stops the client's check of the server's host name.
+    ``tls13=False`` keeps to TLS 1.2, as inet_tls_dist does unless its ``versions`` option
+    says otherwise (dist_defaults); it also makes a refused certificate fail the handshake
+    itself, where TLS 1.3 tells the client only after it has finished."""
 
     certfile: str | None
     keyfile: str | None = None
@@ -48,6 +51,7 @@ class TlsConfig:
     verify: bool = True
     check_hostname: bool = True
     password: str | None = None
+    tls13: bool = False
 
     def __post_init__(self) -> None:
         if self.verify and self.cafile is None:
@@ -58,6 +62,8 @@ class TlsConfig:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
         # TLS 1.2 is what inet_tls_dist offers by default (dist_defaults); 1.3 where both can
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if not self.tls13:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         if self.certfile is not None:
             certfile = _readable("certificate file", self.certfile)
             keyfile = _readable("key file", self.keyfile) if self.keyfile else None
@@ -120,6 +126,8 @@ _TLS_REASONS = {
     "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "the peer refused our certificate (unsupported)",
     "SSLV3_ALERT_CERTIFICATE_REVOKED": "the peer refused our certificate: revoked",
     "WRONG_VERSION_NUMBER": "the peer does not speak TLS",
+    # Python's TLS servers (asyncio, anyio) close without sending their alert
+    "UNEXPECTED_EOF_WHILE_READING": "the peer closed the connection in the TLS handshake (did it refuse our certificate?)",
 }
 
 
@@ -136,11 +144,14 @@ def tls_reason(e: BaseException) -> str:
             words = _TLS_REASONS.get(code)
             return f"{words} ({code})" if words else str(code or seen)
         seen = seen.__cause__ or seen.__context__
+    if isinstance(e, (ConnectionResetError, EOFError)) or type(e).__name__ == "EndOfStream":
+        return _TLS_REASONS["UNEXPECTED_EOF_WHILE_READING"]
     if isinstance(e, TimeoutError):
         return "no TLS handshake in time"
     return str(e) or type(e).__name__
 
 
+_VERSIONS = ("tlsv1.3", "tlsv1.2", "tlsv1.1", "tlsv1")
 _VERIFY = {"verify_peer": True, "verify_none": False}
 
 
@@ -169,7 +180,13 @@ def _side(options: Any, side: str, path: str) -> TlsConfig:
         # Python's server side either requires a client certificate or does not verify at
         # all; refuse a setting we cannot honour rather than weaken it silently
         raise TlsConfigError(f"{path}: server verify_peer needs {{fail_if_no_peer_cert, true}} with pynode")
+    versions = found.get("versions", ["tlsv1.2"])
+    if not (isinstance(versions, list) and versions and all(v in _VERSIONS for v in versions)):
+        raise TlsConfigError(f"{path}: {side} versions must be a list of {', '.join(_VERSIONS)}")
+    if "tlsv1.2" not in versions and "tlsv1.3" not in versions:
+        raise TlsConfigError(f"{path}: pynode speaks TLS 1.2 and 1.3 only, not {versions!r}")
     return TlsConfig(
+        tls13="tlsv1.3" in versions,
         certfile=_text(found["certfile"], "certfile", path) if "certfile" in found else None,
         keyfile=_text(found["keyfile"], "keyfile", path) if "keyfile" in found else None,
         cafile=_text(found["cacertfile"], "cacertfile", path) if "cacertfile" in found else None,
@@ -180,7 +197,8 @@ def _side(options: Any, side: str, path: str) -> TlsConfig:
 
 def read_optfile(path: str) -> TlsSides:
     """Read erl's ``-ssl_dist_optfile`` (``[{server, Opts}, {client, Opts}].``): both sides as
-    TlsConfig. Options pynode does not use (ciphers, versions, ...) are ignored."""
+    TlsConfig. ``versions`` decides TLS 1.3 (inet_tls_dist's default is 1.2 only); options
+    pynode does not use (ciphers, depth, ...) are ignored."""
     from ..term.syntax import TermSyntaxError, parse_term
 
     path = _readable("options file", path)

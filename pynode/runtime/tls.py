@@ -133,10 +133,15 @@ _TLS_REASONS = {
 
 def tls_reason(e: BaseException) -> str:
     """Why a TLS handshake failed, in words (the first SSL error under anyio's wrappers)."""
+    if isinstance(e, TimeoutError) or (isinstance(e, ConnectionAbortedError) and "longer" in str(e)):
+        return "no TLS handshake in time"  # (asyncio: "SSL handshake is taking longer than")
     seen: BaseException | None = e
     for _ in range(5):  # a short chain
         if seen is None:
             break
+        if isinstance(seen, (ssl.SSLWantReadError, ssl.SSLWantWriteError)):
+            seen = seen.__cause__ or seen.__context__
+            continue
         if isinstance(seen, ssl.SSLCertVerificationError):
             return f"the peer's certificate failed verification: {seen.verify_message} ({seen.reason})"
         if isinstance(seen, ssl.SSLError):
@@ -146,8 +151,6 @@ def tls_reason(e: BaseException) -> str:
         seen = seen.__cause__ or seen.__context__
     if isinstance(e, (ConnectionResetError, EOFError)) or type(e).__name__ == "EndOfStream":
         return _TLS_REASONS["UNEXPECTED_EOF_WHILE_READING"]
-    if isinstance(e, TimeoutError):
-        return "no TLS handshake in time"
     return str(e) or type(e).__name__
 
 

@@ -420,6 +420,10 @@ def _on_asyncio() -> bool:
         return False
 
 
+def _stdlib_loop() -> bool:
+    return type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+
+
 def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
     """The running asyncio loop, or None under any other backend (trio)."""
     return asyncio.get_running_loop() if _on_asyncio() else None
@@ -506,7 +510,9 @@ async def listen_tcp(
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     if tls is not None:
         on_channel = _with_server_tls(on_channel, tls, tls_timeout)
-    if not _on_asyncio():
+    # uvloop reads before start_tls can take over (pause_reading in connection_made does not
+    # hold its first read), so TLS connections accepted there go through anyio's TLS stream
+    if not _on_asyncio() or (tls is not None and not _stdlib_loop()):
 
         async def handle(stream: ByteStream) -> None:
             await on_channel(StreamChannel(stream))

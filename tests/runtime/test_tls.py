@@ -3,6 +3,7 @@ errors, erl optfiles, and the test CA."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import stat
@@ -24,8 +25,13 @@ from pynode.term import Atom
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
+BACKENDS: list[object] = ["asyncio", "trio"]
+if importlib.util.find_spec("uvloop") is not None:  # accepts TLS through anyio's stream
+    BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
+
+
+@pytest.fixture(params=BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
     return request.param
 
 
@@ -239,3 +245,29 @@ def test_erl_optfile_quotes_paths() -> None:
     text = erl_optfile('/a "b"/c.pem', "/k\\ey", "/ca.pem")
     assert '{certfile, "/a \\"b\\"/c.pem"}' in text and '{keyfile, "/k\\\\ey"}' in text
     assert Atom("verify_peer") in text
+
+
+async def test_idle_and_garbage_clients_are_dropped_while_others_are_served(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pynode.node")
+    good = pki.config("good")
+    async with tls_node("srv", good, setup_time=2.0) as server, tls_node("friend", good) as friend:
+        friend.add_address(server.name, "127.0.0.1", server.port)
+        idle = await anyio.connect_tcp("127.0.0.1", server.port)  # says nothing at all
+        garbage = await anyio.connect_tcp("127.0.0.1", server.port)
+        await garbage.send(b"\x00\x15N" + b"\x00" * 40)  # a plain-TCP handshake, not TLS
+        try:
+            assert await friend.ping(server.name)  # served while the two hang around
+            with anyio.fail_after(20):  # setup_time bounds the TLS handshake
+                for stream in (garbage, idle):
+                    with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, OSError)):
+                        while await stream.receive():
+                            pass
+        finally:
+            await idle.aclose()
+            await garbage.aclose()
+        messages = [r.getMessage() for r in caplog.records if "refused TLS connection" in r.getMessage()]
+        assert len(messages) == 2, messages
+        assert any("no TLS handshake in time" in m for m in messages), messages
+        assert server.nodes() == [friend.name]

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import sys
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -420,8 +421,9 @@ def _on_asyncio() -> bool:
         return False
 
 
-def _stdlib_loop() -> bool:
-    return type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+def _start_tls_safe() -> bool:
+    stdlib = type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+    return stdlib and sys.version_info >= (3, 11)
 
 
 def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -510,9 +512,11 @@ async def listen_tcp(
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     if tls is not None:
         on_channel = _with_server_tls(on_channel, tls, tls_timeout)
-    # uvloop reads before start_tls can take over (pause_reading in connection_made does not
-    # hold its first read), so TLS connections accepted there go through anyio's TLS stream
-    if not _on_asyncio() or (tls is not None and not _stdlib_loop()):
+    # start_tls must see the client's first bytes: only the stdlib loop of Python 3.11+ holds
+    # them back when connection_made pauses reading (3.10's transport starts its reader
+    # anyway, and so does uvloop); elsewhere TLS connections are accepted through anyio's TLS
+    # stream
+    if not _on_asyncio() or (tls is not None and not _start_tls_safe()):
 
         async def handle(stream: ByteStream) -> None:
             await on_channel(StreamChannel(stream))

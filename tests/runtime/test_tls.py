@@ -271,3 +271,21 @@ async def test_idle_and_garbage_clients_are_dropped_while_others_are_served(
         assert len(messages) == 2, messages
         assert any("no TLS handshake in time" in m for m in messages), messages
         assert server.nodes() == [friend.name]
+
+
+async def test_tls_on_tcp_endpoints_and_plain_unix_socket(pki: Pki, tmp_path: Path) -> None:
+    good = pki.config("good")
+    path = tmp_path / "m.sock"
+    listen = ["tcp://127.0.0.1:0", f"unix:{path}"]
+    async with Node("m@127.0.0.1", "c", epmd=False, listen=listen, tls=good) as m:
+        tcp_port = m.listening[0].port
+        async with tls_node("t", good) as t, tls_node("u", good) as u:
+            await t.connect(m.name, address=("127.0.0.1", tcp_port), timeout=20)
+            await u.connect(m.name, address=f"unix:{path}", timeout=20)
+            conn_t, conn_u = m.connection(t.name), m.connection(u.name)
+            assert conn_t is not None and conn_t.channel.tls  # TCP: TLS
+            assert conn_u is not None and not conn_u.channel.tls  # the Unix socket stays plain
+            inbox = m.mailbox("inbox")
+            await t.send(("inbox", m.name), "over tls")
+            await u.send(("inbox", m.name), "over unix")
+            assert {await inbox.receive(timeout=10) for _ in range(2)} == {b"over tls", b"over unix"}

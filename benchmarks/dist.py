@@ -5,6 +5,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/dist.py            # full run, under a minute
     .venv/bin/python benchmarks/dist.py --quick    # smoke run, a few seconds
+    .venv/bin/python benchmarks/dist.py --tls      # every node on TLS distribution
 
 It starts a private EPMD and two distributed erl nodes (OTP from ``erl`` on PATH), A and B,
 and a hidden pynode node. B hosts the peer processes (sinks, echo, sender); the workloads run
@@ -24,6 +25,10 @@ Workloads (small message = ``{event, 12345, <<32 bytes>>, [1,2,3]}``):
     has them all; MB/s (10^6 bytes).
 (e) echo as (c) from a plain thread through the blocking API (``BlockingNode``, its own node
     and event-loop thread); the note gives its p50 over the async p50 of (c).
+
+With ``--tls`` every node speaks TLS distribution (erl ``-proto_dist inet_tls`` with test
+certificates from pynode.certs, mutual verification, TLS 1.2 as inet_tls_dist's default):
+pynode<->erl over TLS beside erl->erl over TLS.
 
 With ``--transports`` a second table runs (a) and (c) between two pynode nodes in this
 process, once over TCP and once over a Unix socket (one node listens on both), beside
@@ -58,6 +63,7 @@ import anyio  # noqa: E402
 import pynode.term as pt  # noqa: E402
 from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
 from interop.otp import otp25  # noqa: E402
+from interop.tls_pki import erl_tls_args, make_pki  # noqa: E402
 from pynode.runtime import Mailbox, Node  # noqa: E402
 from pynode.term import Atom, Pid  # noqa: E402
 
@@ -342,7 +348,7 @@ def blocking_echo(b: ErlNode, epmd_port: int, echo: Pid, warm: int, count: int) 
 
     with BlockingNode(
         unique("bbench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd_port,
-        backend_options=LOOP_OPTIONS,
+        backend_options=LOOP_OPTIONS, tls=TLS,
     ) as node:
         if not node.ping(b.name):
             raise RuntimeError(f"the blocking node cannot reach {b.name}")
@@ -426,9 +432,11 @@ def print_table(rows: list[Row], counts: Counts, repeat: int, elapsed: float, re
     print(
         f"note: nproc={os.cpu_count()} ({platform.machine()}, {platform.system()} "
         f"{platform.release()}); Python {platform.python_version()}, pynode codec "
-        f"{pt.implementation!r}, anyio on {LOOP}; erl OTP {release}; counts: "
+        f"{pt.implementation!r}, anyio on {LOOP}; erl OTP {release}; "
+        f"distribution over {'TLS 1.2 (inet_tls)' if TLS is not None else 'TCP'}; counts: "
         f"{counts.small:,} small msgs, {counts.echo:,} round trips (+{counts.echo_warm} warm), "
         f"{counts.big} x {counts.big_size // MIB} MiB; throughput = median of {repeat} run(s); "
+        f"load average {os.getloadavg()[0]:.1f}; "
         f"total {elapsed:.0f} s. "
         "Ratio = pynode/erl (throughput: <1 is slower; latency: >1 is slower)."
     )
@@ -448,7 +456,7 @@ async def bench(
     ]
     warm = counts.warm()
     async with Node(
-        unique("bench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd.port
+        unique("bench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd.port, tls=TLS
     ) as node:
         if not await node.ping(b.name):
             raise RuntimeError(f"pynode cannot reach {b.name}")
@@ -626,6 +634,7 @@ async def bench_all(
 
 LOOP = "asyncio"
 LOOP_OPTIONS: dict[str, Any] = {}
+TLS: Any = None  # pynode's TlsConfig under --tls
 
 
 def main() -> None:
@@ -652,6 +661,8 @@ def main() -> None:
         action="store_true",
         help="also pynode<->pynode over TCP and over a Unix socket, side by side",
     )
+    ap.add_argument("--tls", action="store_true",
+                    help="TLS distribution on every node (erl -proto_dist inet_tls, test certificates)")
     ap.add_argument("-v", "--verbose", action="store_true", help="report progress on stderr")
     args = ap.parse_args()
     if args.loop is None:
@@ -687,11 +698,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="pynode_dist_bench") as tmp:
             src = os.path.join(tmp, ERL_MODULE + ".erl")
             Path(src).write_text(ERL_SOURCE)
+            erl_args: list[str] = []
+            if args.tls:
+                global TLS
+                pki = make_pki(Path(tmp) / "pki")
+                TLS = pki.config("good")
+                erl_args = erl_tls_args(otp, pki.optfile("good"))
             with sigint_deferred():
                 epmd = Epmd(otp)
             for _ in range(2):
                 with sigint_deferred():
-                    nodes.append(ErlNode(otp, epmd, cookie=cookie))
+                    nodes.append(ErlNode(otp, epmd, cookie=cookie, args=erl_args))
             a, b = nodes
             for n in nodes:
                 load_module(n, src)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from . import listeners
 from .connection import Connection, drive_handshake
 from .errors import AuthError, ConnectError, ConnectTimeout
 from .policy import TransportPolicy
+from .tls import tls_reason
 from .transport import Channel
 
 log = logging.getLogger("pynode.node")
@@ -54,6 +56,8 @@ class ConnectorHost(Protocol):
     tick_intensity: int
     policy: TransportPolicy
     dispatch: Callable[[Connection, Message], None]
+    tls_client: ssl.SSLContext | None
+    """TLS distribution: the context for dialling (None: plain TCP)."""
 
     @property
     def cookie(self) -> str: ...
@@ -200,9 +204,15 @@ class Connector:
                     log.warning("not dialling %s at %s: the socket belongs to uid %d", peer, ep, owner)
                     failures.append(f"{ep}: owned by uid {owner}, not trusted")
                     continue
+            tls = self.host.tls_client if isinstance(ep, TcpEndpoint) else None
             try:
                 with anyio.fail_after(self.host.setup_time):
-                    return await listeners.dial(route.endpoint), route
+                    return await listeners.dial(route.endpoint, tls), route
+            except (ssl.SSLError, ConnectionResetError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
+                # (anyio's TLS stream wraps the ssl error; asyncio's says only "reset" on an EOF)
+                what = f"TLS handshake failed: {tls_reason(e)}" if tls is not None else str(e) or type(e).__name__
+                log.debug("cannot reach %s at %s: %s", peer, route.endpoint, what)
+                failures.append(f"{route.endpoint}: {what}")
             except (OSError, TimeoutError) as e:
                 log.debug("cannot reach %s at %s: %s", peer, route.endpoint, e)
                 failures.append(f"{route.endpoint}: {e or type(e).__name__}")
@@ -214,6 +224,7 @@ class Connector:
         advertised = peer not in self.endpoints and peer not in self.addresses
         channel, route = await self._open(peer, await self._locate(peer), advertised)
         version = route.version
+        tls = channel.tls  # TLS over TCP when the node has TLS; a Unix socket stays plain
         node = self.host
         name_me = not node.has_name
         hs = Initiator(
@@ -224,12 +235,17 @@ class Connector:
             creation=node.creation,
             version=version,
             name_me=name_me,
+            length_bytes=4 if tls else 2,  # inet_tls_dist: {packet, 4} throughout
         )
         try:
             done = await drive_handshake(hs, channel, node.setup_time, self._initiator_event(hs, peer))
-        except BaseException:
+        except BaseException as e:
             with anyio.CancelScope(shield=True):
                 await channel.aclose()
+            if isinstance(e, ssl.SSLError):  # TLS 1.3: the server refuses our certificate late
+                raise ConnectError(f"{peer} refused the TLS connection: {tls_reason(e)}") from None
+            if tls and isinstance(e, HandshakeError) and e.reason == "closed":
+                raise ConnectError(f"{e} (over TLS: did {peer} refuse our certificate?)") from None
             raise
         if name_me:
             node.named(Atom(done.this_node), done.this_creation)
@@ -261,7 +277,13 @@ class Connector:
         node = self.host
         if not node.has_name:
             return  # a dynamic node takes no connections before it is named
-        hs = Acceptor(this_node=node.name, cookie=node.cookie, flags=node.flags, creation=node.creation)
+        hs = Acceptor(
+            this_node=node.name,
+            cookie=node.cookie,
+            flags=node.flags,
+            creation=node.creation,
+            length_bytes=4 if channel.tls else 2,  # inet_tls_dist: {packet, 4} throughout
+        )
         try:
             done = await drive_handshake(hs, channel, node.setup_time, self._acceptor_event(hs))
             conn = self._start(Atom(done.peer_name), channel, done, hs.trailing_data)

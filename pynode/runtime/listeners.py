@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import socket
+import ssl
 import stat
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -58,20 +59,27 @@ class Listening:
         return f"<Listening {self.endpoint}>"
 
 
-async def listen(endpoint: Endpoint, on_channel: OnChannel, task_group: TaskGroup) -> Listening:
-    """Accept on ``endpoint``, each connection handed to ``on_channel`` in ``task_group``."""
+async def listen(
+    endpoint: Endpoint,
+    on_channel: OnChannel,
+    task_group: TaskGroup,
+    tls: ssl.SSLContext | None = None,
+    tls_timeout: float = 7.0,
+) -> Listening:
+    """Accept on ``endpoint``, each connection handed to ``on_channel`` in ``task_group``;
+    with ``tls``, TCP endpoints take TLS only (a Unix socket stays plain)."""
     if isinstance(endpoint, UnixEndpoint):
         return await _listen_unix(endpoint, on_channel, task_group)
-    lst = await transport.listen_tcp(endpoint.host, endpoint.port, on_channel, task_group)
+    lst = await transport.listen_tcp(endpoint.host, endpoint.port, on_channel, task_group, tls, tls_timeout)
     return Listening(TcpEndpoint(endpoint.host, lst.port), lst.aclose)
 
 
-async def dial(endpoint: Endpoint) -> Channel:
-    """A channel to ``endpoint`` (OSError when it cannot be reached)."""
+async def dial(endpoint: Endpoint, tls: ssl.SSLContext | None = None) -> Channel:
+    """A channel to ``endpoint`` (OSError when it cannot be reached); TLS over TCP with ``tls``."""
     if isinstance(endpoint, TcpEndpoint):
         if not endpoint.host:
             raise OSError(errno.EINVAL, "no host to dial")
-        return await transport.connect_tcp(endpoint.host, endpoint.port)
+        return await transport.connect_tcp(endpoint.host, endpoint.port, tls)
     if _on_asyncio():
         loop = asyncio.get_running_loop()
         _, proto = await loop.create_unix_connection(_ProtocolChannel, endpoint.path)

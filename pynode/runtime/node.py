@@ -6,6 +6,7 @@ import asyncio
 import copy
 import logging
 import secrets
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -36,6 +37,8 @@ from .policy import Ticktimes, TransportPolicy
 from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
 from .signals import Signals, SpawnHandler
+from .tls import TlsConfig, TlsSides
+from .tls import contexts as tls_contexts
 
 if TYPE_CHECKING:
     from .discovery import Discovery
@@ -61,7 +64,10 @@ class Node:
 
     Hidden by default (erl's ``nodes()`` won't list it, ``nodes(hidden)`` will); pass
     ``hidden=False`` for a visible node. With ``epmd=False`` nothing is registered and peers
-    must be given as host:port (see ``connect(address=...)``).
+    must be given as host:port (see ``connect(address=...)``). With ``tls`` (a
+    :class:`~pynode.runtime.tls.TlsConfig`, or :func:`~pynode.runtime.tls.read_optfile` of an
+    erl ``-ssl_dist_optfile``) the node speaks TLS distribution like ``erl -proto_dist inet_tls``
+    on its TCP endpoints (Unix-socket connections stay local and plain).
 
     ``listen`` takes several endpoints at once (``"tcp://127.0.0.1:0"``, ``"tcp://[::1]:0"``,
     ``"unix:/run/x.sock"``; instead of ``listen_host``/``port``); ``policy`` picks the transport
@@ -95,7 +101,13 @@ class Node:
         listen: Sequence[str | Endpoint] | None = None,
         policy: TransportPolicy | None = None,
         peer_ticktimes: Ticktimes | None = None,
+        tls: TlsConfig | TlsSides | None = None,
     ) -> None:
+        self.tls_server: ssl.SSLContext | None = None
+        self.tls_client: ssl.SSLContext | None = None
+        """TLS distribution (erl -proto_dist inet_tls): every connection, in and out, is TLS."""
+        if tls is not None:
+            self.tls_server, self.tls_client = tls_contexts(tls)  # TlsConfigError now, not later
         self.dynamic = dynamic
         """Ask the first peer for our name (NAME_ME, like erl -name undefined / erl_call -R)."""
         if io_output is not None:
@@ -206,7 +218,9 @@ class Node:
         else:
             for endpoint in self._endpoints:
                 try:
-                    lst = await _listeners.listen(endpoint, self.connector.accept, self._tg)
+                    lst = await _listeners.listen(
+                        endpoint, self.connector.accept, self._tg, self.tls_server, self.setup_time
+                    )
                 except OSError as e:
                     raise NodeError(f"cannot listen on {endpoint}: {e}") from None
                 self.listening.append(lst)
@@ -252,7 +266,9 @@ class Node:
         for p in ports:
             try:
                 assert self._tg is not None
-                return await transport.listen_tcp(self.listen_host, p, self.connector.accept, self._tg)
+                return await transport.listen_tcp(
+                    self.listen_host, p, self.connector.accept, self._tg, self.tls_server, self.setup_time
+                )
             except OSError as e:
                 last = e
         raise NodeError(f"cannot listen on {self.listen_host or '*'} port {spec}: {last}")

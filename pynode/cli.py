@@ -882,6 +882,13 @@ async def cmd_serve(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_proxy(opts: argparse.Namespace) -> int:
+    """pynode proxy ACTION: the partition proxy (implemented in pynode.proxy_cli)."""
+    from .proxy_cli import run
+
+    return run(opts, _epmd_port(opts))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "rpc": cmd_rpc,
     "eval": cmd_eval,
@@ -890,6 +897,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "send": cmd_send,
     "call": cmd_call,
     "serve": cmd_serve,
+    "proxy": cmd_proxy,
 }
 
 
@@ -1068,6 +1076,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=0, help="listen on this port (default: any free port)")
     p.add_argument("--listen-host", default=None, metavar="HOST", help="listen on this address (default: all)")
     p.add_argument("--no-epmd", action="store_true", help="do not register with EPMD (peers need our address)")
+
+    p = add("proxy", "the partition proxy: serve it, or cut/heal/shape/status a running one",
+            "An EPMD stand-in whose look-ups lead through forwarders that can cut, delay or "
+            "throttle traffic between named nodes (see README, 'Partition proxy').",
+            "examples:\n  pynode proxy serve --epmd-port 4400      # control port 4401\n"
+            "  pynode proxy status --epmd-port 4400 --json\n"
+            "  pynode proxy cut a,b c,d,e --epmd-port 4400\n  pynode proxy heal --epmd-port 4400")
+    if not isinstance(p, _Skip):
+        from .proxy_cli import add_arguments
+
+        add_arguments(p)
     return parser
 
 

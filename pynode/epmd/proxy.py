@@ -93,6 +93,15 @@ def node_matches(spec: str, name: str | None) -> bool:
     return spec == name or ("@" not in spec and name.partition("@")[0] == spec)
 
 
+def _same(x: str, y: str) -> bool:
+    """Whether two specs may name the same node (``a`` and ``a@host`` do)."""
+    if x == y:
+        return True
+    if "@" in x and "@" in y:
+        return False
+    return x.partition("@")[0] == y.partition("@")[0]
+
+
 def _island(nodes: str | Iterable[Any]) -> list[str]:
     if isinstance(nodes, str):
         nodes = [nodes]
@@ -374,10 +383,14 @@ class PartitionProxy(EpmdServer):
             if island_a is None or island_b is None:
                 raise ProxyError("heal takes two islands, or none to heal everything")
             a, b = _island(island_a), _island(island_b)
-            for x in a:
-                for y in b:
-                    self._cuts.discard((x, y))
-                    self._cuts.discard((y, x))
+            self._cuts = {
+                (x, y)
+                for x, y in self._cuts
+                if not (
+                    (any(_same(x, n) for n in a) and any(_same(y, n) for n in b))
+                    or (any(_same(x, n) for n in b) and any(_same(y, n) for n in a))
+                )
+            }
         log.info("heal %s", "everything" if island_a is None else f"{island_a} <-> {island_b}")
         self._refresh()
 
@@ -410,10 +423,12 @@ class PartitionProxy(EpmdServer):
         if island_a is None or island_b is None:
             self._shapes.clear()
         else:
-            for x in _island(island_a):
-                for y in _island(island_b):
-                    self._shapes.pop((x, y), None)
-                    self._shapes.pop((y, x), None)
+            a, b = _island(island_a), _island(island_b)
+            for x, y in list(self._shapes):
+                if (any(_same(x, n) for n in a) and any(_same(y, n) for n in b)) or (
+                    any(_same(x, n) for n in b) and any(_same(y, n) for n in a)
+                ):
+                    del self._shapes[(x, y)]
         self._refresh()
 
     def blocked(self, src: str | None, dst: str | None) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+
 # --- README example begins ---
 def test_split_and_heal(erl_cluster):
     # 3 real erl nodes and 2 pynode nodes, private names and cookie, behind their own proxy

@@ -14,7 +14,15 @@ import anyio
 import pytest
 from anyio.abc import SocketStream
 
-from pynode.epmd.proxy import PartitionProxy, ProxyError, Shape, control_request, node_matches
+from pynode.epmd.proxy import (
+    MAX_HELD_CHUNKS,
+    PartitionProxy,
+    ProxyError,
+    Shape,
+    control_request,
+    node_matches,
+)
+from pynode.protocol.epmd import DumpRequest, parse_dump_response
 from pynode.runtime import epmd as epmd_client
 
 pytestmark = pytest.mark.anyio
@@ -203,12 +211,64 @@ async def test_pending_lookups_are_capped() -> None:
         assert proxy.refused == 1 and len(proxy.pending) == 2
 
 
-async def test_names_dump_and_unknown_nodes() -> None:
+async def test_names_dump_transports_and_unknown_nodes() -> None:
     async with proxy_with_node() as (proxy, node):
+        real = proxy.registry.lookup("b")
+        assert real is not None
         names = await epmd_client.names("127.0.0.1", proxy.port)
-        assert [n for n, _ in names] == ["b"]
+        assert names == [("b", real.port)]
+        s = await anyio.connect_tcp("127.0.0.1", proxy.port)
+        async with s:
+            await s.send(DumpRequest().encode())
+            data = b""
+            with anyio.fail_after(10):
+                try:
+                    while True:
+                        data += await s.receive()
+                except anyio.EndOfStream:
+                    pass
+        dump = parse_dump_response(data)
+        assert dump.epmd_port == proxy.port
+        assert dump.lines[0].startswith(f"active name     <b> at port {real.port}")
         assert await epmd_client.port_please("nobody", "127.0.0.1", proxy.port) is None
         assert proxy.pending == {}
+        # TRANSPORTS_REQ answers the proxied primary only (extra transports would bypass it)
+        proxy.add_transport("b", 5555, 3)
+        (entry,) = await epmd_client.transports("b", "127.0.0.1", proxy.port)
+        assert entry.port in proxy.pending and entry.port != real.port
+        assert await epmd_client.transports("nobody", "127.0.0.1", proxy.port) == []
+
+
+async def test_jitter_keeps_order() -> None:
+    async with proxy_with_node() as (proxy, node):
+        s = await dial(proxy)
+        async with s:
+            await recv_exactly(s, len(send_name("a@127.0.0.1")))
+            proxy.shape("a", "b", latency=0.05, jitter=0.05)
+            sent = b"".join(bytes([i]) * 3 for i in range(40))
+            for i in range(40):
+                await s.send(bytes([i]) * 3)
+            assert await recv_exactly(s, len(sent)) == sent
+
+
+async def test_a_cut_holds_a_bounded_amount() -> None:
+    async with proxy_with_node() as (proxy, node):
+        s = await dial(proxy)
+        async with s:
+            await recv_exactly(s, len(send_name("a@127.0.0.1")))
+            proxy.cut("a", "b")
+            sent = 0
+            chunk = b"y" * 65536
+            with anyio.move_on_after(3):  # the sender stalls once buffers are full
+                while sent < 64 * 1024 * 1024:
+                    await s.send(chunk)
+                    sent += len(chunk)
+            (link,) = proxy.status()["links"]
+            # held by us: the queue, the chunk the writer holds at the cut and the one the
+            # reader waits to queue; the rest waits in TCP buffers and then in the sender
+            assert link["held_to_acceptor"] <= (MAX_HELD_CHUNKS + 2) * 65536
+            assert sent < 64 * 1024 * 1024
+            assert link["bytes_to_acceptor"] == len(send_name("a@127.0.0.1"))
 
 
 async def test_a_peer_closing_ends_its_link() -> None:

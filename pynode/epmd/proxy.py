@@ -145,6 +145,7 @@ class _Direction:
         self.shape: Shape | None = None
         self.bytes = 0
         self.held = 0
+        self.queued = 0  # chunks queued for the writer or in its hands
         self.ended = False  # its source closed
         self._changed = anyio.Event()
 
@@ -675,9 +676,9 @@ class PartitionProxy(EpmdServer):
                     back_s, back_r = anyio.create_memory_object_stream[tuple[float, bytes]](
                         MAX_HELD_CHUNKS
                     )
-                    tg.start_soon(self._reader, link, down, link.forward, fwd_s, DIALER)
+                    tg.start_soon(self._reader, link, down, up, link.forward, fwd_s, DIALER)
                     tg.start_soon(self._writer, link, up, link.forward, fwd_r)
-                    tg.start_soon(self._reader, link, up, link.back, back_s, ACCEPTOR)
+                    tg.start_soon(self._reader, link, up, down, link.back, back_s, ACCEPTOR)
                     tg.start_soon(self._writer, link, down, link.back, back_r)
             finally:
                 await anyio.aclose_forcefully(up)
@@ -692,6 +693,7 @@ class PartitionProxy(EpmdServer):
         self,
         link: Link,
         src: SocketStream,
+        dst: SocketStream,
         way: _Direction,
         out: MemoryObjectSendStream[tuple[float, bytes]],
         side: str,
@@ -714,7 +716,16 @@ class PartitionProxy(EpmdServer):
                             link.refresh(self)
                         if sniffer.done:
                             sniffer = None
+                    if way.open and way.shape is None and not way.queued:
+                        # the fast path: nothing to hold or delay, nothing queued before it
+                        try:
+                            await dst.send(data)
+                        except _CLOSED:
+                            break
+                        way.bytes += len(data)
+                        continue
                     way.held += len(data)
+                    way.queued += 1
                     await out.send((time.monotonic(), data))
         finally:
             way.ended = True
@@ -760,6 +771,7 @@ class PartitionProxy(EpmdServer):
                     way.bytes += len(piece)
                     way.held -= len(piece)
                     view = view[len(piece) :]
+                way.queued -= 1
         # the source closed: pass the close on once this way is open again (a cut holds it)
         await way.wait_open()
         assert link.scope is not None

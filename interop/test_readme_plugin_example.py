@@ -34,3 +34,9 @@ def test_readme_example_is_this_file() -> None:
     assert example is not None
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert example.group(1).strip() in readme
+
+
+def test_the_plugin_comes_from_the_entry_point(request) -> None:
+    """Any project gets the fixtures: pytest loaded them through the pytest11 entry point."""
+    plugin = request.config.pluginmanager.get_plugin("pynode")
+    assert plugin is not None and plugin.__name__ == "pynode.testing.pytest_plugin"

@@ -204,10 +204,25 @@ class ErlClusterNode(ClusterNode):
 
     kind = "erl"
 
-    def __init__(self, otp: Otp, epmd_port: int, *, name: str, cookie: str, args: Sequence[str]):
-        self.erl = ErlNode(otp, _EpmdEnv(epmd_port), name=name, cookie=cookie, args=list(args))  # type: ignore[arg-type]
+    def __init__(
+        self,
+        otp: Otp,
+        epmd_port: int,
+        *,
+        name: str,
+        cookie: str,
+        args: Sequence[str],
+        host: str = "127.0.0.1",
+    ):
+        self.erl = ErlNode(
+            otp, _EpmdEnv(epmd_port), name=name, cookie=cookie, args=list(args), host=host  # type: ignore[arg-type]
+        )
         self.name = self.erl.name
-        self.erl.run(_WATCH)
+        try:
+            self.erl.run(_WATCH)
+        except BaseException:
+            self.stop()
+            raise
 
     def run(self, text: str, **bindings: Any) -> Any:
         return self.erl.run(text, **bindings)
@@ -260,8 +275,12 @@ class PyClusterNode(ClusterNode):
                 async for event in events:
                     self._events.append((str(event[0]), str(event[1]), time.monotonic()))
 
-        self.node.run(lambda: node.start_soon(watch))
-        wait_for(lambda: started, 10.0, "the node event watcher")
+        try:
+            self.node.run(lambda: node.start_soon(watch))
+            wait_for(lambda: started, 10.0, "the node event watcher")
+        except BaseException:
+            self.stop()
+            raise
 
     def nodes(self) -> set[str]:
         return {str(n) for n in self.node.nodes()}
@@ -341,6 +360,7 @@ class Cluster:
             name=self._name("erl"),
             cookie=self.cookie,
             args=["-kernel", "net_ticktime", str(self.net_ticktime), *self._erl_args, *args],
+            host=self.host,
         )
         self.nodes.append(node)
         return node

@@ -169,3 +169,25 @@ def test_cli_status_of_a_live_cluster(erl_cluster) -> None:
     subprocess.run([*run, "heal", "--control-port", str(port)], check=True, timeout=60,
                    capture_output=True)
     c.wait_full_mesh(timeout=30)
+    # OTP's own epmd tool asks the proxy for its names
+    names = subprocess.run(
+        [c.otp.tool("epmd"), "-port", str(c.epmd.port), "-names"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    for n in c.nodes:
+        assert f"name {str(n.name).split('@')[0]} at port" in names
+
+
+@pytest.mark.parametrize("otp_name", ["otp25", "otp28"])
+def test_an_unfollowed_lookup_leaves_no_listener(erl_cluster, otp_name: str) -> None:
+    c: Cluster = erl_cluster(erl=2, otp=release(otp_name), proxy_options={"pending_timeout": 1.0})
+    e1, e2 = c.erl_nodes
+    alive = str(e2.name).split("@")[0]
+    reply = e1.run("erl_epmd:port_please(Name, {127,0,0,1}).", Name=list(alive.encode()))
+    assert reply[0] == "port"
+    port = reply[1]
+    assert port != dict(c.epmd.names())[alive]  # a proxy listener, not e2's own port
+    assert port in [p["port"] for p in c.status()["pending"]]
+    wait_for(lambda: port not in [p["port"] for p in c.status()["pending"]], 20, "expiry")
+    assert c.status()["expired_lookups"] >= 1
+    assert e1.run("gen_tcp:connect({127,0,0,1}, P, []).", P=port) == ("error", "econnrefused")

@@ -302,7 +302,7 @@ class Cluster:
     ``net_ticktime``: for every node (erl's ``-kernel net_ticktime``). ``erl_args`` are added
     to every erl. ``prevent_overlapping_partitions``: set it on the erl nodes (None: the
     release's default, false on OTP 25, true from OTP 26). ``proxy=False`` uses a plain
-    EPMD server (no partitions).
+    EPMD server (no partitions); ``proxy_options`` go to PartitionProxy (pending_timeout...).
     """
 
     def __init__(
@@ -317,6 +317,7 @@ class Cluster:
         cookie: str | None = None,
         prefix: str | None = None,
         proxy: bool = True,
+        proxy_options: dict[str, Any] | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.cookie = cookie or secrets.token_hex(12)
@@ -329,7 +330,7 @@ class Cluster:
         if prevent_overlapping_partitions is not None:
             value = "true" if prevent_overlapping_partitions else "false"
             self._erl_args += ["-kernel", "prevent_overlapping_partitions", value]
-        self.epmd = ProxyThread(proxy=proxy)
+        self.epmd = ProxyThread(proxy=proxy, **(proxy_options or {}))
         try:
             for _ in range(erl):
                 self.add_erl()

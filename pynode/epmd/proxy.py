@@ -71,8 +71,9 @@ DEFAULT_MAX_PENDING: Final = 256
 #: Bytes read from one side and not yet written to the other (held by a cut or by shaping)
 #: are capped per direction; beyond it we stop reading and TCP pushes back. OTP's
 #: distribution buffer busy limit is 1 MiB (+zdbbl); we hold a few times that.
-MAX_HELD_CHUNKS: Final = 64
-_CHUNK: Final = 65536
+MAX_HELD_CHUNKS: Final = 16
+#: One read from a socket (at most); 16 of them are the 4 MiB held per direction.
+CHUNK: Final = 262144
 #: Connecting to the real node; OTP's net_setuptime default.
 UPSTREAM_CONNECT_TIMEOUT: Final = 7.0
 #: The control port reads one request line of at most this many bytes, within this time.
@@ -531,7 +532,7 @@ class PartitionProxy(EpmdServer):
             with anyio.move_on_after(CONTROL_TIMEOUT):
                 while b"\n" not in buf and len(buf) <= MAX_CONTROL_BYTES:
                     try:
-                        data = await stream.receive(_CHUNK)
+                        data = await stream.receive(CHUNK)
                     except _CLOSED:
                         break
                     buf += data
@@ -703,7 +704,7 @@ class PartitionProxy(EpmdServer):
             async with out:
                 while True:
                     try:
-                        data = await src.receive(_CHUNK)
+                        data = await src.receive(CHUNK)
                     except _CLOSED:
                         break
                     if sniffer is not None:
@@ -718,11 +719,11 @@ class PartitionProxy(EpmdServer):
                             sniffer = None
                     if way.open and way.shape is None and not way.queued:
                         # the fast path: nothing to hold or delay, nothing queued before it
+                        way.bytes += len(data)  # counted as handed over, before the await
                         try:
                             await dst.send(data)
                         except _CLOSED:
                             break
-                        way.bytes += len(data)
                         continue
                     way.held += len(data)
                     way.queued += 1
@@ -760,6 +761,8 @@ class PartitionProxy(EpmdServer):
                         wait = free_at - time.monotonic()
                         if wait > 0:
                             await anyio.sleep(wait)
+                    way.bytes += len(piece)
+                    way.held -= len(piece)
                     try:
                         await dst.send(bytes(piece))
                     except _CLOSED:
@@ -768,8 +771,6 @@ class PartitionProxy(EpmdServer):
                         return
                     if rate:
                         free_at = max(free_at, time.monotonic()) + len(piece) / rate
-                    way.bytes += len(piece)
-                    way.held -= len(piece)
                     view = view[len(piece) :]
                 way.queued -= 1
         # the source closed: pass the close on once this way is open again (a cut holds it)

@@ -15,6 +15,7 @@ import pytest
 from anyio.abc import SocketStream
 
 from pynode.epmd.proxy import (
+    CHUNK,
     MAX_HELD_CHUNKS,
     PartitionProxy,
     ProxyError,
@@ -266,7 +267,7 @@ async def test_a_cut_holds_a_bounded_amount() -> None:
             (link,) = proxy.status()["links"]
             # held by us: the queue, the chunk the writer holds at the cut and the one the
             # reader waits to queue; the rest waits in TCP buffers and then in the sender
-            assert link["held_to_acceptor"] <= (MAX_HELD_CHUNKS + 2) * 65536
+            assert link["held_to_acceptor"] <= (MAX_HELD_CHUNKS + 2) * CHUNK
             assert sent < 64 * 1024 * 1024
             assert link["bytes_to_acceptor"] == len(send_name("a@127.0.0.1"))
 

@@ -889,6 +889,18 @@ def cmd_proxy(opts: argparse.Namespace) -> int:
     return run(opts, _epmd_port(opts))
 
 
+def cmd_discover(opts: argparse.Namespace) -> int:
+    """pynode discover: find nodes, connect, print them (or their joins and leaves with --watch)."""
+    gc.enable()  # --watch is a long-lived node (console() turned the collector off)
+    import anyio
+
+    from .discover_cli import run
+    from .runtime.transport import default_backend_options
+
+    code: int = anyio.run(run, opts, backend_options=default_backend_options("asyncio"))
+    return code
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "rpc": cmd_rpc,
     "eval": cmd_eval,
@@ -897,6 +909,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "send": cmd_send,
     "call": cmd_call,
     "serve": cmd_serve,
+    "discover": cmd_discover,
     "proxy": cmd_proxy,
 }
 
@@ -1076,6 +1089,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=0, help="listen on this port (default: any free port)")
     p.add_argument("--listen-host", default=None, metavar="HOST", help="listen on this address (default: all)")
     p.add_argument("--no-epmd", action="store_true", help="do not register with EPMD (peers need our address)")
+
+    p = add(
+        "discover", "find nodes (EPMD, host lists, DNS), connect, print them; --watch stays up",
+        "Ask the sources which nodes exist, connect to those the filters let through, and print "
+        "the list of connected nodes (exit 3 if some could not be connected). With --watch, keep "
+        "looking every --interval seconds, reconnect lost nodes with back-off, and print "
+        "{join, Node} and {leave, Node, Reason} lines until SIGINT/SIGTERM.",
+        "examples:\n  pynode discover --name d@127.0.0.1 --include 'app*'\n"
+        "  pynode discover --host 10.0.0.2 --host 10.0.0.3:4370 --watch --json\n"
+        "  pynode discover --srv _erlang._tcp.example.org --visible --watch",
+    )
+    if not isinstance(p, _Skip):
+        from .discover_cli import add_arguments
+
+        add_arguments(p)
 
     p = add("proxy", "the partition proxy: serve it, or cut/heal/shape/status a running one",
             "An EPMD stand-in whose look-ups lead through forwarders that can cut, delay or "

@@ -901,6 +901,13 @@ async def cmd_serve(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_proxy(opts: argparse.Namespace) -> int:
+    """pynode proxy ACTION: the partition proxy (implemented in pynode.proxy_cli)."""
+    from .proxy_cli import run
+
+    return run(opts, _epmd_port(opts))
+
+
 def cmd_discover(opts: argparse.Namespace) -> int:
     """pynode discover: find nodes, connect, print them (or their joins and leaves with --watch)."""
     gc.enable()  # --watch is a long-lived node (console() turned the collector off)
@@ -930,6 +937,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "serve": cmd_serve,
     "discover": cmd_discover,
     "certs": cmd_certs,
+    "proxy": cmd_proxy,
 }
 
 
@@ -1141,6 +1149,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--nodes", nargs="+", metavar="NODE", default=["erl@127.0.0.1", "py@127.0.0.1"],
                    help="node names (name@host) to make certificates for (default: erl@127.0.0.1 py@127.0.0.1)")
     p.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+
+    p = add("proxy", "the partition proxy: serve it, or cut/heal/shape/status a running one",
+            "An EPMD stand-in whose look-ups lead through forwarders that can cut, delay or "
+            "throttle traffic between named nodes (see README, 'Partition proxy').",
+            "examples:\n  pynode proxy serve --epmd-port 4400      # control port 4401\n"
+            "  pynode proxy status --epmd-port 4400 --json\n"
+            "  pynode proxy cut a,b c,d,e --epmd-port 4400\n  pynode proxy heal --epmd-port 4400")
+    if not isinstance(p, _Skip):
+        from .proxy_cli import add_arguments
+
+        add_arguments(p)
     return parser
 
 

@@ -44,6 +44,7 @@ from .types import (
     Pid,
     Port,
     Reference,
+    Struct,
     freeze,
 )
 
@@ -375,7 +376,7 @@ def _write(term: Any, out: list[str]) -> None:
                 push(t[i])
                 push(_COMMA)
             push(t[0])
-        elif tt is dict or tt is FrozenMap:
+        elif tt is dict or tt is FrozenMap or tt is Struct:
             if not t:
                 out.append("#{}")
                 continue
@@ -436,7 +437,7 @@ def _pretty(term: Any, col: int, width: int, depth: int) -> str:
         return one
     t = term
     tt = type(t)
-    if tt not in (list, FrozenList, tuple, dict, FrozenMap, ImproperList):
+    if tt not in (list, FrozenList, tuple, dict, FrozenMap, Struct, ImproperList):
         if tt in _SCALARS or tt is _Raw:
             return one
         return _pretty(_normalize(t), col, width, depth)
@@ -444,7 +445,7 @@ def _pretty(term: Any, col: int, width: int, depth: int) -> str:
     pairs = False
     if tt is tuple:
         opener, closer, elems = "{", "}", list(t)
-    elif tt is dict or tt is FrozenMap:
+    elif tt is dict or tt is FrozenMap or tt is Struct:
         opener, closer, elems, pairs = "#{", "}", _sorted_items(t), True
     elif tt is ImproperList:
         elems, tail = _flatten_improper(t)
@@ -530,6 +531,7 @@ _RANK: dict[type, int] = {
     tuple: 6,
     dict: 7,
     FrozenMap: 7,
+    Struct: 7,
     list: 9,
     FrozenList: 9,
     ImproperList: 9,

@@ -195,6 +195,8 @@ class BlockingNode:
         try:
             for p in packets:
                 conn.channel.write(p)
+            conn.messages_out += 1
+            conn.bytes_out += size
         except ChannelClosed:
             log.debug("connection to %s closing: %d queued bytes dropped", conn.peer, size)
 

@@ -827,6 +827,20 @@ def cmd_call(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(opts: argparse.Namespace) -> int:
+    """pynode status NODE: the connections and counters of a running pynode node."""
+    from .status_cli import run_status
+
+    return run_status(opts)
+
+
+def cmd_shell(opts: argparse.Namespace) -> int:
+    """pynode shell NODE: an interactive prompt connected to NODE."""
+    from .shell import run_shell
+
+    return run_shell(opts)
+
+
 def load_module(spec: str) -> ModuleType:
     """Import a module by dotted name (from the current directory too) or by file path."""
     import importlib
@@ -936,6 +950,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "send": cmd_send,
     "call": cmd_call,
     "serve": cmd_serve,
+    "status": cmd_status,
+    "shell": cmd_shell,
 }
 
 
@@ -1116,6 +1132,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=0, help="listen on this port (default: any free port)")
     p.add_argument("--listen-host", default=None, metavar="HOST", help="listen on this address (default: all)")
     p.add_argument("--no-epmd", action="store_true", help="do not register with EPMD (peers need our address)")
+
+    p = add("status", "show a running pynode node's connections and counters",
+            "Ask NODE's pynode_status process (every pynode node has one) for its connections: "
+            "messages, bytes and ticks in and out, reconnects, and the last disconnect of each "
+            "peer with its reason. --json prints the whole reply.",
+            "example:\n  pynode status py@127.0.0.1\n"
+            "  erl> gen_server:call({pynode_status, 'py@127.0.0.1'}, status).")
+    p.add_argument("node", metavar="NODE")
+
+    p = add("shell", "an interactive prompt on a connected node",
+            "Connect to NODE and read commands: an Erlang expression is evaluated on NODE; "
+            "rpc M:F(Args), send DEST TERM, receive [TIMEOUT], help, quit. Line editing and "
+            "history (~/.pynode_history) when readline is there.")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("--history", metavar="FILE", default=None,
+                   help="history file (default ~/.pynode_history; '' for none)")
     return parser
 
 

@@ -32,6 +32,7 @@ from .naming import make_node_name as make_node_name  # importable from here as 
 from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
 from .signals import Signals, SpawnHandler
+from .status import install as _install_status
 
 log = logging.getLogger("pynode.node")
 
@@ -121,6 +122,7 @@ class Node:
         self.rpc_server = RpcServer(self)
         self.signals.serve_name(_NET_KERNEL, self._net_kernel)
         self.signals.serve_name(_REX, self.rpc_server.rex)
+        _install_status(self)  # the pynode_status process
         self.pid: Pid  # the node's own pid, the sender of messages sent without a mailbox
         self.group_leader: Pid  # answers io requests of processes we spawn elsewhere
         self.signals.spawn_handler(

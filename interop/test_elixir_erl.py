@@ -310,3 +310,26 @@ def test_cli_rpc_elixir_spellings_and_format(ex_epmd: Epmd, elixir_node: StartEl
     p = _pynode("rpc", "--json", ex.name, "Date.new!/3", "2024", "2", "29", *o)
     assert json.loads(p.stdout) == {"__struct__": "Elixir.Date", "calendar": "Elixir.Calendar.ISO",
                                     "day": 29, "month": 2, "year": 2024}
+
+
+def test_shell_on_an_elixir_node_prints_elixir(ex_epmd: Epmd, elixir_node: StartElixir, tmp_path: Any) -> None:
+    import os
+
+    from .test_shell_erl import WAIT, Pty
+
+    ex = elixir_node()
+    env = {**os.environ, "HOME": str(tmp_path), "TERM": "dumb", "INPUTRC": "/dev/null"}
+    sh = Pty([sys.executable, "-m", "pynode", "shell", str(ex.name), "--cookie", ex.cookie, "--epmd-port",
+              str(ex_epmd.port), "--history", "", "--format", "elixir"], env)
+    try:
+        sh.expect(r"1> ")
+        sh.send('rpc URI.parse(<<"http://x.org">>)\r')
+        sh.expect(r'%URI\{authority: "x\.org", fragment: nil, host: "x\.org", path: nil, port: 80')
+        sh.send("rpc Enum.sum/1 [1,2,3]\r")
+        sh.expect(r"\r\n6\r\n")
+        sh.send("'Elixir.Keyword':merge([{a, 1}], [{b, <<\"x\">>}]).\r")
+        sh.expect(r'\[a: 1, b: "x"\]')
+        sh.send("quit\r")
+        assert sh.proc.wait(timeout=WAIT) == 0
+    finally:
+        sh.close()

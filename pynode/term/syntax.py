@@ -34,6 +34,7 @@ from functools import cmp_to_key
 from typing import Any
 
 from .types import (
+    STRUCT_KEY,
     Atom,
     BitString,
     ExportFun,
@@ -1278,6 +1279,8 @@ class _Parser:
                     if tok[0] == "}":
                         stack.pop()
                         value = frame[1]
+                        if type(value.get(STRUCT_KEY)) is Atom:  # an Elixir struct, as decode gives
+                            value = Struct._from_map(value)
                         continue
                     raise self.error(f"expected ',' or '}}', found {_describe(tok)}", tok)
                 if fk == "|":

@@ -125,3 +125,14 @@ def test_codecs_agree(value: Any) -> None:
     for c in term.IMPLEMENTATIONS.values():
         back = c.decode(next(iter(encoded.values())))
         assert back == value and type(back) is Struct
+
+
+def test_parser_gives_struct_as_decode_does() -> None:
+    from pynode.term.syntax import parse_term
+
+    s = parse_term("#{'__struct__' => 'Elixir.URI', host => <<\"x\">>, port => 80}.")
+    assert type(s) is Struct and s == Struct("URI", host=b"x", port=80)
+    assert type(parse_term("#{'__struct__' => <<\"URI\">>}")) is dict
+    key = next(iter(parse_term("#{#{'__struct__' => d, a => [1]} => 1}")))
+    assert type(key) is Struct and key["a"] == [1]
+    assert parse_term(format_term(s)) == s

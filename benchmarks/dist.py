@@ -25,6 +25,10 @@ Workloads (small message = ``{event, 12345, <<32 bytes>>, [1,2,3]}``):
 (e) echo as (c) from a plain thread through the blocking API (``BlockingNode``, its own node
     and event-loop thread); the note gives its p50 over the async p50 of (c).
 
+With ``--transports`` a second table runs (a) and (c) between two pynode nodes in this
+process, once over TCP and once over a Unix socket (one node listens on both), beside
+erl->erl over TCP from the same run.
+
 Each workload first runs a short warm-up (not timed). The ratio column is pynode/erl: for
 throughput, below 1 means pynode is slower; for latency, above 1 means pynode is slower.
 """
@@ -486,6 +490,140 @@ async def bench(
     return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# pynode <-> pynode over TCP and over a Unix socket (--transports)
+
+
+async def _py_sink(mb: Mailbox, n: int, owner: Pid) -> None:
+    for _ in range(n):
+        await mb.receive()
+    await mb.send(owner, (Atom("got_all"), n))
+
+
+async def _py_echo(mb: Mailbox) -> None:
+    while True:
+        msg = await mb.receive()
+        if msg == Atom("stop"):
+            return
+        await mb.send(msg[0], msg[1])
+
+
+async def py_send_small(dialer: Node, server: Node, n: int) -> float:
+    """(a) between pynodes: msgs/s from the first send to the sink's got_all."""
+    mb = dialer.mailbox()
+    name = unique("sink")
+    sink = server.mailbox(name)
+    server.start_soon(_py_sink, sink, n, mb.pid)
+    dest = (name, server.name)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await mb.send(dest, SMALL_MSG)
+    reply = await mb.receive(timeout=120)
+    t1 = time.perf_counter()
+    assert reply == (Atom("got_all"), n), reply
+    sink.close()
+    mb.close()
+    return n / (t1 - t0)
+
+
+async def py_echo(dialer: Node, server: Node, warm: int, count: int) -> list[int]:
+    """(c) between pynodes: round trips in ns."""
+    mb = dialer.mailbox()
+    echo = server.mailbox()
+    server.start_soon(_py_echo, echo)
+    out = (mb.pid, SMALL_MSG)
+    times: list[int] = []
+    clock = time.perf_counter_ns
+    with anyio.fail_after(120):
+        for i in range(warm + count):
+            t0 = clock()
+            await mb.send(echo.pid, out)
+            back = await mb.receive()
+            t1 = clock()
+            if i >= warm:
+                times.append(t1 - t0)
+    await mb.send(echo.pid, Atom("stop"))
+    assert back == SMALL_MSG, back
+    mb.close()
+    return times
+
+
+@dataclass
+class TRow:
+    name: str
+    unit: str
+    tcp: float | None = None
+    unix: float | None = None
+    erl: float | None = None
+
+
+async def bench_transports(
+    counts: Counts, repeat: int, erl_rows: list[Row], log: Callable[[str], None]
+) -> list[TRow]:
+    rows = [
+        TRow("(a) small msgs py->py", "msgs/s", erl=erl_rows[0].erl),
+        TRow("(c) echo round trip p50", "us", erl=erl_rows[2].erl),
+        TRow("(c) echo round trip p99", "us", erl=erl_rows[3].erl),
+    ]
+    warm = counts.warm()
+    cookie = secrets.token_hex(8)
+    with tempfile.TemporaryDirectory(prefix="pyt", dir="/tmp") as d:  # short: sun_path
+        path = f"{d}/server.sock"
+        listen = ["tcp://127.0.0.1:0", f"unix:{path}"]
+        async with Node(unique("srv") + "@127.0.0.1", cookie, epmd=False, listen=listen) as server:
+            for kind in ("tcp", "unix"):
+                async with Node(unique(kind) + "@127.0.0.1", cookie, epmd=False) as dialer:
+                    address: Any = ("127.0.0.1", server.port) if kind == "tcp" else f"unix:{path}"
+                    await dialer.connect(server.name, address=address, timeout=30)
+                    log(f"transports {kind}: warm-up")
+                    await py_send_small(dialer, server, warm.small)
+                    runs = []
+                    for _ in range(repeat):
+                        runs.append(await py_send_small(dialer, server, counts.small))
+                        log(f"transports {kind} (a): {runs[-1]:,.0f} msgs/s")
+                    setattr(rows[0], kind, statistics.median(runs))
+                    times = await py_echo(dialer, server, counts.echo_warm, counts.echo)
+                    setattr(rows[1], kind, percentile(times, 50) / 1e3)
+                    setattr(rows[2], kind, percentile(times, 99) / 1e3)
+    return rows
+
+
+def print_transports(rows: list[TRow]) -> None:
+    head = ("pynode<->pynode", "tcp", "unix", "unix/tcp", "erl->erl tcp")
+    body = []
+    for r in rows:
+        ratio = "n/a" if not (r.tcp and r.unix) else f"{r.unix / r.tcp:.3f}"
+        body.append(
+            (f"{r.name} ({r.unit})", fmt(r.tcp, r.unit), fmt(r.unix, r.unit), ratio, fmt(r.erl, r.unit))
+        )
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
+    for cells in [head, None, *body]:
+        if cells is None:
+            print("-+-".join("-" * w for w in widths))
+            continue
+        print(" | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)))
+    print()
+    print(
+        "note: both pynode nodes run in this one process and event loop (erl->erl: two OS "
+        "processes); unix/tcp: throughput >1 and latency <1 mean the Unix socket is faster. "
+        f"Load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs."
+    )
+
+
+async def bench_all(
+    counts: Counts,
+    repeat: int,
+    a: ErlNode,
+    b: ErlNode,
+    epmd: Epmd,
+    log: Callable[[str], None],
+    transports: bool,
+) -> tuple[list[Row], list[TRow]]:
+    rows = await bench(counts, repeat, a, b, epmd, log)
+    trows = await bench_transports(counts, repeat, rows, log) if transports else []
+    return rows, trows
+
+
 LOOP = "asyncio"
 LOOP_OPTIONS: dict[str, Any] = {}
 
@@ -508,6 +646,11 @@ def main() -> None:
         choices=["asyncio", "uvloop", "trio"],
         default=None,
         help="event loop for the pynode side (default: uvloop when installed, else asyncio)",
+    )
+    ap.add_argument(
+        "--transports",
+        action="store_true",
+        help="also pynode<->pynode over TCP and over a Unix socket, side by side",
     )
     ap.add_argument("-v", "--verbose", action="store_true", help="report progress on stderr")
     args = ap.parse_args()
@@ -555,8 +698,17 @@ def main() -> None:
             log(f"epmd on {epmd.port}, A={a.name}, B={b.name}, OTP {a.release}")
             backend = "trio" if args.loop == "trio" else "asyncio"
             options = {"use_uvloop": True} if args.loop == "uvloop" else {}
-            rows = anyio.run(
-                bench, counts, args.repeat, a, b, epmd, log, backend=backend, backend_options=options
+            rows, trows = anyio.run(
+                bench_all,
+                counts,
+                args.repeat,
+                a,
+                b,
+                epmd,
+                log,
+                args.transports,
+                backend=backend,
+                backend_options=options,
             )
             release = a.release
     finally:
@@ -568,6 +720,9 @@ def main() -> None:
         if epmd is not None:
             epmd.kill()
     print_table(rows, counts, args.repeat, time.monotonic() - start, release)
+    if trows:
+        print()
+        print_transports(trows)
 
 
 if __name__ == "__main__":

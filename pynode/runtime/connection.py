@@ -131,16 +131,15 @@ class Connection:
         """Queue one message (never blocks; see ``send`` for backpressure)."""
         if not self.alive:
             raise ConnectionLost(f"connection to {self.peer} is down: {self.down_reason}")
-        packets = self.dist.send_packets(control, payload)
+        pieces = self.dist.send_pieces(control, payload)
         try:
-            if len(packets) == 1:
-                p = packets[0]
-                self.channel.write(p)
+            if len(pieces) == 1:
+                p = pieces[0]
+                self.channel.write(p)  # type: ignore[arg-type]  # one packet: bytes
                 self.bytes_out += len(p)
             else:
-                for p in packets:
-                    self.channel.write(p)
-                    self.bytes_out += len(p)
+                self.channel.writev(pieces)
+                self.bytes_out += sum(map(len, pieces))
             self.messages_out += 1
         except ChannelClosed:
             raise ConnectionLost(f"connection to {self.peer} is closing") from None

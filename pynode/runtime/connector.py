@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import anyio
 
+from ..protocol.epmd_ext import ExtensionUnsupported
 from ..protocol.errors import HandshakeError
 from ..protocol.flags import DFlag
 from ..protocol.framing import Message
@@ -21,15 +23,21 @@ from ..protocol.handshake import (
     StatusReceived,
     WaitingForOldConnection,
 )
+from ..protocol.transports import Endpoint, Route, TcpEndpoint, UnixEndpoint
 from ..term import Atom
 from . import epmd as epmd_client
-from . import transport
+from . import listeners
 from .connection import Connection, drive_handshake
 from .errors import AuthError, ConnectError, ConnectTimeout
+from .policy import TransportPolicy
 from .status import PeerHistory
 from .transport import Channel
 
 log = logging.getLogger("pynode.node")
+
+PLAIN_EPMD_MEMORY = 60.0
+"""Seconds an EPMD that closed on TRANSPORTS_REQ (a plain epmd) is asked PORT_PLEASE2 only,
+saving one refused connection per dial (no OTP precedent: OTP never asks for transports)."""
 
 
 class ConnectorHost(Protocol):
@@ -45,6 +53,7 @@ class ConnectorHost(Protocol):
     net_ticktime: float
     ticktimes: dict[Atom, float]
     tick_intensity: int
+    policy: TransportPolicy
     dispatch: Callable[[Connection, Message], None]
 
     @property
@@ -55,6 +64,7 @@ class ConnectorHost(Protocol):
     def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None: ...
     def connection_up(self, conn: Connection) -> None: ...
     def connection_down(self, conn: Connection, reason: Any) -> None: ...
+    def ticktime_for(self, node: Atom) -> float: ...
 
 
 class _Pending:
@@ -73,6 +83,9 @@ class Connector:
         self.host = host
         self.connections: dict[Atom, Connection] = {}
         self.addresses: dict[Atom, tuple[str, int]] = {}
+        self.endpoints: dict[Atom, Endpoint] = {}
+        """Peers reached at a known endpoint (a Unix socket path, say) without EPMD."""
+        self._plain_epmd: dict[tuple[str, int | None], float] = {}  # -> when it refused
         self._pending: dict[Atom, _Pending] = {}
         self._naming_lock: anyio.Lock | None = None  # made in the loop, on first use
         self.history = PeerHistory()
@@ -138,28 +151,72 @@ class Connector:
                 del self._pending[peer]
             pending.done.set()
 
-    async def _locate(self, peer: Atom) -> tuple[str, int, int]:
-        """host, port and handshake version of ``peer`` (a known address, else EPMD)."""
+    async def _locate(self, peer: Atom) -> list[Route]:
+        """Where ``peer`` may be dialled, best first: a known endpoint or address, else what
+        its EPMD advertises (TRANSPORTS_REQ; PORT_PLEASE2 from a plain epmd) as the node's
+        policy orders it."""
         alive, _, host = peer.partition("@")
         if not host:
             raise ConnectError(f"bad node name {peer!r}: expected name@host")
+        endpoint = self.endpoints.get(peer)
+        if endpoint is not None:
+            return [Route(endpoint)]
         addr = self.addresses.get(peer)
         if addr is not None:
-            return addr[0], addr[1], 6
-        entry = await epmd_client.port_please(alive, host, self.host.epmd_port)
-        if entry is None:
+            return [Route(TcpEndpoint(addr[0], addr[1]))]
+        policy = self.host.policy
+        epmd_port = self.host.epmd_port
+        entries = None
+        key = (host, epmd_port)
+        refused = self._plain_epmd.get(key)
+        if refused is not None and time.monotonic() - refused > PLAIN_EPMD_MEMORY:
+            del self._plain_epmd[key]
+            refused = None
+        if policy.needs_advertised(peer) and refused is None:
+            try:
+                entries = await epmd_client.transports(alive, host, epmd_port)
+            except ExtensionUnsupported:
+                self._plain_epmd[key] = time.monotonic()
+        if entries is None:
+            entry = await epmd_client.port_please(alive, host, epmd_port)
+            entries = [entry] if entry is not None else []
+        if not entries:
             raise ConnectError(f"EPMD on {host} does not know {alive!r}")
-        return host, entry.port, 6 if entry.highest >= 6 else 5
+        routes = policy.routes(peer, entries)
+        if not routes:
+            kinds = sorted({e.protocol for e in entries})
+            raise ConnectError(
+                f"{peer} advertises no transport that the policy "
+                f"({policy.transport_for(peer)!r}) allows (EPMD protocols {kinds})"
+            )
+        return routes
+
+    async def _open(self, peer: Atom, routes: list[Route], advertised: bool) -> tuple[Channel, Route]:
+        """The first route that connects (each within setup_time); an ``advertised`` Unix
+        socket only if its owner is trusted (see runtime/policy.py)."""
+        failures = []
+        for route in routes:
+            ep = route.endpoint
+            if advertised and isinstance(ep, UnixEndpoint):
+                owner = listeners.unix_owner(ep.path)
+                if owner is not None and owner not in self.host.policy.unix_owners:
+                    log.warning("not dialling %s at %s: the socket belongs to uid %d", peer, ep, owner)
+                    failures.append(f"{ep}: owned by uid {owner}, not trusted")
+                    continue
+            try:
+                with anyio.fail_after(self.host.setup_time):
+                    return await listeners.dial(route.endpoint), route
+            except (OSError, TimeoutError) as e:
+                log.debug("cannot reach %s at %s: %s", peer, route.endpoint, e)
+                failures.append(f"{route.endpoint}: {e or type(e).__name__}")
+        raise ConnectError(f"cannot reach {peer} at {'; '.join(failures)}")
 
     async def _dial_once(self, peer: Atom) -> None:
         if self.host.has_name and self.get(peer) is not None:
             return  # the peer's own attempt won while we waited for the naming lock
-        host, port, version = await self._locate(peer)
-        try:
-            with anyio.fail_after(self.host.setup_time):
-                channel = await transport.connect_tcp(host, port)
-        except (OSError, TimeoutError) as e:
-            raise ConnectError(f"cannot reach {peer} at {host}:{port}: {e}") from None
+        advertised = peer not in self.endpoints and peer not in self.addresses
+        channel, route = await self._open(peer, await self._locate(peer), advertised)
+        version = route.version
         node = self.host
         name_me = not node.has_name
         hs = Initiator(
@@ -259,7 +316,7 @@ class Connector:
             initial_data=trailing,
             max_packet=node.max_packet,
             max_message=node.max_message,
-            net_ticktime=node.ticktimes.get(peer, node.net_ticktime),
+            net_ticktime=node.ticktime_for(peer),
             tick_intensity=node.tick_intensity,
             dispatch=node.dispatch,
             on_down=self._down,

@@ -15,7 +15,9 @@ same iteration are joined into one send at the end of it (throughput).
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+from asyncio import selector_events
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -31,6 +33,11 @@ default of erts' own distribution buffer busy limit (``erl +zdbbl``, 1024 KB).""
 _RECV_SIZE = 262144
 _CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy them once more
 
+_IOV_MAX = 1024  # Linux's IOV_MAX: pieces os.writev takes in one call
+
+Buffer = bytes | memoryview
+# asyncio's plain socket transport (private name, hence getattr): the one writev bypasses
+_SELECTOR_SOCKET_TRANSPORT: type = getattr(selector_events, "_SelectorSocketTransport", type(None))
 OnData = Callable[[bytes], None]
 OnEof = Callable[[], None]
 
@@ -58,6 +65,11 @@ class Channel:
     def write(self, data: bytes) -> None:
         """Connected phase: queue ``data``; never blocks (see :meth:`drain`)."""
         raise NotImplementedError
+
+    def writev(self, pieces: list[Buffer]) -> None:
+        """Like ``write(b"".join(pieces))`` (one write), without copying the pieces where the
+        backend can hand them to the OS as they are (a fragmented message's payload)."""
+        self.write(b"".join(pieces))
 
     def buffered(self) -> int:
         """Bytes written but not yet handed to the OS."""
@@ -112,6 +124,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._out: list[bytes] = []
         self._out_size = 0
         self._corked = False  # a flush is scheduled at the end of this loop iteration
+        self._fd = -1  # the socket writev may write to directly (plain asyncio sockets only)
 
     # asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -121,6 +134,12 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if (
+            sock is not None
+            and isinstance(t, _SELECTOR_SOCKET_TRANSPORT)
+            and transport.get_extra_info("sslcontext") is None
+        ):
+            self._fd = sock.fileno()
 
     def data_received(self, data: bytes) -> None:
         on_data = self._on_data
@@ -220,6 +239,39 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._loop.call_soon(self._flush)
         transport.write(data)
 
+    def writev(self, pieces: list[Buffer]) -> None:
+        transport = self.transport
+        if transport is None or self._lost or transport.is_closing():
+            raise ChannelClosed("the connection is closed")
+        self.wrote = True
+        self.writes += 1
+        self._write_out()  # what is queued goes first
+        if not self._corked:
+            self._corked = True
+            self._loop.call_soon(self._flush)
+        fd = self._fd
+        if fd < 0:  # uvloop (its writelines is a writev), TLS, or another transport
+            transport.writelines(pieces)
+            return
+        sent = 0
+        if not transport.get_write_buffer_size():
+            # asyncio's selector transport would copy the pieces into its buffer (3.11's
+            # writelines joins them first): hand them to the socket as they are, and give
+            # the transport only what the socket did not take
+            try:
+                sent = os.writev(fd, pieces[:_IOV_MAX])
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:  # the transport meets the same error and reports it as usual
+                pass
+        for piece in pieces:
+            n = len(piece)
+            if sent >= n:
+                sent -= n
+                continue
+            transport.write(piece[sent:] if sent else piece)
+            sent = 0
+
     def _flush(self) -> None:
         self._corked = False
         self._write_out()
@@ -304,7 +356,7 @@ class StreamChannel(Channel):
         self.stream = stream
         self.wrote = False
         self.writes = 0
-        self._out: list[bytes] = []
+        self._out: list[Buffer] = []
         self._out_size = 0
         self._wake_writer = anyio.Event()
         self._drained = anyio.Event()
@@ -336,6 +388,18 @@ class StreamChannel(Channel):
         if self._out_size > HIGH_WATER and self._drained.is_set():
             self._drained = anyio.Event()
 
+    def writev(self, pieces: list[Buffer]) -> None:
+        if self._closed:
+            raise ChannelClosed("the connection is closed")
+        self.wrote = True
+        self.writes += 1
+        self._out.extend(pieces)
+        self._out_size += sum(map(len, pieces))
+        if not self._wake_writer.is_set():
+            self._wake_writer.set()
+        if self._out_size > HIGH_WATER and self._drained.is_set():
+            self._drained = anyio.Event()
+
     def buffered(self) -> int:
         return self._out_size
 
@@ -355,7 +419,8 @@ class StreamChannel(Channel):
                     continue
                 chunks, self._out = self._out, []
                 self._out_size = 0
-                await self.stream.send(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                one = chunks[0]
+                await self.stream.send(one if len(chunks) == 1 and type(one) is bytes else b"".join(chunks))
                 if self._out_size <= HIGH_WATER:
                     self._drained.set()
         except Exception as e:  # raised by serve(), outside the task group

@@ -139,3 +139,19 @@ async def test_pynode_status_command(epmd: Epmd, erl_node: StartErl) -> None:
         # an erl node has no pynode_status: a clear error, exit 1
         p = await anyio.to_thread.run_sync(lambda: cli("status", erl.name, *o))
         assert p.returncode == 1 and "no pynode_status process" in p.stderr
+
+
+async def test_observations_for_metrics_exporters(epmd: Epmd, erl_node: StartErl) -> None:
+    from pynode.runtime.status import observations
+
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie) as node:
+        assert observations(node) == []
+        assert await node.rpc(erl.name, "erlang", "node") == erl.name
+        obs = {name: (value, attrs) for name, value, attrs in observations(node)}
+        value, attrs = obs["pynode.connection.messages_out"]
+        assert value >= 1 and attrs == {"peer": str(erl.name), "node": str(node.name)}
+        assert obs["pynode.connection.bytes_in"][0] > 0
+        assert obs["pynode.connection.reconnects"][0] == 0
+        assert set(obs) == {f"pynode.connection.{n}" for n in (
+            "messages_in", "messages_out", "bytes_in", "bytes_out", "ticks_in", "ticks_out", "reconnects")}

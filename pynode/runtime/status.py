@@ -130,6 +130,27 @@ def node_status(node: Node) -> dict[Atom, Any]:
     }
 
 
+_COUNTERS = ("messages_in", "messages_out", "bytes_in", "bytes_out", "ticks_in", "ticks_out")
+
+
+def observations(node: Node) -> list[tuple[str, int, dict[str, str]]]:
+    """Every counter as ``(metric name, value, attributes)``, e.g.
+    ``("pynode.connection.bytes_in", 4096, {"peer": "erl@host", "node": "py@host"})``.
+
+    For metrics exporters that pull: an OpenTelemetry ``ObservableCounter`` callback yields
+    ``Observation(value, attributes)`` from these. Nothing runs unless the exporter asks, so
+    it costs nothing when unused (there are no per-message hooks).
+    """
+    out: list[tuple[str, int, dict[str, str]]] = []
+    history: PeerHistory = node.connector.history
+    for peer, conn in list(node.connector.connections.items()):
+        attrs = {"peer": str(peer), "node": str(node.name)}
+        for name in _COUNTERS:
+            out.append((f"pynode.connection.{name}", getattr(conn, name), attrs))
+        out.append(("pynode.connection.reconnects", max(0, history.connects(peer) - 1), attrs))
+    return out
+
+
 def install(node: Node) -> None:
     """Serve ``pynode_status`` on ``node`` (a name handler: no task, no mailbox)."""
     def handle(conn: Connection, from_pid: Pid, message: Any) -> None:

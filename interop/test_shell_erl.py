@@ -108,6 +108,8 @@ def test_shell_through_a_pty(epmd: Epmd, erl_node: StartErl, shell_pty: Callable
     sh.expect(r'\{echoed,\{hi,<<"there">>\}\}')
     sh.send("receive 0.2\r")
     sh.expect(r"no message within 0.2 s")
+    sh.send("receive nan\r")
+    sh.expect(r"\*\* receive \[SECONDS\]: SECONDS must be 0 or more")
     # errors are printed and the shell goes on
     sh.send("foo(.\r")
     sh.expect(r"\*\* syntax error: line 1")

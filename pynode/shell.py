@@ -188,6 +188,8 @@ class Shell:
             timeout = float(rest) if rest else DEFAULT_RECEIVE_TIMEOUT
         except ValueError:
             raise ShellError(f"receive [SECONDS]: not a number: {rest!r}") from None
+        if not 0 <= timeout < float("inf"):
+            raise ShellError(f"receive [SECONDS]: SECONDS must be 0 or more, not {rest!r}")
         try:
             msg = self.box.receive(timeout=timeout)
         except TimeoutError:

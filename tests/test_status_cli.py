@@ -48,3 +48,6 @@ def test_peer_history_counts_reconnects() -> None:
     h.connected(p)
     (item,) = h.items()
     assert (item[a("connects")], item[a("reconnects")], item[a("down_reason")]) == (2, 1, b"gone")
+    h.disconnected(p, "x" * 100_000)  # any term can be a reason: kept bounded
+    (item,) = h.items()
+    assert len(item[a("down_reason")]) < 2100

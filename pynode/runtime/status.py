@@ -38,6 +38,9 @@ STATUS_NAME = Atom("pynode_status")
 # clients (each with a fresh dynamic name) must not grow without bound: the oldest
 # disconnected peer is forgotten first.
 MAX_HISTORY = 1024
+# A down reason is kept as text of at most this many characters: a reason can be any term
+# (net_kernel keeps no reasons, so there is no OTP value; this bound is ours).
+MAX_REASON_CHARS = 2000
 
 _STATUS = Atom("status")
 _GEN_CALL = Atom("$gen_call")
@@ -68,7 +71,8 @@ class PeerHistory:
     def disconnected(self, peer: Atom, reason: Any) -> None:
         rec = self._peers.pop(peer, None) or [0, None, None]
         rec[1] = time.time()
-        rec[2] = reason
+        text = str(reason)
+        rec[2] = text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."
         self._peers[peer] = rec
         self._trim()
 

@@ -331,10 +331,10 @@ class Struct(FrozenMap):
         at most 32 of them the keys are sorted as erl sorts them, so the encoding is erl's.
         """
         d: dict[Any, Any] = {STRUCT_KEY: Atom(elixir_module(module))}
-        for k, v in (fields.items() if isinstance(fields, Mapping) else fields):
+        for k, v in (*(fields.items() if isinstance(fields, Mapping) else fields), *kw.items()):
+            if k == STRUCT_KEY:
+                raise ValueError("give the struct's module as the first argument, not as __struct__")
             d[Atom(k) if type(k) is str else k] = v
-        for k, v in kw.items():
-            d[Atom(k)] = v
         if len(d) <= _FLATMAP_MAX and all(type(k) is Atom for k in d):
             d = {k: d[k] for k in sorted(d)}  # atoms of one kind sort by their text
         object.__setattr__(self, "_d", d)

@@ -136,3 +136,10 @@ def test_parser_gives_struct_as_decode_does() -> None:
     key = next(iter(parse_term("#{#{'__struct__' => d, a => [1]} => 1}")))
     assert type(key) is Struct and key["a"] == [1]
     assert parse_term(format_term(s)) == s
+
+
+def test_module_given_as_a_field_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Struct("URI", {"__struct__": Atom("Elixir.Other")})
+    with pytest.raises(ValueError):
+        Struct("URI", __struct__=Atom("Elixir.Other"))

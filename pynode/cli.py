@@ -942,6 +942,18 @@ async def cmd_serve(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_discover(opts: argparse.Namespace) -> int:
+    """pynode discover: find nodes, connect, print them (or their joins and leaves with --watch)."""
+    gc.enable()  # --watch is a long-lived node (console() turned the collector off)
+    import anyio
+
+    from .discover_cli import run
+    from .runtime.transport import default_backend_options
+
+    code: int = anyio.run(run, opts, backend_options=default_backend_options("asyncio"))
+    return code
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "rpc": cmd_rpc,
     "eval": cmd_eval,
@@ -952,6 +964,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "serve": cmd_serve,
     "status": cmd_status,
     "shell": cmd_shell,
+    "discover": cmd_discover,
 }
 
 
@@ -1148,6 +1161,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("node", metavar="NODE")
     p.add_argument("--history", metavar="FILE", default=None,
                    help="history file (default ~/.pynode_history; '' for none)")
+
+    p = add(
+        "discover", "find nodes (EPMD, host lists, DNS), connect, print them; --watch stays up",
+        "Ask the sources which nodes exist, connect to those the filters let through, and print "
+        "the list of connected nodes (exit 3 if some could not be connected). With --watch, keep "
+        "looking every --interval seconds, reconnect lost nodes with back-off, and print "
+        "{join, Node} and {leave, Node, Reason} lines until SIGINT/SIGTERM.",
+        "examples:\n  pynode discover --name d@127.0.0.1 --include 'app*'\n"
+        "  pynode discover --host 10.0.0.2 --host 10.0.0.3:4370 --watch --json\n"
+        "  pynode discover --srv _erlang._tcp.example.org --visible --watch",
+    )
+    if not isinstance(p, _Skip):
+        from .discover_cli import add_arguments
+
+        add_arguments(p)
     return parser
 
 

@@ -9,7 +9,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -37,6 +37,9 @@ from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
 from .signals import Signals, SpawnHandler
 from .status import install as _install_status
+
+if TYPE_CHECKING:
+    from .discovery import Discovery
 
 log = logging.getLogger("pynode.node")
 
@@ -527,6 +530,14 @@ class Node:
     def connection_down(self, conn: Connection, reason: Any) -> None:
         self.signals.connection_down(conn.peer)
         self._emit(("nodedown", conn.peer, reason))
+
+    def discover(self, *sources: Any, **options: Any) -> Discovery:
+        """The discovery service (:class:`~pynode.runtime.discovery.Discovery`): ``async with
+        node.discover(LocalEpmd(), include=["app*"]) as d: async for event in d: ...`` keeps
+        this node connected to every node the sources find (the local EPMD by default)."""
+        from .discovery import Discovery  # imported on use: most nodes never discover
+
+        return Discovery(self, sources, **options)
 
     # -- process signals (a Mailbox's link, monitor, exit... are node.signals') -----------------
     def spawn_handler(self, module: str, function: str, handler: SpawnHandler) -> None:

@@ -197,6 +197,8 @@ class BlockingNode:
                 conn.channel.write(pieces[0])  # type: ignore[arg-type]  # one packet: bytes
             else:
                 conn.channel.writev(pieces)
+            conn.messages_out += 1
+            conn.bytes_out += size
         except ChannelClosed:
             log.debug("connection to %s closing: %d queued bytes dropped", conn.peer, size)
 

@@ -54,8 +54,10 @@ from .term import (  # noqa: E402
     Pid,
     Port,
     Reference,
+    Struct,
 )
 from .term.syntax import TermSyntaxError, format_term, parse_term  # noqa: E402
+from .term.types import elixir_module  # noqa: E402
 
 if _gc_was_enabled:
     gc.enable()
@@ -300,6 +302,10 @@ def parse_call(spec: str, extra: Sequence[str] = ()) -> Call:
         text = text[:-1].rstrip()
     if not text:
         raise UsageError("missing M:F/A or M:F(Args)")
+    head = _elixir_head(text)
+    if head is not None:
+        module, function, pos = head
+        return _call_rest(spec, text, module, function, pos, extra)
     module, pos = _take_atom(text, 0, "module")
     if pos >= len(text) or text[pos] != ":":
         if pos < len(text):
@@ -313,6 +319,31 @@ def parse_call(spec: str, extra: Sequence[str] = ()) -> Call:
         args = [parse_literal(a, f"argument {i + 1}") for i, a in enumerate(extra[1:])]
         return Call(module, function, args)
     function, pos = _take_atom(text, pos + 1, "function")
+    return _call_rest(spec, text, module, function, pos, extra)
+
+
+def _elixir_head(text: str) -> tuple[Atom, Atom, int] | None:
+    """Elixir's spelling of a call: ``Enum.sum`` (module ``Elixir.Enum``: an alias starts
+    with an uppercase letter) or ``:lists.seq``; (module, function, end) or None."""
+    erl = text.startswith(":")
+    start = 1 if erl else 0
+    if not erl and not text[:1].isupper():
+        return None
+    end = start
+    while end < len(text) and (text[end].isalnum() or text[end] in "_.@"):
+        end += 1
+    if end < len(text) and text[end] in "?!":  # Date.new!/3, Keyword.keyword?/1
+        end += 1
+    if end < len(text) and text[end] == ":":  # Elixir.Enum:sum/1 is Erlang's spelling
+        return None
+    mod, dot, fun = text[start:end].rpartition(".")
+    if not dot or not mod or not fun:
+        return None
+    return Atom(mod if erl else elixir_module(mod)), Atom(fun), end
+
+
+def _call_rest(spec: str, text: str, module: Atom, function: Atom, pos: int, extra: Sequence[str]) -> Call:
+    """The arity or arguments after ``M:F`` (at ``pos`` in ``text``)."""
     while pos < len(text) and text[pos].isspace():
         pos += 1
     rest = text[pos:]
@@ -436,6 +467,12 @@ def _timeout(text: str) -> float | None:
     return value
 
 
+def _format(text: str) -> str:
+    if text not in ("erlang", "elixir"):
+        raise _bad_value(f"--format is erlang or elixir, not {text!r}")
+    return text
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -499,7 +536,7 @@ def to_json(term: Any) -> Any:
         return [to_json(x) for x in term]
     if t is tuple:
         return {"tuple": [to_json(x) for x in term]}
-    if t is dict or t is FrozenMap:
+    if t is dict or t is FrozenMap or t is Struct:
         keys = [_key_text(k) for k in term]
         if all(k is not None for k in keys) and len(set(keys)) == len(keys) and set(keys) not in _TAG_KEYSETS:
             return {k: to_json(v) for k, v in zip(keys, term.values(), strict=True)}
@@ -525,8 +562,17 @@ def _emit(opts: argparse.Namespace, value: Any, output: str | None = None) -> No
     else:
         if output:
             sys.stdout.write(output if output.endswith("\n") else output + "\n")
-        sys.stdout.write(format_term(value) + "\n")
+        sys.stdout.write(format_value(opts, value) + "\n")
     sys.stdout.flush()
+
+
+def format_value(opts: argparse.Namespace, value: Any) -> str:
+    """A result as --format asks: Erlang syntax (default) or Elixir syntax."""
+    if getattr(opts, "format", "erlang") == "elixir":
+        from .term.elixir_syntax import format_elixir
+
+        return format_elixir(value)
+    return format_term(value)
 
 
 def _emit_text(opts: argparse.Namespace, text: str, json_value: Any = None) -> None:
@@ -799,6 +845,20 @@ def cmd_call(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(opts: argparse.Namespace) -> int:
+    """pynode status NODE: the connections and counters of a running pynode node."""
+    from .status_cli import run_status
+
+    return run_status(opts)
+
+
+def cmd_shell(opts: argparse.Namespace) -> int:
+    """pynode shell NODE: an interactive prompt connected to NODE."""
+    from .shell import run_shell
+
+    return run_shell(opts)
+
+
 def load_module(spec: str) -> ModuleType:
     """Import a module by dotted name (from the current directory too) or by file path."""
     import importlib
@@ -935,6 +995,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "send": cmd_send,
     "call": cmd_call,
     "serve": cmd_serve,
+    "status": cmd_status,
+    "shell": cmd_shell,
     "discover": cmd_discover,
     "certs": cmd_certs,
     "proxy": cmd_proxy,
@@ -964,6 +1026,8 @@ def _add_common(p: argparse.ArgumentParser, *, sub: bool) -> None:
                         f"long; 'infinity' waits forever (default {DEFAULT_TIMEOUT:g})")
     g.add_argument("--json", action="store_true", default=d(False),
                    help="print results as JSON (mapping in `pynode --help`)")
+    g.add_argument("--format", type=_format, default=d("erlang"), metavar="{erlang,elixir}",
+                   help="print results in Erlang (default) or Elixir syntax")
     g.add_argument("--hidden", dest="hidden", action="store_true", default=d(True),
                    help="connect as a hidden node (default)")
     g.add_argument("--visible", dest="hidden", action="store_false", default=d(True),
@@ -1122,6 +1186,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--listen-host", default=None, metavar="HOST", help="listen on this address (default: all)")
     p.add_argument("--no-epmd", action="store_true", help="do not register with EPMD (peers need our address)")
 
+    p = add("status", "show a running pynode node's connections and counters",
+            "Ask NODE's pynode_status process (every pynode node has one) for its connections: "
+            "messages, bytes and ticks in and out, reconnects, and the last disconnect of each "
+            "peer with its reason. --json prints the whole reply.",
+            "example:\n  pynode status py@127.0.0.1\n"
+            "  erl> gen_server:call({pynode_status, 'py@127.0.0.1'}, status).")
+    p.add_argument("node", metavar="NODE")
+
+    p = add("shell", "an interactive prompt on a connected node",
+            "Connect to NODE and read commands: an Erlang expression is evaluated on NODE; "
+            "rpc M:F(Args), send DEST TERM, receive [TIMEOUT], help, quit. Line editing and "
+            "history (~/.pynode_history) when readline is there.")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("--history", metavar="FILE", default=None,
+                   help="history file (default ~/.pynode_history; '' for none)")
+
     p = add(
         "discover", "find nodes (EPMD, host lists, DNS), connect, print them; --watch stays up",
         "Ask the sources which nodes exist, connect to those the filters let through, and print "
@@ -1238,6 +1318,7 @@ _VALUE_OPTIONS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
     "--tls-cert": ("tls_cert", None),
     "--tls-key": ("tls_key", None),
     "--tls-ca": ("tls_ca", None),
+    "--format": ("format", _format),
 }
 _FLAG_OPTIONS: dict[str, tuple[str, bool]] = {
     "--json": ("json", True),
@@ -1269,6 +1350,7 @@ def _fast_parse(args: Sequence[str]) -> Any:
         "cookie": None, "name": None, "sname": None, "epmd_port": None, "address": None,
         "timeout": DEFAULT_TIMEOUT, "json": False, "hidden": True, "verbose": False, "debug": False,
         "ssl_dist_optfile": None, "tls_cert": None, "tls_key": None, "tls_ca": None,
+        "format": "erlang",
     }
     command: str | None = None
     positionals: list[str] = []

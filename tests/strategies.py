@@ -14,6 +14,7 @@ from pynode.term import (
     Pid,
     Port,
     Reference,
+    Struct,
     freeze,
 )
 
@@ -59,6 +60,11 @@ def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         st.lists(children, max_size=4).map(tuple),
         st.builds(ImproperList, st.lists(children, min_size=1, max_size=4), scalars),
         st.dictionaries(children.map(freeze), children, max_size=5),
+        st.builds(
+            Struct,
+            st.sampled_from(["URI", "Date", "Elixir.My.Struct", "erlmod"]),
+            st.dictionaries(atoms.filter(lambda a: a != "__struct__"), children, max_size=4),
+        ),
     )
 
 

@@ -114,6 +114,14 @@ class Connection:
         self._scope: anyio.CancelScope | None = None
         self._retick = anyio.Event()  # set when net_ticktime changes
         self.hidden = not (flags & DFlag.PUBLISHED)
+        # counters: plain ints on the hot path, read by pynode.runtime.status
+        self.connected_at = time.time()
+        self.messages_in = 0
+        self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.ticks_in = 0
+        self.ticks_out = 0
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer} {'up' if self.alive else 'down'}>"
@@ -126,9 +134,13 @@ class Connection:
         pieces = self.dist.send_pieces(control, payload)
         try:
             if len(pieces) == 1:
-                self.channel.write(pieces[0])  # type: ignore[arg-type]  # one packet: bytes
+                p = pieces[0]
+                self.channel.write(p)  # type: ignore[arg-type]  # one packet: bytes
+                self.bytes_out += len(p)
             else:
                 self.channel.writev(pieces)
+                self.bytes_out += sum(map(len, pieces))
+            self.messages_out += 1
         except ChannelClosed:
             raise ConnectionLost(f"connection to {self.peer} is closing") from None
 
@@ -141,6 +153,7 @@ class Connection:
     # -- receiving --------------------------------------------------------------------------
     def _on_data(self, data: bytes) -> None:
         self._last_read = time.monotonic()
+        self.bytes_in += len(data)
         self.dist.receive_data(data)
         self._process()
         self._writes_seen = self.channel.writes
@@ -156,6 +169,7 @@ class Connection:
         while True:
             ev = dist.next_event()
             if type(ev) is Message:
+                self.messages_in += 1
                 try:
                     dispatch(self, ev)
                 except ProtocolError:
@@ -166,8 +180,11 @@ class Connection:
                 # answer a tick when we sent nothing since the peer last spoke, as ei and
                 # JInterface do: a peer with a shorter net_ticktime keeps us alive; between
                 # two pynodes the answer is not answered again (the answering side wrote)
+                self.ticks_in += 1
                 if self.channel.writes == self._writes_seen:
                     self.channel.write(TICK_PACKET)
+                    self.ticks_out += 1
+                    self.bytes_out += 4
                 continue
             elif type(ev) is ConnectionClosed:
                 raise ConnectionLost(
@@ -193,6 +210,8 @@ class Connection:
                 continue
             if not channel.wrote:
                 channel.write(self.dist.tick())
+                self.ticks_out += 1
+                self.bytes_out += 4
             channel.wrote = False
             silent = time.monotonic() - self._last_read
             if silent > self.net_ticktime:

@@ -31,6 +31,7 @@ from . import listeners
 from .connection import Connection, drive_handshake
 from .errors import AuthError, ConnectError, ConnectTimeout
 from .policy import TransportPolicy
+from .status import PeerHistory
 from .tls import tls_reason
 from .transport import Channel
 
@@ -91,6 +92,8 @@ class Connector:
         self._plain_epmd: dict[tuple[str, int | None], float] = {}  # -> when it refused
         self._pending: dict[Atom, _Pending] = {}
         self._naming_lock: anyio.Lock | None = None  # made in the loop, on first use
+        self.history = PeerHistory()
+        """Connects and last disconnect per peer (pynode.runtime.status)."""
 
     def get(self, node: Atom) -> Connection | None:
         """The live connection to ``node``, or None."""
@@ -344,11 +347,14 @@ class Connector:
         if old is not None:
             old.close("replaced by a new connection")
         self.connections[peer] = conn
+        self.history.connected(peer)
         log.info("connected to %s", peer)
         node.connection_up(conn)
         return conn
 
     def _down(self, conn: Connection, reason: Any) -> None:
+        self.history.disconnected(conn.peer, reason)
+        log.info("disconnected from %s: %s", conn.peer, reason)
         if self.connections.get(conn.peer) is conn:
             del self.connections[conn.peer]
             self.host.connection_down(conn, reason)

@@ -37,6 +37,7 @@ from .policy import Ticktimes, TransportPolicy
 from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
 from .signals import Signals, SpawnHandler
+from .status import install as _install_status
 from .tls import TlsConfig, TlsSides
 from .tls import contexts as tls_contexts
 
@@ -167,6 +168,7 @@ class Node:
         self.rpc_server = RpcServer(self)
         self.signals.serve_name(_NET_KERNEL, self._net_kernel)
         self.signals.serve_name(_REX, self.rpc_server.rex)
+        _install_status(self)  # the pynode_status process
         self.pid: Pid  # the node's own pid, the sender of messages sent without a mailbox
         self.group_leader: Pid  # answers io requests of processes we spawn elsewhere
         self.signals.spawn_handler(

@@ -23,6 +23,7 @@ from .types import (
     Pid,
     Port,
     Reference,
+    Struct,
     freeze,
 )
 
@@ -74,6 +75,7 @@ __all__ = [
     "Pid",
     "Port",
     "Reference",
+    "Struct",
     "decode",
     "decode_dist_body",
     "decode_dist_header",

@@ -94,9 +94,9 @@
 /* module globals, set once at init */
 
 static PyTypeObject *T_Atom, *T_Pid, *T_Port, *T_Ref, *T_Improper, *T_Bits, *T_Fun,
-    *T_Export, *T_FList, *T_FMap;
+    *T_Export, *T_FList, *T_FMap, *T_Struct;
 static PyObject *O_freeze, *O_ErlFloatKey, *E_Decode, *E_Encode, *E_struct, *E_zlib;
-static PyObject *O_atom_true, *O_atom_false;
+static PyObject *O_atom_true, *O_atom_false, *O_struct_key;
 static PyObject *O_default_max_depth, *O_default_max_unc;
 static PyObject *S_items, *O_struct_pack;
 
@@ -115,7 +115,7 @@ static Field F_bs_data, F_bs_bits;
 static Field F_fun_module, F_fun_arity, F_fun_uniq, F_fun_index, F_fun_old_index,
     F_fun_old_uniq, F_fun_pid, F_fun_free_vars;
 static Field F_ex_module, F_ex_function, F_ex_arity;
-static Field F_fm_d;
+static Field F_fm_d, F_fm_h;
 
 /* A new reference to field f of o: straight from the slot when o is exactly of type t,
  * else (or when the slot is empty) by getattr, which raises what Python would. */
@@ -1416,6 +1416,14 @@ enc_other(Enc *e, PyObject *x, PyTypeObject *t, long long depth)
         Py_DECREF(d);
         return r;
     }
+    if (t == T_Struct) { /* its own key order: a decoded struct encodes as erl encoded it */
+        PyObject *d = field(x, T_Struct, &F_fm_d);
+        if (d == NULL)
+            return -1;
+        int r = PyDict_CheckExact(d) ? enc_dict(e, d, depth) : enc_converted(e, PyObject_CallOneArg((PyObject *)&PyDict_Type, d), depth);
+        Py_DECREF(d);
+        return r;
+    }
     if (t == T_Export)
         return enc_export(e, x);
     if (t == T_Fun)
@@ -2062,6 +2070,32 @@ dec_int_any(Dec *d, Py_ssize_t *ppos, long long depth)
         return dec_err(*ppos, "expected an integer");
     }
     return v;
+}
+
+/* An Elixir struct (a map with an atom __struct__) wraps the map m, stolen; else m itself.
+ * As Struct._from_map: no copy, erl's key order kept. */
+static PyObject *
+struct_of(PyObject *m)
+{
+    PyObject *mod = PyDict_GetItemWithError(m, O_struct_key); /* borrowed */
+    if (mod == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(m);
+            return NULL;
+        }
+        return m;
+    }
+    if (Py_TYPE(mod) != T_Atom)
+        return m;
+    PyObject *s = T_Struct->tp_alloc(T_Struct, 0);
+    if (s == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    SET_SLOT(s, F_fm_d, m);
+    Py_INCREF(Py_None);
+    SET_SLOT(s, F_fm_h, Py_None);
+    return s;
 }
 
 /* the map of the n keys and values that alternate in items (a list), as _map_of */
@@ -2768,8 +2802,10 @@ dec(Dec *d, Py_ssize_t *ppos, long long depth)
         nest_leave(&d->nest);
         m = map_of(items, n);
         Py_DECREF(items);
-        if (m != NULL)
+        if (m != NULL) {
             *ppos = pos;
+            m = struct_of(m);
+        }
         return m;
     }
     case NEW_PID_EXT:
@@ -3553,7 +3589,8 @@ PyInit__ccodec(void)
         get_type(types, "BitString", &T_Bits) < 0 || get_type(types, "Fun", &T_Fun) < 0 ||
         get_type(types, "ExportFun", &T_Export) < 0 ||
         get_type(types, "FrozenList", &T_FList) < 0 ||
-        get_type(types, "FrozenMap", &T_FMap) < 0)
+        get_type(types, "FrozenMap", &T_FMap) < 0 ||
+        get_type(types, "Struct", &T_Struct) < 0)
         goto fail;
     if ((O_freeze = PyObject_GetAttrString(types, "freeze")) == NULL ||
         (E_Decode = PyObject_GetAttrString(errors, "DecodeError")) == NULL ||
@@ -3564,7 +3601,8 @@ PyInit__ccodec(void)
         (S_items = PyUnicode_InternFromString("items")) == NULL)
         goto fail;
     if ((O_atom_true = PyObject_CallFunction((PyObject *)T_Atom, "s", "true")) == NULL ||
-        (O_atom_false = PyObject_CallFunction((PyObject *)T_Atom, "s", "false")) == NULL)
+        (O_atom_false = PyObject_CallFunction((PyObject *)T_Atom, "s", "false")) == NULL ||
+        (O_struct_key = PyObject_GetAttrString(types, "STRUCT_KEY")) == NULL)
         goto fail;
     if (init_field(T_Pid, "node", &F_pid_node) < 0 || init_field(T_Pid, "id", &F_pid_id) < 0 ||
         init_field(T_Pid, "serial", &F_pid_serial) < 0 ||
@@ -3590,7 +3628,7 @@ PyInit__ccodec(void)
         init_field(T_Export, "module", &F_ex_module) < 0 ||
         init_field(T_Export, "function", &F_ex_function) < 0 ||
         init_field(T_Export, "arity", &F_ex_arity) < 0 ||
-        init_field(T_FMap, "_d", &F_fm_d) < 0)
+        init_field(T_FMap, "_d", &F_fm_d) < 0 || init_field(T_FMap, "_h", &F_fm_h) < 0)
         goto fail;
     if (init_spec(&encode_spec) < 0 || init_spec(&decode_spec) < 0 ||
         init_spec(&decode_from_spec) < 0 || init_spec(&decode_dist_packet_spec) < 0 ||

@@ -20,6 +20,7 @@ from operator import index as _index
 from typing import Any
 
 from .errors import DecodeError, EncodeError
+from .types import STRUCT_KEY as _STRUCT_KEY
 from .types import (
     Atom,
     BitString,
@@ -31,6 +32,7 @@ from .types import (
     Pid,
     Port,
     Reference,
+    Struct,
     freeze,
 )
 
@@ -437,6 +439,8 @@ def _enc_other(x: Any, t: type, out: bytearray, depth: int) -> None:
         _enc_list(x, out, depth - 1)
     elif t is FrozenMap:
         _enc(dict(x.items()), out, depth)
+    elif t is Struct:
+        _enc(x._d, out, depth)  # its own order: a decoded struct encodes as erl encoded it
     elif t is ExportFun:
         out.append(EXPORT_EXT)
         out += _atom_bytes(x.module)
@@ -708,7 +712,10 @@ def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
             raise DecodeError(f"map of {n} pairs is longer than the input", pos)
         # keys and values alternate: decode them as one sequence, then pair them up
         items, pos = _dec_items(d, pos, 2 * n, depth - 1)
-        return _map_of(items, n), pos
+        m = _map_of(items, n)
+        if _STRUCT_KEY in m and type(m[_STRUCT_KEY]) is Atom:  # an Elixir struct
+            return _struct_of(m), pos
+        return m, pos
     if tag == NEW_PID_EXT and pos + 1 < end and buf[pos] == SMALL_ATOM_UTF8_EXT:
         p2 = pos + 14 + buf[pos + 1]  # node atom (2 + length), then id, serial, creation
         if p2 <= end:
@@ -833,6 +840,9 @@ def _map_of(items: list[Any], n: int) -> dict[Any, Any]:
         it = iter(items)
         m = dict(zip(it, it))  # noqa: B905
     return m if len(m) == n else _distinct_map(items)
+
+
+_struct_of = Struct._from_map
 
 
 def _hashable(k: Any) -> Any:

@@ -34,6 +34,7 @@ from functools import cmp_to_key
 from typing import Any
 
 from .types import (
+    STRUCT_KEY,
     Atom,
     BitString,
     ExportFun,
@@ -44,6 +45,7 @@ from .types import (
     Pid,
     Port,
     Reference,
+    Struct,
     freeze,
 )
 
@@ -375,7 +377,7 @@ def _write(term: Any, out: list[str]) -> None:
                 push(t[i])
                 push(_COMMA)
             push(t[0])
-        elif tt is dict or tt is FrozenMap:
+        elif tt is dict or tt is FrozenMap or tt is Struct:
             if not t:
                 out.append("#{}")
                 continue
@@ -436,7 +438,7 @@ def _pretty(term: Any, col: int, width: int, depth: int) -> str:
         return one
     t = term
     tt = type(t)
-    if tt not in (list, FrozenList, tuple, dict, FrozenMap, ImproperList):
+    if tt not in (list, FrozenList, tuple, dict, FrozenMap, Struct, ImproperList):
         if tt in _SCALARS or tt is _Raw:
             return one
         return _pretty(_normalize(t), col, width, depth)
@@ -444,7 +446,7 @@ def _pretty(term: Any, col: int, width: int, depth: int) -> str:
     pairs = False
     if tt is tuple:
         opener, closer, elems = "{", "}", list(t)
-    elif tt is dict or tt is FrozenMap:
+    elif tt is dict or tt is FrozenMap or tt is Struct:
         opener, closer, elems, pairs = "#{", "}", _sorted_items(t), True
     elif tt is ImproperList:
         elems, tail = _flatten_improper(t)
@@ -530,6 +532,7 @@ _RANK: dict[type, int] = {
     tuple: 6,
     dict: 7,
     FrozenMap: 7,
+    Struct: 7,
     list: 9,
     FrozenList: 9,
     ImproperList: 9,
@@ -1276,6 +1279,8 @@ class _Parser:
                     if tok[0] == "}":
                         stack.pop()
                         value = frame[1]
+                        if type(value.get(STRUCT_KEY)) is Atom:  # an Elixir struct, as decode gives
+                            value = Struct._from_map(value)
                         continue
                     raise self.error(f"expected ',' or '}}', found {_describe(tok)}", tok)
                 if fk == "|":

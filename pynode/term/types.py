@@ -20,6 +20,8 @@ __all__ = [
     "ExportFun",
     "FrozenList",
     "FrozenMap",
+    "Struct",
+    "STRUCT_KEY",
     "freeze",
 ]
 
@@ -296,6 +298,97 @@ class FrozenMap(Mapping[Any, Any]):
         return f"FrozenMap({self._d!r})"
 
 
+STRUCT_KEY = Atom("__struct__")
+"""The map key that makes a map an Elixir struct; its value is the module atom."""
+
+# erts keeps a map of up to 32 keys (MAP_SMALL_MAP_LIMIT in erl_map.h) as a flatmap sorted in
+# term order, and encodes it in that order; bigger maps are hash maps in hash order.
+_FLATMAP_MAX = 32
+
+
+class Struct(FrozenMap):
+    """An Elixir struct (``%URI{...}``): a map with an atom ``__struct__`` key.
+
+    It is the whole map, ``__struct__`` included, so it equals the same ``dict`` and hashes
+    as a ``FrozenMap`` would; immutable (Elixir updates make a new struct: :meth:`replace`)
+    and usable as a map key (a ``Date`` often is). A decoded struct keeps erl's key order, so
+    it encodes back to the bytes erl produced.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        module: str,
+        fields: Mapping[Any, Any] | Iterable[tuple[Any, Any]] = (),
+        /,
+        **kw: Any,
+    ) -> None:
+        """``Struct("URI", {"host": b"a"})`` or ``Struct("Elixir.URI", host=b"a")``.
+
+        An alias without the ``Elixir.`` prefix gets it when it starts with an uppercase letter
+        (Elixir's rule for module aliases). Field names become atoms; with atom keys only and
+        at most 32 of them the keys are sorted as erl sorts them, so the encoding is erl's.
+        """
+        d: dict[Any, Any] = {STRUCT_KEY: Atom(elixir_module(module))}
+        for k, v in (*(fields.items() if isinstance(fields, Mapping) else fields), *kw.items()):
+            if k == STRUCT_KEY:
+                raise ValueError("give the struct's module as the first argument, not as __struct__")
+            d[Atom(k) if type(k) is str else k] = v
+        if len(d) <= _FLATMAP_MAX and all(type(k) is Atom for k in d):
+            d = {k: d[k] for k in sorted(d)}  # atoms of one kind sort by their text
+        object.__setattr__(self, "_d", d)
+        object.__setattr__(self, "_h", None)
+
+    @classmethod
+    def _from_map(cls, d: dict[Any, Any]) -> Struct:
+        """Wrap a decoded map (no copy, order kept): the decoders' constructor."""
+        s = object.__new__(cls)
+        object.__setattr__(s, "_d", d)
+        object.__setattr__(s, "_h", None)
+        return s
+
+    @property
+    def module(self) -> Atom:
+        """The struct's module atom, e.g. ``Atom('Elixir.URI')``."""
+        m: Atom = self._d[STRUCT_KEY]
+        return m
+
+    @property
+    def alias(self) -> str:
+        """The module as Elixir writes it: ``URI`` (``:mod`` style names stay as they are)."""
+        m = str(self.module)
+        return m[7:] if m.startswith("Elixir.") else m
+
+    @property
+    def fields(self) -> dict[Any, Any]:
+        """The fields without ``__struct__`` (a new dict, in the struct's order)."""
+        return {k: v for k, v in self._d.items() if k != STRUCT_KEY}
+
+    def replace(self, **changes: Any) -> Struct:
+        """A copy with some fields changed (``%{s | host: "b"}``); unknown fields are an error,
+        as in Elixir's update syntax."""
+        d = dict(self._d)
+        for k, v in changes.items():
+            if k == "__struct__" or k not in d:
+                raise KeyError(f"{self.alias} has no field {k!r}")
+            d[k] = v
+        return Struct._from_map(d)
+
+    def __repr__(self) -> str:
+        return f"Struct({str(self.module)!r}, {self.fields!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Struct._from_map, (dict(self._d),))
+
+
+def elixir_module(name: str) -> str:
+    """``Enum`` -> ``Elixir.Enum``: an alias (uppercase first letter) gets Elixir's prefix."""
+    if name[:1].isupper() and not name.startswith("Elixir."):
+        return "Elixir." + name
+    return name
+
+
 def freeze(term: Any) -> Any:
     """Return a hashable equivalent of ``term`` (lists and maps become stand-ins)."""
     t = type(term)
@@ -303,6 +396,8 @@ def freeze(term: Any) -> Any:
         return FrozenList(freeze(x) for x in term)
     if t is dict or t is FrozenMap:
         return FrozenMap((freeze(k), freeze(v)) for k, v in term.items())
+    if t is Struct:
+        return Struct._from_map({freeze(k): freeze(v) for k, v in term.items()})
     if t is tuple:
         return tuple(freeze(x) for x in term)
     if t is ImproperList:

@@ -2550,6 +2550,15 @@ dec_rare(Dec *d, int tag, Py_ssize_t *ppos, long long depth)
             Py_DECREF(text);
             return NULL;
         }
+        if (!isfinite(PyFloat_AS_DOUBLE(f))) { /* "nan", "inf": erts makes none */
+            Py_DECREF(f);
+            PyObject *text = PyBytes_FromStringAndSize((const char *)buf + pos, len);
+            if (text == NULL)
+                return NULL;
+            dec_err(pos, "bad FLOAT_EXT text %R", text);
+            Py_DECREF(text);
+            return NULL;
+        }
         *ppos = pos + 31;
         return f;
     }
@@ -2659,6 +2668,8 @@ dec(Dec *d, Py_ssize_t *ppos, long long depth)
         double v = UNPACK8(buf + pos);
         if (v == -1.0 && PyErr_Occurred())
             return NULL;
+        if (!isfinite(v)) /* NaN or an infinity: erts refuses them (binary_to_term badarg) */
+            return dec_err(pos, "NEW_FLOAT_EXT is not a finite float");
         *ppos = pos + 8;
         return PyFloat_FromDouble(v);
     }

@@ -645,7 +645,10 @@ def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
     if tag == NEW_FLOAT_EXT:
         if pos + 8 > end:
             raise _truncated(pos)
-        return _unpack_d(buf, pos)[0], pos + 8
+        f = _unpack_d(buf, pos)[0]
+        if f - f:  # NaN or an infinity: erts refuses them (binary_to_term badarg)
+            raise DecodeError("NEW_FLOAT_EXT is not a finite float", pos)
+        return f, pos + 8
     if tag == LIST_EXT:
         if pos + 4 > end:
             raise _truncated(pos)
@@ -760,7 +763,9 @@ def _dec_items(d: _Decoder, pos: int, n: int, depth: int) -> tuple[list[Any], in
         elif t == NEW_FLOAT_EXT:
             p2 = pos + 9 * n
             if p2 <= end and buf[pos:p2:9] == b"F" * n:
-                return _unpack_run(buf, pos, n, "xd", 9), p2
+                floats = _unpack_run(buf, pos, n, "xd", 9)
+                if not any(f - f for f in floats):  # else the slow path says which is bad
+                    return floats, p2
         elif t == BINARY_EXT and pos + 5 <= end:
             head = bytes(buf[pos : pos + 5])  # tag and length, the same in every element
             step = 5 + _unpack_I(head, 1)[0]
@@ -801,9 +806,11 @@ def _dec_items(d: _Decoder, pos: int, n: int, depth: int) -> tuple[list[Any], in
                     continue
         elif t == NEW_FLOAT_EXT:
             if pos + 9 <= end:
-                append(_unpack_d(buf, pos + 1)[0])
-                pos += 9
-                continue
+                f = _unpack_d(buf, pos + 1)[0]
+                if not f - f:  # a non-finite float falls through to _dec's error
+                    append(f)
+                    pos += 9
+                    continue
         v, pos = _dec(d, pos, depth)
         append(v)
     return items, pos
@@ -1046,6 +1053,8 @@ def _dec_rare(d: _Decoder, tag: int, pos: int, depth: int) -> tuple[Any, int]:
             f = float(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             raise DecodeError(f"bad FLOAT_EXT text {text!r}", pos) from None
+        if f - f:  # "nan", "inf": not a float erts would make or accept
+            raise DecodeError(f"bad FLOAT_EXT text {text!r}", pos)
         return f, pos + 31
     if tag == EXPORT_EXT:
         m, pos = _dec_atom_any(d, pos)

@@ -1347,5 +1347,8 @@ def parse_term(text: str | bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     other atoms ``Atom``. Raises :class:`TermSyntaxError` with a line and column.
     """
     if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise TermSyntaxError(f"the text is not UTF-8: {e.reason} at byte {e.start}") from None
     return _Parser(text, max_depth).parse()

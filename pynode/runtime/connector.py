@@ -23,7 +23,7 @@ from ..protocol.handshake import (
 )
 from ..term import Atom
 from . import epmd as epmd_client
-from . import transport
+from . import limits, transport
 from .connection import Connection, drive_handshake
 from .errors import AuthError, ConnectError, ConnectTimeout
 from .transport import Channel
@@ -74,6 +74,8 @@ class Connector:
         self.addresses: dict[Atom, tuple[str, int]] = {}
         self._pending: dict[Atom, _Pending] = {}
         self._naming_lock: anyio.Lock | None = None  # made in the loop, on first use
+        self.gate = limits.HandshakeGate()
+        """Incoming handshakes in progress, bounded in count, per address and in time."""
 
     def get(self, node: Atom) -> Connection | None:
         """The live connection to ``node``, or None."""
@@ -205,14 +207,20 @@ class Connector:
         if not node.has_name:
             return  # a dynamic node takes no connections before it is named
         hs = Acceptor(this_node=node.name, cookie=node.cookie, flags=node.flags, creation=node.creation)
-        try:
-            done = await drive_handshake(hs, channel, node.setup_time, self._acceptor_event(hs))
-            conn = self._start(Atom(done.peer_name), channel, done, hs.trailing_data)
-        finally:
-            if hs.peer_name is not None:
-                pending = self._pending.get(Atom(hs.peer_name))
-                if pending is not None:
-                    pending.incoming.set()
+        conn: Connection | None = None
+        address = channel.peer_address
+        with self.gate.admit(address, limits.HANDSHAKE_STEPS * node.setup_time):
+            try:
+                done = await drive_handshake(hs, channel, node.setup_time, self._acceptor_event(hs))
+                conn = self._start(Atom(done.peer_name), channel, done, hs.trailing_data)
+            finally:
+                if hs.peer_name is not None:
+                    pending = self._pending.get(Atom(hs.peer_name))
+                    if pending is not None:
+                        pending.incoming.set()
+        if conn is None:  # dropped by the gate: out of time, or it gave way to a newer one
+            log.warning("gave up an incoming handshake from %s (state %s)", address, hs.state)
+            return
         await conn.run()  # this task is the connection's reader from now on
 
     def _acceptor_event(self, hs: Acceptor) -> Callable[[Any], None]:

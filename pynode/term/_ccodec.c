@@ -95,6 +95,7 @@
 
 static PyTypeObject *T_Atom, *T_Pid, *T_Port, *T_Ref, *T_Improper, *T_Bits, *T_Fun,
     *T_Export, *T_FList, *T_FMap;
+static PyObject *O_check_dups;
 static PyObject *O_freeze, *O_ErlFloatKey, *E_Decode, *E_Encode, *E_struct, *E_zlib;
 static PyObject *O_atom_true, *O_atom_false;
 static PyObject *O_default_max_depth, *O_default_max_unc;
@@ -2086,7 +2087,7 @@ distinct_key(PyObject *k)
 }
 
 NOINLINE static PyObject *
-map_of(PyObject *items, Py_ssize_t n)
+map_of(PyObject *items, Py_ssize_t n, Py_ssize_t offset)
 {
     Py_ssize_t i;
     PyObject **it = ((PyListObject *)items)->ob_item;
@@ -2143,6 +2144,14 @@ distinct: /* keys Python treats as equal but Erlang does not (1, 1.0, true) */
             return NULL;
         }
         Py_DECREF(k);
+    }
+    if (PyDict_GET_SIZE(m) != n) { /* the same key twice: erts says badarg */
+        PyObject *r = PyObject_CallFunction(O_check_dups, "Onn", items, n, offset);
+        if (r == NULL) {
+            Py_DECREF(m);
+            return NULL;
+        }
+        Py_DECREF(r);
     }
     return m;
 }
@@ -2777,7 +2786,7 @@ dec(Dec *d, Py_ssize_t *ppos, long long depth)
             PyList_SET_ITEM(items, i, v);
         }
         nest_leave(&d->nest);
-        m = map_of(items, n);
+        m = map_of(items, n, pos);
         Py_DECREF(items);
         if (m != NULL)
             *ppos = pos;
@@ -3570,6 +3579,7 @@ PyInit__ccodec(void)
         (E_Decode = PyObject_GetAttrString(errors, "DecodeError")) == NULL ||
         (E_Encode = PyObject_GetAttrString(errors, "EncodeError")) == NULL ||
         (O_ErlFloatKey = PyObject_GetAttrString(py, "ErlFloatKey")) == NULL ||
+        (O_check_dups = PyObject_GetAttrString(py, "_check_duplicate_keys")) == NULL ||
         (O_default_max_depth = PyObject_GetAttrString(py, "DEFAULT_MAX_DEPTH")) == NULL ||
         (O_default_max_unc = PyObject_GetAttrString(py, "DEFAULT_MAX_UNCOMPRESSED")) == NULL ||
         (S_items = PyUnicode_InternFromString("items")) == NULL)

@@ -711,7 +711,7 @@ def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
             raise DecodeError(f"map of {n} pairs is longer than the input", pos)
         # keys and values alternate: decode them as one sequence, then pair them up
         items, pos = _dec_items(d, pos, 2 * n, depth - 1)
-        return _map_of(items, n), pos
+        return _map_of(items, n, pos), pos
     if tag == NEW_PID_EXT and pos + 1 < end and buf[pos] == SMALL_ATOM_UTF8_EXT:
         p2 = pos + 14 + buf[pos + 1]  # node atom (2 + length), then id, serial, creation
         if p2 <= end:
@@ -825,7 +825,7 @@ def _unpack_run(buf: Any, pos: int, n: int, elem: str, step: int) -> list[Any]:
     return values
 
 
-def _map_of(items: list[Any], n: int) -> dict[Any, Any]:
+def _map_of(items: list[Any], n: int, offset: int) -> dict[Any, Any]:
     """The map of the ``n`` keys and values that alternate in ``items``."""
     m: dict[Any, Any] = {}
     try:
@@ -839,7 +839,19 @@ def _map_of(items: list[Any], n: int) -> dict[Any, Any]:
         items[0::2] = map(_hashable, items[0::2])
         it = iter(items)
         m = dict(zip(it, it))  # noqa: B905
-    return m if len(m) == n else _distinct_map(items)
+    if len(m) == n:
+        return m
+    m = _distinct_map(items)
+    if len(m) != n:
+        _check_duplicate_keys(items, n, offset)
+    return m
+
+
+def _check_duplicate_keys(items: list[Any], n: int, offset: int) -> None:
+    """Raise DecodeError when two keys are the same Erlang term (erts: badarg); keys Python
+    still conflates ([1] and [1.0] inside keys) are told apart by their encoding."""
+    if len({encode(k) for k in items[0::2]}) != n:
+        raise DecodeError("map with duplicate keys", offset)
 
 
 def _hashable(k: Any) -> Any:

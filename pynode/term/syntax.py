@@ -100,6 +100,10 @@ _SOFT_KEYWORDS = frozenset(("maybe", "else"))
 
 _MAX_ATOM_CHARS = 255
 
+# A binary literal's integer segments may pad it to at most 16 MiB. erl builds whatever
+# fits in memory; here a few characters (<<0:99999999999>>) must not claim gigabytes.
+_MAX_LITERAL_BITS = 8 * 16 * 1024 * 1024
+
 
 def _is_char(c: int) -> bool:
     """True for the code points erl_scan accepts in escapes (Unicode scalars minus FFFE/FFFF)."""
@@ -1134,6 +1138,11 @@ class _Parser:
         nbits = (8 if size is None else size) * (unit or 1)
         if size is None and unit is not None:
             raise self.error("a unit needs an explicit size", tok)
+        if nbits + len(w.buf) * 8 > _MAX_LITERAL_BITS:
+            raise self.error(
+                f"an integer segment of {nbits} bits would make a binary over "
+                f"{_MAX_LITERAL_BITS // 8} bytes", tok
+            )
         value &= (1 << nbits) - 1
         if little and nbits > 8:
             whole, rem = divmod(nbits, 8)

@@ -30,12 +30,40 @@ REGRESSIONS = [
     ("decode", b"\x83l\x00\x00\x00\x01F" + struct.pack(">d", float("-inf")) + b"j"),
     ("decode", b"\x83c" + b"nan".ljust(31, b"\0")),
     ("dist_packet", b"\x83D\x00\x83F" + struct.pack(">d", float("nan"))),
+    # a map with the same key twice decoded (the last won) where erts says badarg; nested
+    # maps as keys then did not survive a round trip
+    ("decode", b"\x83t\x00\x00\x00\x02a\x01a\x01a\x01a\x02"),
+    (
+        "decode",
+        bytes.fromhex(
+            "8374000000037700618b6100618374000000037700618b74000000037700618b610861837400000003770061"
+            "8b61616161618b6100618374000000037700618b74000000036162618b6100618374000000037700618b7400"
+            "0000017700618b6100618374000000077700618b6161616161037700618b618374000000037700618b740000"
+            "000377007700618b6100618374000000037700618b6161616161037700618b618374000000037700618b7400"
+            "0000037700616161616161614646464646464646464646464646464646464646464646464646464646464646"
+            "4646464646464646464646464646464646464646464646464646464646464646616161616161616161616161"
+            "61616161616e"
+        ),
+    ),
+    # a bit-syntax size of 10**100 bits: OverflowError (and a 16 GB binary for 10**11 bits)
+    ("syntax", b'<<<<<<4,"78:73,378,78\x00":7' + b"9" * 103 + b"5,"),
+    ("syntax", b"<<0:99999999999>>"),
 ]
 
 
 @pytest.mark.parametrize(("target", "data"), REGRESSIONS)
 def test_regression(target: str, data: bytes) -> None:
     TARGETS[target](data)
+
+
+@pytest.mark.parametrize("codec", sorted(IMPLEMENTATIONS))
+def test_duplicate_map_keys_are_refused_like_erts(codec: str) -> None:
+    impl = IMPLEMENTATIONS[codec]
+    f = b"F" + struct.pack(">d", 2.0)
+    with pytest.raises(DecodeError, match="duplicate keys"):
+        impl.decode(b"\x83t\x00\x00\x00\x02" + f + b"a\x01" + f + b"a\x02")
+    # 2.0 and 2 are different keys in Erlang: kept apart, as erl does
+    assert len(impl.decode(b"\x83t\x00\x00\x00\x02" + f + b"a\x01a\x02a\x02")) == 2
 
 
 @pytest.mark.parametrize("codec", sorted(IMPLEMENTATIONS))

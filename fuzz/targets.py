@@ -154,7 +154,7 @@ def handshake_acceptor(data: bytes) -> None:
     def on_event(ev: Any) -> None:
         if isinstance(ev, NameReceived):
             if ev.name_me:
-                hs.send_status("named", name="x@h", creation=3)
+                hs.send_status("named", name=f"dyn@{ev.name}", creation=3)
             else:
                 hs.send_status("ok")
         elif isinstance(ev, WaitingForOldConnection):

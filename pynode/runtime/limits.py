@@ -3,8 +3,8 @@
 Every place where input arrives is bounded here or by a limit it names:
 
 - Handshakes not yet authenticated: :class:`HandshakeGate` (count, per peer address, total
-  time). Past a cap the *oldest* pending handshake is dropped, so a flood of half-open
-  connections cannot lock out a good peer, whose handshake takes milliseconds.
+  time). Past a cap the *oldest* pending handshake of the busiest address is dropped, so a
+  flood of half-open connections cannot lock out a good peer elsewhere.
 - Connected phase: packet and message size (``Node(max_packet=, max_message=)``, see
   :mod:`pynode.protocol.framing`), fragmented messages in flight and their bytes
   (:data:`MAX_FRAGMENTED_IN_FLIGHT`, ``max_buffered``).
@@ -73,7 +73,9 @@ def _host_of(address: Any) -> str:
 class HandshakeGate:
     """The incoming handshakes in progress: at most ``max_pending`` in all and
     ``max_per_address`` per peer host, each bounded in time. Admitting one past a cap
-    cancels the oldest (of that address, else of all)."""
+    cancels the oldest of that address, or past the total cap the oldest of the address
+    with the most pending. A good peer loses its slot only to a flood from its own address
+    (or one spread over ``max_pending`` addresses)."""
 
     def __init__(
         self,
@@ -106,7 +108,14 @@ class HandshakeGate:
         if len(same) >= self.max_per_address:
             self._drop(same[0], f"{len(same)} handshakes pending from this address")
         if len(self._pending) >= self.max_pending:
-            self._drop(next(iter(self._pending)), f"{len(self._pending)} handshakes pending")
+            # the oldest of the address with the most: a flood from many addresses does not
+            # push out a lone good peer
+            counts: dict[str, int] = {}
+            for h, _ in self._pending.values():
+                counts[h] = counts.get(h, 0) + 1
+            busiest = max(counts, key=counts.__getitem__)
+            oldest = next(t for t, (h, _) in self._pending.items() if h == busiest)
+            self._drop(oldest, f"{len(self._pending)} handshakes pending")
         token = object()
         scope = anyio.CancelScope(deadline=anyio.current_time() + time_limit)
         self._pending[token] = (host, scope)

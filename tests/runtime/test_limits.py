@@ -55,11 +55,14 @@ async def test_gate_drops_the_oldest_of_an_address() -> None:
     assert len(gate) == 0
 
 
-async def test_gate_drops_the_oldest_of_all() -> None:
-    gate = HandshakeGate(max_pending=2, max_per_address=5)
-    with gate.admit(("a", 1), 60) as s1, gate.admit(("b", 1), 60) as s2:
-        with gate.admit(("c", 1), 60) as s3:
-            assert [s1.cancel_called, s2.cancel_called, s3.cancel_called] == [True, False, False]
+async def test_gate_drops_the_oldest_of_the_busiest_address() -> None:
+    gate = HandshakeGate(max_pending=3, max_per_address=5)
+    with gate.admit(("good", 1), 60) as good, gate.admit(("bad", 1), 60) as b1:
+        with gate.admit(("bad", 2), 60) as b2, gate.admit(("other", 1), 60) as o:
+            assert [good.cancel_called, b1.cancel_called, b2.cancel_called, o.cancel_called] == [
+                False, True, False, False]
+            with gate.admit(("x", 1), 60):  # a tie: the oldest of the first address counted
+                assert good.cancel_called and not b2.cancel_called
 
 
 async def test_gate_bounds_the_time_of_a_handshake() -> None:

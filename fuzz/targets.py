@@ -68,11 +68,31 @@ def dist_packet(data: bytes) -> None:
     assert len({k for k, _ in outcomes}) == 1, f"codecs disagree on {data!r}: {outcomes}"
 
 
+def _big(term: Any) -> bool:
+    """True when ``term`` holds a binary over 64 KiB (checked to a bounded depth)."""
+    todo, seen = [term], 0
+    while todo and seen < 10_000:
+        t = todo.pop()
+        seen += 1
+        if isinstance(t, (bytes, bytearray)) and len(t) > 65536:
+            return True
+        if hasattr(t, "data") and isinstance(t.data, bytes) and len(t.data) > 65536:
+            return True
+        if isinstance(t, (list, tuple)):
+            todo.extend(t)
+        elif isinstance(t, dict):
+            todo.extend(t.keys())
+            todo.extend(t.values())
+    return False
+
+
 def syntax(data: bytes) -> None:
     """Erlang term syntax: parsed, or TermSyntaxError; what parses prints and re-parses."""
     try:
         term = parse_term(data)
     except TermSyntaxError:
+        return
+    if _big(term):  # a 16 MiB binary prints as 33 MB of text: valid, but seconds per input
         return
     text = format_term(term)
     again = parse_term(text)

@@ -55,7 +55,10 @@ def main() -> int:
     runs = 0
     t0 = time.monotonic()
     for f in files:
-        data = f.read_bytes()
+        try:
+            data = f.read_bytes()
+        except FileNotFoundError:  # a live fuzzer replaced it meanwhile
+            continue
         for i in range(args.mutations + 1):
             inp = data if i == 0 else mutate(rng, data)
             try:

@@ -158,3 +158,13 @@ async def test_a_trickling_handshake_is_cut_at_its_total_time() -> None:
         finally:
             await s.aclose()
         assert len(a.connector.gate) == 0
+
+
+def test_binary_literal_size_is_bounded() -> None:
+    from pynode.term.syntax import TermSyntaxError, parse_term
+
+    assert len(parse_term(b"<<0:134217728>>")) == 16 * 1024 * 1024  # 16 MiB: the limit
+    with pytest.raises(TermSyntaxError, match="over 16777216 bytes"):
+        parse_term(b"<<1:8, 0:134217728>>")
+    with pytest.raises(TermSyntaxError, match="over 16777216 bytes"):
+        parse_term(b"<<0:" + b"9" * 100 + b">>")

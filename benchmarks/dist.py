@@ -5,6 +5,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/dist.py            # full run, under a minute
     .venv/bin/python benchmarks/dist.py --quick    # smoke run, a few seconds
+    .venv/bin/python benchmarks/dist.py --tls      # every node on TLS distribution
 
 It starts a private EPMD and two distributed erl nodes (OTP from ``erl`` on PATH), A and B,
 and a hidden pynode node. B hosts the peer processes (sinks, echo, sender); the workloads run
@@ -24,6 +25,14 @@ Workloads (small message = ``{event, 12345, <<32 bytes>>, [1,2,3]}``):
     has them all; MB/s (10^6 bytes).
 (e) echo as (c) from a plain thread through the blocking API (``BlockingNode``, its own node
     and event-loop thread); the note gives its p50 over the async p50 of (c).
+
+With ``--tls`` every node speaks TLS distribution (erl ``-proto_dist inet_tls`` with test
+certificates from pynode.certs, mutual verification, TLS 1.2 as inet_tls_dist's default):
+pynode<->erl over TLS beside erl->erl over TLS.
+
+With ``--transports`` a second table runs (a) and (c) between two pynode nodes in this
+process, once over TCP and once over a Unix socket (one node listens on both), beside
+erl->erl over TCP from the same run.
 
 Each workload first runs a short warm-up (not timed). The ratio column is pynode/erl: for
 throughput, below 1 means pynode is slower; for latency, above 1 means pynode is slower.
@@ -54,6 +63,7 @@ import anyio  # noqa: E402
 import pynode.term as pt  # noqa: E402
 from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
 from interop.otp import otp25  # noqa: E402
+from interop.tls_pki import erl_tls_args, make_pki  # noqa: E402
 from pynode.runtime import Mailbox, Node  # noqa: E402
 from pynode.term import Atom, Pid  # noqa: E402
 
@@ -338,7 +348,7 @@ def blocking_echo(b: ErlNode, epmd_port: int, echo: Pid, warm: int, count: int) 
 
     with BlockingNode(
         unique("bbench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd_port,
-        backend_options=LOOP_OPTIONS,
+        backend_options=LOOP_OPTIONS, tls=TLS,
     ) as node:
         if not node.ping(b.name):
             raise RuntimeError(f"the blocking node cannot reach {b.name}")
@@ -422,9 +432,11 @@ def print_table(rows: list[Row], counts: Counts, repeat: int, elapsed: float, re
     print(
         f"note: nproc={os.cpu_count()} ({platform.machine()}, {platform.system()} "
         f"{platform.release()}); Python {platform.python_version()}, pynode codec "
-        f"{pt.implementation!r}, anyio on {LOOP}; erl OTP {release}; counts: "
+        f"{pt.implementation!r}, anyio on {LOOP}; erl OTP {release}; "
+        f"distribution over {'TLS 1.2 (inet_tls)' if TLS is not None else 'TCP'}; counts: "
         f"{counts.small:,} small msgs, {counts.echo:,} round trips (+{counts.echo_warm} warm), "
         f"{counts.big} x {counts.big_size // MIB} MiB; throughput = median of {repeat} run(s); "
+        f"load average {os.getloadavg()[0]:.1f}; "
         f"total {elapsed:.0f} s. "
         "Ratio = pynode/erl (throughput: <1 is slower; latency: >1 is slower)."
     )
@@ -444,7 +456,7 @@ async def bench(
     ]
     warm = counts.warm()
     async with Node(
-        unique("bench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd.port
+        unique("bench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd.port, tls=TLS
     ) as node:
         if not await node.ping(b.name):
             raise RuntimeError(f"pynode cannot reach {b.name}")
@@ -486,8 +498,143 @@ async def bench(
     return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# pynode <-> pynode over TCP and over a Unix socket (--transports)
+
+
+async def _py_sink(mb: Mailbox, n: int, owner: Pid) -> None:
+    for _ in range(n):
+        await mb.receive()
+    await mb.send(owner, (Atom("got_all"), n))
+
+
+async def _py_echo(mb: Mailbox) -> None:
+    while True:
+        msg = await mb.receive()
+        if msg == Atom("stop"):
+            return
+        await mb.send(msg[0], msg[1])
+
+
+async def py_send_small(dialer: Node, server: Node, n: int) -> float:
+    """(a) between pynodes: msgs/s from the first send to the sink's got_all."""
+    mb = dialer.mailbox()
+    name = unique("sink")
+    sink = server.mailbox(name)
+    server.start_soon(_py_sink, sink, n, mb.pid)
+    dest = (name, server.name)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await mb.send(dest, SMALL_MSG)
+    reply = await mb.receive(timeout=120)
+    t1 = time.perf_counter()
+    assert reply == (Atom("got_all"), n), reply
+    sink.close()
+    mb.close()
+    return n / (t1 - t0)
+
+
+async def py_echo(dialer: Node, server: Node, warm: int, count: int) -> list[int]:
+    """(c) between pynodes: round trips in ns."""
+    mb = dialer.mailbox()
+    echo = server.mailbox()
+    server.start_soon(_py_echo, echo)
+    out = (mb.pid, SMALL_MSG)
+    times: list[int] = []
+    clock = time.perf_counter_ns
+    with anyio.fail_after(120):
+        for i in range(warm + count):
+            t0 = clock()
+            await mb.send(echo.pid, out)
+            back = await mb.receive()
+            t1 = clock()
+            if i >= warm:
+                times.append(t1 - t0)
+    await mb.send(echo.pid, Atom("stop"))
+    assert back == SMALL_MSG, back
+    mb.close()
+    return times
+
+
+@dataclass
+class TRow:
+    name: str
+    unit: str
+    tcp: float | None = None
+    unix: float | None = None
+    erl: float | None = None
+
+
+async def bench_transports(
+    counts: Counts, repeat: int, erl_rows: list[Row], log: Callable[[str], None]
+) -> list[TRow]:
+    rows = [
+        TRow("(a) small msgs py->py", "msgs/s", erl=erl_rows[0].erl),
+        TRow("(c) echo round trip p50", "us", erl=erl_rows[2].erl),
+        TRow("(c) echo round trip p99", "us", erl=erl_rows[3].erl),
+    ]
+    warm = counts.warm()
+    cookie = secrets.token_hex(8)
+    with tempfile.TemporaryDirectory(prefix="pyt", dir="/tmp") as d:  # short: sun_path
+        path = f"{d}/server.sock"
+        listen = ["tcp://127.0.0.1:0", f"unix:{path}"]
+        async with Node(unique("srv") + "@127.0.0.1", cookie, epmd=False, listen=listen) as server:
+            for kind in ("tcp", "unix"):
+                async with Node(unique(kind) + "@127.0.0.1", cookie, epmd=False) as dialer:
+                    address: Any = ("127.0.0.1", server.port) if kind == "tcp" else f"unix:{path}"
+                    await dialer.connect(server.name, address=address, timeout=30)
+                    log(f"transports {kind}: warm-up")
+                    await py_send_small(dialer, server, warm.small)
+                    runs = []
+                    for _ in range(repeat):
+                        runs.append(await py_send_small(dialer, server, counts.small))
+                        log(f"transports {kind} (a): {runs[-1]:,.0f} msgs/s")
+                    setattr(rows[0], kind, statistics.median(runs))
+                    times = await py_echo(dialer, server, counts.echo_warm, counts.echo)
+                    setattr(rows[1], kind, percentile(times, 50) / 1e3)
+                    setattr(rows[2], kind, percentile(times, 99) / 1e3)
+    return rows
+
+
+def print_transports(rows: list[TRow]) -> None:
+    head = ("pynode<->pynode", "tcp", "unix", "unix/tcp", "erl->erl tcp")
+    body = []
+    for r in rows:
+        ratio = "n/a" if not (r.tcp and r.unix) else f"{r.unix / r.tcp:.3f}"
+        body.append(
+            (f"{r.name} ({r.unit})", fmt(r.tcp, r.unit), fmt(r.unix, r.unit), ratio, fmt(r.erl, r.unit))
+        )
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(5)]
+    for cells in [head, None, *body]:
+        if cells is None:
+            print("-+-".join("-" * w for w in widths))
+            continue
+        print(" | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)))
+    print()
+    print(
+        "note: both pynode nodes run in this one process and event loop (erl->erl: two OS "
+        "processes); unix/tcp: throughput >1 and latency <1 mean the Unix socket is faster. "
+        f"Load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs."
+    )
+
+
+async def bench_all(
+    counts: Counts,
+    repeat: int,
+    a: ErlNode,
+    b: ErlNode,
+    epmd: Epmd,
+    log: Callable[[str], None],
+    transports: bool,
+) -> tuple[list[Row], list[TRow]]:
+    rows = await bench(counts, repeat, a, b, epmd, log)
+    trows = await bench_transports(counts, repeat, rows, log) if transports else []
+    return rows, trows
+
+
 LOOP = "asyncio"
 LOOP_OPTIONS: dict[str, Any] = {}
+TLS: Any = None  # pynode's TlsConfig under --tls
 
 
 def main() -> None:
@@ -509,6 +656,13 @@ def main() -> None:
         default=None,
         help="event loop for the pynode side (default: uvloop when installed, else asyncio)",
     )
+    ap.add_argument(
+        "--transports",
+        action="store_true",
+        help="also pynode<->pynode over TCP and over a Unix socket, side by side",
+    )
+    ap.add_argument("--tls", action="store_true",
+                    help="TLS distribution on every node (erl -proto_dist inet_tls, test certificates)")
     ap.add_argument("-v", "--verbose", action="store_true", help="report progress on stderr")
     args = ap.parse_args()
     if args.loop is None:
@@ -544,19 +698,34 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="pynode_dist_bench") as tmp:
             src = os.path.join(tmp, ERL_MODULE + ".erl")
             Path(src).write_text(ERL_SOURCE)
+            erl_args: list[str] = []
+            if args.tls:
+                global TLS
+                pki = make_pki(Path(tmp) / "pki")
+                TLS = pki.config("good")
+                erl_args = erl_tls_args(otp, pki.optfile("good"))
             with sigint_deferred():
                 epmd = Epmd(otp)
             for _ in range(2):
                 with sigint_deferred():
-                    nodes.append(ErlNode(otp, epmd, cookie=cookie))
+                    nodes.append(ErlNode(otp, epmd, cookie=cookie, args=erl_args))
             a, b = nodes
             for n in nodes:
                 load_module(n, src)
             log(f"epmd on {epmd.port}, A={a.name}, B={b.name}, OTP {a.release}")
             backend = "trio" if args.loop == "trio" else "asyncio"
             options = {"use_uvloop": True} if args.loop == "uvloop" else {}
-            rows = anyio.run(
-                bench, counts, args.repeat, a, b, epmd, log, backend=backend, backend_options=options
+            rows, trows = anyio.run(
+                bench_all,
+                counts,
+                args.repeat,
+                a,
+                b,
+                epmd,
+                log,
+                args.transports,
+                backend=backend,
+                backend_options=options,
             )
             release = a.release
     finally:
@@ -568,6 +737,9 @@ def main() -> None:
         if epmd is not None:
             epmd.kill()
     print_table(rows, counts, args.repeat, time.monotonic() - start, release)
+    if trows:
+        print()
+        print_transports(trows)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,10 @@ async def test_unlink_stops_exit_signals(epmd: Epmd, erl_node: StartErl) -> None
         mb.trap_exit = True
         p = await erl_waiter(erl, mb.pid)
         await mb.link(p)
+        # signals from one process to another keep their order: once p answers this message
+        # it has taken our LINK (process_info below goes another way, through the oracle)
+        await mb.send(p, Atom("sync"))
+        assert await mb.receive(timeout=10) == (p, Atom("got"), Atom("sync"))
         assert await erl_run(erl, "{links, L} = process_info(P, links), L.", P=p) == [mb.pid]
         await mb.unlink(p)
         mon = await mb.monitor(p)

@@ -61,8 +61,8 @@ class BlockingMailbox:
         route = mb.node.remote_route(dest, mb.pid)
         if route is not None and not route[0].channel.congested() and owner._inflight_ok():
             conn, control = route
-            packets = conn.dist.send_packets(control, message)
-            owner._hand_over(conn, packets)
+            pieces = conn.dist.send_pieces(control, message)
+            owner._hand_over(conn, pieces)
             return
         assert self._portal is not None
         self._portal.call(mb.send, dest, message)
@@ -179,13 +179,13 @@ class BlockingNode:
     def _inflight_ok(self) -> bool:
         return self._inflight <= HIGH_WATER
 
-    def _hand_over(self, conn: Connection, packets: list[bytes]) -> None:
-        size = sum(map(len, packets))
+    def _hand_over(self, conn: Connection, pieces: list[bytes | memoryview]) -> None:
+        size = sum(map(len, pieces))
         with self._inflight_lock:
             self._inflight += size
-        self._soon(self._write, conn, packets, size)
+        self._soon(self._write, conn, pieces, size)
 
-    def _write(self, conn: Connection, packets: list[bytes], size: int) -> None:
+    def _write(self, conn: Connection, pieces: list[bytes | memoryview], size: int) -> None:
         """In the loop: write what a thread encoded (dropped if its connection went down)."""
         with self._inflight_lock:
             self._inflight -= size
@@ -193,8 +193,10 @@ class BlockingNode:
             log.debug("connection to %s went down: %d queued bytes dropped", conn.peer, size)
             return
         try:
-            for p in packets:
-                conn.channel.write(p)
+            if len(pieces) == 1:
+                conn.channel.write(pieces[0])  # type: ignore[arg-type]  # one packet: bytes
+            else:
+                conn.channel.writev(pieces)
         except ChannelClosed:
             log.debug("connection to %s closing: %d queued bytes dropped", conn.peer, size)
 

@@ -550,6 +550,7 @@ def client_node(
     hidden: bool = True,
     epmd_port: int | None = None,
     io_output: Callable[[str], None] | None = None,
+    tls: Any = None,
 ) -> OneShot:
     """The client a command talks from: one blocking connection, never registered with EPMD.
 
@@ -558,7 +559,24 @@ def client_node(
     """
     from .runtime.oneshot import OneShot
 
-    return OneShot(cookie, peer, name=name, hidden=hidden, epmd_port=epmd_port, io_output=io_output)
+    return OneShot(cookie, peer, name=name, hidden=hidden, epmd_port=epmd_port, io_output=io_output, tls=tls)
+
+
+def _tls(opts: argparse.Namespace) -> Any:
+    """The TLS setting of the --ssl-dist-optfile / --tls-* options (TlsSides or None)."""
+    if not (opts.ssl_dist_optfile or opts.tls_cert or opts.tls_key or opts.tls_ca):
+        return None
+    from .runtime.tls import TlsConfigError, from_options
+
+    try:
+        tls = from_options(opts.ssl_dist_optfile, opts.tls_cert, opts.tls_key, opts.tls_ca)
+        assert tls is not None
+        tls.client.client_context()  # a missing or bad file is a usage error, said now
+        if opts.command == "serve":
+            tls.server.server_context()
+        return tls
+    except TlsConfigError as e:
+        raise UsageError(str(e)) from None
 
 
 def _output_sink(opts: argparse.Namespace) -> Callable[[str], None]:
@@ -578,7 +596,7 @@ def _session(opts: argparse.Namespace, peer: Atom) -> OneShot:
     address = parse_address(opts.address, peer.partition("@")[2]) if opts.address else None
     node = client_node(
         cookie, peer, name=own_name(opts, peer), hidden=opts.hidden, epmd_port=_epmd_port(opts),
-        io_output=_output_sink(opts),
+        io_output=_output_sink(opts), tls=None if (tls := _tls(opts)) is None else tls.client,
     )
     try:
         _connect(node, peer, address, opts.timeout)
@@ -860,6 +878,7 @@ async def cmd_serve(opts: argparse.Namespace) -> int:
         epmd_port=epmd_port,
         listen_host=opts.listen_host,
         port=opts.port or 0,
+        tls=_tls(opts),
     )
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with node:
@@ -882,6 +901,32 @@ async def cmd_serve(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_proxy(opts: argparse.Namespace) -> int:
+    """pynode proxy ACTION: the partition proxy (implemented in pynode.proxy_cli)."""
+    from .proxy_cli import run
+
+    return run(opts, _epmd_port(opts))
+
+
+def cmd_discover(opts: argparse.Namespace) -> int:
+    """pynode discover: find nodes, connect, print them (or their joins and leaves with --watch)."""
+    gc.enable()  # --watch is a long-lived node (console() turned the collector off)
+    import anyio
+
+    from .discover_cli import run
+    from .runtime.transport import default_backend_options
+
+    code: int = anyio.run(run, opts, backend_options=default_backend_options("asyncio"))
+    return code
+
+
+def cmd_certs(opts: argparse.Namespace) -> int:
+    """pynode certs DIR [--nodes NODE ...] [--days N] (in pynode.certs_cli)."""
+    from .certs_cli import cmd_certs as run
+
+    return run(opts)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "rpc": cmd_rpc,
     "eval": cmd_eval,
@@ -890,6 +935,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "send": cmd_send,
     "call": cmd_call,
     "serve": cmd_serve,
+    "discover": cmd_discover,
+    "certs": cmd_certs,
+    "proxy": cmd_proxy,
 }
 
 
@@ -920,6 +968,11 @@ def _add_common(p: argparse.ArgumentParser, *, sub: bool) -> None:
                    help="connect as a hidden node (default)")
     g.add_argument("--visible", dest="hidden", action="store_false", default=d(True),
                    help="connect as a visible node (erl's nodes() lists it)")
+    g.add_argument("--ssl-dist-optfile", default=d(None), metavar="FILE",
+                   help="TLS distribution with erl's -ssl_dist_optfile FILE (see `pynode certs`)")
+    g.add_argument("--tls-cert", default=d(None), metavar="PEM", help="TLS distribution: our certificate")
+    g.add_argument("--tls-key", default=d(None), metavar="PEM", help="TLS distribution: our private key")
+    g.add_argument("--tls-ca", default=d(None), metavar="PEM", help="TLS distribution: the CA to trust")
     g.add_argument("-v", "--verbose", action="store_true", default=d(False), help="log what happens")
     g.add_argument("--debug", action="store_true", default=d(False),
                    help="debug logging and tracebacks on failure")
@@ -1068,6 +1121,45 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=0, help="listen on this port (default: any free port)")
     p.add_argument("--listen-host", default=None, metavar="HOST", help="listen on this address (default: all)")
     p.add_argument("--no-epmd", action="store_true", help="do not register with EPMD (peers need our address)")
+
+    p = add(
+        "discover", "find nodes (EPMD, host lists, DNS), connect, print them; --watch stays up",
+        "Ask the sources which nodes exist, connect to those the filters let through, and print "
+        "the list of connected nodes (exit 3 if some could not be connected). With --watch, keep "
+        "looking every --interval seconds, reconnect lost nodes with back-off, and print "
+        "{join, Node} and {leave, Node, Reason} lines until SIGINT/SIGTERM.",
+        "examples:\n  pynode discover --name d@127.0.0.1 --include 'app*'\n"
+        "  pynode discover --host 10.0.0.2 --host 10.0.0.3:4370 --watch --json\n"
+        "  pynode discover --srv _erlang._tcp.example.org --visible --watch",
+    )
+    if not isinstance(p, _Skip):
+        from .discover_cli import add_arguments
+
+        add_arguments(p)
+
+    p = add(
+        "certs", "make a test CA and TLS certificates for nodes",
+        "Make a CA and a certificate, key and erl -ssl_dist_optfile for each node in DIR (EC "
+        "P-256 keys, made with the cryptography package), then print the erl and pynode flags "
+        "that use them for TLS distribution (erl -proto_dist inet_tls). For tests and "
+        "development: the CA key is written beside the certificates.",
+        "example:\n  pynode certs ./certs --nodes erl@127.0.0.1 py@127.0.0.1",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--nodes", nargs="+", metavar="NODE", default=["erl@127.0.0.1", "py@127.0.0.1"],
+                   help="node names (name@host) to make certificates for (default: erl@127.0.0.1 py@127.0.0.1)")
+    p.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+
+    p = add("proxy", "the partition proxy: serve it, or cut/heal/shape/status a running one",
+            "An EPMD stand-in whose look-ups lead through forwarders that can cut, delay or "
+            "throttle traffic between named nodes (see README, 'Partition proxy').",
+            "examples:\n  pynode proxy serve --epmd-port 4400      # control port 4401\n"
+            "  pynode proxy status --epmd-port 4400 --json\n"
+            "  pynode proxy cut a,b c,d,e --epmd-port 4400\n  pynode proxy heal --epmd-port 4400")
+    if not isinstance(p, _Skip):
+        from .proxy_cli import add_arguments
+
+        add_arguments(p)
     return parser
 
 
@@ -1142,6 +1234,10 @@ _VALUE_OPTIONS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
     "--epmd-port": ("epmd_port", _port),
     "--address": ("address", None),
     "--timeout": ("timeout", _timeout),
+    "--ssl-dist-optfile": ("ssl_dist_optfile", None),
+    "--tls-cert": ("tls_cert", None),
+    "--tls-key": ("tls_key", None),
+    "--tls-ca": ("tls_ca", None),
 }
 _FLAG_OPTIONS: dict[str, tuple[str, bool]] = {
     "--json": ("json", True),
@@ -1172,6 +1268,7 @@ def _fast_parse(args: Sequence[str]) -> Any:
     ns: dict[str, Any] = {
         "cookie": None, "name": None, "sname": None, "epmd_port": None, "address": None,
         "timeout": DEFAULT_TIMEOUT, "json": False, "hidden": True, "verbose": False, "debug": False,
+        "ssl_dist_optfile": None, "tls_cert": None, "tls_key": None, "tls_ca": None,
     }
     command: str | None = None
     positionals: list[str] = []

@@ -518,3 +518,57 @@ def test_fast_path_reads_as_argparse(argv: list[str]) -> None:
 @pytest.mark.parametrize("argv", SLOW_LINES, ids=" ".join)
 def test_other_lines_go_to_argparse(argv: list[str]) -> None:
     assert cli._fast_parse(argv) is None
+
+
+def test_discover_options_make_sources() -> None:
+    from pynode.cli import build_parser
+    from pynode.discover_cli import _sources
+    from pynode.runtime.discovery_sources import Dns, EpmdPrefix, Hosts, LocalEpmd, Nodes
+
+    opts = build_parser().parse_args([
+        "discover", "--epmd", "--host", "h1", "--host", "h2:4370", "--host", "[::1]:4371",
+        "--srv", "_e._tcp.x", "--dns-server", "127.0.0.1:5353", "--dns", "x", "--basename", "app",
+        "--prefix", "svc", "--seed", "a@b", "--node-host", "nh", "--include", "app*", "--watch",
+    ])
+    assert _sources(opts) == [
+        LocalEpmd(node_host="nh"),
+        Hosts(["h1", ("h2", 4370), ("::1", 4371)]),
+        Dns("x", "A", basename="app"),
+        Dns("_e._tcp.x", "SRV", basename="app", servers=[("127.0.0.1", 5353)]),
+        EpmdPrefix("svc", node_host="nh"),
+        Nodes(["a@b"]),
+    ]
+    assert opts.include == ["app*"] and opts.watch and opts.connect
+    assert _sources(build_parser().parse_args(["discover"])) == [LocalEpmd()]
+    from pynode.cli import main
+
+    assert main(["discover", "--host", "h:99999"]) == 2
+
+
+def test_discover_prints_events(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from pynode.discover_cli import _print_event
+    from pynode.runtime.discovery import Join, Leave
+
+    class Odd:
+        def __str__(self) -> str:
+            return "odd reason"
+
+    node = Atom("a@h")
+    for as_json in (False, True):
+        opts = argparse.Namespace(json=as_json)
+        _print_event(opts, Join(node))
+        _print_event(opts, Leave(node, "a@h closed the connection"))
+        _print_event(opts, Leave(node, Atom("gone")))
+        _print_event(opts, Leave(node, Odd()))
+    assert capsys.readouterr().out.splitlines() == [
+        "{join,a@h}",
+        "{leave,a@h,<<\"a@h closed the connection\">>}",
+        "{leave,a@h,gone}",
+        "{leave,a@h,<<\"odd reason\">>}",
+        '{"event": "join", "node": "a@h"}',
+        '{"event": "leave", "node": "a@h", "reason": "a@h closed the connection"}',
+        '{"event": "leave", "node": "a@h", "reason": "gone"}',
+        '{"event": "leave", "node": "a@h", "reason": "odd reason"}',
+    ]

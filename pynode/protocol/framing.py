@@ -415,6 +415,20 @@ class DistConnection:
     ) -> list[bytes]:
         """Encode one message as a list of packets (several when it is fragmented), so the
         caller can interleave other packets between fragments."""
+        pieces = self.send_pieces(control, payload)
+        if len(pieces) == 1:
+            return pieces  # type: ignore[return-value]  # an unfragmented packet is bytes
+        # pieces: the first fragment, then (head, data) per continuation fragment
+        return [bytes(pieces[0])] + [
+            pieces[i] + pieces[i + 1] for i in range(1, len(pieces), 2)  # type: ignore[operator]
+        ]
+
+    def send_pieces(
+        self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD
+    ) -> list[bytes | memoryview]:
+        """Encode one message as the pieces of its wire bytes, in order: one packet, or for
+        a fragmented message the first fragment then each later fragment's header and its
+        data, a view into the encoded message (written with writev, nothing is copied)."""
         if isinstance(control, tuple):
             term = control
         else:
@@ -430,10 +444,9 @@ class DistConnection:
             ctl = encode(term, versioned=False)  # to find where the payload starts
         except EncodeError as exc:
             raise ProtocolError(f"cannot encode distribution message: {exc}") from exc
-        with memoryview(packet) as view:
-            return self._fragment(ctl, view[7 + len(ctl) :])
+        return self._fragment(ctl, memoryview(packet)[7 + len(ctl) :])
 
-    def _fragment(self, ctl: bytes, pay: bytes | memoryview) -> list[bytes]:
+    def _fragment(self, ctl: bytes, pay: memoryview) -> list[bytes | memoryview]:
         step = self.fragment_size
         first = max(0, step - len(ctl))  # the control message must be in the first fragment
         rest = len(pay) - first
@@ -441,24 +454,16 @@ class DistConnection:
         seq = next(self._seqs) & 0xFFFFFFFFFFFFFFFF or 1
         head = _FRAG_HEAD.pack(0, VERSION_MAGIC, DIST_FRAG_HEADER, seq, count)
         chunk = pay[:first]
-        packets = [
-            b"".join(
-                (
-                    _U32.pack(19 + len(ctl) + len(chunk)),
-                    head[4:],
-                    b"\x00",
-                    ctl,
-                    chunk,
-                )
-            )
+        pieces: list[bytes | memoryview] = [
+            b"".join((_U32.pack(19 + len(ctl) + len(chunk)), head[4:], b"\x00", ctl, chunk))
         ]
         pos = first
         frag = count - 1
+        pack = _FRAG_HEAD.pack
         while frag:
             chunk = pay[pos : pos + step]
             pos += step
-            packets.append(
-                _FRAG_HEAD.pack(18 + len(chunk), VERSION_MAGIC, DIST_FRAG_CONT, seq, frag) + chunk
-            )
+            pieces.append(pack(18 + len(chunk), VERSION_MAGIC, DIST_FRAG_CONT, seq, frag))
+            pieces.append(chunk)
             frag -= 1
-        return packets
+        return pieces

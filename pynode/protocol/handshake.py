@@ -3,8 +3,9 @@
 :class:`Initiator` (node A, who connected) and :class:`Acceptor` (node B, who accepted) each
 take bytes with ``receive_data``, hand out typed events from ``next_event`` and queue their
 replies for ``data_to_send``. During the handshake every message is framed with a 2-byte
-length; after :class:`HandshakeComplete`, ``trailing_data`` holds any bytes that already
-belong to the connected (4-byte framed) phase.
+length (``length_bytes=4`` for TLS distribution: inet_tls_dist opens its socket with
+``{packet, 4}`` for the handshake too); after :class:`HandshakeComplete`, ``trailing_data``
+holds any bytes that already belong to the connected (4-byte framed) phase.
 
 Decisions that need node-wide knowledge stay with the caller: the acceptor pauses after
 :class:`NameReceived` until :meth:`Acceptor.send_status` says ok / ok_simultaneous / nok /
@@ -60,6 +61,11 @@ _CHALLENGE_N = struct.Struct(">cQIIH")  # 'N', flags, challenge, creation, nlen
 _COMPLEMENT = struct.Struct(">cII")  # 'c', flags high, creation
 _REPLY = struct.Struct(">cI")  # 'r', challenge (+ 16-byte digest)
 _U32 = struct.Struct(">I")
+_LENGTHS = {2: _U16, 4: _U32}
+
+MAX_HANDSHAKE_MESSAGE: Final = 0xFFFF
+"""The largest handshake message taken with 4-byte framing: what 2-byte framing (inet_tcp_dist's
+``{packet, 2}``) allows; every real handshake message is a few hundred bytes at most."""
 
 
 def gen_digest(challenge: int, cookie: str | bytes) -> bytes:
@@ -270,7 +276,11 @@ class _Handshake:
         creation: int,
         required_flags: int,
         challenge: int | None,
+        length_bytes: int = 2,
     ) -> None:
+        if length_bytes not in _LENGTHS:
+            raise ValueError("handshake messages are framed with 2-byte or 4-byte lengths")
+        self._length = _LENGTHS[length_bytes]
         if not 0 <= creation <= 0xFFFFFFFF:
             raise ValueError(f"creation {creation} does not fit in 32 bits")
         self.this_node = this_node
@@ -374,17 +384,21 @@ class _Handshake:
 
     def _next_packet(self) -> bytes | None:
         buf = self._in
-        if len(buf) < 2:
+        head = self._length.size
+        if len(buf) < head:
             return None
-        (size,) = _U16.unpack_from(buf)
-        if len(buf) < 2 + size:
+        (size,) = self._length.unpack_from(buf)
+        if size > MAX_HANDSHAKE_MESSAGE:
+            self._fail("protocol", f"handshake message of {size} bytes (at most {MAX_HANDSHAKE_MESSAGE})")
+            return b""
+        if len(buf) < head + size:
             return None
-        packet = bytes(buf[2 : 2 + size])
-        del buf[: 2 + size]
+        packet = bytes(buf[head : head + size])
+        del buf[: head + size]
         return packet
 
     def _send(self, body: bytes) -> None:
-        self._out += _U16.pack(len(body))
+        self._out += self._length.pack(len(body))
         self._out += body
 
     def _fail(self, reason: str, message: str) -> None:
@@ -413,7 +427,8 @@ class Initiator(_Handshake):
     ``name_me=True`` we ask the acceptor for a dynamic name: ``this_node`` is then just our
     host name and the assigned name arrives in the ``named`` status. ``version=5`` sends the
     old 'n' name and the 'c' complement, as OTP 23/24 nodes do without EPMD (for
-    compatibility tests; OTP 25+ expects the default 6).
+    compatibility tests; OTP 25+ expects the default 6). ``length_bytes=4`` frames the messages
+    as TLS distribution does.
     """
 
     def __init__(
@@ -428,6 +443,7 @@ class Initiator(_Handshake):
         name_me: bool = False,
         version: int = 6,
         challenge: int | None = None,
+        length_bytes: int = 2,
     ) -> None:
         super().__init__(
             this_node=this_node,
@@ -436,6 +452,7 @@ class Initiator(_Handshake):
             creation=creation,
             required_flags=required_flags,
             challenge=challenge,
+            length_bytes=length_bytes,
         )
         if not _is_node_name(peer_node):
             raise ValueError(f"peer node {peer_node!r} is not of the form name@host")
@@ -621,6 +638,7 @@ class Acceptor(_Handshake):
         creation: int,
         required_flags: int = MANDATORY,
         challenge: int | None = None,
+        length_bytes: int = 2,
     ) -> None:
         super().__init__(
             this_node=this_node,
@@ -629,6 +647,7 @@ class Acceptor(_Handshake):
             creation=creation,
             required_flags=required_flags,
             challenge=challenge,
+            length_bytes=length_bytes,
         )
         if not _is_node_name(this_node):
             raise ValueError(f"this node {this_node!r} is not of the form name@host")

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .mailbox import Mailbox
     from .node import Node
     from .rpc import GenServer
+    from .tls import TlsConfig, TlsConfigError, TlsSides, read_optfile
 
 __all__ = [
     "AuthError",
@@ -63,6 +64,10 @@ __all__ = [
     "names",
     "port_please",
     "read_cookie",
+    "read_optfile",
+    "TlsConfig",
+    "TlsConfigError",
+    "TlsSides",
 ]
 
 _ERRORS = (
@@ -80,6 +85,7 @@ _LAZY: dict[str, str] = {
     "Mailbox": "mailbox",
     "Node": "node",
     "GenServer": "rpc",
+    **dict.fromkeys(("TlsConfig", "TlsConfigError", "TlsSides", "read_optfile"), "tls"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)

@@ -123,13 +123,12 @@ class Connection:
         """Queue one message (never blocks; see ``send`` for backpressure)."""
         if not self.alive:
             raise ConnectionLost(f"connection to {self.peer} is down: {self.down_reason}")
-        packets = self.dist.send_packets(control, payload)
+        pieces = self.dist.send_pieces(control, payload)
         try:
-            if len(packets) == 1:
-                self.channel.write(packets[0])
+            if len(pieces) == 1:
+                self.channel.write(pieces[0])  # type: ignore[arg-type]  # one packet: bytes
             else:
-                for p in packets:
-                    self.channel.write(p)
+                self.channel.writev(pieces)
         except ChannelClosed:
             raise ConnectionLost(f"connection to {self.peer} is closing") from None
 

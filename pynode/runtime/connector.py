@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import anyio
 
+from ..protocol.epmd_ext import ExtensionUnsupported
 from ..protocol.errors import HandshakeError
 from ..protocol.flags import DFlag
 from ..protocol.framing import Message
@@ -21,14 +24,21 @@ from ..protocol.handshake import (
     StatusReceived,
     WaitingForOldConnection,
 )
+from ..protocol.transports import Endpoint, Route, TcpEndpoint, UnixEndpoint
 from ..term import Atom
 from . import epmd as epmd_client
-from . import limits, transport
+from . import limits, listeners
 from .connection import Connection, drive_handshake
 from .errors import AuthError, ConnectError, ConnectTimeout
+from .policy import TransportPolicy
+from .tls import tls_reason
 from .transport import Channel
 
 log = logging.getLogger("pynode.node")
+
+PLAIN_EPMD_MEMORY = 60.0
+"""Seconds an EPMD that closed on TRANSPORTS_REQ (a plain epmd) is asked PORT_PLEASE2 only,
+saving one refused connection per dial (no OTP precedent: OTP never asks for transports)."""
 
 
 class ConnectorHost(Protocol):
@@ -44,7 +54,10 @@ class ConnectorHost(Protocol):
     net_ticktime: float
     ticktimes: dict[Atom, float]
     tick_intensity: int
+    policy: TransportPolicy
     dispatch: Callable[[Connection, Message], None]
+    tls_client: ssl.SSLContext | None
+    """TLS distribution: the context for dialling (None: plain TCP)."""
 
     @property
     def cookie(self) -> str: ...
@@ -54,6 +67,7 @@ class ConnectorHost(Protocol):
     def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None: ...
     def connection_up(self, conn: Connection) -> None: ...
     def connection_down(self, conn: Connection, reason: Any) -> None: ...
+    def ticktime_for(self, node: Atom) -> float: ...
 
 
 class _Pending:
@@ -72,6 +86,9 @@ class Connector:
         self.host = host
         self.connections: dict[Atom, Connection] = {}
         self.addresses: dict[Atom, tuple[str, int]] = {}
+        self.endpoints: dict[Atom, Endpoint] = {}
+        """Peers reached at a known endpoint (a Unix socket path, say) without EPMD."""
+        self._plain_epmd: dict[tuple[str, int | None], float] = {}  # -> when it refused
         self._pending: dict[Atom, _Pending] = {}
         self._naming_lock: anyio.Lock | None = None  # made in the loop, on first use
         self.gate = limits.HandshakeGate()
@@ -137,28 +154,79 @@ class Connector:
                 del self._pending[peer]
             pending.done.set()
 
-    async def _locate(self, peer: Atom) -> tuple[str, int, int]:
-        """host, port and handshake version of ``peer`` (a known address, else EPMD)."""
+    async def _locate(self, peer: Atom) -> list[Route]:
+        """Where ``peer`` may be dialled, best first: a known endpoint or address, else what
+        its EPMD advertises (TRANSPORTS_REQ; PORT_PLEASE2 from a plain epmd) as the node's
+        policy orders it."""
         alive, _, host = peer.partition("@")
         if not host:
             raise ConnectError(f"bad node name {peer!r}: expected name@host")
+        endpoint = self.endpoints.get(peer)
+        if endpoint is not None:
+            return [Route(endpoint)]
         addr = self.addresses.get(peer)
         if addr is not None:
-            return addr[0], addr[1], 6
-        entry = await epmd_client.port_please(alive, host, self.host.epmd_port)
-        if entry is None:
+            return [Route(TcpEndpoint(addr[0], addr[1]))]
+        policy = self.host.policy
+        epmd_port = self.host.epmd_port
+        entries = None
+        key = (host, epmd_port)
+        refused = self._plain_epmd.get(key)
+        if refused is not None and time.monotonic() - refused > PLAIN_EPMD_MEMORY:
+            del self._plain_epmd[key]
+            refused = None
+        if policy.needs_advertised(peer) and refused is None:
+            try:
+                entries = await epmd_client.transports(alive, host, epmd_port)
+            except ExtensionUnsupported:
+                self._plain_epmd[key] = time.monotonic()
+        if entries is None:
+            entry = await epmd_client.port_please(alive, host, epmd_port)
+            entries = [entry] if entry is not None else []
+        if not entries:
             raise ConnectError(f"EPMD on {host} does not know {alive!r}")
-        return host, entry.port, 6 if entry.highest >= 6 else 5
+        routes = policy.routes(peer, entries)
+        if not routes:
+            kinds = sorted({e.protocol for e in entries})
+            raise ConnectError(
+                f"{peer} advertises no transport that the policy "
+                f"({policy.transport_for(peer)!r}) allows (EPMD protocols {kinds})"
+            )
+        return routes
+
+    async def _open(self, peer: Atom, routes: list[Route], advertised: bool) -> tuple[Channel, Route]:
+        """The first route that connects (each within setup_time); an ``advertised`` Unix
+        socket only if its owner is trusted (see runtime/policy.py)."""
+        failures = []
+        for route in routes:
+            ep = route.endpoint
+            if advertised and isinstance(ep, UnixEndpoint):
+                owner = listeners.unix_owner(ep.path)
+                if owner is not None and owner not in self.host.policy.unix_owners:
+                    log.warning("not dialling %s at %s: the socket belongs to uid %d", peer, ep, owner)
+                    failures.append(f"{ep}: owned by uid {owner}, not trusted")
+                    continue
+            tls = self.host.tls_client if isinstance(ep, TcpEndpoint) else None
+            try:
+                with anyio.fail_after(self.host.setup_time):
+                    return await listeners.dial(route.endpoint, tls), route
+            except (ssl.SSLError, ConnectionResetError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
+                # (anyio's TLS stream wraps the ssl error; asyncio's says only "reset" on an EOF)
+                what = f"TLS handshake failed: {tls_reason(e)}" if tls is not None else str(e) or type(e).__name__
+                log.debug("cannot reach %s at %s: %s", peer, route.endpoint, what)
+                failures.append(f"{route.endpoint}: {what}")
+            except (OSError, TimeoutError) as e:
+                log.debug("cannot reach %s at %s: %s", peer, route.endpoint, e)
+                failures.append(f"{route.endpoint}: {e or type(e).__name__}")
+        raise ConnectError(f"cannot reach {peer} at {'; '.join(failures)}")
 
     async def _dial_once(self, peer: Atom) -> None:
         if self.host.has_name and self.get(peer) is not None:
             return  # the peer's own attempt won while we waited for the naming lock
-        host, port, version = await self._locate(peer)
-        try:
-            with anyio.fail_after(self.host.setup_time):
-                channel = await transport.connect_tcp(host, port)
-        except (OSError, TimeoutError) as e:
-            raise ConnectError(f"cannot reach {peer} at {host}:{port}: {e}") from None
+        advertised = peer not in self.endpoints and peer not in self.addresses
+        channel, route = await self._open(peer, await self._locate(peer), advertised)
+        version = route.version
+        tls = channel.tls  # TLS over TCP when the node has TLS; a Unix socket stays plain
         node = self.host
         name_me = not node.has_name
         hs = Initiator(
@@ -169,12 +237,17 @@ class Connector:
             creation=node.creation,
             version=version,
             name_me=name_me,
+            length_bytes=4 if tls else 2,  # inet_tls_dist: {packet, 4} throughout
         )
         try:
             done = await drive_handshake(hs, channel, node.setup_time, self._initiator_event(hs, peer))
-        except BaseException:
+        except BaseException as e:
             with anyio.CancelScope(shield=True):
                 await channel.aclose()
+            if isinstance(e, ssl.SSLError):  # TLS 1.3: the server refuses our certificate late
+                raise ConnectError(f"{peer} refused the TLS connection: {tls_reason(e)}") from None
+            if tls and isinstance(e, HandshakeError) and e.reason == "closed":
+                raise ConnectError(f"{e} (over TLS: did {peer} refuse our certificate?)") from None
             raise
         if name_me:
             node.named(Atom(done.this_node), done.this_creation)
@@ -206,7 +279,13 @@ class Connector:
         node = self.host
         if not node.has_name:
             return  # a dynamic node takes no connections before it is named
-        hs = Acceptor(this_node=node.name, cookie=node.cookie, flags=node.flags, creation=node.creation)
+        hs = Acceptor(
+            this_node=node.name,
+            cookie=node.cookie,
+            flags=node.flags,
+            creation=node.creation,
+            length_bytes=4 if channel.tls else 2,  # inet_tls_dist: {packet, 4} throughout
+        )
         conn: Connection | None = None
         address = channel.peer_address
         with self.gate.admit(address, limits.HANDSHAKE_STEPS * node.setup_time):
@@ -264,7 +343,7 @@ class Connector:
             initial_data=trailing,
             max_packet=node.max_packet,
             max_message=node.max_message,
-            net_ticktime=node.ticktimes.get(peer, node.net_ticktime),
+            net_ticktime=node.ticktime_for(peer),
             tick_intensity=node.tick_intensity,
             dispatch=node.dispatch,
             on_down=self._down,

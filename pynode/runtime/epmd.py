@@ -121,12 +121,18 @@ async def register(
     port: int | None = None,
     hidden: bool = False,
     timeout: float = EPMD_TIMEOUT,
+    protocol: int = 0,
+    extra: bytes = b"",
 ) -> Registration:
-    """Send ALIVE2_REQ and keep the connection; raise EpmdError if the name is taken."""
+    """Send ALIVE2_REQ and keep the connection; raise EpmdError if the name is taken.
+
+    ``protocol`` and ``extra`` describe the transport (see :mod:`pynode.protocol.transports`);
+    the defaults are erl's (TCP, nothing extra)."""
     epmd_port = port or default_epmd_port()
     # OTP registers 77 even for hidden nodes; 72 marks a C node, which is what a hidden
     # pynode is to EPMD's clients (erl_call and ei treat both the same).
-    req = Alive2Request(name, listen_port, NodeType.HIDDEN if hidden else NodeType.NORMAL)
+    node_type = NodeType.HIDDEN if hidden else NodeType.NORMAL
+    req = Alive2Request(name, listen_port, node_type, protocol, extra=extra)
     with _epmd_errors(host, epmd_port, timeout), anyio.fail_after(timeout):
         stream = await anyio.connect_tcp(host, epmd_port)
         try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import secrets
+import ssl
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -16,10 +18,12 @@ from anyio.abc import TaskGroup
 from ..protocol import control as C
 from ..protocol.flags import DFlag, default_flags
 from ..protocol.framing import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_PACKET, Message
+from ..protocol.transports import Endpoint, TcpEndpoint, parse_endpoint
 from ..term import Atom, Pid, Reference
+from . import advertise, transport
 from . import epmd as epmd_client
+from . import listeners as _listeners
 from . import rpc as _rpc
-from . import transport
 from .connection import Connection
 from .connector import Connector
 from .cookie import read_cookie
@@ -29,9 +33,15 @@ from .iofmt import io_reply, serve_io_request
 from .mailbox import Mailbox
 from .naming import host_name as _host_name
 from .naming import make_node_name as make_node_name  # importable from here as before
+from .policy import Ticktimes, TransportPolicy
 from .processes import ProcessTable
 from .rpc import GenServer, RpcServer
 from .signals import Signals, SpawnHandler
+from .tls import TlsConfig, TlsSides
+from .tls import contexts as tls_contexts
+
+if TYPE_CHECKING:
+    from .discovery import Discovery
 
 log = logging.getLogger("pynode.node")
 
@@ -45,12 +55,24 @@ _NOPROC = Atom("noproc")
 _NOCONNECTION = Atom("noconnection")
 
 
+async def _nothing() -> None:
+    """Closes nothing: the default listener is closed through ``_listeners``."""
+
+
 class Node:
     """A pynode: ``async with Node("py@127.0.0.1", cookie="secret") as node: ...``.
 
     Hidden by default (erl's ``nodes()`` won't list it, ``nodes(hidden)`` will); pass
     ``hidden=False`` for a visible node. With ``epmd=False`` nothing is registered and peers
-    must be given as host:port (see ``connect(address=...)``).
+    must be given as host:port (see ``connect(address=...)``). With ``tls`` (a
+    :class:`~pynode.runtime.tls.TlsConfig`, or :func:`~pynode.runtime.tls.read_optfile` of an
+    erl ``-ssl_dist_optfile``) the node speaks TLS distribution like ``erl -proto_dist inet_tls``
+    on its TCP endpoints (Unix-socket connections stay local and plain).
+
+    ``listen`` takes several endpoints at once (``"tcp://127.0.0.1:0"``, ``"tcp://[::1]:0"``,
+    ``"unix:/run/x.sock"``; instead of ``listen_host``/``port``); ``policy`` picks the transport
+    per peer and ``peer_ticktimes`` (mapping of names or globs, or a callable) the tick time per
+    peer: see :mod:`pynode.runtime.policy` and README "Transports".
     """
 
     def __init__(
@@ -76,7 +98,16 @@ class Node:
         creation: int | None = None,
         dynamic: bool = False,
         io_output: Callable[[str], None] | None = None,
+        listen: Sequence[str | Endpoint] | None = None,
+        policy: TransportPolicy | None = None,
+        peer_ticktimes: Ticktimes | None = None,
+        tls: TlsConfig | TlsSides | None = None,
     ) -> None:
+        self.tls_server: ssl.SSLContext | None = None
+        self.tls_client: ssl.SSLContext | None = None
+        """TLS distribution (erl -proto_dist inet_tls): every connection, in and out, is TLS."""
+        if tls is not None:
+            self.tls_server, self.tls_client = tls_contexts(tls)  # TlsConfigError now, not later
         self.dynamic = dynamic
         """Ask the first peer for our name (NAME_ME, like erl -name undefined / erl_call -R)."""
         if io_output is not None:
@@ -111,6 +142,21 @@ class Node:
         self._listeners: list[transport.Listener] = []
         self._event_streams: list[Any] = []
         self._registration: epmd_client.Registration | None = None
+        self._endpoints = [parse_endpoint(e) for e in listen] if listen is not None else None
+        if self._endpoints is not None:
+            if not self._endpoints:
+                raise ValueError("listen needs at least one endpoint")
+            if listen_host is not None or port != 0:
+                raise ValueError("give either listen=[...] or listen_host/port, not both")
+        self.listening: list[_listeners.Listening] = []
+        """Every bound endpoint (real ports), in ``listen`` order; advertised in this order."""
+        self._extra_regs: list[epmd_client.TransportRegistration] = []
+        # a copy: adding this node's host (and peer_ticktimes) must not change a shared policy
+        self.policy = copy.copy(policy) if policy is not None else TransportPolicy()
+        """Which transport to dial per peer and per-peer tick times (runtime/policy.py)."""
+        self.policy.add_local_host(self.name.partition("@")[2])
+        if peer_ticktimes is not None:
+            self.policy.ticktimes = peer_ticktimes
         self._started = False
         self.processes = ProcessTable(self.name, self.creation)
         """Every process (mailbox) of this node: pids, names, aliases, monitors."""
@@ -162,14 +208,29 @@ class Node:
 
     async def _start(self) -> None:
         assert self._tg is not None
-        listener = await self._listen()
-        self._listeners.append(listener)
-        self.port = listener.port
+        if self._endpoints is None:
+            listener = await self._listen()
+            self._listeners.append(listener)
+            self.port = listener.port
+            self.listening.append(
+                _listeners.Listening(TcpEndpoint(self.listen_host, listener.port), _nothing)
+            )
+        else:
+            for endpoint in self._endpoints:
+                try:
+                    lst = await _listeners.listen(
+                        endpoint, self.connector.accept, self._tg, self.tls_server, self.setup_time
+                    )
+                except OSError as e:
+                    raise NodeError(f"cannot listen on {endpoint}: {e}") from None
+                self.listening.append(lst)
+            self.port = self.listening[advertise.primary_index(self.listening)].port
         if self.use_epmd:
             alive = self.name.split("@")[0]
-            self._registration = await epmd_client.register(
-                alive, self.port, host=self.epmd_host, port=self.epmd_port, hidden=self.hidden
+            self._registration = await advertise.register_primary(
+                alive, self.listening, host=self.epmd_host, port=self.epmd_port, hidden=self.hidden
             )
+            await self._advertise_extras(alive)
             self.creation = self._registration.creation or self.creation
             self.processes.rename(self.name, self.creation)
             self._tg.start_soon(self._keep_registered, alive)
@@ -205,7 +266,9 @@ class Node:
         for p in ports:
             try:
                 assert self._tg is not None
-                return await transport.listen_tcp(self.listen_host, p, self.connector.accept, self._tg)
+                return await transport.listen_tcp(
+                    self.listen_host, p, self.connector.accept, self._tg, self.tls_server, self.setup_time
+                )
             except OSError as e:
                 last = e
         raise NodeError(f"cannot listen on {self.listen_host or '*'} port {spec}: {last}")
@@ -228,6 +291,12 @@ class Node:
             for lst in self._listeners:
                 await lst.aclose()
             self._listeners.clear()
+            for listening in self.listening:
+                await listening.aclose()  # a Unix listener removes its socket file
+            self.listening.clear()
+            for extra in self._extra_regs:
+                await extra.aclose()
+            self._extra_regs.clear()
             if self._registration is not None:
                 await self._registration.stream.aclose()
                 self._registration = None
@@ -245,14 +314,30 @@ class Node:
                 log.warning("lost the EPMD registration of %s; re-registering", self.name)
                 await reg.stream.aclose()
                 self._registration = None
+            for extra in self._extra_regs:
+                await extra.aclose()
+            self._extra_regs.clear()
             await anyio.sleep(2.0)
             try:
-                self._registration = await epmd_client.register(
-                    alive, self.port, host=self.epmd_host, port=self.epmd_port, hidden=self.hidden
+                self._registration = await advertise.register_primary(
+                    alive, self.listening, host=self.epmd_host, port=self.epmd_port, hidden=self.hidden
                 )
+                await self._advertise_extras(alive)
                 log.info("re-registered %s with EPMD", self.name)
             except epmd_client.EpmdError as e:
                 log.debug("EPMD registration failed, retrying: %s", e)
+
+    async def _advertise_extras(self, alive: str) -> None:
+        """Every listener but the primary, through pynode's EPMD extension (none with epmd)."""
+        if len(self.listening) > 1:
+            self._extra_regs = await advertise.add_extras(
+                alive, self.listening, host=self.epmd_host, port=self.epmd_port, hidden=self.hidden
+            )
+
+    @property
+    def advertised(self) -> int:
+        """How many transports EPMD holds for this node (0 unregistered; 1 with a plain epmd)."""
+        return (1 + len(self._extra_regs)) if self._registration is not None else 0
 
     # -- identifiers ------------------------------------------------------------------------
     def make_ref(self) -> Reference:
@@ -390,8 +475,24 @@ class Node:
         """Reach ``node`` at host:port directly, without asking EPMD."""
         self.connector.addresses[Atom(node)] = (host, port)
 
+    def add_endpoint(self, node: str, endpoint: str | Endpoint) -> None:
+        """Reach ``node`` at ``endpoint`` (``"unix:/path"``, ``"tcp://host:port"``) without EPMD."""
+        self.connector.endpoints[Atom(node)] = parse_endpoint(endpoint)
+
     def is_connected(self, node: str) -> bool:
         return self.connector.get(Atom(node)) is not None
+
+    def ticktime_for(self, node: Atom) -> float:
+        """The net_ticktime a new connection to ``node`` gets (runtime/policy.py's order)."""
+        t = self.ticktimes.get(node)
+        if t is not None:
+            return t
+        try:
+            chosen = self.policy.ticktime_for(node)
+        except Exception as e:  # a user's callable or mapping: never break the connection
+            log.warning("peer_ticktimes failed for %s, using net_ticktime: %r", node, e)
+            chosen = None
+        return chosen if chosen is not None else self.net_ticktime
 
     def set_net_ticktime(self, node: str, seconds: float) -> None:
         """net_ticktime for the connection to ``node`` only, now and on every reconnect: a
@@ -410,17 +511,24 @@ class Node:
         return self.connector.get(node)
 
     async def connect(
-        self, node: str, *, address: tuple[str, int] | None = None, timeout: float | None = None
+        self,
+        node: str,
+        *,
+        address: tuple[str, int] | str | Endpoint | None = None,
+        timeout: float | None = None,
     ) -> Connection:
-        """The connection to ``node``, set up on demand (EPMD look-up unless an address is known)."""
+        """The connection to ``node``, set up on demand (EPMD look-up unless an address is
+        known). ``address``: ``(host, port)``, ``"tcp://host:port"`` or ``"unix:/path"``."""
         peer = Atom(node)
         conn = self.connector.get(peer)
         if conn is not None:
             return conn
         if peer == self.name:
             raise ConnectError("a node does not connect to itself")
-        if address is not None:
+        if isinstance(address, tuple):
             self.add_address(peer, *address)
+        elif address is not None:
+            self.add_endpoint(peer, address)
         limit = timeout if timeout is not None else self.setup_time * 4 + 10
         return await self.connector.connect(peer, limit)
 
@@ -436,6 +544,14 @@ class Node:
     def connection_down(self, conn: Connection, reason: Any) -> None:
         self.signals.connection_down(conn.peer)
         self._emit(("nodedown", conn.peer, reason))
+
+    def discover(self, *sources: Any, **options: Any) -> Discovery:
+        """The discovery service (:class:`~pynode.runtime.discovery.Discovery`): ``async with
+        node.discover(LocalEpmd(), include=["app*"]) as d: async for event in d: ...`` keeps
+        this node connected to every node the sources find (the local EPMD by default)."""
+        from .discovery import Discovery  # imported on use: most nodes never discover
+
+        return Discovery(self, sources, **options)
 
     # -- process signals (a Mailbox's link, monitor, exit... are node.signals') -----------------
     def spawn_handler(self, module: str, function: str, handler: SpawnHandler) -> None:

@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - an implementation without _socket
 if TYPE_CHECKING:
     from socket import socket
 
+    from .tls import TlsConfig
+
 from ..protocol import control as C
 from ..protocol._common import NEED_DATA, NO_PAYLOAD
 from ..protocol.epmd import EpmdClient, EpmdReply, EpmdRequest, NamesRequest, PortPlease2Request
@@ -183,8 +185,11 @@ class OneShot:
         net_ticktime: float = 60.0,
         tick_intensity: int = 4,
         flags: int | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.peer = Atom(peer)
+        self.tls = tls
+        """TLS distribution (the peer runs erl -proto_dist inet_tls): the client side's setting."""
         if longnames is None:
             host = self.peer.partition("@")[2]
             longnames = "." in host or ":" in host
@@ -307,10 +312,19 @@ class OneShot:
             raise ConnectError(f"cannot reach {peer} at {address[0]}:{address[1]}: timed out") from None
         except OSError as e:
             raise ConnectError(f"cannot reach {peer} at {address[0]}:{address[1]}: {e}") from None
+        if self.tls is not None:
+            sock = self._start_tls(sock, peer, address)
         try:
             done, trailing = self._handshake(sock, peer, version, deadline)
-        except BaseException:
+        except BaseException as e:
             sock.close()
+            if self.tls is not None and isinstance(e, OSError):
+                from .tls import SSLError, tls_reason
+
+                if isinstance(e, SSLError):  # TLS 1.3: the peer refuses our certificate late
+                    raise ConnectError(f"{peer} refused the TLS connection: {tls_reason(e)}") from None
+            if self.tls is not None and isinstance(e, HandshakeError) and e.reason == "closed":
+                raise ConnectError(f"{e} (over TLS: did {peer} refuse our certificate?)") from None
             raise
         sock.setsockopt(_net.IPPROTO_TCP, _net.TCP_NODELAY, 1)
         if self.dynamic:
@@ -329,6 +343,27 @@ class OneShot:
             self._dist.receive_data(trailing)
             self._pump()
 
+    def _start_tls(self, raw: Any, peer: Atom, address: tuple[str, int]) -> socket:
+        """TLS from the first byte, as inet_tls_dist (the socket's timeout bounds it)."""
+        import socket as socket_module
+
+        from .tls import SSLError, tls_reason
+
+        assert self.tls is not None
+        timeout = raw.gettimeout()
+        sock = socket_module.socket(raw.family, raw.type, raw.proto, fileno=raw.detach())
+        sock.settimeout(timeout)
+        try:
+            return self.tls.client_context().wrap_socket(sock, server_hostname=address[0])
+        except SSLError as e:
+            sock.close()
+            raise ConnectError(
+                f"TLS handshake with {peer} at {address[0]}:{address[1]} failed: {tls_reason(e)}"
+            ) from None
+        except BaseException:
+            sock.close()
+            raise
+
     def _handshake(self, sock: socket, peer: Atom, version: int, deadline: float) -> tuple[HandshakeComplete, bytes]:
         """Drive the sans-IO Initiator over the socket; every step is bounded by setup_time."""
         hs = Initiator(
@@ -339,6 +374,7 @@ class OneShot:
             creation=self.creation,
             version=version,
             name_me=self.dynamic,
+            length_bytes=4 if self.tls is not None else 2,  # inet_tls_dist: {packet, 4} throughout
         )
         for _ in range(1000):  # a handshake is a handful of messages
             out = hs.data_to_send()
@@ -357,7 +393,9 @@ class OneShot:
                     raise HandshakeError(
                         "timeout", f"handshake step timed out after {self.setup_time} s ({hs.state})"
                     ) from None
-                except OSError:
+                except OSError as e:
+                    if self.tls is not None and type(e).__name__.startswith("SSL"):
+                        raise  # a TLS alert says more than "closed"
                     data = b""
                 if data:
                     hs.receive_data(data)

@@ -15,7 +15,12 @@ same iteration are joined into one send at the end of it (throughput).
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
+import ssl
+import sys
+from asyncio import selector_events
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -23,6 +28,11 @@ from typing import Any
 import anyio
 import sniffio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
+from anyio.streams.tls import TLSStream
+
+from .tls import tls_reason
+
+log = logging.getLogger("pynode.node")
 
 HIGH_WATER = 1024 * 1024
 """Buffered outgoing bytes above which ``drain`` waits for the peer to take them: 1 MiB, the
@@ -31,6 +41,11 @@ default of erts' own distribution buffer busy limit (``erl +zdbbl``, 1024 KB).""
 _RECV_SIZE = 262144
 _CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy them once more
 
+_IOV_MAX = 1024  # Linux's IOV_MAX: pieces os.writev takes in one call
+
+Buffer = bytes | memoryview
+# asyncio's plain socket transport (private name, hence getattr): the one writev bypasses
+_SELECTOR_SOCKET_TRANSPORT: type = getattr(selector_events, "_SelectorSocketTransport", type(None))
 OnData = Callable[[bytes], None]
 OnEof = Callable[[], None]
 
@@ -46,6 +61,8 @@ class Channel:
     """Set by every write; the ticker clears it each interval (a tick goes out when clear)."""
     writes: int
     """How many writes so far."""
+    tls: bool = False
+    """TLS runs under this channel (the handshake then frames with 4-byte lengths)."""
 
     async def send(self, data: bytes) -> None:
         """Handshake phase: send ``data`` and wait until it is handed to the OS."""
@@ -58,6 +75,11 @@ class Channel:
     def write(self, data: bytes) -> None:
         """Connected phase: queue ``data``; never blocks (see :meth:`drain`)."""
         raise NotImplementedError
+
+    def writev(self, pieces: list[Buffer]) -> None:
+        """Like ``write(b"".join(pieces))`` (one write), without copying the pieces where the
+        backend can hand them to the OS as they are (a fragmented message's payload)."""
+        self.write(b"".join(pieces))
 
     def buffered(self) -> int:
         """Bytes written but not yet handed to the OS."""
@@ -112,6 +134,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._out: list[bytes] = []
         self._out_size = 0
         self._corked = False  # a flush is scheduled at the end of this loop iteration
+        self._fd = -1  # the socket writev may write to directly (plain asyncio sockets only)
 
     # asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -121,6 +144,12 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if (
+            sock is not None
+            and isinstance(t, _SELECTOR_SOCKET_TRANSPORT)
+            and transport.get_extra_info("sslcontext") is None
+        ):
+            self._fd = sock.fileno()
 
     def data_received(self, data: bytes) -> None:
         on_data = self._on_data
@@ -193,6 +222,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
 
     async def receive(self) -> bytes:
         while not self._chunks:
+            if isinstance(self._error, ssl.SSLError):
+                raise self._error  # the peer refused our TLS certificate: say so, not "closed"
             if self._eof or self._lost:
                 return b""
             await self._wait()
@@ -219,6 +250,39 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._corked = True
             self._loop.call_soon(self._flush)
         transport.write(data)
+
+    def writev(self, pieces: list[Buffer]) -> None:
+        transport = self.transport
+        if transport is None or self._lost or transport.is_closing():
+            raise ChannelClosed("the connection is closed")
+        self.wrote = True
+        self.writes += 1
+        self._write_out()  # what is queued goes first
+        if not self._corked:
+            self._corked = True
+            self._loop.call_soon(self._flush)
+        fd = self._fd
+        if fd < 0:  # uvloop (its writelines is a writev), TLS, or another transport
+            transport.writelines(pieces)
+            return
+        sent = 0
+        if not transport.get_write_buffer_size():
+            # asyncio's selector transport would copy the pieces into its buffer (3.11's
+            # writelines joins them first): hand them to the socket as they are, and give
+            # the transport only what the socket did not take
+            try:
+                sent = os.writev(fd, pieces[:_IOV_MAX])
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:  # the transport meets the same error and reports it as usual
+                pass
+        for piece in pieces:
+            n = len(piece)
+            if sent >= n:
+                sent -= n
+                continue
+            transport.write(piece[sent:] if sent else piece)
+            sent = 0
 
     def _flush(self) -> None:
         self._corked = False
@@ -304,14 +368,14 @@ class StreamChannel(Channel):
         self.stream = stream
         self.wrote = False
         self.writes = 0
-        self._out: list[bytes] = []
+        self._out: list[Buffer] = []
         self._out_size = 0
         self._wake_writer = anyio.Event()
         self._drained = anyio.Event()
         self._drained.set()
         self._closed = False
-        if isinstance(stream, anyio.abc.SocketStream):
-            sock = stream.extra(SocketAttribute.raw_socket)
+        sock = stream.extra(SocketAttribute.raw_socket, None)  # TLS streams pass it through
+        if sock is not None:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -321,7 +385,9 @@ class StreamChannel(Channel):
     async def receive(self) -> bytes:
         try:
             return await self.stream.receive(65536)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+            if isinstance(e.__cause__, ssl.SSLError):
+                raise e.__cause__ from None  # the peer refused our TLS certificate
             return b""
 
     def write(self, data: bytes) -> None:
@@ -331,6 +397,18 @@ class StreamChannel(Channel):
         self.writes += 1
         self._out.append(data)
         self._out_size += len(data)
+        if not self._wake_writer.is_set():
+            self._wake_writer.set()
+        if self._out_size > HIGH_WATER and self._drained.is_set():
+            self._drained = anyio.Event()
+
+    def writev(self, pieces: list[Buffer]) -> None:
+        if self._closed:
+            raise ChannelClosed("the connection is closed")
+        self.wrote = True
+        self.writes += 1
+        self._out.extend(pieces)
+        self._out_size += sum(map(len, pieces))
         if not self._wake_writer.is_set():
             self._wake_writer.set()
         if self._out_size > HIGH_WATER and self._drained.is_set():
@@ -355,7 +433,8 @@ class StreamChannel(Channel):
                     continue
                 chunks, self._out = self._out, []
                 self._out_size = 0
-                await self.stream.send(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                one = chunks[0]
+                await self.stream.send(one if len(chunks) == 1 and type(one) is bytes else b"".join(chunks))
                 if self._out_size <= HIGH_WATER:
                     self._drained.set()
         except Exception as e:  # raised by serve(), outside the task group
@@ -409,18 +488,65 @@ def _on_asyncio() -> bool:
         return False
 
 
+def _start_tls_safe() -> bool:
+    stdlib = type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+    return stdlib and sys.version_info >= (3, 11)
+
+
 def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
     """The running asyncio loop, or None under any other backend (trio)."""
     return asyncio.get_running_loop() if _on_asyncio() else None
 
 
-async def connect_tcp(host: str, port: int) -> Channel:
-    """A channel to host:port (raises OSError when it cannot be reached)."""
+async def connect_tcp(host: str, port: int, tls: ssl.SSLContext | None = None) -> Channel:
+    """A channel to host:port (raises OSError when it cannot be reached). With ``tls`` the
+    channel is TLS from the first byte and the server's certificate is checked against
+    ``host`` when the context checks host names (ssl.SSLError, an OSError, when refused)."""
     if _on_asyncio():
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_connection(_ProtocolChannel, host, port)
+        _, proto = await loop.create_connection(
+            _ProtocolChannel, host, port, ssl=tls, server_hostname=host if tls is not None else None
+        )
+        proto.tls = tls is not None
         return proto
-    return StreamChannel(await anyio.connect_tcp(host, port))
+    if tls is None:
+        return StreamChannel(await anyio.connect_tcp(host, port))
+    stream = await anyio.connect_tcp(host, port)
+    try:
+        # erl may close without a TLS close_notify: not an error for distribution
+        wrapped = await TLSStream.wrap(
+            stream, ssl_context=tls, hostname=host, standard_compatible=False
+        )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+    channel = StreamChannel(wrapped)
+    channel.tls = True
+    return channel
+
+
+async def _server_tls(channel: Channel, tls: ssl.SSLContext, timeout: float) -> Channel:
+    """The TLS server handshake on an accepted channel (ssl.SSLError when it fails)."""
+    if isinstance(channel, _ProtocolChannel):
+        transport = channel.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        new = await loop.start_tls(
+            transport, channel, tls, server_side=True, ssl_handshake_timeout=timeout
+        )
+        if new is None:  # pragma: no cover - only when the transport closed meanwhile
+            raise ConnectionResetError("the connection closed during the TLS handshake")
+        channel.connection_made(new)  # start_tls does not call it again
+        channel.tls = True
+        return channel
+    assert isinstance(channel, StreamChannel)
+    with anyio.fail_after(timeout):
+        stream = await TLSStream.wrap(
+            channel.stream, server_side=True, ssl_context=tls, standard_compatible=False
+        )
+    secured = StreamChannel(stream)
+    secured.tls = True
+    return secured
 
 
 class Listener:
@@ -447,11 +573,23 @@ async def listen_tcp(
     port: int,
     on_channel: Callable[[Channel], Coroutine[Any, Any, None]],
     task_group: TaskGroup,
+    tls: ssl.SSLContext | None = None,
+    tls_timeout: float = 7.0,
 ) -> Listener:
-    """Listen on host:port (every interface when ``host`` is None; port 0 picks one)."""
+    """Listen on host:port (every interface when ``host`` is None; port 0 picks one).
+
+    With ``tls`` every accepted connection makes the TLS server handshake (within
+    ``tls_timeout`` seconds) before ``on_channel`` sees it; a refused handshake is logged and
+    closes that connection only."""
     # anyio makes the listening sockets (every address family, one port for all of them)
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    if not _on_asyncio():
+    if tls is not None:
+        on_channel = _with_server_tls(on_channel, tls, tls_timeout)
+    # start_tls must see the client's first bytes: only the stdlib loop of Python 3.11+ holds
+    # them back when connection_made pauses reading (3.10's transport starts its reader
+    # anyway, and so does uvloop); elsewhere TLS connections are accepted through anyio's TLS
+    # stream
+    if not _on_asyncio() or (tls is not None and not _start_tls_safe()):
 
         async def handle(stream: ByteStream) -> None:
             await on_channel(StreamChannel(stream))
@@ -461,7 +599,12 @@ async def listen_tcp(
 
     class _Accepted(_ProtocolChannel):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if self.transport is not None:  # the TLS transport of start_tls
+                super().connection_made(transport)
+                return
             super().connection_made(transport)
+            if tls is not None:
+                transport.pause_reading()  # type: ignore[attr-defined]  # start_tls reads on
             task_group.start_soon(on_channel, self)
 
     loop = asyncio.get_running_loop()
@@ -477,6 +620,30 @@ async def listen_tcp(
         await listener.aclose()
         raise
     return Listener(listener, servers)
+
+
+def _with_server_tls(
+    on_channel: Callable[[Channel], Coroutine[Any, Any, None]], tls: ssl.SSLContext, timeout: float
+) -> Callable[[Channel], Coroutine[Any, Any, None]]:
+    async def accept(channel: Channel) -> None:
+        try:
+            secured = await _server_tls(channel, tls, timeout)
+        except (OSError, TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
+            log.warning("refused TLS connection from %s: %s", _peer(channel), tls_reason(e))
+            with anyio.CancelScope(shield=True):
+                await channel.aclose()
+            return
+        await on_channel(secured)
+
+    return accept
+
+
+def _peer(channel: Channel) -> str:
+    try:
+        addr = channel.peer_address
+    except Exception:  # pragma: no cover - a closed transport
+        addr = None
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else "?"
 
 
 def default_backend_options(backend: str) -> dict[str, Any]:

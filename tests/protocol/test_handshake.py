@@ -563,3 +563,61 @@ def test_api_misuse():
     assert split_node_name("x@y") == ("x", "y")
     with pytest.raises(ValueError):
         split_node_name("x")
+
+
+# ------------------------------------------------------------------ 4-byte framing (TLS)
+
+
+def test_four_byte_framing_full_handshake():
+    # inet_tls_dist frames the handshake with {packet, 4}: every message has a 4-byte length
+    a = initiator(challenge=0, flags=MANDATORY, creation=0x01020304, length_bytes=4)
+    b = acceptor(challenge=0xFFFFFFFF, flags=MANDATORY, creation=0x0A0B0C0D, length_bytes=4)
+    flags_a = int(MANDATORY | DFlag.HANDSHAKE_23)
+    sent = a.data_to_send()
+    body = b"N" + struct.pack(">QIH", flags_a, 0x01020304, 6) + b"a@host"
+    assert sent == struct.pack(">I", len(body)) + body
+    b.receive_data(sent)
+    assert isinstance(b.next_event(), NameReceived)
+    b.send_status("ok")
+    out = b.data_to_send()
+    assert out.startswith(b"\x00\x00\x00\x03sok")
+    a.receive_data(out)
+    assert a.next_event() == StatusReceived("ok")
+    assert a.next_event() is NEED_DATA
+    reply = a.data_to_send()
+    assert reply == b"\x00\x00\x00\x15r\x00\x00\x00\x00" + hashlib.md5(b"monster4294967295").digest()
+    b.receive_data(reply + b"\x00\x00\x00\x00")  # a first tick may follow at once
+    assert isinstance(b.next_event(), HandshakeComplete)
+    assert b.trailing_data == b"\x00\x00\x00\x00"
+    ack = b.data_to_send()
+    assert ack == b"\x00\x00\x00\x11a" + hashlib.md5(b"monster0").digest()
+    a.receive_data(ack)
+    assert isinstance(a.next_event(), HandshakeComplete)
+
+
+def test_four_byte_framing_fed_byte_by_byte():
+    a, b = initiator(length_bytes=4), acceptor(length_bytes=4)
+    for byte in a.data_to_send():
+        assert b.next_event() is NEED_DATA
+        b.receive_data(bytes([byte]))
+    assert isinstance(b.next_event(), NameReceived)
+
+
+def test_four_byte_framing_refuses_a_huge_length():
+    b = acceptor(length_bytes=4)
+    b.receive_data(struct.pack(">I", 0x7FFFFFFF) + b"N")
+    ev = b.next_event()
+    assert isinstance(ev, HandshakeFailed)
+    assert ev.reason == "protocol" and "2147483647 bytes" in ev.message
+
+
+def test_two_byte_peer_against_four_byte_side_fails_cleanly():
+    a, b = initiator(), acceptor(length_bytes=4)  # a plain-TCP peer on a TLS-framed side
+    move(a, b)
+    ev = b.next_event()
+    assert isinstance(ev, HandshakeFailed) and ev.reason == "protocol"
+
+
+def test_length_bytes_must_be_two_or_four():
+    with pytest.raises(ValueError, match="2-byte or 4-byte"):
+        acceptor(length_bytes=3)

@@ -103,3 +103,53 @@ async def test_an_abandoned_rpc_leaves_no_spawn_wait() -> None:
             # the connection still works, and late replies found nobody to leak to
             assert await a.rpc(b.name, "m", "f", [Atom("x")], timeout=5) == Atom("x")
             assert a.signals._spawn_waits == {}
+
+
+async def test_writev_keeps_order_when_the_socket_fills() -> None:
+    """Pieces the socket does not take at once are queued after what it took, and small writes
+    made meanwhile come after them: the peer reads exactly the bytes in write order."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    accepted: list[socket.socket] = []
+    t = threading.Thread(target=lambda: accepted.append(lsock.accept()[0]), daemon=True)
+    t.start()
+    expected = bytearray()
+    got = bytearray()
+    try:
+        ch = await transport.connect_tcp("127.0.0.1", lsock.getsockname()[1])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ch.serve, lambda data: None, lambda: None)  # the trio channel's writer
+            big = memoryview(bytes(range(256)) * 4096)  # 1 MiB of a known pattern
+            for i in range(8):  # 8 MiB nobody reads yet: the socket buffer fills on the way
+                pieces = [b"H%d" % i, big[: 300_000 + i], b"T", big[500_000:]]
+                ch.writev(pieces)
+                ch.write(b"small%d" % i)
+                for p in pieces:
+                    expected += p
+                expected += b"small%d" % i
+            t.join(5)
+            assert accepted, "the listener never accepted"
+            peer = accepted[0]
+            peer.settimeout(10)
+
+            def read_all() -> None:
+                while len(got) < len(expected):
+                    chunk = peer.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got.extend(chunk)
+
+            reader = threading.Thread(target=read_all, daemon=True)
+            reader.start()
+            with anyio.fail_after(20):
+                await ch.drain()
+                await anyio.to_thread.run_sync(reader.join, 15)
+            tg.cancel_scope.cancel()
+        await ch.aclose()
+        assert len(got) == len(expected)
+        assert got == expected
+    finally:
+        for s in accepted:
+            s.close()
+        lsock.close()

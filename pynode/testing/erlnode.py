@@ -1,0 +1,99 @@
+"""Real erl nodes for distribution tests: each with a unique name and cookie, on loopback,
+registered with its own EPMD, and always stopped."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from typing import Any
+
+from pynode.term import Atom
+
+from .oracle import ErlOracle
+from .otp import Otp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something accepts on 127.0.0.1:port (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode} before listening") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s") from None
+            time.sleep(0.02)
+
+
+class Epmd:
+    """A private epmd on a free loopback port."""
+
+    def __init__(self, otp: Otp, port: int | None = None, address: str = "127.0.0.1") -> None:
+        self.port = port or free_port()
+        self.address = address  # epmd's -address: a comma-separated list ("127.0.0.1,::1")
+        self.exe = otp.tool("epmd")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.exe, "-port", str(self.port), "-address", self.address, "-relaxed_command_check"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "ERL_EPMD_PORT": str(self.port)}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+class ErlNode(ErlOracle):
+    """A distributed erl node driven over a private port: ``node.run("nodes(hidden).")``."""
+
+    def __init__(
+        self,
+        otp: Otp,
+        epmd: Epmd,
+        *,
+        name: str | None = None,
+        cookie: str | None = None,
+        hidden: bool = False,
+        args: list[str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.alive = name or unique("erl")
+        self.name = Atom(f"{self.alive}@{host}")
+        self.cookie = cookie or secrets.token_hex(8)
+        erl_args = ["-name", self.name, "-setcookie", self.cookie, *(["-hidden"] if hidden else []), *(args or [])]
+        super().__init__(otp, args=erl_args, env=epmd.env)
+
+    def kill(self) -> None:
+        """kill -9: the node vanishes without closing its connections cleanly."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def run(self, text: str, **bindings: Any) -> Any:
+        return super().run(text, **bindings)

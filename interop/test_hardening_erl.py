@@ -56,7 +56,7 @@ def test_cookie_file_mode_rule_is_erls(otp: Otp, tmp_path: Path, mode: int, acce
         [otp.erl, "-noshell", "-name", f"{unique('ck')}@127.0.0.1", "-start_epmd", "false",
          "-epmd_module", "erl_epmd", "-eval",
          "io:format(\"~p~n\", [erlang:get_cookie()]), halt()."],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,  # its crash dump
     )
     erl_ok = "'HARDENINGCOOKIE'" in p.stdout
     try:

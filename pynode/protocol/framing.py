@@ -45,6 +45,7 @@ __all__ = [
     "ATOM_CACHE_SIZE",
     "DEFAULT_MAX_PACKET",
     "DEFAULT_MAX_MESSAGE",
+    "DEFAULT_MAX_FRAGMENTED",
     "DEFAULT_FRAGMENT_SIZE",
     "TICK_PACKET",
     "Message",
@@ -64,6 +65,10 @@ DIST_FRAG_CONT: Final = 70
 
 DEFAULT_MAX_PACKET: Final = 128 * 1024 * 1024
 DEFAULT_MAX_MESSAGE: Final = 256 * 1024 * 1024
+# Fragmented messages partly received on one connection. erts bounds them only by memory;
+# a sender interleaves at most one per sending process, so 1024 holds back no real peer and
+# stops one from opening sequences forever (their bytes are bounded by max_buffered).
+DEFAULT_MAX_FRAGMENTED: Final = 1024
 DEFAULT_FRAGMENT_SIZE: Final = 64 * 1024
 
 TICK_PACKET: Final = b"\x00\x00\x00\x00"
@@ -155,7 +160,8 @@ class DistConnection:
 
     Limits: a packet longer than ``max_packet`` and a reassembled message longer than
     ``max_message`` are protocol errors; incomplete fragmented messages may together hold at
-    most ``max_buffered`` bytes (default ``max_message``). ``fragment_size`` bounds the data
+    most ``max_buffered`` bytes (default ``max_message``), and at most ``max_fragmented`` of
+    them may be in flight at once. ``fragment_size`` bounds the data
     in each outgoing fragment when FRAGMENTS was negotiated.
     """
 
@@ -166,6 +172,7 @@ class DistConnection:
         max_packet: int = DEFAULT_MAX_PACKET,
         max_message: int = DEFAULT_MAX_MESSAGE,
         max_buffered: int | None = None,
+        max_fragmented: int = DEFAULT_MAX_FRAGMENTED,
         fragment_size: int = DEFAULT_FRAGMENT_SIZE,
     ) -> None:
         if fragment_size < 1:
@@ -174,6 +181,7 @@ class DistConnection:
         self.max_packet = max_packet
         self.max_message = max_message
         self.max_buffered = max_message if max_buffered is None else max_buffered
+        self.max_fragmented = max_fragmented
         self.fragment_size = fragment_size
         self._use_header = bool(flags & (DFlag.DIST_HDR_ATOM_CACHE | DFlag.FRAGMENTS))
         self._fragments = bool(flags & DFlag.FRAGMENTS)
@@ -351,6 +359,10 @@ class DistConnection:
             return self._body(packet, pos, refs)
         if seq in self._sequences:
             raise ProtocolError(f"fragment sequence {seq} started twice")
+        if len(self._sequences) >= self.max_fragmented:
+            raise ProtocolError(
+                f"more than {self.max_fragmented} fragmented messages in flight"
+            )
         chunk = packet[pos:]
         self._account(seq, len(chunk), len(chunk))
         self._sequences[seq] = _Sequence(refs, frag - 1, [chunk], len(chunk))

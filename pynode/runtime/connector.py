@@ -27,7 +27,7 @@ from ..protocol.handshake import (
 from ..protocol.transports import Endpoint, Route, TcpEndpoint, UnixEndpoint
 from ..term import Atom
 from . import epmd as epmd_client
-from . import listeners
+from . import limits, listeners
 from .connection import Connection, drive_handshake
 from .errors import AuthError, ConnectError, ConnectTimeout
 from .policy import TransportPolicy
@@ -94,6 +94,8 @@ class Connector:
         self._naming_lock: anyio.Lock | None = None  # made in the loop, on first use
         self.history = PeerHistory()
         """Connects and last disconnect per peer (pynode.runtime.status)."""
+        self.gate = limits.HandshakeGate()
+        """Incoming handshakes in progress, bounded in count, per address and in time."""
 
     def get(self, node: Atom) -> Connection | None:
         """The live connection to ``node``, or None."""
@@ -287,14 +289,20 @@ class Connector:
             creation=node.creation,
             length_bytes=4 if channel.tls else 2,  # inet_tls_dist: {packet, 4} throughout
         )
-        try:
-            done = await drive_handshake(hs, channel, node.setup_time, self._acceptor_event(hs))
-            conn = self._start(Atom(done.peer_name), channel, done, hs.trailing_data)
-        finally:
-            if hs.peer_name is not None:
-                pending = self._pending.get(Atom(hs.peer_name))
-                if pending is not None:
-                    pending.incoming.set()
+        conn: Connection | None = None
+        address = channel.peer_address
+        with self.gate.admit(address, limits.HANDSHAKE_STEPS * node.setup_time):
+            try:
+                done = await drive_handshake(hs, channel, node.setup_time, self._acceptor_event(hs))
+                conn = self._start(Atom(done.peer_name), channel, done, hs.trailing_data)
+            finally:
+                if hs.peer_name is not None:
+                    pending = self._pending.get(Atom(hs.peer_name))
+                    if pending is not None:
+                        pending.incoming.set()
+        if conn is None:  # dropped by the gate: out of time, or it gave way to a newer one
+            log.warning("gave up an incoming handshake from %s (state %s)", address, hs.state)
+            return
         await conn.run()  # this task is the connection's reader from now on
 
     def _acceptor_event(self, hs: Acceptor) -> Callable[[Any], None]:

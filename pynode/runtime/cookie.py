@@ -16,19 +16,15 @@ def cookie_path() -> Path:
     return Path(os.environ.get("HOME") or Path.home()) / ".erlang.cookie"
 
 
-def _log_warning(message: str) -> None:
-    import logging  # here, not at the top: the command line starts faster without it
-
-    logging.getLogger("pynode").warning(message)
-
-
 def read_cookie(
     path: Path | None = None, *, create: bool = True, warn: Callable[[str], None] | None = None
 ) -> str:
     """Read ~/.erlang.cookie; create it (20 capital letters, mode 0400) if missing, as erl does.
 
-    A cookie file others can read is a warning, as it is for erl (erl refuses it outright);
-    it goes to ``warn`` (default: the "pynode" logger).
+    Refused as erl's auth.erl refuses them (CookieError): a file that is not a regular file,
+    one the group or others may access at all (mode & 077, on Unix), a cookie with characters
+    outside printable ASCII (trailing newlines and spaces aside), an empty one. ``warn`` is
+    kept for callers; nothing is only a warning any more.
     """
     path = path or cookie_path()
     try:
@@ -49,13 +45,20 @@ def read_cookie(
         except OSError as e:
             raise CookieError(f"cannot create cookie file {path}: {e}") from None
         return cookie
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        (warn or _log_warning)(f"cookie file {path} is accessible by others (mode {st.st_mode & 0o777:o})")
+    if not stat.S_ISREG(st.st_mode):
+        raise CookieError(f"cookie file {path} is not a regular file")
+    if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CookieError(
+            f"cookie file {path} must be accessible by owner only (mode {st.st_mode & 0o777:o}; "
+            f"erl refuses it too: chmod 400 {path})"
+        )
     try:
         text = path.read_text(encoding="latin-1")
     except OSError as e:
         raise CookieError(f"cannot read cookie file {path}: {e}") from None
-    cookie = text.strip()
+    cookie = text.strip(" \r\n")
     if not cookie:
         raise CookieError(f"cookie file {path} is empty")
+    if not all(" " <= ch <= "~" for ch in cookie):
+        raise CookieError(f"bad characters in cookie file {path} (printable ASCII only, as erl)")
     return cookie

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,9 @@ import anyio
 
 from ..term import Atom, Pid, Reference
 from .errors import MailboxClosed
+from .limits import MAILBOX_WARN_LENGTH
+
+log = logging.getLogger("pynode.node")
 
 if TYPE_CHECKING:
     from .node import Node
@@ -45,6 +49,8 @@ class Mailbox:
         self.monitors: dict[Reference, Any] = {}  # our monitors: ref -> pid or (name, node)
         self.monitored_by: dict[Reference, tuple[Pid, Any]] = {}  # ref -> (watcher, as named)
         self.aliases: set[Reference] = set()
+        self.warn_length = MAILBOX_WARN_LENGTH
+        """Queue length at which a warning is logged (again at each doubling); see limits."""
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name else ""
@@ -55,11 +61,19 @@ class Mailbox:
         if self._closed_reason is not None:
             return
         self._queue.append(message)
+        if len(self._queue) >= self.warn_length:
+            self._long_queue()
         if self._waiters:
             self._wake()
         if self._thread_waiters:
             for t in self._thread_waiters[:]:  # a copy: threads add and remove themselves
                 t.set()
+
+    def _long_queue(self) -> None:
+        log.warning(
+            "%r has %d messages queued: is its consumer keeping up?", self, len(self._queue)
+        )
+        self.warn_length *= 2
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []

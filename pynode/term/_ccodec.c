@@ -95,6 +95,7 @@
 
 static PyTypeObject *T_Atom, *T_Pid, *T_Port, *T_Ref, *T_Improper, *T_Bits, *T_Fun,
     *T_Export, *T_FList, *T_FMap, *T_Struct;
+static PyObject *O_check_dups;
 static PyObject *O_freeze, *O_ErlFloatKey, *E_Decode, *E_Encode, *E_struct, *E_zlib;
 static PyObject *O_atom_true, *O_atom_false, *O_struct_key;
 static PyObject *O_default_max_depth, *O_default_max_unc;
@@ -2120,7 +2121,7 @@ distinct_key(PyObject *k)
 }
 
 NOINLINE static PyObject *
-map_of(PyObject *items, Py_ssize_t n)
+map_of(PyObject *items, Py_ssize_t n, Py_ssize_t offset)
 {
     Py_ssize_t i;
     PyObject **it = ((PyListObject *)items)->ob_item;
@@ -2177,6 +2178,14 @@ distinct: /* keys Python treats as equal but Erlang does not (1, 1.0, true) */
             return NULL;
         }
         Py_DECREF(k);
+    }
+    if (PyDict_GET_SIZE(m) != n) { /* the same key twice: erts says badarg */
+        PyObject *r = PyObject_CallFunction(O_check_dups, "Onn", items, n, offset);
+        if (r == NULL) {
+            Py_DECREF(m);
+            return NULL;
+        }
+        Py_DECREF(r);
     }
     return m;
 }
@@ -2584,6 +2593,15 @@ dec_rare(Dec *d, int tag, Py_ssize_t *ppos, long long depth)
             Py_DECREF(text);
             return NULL;
         }
+        if (!isfinite(PyFloat_AS_DOUBLE(f))) { /* "nan", "inf": erts makes none */
+            Py_DECREF(f);
+            PyObject *text = PyBytes_FromStringAndSize((const char *)buf + pos, len);
+            if (text == NULL)
+                return NULL;
+            dec_err(pos, "bad FLOAT_EXT text %R", text);
+            Py_DECREF(text);
+            return NULL;
+        }
         *ppos = pos + 31;
         return f;
     }
@@ -2693,6 +2711,8 @@ dec(Dec *d, Py_ssize_t *ppos, long long depth)
         double v = UNPACK8(buf + pos);
         if (v == -1.0 && PyErr_Occurred())
             return NULL;
+        if (!isfinite(v)) /* NaN or an infinity: erts refuses them (binary_to_term badarg) */
+            return dec_err(pos, "NEW_FLOAT_EXT is not a finite float");
         *ppos = pos + 8;
         return PyFloat_FromDouble(v);
     }
@@ -2800,7 +2820,7 @@ dec(Dec *d, Py_ssize_t *ppos, long long depth)
             PyList_SET_ITEM(items, i, v);
         }
         nest_leave(&d->nest);
-        m = map_of(items, n);
+        m = map_of(items, n, pos);
         Py_DECREF(items);
         if (m != NULL) {
             *ppos = pos;
@@ -3596,6 +3616,7 @@ PyInit__ccodec(void)
         (E_Decode = PyObject_GetAttrString(errors, "DecodeError")) == NULL ||
         (E_Encode = PyObject_GetAttrString(errors, "EncodeError")) == NULL ||
         (O_ErlFloatKey = PyObject_GetAttrString(py, "ErlFloatKey")) == NULL ||
+        (O_check_dups = PyObject_GetAttrString(py, "_check_duplicate_keys")) == NULL ||
         (O_default_max_depth = PyObject_GetAttrString(py, "DEFAULT_MAX_DEPTH")) == NULL ||
         (O_default_max_unc = PyObject_GetAttrString(py, "DEFAULT_MAX_UNCOMPRESSED")) == NULL ||
         (S_items = PyUnicode_InternFromString("items")) == NULL)

@@ -649,7 +649,10 @@ def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
     if tag == NEW_FLOAT_EXT:
         if pos + 8 > end:
             raise _truncated(pos)
-        return _unpack_d(buf, pos)[0], pos + 8
+        f = _unpack_d(buf, pos)[0]
+        if f - f:  # NaN or an infinity: erts refuses them (binary_to_term badarg)
+            raise DecodeError("NEW_FLOAT_EXT is not a finite float", pos)
+        return f, pos + 8
     if tag == LIST_EXT:
         if pos + 4 > end:
             raise _truncated(pos)
@@ -712,7 +715,7 @@ def _dec(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
             raise DecodeError(f"map of {n} pairs is longer than the input", pos)
         # keys and values alternate: decode them as one sequence, then pair them up
         items, pos = _dec_items(d, pos, 2 * n, depth - 1)
-        m = _map_of(items, n)
+        m = _map_of(items, n, pos)
         if _STRUCT_KEY in m and type(m[_STRUCT_KEY]) is Atom:  # an Elixir struct
             return _struct_of(m), pos
         return m, pos
@@ -767,7 +770,9 @@ def _dec_items(d: _Decoder, pos: int, n: int, depth: int) -> tuple[list[Any], in
         elif t == NEW_FLOAT_EXT:
             p2 = pos + 9 * n
             if p2 <= end and buf[pos:p2:9] == b"F" * n:
-                return _unpack_run(buf, pos, n, "xd", 9), p2
+                floats = _unpack_run(buf, pos, n, "xd", 9)
+                if not any(f - f for f in floats):  # else the slow path says which is bad
+                    return floats, p2
         elif t == BINARY_EXT and pos + 5 <= end:
             head = bytes(buf[pos : pos + 5])  # tag and length, the same in every element
             step = 5 + _unpack_I(head, 1)[0]
@@ -808,9 +813,11 @@ def _dec_items(d: _Decoder, pos: int, n: int, depth: int) -> tuple[list[Any], in
                     continue
         elif t == NEW_FLOAT_EXT:
             if pos + 9 <= end:
-                append(_unpack_d(buf, pos + 1)[0])
-                pos += 9
-                continue
+                f = _unpack_d(buf, pos + 1)[0]
+                if not f - f:  # a non-finite float falls through to _dec's error
+                    append(f)
+                    pos += 9
+                    continue
         v, pos = _dec(d, pos, depth)
         append(v)
     return items, pos
@@ -825,7 +832,7 @@ def _unpack_run(buf: Any, pos: int, n: int, elem: str, step: int) -> list[Any]:
     return values
 
 
-def _map_of(items: list[Any], n: int) -> dict[Any, Any]:
+def _map_of(items: list[Any], n: int, offset: int) -> dict[Any, Any]:
     """The map of the ``n`` keys and values that alternate in ``items``."""
     m: dict[Any, Any] = {}
     try:
@@ -839,7 +846,19 @@ def _map_of(items: list[Any], n: int) -> dict[Any, Any]:
         items[0::2] = map(_hashable, items[0::2])
         it = iter(items)
         m = dict(zip(it, it))  # noqa: B905
-    return m if len(m) == n else _distinct_map(items)
+    if len(m) == n:
+        return m
+    m = _distinct_map(items)
+    if len(m) != n:
+        _check_duplicate_keys(items, n, offset)
+    return m
+
+
+def _check_duplicate_keys(items: list[Any], n: int, offset: int) -> None:
+    """Raise DecodeError when two keys are the same Erlang term (erts: badarg); keys Python
+    still conflates ([1] and [1.0] inside keys) are told apart by their encoding."""
+    if len({encode(k) for k in items[0::2]}) != n:
+        raise DecodeError("map with duplicate keys", offset)
 
 
 _struct_of = Struct._from_map
@@ -1056,6 +1075,8 @@ def _dec_rare(d: _Decoder, tag: int, pos: int, depth: int) -> tuple[Any, int]:
             f = float(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             raise DecodeError(f"bad FLOAT_EXT text {text!r}", pos) from None
+        if f - f:  # "nan", "inf": not a float erts would make or accept
+            raise DecodeError(f"bad FLOAT_EXT text {text!r}", pos)
         return f, pos + 31
     if tag == EXPORT_EXT:
         m, pos = _dec_atom_any(d, pos)

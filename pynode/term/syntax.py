@@ -102,6 +102,10 @@ _SOFT_KEYWORDS = frozenset(("maybe", "else"))
 
 _MAX_ATOM_CHARS = 255
 
+# A binary literal's integer segments may pad it to at most 16 MiB. erl builds whatever
+# fits in memory; here a few characters (<<0:99999999999>>) must not claim gigabytes.
+_MAX_LITERAL_BITS = 8 * 16 * 1024 * 1024
+
 
 def _is_char(c: int) -> bool:
     """True for the code points erl_scan accepts in escapes (Unicode scalars minus FFFE/FFFF)."""
@@ -1137,6 +1141,11 @@ class _Parser:
         nbits = (8 if size is None else size) * (unit or 1)
         if size is None and unit is not None:
             raise self.error("a unit needs an explicit size", tok)
+        if nbits + len(w.buf) * 8 > _MAX_LITERAL_BITS:
+            raise self.error(
+                f"an integer segment of {nbits} bits would make a binary over "
+                f"{_MAX_LITERAL_BITS // 8} bytes", tok
+            )
         value &= (1 << nbits) - 1
         if little and nbits > 8:
             whole, rem = divmod(nbits, 8)
@@ -1352,5 +1361,8 @@ def parse_term(text: str | bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     other atoms ``Atom``. Raises :class:`TermSyntaxError` with a line and column.
     """
     if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise TermSyntaxError(f"the text is not UTF-8: {e.reason} at byte {e.start}") from None
     return _Parser(text, max_depth).parse()

@@ -303,9 +303,15 @@ def test_handle_never_raises(tag: int, rest: bytes, local: bool, relaxed: bool) 
 @given(st.lists(st.binary(max_size=8), max_size=8))
 def test_framer_never_raises_anything_else(chunks: list[bytes]) -> None:
     f = RequestFramer()
+    data = b""
     for chunk in chunks:
         f.receive_data(chunk)
+        data += chunk
         try:
-            f.next_body()
+            body = f.next_body()
         except EpmdProtocolError:
             break
+        if isinstance(body, bytes):  # exactly the declared length, after the 2-byte size
+            assert body == data[2:] and len(body) == int.from_bytes(data[:2], "big")
+            break
+        assert len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big")

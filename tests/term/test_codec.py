@@ -539,9 +539,11 @@ def test_hypothesis_round_trip(term_value: Any) -> None:
 def test_hypothesis_garbage(data: bytes) -> None:
     for codec in term.IMPLEMENTATIONS.values():
         try:
-            codec.decode(b"\x83" + data)
-        except DecodeError:
-            pass
+            value = codec.decode(b"\x83" + data)
+        except DecodeError as e:  # says where it stopped: within the input
+            assert e.offset is None or 0 <= e.offset <= len(data) + 1
+            continue
+        codec.encode(value)  # what we decoded we can send back (raises EncodeError if not)
 
 
 def test_latin1_atom_is_not_read_as_utf8(codec: ModuleType) -> None:

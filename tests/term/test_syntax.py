@@ -371,6 +371,8 @@ def test_round_trip_property(term: Any, width: int | None) -> None:
 @given(st.text(max_size=40))
 def test_parser_never_crashes_on_junk(text: str) -> None:
     try:
-        parse_term(text)
-    except TermSyntaxError:
-        pass
+        value = parse_term(text)
+    except TermSyntaxError as e:  # says where: within the text
+        assert e.line >= 1 and e.column >= 1 and 0 <= e.offset <= len(text)
+        return
+    assert parse_term(format_term(value)) == value or value != value

@@ -1,0 +1,154 @@
+"""The fuzz targets in CI: past findings replayed, then a bounded run of each target.
+
+Each target (fuzz/targets.py) raises only its documented errors; an AssertionError or any
+other exception here is a finding. Long runs are atheris' job (benchmarks/FUZZING.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fuzz.targets import TARGETS
+from pynode.term import IMPLEMENTATIONS, DecodeError, encode
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Every input a fuzzer found that broke a target, with what was wrong. Each must now pass.
+REGRESSIONS = [
+    # parse_term(bytes) raised UnicodeDecodeError, not TermSyntaxError, on bad UTF-8
+    ("syntax", b"\xf8"),
+    # NEW_FLOAT_EXT with NaN bits decoded to nan (erts: badarg), which we then cannot encode
+    ("decode", bytes.fromhex("8346ffff000000000069")),
+    ("decode", b"\x83F" + struct.pack(">d", float("inf"))),
+    ("decode", b"\x83l\x00\x00\x00\x01F" + struct.pack(">d", float("-inf")) + b"j"),
+    ("decode", b"\x83c" + b"nan".ljust(31, b"\0")),
+    ("dist_packet", b"\x83D\x00\x83F" + struct.pack(">d", float("nan"))),
+    # a map with the same key twice decoded (the last won) where erts says badarg; nested
+    # maps as keys then did not survive a round trip
+    ("decode", b"\x83t\x00\x00\x00\x02a\x01a\x01a\x01a\x02"),
+    (
+        "decode",
+        bytes.fromhex(
+            "8374000000037700618b6100618374000000037700618b74000000037700618b610861837400000003770061"
+            "8b61616161618b6100618374000000037700618b74000000036162618b6100618374000000037700618b7400"
+            "0000017700618b6100618374000000077700618b6161616161037700618b618374000000037700618b740000"
+            "000377007700618b6100618374000000037700618b6161616161037700618b618374000000037700618b7400"
+            "0000037700616161616161614646464646464646464646464646464646464646464646464646464646464646"
+            "4646464646464646464646464646464646464646464646464646464646464646616161616161616161616161"
+            "61616161616e"
+        ),
+    ),
+    # a bit-syntax size of 10**100 bits: OverflowError (and a 16 GB binary for 10**11 bits)
+    ("syntax", b'<<<<<<4,"78:73,378,78\x00":7' + b"9" * 103 + b"5,"),
+    ("syntax", b"<<0:99999999999>>"),
+    # legal, 16 MiB: the harness's print-and-reparse took minutes (no longer round-tripped)
+    ("syntax", b"<<0:134217728>>"),
+    # a NAME_ME peer (the harness's own bug: it named the peer on the wrong host)
+    ("handshake_acceptor", bytes.fromhex("00114e0000ffffffffff7b7b7b7b0100027b7b7b")),
+]
+
+
+@pytest.mark.parametrize(("target", "data"), REGRESSIONS)
+def test_regression(target: str, data: bytes) -> None:
+    TARGETS[target](data)
+
+
+@pytest.mark.parametrize("codec", sorted(IMPLEMENTATIONS))
+def test_duplicate_map_keys_are_refused_like_erts(codec: str) -> None:
+    impl = IMPLEMENTATIONS[codec]
+    f = b"F" + struct.pack(">d", 2.0)
+    with pytest.raises(DecodeError, match="duplicate keys"):
+        impl.decode(b"\x83t\x00\x00\x00\x02" + f + b"a\x01" + f + b"a\x02")
+    # 2.0 and 2 are different keys in Erlang: kept apart, as erl does
+    assert len(impl.decode(b"\x83t\x00\x00\x00\x02" + f + b"a\x01a\x02a\x02")) == 2
+
+
+@pytest.mark.parametrize("codec", sorted(IMPLEMENTATIONS))
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_floats_are_refused_like_erts(codec: str, value: float) -> None:
+    impl = IMPLEMENTATIONS[codec]
+    with pytest.raises(DecodeError, match="finite"):
+        impl.decode(b"\x83F" + struct.pack(">d", value))
+    run = b"\x83l\x00\x00\x00\x03" + (b"F" + struct.pack(">d", 1.5)) * 2
+    with pytest.raises(DecodeError, match="finite"):  # the float-run fast path too
+        impl.decode(run + b"F" + struct.pack(">d", value) + b"j")
+    assert impl.decode(run + b"F" + struct.pack(">d", 2.0) + b"j") == [1.5, 1.5, 2.0]
+
+
+def _seeds() -> dict[str, list[bytes]]:
+    """Valid inputs to mutate, so a short run reaches past the first length check."""
+    terms = [1, -(2**70), 1.5, "x", b"bin", [1, [2]], (1, "a"), {"k": [1.0]}, "\u00e9"]
+    name = b"p@host"
+    return {
+        "decode": [encode(t) for t in terms],
+        "dist_packet": [b"\x83D\x00" + encode((2, "", "x"))[1:].join([b"\x83", b""]) + encode(1)],
+        "syntax": [b"{a, [1, 2.5, <<\"x\">>], #{k => \"s\"}, 'q a', $c, 16#ff}.", b"[1|2]"],
+        "framing": [
+            b"\x03" + struct.pack(">I", 0),
+            b"\x00" + struct.pack(">I", 5) + b"p\x83h\x00" + b"\x00",
+        ],
+        "handshake_acceptor": [
+            b"\x01" + bytes(12),
+            struct.pack(">H", 15 + len(name)) + b"N" + struct.pack(">QIH", 0xFFFF, 1, len(name)) + name,
+        ],
+        "handshake_initiator": [b"\x01" + bytes(8), struct.pack(">H", 3) + b"sok"],
+        "epmd_request": [b"\x00\x01n", b"\x00\x03z\x00a", b"\x00\x01\x78"],
+    }
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(5)
+        if op == 0 and b:
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        elif op == 1:
+            b.insert(rng.randint(0, len(b)), rng.randrange(256))
+        elif op == 2 and b:
+            del b[rng.randrange(len(b))]
+        elif op == 3 and b:
+            i = rng.randrange(len(b))
+            b[i:i] = b[i : i + rng.randint(1, 8)]
+        elif b:
+            i = rng.randrange(len(b))
+            b[i] = rng.choice((0, 0xFF, 0x7F, 0x80, 1))
+    return bytes(b)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_bounded_mutation_run(target: str) -> None:
+    """3000 mutated inputs per target, seeded for a reproducible CI run."""
+    rng = random.Random(f"pynode-{target}")
+    seeds = _seeds()[target]
+    fn = TARGETS[target]
+    for s in seeds:
+        fn(s)
+    ran = 0
+    for _ in range(3000):
+        data = _mutate(rng, rng.choice(seeds))
+        try:
+            fn(data)
+        except Exception as e:  # report the input, as atheris would
+            raise AssertionError(f"{target} failed on {data!r}: {e!r}") from e
+        ran += 1
+    assert ran == 3000
+
+
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_bounded_atheris_run(target: str, tmp_path: Path) -> None:
+    """A short coverage-guided run of each target (libFuzzer exits non-zero on a finding)."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / "run.py"), target, "-runs=20000", "-seed=1",
+         f"-artifact_prefix={tmp_path}/"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Done 20000 runs" in proc.stderr

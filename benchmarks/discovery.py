@@ -24,7 +24,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
+from interop.erlnode import Epmd, ErlNode, stop_nodes, unique  # noqa: E402
 from interop.otp import otp25, otp28  # noqa: E402
 from pynode.runtime import Node  # noqa: E402
 from pynode.runtime.discovery_sources import LocalEpmd  # noqa: E402
@@ -99,12 +99,7 @@ def main() -> None:
             print(f"{mode:8} {erl_t * 1e3:18.1f} {py_t * 1e3:16.1f} {erl_t / py_t:11.2f}")
         print(f"end: {load()}")
     finally:
-        for node in started:
-            try:
-                node.kill()
-            except Exception:
-                pass
-            node.close()
+        stop_nodes(started)
         epmd.kill()
 
 

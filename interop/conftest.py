@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .erlnode import Epmd, ErlNode
+from .erlnode import Epmd, ErlNode, stop_nodes
 from .oracle import ErlOracle
 from .otp import Otp, otp25, otp28
 
@@ -66,9 +66,4 @@ def erl_node(otp: Otp, epmd: Epmd) -> Iterator[Callable[..., ErlNode]]:
     try:
         yield start
     finally:
-        for node in started:
-            try:
-                node.kill()
-            except Exception:
-                pass
-            node.close()
+        stop_nodes(started)

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from pynode.testing.erlnode import Epmd, ErlNode, free_port, unique, wait_for_port  # noqa: F401
+from pynode.testing.erlnode import Epmd, ErlNode, free_port, stop_nodes, unique, wait_for_port  # noqa: F401

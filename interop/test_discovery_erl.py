@@ -25,7 +25,7 @@ from pynode.runtime.discovery import Backoff, Discovery, Join, Leave
 from pynode.runtime.discovery_sources import Nodes
 from pynode.term import Atom
 
-from .erlnode import Epmd, ErlNode, unique
+from .erlnode import Epmd, ErlNode, stop_nodes, unique
 from .otp import Otp
 
 StartErl = Callable[..., ErlNode]
@@ -335,10 +335,5 @@ def test_second_host_in_a_namespace(otp: Otp, namespaces: Namespaces, hidden: bo
         if watcher is not None and watcher.poll() is None:
             watcher.kill()
             watcher.wait(timeout=10)
-        for node in started:
-            try:
-                node.kill()
-            except Exception:
-                pass
-            node.close()
+        stop_nodes(started)
         epmd.kill()

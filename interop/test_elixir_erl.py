@@ -23,7 +23,7 @@ from pynode.term.elixir_syntax import format_elixir
 from tests.strategies import atoms, binaries, floats, ints
 
 from .elixirnode import ElixirNode, elixir_otp
-from .erlnode import Epmd, unique
+from .erlnode import Epmd, stop_nodes, unique
 
 pytestmark = pytest.mark.anyio
 StartElixir = Callable[..., ElixirNode]
@@ -55,12 +55,7 @@ def elixir_node(ex_epmd: Epmd) -> Iterator[StartElixir]:
     try:
         yield start
     finally:
-        for node in started:
-            try:
-                node.kill()
-            except Exception:
-                pass
-            node.close()
+        stop_nodes(started)
 
 
 @pytest.fixture(scope="module")

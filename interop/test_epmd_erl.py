@@ -21,7 +21,7 @@ from pynode.epmd import EpmdServer
 from pynode.runtime import Node
 from pynode.term import Atom
 
-from .erlnode import ErlNode, free_port, unique
+from .erlnode import ErlNode, free_port, stop_nodes, unique
 from .otp import Otp
 
 WAIT = 20.0  # seconds: bound of every wait on erl
@@ -112,12 +112,7 @@ def start_erl(otp: Otp, py_epmd: PyEpmd) -> Iterator[StartErl]:
     try:
         yield start
     finally:
-        for node in started:
-            try:
-                node.kill()
-            except Exception:
-                pass
-            node.close()
+        stop_nodes(started)
 
 
 def epmd_tool(otp: Otp, port: int, *args: str) -> str:

@@ -24,7 +24,7 @@ from pynode.runtime import epmd as epmd_client
 from pynode.runtime.listeners import channel_family
 from pynode.term import Atom
 
-from .erlnode import Epmd, ErlNode, unique
+from .erlnode import Epmd, ErlNode, stop_nodes, unique
 from .otp import Otp, otp25
 from .test_epmd_erl import PyEpmd
 
@@ -67,12 +67,7 @@ def start_erl_ours(otp: Otp, py_epmd: PyEpmd) -> Iterator[Callable[..., ErlNode]
     try:
         yield start
     finally:
-        for node in started:
-            try:
-                node.kill()
-            except Exception:
-                pass
-            node.close()
+        stop_nodes(started)
 
 
 async def erl_run(erl: ErlNode, text: str, **bindings: Any) -> Any:

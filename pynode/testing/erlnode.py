@@ -8,6 +8,7 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from pynode.term import Atom
@@ -97,3 +98,14 @@ class ErlNode(ErlOracle):
 
     def run(self, text: str, **bindings: Any) -> Any:
         return super().run(text, **bindings)
+
+
+def stop_nodes(nodes: Iterable[ErlNode]) -> None:
+    """Stop every node (kill -9, then close its oracle pipe), even when one of them fails:
+    the finalizer of a fixture that started several."""
+    for node in nodes:
+        try:
+            node.kill()
+        except Exception:
+            pass
+        node.close()

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,23 +57,37 @@ def two_hosts() -> Iterator[tuple[str, str, str, str]]:
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30)
 
 
-def read_json(proc: subprocess.Popen[str], key: str, timeout: float = 30.0) -> dict:
-    """The next JSON line that has ``key`` (bounded: the reader is killed at the deadline)."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    import select
+_lines: dict[int, queue.Queue[str]] = {}
 
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
+
+def read_json(proc: subprocess.Popen[str], key: str, timeout: float = 30.0) -> dict:
+    """The next JSON line that has ``key``, waiting at most ``timeout`` seconds. A thread
+    reads the process's lines into a queue: select() on the pipe would miss lines already
+    read into the text buffer (two events that arrive together)."""
+    assert proc.stdout is not None
+    q = _lines.get(proc.pid)
+    if q is None:
+        q = _lines[proc.pid] = queue.Queue()
+        stdout = proc.stdout
+
+        def pump() -> None:
+            for line in stdout:
+                q.put(line)
+            q.put("")  # the end of the output
+
+        threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = q.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise TimeoutError(f"no {key!r} line within {timeout} s") from None
         if not line:
+            q.put("")  # later calls see the end too
             raise RuntimeError(f"the node process ended (exit {proc.poll()})")
         msg = json.loads(line)
         if key in msg:
             return msg
-    raise TimeoutError(f"no {key!r} line within {timeout} s")
 
 
 class _EpmdAt:

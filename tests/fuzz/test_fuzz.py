@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fuzz.replay import mutate
 from fuzz.targets import TARGETS
 from pynode.term import IMPLEMENTATIONS, DecodeError, encode
 
@@ -103,25 +104,6 @@ def _seeds() -> dict[str, list[bytes]]:
     }
 
 
-def _mutate(rng: random.Random, data: bytes) -> bytes:
-    b = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(5)
-        if op == 0 and b:
-            b[rng.randrange(len(b))] = rng.randrange(256)
-        elif op == 1:
-            b.insert(rng.randint(0, len(b)), rng.randrange(256))
-        elif op == 2 and b:
-            del b[rng.randrange(len(b))]
-        elif op == 3 and b:
-            i = rng.randrange(len(b))
-            b[i:i] = b[i : i + rng.randint(1, 8)]
-        elif b:
-            i = rng.randrange(len(b))
-            b[i] = rng.choice((0, 0xFF, 0x7F, 0x80, 1))
-    return bytes(b)
-
-
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_bounded_mutation_run(target: str) -> None:
     """3000 mutated inputs per target, seeded for a reproducible CI run."""
@@ -132,7 +114,7 @@ def test_bounded_mutation_run(target: str) -> None:
         fn(s)
     ran = 0
     for _ in range(3000):
-        data = _mutate(rng, rng.choice(seeds))
+        data = mutate(rng, rng.choice(seeds))
         try:
             fn(data)
         except Exception as e:  # report the input, as atheris would

@@ -13,7 +13,7 @@ import pytest
 from pynode.runtime.cookie import CookieError, read_cookie
 from pynode.term import IMPLEMENTATIONS, DecodeError
 
-from .erlnode import unique
+from .erlnode import Epmd, unique
 from .oracle import ErlOracle, OracleError
 from .otp import Otp
 
@@ -44,7 +44,9 @@ def test_kept_apart_by_erl_and_by_us(oracle: ErlOracle) -> None:
 
 
 @pytest.mark.parametrize(("mode", "accepted"), [(0o400, True), (0o600, True), (0o640, False), (0o604, False)])
-def test_cookie_file_mode_rule_is_erls(otp: Otp, tmp_path: Path, mode: int, accepted: bool) -> None:
+def test_cookie_file_mode_rule_is_erls(
+    otp: Otp, epmd: Epmd, tmp_path: Path, mode: int, accepted: bool
+) -> None:
     """erl -sname with only HOME's cookie file: erl starts distribution exactly when
     read_cookie accepts the file."""
     cookie = tmp_path / ".erlang.cookie"
@@ -52,6 +54,7 @@ def test_cookie_file_mode_rule_is_erls(otp: Otp, tmp_path: Path, mode: int, acce
     cookie.chmod(mode)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERL_")}
     env["HOME"] = str(tmp_path)
+    env["ERL_EPMD_PORT"] = str(epmd.port)  # this test's own epmd: none may run on 4369 (CI)
     p = subprocess.run(
         [otp.erl, "-noshell", "-name", f"{unique('ck')}@127.0.0.1", "-start_epmd", "false",
          "-epmd_module", "erl_epmd", "-eval",

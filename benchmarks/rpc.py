@@ -33,6 +33,8 @@ from interop.otp import otp25  # noqa: E402
 from pynode.runtime import Node  # noqa: E402
 from pynode.term import Atom  # noqa: E402
 
+ROUNDS = 10  # the three round-trip series are measured in this many turns
+
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
@@ -107,12 +109,21 @@ def main() -> None:
             async with Node("bench_rpc@127.0.0.1", cookie, epmd_port=epmd.port, listen_host="127.0.0.1") as node:
                 node.expose("py", "abs")(abs)
                 await node.rpc(erl_a.name, "erlang", "abs", [-1])  # connect, warm up
-                out = await py_to_erl(node, erl_a, n)
-                rows.append((f"rpc pynode -> erl, {opts.loop} (us)", f"{pct(out, .5):.0f} / {pct(out, .99):.0f}", "p50 / p99"))
-                inn = await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, node.name, "py", "abs", n))
-                rows.append((f"rpc erl -> pynode, {opts.loop} (us)", f"{pct(inn, .5):.0f} / {pct(inn, .99):.0f}", "p50 / p99"))
-                ee = await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", n))
-                rows.append(("rpc erl -> erl (us)", f"{pct(ee, .5):.0f} / {pct(ee, .99):.0f}", "p50 / p99"))
+                # erl_a's connection to erl_b is made here, not inside the timed calls
+                await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", 10))
+                out: list[float] = []
+                inn: list[float] = []
+                ee: list[float] = []
+                step = max(1, n // ROUNDS)
+                for _ in range(ROUNDS):  # in turns: a burst of load on the machine hits all three
+                    out += await py_to_erl(node, erl_a, step)
+                    inn += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, node.name, "py", "abs", step))
+                    ee += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", step))
+                base50, base99 = pct(ee, .5), pct(ee, .99)
+                for label, ts in ((f"rpc pynode -> erl, {opts.loop} (us)", out), (f"rpc erl -> pynode, {opts.loop} (us)", inn)):
+                    p50, p99 = pct(ts, .5), pct(ts, .99)
+                    rows.append((label, f"{p50:.0f} / {p99:.0f}", f"p50 / p99; {p50 / base50:.2f}x / {p99 / base99:.2f}x erl->erl"))
+                rows.append(("rpc erl -> erl (us)", f"{base50:.0f} / {base99:.0f}", "p50 / p99"))
 
         if not opts.cold_only:
             anyio.run(run, backend_options={"use_uvloop": True} if opts.loop == "uvloop" else {})

@@ -1,0 +1,93 @@
+"""Poll briefly before the event loop sleeps, as erl's schedulers do (``+sbwt``).
+
+A reply from a peer on this host comes tens of microseconds after the request. A loop that
+blocks in epoll at once is put to sleep and woken again for it, which costs more than the
+reply's own work (on a virtual machine, more than the whole erl->erl round trip). erl's
+schedulers spin a little before they sleep; so does an asyncio loop with this selector
+wrapped around its own, only when it has nothing else to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import time
+from typing import Any
+
+DEFAULT_SPIN = 100e-6
+"""Seconds of polling before the loop blocks: a round trip to a local erl takes 40-100 us.
+erl's default busy wait (+sbwt medium) spins for a comparable time; +sbwt none is 0."""
+
+_sched_yield = getattr(os, "sched_yield", None)
+
+
+class SpinningSelector:
+    """The loop's selector, whose ``select`` polls (yielding the CPU between polls, as erl
+    does) for up to ``spin`` seconds before it blocks; everything else goes to the wrapped
+    selector."""
+
+    def __init__(self, inner: selectors.BaseSelector, spin: float = DEFAULT_SPIN) -> None:
+        self.inner = inner
+        self.spin = spin
+        self.users = 0  # nodes that asked for it (install/uninstall)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        poll = self.inner.select
+        if timeout is not None and timeout <= 0:
+            return poll(0)
+        now = time.perf_counter
+        start = now()
+        end = start + self.spin
+        if timeout is not None and start + timeout < end:
+            end = start + timeout
+        while True:
+            ready = poll(0)
+            if ready:
+                return ready
+            t = now()
+            if t >= end:
+                break
+            if _sched_yield is not None:
+                _sched_yield()  # another runnable process (say, the erl we wait for) goes first
+        if timeout is None:
+            return poll(None)
+        left = timeout - (t - start)
+        return poll(left) if left > 0 else []
+
+
+def install(loop: asyncio.AbstractEventLoop | None, spin: float = DEFAULT_SPIN) -> SpinningSelector | None:
+    """Wrap ``loop``'s selector (a selector-based asyncio loop only: uvloop and trio have
+    none) so it spins before it sleeps; returns the wrapper, to :func:`uninstall` later, or
+    None when the loop cannot take one or ``spin`` is 0."""
+    if loop is None or spin <= 0:
+        return None
+    sel = getattr(loop, "_selector", None)
+    if isinstance(sel, SpinningSelector):
+        sel.users += 1
+        sel.spin = max(sel.spin, spin)
+        return sel
+    if not isinstance(sel, selectors.BaseSelector):
+        return None
+    wrapper = SpinningSelector(sel, spin)
+    wrapper.users = 1
+    loop._selector = wrapper  # type: ignore[attr-defined]
+    return wrapper
+
+
+def uninstall(loop: asyncio.AbstractEventLoop | None, wrapper: SpinningSelector | None) -> None:
+    """Undo one :func:`install`; the last one puts the loop's own selector back."""
+    if loop is None or wrapper is None:
+        return
+    wrapper.users -= 1
+    if wrapper.users <= 0 and getattr(loop, "_selector", None) is wrapper:
+        loop._selector = wrapper.inner  # type: ignore[attr-defined]
+
+
+def new_event_loop(spin: float = DEFAULT_SPIN) -> asyncio.AbstractEventLoop:
+    """An asyncio loop whose selector spins for ``spin`` seconds before it sleeps (for
+    ``asyncio.Runner(loop_factory=...)`` or anyio's ``backend_options``)."""
+    return asyncio.SelectorEventLoop(SpinningSelector(selectors.DefaultSelector(), spin))

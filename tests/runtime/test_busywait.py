@@ -1,0 +1,124 @@
+"""The busy wait: an asyncio loop polls before it sleeps while a node runs on it."""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from pynode.runtime import Node
+from pynode.runtime.busywait import SpinningSelector, install, new_event_loop, uninstall
+
+
+class Recording(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """Records each select timeout; ``on_block`` runs just before a blocking select."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+        self.on_block: Any = None
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self.timeouts.append(timeout)
+        if timeout is None and self.on_block is not None:
+            self.on_block()
+        return super().select(timeout)
+
+
+@pytest.fixture
+def pair() -> Any:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_ready_at_once_without_blocking(pair: Any) -> None:
+    a, b = pair
+    inner = Recording()
+    sel = SpinningSelector(inner, spin=1.0)
+    sel.register(a, selectors.EVENT_READ)  # delegated to the wrapped selector
+    b.send(b"x")
+    ready = sel.select(None)
+    assert [key.fileobj for key, _ in ready] == [a]
+    assert inner.timeouts == [0]  # one poll found it: no blocking select
+    assert sel.get_map()[a.fileno()].fileobj is a
+    inner.close()
+
+
+def test_blocks_after_the_spin_and_still_gets_the_event(pair: Any) -> None:
+    a, b = pair
+    inner = Recording()
+    inner.on_block = lambda: b.send(b"late")  # arrives only once the selector blocks
+    sel = SpinningSelector(inner, spin=0.0002)
+    sel.register(a, selectors.EVENT_READ)
+    ready = sel.select(None)
+    assert [key.fileobj for key, _ in ready] == [a]
+    assert inner.timeouts[-1] is None and all(t == 0 for t in inner.timeouts[:-1])
+    inner.close()
+
+
+def test_a_timeout_shorter_than_the_spin_is_kept(pair: Any) -> None:
+    a, _ = pair
+    inner = Recording()
+    sel = SpinningSelector(inner, spin=10.0)
+    sel.register(a, selectors.EVENT_READ)
+    t0 = time.perf_counter()
+    assert sel.select(0.01) == []
+    assert time.perf_counter() - t0 < 5.0  # ended by the timeout, not by the 10 s spin
+    assert None not in inner.timeouts
+    assert sel.select(0) == [] and inner.timeouts[-1] == 0  # a poll stays a poll
+    inner.close()
+
+
+def test_install_counts_its_users_and_restores_the_selector() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        own = loop._selector  # type: ignore[attr-defined]
+        first = install(loop, 1e-4)
+        second = install(loop, 2e-4)
+        assert first is second and isinstance(first, SpinningSelector)
+        assert loop._selector is first and first.inner is own  # type: ignore[attr-defined]
+        assert first.spin == 2e-4  # the longest asked for
+        uninstall(loop, first)
+        assert loop._selector is first  # type: ignore[attr-defined]  # one user left
+        uninstall(loop, second)
+        assert loop._selector is own  # type: ignore[attr-defined]
+        assert install(loop, 0) is None and loop._selector is own  # type: ignore[attr-defined]
+        assert install(None, 1e-4) is None
+    finally:
+        loop.close()
+
+
+def test_a_loop_made_spinning_runs_and_closes() -> None:
+    loop = new_event_loop()
+    try:
+        assert isinstance(loop._selector, SpinningSelector)  # type: ignore[attr-defined]
+        assert loop.run_until_complete(asyncio.sleep(0.001, result=7)) == 7
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_node_spins_its_loop_while_it_runs(anyio_backend: str) -> None:
+    loop = asyncio.get_running_loop()
+    own = loop._selector  # type: ignore[attr-defined]
+    async with Node("bw1@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+        assert isinstance(loop._selector, SpinningSelector)  # type: ignore[attr-defined]
+        async with Node("bw2@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", busy_wait=0) as b:
+            conn = await b.connect(str(a.name), address=("127.0.0.1", a.port))
+            assert conn.alive  # the two nodes talk over the spinning loop
+        assert isinstance(loop._selector, SpinningSelector)  # type: ignore[attr-defined]
+    assert loop._selector is own  # type: ignore[attr-defined]
+    async with Node("bw3@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", busy_wait=0):
+        assert loop._selector is own  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_nothing_to_spin_on_trio(anyio_backend: str) -> None:
+    async with Node("bw4@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as node:
+        assert node._spinner is None

@@ -13,6 +13,7 @@ import asyncio
 import os
 import selectors
 import time
+from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_SPIN = 100e-6
@@ -22,18 +23,32 @@ erl's default busy wait (+sbwt medium) spins for a comparable time; +sbwt none i
 _sched_yield = getattr(os, "sched_yield", None)
 
 
-class SpinningSelector:
+class SpinningSelector(selectors.BaseSelector):
     """The loop's selector, whose ``select`` polls (yielding the CPU between polls, as erl
-    does) for up to ``spin`` seconds before it blocks; everything else goes to the wrapped
-    selector."""
+    does) for up to ``spin`` seconds before it blocks; the rest is the wrapped selector's."""
 
     def __init__(self, inner: selectors.BaseSelector, spin: float = DEFAULT_SPIN) -> None:
         self.inner = inner
         self.spin = spin
         self.users = 0  # nodes that asked for it (install/uninstall)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self.inner.modify(fileobj, events, data)
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self.inner.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self.inner.get_map()
+
+    def close(self) -> None:
+        self.inner.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         poll = self.inner.select
@@ -83,8 +98,9 @@ def uninstall(loop: asyncio.AbstractEventLoop | None, wrapper: SpinningSelector 
     if loop is None or wrapper is None:
         return
     wrapper.users -= 1
+    own = wrapper.inner
     if wrapper.users <= 0 and getattr(loop, "_selector", None) is wrapper:
-        loop._selector = wrapper.inner  # type: ignore[attr-defined]
+        loop._selector = own  # type: ignore[attr-defined]  # asyncio's own attribute
 
 
 def new_event_loop(spin: float = DEFAULT_SPIN) -> asyncio.AbstractEventLoop:

@@ -7,11 +7,13 @@ other exception here is a finding. Long runs are atheris' job (benchmarks/FUZZIN
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
 import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +136,66 @@ def test_bounded_atheris_run(target: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Done 20000 runs" in proc.stderr
+
+
+def _sanitized_env() -> dict[str, str]:
+    """atheris' libFuzzer with the ASan runtime, and every CPython allocation through malloc
+    (else ASan does not see the small objects pymalloc carves from its arenas)."""
+    import shutil
+
+    if importlib.util.find_spec("atheris") is None or shutil.which("clang") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs atheris and clang (.ci/setup installs them)")
+        pytest.skip("needs atheris and clang")
+    import atheris  # type: ignore[import-not-found]
+
+    return {
+        **os.environ,
+        "LD_PRELOAD": str(Path(atheris.path()) / "asan_with_fuzzer.so"),
+        "PYTHONMALLOC": "malloc",
+        "ASAN_OPTIONS": "detect_leaks=0",  # CPython's own allocations are not ours to chase
+        "UBSAN_OPTIONS": "print_stacktrace=1",
+    }
+
+
+def _run_sanitized(so: str, target: str, runs: int, tmp_path: Path, env: dict[str, str]) -> Any:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for i, seed in enumerate(_seeds()[target]):
+        (corpus / f"seed{i}").write_bytes(seed)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / "run.py"), "--ccodec", so, target, f"-runs={runs}",
+         "-seed=1", f"-artifact_prefix={tmp_path}/", str(corpus)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+    )
+
+
+@pytest.mark.parametrize("target", ["decode", "dist_packet"])
+def test_c_twin_under_libfuzzer_asan_ubsan(target: str, tmp_path: Path) -> None:
+    """The C twin built with clang's SanitizerCoverage, ASan and UBSan, fuzzed through the
+    target (both codecs compared) with libFuzzer following the C code's coverage."""
+    env = _sanitized_env()
+    from fuzz.build_sanitized import build
+
+    proc = _run_sanitized(build(str(tmp_path / "build")), target, 20000, tmp_path, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Done 20000 runs" in proc.stderr
+    assert "ERROR: AddressSanitizer" not in proc.stderr and "runtime error:" not in proc.stderr
+
+
+def test_the_sanitized_build_catches_a_read_past_the_input(tmp_path: Path) -> None:
+    """The set-up above finds a planted bug: an out-of-bounds read when SMALL_INTEGER_EXT
+    holds 77 (proof that ASan sees CPython's objects and libFuzzer reaches the code)."""
+    env = _sanitized_env()
+    from fuzz.build_sanitized import SOURCE, build
+
+    text = Path(SOURCE).read_text()
+    line = "        return PyLong_FromLong(buf[pos]);\n"
+    assert text.count(line) == 1, "the SMALL_INTEGER_EXT line moved: update this test"
+    planted = tmp_path / "_ccodec.c"
+    planted.write_text(text.replace(
+        line, "        if (buf[pos] == 77) { volatile unsigned char x = buf[end + 200]; (void)x; }\n" + line
+    ))
+    proc = _run_sanitized(build(str(tmp_path / "build"), str(planted)), "decode", 2_000_000, tmp_path, env)
+    assert proc.returncode != 0
+    assert "AddressSanitizer: heap-buffer-overflow" in proc.stderr, proc.stderr[-3000:]

@@ -348,7 +348,7 @@ def blocking_echo(b: ErlNode, epmd_port: int, echo: Pid, warm: int, count: int) 
 
     with BlockingNode(
         unique("bbench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd_port,
-        backend_options=LOOP_OPTIONS, tls=TLS,
+        backend_options=LOOP_OPTIONS, tls=TLS, **BUSY_WAIT,
     ) as node:
         if not node.ping(b.name):
             raise RuntimeError(f"the blocking node cannot reach {b.name}")
@@ -432,7 +432,8 @@ def print_table(rows: list[Row], counts: Counts, repeat: int, elapsed: float, re
     print(
         f"note: nproc={os.cpu_count()} ({platform.machine()}, {platform.system()} "
         f"{platform.release()}); Python {platform.python_version()}, pynode codec "
-        f"{pt.implementation!r}, anyio on {LOOP}; erl OTP {release}; "
+        f"{pt.implementation!r}, anyio on {LOOP}, busy_wait {BUSY_WAIT.get('busy_wait', 'default')}; "
+        f"erl OTP {release}; "
         f"distribution over {'TLS 1.2 (inet_tls)' if TLS is not None else 'TCP'}; counts: "
         f"{counts.small:,} small msgs, {counts.echo:,} round trips (+{counts.echo_warm} warm), "
         f"{counts.big} x {counts.big_size // MIB} MiB; throughput = median of {repeat} run(s); "
@@ -456,7 +457,8 @@ async def bench(
     ]
     warm = counts.warm()
     async with Node(
-        unique("bench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd.port, tls=TLS
+        unique("bench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd.port, tls=TLS,
+        **BUSY_WAIT,
     ) as node:
         if not await node.ping(b.name):
             raise RuntimeError(f"pynode cannot reach {b.name}")
@@ -638,6 +640,7 @@ async def bench_all(
 LOOP = "asyncio"
 LOOP_OPTIONS: dict[str, Any] = {}
 TLS: Any = None  # pynode's TlsConfig under --tls
+BUSY_WAIT: dict[str, float] = {}  # Node(busy_wait=...) under --busy-wait; else the default
 
 
 def main() -> None:
@@ -666,8 +669,12 @@ def main() -> None:
     )
     ap.add_argument("--tls", action="store_true",
                     help="TLS distribution on every node (erl -proto_dist inet_tls, test certificates)")
+    ap.add_argument("--busy-wait", type=float, metavar="SECONDS",
+                    help="the pynode nodes' busy_wait (default: pynode's, 100 us on asyncio; 0: off)")
     ap.add_argument("-v", "--verbose", action="store_true", help="report progress on stderr")
     args = ap.parse_args()
+    if args.busy_wait is not None:
+        BUSY_WAIT["busy_wait"] = args.busy_wait
     if args.loop is None:
         try:
             import uvloop  # noqa: F401

@@ -94,7 +94,10 @@ def main() -> None:
     ap.add_argument(
         "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="event loop of the pynode node"
     )
+    ap.add_argument("--busy-wait", type=float, metavar="SECONDS",
+                    help="the pynode node's busy_wait (default: pynode's, 100 us on asyncio; 0: off)")
     opts = ap.parse_args()
+    busy = {} if opts.busy_wait is None else {"busy_wait": opts.busy_wait}
     n = 200 if opts.quick else 3000
     runs = 3 if opts.quick else 21
     otp = otp25()
@@ -106,7 +109,9 @@ def main() -> None:
     try:
 
         async def run() -> None:
-            async with Node("bench_rpc@127.0.0.1", cookie, epmd_port=epmd.port, listen_host="127.0.0.1") as node:
+            async with Node(
+                "bench_rpc@127.0.0.1", cookie, epmd_port=epmd.port, listen_host="127.0.0.1", **busy
+            ) as node:
                 node.expose("py", "abs")(abs)
                 await node.rpc(erl_a.name, "erlang", "abs", [-1])  # connect, warm up
                 # erl_a's connection to erl_b is made here, not inside the timed calls
@@ -124,6 +129,7 @@ def main() -> None:
                     p50, p99 = pct(ts, .5), pct(ts, .99)
                     rows.append((label, f"{p50:.0f} / {p99:.0f}", f"p50 / p99; {p50 / base50:.2f}x / {p99 / base99:.2f}x erl->erl"))
                 rows.append(("rpc erl -> erl (us)", f"{base50:.0f} / {base99:.0f}", "p50 / p99"))
+                rows.append(("pynode busy_wait (s)", str(node.busy_wait), "Node(busy_wait=...)"))
 
         if not opts.cold_only:
             anyio.run(run, backend_options={"use_uvloop": True} if opts.loop == "uvloop" else {})

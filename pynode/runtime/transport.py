@@ -142,6 +142,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._out_size = 0
         self._corked = False  # a flush is scheduled at the end of this loop iteration
         self._last_write = 0  # perf_counter_ns() of the last uncorked write
+        self._held = False  # in data_received: writes wait for its end
         self._fd = -1  # the socket writev may write to directly (plain asyncio sockets only)
 
     # asyncio.Protocol ---------------------------------------------------------------------
@@ -165,10 +166,17 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._chunks.append(data)
             self._wake()
             return
+        # what the handlers write while these bytes are processed (a spawn reply and the
+        # exit after it, tick answers, ...) goes out in one write when they are done
+        self._held = True
         try:
             on_data(data)
         except BaseException as e:  # reported by serve(), which ends the connection
             self._fail(e)
+        finally:
+            self._held = False
+            if self._out and not self._corked:
+                self._write_out()
 
     def eof_received(self) -> bool:
         on_eof = self._on_eof
@@ -248,7 +256,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             raise ChannelClosed("the connection is closed")
         self.wrote = True
         self.writes += 1
-        if self._corked:
+        if self._corked or self._held:
             if len(data) < _CORK_LIMIT:
                 self._out.append(data)
                 self._out_size += len(data)
@@ -269,7 +277,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self.wrote = True
         self.writes += 1
         self._write_out()  # what is queued goes first
-        if not self._corked:
+        if not self._corked and not self._held:
             self._corked = True
             self._loop.call_soon(self._flush)
         fd = self._fd

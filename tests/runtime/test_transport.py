@@ -153,3 +153,55 @@ async def test_writev_keeps_order_when_the_socket_fills() -> None:
         for s in accepted:
             s.close()
         lsock.close()
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
+async def test_replies_to_received_bytes_go_out_in_one_write(anyio_backend: object) -> None:
+    """What handlers write while received bytes are processed leaves in one socket write at
+    the end (a spawn reply and the exit after it); a lone write from a task goes out at once
+    and schedules no flush (which would cost a round of the loop)."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    accepted: list[socket.socket] = []
+    t = threading.Thread(target=lambda: accepted.append(lsock.accept()[0]), daemon=True)
+    t.start()
+    try:
+        ch = await transport.connect_tcp("127.0.0.1", lsock.getsockname()[1])
+        assert isinstance(ch, transport._ProtocolChannel)
+        assert ch.transport is not None
+        calls: list[bytes] = []
+        real_write = ch.transport.write
+
+        def counting(data: bytes) -> None:
+            calls.append(bytes(data))
+            real_write(data)
+
+        ch.transport.write = counting  # type: ignore[method-assign]
+        ch.write(b"first")
+        assert calls == [b"first"] and not ch._corked  # straight out, nothing scheduled
+
+        def on_data(data: bytes) -> None:
+            for part in (b"<", data, b">"):
+                ch.write(part)
+            assert calls[-1] == b"first" or calls[-1].endswith(b">")  # nothing out yet
+
+        t.join(5)
+        assert accepted, "the listener never accepted"
+        peer = accepted[0]
+        peer.settimeout(10)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ch.serve, on_data, lambda: None)
+            peer.sendall(b"ping")
+            got = b""
+            with anyio.fail_after(10):
+                while not got.endswith(b"ping>"):
+                    got += await anyio.to_thread.run_sync(peer.recv, 100)
+            tg.cancel_scope.cancel()
+        await ch.aclose()
+        assert got == b"first<ping>"
+        assert calls == [b"first", b"<ping>"]  # the handler's three writes, joined once
+    finally:
+        for s in accepted:
+            s.close()
+        lsock.close()

@@ -106,4 +106,6 @@ def uninstall(loop: asyncio.AbstractEventLoop | None, wrapper: SpinningSelector 
 def new_event_loop(spin: float = DEFAULT_SPIN) -> asyncio.AbstractEventLoop:
     """An asyncio loop whose selector spins for ``spin`` seconds before it sleeps (for
     ``asyncio.Runner(loop_factory=...)`` or anyio's ``backend_options``)."""
-    return asyncio.SelectorEventLoop(SpinningSelector(selectors.DefaultSelector(), spin))
+    wrapper = SpinningSelector(selectors.DefaultSelector(), spin)
+    wrapper.users = 1  # the loop's own: the last node to leave does not take it away
+    return asyncio.SelectorEventLoop(wrapper)

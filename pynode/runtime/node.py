@@ -77,7 +77,9 @@ class Node:
 
     On an asyncio loop the node makes the loop poll for ``busy_wait`` seconds (100 us) before
     it sleeps, as erl's schedulers do: a local peer's reply then costs no wake-up (round trips
-    about 30% faster, for at most that much CPU per idle moment). ``busy_wait=0`` turns it off.
+    about 30% faster, for at most that much CPU per idle moment). ``busy_wait=0`` turns it off
+    (for this node: the loop spins as long as any node on it asks). uvloop and trio have no
+    such hook.
     """
 
     def __init__(
@@ -204,8 +206,10 @@ class Node:
             await self._start()
         except BaseException:
             self._tg.cancel_scope.cancel()
-            await self._tg_cm.__aexit__(None, None, None)
-            await self._release()
+            try:
+                await self._tg_cm.__aexit__(None, None, None)
+            finally:  # the listeners and the loop's own selector come back even then
+                await self._release()
             raise
         return self
 

@@ -12,6 +12,7 @@ import pytest
 
 from pynode.runtime import Node
 from pynode.runtime.busywait import SpinningSelector, install, new_event_loop, uninstall
+from pynode.runtime.errors import NodeError
 
 
 class Recording(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
@@ -97,8 +98,16 @@ def test_install_counts_its_users_and_restores_the_selector() -> None:
 def test_a_loop_made_spinning_runs_and_closes() -> None:
     loop = new_event_loop()
     try:
-        assert isinstance(loop._selector, SpinningSelector)  # type: ignore[attr-defined]
+        own = loop._selector  # type: ignore[attr-defined]
+        assert isinstance(own, SpinningSelector)
         assert loop.run_until_complete(asyncio.sleep(0.001, result=7)) == 7
+
+        async def a_node_comes_and_goes() -> None:
+            async with Node("bw5@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1"):
+                assert loop._selector is own  # type: ignore[attr-defined]
+
+        loop.run_until_complete(a_node_comes_and_goes())
+        assert loop._selector is own  # type: ignore[attr-defined]  # still spins
     finally:
         loop.close()
 
@@ -116,6 +125,17 @@ async def test_a_node_spins_its_loop_while_it_runs(anyio_backend: str) -> None:
     assert loop._selector is own  # type: ignore[attr-defined]
     async with Node("bw3@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", busy_wait=0):
         assert loop._selector is own  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_node_that_fails_to_start_gives_the_selector_back(anyio_backend: str) -> None:
+    loop = asyncio.get_running_loop()
+    own = loop._selector  # type: ignore[attr-defined]
+    async with Node("bw6@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as taken:
+        with pytest.raises(NodeError, match="listen"):  # the port is taken
+            async with Node("bw7@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", port=taken.port):
+                pass
+    assert loop._selector is own  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])

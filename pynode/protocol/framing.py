@@ -94,6 +94,13 @@ class Message(Frozen):
         _set(self, "payload", payload)
 
 
+# Message(control, payload) without __init__'s object.__setattr__ calls (the receive path
+# makes one per message): the slots' own setters
+_new_message = object.__new__
+_set_control = Message.control.__set__  # type: ignore[attr-defined]
+_set_payload = Message.payload.__set__  # type: ignore[attr-defined]
+
+
 class Tick(Frozen):
     """A zero-length keep-alive packet arrived."""
 
@@ -245,7 +252,9 @@ class DistConnection:
                         control, payload = decode_dist_packet(
                             buf, self._entries, NO_PAYLOAD, pos + 4, end
                         )
-                        message = Message(from_term(control, payload), payload)
+                        message = _new_message(Message)
+                        _set_control(message, from_term(control, payload))
+                        _set_payload(message, payload)
                     except DecodeError as exc:
                         self._error = ProtocolError(f"undecodable distribution message: {exc}")
                         raise self._error from exc
@@ -255,6 +264,8 @@ class DistConnection:
                     if end == len(buf):
                         buf.clear()
                         self._pos = 0
+                    elif end <= 65536:  # compacted later, by _consume (as it would)
+                        self._pos = end
                     else:
                         self._consume(4 + size)
                     return message

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -26,6 +27,42 @@ except ImportError:  # pragma: no cover - uvloop is an optional extra
 @pytest.fixture(params=BACKENDS, ids=lambda b: "uvloop" if b[1] else b[0])
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     return request.param  # type: ignore[no-any-return]
+
+
+class RawPeer:
+    """A plain loopback listener that accepts one connection in a thread: the far end of a
+    channel under test, read and written with blocking socket calls."""
+
+    def __init__(self) -> None:
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen()
+        self.accepted: list[socket.socket] = []
+        self.thread = threading.Thread(target=lambda: self.accepted.append(self.lsock.accept()[0]), daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.lsock.getsockname()[1])
+
+    def socket(self) -> socket.socket:
+        self.thread.join(5)
+        assert self.accepted, "the listener never accepted"
+        self.accepted[0].settimeout(10)
+        return self.accepted[0]
+
+    def close(self) -> None:
+        self.thread.join(5)
+        for s in self.accepted:
+            s.close()
+        self.lsock.close()
+
+
+@pytest.fixture
+def raw_peer() -> Iterator[RawPeer]:
+    peer = RawPeer()
+    yield peer
+    peer.close()
 
 
 async def test_many_senders_to_a_congested_peer_all_finish() -> None:
@@ -52,38 +89,26 @@ async def test_many_senders_to_a_congested_peer_all_finish() -> None:
                 assert [g[1] for g in got if g[0] == i] == list(range(20))
 
 
-async def test_closing_with_a_peer_that_never_reads_frees_the_socket() -> None:
+async def test_closing_with_a_peer_that_never_reads_frees_the_socket(raw_peer: RawPeer) -> None:
     """A peer that stopped reading (what a tick timeout finds) cannot hold our socket, its
     buffer and our blocked senders for ever."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen()
-    held: list[socket.socket] = []
-    t = threading.Thread(target=lambda: held.append(lsock.accept()[0]), daemon=True)
-    t.start()
-    try:
-        ch = await transport.connect_tcp("127.0.0.1", lsock.getsockname()[1])
-        for _ in range(40):  # 8 MB the peer will never take
-            ch.write(b"x" * 200_000)
-        drained = anyio.Event()
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    for _ in range(40):  # 8 MB the peer will never take
+        ch.write(b"x" * 200_000)
+    drained = anyio.Event()
 
-        async def drain() -> None:
-            await ch.drain()
-            drained.set()
+    async def drain() -> None:
+        await ch.drain()
+        drained.set()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(drain)
-            await anyio.sleep(0)
-            with anyio.fail_after(5):
-                await ch.aclose()
-                await drained.wait()  # the blocked sender is released
-        with pytest.raises(transport.ChannelClosed):
-            ch.write(b"more")
-    finally:
-        t.join(5)
-        for s in held:
-            s.close()
-        lsock.close()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drain)
+        await anyio.sleep(0)
+        with anyio.fail_after(5):
+            await ch.aclose()
+            await drained.wait()  # the blocked sender is released
+    with pytest.raises(transport.ChannelClosed):
+        ch.write(b"more")
 
 
 async def test_an_abandoned_rpc_leaves_no_spawn_wait() -> None:
@@ -105,103 +130,77 @@ async def test_an_abandoned_rpc_leaves_no_spawn_wait() -> None:
             assert a.signals._spawn_waits == {}
 
 
-async def test_writev_keeps_order_when_the_socket_fills() -> None:
+async def test_writev_keeps_order_when_the_socket_fills(raw_peer: RawPeer) -> None:
     """Pieces the socket does not take at once are queued after what it took, and small writes
     made meanwhile come after them: the peer reads exactly the bytes in write order."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen()
-    accepted: list[socket.socket] = []
-    t = threading.Thread(target=lambda: accepted.append(lsock.accept()[0]), daemon=True)
-    t.start()
     expected = bytearray()
     got = bytearray()
-    try:
-        ch = await transport.connect_tcp("127.0.0.1", lsock.getsockname()[1])
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ch.serve, lambda data: None, lambda: None)  # the trio channel's writer
-            big = memoryview(bytes(range(256)) * 4096)  # 1 MiB of a known pattern
-            for i in range(8):  # 8 MiB nobody reads yet: the socket buffer fills on the way
-                pieces = [b"H%d" % i, big[: 300_000 + i], b"T", big[500_000:]]
-                ch.writev(pieces)
-                ch.write(b"small%d" % i)
-                for p in pieces:
-                    expected += p
-                expected += b"small%d" % i
-            t.join(5)
-            assert accepted, "the listener never accepted"
-            peer = accepted[0]
-            peer.settimeout(10)
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ch.serve, lambda data: None, lambda: None)  # the trio channel's writer
+        big = memoryview(bytes(range(256)) * 4096)  # 1 MiB of a known pattern
+        for i in range(8):  # 8 MiB nobody reads yet: the socket buffer fills on the way
+            pieces = [b"H%d" % i, big[: 300_000 + i], b"T", big[500_000:]]
+            ch.writev(pieces)
+            ch.write(b"small%d" % i)
+            for p in pieces:
+                expected += p
+            expected += b"small%d" % i
+        peer = raw_peer.socket()
 
-            def read_all() -> None:
-                while len(got) < len(expected):
-                    chunk = peer.recv(1 << 20)
-                    if not chunk:
-                        break
-                    got.extend(chunk)
+        def read_all() -> None:
+            while len(got) < len(expected):
+                chunk = peer.recv(1 << 20)
+                if not chunk:
+                    break
+                got.extend(chunk)
 
-            reader = threading.Thread(target=read_all, daemon=True)
-            reader.start()
-            with anyio.fail_after(20):
-                await ch.drain()
-                await anyio.to_thread.run_sync(reader.join, 15)
-            tg.cancel_scope.cancel()
-        await ch.aclose()
-        assert len(got) == len(expected)
-        assert got == expected
-    finally:
-        for s in accepted:
-            s.close()
-        lsock.close()
+        reader = threading.Thread(target=read_all, daemon=True)
+        reader.start()
+        with anyio.fail_after(20):
+            await ch.drain()
+            await anyio.to_thread.run_sync(reader.join, 15)
+        tg.cancel_scope.cancel()
+    await ch.aclose()
+    assert len(got) == len(expected)
+    assert got == expected
 
 
 @pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
-async def test_replies_to_received_bytes_go_out_in_one_write(anyio_backend: object) -> None:
+async def test_replies_to_received_bytes_go_out_in_one_write(
+    anyio_backend: object, raw_peer: RawPeer
+) -> None:
     """What handlers write while received bytes are processed leaves in one socket write at
     the end (a spawn reply and the exit after it); a lone write from a task goes out at once
     and schedules no flush (which would cost a round of the loop)."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen()
-    accepted: list[socket.socket] = []
-    t = threading.Thread(target=lambda: accepted.append(lsock.accept()[0]), daemon=True)
-    t.start()
-    try:
-        ch = await transport.connect_tcp("127.0.0.1", lsock.getsockname()[1])
-        assert isinstance(ch, transport._ProtocolChannel)
-        assert ch.transport is not None
-        calls: list[bytes] = []
-        real_write = ch.transport.write
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel)
+    assert ch.transport is not None
+    calls: list[bytes] = []
+    real_write = ch.transport.write
 
-        def counting(data: bytes) -> None:
-            calls.append(bytes(data))
-            real_write(data)
+    def counting(data: bytes) -> None:
+        calls.append(bytes(data))
+        real_write(data)
 
-        ch.transport.write = counting  # type: ignore[method-assign]
-        ch.write(b"first")
-        assert calls == [b"first"] and not ch._corked  # straight out, nothing scheduled
+    ch.transport.write = counting  # type: ignore[method-assign]
+    ch.write(b"first")
+    assert calls == [b"first"] and not ch._corked  # straight out, nothing scheduled
 
-        def on_data(data: bytes) -> None:
-            for part in (b"<", data, b">"):
-                ch.write(part)
-            assert calls[-1] == b"first" or calls[-1].endswith(b">")  # nothing out yet
+    def on_data(data: bytes) -> None:
+        for part in (b"<", data, b">"):
+            ch.write(part)
+        assert calls[-1] == b"first" or calls[-1].endswith(b">")  # nothing out yet
 
-        t.join(5)
-        assert accepted, "the listener never accepted"
-        peer = accepted[0]
-        peer.settimeout(10)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ch.serve, on_data, lambda: None)
-            peer.sendall(b"ping")
-            got = b""
-            with anyio.fail_after(10):
-                while not got.endswith(b"ping>"):
-                    got += await anyio.to_thread.run_sync(peer.recv, 100)
-            tg.cancel_scope.cancel()
-        await ch.aclose()
-        assert got == b"first<ping>"
-        assert calls == [b"first", b"<ping>"]  # the handler's three writes, joined once
-    finally:
-        for s in accepted:
-            s.close()
-        lsock.close()
+    peer = raw_peer.socket()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ch.serve, on_data, lambda: None)
+        peer.sendall(b"ping")
+        got = b""
+        with anyio.fail_after(10):
+            while not got.endswith(b"ping>"):
+                got += await anyio.to_thread.run_sync(peer.recv, 100)
+        tg.cancel_scope.cancel()
+    await ch.aclose()
+    assert got == b"first<ping>"
+    assert calls == [b"first", b"<ping>"]  # the handler's three writes, joined once

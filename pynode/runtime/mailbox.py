@@ -110,7 +110,10 @@ class Mailbox:
     ) -> Any:
         """Wait for the first message (that ``match`` accepts); TimeoutError after ``timeout``."""
         # fast path: a waiting message needs no cancel scope (which costs ~8 us to set up)
-        if self._closed_reason is None and self._queue:
+        q = self._queue
+        if q and self._closed_reason is None:
+            if match is None:
+                return q.popleft()
             m = self._take(match, 0)
             if m is not _NO_MATCH:
                 return m

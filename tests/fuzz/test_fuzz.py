@@ -198,4 +198,8 @@ def test_the_sanitized_build_catches_a_read_past_the_input(tmp_path: Path) -> No
     ))
     proc = _run_sanitized(build(str(tmp_path / "build"), str(planted)), "decode", 2_000_000, tmp_path, env)
     assert proc.returncode != 0
-    assert "AddressSanitizer: heap-buffer-overflow" in proc.stderr, proc.stderr[-3000:]
+    # 200 bytes past a small object lands in a redzone or in freed memory: either report,
+    # as long as it points at the planted line
+    summary = [ln for ln in proc.stderr.splitlines() if ln.startswith("SUMMARY: AddressSanitizer:")]
+    assert summary, proc.stderr[-3000:]
+    assert f"{planted}:" in summary[0] and summary[0].endswith(" in dec"), summary[0]

@@ -24,6 +24,7 @@ from pynode.runtime import Node
 from pynode.runtime.discovery import Backoff, Discovery, Join, Leave
 from pynode.runtime.discovery_sources import Nodes
 from pynode.term import Atom
+from pynode.testing.cluster import wait_for
 
 from .erlnode import Epmd, ErlNode, stop_nodes, unique
 from .otp import Otp
@@ -65,6 +66,16 @@ def py_node(epmd: Epmd, cookie: str, hidden: bool) -> Node:
     return Node(unique("py") + "@127.0.0.1", cookie, hidden=hidden, epmd_port=epmd.port, listen_host="127.0.0.1")
 
 
+async def erl_lists(erl: ErlNode, query: str, name: Atom) -> bool:
+    """Whether ``query`` (a nodes/1 call) on ``erl`` lists ``name``, once erl has marked the
+    connection up: dist_util sends its handshake ack before mark_nodeup, so our side can
+    report a join before erl's nodes() shows it. Polled within WAIT."""
+    with anyio.fail_after(WAIT):
+        while name not in await erl_run(erl, query):
+            await anyio.sleep(0.05)
+    return True
+
+
 @pytest.mark.anyio
 async def test_finds_connects_loses_and_finds_again(epmd: Epmd, erl_node: StartErl, hidden: bool) -> None:
     cookie = secrets.token_hex(8)
@@ -75,13 +86,13 @@ async def test_finds_connects_loses_and_finds_again(epmd: Epmd, erl_node: StartE
     async with py_node(epmd, cookie, hidden) as node, node.discover(include=["keep*"], **FAST) as disc:
         await events_until(disc, {Join(keep1.name), Join(keep2.name)})
         for erl in (keep1, keep2):
-            assert node.name in await erl_run(erl, seen_by_erl)
+            assert await erl_lists(erl, seen_by_erl, node.name)
             assert (node.name in await erl_run(erl, "nodes().")) is not hidden
         # erl drops us while it stays registered: we notice and dial it again
         assert await erl_run(keep1, "erlang:disconnect_node(P).", P=node.name) is True
         seen = await events_until(disc, {Join(keep1.name)})
         assert [e.node for e in seen if isinstance(e, Leave)] == [keep1.name]
-        assert node.name in await erl_run(keep1, seen_by_erl)
+        assert await erl_lists(keep1, seen_by_erl, node.name)
         await anyio.to_thread.run_sync(keep2.kill)
         seen = []
         with anyio.fail_after(WAIT):
@@ -90,7 +101,7 @@ async def test_finds_connects_loses_and_finds_again(epmd: Epmd, erl_node: StartE
         assert keep2.name not in node.nodes()
         again = await start_erl(erl_node, name=keep2.alive, cookie=cookie)  # same name, new port
         await events_until(disc, {Join(again.name)})
-        assert node.name in await erl_run(again, seen_by_erl)
+        assert await erl_lists(again, seen_by_erl, node.name)
         await disc.settled(disc.rounds + 2)
         assert not node.is_connected(skip.name)
         assert node.name not in await erl_run(skip, "nodes(connected).")
@@ -135,7 +146,7 @@ async def test_a_hidden_node_follows_the_cluster_when_asked(epmd: Epmd, erl_node
     async with py_node(epmd, cookie, hidden=True) as node:
         async with node.discover(Nodes([a.name]), transitive=True, **FAST) as disc:
             await events_until(disc, {Join(a.name), Join(b.name)})
-            assert node.name in await erl_run(b, "nodes(hidden).")
+            assert await erl_lists(b, "nodes(hidden).", node.name)
             assert node.name not in await erl_run(b, "nodes().")
 
 
@@ -320,14 +331,15 @@ def test_second_host_in_a_namespace(otp: Otp, namespaces: Namespaces, hidden: bo
         lines = Lines(watcher)
         assert lines.next() == {"event": "join", "node": str(keep.name)}
         seen_by_erl = "nodes(hidden)." if hidden else "nodes()."
-        assert Atom(me) in keep.run(seen_by_erl)
+        # erl acks the handshake before it marks the node up (see erl_lists)
+        wait_for(lambda: Atom(me) in keep.run(seen_by_erl), WAIT, f"{keep.name} to list {me}")
         assert Atom(me) not in skip.run("nodes(connected).")
         keep.kill()
         ev = lines.next()
         assert (ev["event"], ev["node"]) == ("leave", str(keep.name))
         again = start(keep.alive)
         assert lines.next() == {"event": "join", "node": str(again.name)}
-        assert Atom(me) in again.run(seen_by_erl)
+        wait_for(lambda: Atom(me) in again.run(seen_by_erl), WAIT, f"{again.name} to list {me}")
         assert Atom(me) not in skip.run("nodes(connected).")
         watcher.send_signal(signal.SIGTERM)
         assert watcher.wait(timeout=30) == 0

@@ -659,8 +659,8 @@ def main() -> None:
     ap.add_argument(
         "--loop",
         choices=["asyncio", "uvloop", "trio"],
-        default=None,
-        help="event loop for the pynode side (default: uvloop when installed, else asyncio)",
+        default="asyncio",
+        help="event loop for the pynode side (default: asyncio, as pynode's own default)",
     )
     ap.add_argument(
         "--transports",
@@ -675,13 +675,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.busy_wait is not None:
         BUSY_WAIT["busy_wait"] = args.busy_wait
-    if args.loop is None:
-        try:
-            import uvloop  # noqa: F401
-
-            args.loop = "uvloop"
-        except ImportError:
-            args.loop = "asyncio"
     global LOOP, LOOP_OPTIONS
     LOOP = args.loop
     LOOP_OPTIONS = {"use_uvloop": True} if args.loop == "uvloop" else {}

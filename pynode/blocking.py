@@ -12,7 +12,6 @@ Every call is thread-safe: it is carried out in the node's event loop.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,21 +20,19 @@ from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from .runtime.connection import Connection
 from .runtime.mailbox import _NO_MATCH, Mailbox
 from .runtime.node import Node
-from .runtime.transport import HIGH_WATER, ChannelClosed, default_backend_options
+from .runtime.transport import default_backend_options
 from .term import Atom, Pid
-
-log = logging.getLogger("pynode.blocking")
 
 
 class BlockingMailbox:
     """The blocking face of a :class:`~pynode.runtime.Mailbox`.
 
     ``send`` on a live connection and ``receive`` do not wait for the event loop: the message
-    is handed to the loop with one thread-safe callback, and a receiving thread is woken by the
-    delivery itself (a round trip through the loop's portal costs more than the message).
+    is written to the socket from the calling thread (or handed to the loop when bytes are
+    queued before it), and a receiving thread is woken by the delivery itself (waking the
+    loop, let alone a round trip through its portal, costs more than the message).
     """
 
     def __init__(self, owner: BlockingNode, mailbox: Mailbox) -> None:
@@ -53,16 +50,15 @@ class BlockingMailbox:
 
     def send(self, dest: Any, message: Any) -> None:
         """Send as ``!`` does. To another node over a live connection the message is encoded
-        here (a bad term raises here) and handed to the loop without waiting for it; a
+        here (a bad term raises here) and written to the socket from this thread when
+        nothing is queued before it, else handed to the loop without waiting for it; a
         message the loop gets after its connection went down is dropped, as erl drops what
         a dying connection had queued."""
         mb = self.async_mailbox
-        owner = self._owner
         route = mb.node.remote_route(dest, mb.pid)
-        if route is not None and not route[0].channel.congested() and owner._inflight_ok():
+        if route is not None and not route[0].congested_for_threads():
             conn, control = route
-            pieces = conn.dist.send_pieces(control, message)
-            owner._hand_over(conn, pieces)
+            conn.send_threadsafe(conn.dist.send_pieces(control, message), self._owner._soon)
             return
         assert self._portal is not None
         self._portal.call(mb.send, dest, message)
@@ -134,8 +130,8 @@ class BlockingNode:
     """A :class:`~pynode.runtime.Node` driven from synchronous code (any thread).
 
     Arguments are those of ``Node``; ``backend`` picks the event loop ("asyncio" or "trio"),
-    ``backend_options`` are anyio's (on asyncio uvloop is used when it is installed: the
-    ``pynode-erlang[speed]`` extra).
+    ``backend_options`` are anyio's (by default plain asyncio with the busy wait, the fastest
+    here; ``{"use_uvloop": True}`` or ``PYNODE_LOOP=uvloop`` for uvloop).
     """
 
     def __init__(
@@ -157,8 +153,6 @@ class BlockingNode:
         self._node_cm: AbstractContextManager[Node]
         self._soon: Callable[..., Any]  # schedule a callback in the loop from any thread
         self._loop_thread = 0  # the loop's thread id, once started
-        self._inflight = 0  # bytes handed to the loop by fast-path sends, not yet written
-        self._inflight_lock = threading.Lock()
 
     def start(self) -> BlockingNode:
         self._portal_cm = start_blocking_portal(self._backend, self._backend_options)
@@ -174,33 +168,6 @@ class BlockingNode:
             self._portal = None
             raise
         return self
-
-    # -- the send fast path: packets encoded on the caller's thread, written by the loop --
-    def _inflight_ok(self) -> bool:
-        return self._inflight <= HIGH_WATER
-
-    def _hand_over(self, conn: Connection, pieces: list[bytes | memoryview]) -> None:
-        size = sum(map(len, pieces))
-        with self._inflight_lock:
-            self._inflight += size
-        self._soon(self._write, conn, pieces, size)
-
-    def _write(self, conn: Connection, pieces: list[bytes | memoryview], size: int) -> None:
-        """In the loop: write what a thread encoded (dropped if its connection went down)."""
-        with self._inflight_lock:
-            self._inflight -= size
-        if not conn.alive:
-            log.debug("connection to %s went down: %d queued bytes dropped", conn.peer, size)
-            return
-        try:
-            if len(pieces) == 1:
-                conn.channel.write(pieces[0])  # type: ignore[arg-type]  # one packet: bytes
-            else:
-                conn.channel.writev(pieces)
-            conn.messages_out += 1
-            conn.bytes_out += size
-        except ChannelClosed:
-            log.debug("connection to %s closing: %d queued bytes dropped", conn.peer, size)
 
     def stop(self) -> None:
         if self._portal is None or self.node is None:

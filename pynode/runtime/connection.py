@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from ..protocol.framing import TICK_PACKET, ConnectionClosed, DistConnection, Me
 from ..protocol.handshake import HandshakeFailed
 from ..term import Atom
 from .errors import ConnectionLost
-from .transport import Channel, ChannelClosed
+from .transport import HIGH_WATER, Buffer, Channel, ChannelClosed
 
 log = logging.getLogger("pynode.connection")
 
@@ -122,6 +123,11 @@ class Connection:
         self.bytes_out = 0
         self.ticks_in = 0
         self.ticks_out = 0
+        # other threads' sends (the blocking API): counted apart, under their own lock
+        self._thread_lock = threading.Lock()
+        self._thread_messages_out = 0
+        self._thread_bytes_out = 0
+        self._handed = 0  # bytes other threads handed to the loop, not yet written
 
     def __repr__(self) -> str:
         return f"<Connection {self.peer} {'up' if self.alive else 'down'}>"
@@ -149,6 +155,55 @@ class Connection:
         self.send_nowait(control, payload)
         if self.channel.congested():
             await self.channel.drain()
+
+    # -- sending from other threads (the blocking API) -------------------------------------
+    def congested_for_threads(self) -> bool:
+        """True when a thread should send through the loop, which waits for the peer."""
+        return self._handed > HIGH_WATER or self.channel.congested()
+
+    def send_threadsafe(self, pieces: list[Buffer], call_soon_threadsafe: Callable[..., Any]) -> None:
+        """From a thread other than the loop's: send one encoded message (``send_pieces``).
+        It is written to the socket at once when nothing is queued before it; otherwise the
+        loop writes it, after what a thread handed it earlier (one thread's messages keep
+        their order). A message the loop gets after the connection went down is dropped,
+        as erl drops what a dying connection had queued."""
+        size = sum(map(len, pieces))
+        if not self._handed and self.alive and self.channel.write_threadsafe(pieces, size):
+            with self._thread_lock:
+                self._thread_messages_out += 1
+                self._thread_bytes_out += size
+            return
+        with self._thread_lock:
+            self._handed += size
+        call_soon_threadsafe(self._write_handed, pieces, size)
+
+    def _write_handed(self, pieces: list[Buffer], size: int) -> None:
+        """In the loop: write what a thread encoded and handed over."""
+        with self._thread_lock:
+            self._handed -= size
+        if not self.alive:
+            log.debug("connection to %s went down: %d queued bytes dropped", self.peer, size)
+            return
+        try:
+            if len(pieces) == 1:
+                self.channel.write(pieces[0])  # type: ignore[arg-type]  # one packet: bytes
+            else:
+                self.channel.writev(pieces)
+            self.messages_out += 1
+            self.bytes_out += size
+        except ChannelClosed:
+            log.debug("connection to %s closing: %d queued bytes dropped", self.peer, size)
+
+    def counters(self) -> dict[str, int]:
+        """Messages, bytes and ticks in and out so far (other threads' sends included)."""
+        return {
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out + self._thread_messages_out,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out + self._thread_bytes_out,
+            "ticks_in": self.ticks_in,
+            "ticks_out": self.ticks_out,
+        }
 
     # -- receiving --------------------------------------------------------------------------
     def _on_data(self, data: bytes) -> None:

@@ -105,12 +105,7 @@ def connection_stats(conn: Connection, connects: int = 1) -> dict[Atom, Any]:
         Atom("alive"): conn.alive,
         Atom("net_ticktime"): conn.net_ticktime,
         Atom("connected_ms"): _ms(conn.connected_at),
-        Atom("messages_in"): conn.messages_in,
-        Atom("messages_out"): conn.messages_out,
-        Atom("bytes_in"): conn.bytes_in,
-        Atom("bytes_out"): conn.bytes_out,
-        Atom("ticks_in"): conn.ticks_in,
-        Atom("ticks_out"): conn.ticks_out,
+        **{Atom(name): value for name, value in conn.counters().items()},
         Atom("connects"): connects,
         Atom("reconnects"): max(0, connects - 1),
     }
@@ -134,9 +129,6 @@ def node_status(node: Node) -> dict[Atom, Any]:
     }
 
 
-_COUNTERS = ("messages_in", "messages_out", "bytes_in", "bytes_out", "ticks_in", "ticks_out")
-
-
 def observations(node: Node) -> list[tuple[str, int, dict[str, str]]]:
     """Every counter as ``(metric name, value, attributes)``, e.g.
     ``("pynode.connection.bytes_in", 4096, {"peer": "erl@host", "node": "py@host"})``.
@@ -149,8 +141,8 @@ def observations(node: Node) -> list[tuple[str, int, dict[str, str]]]:
     history: PeerHistory = node.connector.history
     for peer, conn in list(node.connector.connections.items()):
         attrs = {"peer": str(peer), "node": str(node.name)}
-        for name in _COUNTERS:
-            out.append((f"pynode.connection.{name}", getattr(conn, name), attrs))
+        for name, value in conn.counters().items():
+            out.append((f"pynode.connection.{name}", value, attrs))
         out.append(("pynode.connection.reconnects", max(0, history.connects(peer) - 1), attrs))
     return out
 

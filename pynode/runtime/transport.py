@@ -20,10 +20,11 @@ import os
 import socket
 import ssl
 import sys
+import threading
 import time
 from asyncio import selector_events
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import anyio
@@ -49,6 +50,28 @@ _CORK_WINDOW_NS = 20_000
 _now_ns = time.perf_counter_ns
 
 _IOV_MAX = 1024  # Linux's IOV_MAX: pieces os.writev takes in one call
+
+
+def _writev(fd: int, pieces: list[Buffer]) -> int:
+    """Write what the (non-blocking) socket takes now; 0 when it takes nothing or fails
+    (asyncio's transport then meets the same error on its own write and reports it)."""
+    try:
+        if len(pieces) == 1:
+            return os.write(fd, pieces[0])
+        return os.writev(fd, pieces[:_IOV_MAX])
+    except OSError:  # BlockingIOError, InterruptedError, or a broken connection
+        return 0
+
+
+def _rest(pieces: list[Buffer], sent: int) -> Iterator[Buffer]:
+    """The pieces, less their first ``sent`` bytes."""
+    for piece in pieces:
+        n = len(piece)
+        if sent >= n:
+            sent -= n
+            continue
+        yield piece[sent:] if sent else piece
+        sent = 0
 
 Buffer = bytes | memoryview
 # asyncio's plain socket transport (private name, hence getattr): the one writev bypasses
@@ -87,6 +110,14 @@ class Channel:
         """Like ``write(b"".join(pieces))`` (one write), without copying the pieces where the
         backend can hand them to the OS as they are (a fragmented message's payload)."""
         self.write(b"".join(pieces))
+
+    def write_threadsafe(self, pieces: list[Buffer], size: int) -> bool:
+        """From a thread other than the loop's: write ``pieces`` (one message of ``size``
+        bytes) to the socket now, after everything written before. False, having written
+        nothing, when that needs the loop (bytes are queued, or the backend has no direct
+        path): then the loop must write them. Waking the loop for a write costs more than
+        the rest of a round trip."""
+        return False
 
     def buffered(self) -> int:
         """Bytes written but not yet handed to the OS."""
@@ -144,6 +175,13 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._last_write = 0  # perf_counter_ns() of the last uncorked write
         self._held = False  # in data_received: writes wait for its end
         self._fd = -1  # the socket writev may write to directly (plain asyncio sockets only)
+        # Other threads write to the socket directly (write_threadsafe); this lock is held
+        # around every hand-over of bytes to the socket or the transport, and by
+        # connection_lost, so the fd is never closed under a thread's write. What a thread's
+        # write left unsent waits in _backlog and goes before any later byte. Reentrant: a
+        # transport may call back into the protocol from inside its write.
+        self._wlock = threading.RLock()
+        self._backlog: list[Buffer] = []
 
     # asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -191,6 +229,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        with self._wlock:  # asyncio closes the socket when this returns: no thread writes on
+            self._fd = -1
+            self._backlog.clear()
         self._lost = True
         if exc is not None and self._error is None:
             self._error = exc
@@ -268,7 +309,10 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 self._corked = True
                 self._loop.call_soon(self._flush)
             self._last_write = now
-        transport.write(data)
+        with self._wlock:
+            if self._backlog:
+                self._put_backlog(transport)
+            transport.write(data)
 
     def writev(self, pieces: list[Buffer]) -> None:
         transport = self.transport
@@ -280,28 +324,21 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         if not self._corked and not self._held:
             self._corked = True
             self._loop.call_soon(self._flush)
-        fd = self._fd
-        if fd < 0:  # uvloop (its writelines is a writev), TLS, or another transport
-            transport.writelines(pieces)
-            return
-        sent = 0
-        if not transport.get_write_buffer_size():
-            # asyncio's selector transport would copy the pieces into its buffer (3.11's
-            # writelines joins them first): hand them to the socket as they are, and give
-            # the transport only what the socket did not take
-            try:
-                sent = os.writev(fd, pieces[:_IOV_MAX])
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:  # the transport meets the same error and reports it as usual
-                pass
-        for piece in pieces:
-            n = len(piece)
-            if sent >= n:
-                sent -= n
-                continue
-            transport.write(piece[sent:] if sent else piece)
+        with self._wlock:
+            if self._backlog:
+                self._put_backlog(transport)
+            fd = self._fd
+            if fd < 0:  # uvloop (its writelines is a writev), TLS, or another transport
+                transport.writelines(pieces)
+                return
             sent = 0
+            if not transport.get_write_buffer_size():
+                # asyncio's selector transport would copy the pieces into its buffer (3.11's
+                # writelines joins them first): hand them to the socket as they are, and give
+                # the transport only what the socket did not take
+                sent = _writev(fd, pieces)
+            for piece in _rest(pieces, sent):
+                transport.write(piece)
 
     def _flush(self) -> None:
         self._corked = False
@@ -316,7 +353,50 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._out_size = 0
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(data)
+            with self._wlock:
+                if self._backlog:
+                    self._put_backlog(transport)
+                transport.write(data)
+
+    def _put_backlog(self, transport: Any) -> None:
+        """Under _wlock, in the loop: what threads' writes left unsent goes to the transport."""
+        backlog, self._backlog = self._backlog, []
+        for piece in backlog:
+            transport.write(piece)
+
+    def _flush_backlog(self) -> None:
+        transport = self.transport
+        with self._wlock:
+            if self._backlog and transport is not None and not transport.is_closing():
+                self._put_backlog(transport)
+
+    def write_threadsafe(self, pieces: list[Buffer], size: int) -> bool:
+        with self._wlock:
+            fd = self._fd
+            transport = self.transport
+            if (
+                fd < 0
+                or transport is None
+                or self._out
+                or self._backlog
+                or self._closing
+                or self._lost
+                or transport.is_closing()
+                or transport.get_write_buffer_size()
+            ):
+                return False
+            sent = _writev(fd, pieces)
+            if not sent:
+                return False
+            self.wrote = True
+            self.writes += 1  # the ticker only asks whether it changed
+            if sent < size:  # the socket's buffer is full: the loop writes the rest, first
+                self._backlog = list(_rest(pieces, sent))
+                try:
+                    self._loop.call_soon_threadsafe(self._flush_backlog)
+                except RuntimeError:  # the loop is closed: so is the connection
+                    self._backlog = []
+            return True
 
     def buffered(self) -> int:
         t = self.transport
@@ -666,8 +746,14 @@ def _peer(channel: Channel) -> str:
 
 
 def default_backend_options(backend: str) -> dict[str, Any]:
-    """uvloop on asyncio when it is installed (it is never required)."""
-    if backend != "asyncio":
+    """anyio's options for the loops pynode starts itself (BlockingNode, the command).
+
+    Plain asyncio, whose selector pynode's busy wait can wrap: round trips with a local erl
+    measured 48-71 us there against 105-139 us on uvloop, with no steady difference in
+    messages per second (benchmarks/dist.py), and a thread's send writes to the socket
+    itself only on asyncio's own transport. ``PYNODE_LOOP=uvloop`` picks uvloop (the
+    ``pynode-erlang[speed]`` extra) when it is installed."""
+    if backend != "asyncio" or os.environ.get("PYNODE_LOOP", "").lower() != "uvloop":
         return {}
     try:
         import uvloop  # noqa: F401

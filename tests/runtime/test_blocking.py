@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+from typing import Any
 
 import pytest
 
 from pynode.blocking import BlockingNode
 from pynode.protocol.errors import ProtocolError
 from pynode.runtime import MailboxClosed
+from pynode.runtime.connection import Connection
+from pynode.runtime.transport import default_backend_options
 from pynode.term import Atom
 
 
@@ -136,3 +140,102 @@ def test_blocking_send_errors_and_misuse_are_raised_to_the_caller() -> None:
             # in the loop's own thread a blocking receive would hang the node: refused
             with pytest.raises(RuntimeError, match="event loop"):
                 a.run(lambda: out.receive(timeout=1))
+
+
+def _connected_pair(a: BlockingNode, b: BlockingNode) -> Connection:
+    assert a.node is not None and b.node is not None
+    a.connect(b.name, address=("127.0.0.1", b.node.port))
+    return a.node.connector.connections[b.name]
+
+
+def test_a_threads_send_goes_straight_to_the_socket() -> None:
+    """No loop wake-up per send: a thread writes to the socket itself when nothing is queued."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            conn = _connected_pair(a, b)
+            inbox = b.mailbox()
+            out = a.mailbox()
+            by_loop = conn.messages_out
+            before = conn.counters()["messages_out"]
+            for i in range(50):  # round trips: nothing is ever queued before a send
+                out.send(inbox.pid, (i, out.pid))
+                assert inbox.receive(timeout=10) == (i, out.pid)
+                inbox.send(out.pid, i)
+                assert out.receive(timeout=10) == i
+            assert conn.counters()["messages_out"] - before == 50
+            assert conn.messages_out == by_loop  # the loop wrote none of them
+
+
+def test_thread_sends_keep_their_order_through_a_full_socket() -> None:
+    """When the socket takes part of a message, what is left goes out before any later byte:
+    a thread's messages (big ones in fragments, small ones whole) arrive whole and in order,
+    and so do the loop's own sends, queued (while the loop is held) to run before the loop
+    writes the rest."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            conn = _connected_pair(a, b)
+            assert a.node is not None
+            channel: Any = conn.channel
+            inbox, other = b.mailbox(), b.mailbox()
+            out = a.mailbox()
+            n, k = 400, 50
+
+            def body(i: int) -> bytes:
+                return bytes([i % 251]) * (70_000 if i % 2 else 1000)
+
+            # hold both loops: b's reads nothing (the socket fills), a's runs nothing yet
+            gate = threading.Event()
+            held = threading.Barrier(3)
+
+            def hold(node: BlockingNode) -> None:
+                def in_loop() -> None:
+                    held.wait(30)
+                    gate.wait(60)
+
+                node.run(in_loop)
+
+            holders = [threading.Thread(target=hold, args=(x,)) for x in (a, b)]
+            for h in holders:
+                h.start()
+            partial = threading.Event()
+            errors: list[BaseException] = []
+            try:
+                held.wait(30)
+                for i in range(k):  # the loop's sends, queued ahead of its write of the rest
+                    a._soon(a.node.send_nowait, other.pid, i)
+
+                def sender() -> None:
+                    try:
+                        for i in range(n):
+                            out.send(inbox.pid, (i, body(i)))
+                            if channel._backlog:
+                                partial.set()
+                    except BaseException as e:  # pragma: no cover - reported below
+                        errors.append(e)
+
+                t = threading.Thread(target=sender)
+                t.start()
+                assert partial.wait(30), "the socket never took part of a message"
+            finally:
+                gate.set()
+            for h in holders:
+                h.join(30)
+            got = [inbox.receive(timeout=30) for _ in range(n)]
+            t.join(30)
+            assert not errors
+            assert [g[0] for g in got] == list(range(n))
+            assert all(g[1] == body(g[0]) for g in got)
+            assert [other.receive(timeout=30) for _ in range(k)] == list(range(k))
+            assert conn.alive
+
+
+def test_the_loops_pynode_starts_are_plain_asyncio_unless_uvloop_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PYNODE_LOOP", raising=False)
+    assert default_backend_options("asyncio") == {}
+    assert default_backend_options("trio") == {}
+    monkeypatch.setenv("PYNODE_LOOP", "uvloop")
+    assert default_backend_options("trio") == {}
+    expected = {"use_uvloop": True} if importlib.util.find_spec("uvloop") else {}
+    assert default_backend_options("asyncio") == expected

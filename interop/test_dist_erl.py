@@ -267,3 +267,61 @@ def test_blocking_api_against_erl(epmd: Epmd, erl_node: StartErl) -> None:
         box = node.mailbox("blocking_box")
         erl.run("{blocking_box, N} ! hello_blocking, ok.", N=node.name)
         assert box.receive(timeout=10) == Atom("hello_blocking")
+
+
+def test_blocking_rpc_from_threads_against_erl(epmd: Epmd, erl_node: StartErl) -> None:
+    """BlockingNode.rpc over a live connection: sent from the calling thread, answered into
+    one shared mailbox; values, errors, a timeout (the call killed, as erpc does) and calls
+    from several threads at once."""
+    import threading
+
+    from pynode.blocking import BlockingNode
+    from pynode.runtime import RemoteError, RpcTimeout
+
+    erl = erl_node()
+    with BlockingNode(unique("py") + "@127.0.0.1", erl.cookie, epmd_port=epmd.port, listen_host="127.0.0.1") as node:
+        assert node.rpc(erl.name, "erlang", "node") == erl.name  # connects through the loop
+        assert node.node is not None
+        conn = node.node.connector.connections[erl.name]
+        by_loop = conn.messages_out
+        assert node.rpc(erl.name, "lists", "seq", [1, 3]) == [1, 2, 3]
+        for cls in ("throw", "exit", "error"):
+            with pytest.raises(RemoteError) as info:
+                node.rpc(erl.name, "erlang", cls, [Atom("ball")])
+            assert (info.value.cls, info.value.reason) == (Atom(cls), Atom("ball"))
+        with pytest.raises(RemoteError) as undef:
+            node.rpc(erl.name, "no_such_mod", "f", [])
+        assert undef.value.reason == Atom("undef")
+        assert conn.messages_out == by_loop  # every request went out from this thread
+
+        # a call that times out is killed on erl's side, and its answer never shows up later
+        erl.run("register(blocking_rpc_test, self()), ok.")
+        with pytest.raises(RpcTimeout):
+            node.rpc(erl.name, "timer", "sleep", [60_000], timeout=0.2)
+        box = node._rpc_box
+        assert box is not None
+        assert node.rpc(erl.name, "erlang", "abs", [-7]) == 7
+        assert box.async_mailbox.monitors == {} and len(box.async_mailbox) == 0
+        sleepers = erl.run(
+            "length([P || P <- processes(),"
+            " {current_function, {timer, sleep, 1}} =:= erlang:process_info(P, current_function)]).",
+        )
+        assert sleepers == 0
+
+        results: dict[int, list[Any]] = {}
+        errors: list[BaseException] = []
+
+        def caller(k: int) -> None:
+            try:
+                results[k] = [node.rpc(erl.name, "erlang", "+", [k, i]) for i in range(50)]
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=caller, args=(k * 1000,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        assert results == {k * 1000: [k * 1000 + i for i in range(50)] for k in range(8)}
+        assert len(box.async_mailbox) == 0

@@ -14,16 +14,24 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from .protocol.flags import DFlag
+from .runtime.connection import Connection
+from .runtime.errors import RpcTimeout
 from .runtime.mailbox import _NO_MATCH, Mailbox
 from .runtime.node import Node
+from .runtime.rpc import erpc_answer, erpc_give_up, erpc_request, erpc_value
 from .runtime.transport import default_backend_options
 from .term import Atom, Pid
+
+_SCAN_LOCKS: weakref.WeakKeyDictionary[Mailbox, threading.Lock] = weakref.WeakKeyDictionary()
+_SCAN_LOCKS_LOCK = threading.Lock()
 
 
 class BlockingMailbox:
@@ -39,6 +47,11 @@ class BlockingMailbox:
         self._owner = owner
         self._portal = owner._portal
         self.async_mailbox = mailbox
+        with _SCAN_LOCKS_LOCK:  # one scan lock per mailbox, however many wrappers it has
+            lock = _SCAN_LOCKS.get(mailbox)
+            if lock is None:
+                lock = _SCAN_LOCKS[mailbox] = threading.Lock()
+        self._scan_lock = lock
 
     @property
     def pid(self) -> Pid:
@@ -71,22 +84,27 @@ class BlockingMailbox:
         if threading.get_ident() == self._owner._loop_thread:
             raise RuntimeError("receive would block the node's event loop: use the async Mailbox there")
         mb = self.async_mailbox
+        lock = self._scan_lock
         deadline = None if timeout is None else time.monotonic() + timeout
         wakeup = _Wakeup()
         mb._thread_waiters.append(wakeup)  # before the first look: no delivery goes unnoticed
         try:
             scanned = 0
             while True:
-                mb._check_open()
-                end = len(mb)  # before the scan: what arrives during it is scanned next time
-                m = mb._take(match, scanned)
-                if m is not _NO_MATCH:
-                    return m
+                with lock:  # one thread scans at a time: another's take would shift the queue
+                    mb._check_open()
+                    end = len(mb)  # before the scan: what arrives during it is scanned next time
+                    m = mb._take(match, scanned)
+                    if m is not _NO_MATCH:
+                        return m
+                    taken = mb._taken
                 scanned = end
                 if deadline is None:
                     wakeup.wait(-1)
                 elif not wakeup.wait(max(0.0, deadline - time.monotonic())):
                     raise TimeoutError(f"no message within {timeout} s")
+                if mb._taken != taken:  # another receiver took one: look from the start
+                    scanned = 0
         finally:
             mb._thread_waiters.remove(wakeup)
 
@@ -153,6 +171,8 @@ class BlockingNode:
         self._node_cm: AbstractContextManager[Node]
         self._soon: Callable[..., Any]  # schedule a callback in the loop from any thread
         self._loop_thread = 0  # the loop's thread id, once started
+        self._rpc_box: BlockingMailbox | None = None  # where rpc answers come, made on first use
+        self._rpc_box_lock = threading.Lock()
 
     def start(self) -> BlockingNode:
         self._portal_cm = start_blocking_portal(self._backend, self._backend_options)
@@ -219,10 +239,42 @@ class BlockingNode:
         self, node: str, module: str, function: str, args: list[Any] | tuple[Any, ...] = (),
         timeout: float | None = None,
     ) -> Any:
-        """``erpc:call``; raises RemoteError, RpcTimeout or NoConnection like ``Node.rpc``."""
-        assert self.node is not None
+        """``erpc:call``; raises RemoteError, RpcTimeout or NoConnection like ``Node.rpc``.
+
+        Over a live connection the request is sent from this thread and the answer wakes it
+        (one mailbox serves every thread's calls, as one erl process may make many calls);
+        a connection still to be made goes through the loop."""
         n = self.node
-        return self._call(lambda: n.rpc(node, module, function, args, timeout=timeout))
+        assert n is not None
+        conn = n.connector.get(node if type(node) is Atom else Atom(node))
+        if conn is None or not conn.flags & DFlag.SPAWN or conn.congested_for_threads():
+            return self._call(lambda: n.rpc(node, module, function, args, timeout=timeout))
+        box = self._rpc_box or self._start_rpc_box()
+        req, res_ref = erpc_request(
+            n, conn, box.async_mailbox, module, function, args, send=self._thread_send(conn)
+        )
+        try:
+            msg = box.receive(timeout=timeout, match=erpc_answer(req))
+        except TimeoutError:
+            self._call(erpc_give_up, n, box.async_mailbox, req)
+            raise RpcTimeout(f"no answer from {node} within {timeout} s") from None
+        finally:
+            n.signals.forget_spawn(req)  # a call given up before its SPAWN_REPLY
+        return erpc_value(node, msg, res_ref)
+
+    def _start_rpc_box(self) -> BlockingMailbox:
+        with self._rpc_box_lock:
+            if self._rpc_box is None:
+                self._rpc_box = self.mailbox()
+            return self._rpc_box
+
+    def _thread_send(self, conn: Connection) -> Callable[[Any, Any], None]:
+        soon = self._soon
+
+        def send(control: Any, payload: Any) -> None:
+            conn.send_threadsafe(conn.dist.send_pieces(control, payload), soon)
+
+        return send
 
     def gen_call(self, dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
         """``gen_server:call``."""

@@ -42,6 +42,9 @@ class Mailbox:
         self._loop = loop
         self._waiters: list[Any] = []
         self._thread_waiters: list[Any] = []  # threads blocked in receive (blocking API)
+        # messages taken so far: a waiting receiver's saved scan position is void once another
+        # receiver took one (the queue shifted under it)
+        self._taken = 0
         self._closed_reason: Any = None
         self.trap_exit = False
         """When True, exit signals arrive as ``('EXIT', From, Reason)`` messages."""
@@ -89,11 +92,15 @@ class Mailbox:
     def _take(self, match: Callable[[Any], bool] | None, start: int) -> Any:
         q = self._queue
         if match is None:
-            return q.popleft() if q else _NO_MATCH
+            if not q:
+                return _NO_MATCH
+            self._taken += 1
+            return q.popleft()
         for i in range(start, len(q)):
             m = q[i]
             if match(m):
                 del q[i]
+                self._taken += 1
                 return m
         return _NO_MATCH
 
@@ -113,6 +120,7 @@ class Mailbox:
         q = self._queue
         if q and self._closed_reason is None:
             if match is None:
+                self._taken += 1
                 return q.popleft()
             m = self._take(match, 0)
             if m is not _NO_MATCH:
@@ -130,6 +138,7 @@ class Mailbox:
             if m is not _NO_MATCH:
                 return m
             scanned = len(self._queue)
+            taken = self._taken
             if self._loop is not None:
                 w: Any = self._loop.create_future()
                 self._waiters.append(w)
@@ -146,6 +155,8 @@ class Mailbox:
                 finally:
                     if w in self._waiters:
                         self._waiters.remove(w)
+            if self._taken != taken:  # another receiver took one: look from the start
+                scanned = 0
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
@@ -190,6 +201,7 @@ class Mailbox:
 
     def _remove_where(self, pred: Callable[[Any], bool]) -> None:
         self._queue = deque(m for m in self._queue if not pred(m))
+        self._taken += 1
 
     # -- process signals ------------------------------------------------------------------
     async def link(self, pid: Pid) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import logging
 import secrets
 import ssl
@@ -150,7 +151,7 @@ class Node:
         self.port = 0
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the asyncio loop we run in, if any
-        self._ref_counter = secrets.randbits(80)
+        self._refs = itertools.count(secrets.randbits(80))  # next() is atomic: any thread
         self._listeners: list[transport.Listener] = []
         self._event_streams: list[Any] = []
         self._registration: epmd_client.Registration | None = None
@@ -360,8 +361,7 @@ class Node:
     # -- identifiers ------------------------------------------------------------------------
     def make_ref(self) -> Reference:
         """A new reference of this node (unique for its lifetime)."""
-        self._ref_counter += 1
-        n = self._ref_counter
+        n = next(self._refs)
         # erts' layout: 18 bits, then 32, then 32; a counter seeded at random fills them
         # (a ref must be unique, not secret, and one from the OS random source per call costs
         # a syscall on the rpc path)

@@ -102,31 +102,16 @@ async def rpc(
     gl_mb = None
     if capture_output:
         gl, out, gl_mb = node.capture_group_leader()
-    res_ref = node.make_ref()
     req: Reference | None = None
     try:
         # erpc:call's way: spawn with a monitor, wait for nothing but the 'DOWN' (or an error)
-        req = node.signals.spawn_async(
-            conn, mb, "erpc", "execute_call", execute_call_args(res_ref, module, function, args),
-            group_leader=gl,
-        )
-
-        def answer(m: Any) -> bool:
-            return type(m) is tuple and len(m) >= 3 and m[1] == req and (
-                (m[0] == DOWN and len(m) == 5) or m[0] is SPAWN_ERROR
-            )
-
+        req, res_ref = erpc_request(node, conn, mb, module, function, args, group_leader=gl)
         try:
-            msg = await mb.receive(timeout=timeout, match=answer)
+            msg = await mb.receive(timeout=timeout, match=erpc_answer(req))
         except TimeoutError:
-            pid = mb.monitors.get(req)
-            await node.signals.demonitor(mb, req)
-            if pid is not None:  # erpc kills the call it gave up on
-                node.signals._send_exit(mb.pid, pid, KILL, link=False)
+            await erpc_give_up(node, mb, req)
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
-        if msg[0] is SPAWN_ERROR:
-            raise spawn_failure(peer, msg[2])
-        value = _result(msg[4], res_ref)
+        value = erpc_value(peer, msg, res_ref)
         if capture_output:
             # io requests were answered before the process ended; the text is all here
             return value, "".join(out)
@@ -137,6 +122,61 @@ async def rpc(
         mb.close()
         if gl_mb is not None:
             gl_mb.close()
+
+
+def erpc_request(
+    node: Node,
+    conn: Connection,
+    mb: Mailbox,
+    module: str,
+    function: str,
+    args: list[Any] | tuple[Any, ...],
+    *,
+    group_leader: Pid | None = None,
+    send: Callable[[Any, Any], None] | None = None,
+) -> tuple[Reference, Reference]:
+    """Send erpc:call's spawn request from ``mb``: (request ref, result ref). The answer
+    comes to ``mb`` (see :func:`erpc_answer`); ``send`` as for ``Signals.spawn_async`` (a
+    thread-safe one lets a thread other than the loop's call this)."""
+    res_ref = node.make_ref()
+    req = node.signals.spawn_async(
+        conn, mb, "erpc", "execute_call", execute_call_args(res_ref, module, function, args),
+        group_leader=group_leader, send=send,
+    )
+    return req, res_ref
+
+
+def erpc_answer(req: Reference) -> Callable[[Any], bool]:
+    """A receive match for the answer to request ``req``: its 'DOWN' or its spawn error."""
+
+    def answer(m: Any) -> bool:
+        return type(m) is tuple and len(m) >= 3 and m[1] == req and (
+            (m[0] == DOWN and len(m) == 5) or m[0] is SPAWN_ERROR
+        )
+
+    return answer
+
+
+def erpc_value(peer: str, msg: Any, res_ref: Reference) -> Any:
+    """The call's value from its answer; raises as erpc:call does."""
+    if msg[0] is SPAWN_ERROR:
+        raise spawn_failure(peer, msg[2])
+    return _result(msg[4], res_ref)
+
+
+async def erpc_give_up(node: Node, mb: Mailbox, req: Reference) -> None:
+    """After a timeout: stop watching the call and kill it, as erpc does; an answer that
+    came meanwhile is dropped from ``mb``."""
+    pid = mb.monitors.get(req)
+    await node.signals.demonitor(mb, req)
+    if pid is not None:
+        node.signals._send_exit(mb.pid, pid, KILL, link=False)
+    answer = erpc_answer(req)
+    while True:
+        try:
+            mb.receive_nowait(answer)
+        except anyio.WouldBlock:
+            return
 
 
 async def _rex_call(

@@ -348,12 +348,16 @@ class Signals:
         args: list[Any],
         *,
         group_leader: Pid | None = None,
+        send: Callable[[Any, Any], None] | None = None,
     ) -> Reference:
         """spawn_monitor without waiting for the reply, as erpc:call does (``{reply,
         error_only}``): the request ref, which is the monitor's; a failure arrives in ``mb``
-        as ``(SPAWN_ERROR, Ref, Reason)``, the result as the monitor's 'DOWN'."""
+        as ``(SPAWN_ERROR, Ref, Reason)``, the result as the monitor's 'DOWN'.
+
+        ``send(control, payload)`` replaces ``conn.send_nowait``: with a thread-safe one this
+        may be called from a thread other than the loop's (it only adds to dicts)."""
         wait = _SpawnWait(mb, conn.peer, None)
-        return self._spawn(conn, wait, mb, module, function, args, False, True, group_leader)
+        return self._spawn(conn, wait, mb, module, function, args, False, True, group_leader, send)
 
     def forget_spawn(self, req: Reference) -> None:
         """The requester of ``req`` no longer waits for its SPAWN_REPLY."""
@@ -370,6 +374,7 @@ class Signals:
         link: bool,
         monitor: bool,
         group_leader: Pid | None,
+        send: Callable[[Any, Any], None] | None = None,
     ) -> Reference:
         req: Reference = self.host.make_ref()
         opts: list[Any] = []
@@ -381,7 +386,7 @@ class Signals:
         if wait is not None:
             self._spawn_waits[req] = wait
         try:
-            conn.send_nowait(
+            (send or conn.send_nowait)(
                 C.SpawnRequest(req, mb.pid, gl, Atom(module), Atom(function), len(args), opts),
                 list(args),
             )

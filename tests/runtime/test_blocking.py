@@ -239,3 +239,38 @@ def test_the_loops_pynode_starts_are_plain_asyncio_unless_uvloop_is_asked_for(
     assert default_backend_options("trio") == {}
     expected = {"use_uvloop": True} if importlib.util.find_spec("uvloop") else {}
     assert default_backend_options("asyncio") == expected
+
+
+def test_selective_receivers_in_threads_do_not_miss_a_message_after_another_took_one() -> None:
+    """T1 waits for 'a' having scanned past 'b'; T2 takes 'b' (the queue shifts); then 'a'
+    arrives where 'b' was: T1 must still see it."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as node:
+        box = node.mailbox()
+        mb = box.async_mailbox
+        node.run(mb._deliver, Atom("b"))
+        got: dict[str, object] = {}
+        passed_b = threading.Event()
+
+        def wants_a(m: object) -> bool:
+            if m == Atom("b"):
+                passed_b.set()
+            return m == Atom("a")
+
+        def rx(name: str, match: Any) -> None:
+            try:
+                got[name] = box.receive(timeout=5, match=match)
+            except TimeoutError:
+                got[name] = "timeout"
+
+        t1 = threading.Thread(target=rx, args=("T1", wants_a))
+        t1.start()
+        assert passed_b.wait(10)
+        assert box._scan_lock.acquire(timeout=10)  # T1's scan is over
+        box._scan_lock.release()
+        t2 = threading.Thread(target=rx, args=("T2", lambda m: m == Atom("b")))
+        t2.start()
+        t2.join(10)
+        assert got == {"T2": Atom("b")}
+        node.run(mb._deliver, Atom("a"))
+        t1.join(10)
+        assert got == {"T2": Atom("b"), "T1": Atom("a")}

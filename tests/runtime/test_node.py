@@ -76,6 +76,31 @@ async def test_receive_waits_for_a_later_match() -> None:
         assert mb.receive_nowait() == 1
 
 
+async def test_selective_receivers_do_not_miss_a_message_after_another_took_one() -> None:
+    """Task 1 waits for 'a' having scanned past 'b'; task 2 takes 'b' (the queue shifts);
+    'a' then arrives where 'b' was: task 1 must still see it."""
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+        mb = a.mailbox("m")
+        mb._deliver(Atom("b"))
+        got: list[object] = []
+        waiting = anyio.Event()
+
+        def wants_a(m: object) -> bool:
+            if m == Atom("b"):
+                waiting.set()  # scanned past 'b': it waits next, in this same step
+            return m == Atom("a")
+
+        async def first() -> None:
+            got.append(await mb.receive(match=wants_a, timeout=5))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            await waiting.wait()
+            assert await mb.receive(match=lambda m: m == Atom("b"), timeout=5) == Atom("b")
+            mb._deliver(Atom("a"))
+        assert got == [Atom("a")]
+
+
 async def test_wrong_cookie() -> None:
     async with Node("a@127.0.0.1", "one", epmd=False, listen_host="127.0.0.1") as a:
         async with Node("b@127.0.0.1", "two", epmd=False, listen_host="127.0.0.1") as b:

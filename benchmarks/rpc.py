@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from interop.erlnode import Epmd, ErlNode  # noqa: E402
 from interop.otp import otp25  # noqa: E402
+from pynode.blocking import BlockingNode  # noqa: E402
 from pynode.runtime import Node  # noqa: E402
 from pynode.term import Atom  # noqa: E402
 
@@ -46,6 +47,16 @@ async def py_to_erl(node: Node, erl: ErlNode, n: int) -> list[float]:
     for _ in range(n):
         t0 = time.perf_counter()
         await node.rpc(erl.name, "erlang", "abs", [-1])
+        times.append((time.perf_counter() - t0) * 1e6)
+    return times
+
+
+def blocking_to_erl(node: BlockingNode, erl: ErlNode, n: int) -> list[float]:
+    """The same calls from a plain thread through the blocking API."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        node.rpc(erl.name, "erlang", "abs", [-1])
         times.append((time.perf_counter() - t0) * 1e6)
     return times
 
@@ -119,13 +130,28 @@ def main() -> None:
                 out: list[float] = []
                 inn: list[float] = []
                 ee: list[float] = []
+                bl: list[float] = []
                 step = max(1, n // ROUNDS)
-                for _ in range(ROUNDS):  # in turns: a burst of load on the machine hits all three
-                    out += await py_to_erl(node, erl_a, step)
-                    inn += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, node.name, "py", "abs", step))
-                    ee += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", step))
+                blocking = BlockingNode(
+                    "bench_rpc_blocking@127.0.0.1", cookie, epmd_port=epmd.port, listen_host="127.0.0.1",
+                    backend_options={"use_uvloop": True} if opts.loop == "uvloop" else {}, **busy,
+                )
+                await anyio.to_thread.run_sync(blocking.start)
+                try:
+                    await anyio.to_thread.run_sync(lambda: blocking_to_erl(blocking, erl_a, 10))  # connect
+                    for _ in range(ROUNDS):  # in turns: a burst of load on the machine hits all
+                        out += await py_to_erl(node, erl_a, step)
+                        inn += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, node.name, "py", "abs", step))
+                        ee += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", step))
+                        bl += await anyio.to_thread.run_sync(lambda: blocking_to_erl(blocking, erl_a, step))
+                finally:
+                    await anyio.to_thread.run_sync(blocking.stop)
                 base50, base99 = pct(ee, .5), pct(ee, .99)
-                for label, ts in ((f"rpc pynode -> erl, {opts.loop} (us)", out), (f"rpc erl -> pynode, {opts.loop} (us)", inn)):
+                for label, ts in (
+                    (f"rpc pynode -> erl, {opts.loop} (us)", out),
+                    (f"rpc erl -> pynode, {opts.loop} (us)", inn),
+                    (f"rpc pynode -> erl, BlockingNode, {opts.loop} (us)", bl),
+                ):
                     p50, p99 = pct(ts, .5), pct(ts, .99)
                     rows.append((label, f"{p50:.0f} / {p99:.0f}", f"p50 / p99; {p50 / base50:.2f}x / {p99 / base99:.2f}x erl->erl"))
                 rows.append(("rpc erl -> erl (us)", f"{base50:.0f} / {base99:.0f}", "p50 / p99"))

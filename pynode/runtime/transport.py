@@ -345,15 +345,19 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._write_out()
 
     def _write_out(self) -> None:
-        out = self._out
-        if not out:
+        if not self._out:
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self._out = []
-        self._out_size = 0
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            with self._wlock:
+        # the queue is emptied under the lock: a thread must not find it empty (and write to
+        # the socket itself) while its bytes are on their way to the transport
+        with self._wlock:
+            out = self._out
+            if not out:
+                return
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self._out = []
+            self._out_size = 0
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
                 if self._backlog:
                     self._put_backlog(transport)
                 transport.write(data)

@@ -186,6 +186,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
     # asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         t: Any = transport  # uvloop's transports are no asyncio.Transport subclass
+        with self._wlock:  # called again with start_tls's transport: the socket is not ours
+            self._fd = -1
         self.transport = t
         t.set_write_buffer_limits(high=HIGH_WATER)
         sock = transport.get_extra_info("socket")
@@ -196,7 +198,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             and isinstance(t, _SELECTOR_SOCKET_TRANSPORT)
             and transport.get_extra_info("sslcontext") is None
         ):
-            self._fd = sock.fileno()
+            self._fd = sock.fileno()  # plain bytes may go to it directly (writev, threads)
 
     def data_received(self, data: bytes) -> None:
         on_data = self._on_data

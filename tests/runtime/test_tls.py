@@ -100,6 +100,7 @@ def test_a_blocking_nodes_thread_sends_over_an_accepted_tls_connection(pki: Pki)
     with BlockingNode("srv@127.0.0.1", "c", **kw) as srv, BlockingNode("cli@127.0.0.1", "c", **kw) as cli:
         assert srv.node is not None
         cli.connect(str(srv.name), address=("127.0.0.1", srv.node.port))
+        assert cli.ping(str(srv.name))  # answered: srv has the connection too
         conn = srv.node.connector.connections[cli.name]
         assert conn.channel.tls
         inbox, out = cli.mailbox(), srv.mailbox()

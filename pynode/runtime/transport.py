@@ -379,7 +379,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
     def write_threadsafe(self, pieces: list[Buffer], size: int) -> bool:
         with self._wlock:
             fd = self._fd
-            transport = self.transport
+            transport: Any = self.transport  # asyncio's own socket transport when fd >= 0
             if (
                 fd < 0
                 or transport is None
@@ -388,7 +388,10 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 or self._closing
                 or self._lost
                 or transport.is_closing()
-                or transport.get_write_buffer_size()
+                # not get_write_buffer_size(): from 3.12 it iterates the transport's deque,
+                # which the loop's _write_sendmsg changes without our lock ("deque mutated
+                # during iteration"); its length is one C call (the 3.10-3.11 bytearray too)
+                or transport._buffer
             ):
                 return False
             sent = _writev(fd, pieces)

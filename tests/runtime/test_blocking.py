@@ -317,3 +317,37 @@ def test_a_threads_later_send_never_overtakes_one_the_loop_is_writing(corked: bo
             assert switch.fired and not errors
             assert got == [1, 2]
             assert conn.alive
+
+
+def test_a_threads_send_never_iterates_the_transports_buffer() -> None:
+    """asyncio's loop changes its transport's write buffer without our lock (3.12+:
+    _write_sendmsg pops from a deque), so a thread may only ask its length: iterating it
+    (3.12+'s get_write_buffer_size sums it) raises "deque mutated during iteration" when the
+    GIL switches in the middle, out of the user's send."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            conn = _connected_pair(a, b)
+            channel: Any = conn.channel
+            off_loop: list[int] = []
+
+            def watch() -> None:
+                transport = channel.transport
+                own = type(transport._buffer)
+                loop_thread = a._loop_thread
+
+                def __iter__(self: Any) -> Any:
+                    if threading.get_ident() != loop_thread:
+                        off_loop.append(threading.get_ident())
+                    return own.__iter__(self)
+
+                watched = type("Watched", (own,), {"__iter__": __iter__})
+                transport._buffer = watched(transport._buffer)
+
+            a.run(watch)
+            inbox, out = b.mailbox(), a.mailbox()
+            sent = threading.Thread(target=lambda: [out.send(inbox.pid, i) for i in range(20)])
+            sent.start()
+            sent.join(30)
+            assert [inbox.receive(timeout=10) for _ in range(20)] == list(range(20))
+            assert conn.counters()["messages_out"] >= 20
+            assert off_loop == []

@@ -6,6 +6,7 @@ connection, and the counters of both ends must agree."""
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import threading
@@ -21,6 +22,7 @@ THREADS = 4  # senders on threads (BlockingMailbox.send)
 LOOP_SENDERS = 2  # async senders in the loop (await Mailbox.send)
 PER_SENDER = 150
 STALLS = 60  # bound on the receiver's stalls
+RUNS = int(os.environ.get("PYNODE_STRESS_RUNS", "3"))  # more for a campaign: seeds 1..RUNS
 
 
 def _payload(seed: int, sid: int, seq: int) -> bytes:
@@ -48,7 +50,7 @@ def busy_gil() -> Iterator[None]:
         sys.setswitchinterval(old)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(1, RUNS + 1))
 def test_thread_and_loop_sends_arrive_whole_and_in_order(seed: int, busy_gil: None) -> None:
     kw: dict[str, Any] = {"epmd": False, "listen_host": "127.0.0.1", "backend_options": {}}
     with BlockingNode("a@127.0.0.1", "c", **kw) as a, BlockingNode("b@127.0.0.1", "c", **kw) as b:

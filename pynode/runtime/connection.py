@@ -178,13 +178,13 @@ class Connection:
         call_soon_threadsafe(self._write_handed, pieces, size)
 
     def _write_handed(self, pieces: list[Buffer], size: int) -> None:
-        """In the loop: write what a thread encoded and handed over."""
-        with self._thread_lock:
-            self._handed -= size
-        if not self.alive:
-            log.debug("connection to %s went down: %d queued bytes dropped", self.peer, size)
-            return
+        """In the loop: write what a thread encoded and handed over. It counts as handed
+        until the channel has it: till then a later send of that thread must not write to
+        the socket itself, ahead of it (the GIL may let it run in the middle of this)."""
         try:
+            if not self.alive:
+                log.debug("connection to %s went down: %d queued bytes dropped", self.peer, size)
+                return
             if len(pieces) == 1:
                 self.channel.write(pieces[0])  # type: ignore[arg-type]  # one packet: bytes
             else:
@@ -193,6 +193,9 @@ class Connection:
             self.bytes_out += size
         except ChannelClosed:
             log.debug("connection to %s closing: %d queued bytes dropped", self.peer, size)
+        finally:
+            with self._thread_lock:
+                self._handed -= size
 
     def counters(self) -> dict[str, int]:
         """Messages, bytes and ticks in and out so far (other threads' sends included)."""

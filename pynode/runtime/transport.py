@@ -186,6 +186,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
     # asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         t: Any = transport  # uvloop's transports are no asyncio.Transport subclass
+        with self._wlock:  # called again with start_tls's transport: the socket is not ours
+            self._fd = -1
         self.transport = t
         t.set_write_buffer_limits(high=HIGH_WATER)
         sock = transport.get_extra_info("socket")
@@ -196,7 +198,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             and isinstance(t, _SELECTOR_SOCKET_TRANSPORT)
             and transport.get_extra_info("sslcontext") is None
         ):
-            self._fd = sock.fileno()
+            self._fd = sock.fileno()  # plain bytes may go to it directly (writev, threads)
 
     def data_received(self, data: bytes) -> None:
         on_data = self._on_data
@@ -345,15 +347,19 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._write_out()
 
     def _write_out(self) -> None:
-        out = self._out
-        if not out:
+        if not self._out:
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self._out = []
-        self._out_size = 0
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            with self._wlock:
+        # the queue is emptied under the lock: a thread must not find it empty (and write to
+        # the socket itself) while its bytes are on their way to the transport
+        with self._wlock:
+            out = self._out
+            if not out:
+                return
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self._out = []
+            self._out_size = 0
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
                 if self._backlog:
                     self._put_backlog(transport)
                 transport.write(data)
@@ -373,7 +379,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
     def write_threadsafe(self, pieces: list[Buffer], size: int) -> bool:
         with self._wlock:
             fd = self._fd
-            transport = self.transport
+            transport: Any = self.transport  # asyncio's own socket transport when fd >= 0
             if (
                 fd < 0
                 or transport is None
@@ -382,7 +388,10 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 or self._closing
                 or self._lost
                 or transport.is_closing()
-                or transport.get_write_buffer_size()
+                # not get_write_buffer_size(): from 3.12 it iterates the transport's deque,
+                # which the loop's _write_sendmsg changes without our lock ("deque mutated
+                # during iteration"); its length is one C call (the 3.10-3.11 bytearray too)
+                or transport._buffer
             ):
                 return False
             sent = _writev(fd, pieces)

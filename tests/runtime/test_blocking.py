@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import threading
 from typing import Any
@@ -274,3 +275,114 @@ def test_selective_receivers_in_threads_do_not_miss_a_message_after_another_took
         node.run(mb._deliver, Atom("a"))
         t1.join(10)
         assert got == {"T2": Atom("b"), "T1": Atom("a")}
+
+
+class _SwitchAtLock:
+    """Stands in for a channel's write lock: the first time the loop's thread is about to
+    take it while ``armed``, another thread runs ``then`` to its end first (as a switch of
+    the GIL there lets it), then the lock is taken as usual."""
+
+    def __init__(self, lock: Any, loop_thread: int, then: Any) -> None:
+        self._lock, self._loop_thread, self._then = lock, loop_thread, then
+        self.armed = False
+        self.fired = False
+
+    def __enter__(self) -> Any:
+        if self.armed and not self.fired and threading.get_ident() == self._loop_thread:
+            self.fired = True
+            t = threading.Thread(target=self._then)
+            t.start()
+            t.join(30)
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._lock.__exit__(*exc)
+
+
+@pytest.mark.parametrize("corked", [False, True], ids=["written-at-once", "corked"])
+def test_a_threads_later_send_never_overtakes_one_the_loop_is_writing(corked: bool) -> None:
+    """A thread's message handed to the loop (bytes were queued before it) is still in the
+    loop's hands until it is in the transport or the socket: a later send of the same
+    process, from any thread, that runs while the loop is about to write it (a switch of the
+    GIL) is handed over too, not written to the socket ahead of it. ``corked``: the loop
+    joins it with other writes and writes them at the end of its iteration."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            conn = _connected_pair(a, b)
+            assert a.node is not None
+            node = a.node
+            channel: Any = conn.channel
+            inbox, other = b.mailbox(), b.mailbox()
+            out = a.mailbox()
+            errors: list[BaseException] = []
+
+            def send(i: int) -> None:
+                try:
+                    out.send(inbox.pid, i)
+                except BaseException as e:  # pragma: no cover - reported below
+                    errors.append(e)
+
+            switch = _SwitchAtLock(channel._wlock, a._loop_thread, lambda: send(2))
+            write_handed = conn._write_handed
+
+            def arm_then_write(*args: Any) -> None:
+                switch.armed = True  # the loop now writes message 1
+                write_handed(*args)
+
+            def in_loop() -> int:
+                # a loop write that waits for the end of this iteration, as a second write
+                # in a burst does: a thread's send now finds bytes queued before it
+                channel._corked = True
+                node.send_nowait(other.pid, b"loop")
+                assert channel._out
+                if not corked:
+                    asyncio.get_running_loop().call_soon(channel._flush)
+                channel._wlock = switch
+                conn._write_handed = arm_then_write  # type: ignore[method-assign]
+                t = threading.Thread(target=send, args=(1,))
+                t.start()
+                t.join(30)
+                if corked:  # the flush comes after the loop took message 1 into its queue
+                    asyncio.get_running_loop().call_soon(channel._flush)
+                return conn._handed
+
+            assert a.run(in_loop) > 0  # message 1 was handed to the loop
+            got = [inbox.receive(timeout=10) for _ in range(2)]
+            assert other.receive(timeout=10) == b"loop"
+            assert switch.fired and not errors
+            assert got == [1, 2]
+            assert conn.alive
+
+
+def test_a_threads_send_never_iterates_the_transports_buffer() -> None:
+    """asyncio's loop changes its transport's write buffer without our lock (3.12+:
+    _write_sendmsg pops from a deque), so a thread may only ask its length: iterating it
+    (3.12+'s get_write_buffer_size sums it) raises "deque mutated during iteration" when the
+    GIL switches in the middle, out of the user's send."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            conn = _connected_pair(a, b)
+            channel: Any = conn.channel
+            off_loop: list[int] = []
+
+            def watch() -> None:
+                transport = channel.transport
+                own = type(transport._buffer)
+                loop_thread = a._loop_thread
+
+                def __iter__(self: Any) -> Any:
+                    if threading.get_ident() != loop_thread:
+                        off_loop.append(threading.get_ident())
+                    return own.__iter__(self)
+
+                watched = type("Watched", (own,), {"__iter__": __iter__})
+                transport._buffer = watched(transport._buffer)
+
+            a.run(watch)
+            inbox, out = b.mailbox(), a.mailbox()
+            sent = threading.Thread(target=lambda: [out.send(inbox.pid, i) for i in range(20)])
+            sent.start()
+            sent.join(30)
+            assert [inbox.receive(timeout=10) for _ in range(20)] == list(range(20))
+            assert conn.counters()["messages_out"] >= 20
+            assert off_loop == []

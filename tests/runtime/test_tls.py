@@ -10,12 +10,14 @@ import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from cryptography import x509
 
 from interop.tls_pki import Pki, make_pki
+from pynode.blocking import BlockingNode
 from pynode.certs import erl_optfile, write_certs
 from pynode.runtime import ConnectError, Node
 from pynode.runtime.oneshot import OneShot
@@ -71,6 +73,42 @@ async def test_tls_both_ways(pki: Pki) -> None:
         big = os.urandom(3_000_000)  # many TLS records, and fragments
         await a.send(("inbox", b.name), big)
         assert await inbox.receive(timeout=30) == big
+
+
+async def test_the_accepting_side_sends_fragmented_messages(pki: Pki) -> None:
+    """The side that accepted the connection (on asyncio: start_tls over the accepted
+    socket) writes a big message's fragments through TLS too, never to the raw socket."""
+    good = pki.config("good")
+    async with pair(good, good) as (a, b):
+        assert await a.ping(b.name)  # a dials, b accepts
+        conn = b.connection(a.name)
+        assert conn is not None and conn.channel.tls
+        inbox = a.mailbox("inbox")
+        big = os.urandom(300_000)  # fragments: the writev path
+        await b.send(("inbox", a.name), big)
+        await b.send(("inbox", a.name), b"after")
+        assert await inbox.receive(timeout=30) == big
+        assert await inbox.receive(timeout=30) == b"after"
+        assert conn.alive and b.connection(a.name) is conn
+
+
+def test_a_blocking_nodes_thread_sends_over_an_accepted_tls_connection(pki: Pki) -> None:
+    """A thread's send on the accepting side of a TLS connection goes through TLS (it may
+    write to the socket itself only where the socket carries plain bytes)."""
+    good = pki.config("good")
+    kw: dict[str, Any] = {"epmd": False, "listen_host": "127.0.0.1", "tls": good, "backend_options": {}}
+    with BlockingNode("srv@127.0.0.1", "c", **kw) as srv, BlockingNode("cli@127.0.0.1", "c", **kw) as cli:
+        assert srv.node is not None
+        cli.connect(str(srv.name), address=("127.0.0.1", srv.node.port))
+        assert cli.ping(str(srv.name))  # answered: srv has the connection too
+        conn = srv.node.connector.connections[cli.name]
+        assert conn.channel.tls
+        inbox, out = cli.mailbox(), srv.mailbox()
+        big = os.urandom(300_000)
+        for message in (b"small", big, b"after"):
+            out.send(inbox.pid, message)
+        assert [inbox.receive(timeout=30) for _ in range(3)] == [b"small", big, b"after"]
+        assert conn.alive and srv.node.connector.connections[cli.name] is conn
 
 
 async def test_plain_node_cannot_talk_to_tls_node(pki: Pki) -> None:

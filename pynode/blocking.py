@@ -288,10 +288,9 @@ class BlockingNode:
 
 def _threadsafe_scheduler() -> Callable[..., Any]:
     """In the loop: a function any thread may call to run a callback in this loop soon."""
-    import sniffio
-
-    if sniffio.current_async_library() == "trio":
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:  # no asyncio loop: anyio's other backend, trio
         import trio
 
         return trio.lowlevel.current_trio_token().run_sync_soon
-    return asyncio.get_running_loop().call_soon_threadsafe

@@ -28,7 +28,6 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import anyio
-import sniffio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSStream
 
@@ -590,10 +589,13 @@ class StreamChannel(Channel):
 
 
 def _on_asyncio() -> bool:
+    """Whether this runs in an asyncio loop (anyio's other backend, trio, has none; sniffio
+    is no dependency of anyio's any more, nor of ours)."""
     try:
-        return sniffio.current_async_library() == "asyncio"
-    except sniffio.AsyncLibraryNotFoundError:  # pragma: no cover - always inside a loop here
+        asyncio.get_running_loop()
+    except RuntimeError:
         return False
+    return True
 
 
 def _start_tls_safe() -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -386,3 +388,20 @@ def test_a_threads_send_never_iterates_the_transports_buffer() -> None:
             assert [inbox.receive(timeout=10) for _ in range(20)] == list(range(20))
             assert conn.counters()["messages_out"] >= 20
             assert off_loop == []
+
+
+def test_pynode_runs_without_sniffio() -> None:
+    """anyio no longer depends on sniffio, and neither does pynode: two nodes talk in a
+    process where importing it fails."""
+    code = (
+        "import sys; sys.modules['sniffio'] = None\n"
+        "from pynode.blocking import BlockingNode\n"
+        "with BlockingNode('a@127.0.0.1', 'c', epmd=False, listen_host='127.0.0.1') as a,"
+        " BlockingNode('b@127.0.0.1', 'c', epmd=False, listen_host='127.0.0.1') as b:\n"
+        "    a.connect(b.name, address=('127.0.0.1', b.node.port))\n"
+        "    inbox = b.mailbox(); a.mailbox().send(inbox.pid, 'hi')\n"
+        "    print(inbox.receive(timeout=10))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "b'hi'"

@@ -393,18 +393,30 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 or transport._buffer
             ):
                 return False
-            sent = _writev(fd, pieces)
-            if not sent:
-                return False
+            try:
+                sent = _writev(fd, pieces)
+                if not sent:
+                    return False
+                if sent < size:  # the socket's buffer is full: the loop writes the rest, first
+                    self._backlog = list(_rest(pieces, sent))
+                    self._loop.call_soon_threadsafe(self._flush_backlog)
+            except RuntimeError:  # the loop is closed: so is the connection
+                self._backlog = []
+                return True
+            except BaseException:
+                # interrupted (KeyboardInterrupt in this thread) between the write and keeping
+                # its rest: what went out is unknown, and a stream with half a packet in it is
+                # worse than none; the connection is dropped
+                self._fd = -1
+                self._loop.call_soon_threadsafe(self._abort)
+                raise
             self.wrote = True
             self.writes += 1  # the ticker only asks whether it changed
-            if sent < size:  # the socket's buffer is full: the loop writes the rest, first
-                self._backlog = list(_rest(pieces, sent))
-                try:
-                    self._loop.call_soon_threadsafe(self._flush_backlog)
-                except RuntimeError:  # the loop is closed: so is the connection
-                    self._backlog = []
             return True
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
     def buffered(self) -> int:
         t = self.transport
@@ -769,5 +781,6 @@ def default_backend_options(backend: str) -> dict[str, Any]:
     try:
         import uvloop  # noqa: F401
     except ImportError:
+        log.warning("PYNODE_LOOP=uvloop, but uvloop is not installed (pynode-erlang[speed]): asyncio it is")
         return {}
     return {"use_uvloop": True}

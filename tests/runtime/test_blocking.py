@@ -7,6 +7,7 @@ import importlib.util
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -405,3 +406,37 @@ def test_pynode_runs_without_sniffio() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "b'hi'"
+
+
+def test_an_interrupted_thread_write_drops_the_connection_not_the_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C between a thread's write and keeping what the socket did not take: how much
+    went out is unknown, so the connection goes down (no half packet is followed by more)."""
+    import os
+
+    from pynode.runtime import transport
+
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            conn = _connected_pair(a, b)
+            inbox = b.mailbox()
+            out = a.mailbox()
+            out.send(inbox.pid, Atom("before"))
+            assert inbox.receive(timeout=10) == Atom("before")
+
+            def half_then_interrupt(fd: int, pieces: list[Any]) -> int:
+                os.write(fd, bytes(pieces[0])[:5])
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(transport, "_writev", half_then_interrupt)
+            with pytest.raises(KeyboardInterrupt):
+                out.send(inbox.pid, Atom("torn"))
+            monkeypatch.undo()
+            assert a.node is not None
+            deadline = time.monotonic() + 10
+            while conn.alive or b.name in a.nodes():
+                assert time.monotonic() < deadline, "the connection stayed up"
+                time.sleep(0.01)
+            with pytest.raises(TimeoutError):
+                inbox.receive(timeout=0.2)

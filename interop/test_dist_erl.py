@@ -15,6 +15,7 @@ from pynode.runtime import ConnectError, Node, names
 from pynode.term import Atom, Pid
 
 from .erlnode import Epmd, ErlNode, free_port, unique
+from .rpc_checks import check_erpc_errors
 
 pytestmark = pytest.mark.anyio
 
@@ -276,7 +277,7 @@ def test_blocking_rpc_from_threads_against_erl(epmd: Epmd, erl_node: StartErl) -
     import threading
 
     from pynode.blocking import BlockingNode
-    from pynode.runtime import RemoteError, RpcTimeout
+    from pynode.runtime import RpcTimeout
 
     erl = erl_node()
     with BlockingNode(unique("py") + "@127.0.0.1", erl.cookie, epmd_port=epmd.port, listen_host="127.0.0.1") as node:
@@ -285,13 +286,7 @@ def test_blocking_rpc_from_threads_against_erl(epmd: Epmd, erl_node: StartErl) -
         conn = node.node.connector.connections[erl.name]
         by_loop = conn.messages_out
         assert node.rpc(erl.name, "lists", "seq", [1, 3]) == [1, 2, 3]
-        for cls in ("throw", "exit", "error"):
-            with pytest.raises(RemoteError) as info:
-                node.rpc(erl.name, "erlang", cls, [Atom("ball")])
-            assert (info.value.cls, info.value.reason) == (Atom(cls), Atom("ball"))
-        with pytest.raises(RemoteError) as undef:
-            node.rpc(erl.name, "no_such_mod", "f", [])
-        assert undef.value.reason == Atom("undef")
+        check_erpc_errors(lambda m, f, a: node.rpc(erl.name, m, f, a))
         assert conn.messages_out == by_loop  # every request went out from this thread
 
         # a call that times out is killed on erl's side, and its answer never shows up later

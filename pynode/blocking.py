@@ -6,7 +6,9 @@
         box.send(("shell", "erl@127.0.0.1"), "hello")
         print(box.receive(timeout=5))
 
-Every call is thread-safe: it is carried out in the node's event loop.
+Every call is thread-safe. A mailbox's send and receive, and rpc, over a live connection run
+on the calling thread (waking the loop would cost more than the message); the rest is carried
+out in the node's event loop.
 """
 
 from __future__ import annotations

@@ -320,3 +320,60 @@ def test_blocking_rpc_from_threads_against_erl(epmd: Epmd, erl_node: StartErl) -
         assert not errors
         assert results == {k * 1000: [k * 1000 + i for i in range(50)] for k in range(8)}
         assert len(box.async_mailbox) == 0
+
+
+def test_blocking_gen_call_from_threads_against_erl(epmd: Epmd, erl_node: StartErl) -> None:
+    """BlockingNode.gen_call to erl's gen_servers from the calling thread: a reply (to an
+    alias), a missing server ('DOWN' noproc), a silent one (timeout, its late reply dropped)
+    and calls from several threads at once; nothing is left behind."""
+    import threading
+
+    from pynode.blocking import BlockingNode
+    from pynode.runtime import CallError, RpcTimeout
+
+    erl = erl_node()
+    with BlockingNode(unique("py") + "@127.0.0.1", erl.cookie, epmd_port=epmd.port, listen_host="127.0.0.1") as node:
+        assert node.ping(erl.name)
+        assert node.node is not None
+        conn = node.node.connector.connections[erl.name]
+        by_loop = conn.messages_out
+        apps = node.gen_call(("application_controller", erl.name), Atom("which_applications"))
+        assert Atom("kernel") in [a[0] for a in apps]
+        with pytest.raises(CallError) as down:
+            node.gen_call(("no_such_server", erl.name), Atom("hello"))
+        assert down.value.reason == Atom("noproc")
+        assert conn.messages_out == by_loop  # monitors, requests, demonitors: all from here
+
+        # a server that answers only when told to: the first call times out, and its reply,
+        # sent later, must not show up anywhere
+        erl.run(
+            "register(slow_server, spawn(fun Loop() -> receive"
+            "  {'$gen_call', From, {late, Tag}} -> receive go -> gen_server:reply(From, Tag) end, Loop();"
+            "  {'$gen_call', From, Req} -> gen_server:reply(From, {echo, Req}), Loop() end end)), ok."
+        )
+        with pytest.raises(RpcTimeout):
+            node.gen_call(("slow_server", erl.name), (Atom("late"), 1), timeout=0.2)
+        erl.run("slow_server ! go, ok.")
+        assert node.gen_call(("slow_server", erl.name), 2) == (Atom("echo"), 2)  # after the late one
+        box = node._rpc_box
+        assert box is not None
+        mb = box.async_mailbox
+        assert len(mb) == 0 and mb.monitors == {} and mb.aliases == set()
+
+        results: dict[int, list[Any]] = {}
+        errors: list[BaseException] = []
+
+        def caller(k: int) -> None:
+            try:
+                results[k] = [node.gen_call(("slow_server", erl.name), (k, i)) for i in range(30)]
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=caller, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        assert results == {k: [(Atom("echo"), (k, i)) for i in range(30)] for k in range(6)}
+        assert len(mb) == 0 and mb.monitors == {} and mb.aliases == set()

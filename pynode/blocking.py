@@ -23,14 +23,26 @@ from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from .protocol import control as C
+from .protocol._common import NO_PAYLOAD
 from .protocol.flags import DFlag
 from .runtime.connection import Connection
-from .runtime.errors import RpcTimeout
+from .runtime.errors import CallError, RpcTimeout
 from .runtime.mailbox import _NO_MATCH, Mailbox
 from .runtime.node import Node
-from .runtime.rpc import erpc_answer, erpc_give_up, erpc_request, erpc_value
+from .runtime.rpc import (
+    ALIAS,
+    GEN_CALL,
+    erpc_answer,
+    erpc_give_up,
+    erpc_request,
+    erpc_value,
+    gen_call_answer,
+    gen_call_value,
+)
+from .runtime.signals import DOWN
 from .runtime.transport import default_backend_options
-from .term import Atom, Pid
+from .term import Atom, ImproperList, Pid, Reference
 
 _SCAN_LOCKS: weakref.WeakKeyDictionary[Mailbox, threading.Lock] = weakref.WeakKeyDictionary()
 _SCAN_LOCKS_LOCK = threading.Lock()
@@ -109,6 +121,12 @@ class BlockingMailbox:
                     scanned = 0
         finally:
             mb._thread_waiters.remove(wakeup)
+
+    def _drop(self, match: Callable[[Any], bool]) -> None:
+        """Take every queued message ``match`` accepts (a stale answer), from any thread."""
+        with self._scan_lock:
+            while self.async_mailbox._take(match, 0) is not _NO_MATCH:
+                pass
 
     def close(self, reason: Any = None) -> None:
         assert self._portal is not None
@@ -270,18 +288,50 @@ class BlockingNode:
                 self._rpc_box = self.mailbox()
             return self._rpc_box
 
-    def _thread_send(self, conn: Connection) -> Callable[[Any, Any], None]:
+    def _thread_send(self, conn: Connection) -> Callable[..., None]:
         soon = self._soon
 
-        def send(control: Any, payload: Any) -> None:
+        def send(control: Any, payload: Any = NO_PAYLOAD) -> None:
             conn.send_threadsafe(conn.dist.send_pieces(control, payload), soon)
 
         return send
 
     def gen_call(self, dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
-        """``gen_server:call``."""
-        assert self.node is not None
-        return self._call(self.node.call, dest, request, timeout)
+        """``gen_server:call``; raises CallError or RpcTimeout like ``Node.call``.
+
+        To a pid or ``(name, node)`` over a live connection the monitor and the request go
+        out from this thread, and the reply (to an alias, as OTP 24+ servers send it) or the
+        'DOWN' wakes it, in the mailbox rpc uses; anything else goes through the loop."""
+        n = self.node
+        assert n is not None
+        box = self._rpc_box or self._start_rpc_box()
+        mb = box.async_mailbox
+        route = n.remote_route(dest, mb.pid)
+        if route is None or type(dest) is Reference or route[0].congested_for_threads():
+            return self._call(n.call, dest, request, timeout)
+        conn, control = route
+        send = self._thread_send(conn)
+        proc = dest if type(dest) is Pid else control.to_name
+        mref = n.make_ref()
+        mb.monitors[mref] = dest if type(dest) is Pid else (proc, conn.peer)
+        alias = n.signals.alias(mb)
+        tag = ImproperList([ALIAS], alias)
+        try:
+            send(C.MonitorP(mb.pid, proc, mref))
+            try:
+                send(control, (GEN_CALL, (mb.pid, tag), request))
+            except Exception as e:
+                raise CallError(Atom("noproc")) from e
+            try:
+                reply = box.receive(timeout=timeout, match=gen_call_answer(tag, mref))
+            except TimeoutError:
+                raise RpcTimeout(f"gen_server call to {dest!r} timed out after {timeout} s") from None
+        finally:
+            n.signals.unalias(mb, alias)  # a late reply is dropped
+            if mb.monitors.pop(mref, None) is not None:
+                send(C.DemonitorP(mb.pid, proc, mref))
+            box._drop(lambda m: type(m) is tuple and len(m) == 5 and m[0] == DOWN and m[1] == mref)
+        return gen_call_value(reply, dest)
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run any function or coroutine function of the async API in the node's loop."""

@@ -252,20 +252,32 @@ async def gen_call(node: Node, dest: Any, request: Any, timeout: float | None = 
         except Exception as e:
             raise CallError(Atom("noproc")) from e
 
-        def match(m: Any) -> bool:
-            return type(m) is tuple and (
-                (len(m) == 2 and m[0] == tag) or (len(m) == 5 and m[0] == DOWN and m[1] == mref)
-            )
-
         try:
-            reply = await mb.receive(timeout=timeout, match=match)
+            reply = await mb.receive(timeout=timeout, match=gen_call_answer(tag, mref))
         except TimeoutError:
             raise RpcTimeout(f"gen_server call to {dest!r} timed out after {timeout} s") from None
-        if len(reply) == 5:
-            raise call_down_error(reply[4], dest)
-        return reply[1]
+        return gen_call_value(reply, dest)
     finally:
         mb.close()
+
+
+def gen_call_answer(tag: Any, mref: Reference) -> Callable[[Any], bool]:
+    """A receive match for a gen_server call's answer: the reply to ``tag``, or the 'DOWN'
+    of monitor ``mref``."""
+
+    def answer(m: Any) -> bool:
+        return type(m) is tuple and (
+            (len(m) == 2 and m[0] == tag) or (len(m) == 5 and m[0] == DOWN and m[1] == mref)
+        )
+
+    return answer
+
+
+def gen_call_value(reply: Any, dest: Any) -> Any:
+    """The reply's value; CallError when the answer is the server's 'DOWN'."""
+    if len(reply) == 5:
+        raise call_down_error(reply[4], dest)
+    return reply[1]
 
 
 async def gen_cast(node: Node, dest: Any, request: Any) -> None:

@@ -169,8 +169,8 @@ def test_call(epmd: Epmd, erl_node: StartErl) -> None:
 
 
 def test_address_without_epmd(epmd: Epmd, erl_node: StartErl) -> None:
-    port = free_port()
-    erl = erl_node(args=["-kernel", "inet_dist_listen_min", str(port), "inet_dist_listen_max", str(port)])
+    erl = erl_node()
+    port = erl.dist_port()
     dead_epmd = str(free_port())  # nothing listens there: EPMD is not asked
     p = pynode("rpc", erl.name, "erlang:node/0", "--address", f"127.0.0.1:{port}",
                "--epmd-port", dead_epmd, "--cookie", erl.cookie)

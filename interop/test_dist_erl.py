@@ -14,7 +14,7 @@ import pytest
 from pynode.runtime import ConnectError, Node, names
 from pynode.term import Atom, Pid
 
-from .erlnode import Epmd, ErlNode, free_port, unique
+from .erlnode import Epmd, ErlNode, unique
 from .rpc_checks import check_erpc_errors
 
 pytestmark = pytest.mark.anyio
@@ -179,13 +179,9 @@ async def test_reregisters_after_epmd_restart(epmd: Epmd, erl_node: StartErl) ->
 
 
 async def test_connect_without_epmd(otp: Any, epmd: Epmd) -> None:
-    port = free_port()
-    erl = ErlNode(
-        otp,
-        epmd,
-        args=["-kernel", "inet_dist_listen_min", str(port), "inet_dist_listen_max", str(port)],
-    )
+    erl = ErlNode(otp, epmd)
     try:
+        port = erl.dist_port()
         async with Node(unique("py") + "@127.0.0.1", erl.cookie, epmd=False, listen_host="127.0.0.1") as node:
             conn = await node.connect(erl.name, address=("127.0.0.1", port))
             assert conn.alive

@@ -186,8 +186,8 @@ def test_connect_failures(epmd: Epmd, erl_node: StartErl) -> None:
 
 
 def test_address_without_epmd(epmd: Epmd, erl_node: StartErl) -> None:
-    port = free_port()
-    erl = erl_node(args=["-kernel", "inet_dist_listen_min", str(port), "inet_dist_listen_max", str(port)])
+    erl = erl_node()
+    port = erl.dist_port()
     with client(epmd, erl, epmd_port=free_port()) as c:  # nothing listens on that EPMD port
         c.connect(erl.name, address=("127.0.0.1", port), timeout=10)
         assert c.rpc(erl.name, "erlang", "node") == erl.name

@@ -46,7 +46,14 @@ class Epmd:
         self.address = address  # epmd's -address: a comma-separated list ("127.0.0.1,::1")
         self.exe = otp.tool("epmd")
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
+        for attempt in range(3):
+            try:
+                self.start()
+                return
+            except RuntimeError:  # epmd exited: the free port was taken before it bound it
+                if port is not None or attempt == 2:
+                    raise
+                self.port = free_port()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -98,6 +105,17 @@ class ErlNode(ErlOracle):
 
     def run(self, text: str, **bindings: Any) -> Any:
         return super().run(text, **bindings)
+
+    def dist_port(self) -> int:
+        """The port erl's distribution listens on, as its EPMD has it.
+
+        Tests that connect without EPMD read it here rather than pin erl to a port picked
+        beforehand: another socket can take that port before erl binds it.
+        """
+        answer = self.run('erl_epmd:port_please(binary_to_list(Alive), "127.0.0.1").', Alive=self.alive)
+        if not (isinstance(answer, tuple) and answer[0] == Atom("port")):
+            raise RuntimeError(f"{self.name} is not registered with its EPMD: {answer!r}")
+        return int(answer[1])
 
 
 def stop_nodes(nodes: Iterable[ErlNode]) -> None:

@@ -109,7 +109,11 @@ class ErlOracle:
         while n:
             b = self._r.read(n)
             if not b:
-                err = self.log_tail() if self.proc.poll() is not None else ""
+                try:  # the port closes just before erl exits: wait for the exit to show why
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+                err = self.log_tail() if self.proc.poll() is not None else "(erl still running)"
                 raise OracleError(f"erl oracle closed its port: {err.strip()[:2000]}")
             chunks.append(b)
             n -= len(b)

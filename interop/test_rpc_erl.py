@@ -156,6 +156,55 @@ async def test_rpc_in_from_erl(epmd: Epmd, erl_node: StartErl) -> None:
         assert await erl_run(erl, "erpc:call(N, interop_mod, mathy, [6, 7]).", N=node.name) == 43
 
 
+async def test_erpc_spawn_options_from_erl(epmd: Epmd, erl_node: StartErl) -> None:
+    """erpc:execute_call spawned by erl with each link/monitor choice: a call done at once
+    has no mailbox on our side, yet erl sees a process that ran, exited and is gone."""
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie) as node:
+        node.expose("py", "add")(lambda a, b: a + b)
+
+        async def later(x: int) -> int:
+            await anyio.sleep(0)
+            return x
+
+        node.expose("py", "deferred")(lambda x: later(x))  # sync, hands back an awaitable
+        got = await erl_run(
+            erl,
+            """
+            process_flag(trap_exit, true),
+            Res = make_ref(),
+            Spawn = fun(F, A, Opts) ->
+                R = spawn_request(N, erpc, execute_call, [Res, py, F, A], Opts),
+                receive {spawn_reply, R, ok, P} -> {R, P} after 5000 -> error(no_reply) end
+            end,
+            Exit = fun(P) -> receive {'EXIT', P, Why} -> Why after 5000 -> no_exit end end,
+            Down = fun(R, P) -> receive {'DOWN', R, process, P, Why} -> Why after 5000 -> no_down end end,
+            Gone = fun(P) -> M = monitor(process, P), Down(M, P) end,
+            {R1, P1} = Spawn(add, [2, 3], [link, monitor]),
+            D1 = Down(R1, P1), E1 = Exit(P1),
+            {_, P2} = Spawn(add, [4, 5], [link]),
+            E2 = Exit(P2),
+            {R3, P3} = Spawn(add, [1, 1], [monitor]),
+            D3 = Down(R3, P3),
+            {_, P4} = Spawn(add, [1, 2], []),
+            {R5, P5} = Spawn(deferred, [7], [link, monitor]),
+            D5 = Down(R5, P5), E5 = Exit(P5),
+            Stray = receive M -> M after 200 -> none end,
+            {{D1, E1}, E2, D3, Gone(P4), {D5, E5}, Stray, [node(P) || P <- [P1, P2, P3, P4, P5]]}.
+            """,
+            N=node.name,
+        )
+        ret = Atom("return")
+        (d1, e1), e2, d3, gone4, (d5, e5), stray, nodes = got
+        assert d1 == e1 and d1[1:] == (ret, 5)
+        assert e2[1:] == (ret, 9)
+        assert d3[1:] == (ret, 2)
+        assert gone4 == Atom("noproc")  # ran and ended, though nobody watched it
+        assert d5 == e5 and d5[1:] == (ret, 7)
+        assert stray == Atom("none") and set(nodes) == {node.name}
+        assert len(node.processes.mailboxes()) == 1 and not node.processes.monitored
+
+
 async def test_rex_protocol_in(epmd: Epmd, erl_node: StartErl) -> None:
     """The legacy rex request that ei and JInterface send, and gen_server:call to rex."""
     erl = erl_node()

@@ -25,7 +25,6 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .protocol import control as C
 from .protocol._common import NO_PAYLOAD
-from .protocol.flags import DFlag
 from .runtime.connection import Connection
 from .runtime.errors import CallError, RpcTimeout
 from .runtime.mailbox import _NO_MATCH, Mailbox
@@ -267,7 +266,7 @@ class BlockingNode:
         n = self.node
         assert n is not None
         conn = n.connector.get(node if type(node) is Atom else Atom(node))
-        if conn is None or not conn.flags & DFlag.SPAWN or conn.congested_for_threads():
+        if conn is None or not conn.spawns or conn.congested_for_threads():
             return self._call(lambda: n.rpc(node, module, function, args, timeout=timeout))
         box = self._rpc_box or self._start_rpc_box()
         req, res_ref = erpc_request(

@@ -115,6 +115,11 @@ class Connection:
         self._scope: anyio.CancelScope | None = None
         self._retick = anyio.Event()  # set when net_ticktime changes
         self.hidden = not (flags & DFlag.PUBLISHED)
+        # flags read per signal, as plain bools: an enum.Flag test costs a method call
+        self.payload_exits = bool(flags & DFlag.EXIT_PAYLOAD)
+        self.spawns = bool(flags & DFlag.SPAWN)
+        self.send_sender = bool(flags & DFlag.SEND_SENDER)
+        self.aliases = bool(flags & DFlag.ALIAS)
         # counters: plain ints on the hot path, read by pynode.runtime.status
         self.connected_at = time.time()
         self.messages_in = 0

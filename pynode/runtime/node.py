@@ -17,7 +17,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..protocol import control as C
-from ..protocol.flags import DFlag, default_flags
+from ..protocol.flags import default_flags
 from ..protocol.framing import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_PACKET, Message
 from ..protocol.transports import Endpoint, TcpEndpoint, parse_endpoint
 from ..term import Atom, Pid, Reference
@@ -25,6 +25,7 @@ from . import advertise, busywait, transport
 from . import epmd as epmd_client
 from . import listeners as _listeners
 from . import rpc as _rpc
+from .callbox import CallBox
 from .connection import Connection
 from .connector import Connector
 from .cookie import read_cookie
@@ -151,6 +152,7 @@ class Node:
         self.port = 0
         self._tg: TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the asyncio loop we run in, if any
+        self._call_box: CallBox | None = None
         self._refs = itertools.count(secrets.randbits(80))  # next() is atomic: any thread
         self._listeners: list[transport.Listener] = []
         self._event_streams: list[Any] = []
@@ -374,11 +376,28 @@ class Node:
         """A new mailbox (a new pid), registered under ``name`` if given."""
         if not self.has_name:
             raise NodeError("a dynamic node has no name until it connects: connect first")
-        mb = Mailbox(self, self.processes.new_pid(), loop=self._loop)
-        self.processes.add(mb)
+        mb = self.mailbox_for(self.processes.new_pid())
         if name is not None:
             self.processes.register(name, mb)
         return mb
+
+    def mailbox_for(self, pid: Pid) -> Mailbox:
+        """A mailbox for ``pid``, from ``processes.new_pid()``: a spawned process gets its pid
+        at once and a mailbox only if it outlives the call that started it."""
+        mb = Mailbox(self, pid, loop=self._loop)
+        self.processes.add(mb)
+        return mb
+
+    def call_box(self) -> CallBox:
+        """The process this node's calls (rpc) are made from, made on first use and again
+        after something killed it."""
+        box = self._call_box
+        if box is None or box.closed:
+            if not self.has_name:
+                raise NodeError("a dynamic node has no name until it connects: connect first")
+            box = self._call_box = CallBox(self, self.processes.new_pid(), loop=self._loop)
+            self.processes.add(box)
+        return box
 
     def register(self, name: str, mailbox: Mailbox) -> None:
         """Register ``mailbox`` under ``name``; a name can only be taken once."""
@@ -428,7 +447,7 @@ class Node:
             conn = self.connector.connections.get(dest.node)
             if conn is None or not conn.alive:
                 return None
-            if conn.flags & DFlag.SEND_SENDER:
+            if conn.send_sender:
                 return conn, C.SendSender(sender, dest)
             return conn, C.Send(dest)
         if t is tuple and len(dest) == 2:
@@ -441,7 +460,7 @@ class Node:
             return conn, C.RegSend(sender, name if type(name) is Atom else Atom(name))
         if t is Reference and dest.node != self.name:
             conn = self.connector.get(dest.node)
-            if conn is None or not conn.flags & DFlag.ALIAS:
+            if conn is None or not conn.aliases:
                 return None
             return conn, C.AliasSend(sender, dest)
         return None

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..protocol import control as C
-from ..protocol.flags import DFlag
 from ..term import Atom, ImproperList, Pid, Reference
 from .connection import Connection
 from .erpc import (
@@ -46,7 +45,7 @@ from .errors import (
 from .errors import (
     RemoteError as RemoteError,
 )
-from .signals import DOWN, KILL, RUN_AS_TASK, SPAWN_ERROR, STARTED
+from .signals import DOWN, KILL, RUN_AS_TASK, SPAWN_ERROR, Later
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -88,14 +87,18 @@ async def rpc(
     With ``capture_output`` the result is ``(value, text)``: what the call printed through
     its group leader (like erl_call -fetch_stdout).
     """
-    try:
-        conn = await node.connect(peer)
-    except ConnectError as e:
-        raise NoConnection(str(e)) from e
-    if not conn.flags & DFlag.SPAWN:
+    conn = node.connector.get(peer if type(peer) is Atom else Atom(peer))  # no await when up
+    if conn is None:
+        try:
+            conn = await node.connect(peer)
+        except ConnectError as e:
+            raise NoConnection(str(e)) from e
+    if not conn.spawns:
         if capture_output:
             raise RpcError(f"{peer} does not support spawn_request; cannot capture output")
         return await _rex_call(node, peer, module, function, list(args), timeout)
+    if not capture_output:
+        return await _erpc_call(node, conn, peer, module, function, args, timeout)
     mb = node.mailbox()
     gl: Pid | None = None
     out: list[str] = []
@@ -122,6 +125,44 @@ async def rpc(
         mb.close()
         if gl_mb is not None:
             gl_mb.close()
+
+
+async def _erpc_call(
+    node: Node,
+    conn: Connection,
+    peer: str,
+    module: str,
+    function: str,
+    args: list[Any] | tuple[Any, ...],
+    timeout: float | None,
+) -> Any:
+    """erpc:call from the node's call box: the answer comes straight to this task."""
+    box = node.call_box()
+    req: Reference | None = None
+    try:
+        req, res_ref = erpc_request(node, conn, box, module, function, args)
+        waiter = box.expect(req)  # before any answer: it is handled by this loop, later
+        try:
+            msg = await box.answer(req, waiter, timeout)
+        except TimeoutError:
+            await erpc_give_up(node, box, req)
+            raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
+    except BaseException:
+        if req is not None:  # given up (cancelled, timed out): stop watching the call
+            box.forget(req)
+            _drop_monitor(node, box, req)
+        raise
+    finally:
+        if req is not None:
+            node.signals.forget_spawn(req)  # a call given up before its SPAWN_REPLY
+    return erpc_value(peer, msg, res_ref)
+
+
+def _drop_monitor(node: Node, mb: Mailbox, req: Reference) -> None:
+    """Drop ``mb``'s monitor ``req`` now (no await: this runs while a task is cancelled)."""
+    target = mb.monitors.pop(req, None)
+    if target is not None:
+        node.signals._demonitor_remote(mb.pid, req, target)
 
 
 def erpc_request(
@@ -200,7 +241,7 @@ async def _rex_call(
 async def cast(node: Node, peer: str, module: str, function: str, args: list[Any] | tuple[Any, ...] = ()) -> None:
     """erpc:cast/4: run ``module:function(*args)`` on ``peer``; no answer, no waiting."""
     conn = await node.connect(peer)
-    if not conn.flags & DFlag.SPAWN:
+    if not conn.spawns:
         await node.send((REX, peer), (GEN_CAST, (CAST, Atom(module), Atom(function), list(args), node.group_leader)))
         return
     mb = node.mailbox()
@@ -371,12 +412,18 @@ def public_functions(pymodule: ModuleType) -> dict[str, Callable[..., Any]]:
     }
 
 
+# results that are never awaitable: most of them, and inspect.isawaitable is not free
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), tuple, list, dict, Atom, Pid, Reference})
+
+
 class RpcServer:
     """Python functions served to Erlang under module/function names."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.functions: dict[tuple[Atom, Atom], Callable[..., Any]] = {}
+        # per function: is it a coroutine function (inspect's answer costs more than the call)
+        self._coroutine: dict[tuple[Atom, Atom], tuple[Callable[..., Any], bool]] = {}
 
     def register(self, module: str, function: str, fn: Callable[..., Any]) -> None:
         self.functions[(Atom(module), Atom(function))] = fn
@@ -410,7 +457,7 @@ class RpcServer:
             value = fn(*args)
         except Exception as e:
             return _failure(e, fn, module, function, args)
-        if inspect.isawaitable(value):
+        if type(value) not in _PLAIN and inspect.isawaitable(value):
             return value
         return RETURN, value, None
 
@@ -418,24 +465,29 @@ class RpcServer:
         """erpc:execute_call/4 as a spawned process: its exit reason carries the result."""
         raise ProcessExit(_call_reason(ref, await self.apply(module, function, args)))
 
-    def execute_call_now(self, mb: Mailbox, ref: Any, module: Any, function: Any, args: Any) -> Any:
-        """erpc:execute_call/4 without a task when the function is synchronous: the exit
-        reason, or RUN_AS_TASK for a coroutine function (nothing was called then)."""
-        fn = self.functions.get((module, function))
-        if fn is not None and inspect.iscoroutinefunction(fn):
-            return RUN_AS_TASK
+    def execute_call_now(self, ref: Any, module: Any, function: Any, args: Any) -> Any:
+        """erpc:execute_call/4 without a task (nor a mailbox) when the function is
+        synchronous: the exit reason; RUN_AS_TASK for a coroutine function (nothing was
+        called then); Later when the function returned an awaitable."""
+        key = (module, function)
+        fn = self.functions.get(key)
+        if fn is not None:
+            known = self._coroutine.get(key)
+            if known is None or known[0] is not fn:
+                known = self._coroutine[key] = (fn, inspect.iscoroutinefunction(fn))
+            if known[1]:
+                return RUN_AS_TASK
         outcome = self.apply_now(module, function, args)
         if type(outcome) is not tuple:  # a sync function that returned an awaitable
-            self.node.start_soon(self._finish_call, mb, ref, outcome, module, function, args)
-            return STARTED
+            return Later(lambda: self._finish_call(ref, outcome, module, function, args))
         return _call_reason(ref, outcome)
 
-    async def _finish_call(self, mb: Mailbox, ref: Any, aw: Any, module: Any, function: Any, args: Any) -> None:
+    async def _finish_call(self, ref: Any, aw: Any, module: Any, function: Any, args: Any) -> Any:
         try:
             outcome = (RETURN, await aw, None)
         except Exception as e:
             outcome = _failure(e, None, module, function, args)
-        self.node.signals._close_mailbox(mb, _call_reason(ref, outcome))
+        return _call_reason(ref, outcome)
 
     def rex(self, conn: Connection, from_pid: Pid, message: Any) -> None:
         """rex: {From, {call, M, F, A, GL}}, $gen_call/$gen_cast forms, features_request."""

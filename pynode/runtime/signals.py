@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ..protocol import control as C
-from ..protocol.flags import DFlag
 from ..protocol.framing import Message
 from ..term import Atom, Pid, Reference
 from .connection import Connection
@@ -40,6 +39,8 @@ UNDEF = Atom("undef")
 LINK_OPT = Atom("link")
 MONITOR_OPT = Atom("monitor")
 REPLY_OPT = Atom("reply")
+_YES = Atom("yes")
+_SUCCESS_ONLY = Atom("success_only")
 
 SpawnHandler = Callable[..., Awaitable[Any]]
 
@@ -48,10 +49,19 @@ SPAWN_ERROR = Atom("$pynode_spawn_error")
 """Tag of ``(SPAWN_ERROR, ReqId, Reason)``, what :meth:`Signals.spawn_async` delivers to the
 requesting mailbox when the spawn failed (erpc's ``{reply, error_only}``)."""
 
-#: What a spawn handler's ``now`` part returns when the process must run as a task after all,
+#: What a spawn handler's ``now`` part returns when the process must run as a task after all.
 RUN_AS_TASK: Any = object()
-#: and when it started a task of its own that will end the process.
-STARTED: Any = object()
+
+
+class Later:
+    """What a spawn handler's ``now`` part returns when its work goes on: the process lives
+    until ``finish()`` (awaited in a task) returns its exit reason."""
+
+    __slots__ = ("finish",)
+
+    def __init__(self, finish: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        self.finish = finish
+
 
 SpawnNow = Callable[..., Any]
 
@@ -81,6 +91,7 @@ class SignalHost(Protocol):
 
     def make_ref(self) -> Reference: ...
     def mailbox(self, name: str | None = None) -> Mailbox: ...
+    def mailbox_for(self, pid: Pid) -> Mailbox: ...
     def connection(self, node: Atom) -> Connection | None: ...
     async def connect(self, node: str) -> Connection: ...
     def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None: ...
@@ -109,7 +120,7 @@ class Signals:
 
     @staticmethod
     def _payload_exits(conn: Connection) -> bool:
-        return bool(conn.flags & DFlag.EXIT_PAYLOAD)
+        return conn.payload_exits
 
     # -- outgoing signals -------------------------------------------------------------------
     def _send_exit(self, from_pid: Pid, to: Pid, reason: Any, *, link: bool) -> None:
@@ -322,7 +333,7 @@ class Signals:
         (which is also the monitor reference when ``monitor`` is set)."""
         peer = Atom(node)
         conn = await self.host.connect(peer)
-        if not conn.flags & DFlag.SPAWN:
+        if not conn.spawns:
             raise SpawnError(Atom("notsup"))
         wait = _SpawnWait(mb, peer, anyio.Event())
         # {reply, ...} is the requester's own option: erts always sends SPAWN_REPLY, and
@@ -401,8 +412,9 @@ class Signals:
         """Serve spawn requests for ``module:function``: ``handler(mailbox, *args)`` runs as
         the new process; returning ends it with reason normal, ProcessExit with its reason.
 
-        ``now(mailbox, *args)``, if given, is tried first, at once, without a task (a task
-        costs more than a short call): it returns the exit reason, or RUN_AS_TASK."""
+        ``now(*args)``, if given, is tried first, at once, without a task or a mailbox (both
+        cost more than a short call): it returns the exit reason, RUN_AS_TASK (then nothing
+        ran), or :class:`Later` when the process goes on."""
         self._spawn_handlers[(Atom(module), Atom(function))] = (handler, now)
 
     # -- incoming control messages ----------------------------------------------------------
@@ -515,7 +527,7 @@ class Signals:
     def _on_spawn_request(self, conn: Connection, ctl: Any, payload: Any) -> None:
         args = payload if type(payload) is list else []
         link = monitor = False
-        reply = Atom("yes")
+        reply = _YES
         for opt in ctl.opts:
             if opt == LINK_OPT:
                 link = True
@@ -523,35 +535,55 @@ class Signals:
                 monitor = True
             elif type(opt) is tuple and len(opt) == 2 and opt[0] == REPLY_OPT:
                 reply = opt[1]
-        mb: Mailbox = self.host.mailbox()
-        flags = 0
-        if link:
-            mb.links[ctl.from_pid] = 0
-            flags |= C.SPAWN_REPLY_FLAG_LINK
-        if monitor:
-            mb.monitored_by[ctl.req_id] = (ctl.from_pid, mb.pid)
-            self.procs.monitored[ctl.req_id] = mb
-            flags |= C.SPAWN_REPLY_FLAG_MONITOR
-        if reply in (Atom("yes"), Atom("success_only")):
-            conn.send_nowait(C.SpawnReply(ctl.req_id, ctl.from_pid, flags, mb.pid))
+        flags = (C.SPAWN_REPLY_FLAG_LINK if link else 0) | (C.SPAWN_REPLY_FLAG_MONITOR if monitor else 0)
+        pid = self.procs.new_pid()
+        if reply in (_YES, _SUCCESS_ONLY):
+            conn.send_nowait(C.SpawnReply(ctl.req_id, ctl.from_pid, flags, pid))
         served = self._spawn_handlers.get((ctl.module, ctl.function))
         if served is None or len(args) != ctl.arity:
             # what erl does: the process starts and dies with undef
+            mb = self._new_process(pid, ctl, link, monitor)
             self._close_mailbox(mb, (UNDEF, [(ctl.module, ctl.function, args, [])]))
             return
         handler, now = served
         if now is not None:
             try:
-                reason = now(mb, *args)
+                reason = now(*args)
             except Exception as e:
                 log.exception("spawned handler %r failed", now)
                 reason = python_error_reason(e)
-            if reason is STARTED:
+            if type(reason) is Later:
+                mb = self._new_process(pid, ctl, link, monitor)
+                self.host.start_soon(self._run_later, mb, reason.finish)
                 return
             if reason is not RUN_AS_TASK:
-                self._close_mailbox(mb, reason)
+                # done before it needed a mailbox: it dies as a process that just ran would
+                if link:
+                    self._close_mailbox(self._new_process(pid, ctl, link, monitor), reason)
+                elif monitor:
+                    self._send_down(ctl.from_pid, ctl.req_id, pid, reason)
                 return
+        mb = self._new_process(pid, ctl, link, monitor)
         self.host.start_soon(self._run_process, mb, handler, args)
+
+    def _new_process(self, pid: Pid, ctl: Any, link: bool, monitor: bool) -> Mailbox:
+        """The mailbox of a process spawned for ``ctl`` (SPAWN_REQUEST), linked and
+        monitored as it asked."""
+        mb: Mailbox = self.host.mailbox_for(pid)
+        if link:
+            mb.links[ctl.from_pid] = 0
+        if monitor:
+            mb.monitored_by[ctl.req_id] = (ctl.from_pid, pid)
+            self.procs.monitored[ctl.req_id] = mb
+        return mb
+
+    async def _run_later(self, mb: Mailbox, finish: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        try:
+            reason = await finish()
+        except Exception as e:
+            log.exception("spawned handler %r failed", finish)
+            reason = python_error_reason(e)
+        self._close_mailbox(mb, reason)
 
     async def _run_process(self, mb: Mailbox, handler: SpawnHandler, args: list[Any]) -> None:
         reason: Any = NORMAL

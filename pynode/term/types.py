@@ -141,7 +141,9 @@ class Reference(_Record):
         return self.ids == other.ids and self.node == other.node and self.creation == other.creation
 
     def __hash__(self) -> int:
-        return hash(("Reference", (self.node, self.creation, self.ids)))
+        # the ids alone: unique among one node's refs, and a ref is hashed several times per
+        # call (the runtime's tables); __eq__ still compares node and creation
+        return hash(self.ids)
 
 
 class BitString(_Record):

@@ -1,0 +1,125 @@
+"""Node.rpc from one shared process (the call box), between pynodes, on asyncio and trio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from pynode.runtime import MailboxClosed, Node, RpcTimeout
+from pynode.term import Atom
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@asynccontextmanager
+async def two_nodes() -> AsyncIterator[tuple[Node, Node]]:
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+        async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b:
+            a.add_address(b.name, "127.0.0.1", b.port)
+            b.add_address(a.name, "127.0.0.1", a.port)
+            with anyio.fail_after(60):
+                assert await a.ping(b.name)
+                yield a, b
+
+
+def serve(b: Node, gate: anyio.Event) -> None:
+    @b.expose("py", "after")
+    async def after(x: int, delay: float) -> int:
+        await anyio.sleep(delay)
+        return x * 10
+
+    @b.expose("py", "blocked")
+    async def blocked() -> Atom:
+        await gate.wait()
+        return Atom("released")
+
+
+async def settled(pred: object, what: str) -> None:
+    """Wait (bounded) until ``pred()`` holds: remote cleanup is asynchronous."""
+    with anyio.fail_after(10):
+        while not pred():  # type: ignore[operator]
+            await anyio.sleep(0.01)
+
+
+async def test_concurrent_calls_get_their_own_answers() -> None:
+    async with two_nodes() as (a, b):
+        serve(b, anyio.Event())
+        results: dict[int, int] = {}
+
+        async def one(i: int) -> None:
+            # answers come back out of order: later calls sleep less
+            results[i] = await a.rpc(b.name, "py", "after", [i, (40 - i) * 0.002], timeout=10)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(one, i)
+        assert results == {i: i * 10 for i in range(40)}
+        box = a.call_box()
+        assert not box._calls and not box.monitors and not len(box)
+        assert not a.processes.monitored
+        await settled(lambda: len(b.processes.mailboxes()) == 1, "b's call processes gone")
+
+
+async def test_cancelled_and_timed_out_calls_leave_nothing() -> None:
+    async with two_nodes() as (a, b):
+        gate = anyio.Event()
+        serve(b, gate)
+        with anyio.move_on_after(0.2) as scope:
+            await a.rpc(b.name, "py", "blocked", [])
+        assert scope.cancelled_caught
+        with pytest.raises(RpcTimeout):
+            await a.rpc(b.name, "py", "blocked", [], timeout=0.2)
+        box = a.call_box()
+        assert not box._calls and not box.monitors
+        # the timed-out call was killed, as erpc kills it; the cancelled one was demonitored
+        # and runs on until released, its answer then dropped
+        await settled(lambda: len(b.processes.mailboxes()) == 2, "the timed-out call killed")
+        gate.set()
+        await settled(lambda: len(b.processes.mailboxes()) == 1, "the released call ended")
+        assert not len(box) and not box._calls
+        assert await a.rpc(b.name, "py", "after", [3, 0], timeout=5) == 30
+
+
+async def test_killed_call_box_fails_its_calls_and_is_replaced() -> None:
+    async with two_nodes() as (a, b):
+        gate = anyio.Event()
+        serve(b, gate)
+        box = a.call_box()
+        errors: list[BaseException] = []
+
+        async def pending() -> None:
+            try:
+                await a.rpc(b.name, "py", "blocked", [])  # no timeout: only the kill ends it
+            except MailboxClosed as e:
+                errors.append(e)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pending)
+                await settled(lambda: len(box._calls) == 1, "the call waits")
+                killer = b.mailbox()
+                await killer.exit(box.pid, Atom("kill"))  # exit/2 with kill: cannot be trapped
+        assert len(errors) == 1 and errors[0].reason == Atom("killed")  # type: ignore[attr-defined]
+        assert box.closed and a.call_box() is not box
+        assert await a.rpc(b.name, "py", "after", [4, 0], timeout=5) == 40
+        gate.set()
+
+
+async def test_stray_messages_to_the_call_box_are_dropped() -> None:
+    async with two_nodes() as (a, b):
+        serve(b, anyio.Event())
+        box = a.call_box()
+        sender = b.mailbox()
+        for junk in [Atom("junk"), (Atom("DOWN"), [1], 2), (1, 2, 3), (Atom("DOWN"), a.make_ref(), 1)]:
+            await sender.send(box.pid, junk)
+        # one connection carries both: the junk went out before the call's answer
+        assert await a.rpc(b.name, "py", "after", [5, 0], timeout=5) == 50
+        assert not len(box) and not box._calls and not box.closed

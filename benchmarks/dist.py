@@ -25,6 +25,8 @@ Workloads (small message = ``{event, 12345, <<32 bytes>>, [1,2,3]}``):
     has them all; MB/s (10^6 bytes).
 (e) echo as (c) from a plain thread through the blocking API (``BlockingNode``, its own node
     and event-loop thread); the note gives its p50 over the async p50 of (c).
+(f) echo the other way: erl node A's round trips, timed in A as in (c), to an echo mailbox
+    of the pynode node; its erl->erl column is (c)'s.
 
 With ``--tls`` every node speaks TLS distribution (erl ``-proto_dist inet_tls`` with test
 certificates from pynode.certs, mutual verification, TLS 1.2 as inet_tls_dist's default):
@@ -76,7 +78,7 @@ ERL_MODULE = "pynode_dist_bench"
 ERL_SOURCE = r"""
 -module(pynode_dist_bench).
 -export([sink/3, byte_sink/3, sender/3, echo/0,
-         run/2, a_send/4, a_recv/3, a_echo/4, a_bytes/4]).
+         run/2, a_send/4, a_recv/3, a_echo/4, a_echo_to/4, a_bytes/4]).
 
 %% ---- services on node B (used by pynode and by node A alike) ----------------------------
 
@@ -162,6 +164,11 @@ a_echo(B, Warm, Count, Msg) ->
     Times = echo_times(Count, Echo, Msg, []),
     Echo ! stop,
     Times.
+
+%% (f) as (c), to a given echo process (pynode's): the list of round trips in ns.
+a_echo_to(Echo, Warm, Count, Msg) ->
+    _ = echo_times(Warm, Echo, Msg, []),
+    echo_times(Count, Echo, Msg, []).
 
 echo_times(0, _Echo, _Msg, Acc) -> lists:reverse(Acc);
 echo_times(K, Echo, Msg, Acc) ->
@@ -454,6 +461,8 @@ async def bench(
         Row("(d) 1 MiB binaries py->erl", "MB/s"),
         Row("(e) echo p50, BlockingNode", "us"),
         Row("(e) echo p99, BlockingNode", "us"),
+        Row("(f) echo erl->py->erl p50", "us"),
+        Row("(f) echo erl->py->erl p99", "us"),
     ]
     warm = counts.warm()
     async with Node(
@@ -500,6 +509,18 @@ async def bench(
             rows[5].py = percentile(times, 50) / 1e3
             rows[6].py = percentile(times, 99) / 1e3
             rows[5].erl, rows[6].erl = rows[2].erl, rows[3].erl
+        log("(f) erl -> pynode echo")
+        echo_mb = node.mailbox()
+        async with anyio.create_task_group() as tg:  # waits for the echo to take its stop
+            tg.start_soon(_py_echo, echo_mb)
+            times = await erl_run(
+                a, "pynode_dist_bench:run(a_echo_to, [E, W, C, M]).",
+                E=echo_mb.pid, W=counts.echo_warm, C=counts.echo, M=SMALL_MSG,
+            )
+            await node.send(echo_mb.pid, Atom("stop"))
+        rows[7].py = percentile(times, 50) / 1e3
+        rows[8].py = percentile(times, 99) / 1e3
+        rows[7].erl, rows[8].erl = rows[2].erl, rows[3].erl
     return rows
 
 

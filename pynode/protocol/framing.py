@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Callable
 from typing import Any, Final
 
 from pynode.term import (
     ATOM_CACHE_SIZE,
+    Atom,
     DecodeError,
     EncodeError,
+    Pid,
     decode_dist_body,
     decode_dist_header,
     decode_dist_packet,
@@ -97,6 +100,7 @@ class Message(Frozen):
 # Message(control, payload) without __init__'s object.__setattr__ calls (the receive path
 # makes one per message): the slots' own setters
 _new_message = object.__new__
+_DELIVERED: Any = object()  # next_event's mark for a message its deliver hook took
 _set_control = Message.__dict__["control"].__set__
 _set_payload = Message.__dict__["payload"].__set__
 
@@ -201,6 +205,11 @@ class DistConnection:
         self._entries = self.atom_cache.entries
         self._sequences: dict[int, _Sequence] = {}
         self._buffered = 0
+        self.deliver: Callable[[Any, Any], bool] | None = None
+        """Plain sends (SEND, SEND_SENDER, REG_SEND) go to ``deliver(to, payload)`` instead of
+        becoming Message events, when it returns True (it took the payload). A message is
+        the hot path; this spares it the control object and the event."""
+        self.delivered = 0  # how many messages went to ``deliver``
         # next() on a count is atomic in CPython: the blocking API encodes on the caller's
         # thread while the event loop encodes too
         self._seqs = itertools.count(1)
@@ -239,36 +248,54 @@ class DistConnection:
         # Fast path: a whole message packet (112 or 131 68) is buffered. One codec call
         # decodes it in place: atom cache header, control message and payload.
         buf = self._buf
-        pos = self._pos
-        if len(buf) - pos > 4:
+        deliver = self.deliver
+        while len(buf) - self._pos > 4:
+            pos = self._pos
             (size,) = _U32_unpack_from(buf, pos)
             end = pos + 4 + size
-            if end <= len(buf) and 0 < size <= self.max_packet:
-                first = buf[pos + 4]
-                if first == PASS_THROUGH or (
-                    first == VERSION_MAGIC and size > 1 and buf[pos + 5] == DIST_HEADER
-                ):
-                    try:
-                        control, payload = decode_dist_packet(
-                            buf, self._entries, NO_PAYLOAD, pos + 4, end
-                        )
-                        message = _new_message(Message)
-                        _set_control(message, from_term(control, payload))
-                        _set_payload(message, payload)
-                    except DecodeError as exc:
-                        self._error = ProtocolError(f"undecodable distribution message: {exc}")
-                        raise self._error from exc
-                    except ProtocolError as exc:
-                        self._error = exc
-                        raise
-                    if end == len(buf):
-                        buf.clear()
-                        self._pos = 0
-                    elif end <= 65536:  # compacted later, by _consume (as it would)
-                        self._pos = end
-                    else:
-                        self._consume(4 + size)
-                    return message
+            if not (end <= len(buf) and 0 < size <= self.max_packet):
+                break
+            first = buf[pos + 4]
+            if not (first == PASS_THROUGH or (
+                first == VERSION_MAGIC and size > 1 and buf[pos + 5] == DIST_HEADER
+            )):
+                break
+            try:
+                control, payload = decode_dist_packet(buf, self._entries, NO_PAYLOAD, pos + 4, end)
+                message = None
+                if deliver is not None and type(control) is tuple and payload is not NO_PAYLOAD:
+                    # a plain send, shaped as from_term checks it: {2, _, To}, {22, From, To},
+                    # {6, From, _, ToName}; anything else (a send the hook declines too) below
+                    n = len(control)
+                    op = control[0] if n else None
+                    to: Any = None
+                    if n == 3 and (op == 22 or op == 2) and type(control[2]) is Pid:
+                        if op == 2 or type(control[1]) is Pid:
+                            to = control[2]
+                    elif n == 4 and op == 6 and type(control[1]) is Pid and type(control[3]) is Atom:
+                        to = control[3]
+                    if to is not None and deliver(to, payload):
+                        self.delivered += 1
+                        message = _DELIVERED
+                if message is None:
+                    message = _new_message(Message)
+                    _set_control(message, from_term(control, payload))
+                    _set_payload(message, payload)
+            except DecodeError as exc:
+                self._error = ProtocolError(f"undecodable distribution message: {exc}")
+                raise self._error from exc
+            except ProtocolError as exc:
+                self._error = exc
+                raise
+            if end == len(buf):
+                buf.clear()
+                self._pos = 0
+            elif end <= 65536:  # compacted later, by _consume (as it would)
+                self._pos = end
+            else:
+                self._consume(4 + size)
+            if message is not _DELIVERED:
+                return message
         try:
             return self._next_event()
         except ProtocolError as exc:

@@ -94,6 +94,7 @@ class Connection:
         dispatch: Callable[[Connection, Message], None],
         on_down: Callable[[Connection, Any], None],
         fragment_size: int = 64 * 1024,
+        deliver: Callable[[Any, Any], bool] | None = None,
     ) -> None:
         self.peer = peer
         self.channel = channel
@@ -102,6 +103,7 @@ class Connection:
         self.dist = DistConnection(
             flags, max_packet=max_packet, max_message=max_message, fragment_size=fragment_size
         )
+        self.dist.deliver = deliver  # plain sends skip the Message and dispatch()
         self._initial = initial_data
         self.net_ticktime = net_ticktime
         self.tick_intensity = tick_intensity
@@ -122,7 +124,7 @@ class Connection:
         self.aliases = bool(flags & DFlag.ALIAS)
         # counters: plain ints on the hot path, read by pynode.runtime.status
         self.connected_at = time.time()
-        self.messages_in = 0
+        self._messages_in = 0  # dispatched; those framing delivered itself are dist.delivered
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -202,6 +204,11 @@ class Connection:
             with self._thread_lock:
                 self._handed -= size
 
+    @property
+    def messages_in(self) -> int:
+        """Messages received so far."""
+        return self._messages_in + self.dist.delivered
+
     def counters(self) -> dict[str, int]:
         """Messages, bytes and ticks in and out so far (other threads' sends included)."""
         return {
@@ -232,7 +239,7 @@ class Connection:
         while True:
             ev = dist.next_event()
             if type(ev) is Message:
-                self.messages_in += 1
+                self._messages_in += 1
                 try:
                     dispatch(self, ev)
                 except ProtocolError:

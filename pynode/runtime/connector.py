@@ -57,6 +57,7 @@ class ConnectorHost(Protocol):
     tick_intensity: int
     policy: TransportPolicy
     dispatch: Callable[[Connection, Message], None]
+    deliver: Callable[[Any, Any], bool]
     tls_client: ssl.SSLContext | None
     """TLS distribution: the context for dialling (None: plain TCP)."""
 
@@ -350,6 +351,7 @@ class Connector:
             tick_intensity=node.tick_intensity,
             dispatch=node.dispatch,
             on_down=self._down,
+            deliver=node.deliver,
         )
         old = self.get(peer)
         if old is not None:

@@ -177,6 +177,7 @@ class Node:
         """Every process (mailbox) of this node: pids, names, aliases, monitors."""
         self.signals = Signals(self)
         self.dispatch: Callable[[Connection, Message], None] = self.signals.dispatch  # no extra call
+        self.deliver: Callable[[Any, Any], bool] = self.signals.deliver_send
         self.connector = Connector(self)
         """Every connection of this node, and how they are set up."""
         self.rpc_server = RpcServer(self)

@@ -418,6 +418,15 @@ class Signals:
         self._spawn_handlers[(Atom(module), Atom(function))] = (handler, now)
 
     # -- incoming control messages ----------------------------------------------------------
+    def deliver_send(self, to: Any, payload: Any) -> bool:
+        """A plain send's payload to the local mailbox of pid or name ``to``, straight from
+        the framing (see ``DistConnection.deliver``); False leaves it to :meth:`dispatch`."""
+        mb = self.procs.local(to) if type(to) is Pid else self.procs.names.get(to)
+        if mb is None:
+            return False
+        mb._deliver(payload)
+        return True
+
     def dispatch(self, conn: Connection, msg: Message) -> None:
         ctl: Any = msg.control
         t = type(ctl)

@@ -441,3 +441,78 @@ def test_empty_data_is_not_end_of_stream():
     assert rx.next_event() == ConnectionClosed(clean=True)
     with pytest.raises(RuntimeError):
         rx.receive_data(b"x")
+
+
+# ----------------------------------------------------------------- plain sends to a deliver hook
+
+
+def hooked(flags, take=lambda to: True):
+    """A receiving connection whose deliver hook records what it takes."""
+    rx = DistConnection(flags)
+    took = []
+
+    def deliver(to, payload):
+        if not take(to):
+            return False
+        took.append((to, payload))
+        return True
+
+    rx.deliver = deliver
+    return rx, took
+
+
+@pytest.mark.parametrize("flags", [PLAIN, HEADER, FRAGS])
+def test_plain_sends_go_to_the_hook_in_order_with_other_events(flags):
+    tx = DistConnection(flags)
+    rx, took = hooked(flags)
+    link = c.Link(P1, P2)
+    stream = b"".join([
+        tx.send(c.Send(P2), 1),
+        tx.send(c.SendSender(P1, P2), 2),
+        tx.send(c.RegSend(P1, Atom("inbox")), 3),
+        tx.send(link),  # not a send: an event, after the three sends were taken
+        tx.tick(),
+        tx.send(c.SendTT(P2, Atom("token")), 4),  # traced: an event
+        tx.send(c.RegSend(P1, Atom("box")), 5),
+    ])
+    rx.receive_data(stream)
+    assert rx.next_event() == Message(link)
+    assert took == [(P2, 1), (P2, 2), (Atom("inbox"), 3)] and rx.delivered == 3
+    assert rx.next_event() is TICK
+    assert rx.next_event() == Message(c.SendTT(P2, Atom("token")), 4)
+    assert rx.next_event() is NEED_DATA
+    assert took[-1] == (Atom("box"), 5) and rx.delivered == 4
+
+
+def test_sends_the_hook_declines_are_events():
+    tx = DistConnection(HEADER)
+    rx, took = hooked(HEADER, take=lambda to: to == Atom("known"))
+    rx.receive_data(tx.send(c.RegSend(P1, Atom("unknown")), 1) + tx.send(c.RegSend(P1, Atom("known")), 2)
+                    + tx.send(c.Send(P1), 3))
+    assert drain(rx) == [Message(c.RegSend(P1, Atom("unknown")), 1), Message(c.Send(P1), 3)]
+    assert took == [(Atom("known"), 2)] and rx.delivered == 1
+
+
+def test_a_fragmented_send_reaches_the_hook_as_an_event():
+    tx = DistConnection(FRAGS, fragment_size=100)
+    rx, took = hooked(FRAGS)
+    payload = bytes(range(256)) * 4
+    for packet in fragments(tx, c.Send(P2), payload):
+        rx.receive_data(packet)
+    assert drain(rx) == [Message(c.Send(P2), payload)] and took == []
+
+
+@pytest.mark.parametrize("control", [
+    (22, Atom("notapid"), P2),  # SEND_SENDER from an atom
+    (6, P1, Atom(""), 42),  # REG_SEND to a number
+    (6, Atom("x"), Atom(""), Atom("inbox")),  # REG_SEND from an atom
+    (2, Atom(""), Atom("inbox")),  # SEND to a name
+    (22, P1, P2, 1),  # one element too many
+])
+def test_malformed_sends_are_protocol_errors_with_the_hook_too(control):
+    body = b"\x70" + encode(control) + encode(1)  # pass-through: each term with its 131
+    for rx, took in (hooked(PLAIN), (DistConnection(PLAIN), [])):
+        rx.receive_data(frame(body))
+        with pytest.raises(ProtocolError):
+            rx.next_event()
+        assert took == []

@@ -25,7 +25,7 @@ from pynode.protocol.handshake import (
     WaitingForOldConnection,
     gen_digest,
 )
-from pynode.term import IMPLEMENTATIONS, DecodeError
+from pynode.term import IMPLEMENTATIONS, Atom, DecodeError, Pid
 from pynode.term.syntax import TermSyntaxError, format_term, parse_term
 
 COOKIE = "fuzzcookie"
@@ -99,9 +99,18 @@ def syntax(data: bytes) -> None:
     assert format_term(again) == text, f"{data!r}: {text!r} does not re-parse to itself"
 
 
-def _drain_connected(flags: int, data: bytes) -> None:
+def _take_pids(to: Any, payload: Any) -> bool:
+    """A deliver hook as the node's: takes sends to pids, leaves names to events."""
+    if type(to) is not Pid and type(to) is not Atom:
+        raise AssertionError(f"deliver hook given {to!r}")
+    return type(to) is Pid
+
+
+def _drain_connected(flags: int, data: bytes, hook: bool = False) -> None:
     """Feed ``data`` to a connected-phase DistConnection with ``flags``; count events."""
     conn = DistConnection(flags, max_packet=1 << 16, max_message=1 << 18)
+    if hook:
+        conn.deliver = _take_pids
     conn.receive_data(data)
     conn.receive_eof()
     try:
@@ -119,12 +128,12 @@ def _drain_connected(flags: int, data: bytes) -> None:
 
 def framing(data: bytes) -> None:
     """Connected-phase bytes (fragments, atom cache, pass-through) for a flag set chosen by
-    the first byte; the only error is ProtocolError."""
+    the first byte, with or without a deliver hook; the only error is ProtocolError."""
     if not data:
         return
-    choice = data[0] & 3
+    choice = data[0] & 7
     flags = default_flags(hidden=True, fragments=choice & 1 == 1, atom_cache=choice & 2 == 2)
-    _drain_connected(int(flags), data[1:])
+    _drain_connected(int(flags), data[1:], hook=choice & 4 == 4)
 
 
 def _packet(body: bytes) -> bytes:

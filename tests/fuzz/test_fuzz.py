@@ -19,7 +19,7 @@ import pytest
 
 from fuzz.replay import mutate
 from fuzz.targets import TARGETS
-from pynode.term import IMPLEMENTATIONS, DecodeError, encode
+from pynode.term import IMPLEMENTATIONS, DecodeError, Pid, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,6 +89,8 @@ def _seeds() -> dict[str, list[bytes]]:
     """Valid inputs to mutate, so a short run reaches past the first length check."""
     terms = [1, -(2**70), 1.5, "x", b"bin", [1, [2]], (1, "a"), {"k": [1.0]}, "\u00e9"]
     name = b"p@host"
+    pid = Pid("p@host", 1, 0, 1)
+    send = b"p" + encode((22, pid, pid)) + encode(1)
     return {
         "decode": [encode(t) for t in terms],
         "dist_packet": [b"\x83D\x00" + encode((2, "", "x"))[1:].join([b"\x83", b""]) + encode(1)],
@@ -96,6 +98,8 @@ def _seeds() -> dict[str, list[bytes]]:
         "framing": [
             b"\x03" + struct.pack(">I", 0),
             b"\x00" + struct.pack(">I", 5) + b"p\x83h\x00" + b"\x00",
+            # with the deliver hook (first byte 4): a pass-through SEND_SENDER to a pid
+            b"\x04" + struct.pack(">I", len(send)) + send,
         ],
         "handshake_acceptor": [
             b"\x01" + bytes(12),

@@ -45,11 +45,15 @@ class _Slot:
 class CallBox(Mailbox):
     """A mailbox whose messages are answers to calls, routed by their ref (the second element
     of ``('DOWN', Ref, ...)`` and ``(SPAWN_ERROR, Ref, Reason)``). Anything else, or the
-    answer to a call given up, is dropped: nobody waits for it."""
+    answer to a call given up, is dropped: nobody waits for it.
+
+    It traps exits, as rex does: a link exit or exit/2 (but kill) from any peer would
+    otherwise fail every call of the node in flight, not just one caller's."""
 
     def __init__(self, node: Node, pid: Pid, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(node, pid, loop=loop)
         self._calls: dict[Reference, Any] = {}
+        self.trap_exit = True  # ('EXIT', From, Reason) names no call: dropped
 
     def expect(self, ref: Reference) -> Any:
         """Wait for the answer naming ``ref`` (call before the request can be answered)."""

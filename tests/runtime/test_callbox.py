@@ -123,3 +123,33 @@ async def test_stray_messages_to_the_call_box_are_dropped() -> None:
         # one connection carries both: the junk went out before the call's answer
         assert await a.rpc(b.name, "py", "after", [5, 0], timeout=5) == 50
         assert not len(box) and not box._calls and not box.closed
+
+
+async def test_exit_signals_short_of_kill_leave_the_call_box_alone() -> None:
+    """The call box traps exits, as rex does: a peer that linked to it and died, or exit/2
+    with any reason but kill, must not fail the node's unrelated calls in flight."""
+    async with two_nodes() as (a, b):
+        gate = anyio.Event()
+        serve(b, gate)
+        box = a.call_box()
+        got: list[object] = []
+
+        async def pending() -> None:
+            got.append(await a.rpc(b.name, "py", "blocked", [], timeout=30))
+
+        linker = b.mailbox()
+        await linker.link(box.pid)
+        await settled(lambda: linker.pid in box.links, "the link is made")
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pending)
+                await settled(lambda: len(box._calls) == 1, "the call waits")
+                linker.close(Atom("boom"))  # a link exit to the box
+                other = b.mailbox()
+                await other.exit(box.pid, Atom("shutdown"))  # exit/2, not kill
+                # one connection carries both, in order: this call's answer comes after them
+                assert await a.rpc(b.name, "py", "after", [6, 0], timeout=10) == 60
+                gate.set()
+        assert got == [Atom("released")]
+        assert not box.closed and a.call_box() is box and not box.links
+

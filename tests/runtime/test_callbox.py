@@ -153,3 +153,28 @@ async def test_exit_signals_short_of_kill_leave_the_call_box_alone() -> None:
         assert got == [Atom("released")]
         assert not box.closed and a.call_box() is box and not box.links
 
+
+async def test_a_message_naming_a_call_that_is_no_answer_is_dropped() -> None:
+    """Only a 'DOWN' or a spawn error answers a call: another message naming its ref (a
+    peer may send anything to the box) neither ends the call nor breaks it."""
+    async with two_nodes() as (a, b):
+        gate = anyio.Event()
+        serve(b, gate)
+        box = a.call_box()
+        got: list[object] = []
+
+        async def pending() -> None:
+            got.append(await a.rpc(b.name, "py", "blocked", [], timeout=30))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pending)
+                await settled(lambda: len(box._calls) == 1, "the call waits")
+                (req,) = box._calls
+                sender = b.mailbox()
+                for junk in [(Atom("DOWN"), req, 1), (Atom("other"), req, 2, 3, 4)]:
+                    await sender.send(box.pid, junk)
+                assert await a.rpc(b.name, "py", "after", [7, 0], timeout=10) == 70
+                assert len(box._calls) == 1  # still waiting for its own answer
+                gate.set()
+        assert got == [Atom("released")]

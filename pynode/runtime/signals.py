@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ..protocol import control as C
+from ..protocol._common import NO_PAYLOAD
 from ..protocol.framing import Message
 from ..term import Atom, Pid, Reference
 from .connection import Connection
-from .errors import ProcessExit, SpawnError
+from .errors import ConnectionLost, ProcessExit, SpawnError
 from .processes import ProcessTable
 
 if TYPE_CHECKING:
@@ -122,6 +123,16 @@ class Signals:
     def _payload_exits(conn: Connection) -> bool:
         return conn.payload_exits
 
+    @staticmethod
+    def _signal(conn: Connection, control: Any, payload: Any = NO_PAYLOAD) -> None:
+        """Send a signal that needs no answer. Over a connection that is closing it is
+        dropped, as erts drops it: the peer sees the connection go instead (and this runs
+        where an exception would hurt: a process dying, a cancelled call cleaning up)."""
+        try:
+            conn.send_nowait(control, payload)
+        except ConnectionLost:
+            pass
+
     # -- outgoing signals -------------------------------------------------------------------
     def _send_exit(self, from_pid: Pid, to: Pid, reason: Any, *, link: bool) -> None:
         """An exit signal (from a broken link, or exit/2) to a local or remote process."""
@@ -140,9 +151,9 @@ class Signals:
             return
         if self._payload_exits(conn):
             ctl = C.PayloadExit(from_pid, to) if link else C.PayloadExit2(from_pid, to)
-            conn.send_nowait(ctl, reason)
+            self._signal(conn, ctl, reason)
         else:
-            conn.send_nowait(C.Exit(from_pid, to, reason) if link else C.Exit2(from_pid, to, reason))
+            self._signal(conn, C.Exit(from_pid, to, reason) if link else C.Exit2(from_pid, to, reason))
 
     def _send_down(self, watcher: Pid, ref: Reference, proc: Any, reason: Any) -> None:
         """Tell ``watcher`` that the process it monitored as ``proc`` (pid or name) is gone."""
@@ -156,9 +167,9 @@ class Signals:
         if conn is None:
             return
         if self._payload_exits(conn):
-            conn.send_nowait(C.PayloadMonitorPExit(proc, watcher, ref), reason)
+            self._signal(conn, C.PayloadMonitorPExit(proc, watcher, ref), reason)
         else:
-            conn.send_nowait(C.MonitorPExit(proc, watcher, ref, reason))
+            self._signal(conn, C.MonitorPExit(proc, watcher, ref, reason))
 
     # -- the local side of exit signals -----------------------------------------------------
     def _exit_signal(self, mb: Mailbox, from_pid: Pid, reason: Any, *, link: bool) -> None:
@@ -203,7 +214,7 @@ class Signals:
             return
         conn = self.host.connection(node)
         if conn is not None:
-            conn.send_nowait(C.DemonitorP(watcher, pid_or_name, ref))
+            self._signal(conn, C.DemonitorP(watcher, pid_or_name, ref))
 
     @staticmethod
     def _target_parts(target: Any) -> tuple[Any, Atom]:

@@ -178,3 +178,54 @@ async def test_a_message_naming_a_call_that_is_no_answer_is_dropped() -> None:
                 assert len(box._calls) == 1  # still waiting for its own answer
                 gate.set()
         assert got == [Atom("released")]
+
+
+async def test_an_answer_that_came_with_the_timeout_is_the_result(anyio_backend: str) -> None:
+    """erpc:call returns the result, not a timeout, when the answer arrived by the time the
+    timeout is handled; the answer and the deadline both fall due while the loop is busy."""
+    if anyio_backend != "asyncio":
+        pytest.skip("schedules the race with the asyncio loop's timers")
+    import asyncio
+    import time
+
+    from pynode.runtime.signals import DOWN, PROCESS
+
+    async with two_nodes() as (a, _b):
+        box = a.call_box()
+        req = a.make_ref()
+        answer = (DOWN, req, PROCESS, a.pid, Atom("done"))
+        waiter = box.expect(req)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, box._deliver, answer)  # before the deadline (0.1 s)...
+        loop.call_later(0.01, time.sleep, 0.3)  # ...but handled with it: the loop is busy
+        assert await box.answer(req, waiter, 0.1) == answer
+        assert not box._calls
+
+
+async def test_a_call_cancelled_while_its_connection_closes_is_just_cancelled() -> None:
+    """Giving up a call drops its monitor; over a connection that is closing, that signal is
+    moot (the peer sees the connection go), and must not turn the cancellation into an error."""
+    async with two_nodes() as (a, b):
+        gate = anyio.Event()
+        serve(b, gate)
+        box = a.call_box()
+        outcome: list[object] = []
+
+        async def pending(scope: anyio.CancelScope) -> None:
+            with scope:
+                await a.rpc(b.name, "py", "blocked", [])
+            outcome.append("cancelled" if scope.cancelled_caught else "returned")
+
+        scope = anyio.CancelScope()
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pending, scope)
+                await settled(lambda: len(box.monitors) == 1, "the call's process runs")
+                conn = a.connector.get(b.name)
+                assert conn is not None
+                await conn.channel.aclose()  # the socket goes; the connection is not down yet
+                assert conn.alive
+                scope.cancel()
+        assert outcome == ["cancelled"]
+        assert not box._calls and not box.monitors
+        gate.set()

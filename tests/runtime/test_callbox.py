@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from pynode.runtime import MailboxClosed, Node, RpcTimeout
+from pynode.runtime import MailboxClosed, Node, RemoteError, RpcTimeout
 from pynode.term import Atom
 
 pytestmark = pytest.mark.anyio
@@ -229,3 +229,24 @@ async def test_a_call_cancelled_while_its_connection_closes_is_just_cancelled() 
         assert outcome == ["cancelled"]
         assert not box._calls and not box.monitors
         gate.set()
+
+
+@pytest.mark.parametrize("kind", ["sync", "coroutine function", "sync returning an awaitable"])
+async def test_a_served_result_with_no_erlang_form_fails_that_call_only(kind: str) -> None:
+    """A served function's value that cannot be encoded ends its call with an error the
+    caller can read; it must not take down the connection (every other call and link on
+    it) nor the serving node (a process's task that raised out of the node's task group)."""
+    async with two_nodes() as (a, b):
+        async def value() -> object:
+            return object()
+
+        fn = {"sync": lambda: object(), "coroutine function": value, "sync returning an awaitable": lambda: value()}
+        b.expose("py", "odd")(fn[kind])
+        b.expose("py", "add")(lambda x, y: x + y)
+        conn = a.connector.get(b.name)
+        with pytest.raises(RemoteError) as e:
+            await a.rpc(b.name, "py", "odd", [], timeout=10)
+        assert e.value.reason[:2] == (Atom("python_error"), b"EncodeError")
+        assert await a.rpc(b.name, "py", "add", [1, 2], timeout=10) == 3
+        assert a.connector.get(b.name) is conn and conn is not None and conn.alive
+        assert not b.processes.monitored and len(b.processes.mailboxes()) == 1

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from pynode.runtime import MailboxClosed, Node, RemoteError, RpcTimeout
+from pynode.runtime import MailboxClosed, NoConnection, Node, RemoteError, RpcTimeout
 from pynode.term import Atom
 
 pytestmark = pytest.mark.anyio
@@ -250,3 +250,18 @@ async def test_a_served_result_with_no_erlang_form_fails_that_call_only(kind: st
         assert await a.rpc(b.name, "py", "add", [1, 2], timeout=10) == 3
         assert a.connector.get(b.name) is conn and conn is not None and conn.alive
         assert not b.processes.monitored and len(b.processes.mailboxes()) == 1
+
+
+async def test_a_call_over_a_connection_that_is_closing_fails_as_noconnection() -> None:
+    """erpc:call's {erpc, noconnection}: the caller gets NoConnection (an RpcError), not the
+    runtime's ConnectionLost, when the socket went but the connection is not down yet."""
+    async with two_nodes() as (a, b):
+        serve(b, anyio.Event())
+        conn = a.connector.get(b.name)
+        assert conn is not None
+        await conn.channel.aclose()
+        assert conn.alive and a.connector.get(b.name) is conn
+        with pytest.raises(NoConnection):
+            await a.rpc(b.name, "py", "after", [1, 0], timeout=10)
+        box = a.call_box()
+        assert not box._calls and not box.monitors and not a.signals._spawn_waits

@@ -205,6 +205,33 @@ async def test_erpc_spawn_options_from_erl(epmd: Epmd, erl_node: StartErl) -> No
         assert len(node.processes.mailboxes()) == 1 and not node.processes.monitored
 
 
+async def test_erpc_of_a_value_with_no_erlang_form(epmd: Epmd, erl_node: StartErl) -> None:
+    """A served function whose value cannot be encoded fails that erpc:call on erl's side
+    with a readable reason; the connection and the node stay up (it was dropped, and a
+    coroutine function's took the whole node down)."""
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie) as node:
+        async def odd_async() -> object:
+            return object()
+
+        node.expose("py", "odd")(lambda: object())
+        node.expose("py", "odd_async")(odd_async)
+        node.expose("py", "add")(lambda a, b: a + b)
+        got = await erl_run(
+            erl,
+            """
+            Try = fun(F) -> try erpc:call(N, py, F, [], 5000) catch C:R -> {C, R} end end,
+            {Try(odd), Try(odd_async), erpc:call(N, py, add, [1, 2]), lists:member(N, nodes(hidden))}.
+            """,
+            N=node.name,
+        )
+        odd, odd_async, alive, connected = got
+        for r in (odd, odd_async):
+            assert r[0] == Atom("exit") and r[1][0] == Atom("signal")
+            assert r[1][1][:2] == (Atom("python_error"), b"EncodeError")
+        assert alive == 3 and connected is True
+
+
 async def test_rex_protocol_in(epmd: Epmd, erl_node: StartErl) -> None:
     """The legacy rex request that ei and JInterface send, and gen_server:call to rex."""
     erl = erl_node()

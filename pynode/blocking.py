@@ -39,7 +39,7 @@ from .runtime.rpc import (
     gen_call_answer,
     gen_call_value,
 )
-from .runtime.signals import DOWN
+from .runtime.signals import DOWN, EXIT_TAG
 from .runtime.transport import default_backend_options
 from .term import Atom, ImproperList, Pid, Reference
 
@@ -268,7 +268,7 @@ class BlockingNode:
         conn = n.connector.get(node if type(node) is Atom else Atom(node))
         if conn is None or not conn.spawns or conn.congested_for_threads():
             return self._call(lambda: n.rpc(node, module, function, args, timeout=timeout))
-        box = self._rpc_box or self._start_rpc_box()
+        box = self._rpc_mailbox()
         req, res_ref = erpc_request(
             n, conn, box.async_mailbox, module, function, args, send=self._thread_send(conn)
         )
@@ -281,11 +281,21 @@ class BlockingNode:
             n.signals.forget_spawn(req)  # a call given up before its SPAWN_REPLY
         return erpc_value(node, msg, res_ref)
 
-    def _start_rpc_box(self) -> BlockingMailbox:
+    def _rpc_mailbox(self) -> BlockingMailbox:
+        """The mailbox rpc and gen_call answers come to; a new one after a kill ended it."""
+        box = self._rpc_box
+        if box is not None and not box.async_mailbox.closed:
+            if len(box.async_mailbox):  # a trapped exit stays queued otherwise: nobody takes it
+                box._drop(_is_exit_message)
+            return box
         with self._rpc_box_lock:
-            if self._rpc_box is None:
-                self._rpc_box = self.mailbox()
-            return self._rpc_box
+            box = self._rpc_box
+            if box is None or box.async_mailbox.closed:
+                box = self._rpc_box = self.mailbox()
+                # it traps exits, as rex does: a peer's link exit or exit/2 (but kill) would
+                # otherwise fail every thread's calls in flight
+                box.async_mailbox.trap_exit = True
+            return box
 
     def _thread_send(self, conn: Connection) -> Callable[..., None]:
         soon = self._soon
@@ -303,7 +313,7 @@ class BlockingNode:
         'DOWN' wakes it, in the mailbox rpc uses; anything else goes through the loop."""
         n = self.node
         assert n is not None
-        box = self._rpc_box or self._start_rpc_box()
+        box = self._rpc_mailbox()
         mb = box.async_mailbox
         route = n.remote_route(dest, mb.pid)
         if route is None or type(dest) is Reference or route[0].congested_for_threads():
@@ -335,6 +345,10 @@ class BlockingNode:
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run any function or coroutine function of the async API in the node's loop."""
         return self._call(fn, *args)
+
+
+def _is_exit_message(m: Any) -> bool:
+    return type(m) is tuple and len(m) == 3 and m[0] == EXIT_TAG and type(m[1]) is Pid
 
 
 def _threadsafe_scheduler() -> Callable[..., Any]:

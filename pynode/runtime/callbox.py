@@ -16,6 +16,7 @@ import anyio
 from ..term import Pid, Reference
 from .errors import MailboxClosed
 from .mailbox import Mailbox
+from .signals import DOWN, SPAWN_ERROR
 
 if TYPE_CHECKING:
     from .node import Node
@@ -44,12 +45,16 @@ class _Slot:
 
 class CallBox(Mailbox):
     """A mailbox whose messages are answers to calls, routed by their ref (the second element
-    of ``('DOWN', Ref, ...)`` and ``(SPAWN_ERROR, Ref, Reason)``). Anything else, or the
-    answer to a call given up, is dropped: nobody waits for it."""
+    of ``('DOWN', Ref, process, Pid, Reason)`` and ``(SPAWN_ERROR, Ref, Reason)``). Anything
+    else, or the answer to a call given up, is dropped: nobody waits for it.
+
+    It traps exits, as rex does: a link exit or exit/2 (but kill) from any peer would
+    otherwise fail every call of the node in flight, not just one caller's."""
 
     def __init__(self, node: Node, pid: Pid, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(node, pid, loop=loop)
         self._calls: dict[Reference, Any] = {}
+        self.trap_exit = True  # ('EXIT', From, Reason) names no call: dropped
 
     def expect(self, ref: Reference) -> Any:
         """Wait for the answer naming ``ref`` (call before the request can be answered)."""
@@ -83,7 +88,10 @@ class CallBox(Mailbox):
         self._calls.pop(ref, None)
 
     def _deliver(self, message: Any) -> None:
-        if type(message) is tuple and len(message) >= 3 and type(message[1]) is Reference:
+        # only an answer ends a call: a peer may send the box anything, even naming a call
+        if type(message) is tuple and (
+            (len(message) == 5 and message[0] == DOWN) or (len(message) == 3 and message[0] is SPAWN_ERROR)
+        ) and type(message[1]) is Reference:
             w = self._calls.pop(message[1], None)
             if w is not None and not w.done():
                 w.set_result(message)

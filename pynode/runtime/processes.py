@@ -39,11 +39,17 @@ class ProcessTable:
 
     # -- pids and mailboxes -----------------------------------------------------------------
     def new_pid(self) -> Pid:
-        i = self._next_id
-        self._next_id += 1
-        if self._next_id > _MAX_ID:
-            self._next_id = 1
-            self._serial = (self._serial + 1) & _MAX_SERIAL
+        """A pid no live process has: once the numbers wrap, erts skips the taken ones too
+        (a pid handed out without a mailbox, an erpc process that ran at once, must not
+        lead erl's signals to a process that lives on)."""
+        for _ in range(len(self._by_key) + 1):  # at most that many are taken
+            i = self._next_id
+            self._next_id += 1
+            if self._next_id > _MAX_ID:
+                self._next_id = 1
+                self._serial = (self._serial + 1) & _MAX_SERIAL
+            if i | (self._serial << 32) not in self._by_key:
+                break
         return Pid(self.name, i, self._serial, self.creation)
 
     def add(self, mb: Mailbox) -> None:

@@ -34,6 +34,7 @@ from .errors import (  # the exception classes moved there; still importable fro
 )
 from .errors import (
     ConnectError,
+    ConnectionLost,
     ErlangError,
     ErlangExit,
     ErlangThrow,
@@ -140,7 +141,10 @@ async def _erpc_call(
     box = node.call_box()
     req: Reference | None = None
     try:
-        req, res_ref = erpc_request(node, conn, box, module, function, args)
+        try:
+            req, res_ref = erpc_request(node, conn, box, module, function, args)
+        except ConnectionLost as e:  # the socket went; the connection is not down yet
+            raise NoConnection(str(e)) from e
         waiter = box.expect(req)  # before any answer: it is handled by this loop, later
         try:
             msg = await box.answer(req, waiter, timeout)

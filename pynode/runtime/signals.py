@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ..protocol import control as C
+from ..protocol._common import NO_PAYLOAD
+from ..protocol.errors import ProtocolError
 from ..protocol.framing import Message
 from ..term import Atom, Pid, Reference
+from ..term.errors import EncodeError
 from .connection import Connection
-from .errors import ProcessExit, SpawnError
+from .errors import ConnectionLost, ProcessExit, SpawnError
 from .processes import ProcessTable
 
 if TYPE_CHECKING:
@@ -119,8 +122,21 @@ class Signals:
         return self.host.connection(pid.node)
 
     @staticmethod
-    def _payload_exits(conn: Connection) -> bool:
-        return conn.payload_exits
+    def _signal(conn: Connection, control: Any, payload: Any = NO_PAYLOAD) -> EncodeError | None:
+        """Send a signal that needs no answer. Over a connection that is closing it is
+        dropped, as erts drops it: the peer sees the connection go instead (and this runs
+        where an exception would hurt: a process dying, a cancelled call cleaning up).
+        The EncodeError when a term in it (a Python exit reason) has no external form: then
+        nothing went."""
+        try:
+            conn.send_nowait(control, payload)
+        except ConnectionLost:
+            pass
+        except ProtocolError as e:
+            if isinstance(e.__cause__, EncodeError):
+                return e.__cause__
+            raise
+        return None
 
     # -- outgoing signals -------------------------------------------------------------------
     def _send_exit(self, from_pid: Pid, to: Pid, reason: Any, *, link: bool) -> None:
@@ -138,11 +154,23 @@ class Signals:
         conn = self._conn_for(to)
         if conn is None:
             return
-        if self._payload_exits(conn):
-            ctl = C.PayloadExit(from_pid, to) if link else C.PayloadExit2(from_pid, to)
-            conn.send_nowait(ctl, reason)
-        else:
-            conn.send_nowait(C.Exit(from_pid, to, reason) if link else C.Exit2(from_pid, to, reason))
+        if not link:
+            if conn.payload_exits:
+                err = self._signal(conn, C.PayloadExit2(from_pid, to), reason)
+            else:
+                err = self._signal(conn, C.Exit2(from_pid, to, reason))
+            if err is not None:
+                raise err  # exit/2's caller hears of a reason that cannot go
+            return
+        err = self._link_exit_over(conn, from_pid, to, reason)
+        if err is not None:
+            # a dying process's reason with no Erlang form: its links still hear of its death
+            self._link_exit_over(conn, from_pid, to, _no_form(err))
+
+    def _link_exit_over(self, conn: Connection, from_pid: Pid, to: Pid, reason: Any) -> EncodeError | None:
+        if conn.payload_exits:
+            return self._signal(conn, C.PayloadExit(from_pid, to), reason)
+        return self._signal(conn, C.Exit(from_pid, to, reason))
 
     def _send_down(self, watcher: Pid, ref: Reference, proc: Any, reason: Any) -> None:
         """Tell ``watcher`` that the process it monitored as ``proc`` (pid or name) is gone."""
@@ -155,10 +183,16 @@ class Signals:
         conn = self._conn_for(watcher)
         if conn is None:
             return
-        if self._payload_exits(conn):
-            conn.send_nowait(C.PayloadMonitorPExit(proc, watcher, ref), reason)
-        else:
-            conn.send_nowait(C.MonitorPExit(proc, watcher, ref, reason))
+        err = self._down_over(conn, watcher, ref, proc, reason)
+        if err is not None:
+            # a reason with no Erlang form (a served function's Python value): the watcher
+            # still hears of the death, and why
+            self._down_over(conn, watcher, ref, proc, _no_form(err))
+
+    def _down_over(self, conn: Connection, watcher: Pid, ref: Reference, proc: Any, reason: Any) -> EncodeError | None:
+        if conn.payload_exits:
+            return self._signal(conn, C.PayloadMonitorPExit(proc, watcher, ref), reason)
+        return self._signal(conn, C.MonitorPExit(proc, watcher, ref, reason))
 
     # -- the local side of exit signals -----------------------------------------------------
     def _exit_signal(self, mb: Mailbox, from_pid: Pid, reason: Any, *, link: bool) -> None:
@@ -203,7 +237,7 @@ class Signals:
             return
         conn = self.host.connection(node)
         if conn is not None:
-            conn.send_nowait(C.DemonitorP(watcher, pid_or_name, ref))
+            self._signal(conn, C.DemonitorP(watcher, pid_or_name, ref))
 
     @staticmethod
     def _target_parts(target: Any) -> tuple[Any, Atom]:
@@ -648,6 +682,12 @@ class Signals:
                     wait.mailbox._deliver((SPAWN_ERROR, req, NOCONNECTION))
         for mb in self.procs.node_monitors.pop(peer, []):
             mb._deliver((NODEDOWN, peer))
+
+
+def _no_form(err: EncodeError) -> Any:
+    """What goes instead of an exit reason that cannot be encoded."""
+    log.warning("an exit reason has no Erlang form; sent as python_error: %s", err)
+    return python_error_reason(err)
 
 
 def python_error_reason(exc: BaseException) -> Any:

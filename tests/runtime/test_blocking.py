@@ -440,3 +440,34 @@ def test_an_interrupted_thread_write_drops_the_connection_not_the_stream(
                 time.sleep(0.01)
             with pytest.raises(TimeoutError):
                 inbox.receive(timeout=0.2)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_blocking_rpc_outlives_exit_signals_to_its_mailbox(backend: str) -> None:
+    """The mailbox every thread's rpc and gen_call answers come to traps exits (as the
+    async call box and rex do): a peer's link exit or exit/2 leaves it; exit(Pid, kill) ends
+    it, and the next call gets a new one (the dead one failed every later call for good)."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend=backend) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend=backend) as b:
+            assert b.node is not None
+            a.connect(b.name, address=("127.0.0.1", b.node.port))
+            b.node.expose("py", "add")(lambda x, y: x + y)
+            assert a.rpc(b.name, "py", "add", [1, 2], timeout=10) == 3
+            box = a._rpc_box
+            assert box is not None
+            linker = b.mailbox()
+            b.run(linker.async_mailbox.link, box.pid)
+            linker.close(Atom("boom"))  # a link exit to the box
+            other = b.mailbox()
+            b.run(other.async_mailbox.exit, box.pid, Atom("shutdown"))
+            assert a.rpc(b.name, "py", "add", [2, 3], timeout=10) == 5  # after both signals
+            assert a._rpc_box is box and not box.async_mailbox.closed
+            assert a.rpc(b.name, "py", "add", [0, 0], timeout=10) == 0
+            assert len(box.async_mailbox) == 0  # the trapped exits did not pile up
+            b.run(other.async_mailbox.exit, box.pid, Atom("kill"))
+            deadline = time.monotonic() + 10
+            while not box.async_mailbox.closed and time.monotonic() < deadline:
+                assert a.ping(b.name)  # a round trip: the kill went before its answer
+            assert box.async_mailbox.closed
+            assert a.rpc(b.name, "py", "add", [3, 4], timeout=10) == 7
+            assert a._rpc_box is not box

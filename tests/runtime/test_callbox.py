@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from pynode.runtime import MailboxClosed, Node, RpcTimeout
+from pynode.runtime import MailboxClosed, NoConnection, Node, RemoteError, RpcTimeout
 from pynode.term import Atom
 
 pytestmark = pytest.mark.anyio
@@ -123,3 +123,145 @@ async def test_stray_messages_to_the_call_box_are_dropped() -> None:
         # one connection carries both: the junk went out before the call's answer
         assert await a.rpc(b.name, "py", "after", [5, 0], timeout=5) == 50
         assert not len(box) and not box._calls and not box.closed
+
+
+async def test_exit_signals_short_of_kill_leave_the_call_box_alone() -> None:
+    """The call box traps exits, as rex does: a peer that linked to it and died, or exit/2
+    with any reason but kill, must not fail the node's unrelated calls in flight."""
+    async with two_nodes() as (a, b):
+        gate = anyio.Event()
+        serve(b, gate)
+        box = a.call_box()
+        got: list[object] = []
+
+        async def pending() -> None:
+            got.append(await a.rpc(b.name, "py", "blocked", [], timeout=30))
+
+        linker = b.mailbox()
+        await linker.link(box.pid)
+        await settled(lambda: linker.pid in box.links, "the link is made")
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pending)
+                await settled(lambda: len(box._calls) == 1, "the call waits")
+                linker.close(Atom("boom"))  # a link exit to the box
+                other = b.mailbox()
+                await other.exit(box.pid, Atom("shutdown"))  # exit/2, not kill
+                # one connection carries both, in order: this call's answer comes after them
+                assert await a.rpc(b.name, "py", "after", [6, 0], timeout=10) == 60
+                gate.set()
+        assert got == [Atom("released")]
+        assert not box.closed and a.call_box() is box and not box.links
+
+
+async def test_a_message_naming_a_call_that_is_no_answer_is_dropped() -> None:
+    """Only a 'DOWN' or a spawn error answers a call: another message naming its ref (a
+    peer may send anything to the box) neither ends the call nor breaks it."""
+    async with two_nodes() as (a, b):
+        gate = anyio.Event()
+        serve(b, gate)
+        box = a.call_box()
+        got: list[object] = []
+
+        async def pending() -> None:
+            got.append(await a.rpc(b.name, "py", "blocked", [], timeout=30))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pending)
+                await settled(lambda: len(box._calls) == 1, "the call waits")
+                (req,) = box._calls
+                sender = b.mailbox()
+                for junk in [(Atom("DOWN"), req, 1), (Atom("other"), req, 2, 3, 4)]:
+                    await sender.send(box.pid, junk)
+                assert await a.rpc(b.name, "py", "after", [7, 0], timeout=10) == 70
+                assert len(box._calls) == 1  # still waiting for its own answer
+                gate.set()
+        assert got == [Atom("released")]
+
+
+async def test_an_answer_that_came_with_the_timeout_is_the_result(anyio_backend: str) -> None:
+    """erpc:call returns the result, not a timeout, when the answer arrived by the time the
+    timeout is handled; the answer and the deadline both fall due while the loop is busy."""
+    if anyio_backend != "asyncio":
+        pytest.skip("schedules the race with the asyncio loop's timers")
+    import asyncio
+    import time
+
+    from pynode.runtime.signals import DOWN, PROCESS
+
+    async with two_nodes() as (a, _b):
+        box = a.call_box()
+        req = a.make_ref()
+        answer = (DOWN, req, PROCESS, a.pid, Atom("done"))
+        waiter = box.expect(req)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, box._deliver, answer)  # before the deadline (0.1 s)...
+        loop.call_later(0.01, time.sleep, 0.3)  # ...but handled with it: the loop is busy
+        assert await box.answer(req, waiter, 0.1) == answer
+        assert not box._calls
+
+
+async def test_a_call_cancelled_while_its_connection_closes_is_just_cancelled() -> None:
+    """Giving up a call drops its monitor; over a connection that is closing, that signal is
+    moot (the peer sees the connection go), and must not turn the cancellation into an error."""
+    async with two_nodes() as (a, b):
+        gate = anyio.Event()
+        serve(b, gate)
+        box = a.call_box()
+        outcome: list[object] = []
+
+        async def pending(scope: anyio.CancelScope) -> None:
+            with scope:
+                await a.rpc(b.name, "py", "blocked", [])
+            outcome.append("cancelled" if scope.cancelled_caught else "returned")
+
+        scope = anyio.CancelScope()
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pending, scope)
+                await settled(lambda: len(box.monitors) == 1, "the call's process runs")
+                conn = a.connector.get(b.name)
+                assert conn is not None
+                await conn.channel.aclose()  # the socket goes; the connection is not down yet
+                assert conn.alive
+                scope.cancel()
+        assert outcome == ["cancelled"]
+        assert not box._calls and not box.monitors
+        gate.set()
+
+
+@pytest.mark.parametrize("kind", ["sync", "coroutine function", "sync returning an awaitable"])
+async def test_a_served_result_with_no_erlang_form_fails_that_call_only(kind: str) -> None:
+    """A served function's value that cannot be encoded ends its call with an error the
+    caller can read; it must not take down the connection (every other call and link on
+    it) nor the serving node (a process's task that raised out of the node's task group)."""
+    async with two_nodes() as (a, b):
+        async def value() -> object:
+            return object()
+
+        fn = {"sync": lambda: object(), "coroutine function": value, "sync returning an awaitable": lambda: value()}
+        b.expose("py", "odd")(fn[kind])
+        b.expose("py", "add")(lambda x, y: x + y)
+        conn = a.connector.get(b.name)
+        with pytest.raises(RemoteError) as e:
+            await a.rpc(b.name, "py", "odd", [], timeout=10)
+        assert e.value.reason[:2] == (Atom("python_error"), b"EncodeError")
+        assert await a.rpc(b.name, "py", "add", [1, 2], timeout=10) == 3
+        assert a.connector.get(b.name) is conn and conn is not None and conn.alive
+        assert not b.processes.monitored and len(b.processes.mailboxes()) == 1
+
+
+async def test_a_call_over_a_connection_that_is_closing_fails_as_noconnection() -> None:
+    """erpc:call's {erpc, noconnection}: the caller gets NoConnection (an RpcError), not the
+    runtime's ConnectionLost, when the socket went but the connection is not down yet."""
+    async with two_nodes() as (a, b):
+        serve(b, anyio.Event())
+        conn = a.connector.get(b.name)
+        assert conn is not None
+        await conn.channel.aclose()
+        assert conn.alive and a.connector.get(b.name) is conn
+        with pytest.raises(NoConnection):
+            await a.rpc(b.name, "py", "after", [1, 0], timeout=10)
+        box = a.call_box()
+        assert not box._calls and not box.monitors and not a.signals._spawn_waits

@@ -15,7 +15,7 @@ from pynode.runtime import ConnectError, Node, names
 from pynode.term import Atom, Pid
 
 from .erlnode import Epmd, ErlNode, unique
-from .rpc_checks import check_erpc_errors
+from .rpc_checks import SLEEPERS, SLEEPERS_GONE, check_erpc_errors
 
 pytestmark = pytest.mark.anyio
 
@@ -268,8 +268,8 @@ def test_blocking_api_against_erl(epmd: Epmd, erl_node: StartErl) -> None:
 
 def test_blocking_rpc_from_threads_against_erl(epmd: Epmd, erl_node: StartErl) -> None:
     """BlockingNode.rpc over a live connection: sent from the calling thread, answered into
-    one shared mailbox; values, errors, a timeout (the call killed, as erpc does) and calls
-    from several threads at once."""
+    one shared mailbox; values, errors, a timeout (the call abandoned, as erpc:call abandons
+    it) and calls from several threads at once."""
     import threading
 
     from pynode.blocking import BlockingNode
@@ -285,19 +285,16 @@ def test_blocking_rpc_from_threads_against_erl(epmd: Epmd, erl_node: StartErl) -
         check_erpc_errors(lambda m, f, a: node.rpc(erl.name, m, f, a))
         assert conn.messages_out == by_loop  # every request went out from this thread
 
-        # a call that times out is killed on erl's side, and its answer never shows up later
+        # a call that times out is abandoned (it runs on in erl), and its answer never shows up
         erl.run("register(blocking_rpc_test, self()), ok.")
         with pytest.raises(RpcTimeout):
-            node.rpc(erl.name, "timer", "sleep", [60_000], timeout=0.2)
+            node.rpc(erl.name, "timer", "sleep", [2000], timeout=0.2)
         box = node._rpc_box
         assert box is not None
-        assert node.rpc(erl.name, "erlang", "abs", [-7]) == 7
+        assert erl.run(SLEEPERS) == 1  # nothing stopped it
+        assert erl.run(SLEEPERS_GONE) == Atom("none")  # it ended (waited for in erl, bounded)
+        assert node.rpc(erl.name, "erlang", "abs", [-7]) == 7  # a round trip after its end
         assert box.async_mailbox.monitors == {} and len(box.async_mailbox) == 0
-        sleepers = erl.run(
-            "length([P || P <- processes(),"
-            " {current_function, {timer, sleep, 1}} =:= erlang:process_info(P, current_function)]).",
-        )
-        assert sleepers == 0
 
         results: dict[int, list[Any]] = {}
         errors: list[BaseException] = []

@@ -98,7 +98,8 @@ class RemoteError(RpcError):
 
 
 class RpcTimeout(RpcError, TimeoutError):
-    """No answer within the timeout (the remote process was killed, as erpc does)."""
+    """No answer within the timeout. As erpc:call, pynode stops waiting and watching: the
+    function may or may not be applied on the peer, and runs on if it was."""
 
 
 class NoConnection(RpcError):

@@ -77,7 +77,6 @@ __all__ = ["OneShot", "names", "port_please"]
 _DOWN = Atom("DOWN")
 _PROCESS = Atom("process")
 _MONITOR = Atom("monitor")
-_KILL = Atom("kill")
 _NET_KERNEL = Atom("net_kernel")
 _GEN_CALL = Atom("$gen_call")
 _IS_AUTH = Atom("is_auth")
@@ -614,12 +613,8 @@ class OneShot:
                     _left_of(deadline),
                 )
             except TimeoutError:
-                # as erpc: stop watching and kill the call
+                # as erpc:call: stop watching the call (it runs on) and give up
                 self._send(C.DemonitorP(caller, pid, req))
-                if self.peer_flags & DFlag.EXIT_PAYLOAD:
-                    self._send(C.PayloadExit2(caller, pid), _KILL)
-                else:
-                    self._send(C.Exit2(caller, pid, _KILL))
                 raise RpcTimeout(f"no answer from {node} within {timeout} s") from None
             value = erpc_result(down[4], res_ref)
             # io requests were answered before the process ended: the text is all here

@@ -46,7 +46,7 @@ from .errors import (
 from .errors import (
     RemoteError as RemoteError,
 )
-from .signals import DOWN, KILL, RUN_AS_TASK, SPAWN_ERROR, Later
+from .signals import DOWN, RUN_AS_TASK, SPAWN_ERROR, Later
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -210,12 +210,9 @@ def erpc_value(peer: str, msg: Any, res_ref: Reference) -> Any:
 
 
 async def erpc_give_up(node: Node, mb: Mailbox, req: Reference) -> None:
-    """After a timeout: stop watching the call and kill it, as erpc does; an answer that
-    came meanwhile is dropped from ``mb``."""
-    pid = mb.monitors.get(req)
+    """After a timeout: stop watching the call, as erpc:call abandons it (it may run on, and
+    its answer, if it comes, is dropped); an answer that came meanwhile is dropped from ``mb``."""
     await node.signals.demonitor(mb, req)
-    if pid is not None:
-        node.signals._send_exit(mb.pid, pid, KILL, link=False)
     answer = erpc_answer(req)
     while True:
         try:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
 
 from pynode.runtime import MailboxClosed, NoConnection, Node, RemoteError, RpcTimeout
+from pynode.runtime.callbox import CallBox
 from pynode.term import Atom
+
+from .nodes import two_nodes
 
 pytestmark = pytest.mark.anyio
 
@@ -17,17 +19,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return request.param
-
-
-@asynccontextmanager
-async def two_nodes() -> AsyncIterator[tuple[Node, Node]]:
-    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
-        async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b:
-            a.add_address(b.name, "127.0.0.1", b.port)
-            b.add_address(a.name, "127.0.0.1", a.port)
-            with anyio.fail_after(60):
-                assert await a.ping(b.name)
-                yield a, b
 
 
 def serve(b: Node, gate: anyio.Event) -> None:
@@ -40,6 +31,19 @@ def serve(b: Node, gate: anyio.Event) -> None:
     async def blocked() -> Atom:
         await gate.wait()
         return Atom("released")
+
+
+def blocked_call(a: Node, b: Node) -> tuple[anyio.Event, CallBox, list[object], Callable[[], Awaitable[None]]]:
+    """A call from ``a`` that ``b`` answers once the gate is set: the gate, ``a``'s call box,
+    the list the answer goes to, and the coroutine function that makes the call."""
+    gate = anyio.Event()
+    serve(b, gate)
+    got: list[object] = []
+
+    async def pending() -> None:
+        got.append(await a.rpc(b.name, "py", "blocked", [], timeout=30))
+
+    return gate, a.call_box(), got, pending
 
 
 async def settled(pred: object, what: str) -> None:
@@ -129,13 +133,7 @@ async def test_exit_signals_short_of_kill_leave_the_call_box_alone() -> None:
     """The call box traps exits, as rex does: a peer that linked to it and died, or exit/2
     with any reason but kill, must not fail the node's unrelated calls in flight."""
     async with two_nodes() as (a, b):
-        gate = anyio.Event()
-        serve(b, gate)
-        box = a.call_box()
-        got: list[object] = []
-
-        async def pending() -> None:
-            got.append(await a.rpc(b.name, "py", "blocked", [], timeout=30))
+        gate, box, got, pending = blocked_call(a, b)
 
         linker = b.mailbox()
         await linker.link(box.pid)
@@ -158,13 +156,7 @@ async def test_a_message_naming_a_call_that_is_no_answer_is_dropped() -> None:
     """Only a 'DOWN' or a spawn error answers a call: another message naming its ref (a
     peer may send anything to the box) neither ends the call nor breaks it."""
     async with two_nodes() as (a, b):
-        gate = anyio.Event()
-        serve(b, gate)
-        box = a.call_box()
-        got: list[object] = []
-
-        async def pending() -> None:
-            got.append(await a.rpc(b.name, "py", "blocked", [], timeout=30))
+        gate, box, got, pending = blocked_call(a, b)
 
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:

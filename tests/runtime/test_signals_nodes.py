@@ -3,8 +3,6 @@ interop tests check against erl, here without it, on asyncio and trio."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -13,21 +11,12 @@ import pytest
 from pynode.runtime import Node
 from pynode.term import Atom, Pid
 
+from .nodes import two_nodes
+
 pytestmark = pytest.mark.anyio
 
 EXIT, DOWN, PROCESS = Atom("EXIT"), Atom("DOWN"), Atom("process")
 SENTINEL = Atom("sentinel")
-
-
-@asynccontextmanager
-async def two_nodes() -> AsyncIterator[tuple[Node, Node]]:
-    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
-        async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b:
-            a.add_address(b.name, "127.0.0.1", b.port)
-            b.add_address(a.name, "127.0.0.1", a.port)
-            with anyio.fail_after(60):
-                assert await a.ping(b.name)
-                yield a, b
 
 
 async def test_link_exit_crosses_nodes_and_unlink_stops_it() -> None:

@@ -320,7 +320,7 @@ class BlockingNode:
             return self._call(n.call, dest, request, timeout)
         conn, control = route
         send = self._thread_send(conn)
-        proc = dest if type(dest) is Pid else control.to_name
+        proc = dest if type(dest) is Pid else Atom(dest[0])  # a Pid or (name, node) here
         mref = n.make_ref()
         mb.monitors[mref] = dest if type(dest) is Pid else (proc, conn.peer)
         alias = n.signals.alias(mb)

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pynode.node")
 
 _NET_KERNEL = Atom("net_kernel")
+# the sends' operations (erl_dist_protocol: SEND_SENDER 22, SEND 2, REG_SEND 6)
+_SEND_SENDER, _SEND, _REG_SEND = int(C.DOP.SEND_SENDER), int(C.DOP.SEND), int(C.DOP.REG_SEND)
+_EMPTY = Atom("")
 _REX = Atom("rex")
 _GEN_CALL = Atom("$gen_call")
 _IS_AUTH = Atom("is_auth")
@@ -440,7 +443,11 @@ class Node:
         """The live connection and control message a send from ``sender`` to ``dest`` on
         another node takes; None when ``dest`` is here, not connected, or not a remote
         pid, ``(name, node)`` or alias that the connection can carry. Reads only: any thread
-        may ask (the blocking API encodes on its own thread)."""
+        may ask (the blocking API encodes on its own thread).
+
+        A send's control message is its wire tuple (SEND_SENDER, SEND, REG_SEND), which the
+        framing encodes as it is: a message is the hot path, and a control object costs
+        more than the rest of its way to the socket."""
         t = type(dest)
         if t is Pid:
             if dest.node == self.name:
@@ -449,8 +456,8 @@ class Node:
             if conn is None or not conn.alive:
                 return None
             if conn.send_sender:
-                return conn, C.SendSender(sender, dest)
-            return conn, C.Send(dest)
+                return conn, (_SEND_SENDER, sender, dest)
+            return conn, (_SEND, _EMPTY, dest)
         if t is tuple and len(dest) == 2:
             name, node = dest
             if node == self.name:
@@ -458,7 +465,7 @@ class Node:
             conn = self.connector.get(node if type(node) is Atom else Atom(node))
             if conn is None:
                 return None
-            return conn, C.RegSend(sender, name if type(name) is Atom else Atom(name))
+            return conn, (_REG_SEND, sender, _EMPTY, name if type(name) is Atom else Atom(name))
         if t is Reference and dest.node != self.name:
             conn = self.connector.get(dest.node)
             if conn is None or not conn.aliases:

@@ -1,10 +1,11 @@
-"""The optional C twin of the term codec; everything else about the project is in pyproject.toml.
+"""The optional compiled parts; everything else about the project is in pyproject.toml.
 
-``pip install .`` (or ``-e .``) compiles ``pynode.term._ccodec`` when a C compiler, the Python
-headers and zlib are there, and quietly installs pure Python when they are not: pynode.term
-falls back to ``_codec_py`` whenever ``_ccodec`` cannot be imported. Set
-``PYNODE_PURE_PYTHON=1`` at install time to skip the build altogether (at run time the same
-variable makes an installed C twin go unused).
+``pip install .`` (or ``-e .``) compiles ``pynode.term._ccodec`` (the C twin of the term codec)
+and, on POSIX, ``pynode.runtime._spin`` (the busy wait's poll without the GIL) when a C
+compiler, the Python headers and zlib are there, and quietly installs pure Python when they
+are not: pynode.term falls back to ``_codec_py`` whenever ``_ccodec`` cannot be imported, the
+busy wait to its Python loop. Set ``PYNODE_PURE_PYTHON=1`` at install time to skip the build
+altogether (at run time the same variable makes installed compiled modules go unused).
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as e:  # CCompilerError, missing headers or zlib, ...
-            self._skip(e)
+            self._skip(e, ext.name)
 
     @staticmethod
-    def _skip(e: Exception) -> None:
+    def _skip(e: Exception, name: str = "pynode.term._ccodec, pynode.runtime._spin") -> None:
         print(
-            f"WARNING: the C codec (pynode.term._ccodec) was not built ({type(e).__name__}: {e});"
-            " pynode will use its pure-Python codec.",
+            f"WARNING: {name} was not built ({type(e).__name__}: {e});"
+            " pynode will use pure Python in its place.",
             file=sys.stderr,
         )
 
@@ -52,13 +53,16 @@ def _ext_modules() -> list[Extension]:
         return []
     if platform.python_implementation() != "CPython":
         return []
-    return [
+    exts = [
         Extension(
             "pynode.term._ccodec",
             sources=["pynode/term/_ccodec.c"],
             libraries=["zlib" if sys.platform == "win32" else "z"],
         )
     ]
+    if os.name == "posix":  # poll(2) and sched_yield(2)
+        exts.append(Extension("pynode.runtime._spin", sources=["pynode/runtime/_spin.c"]))
+    return exts
 
 
 setup(ext_modules=_ext_modules(), cmdclass={"build_ext": OptionalBuildExt})

@@ -5,6 +5,10 @@ blocks in epoll at once is put to sleep and woken again for it, which costs more
 reply's own work (on a virtual machine, more than the whole erl->erl round trip). erl's
 schedulers spin a little before they sleep; so does an asyncio loop with this selector
 wrapped around its own, only when it has nothing else to do.
+
+With the compiled helper (``pynode.runtime._spin``) the spin polls the selector's descriptor
+without the GIL, so threads (a BlockingNode's callers) run meanwhile; a spin in Python holds
+the GIL between polls and a thread the loop has just woken waits for it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import os
 import selectors
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 DEFAULT_SPIN = 100e-6
@@ -21,6 +25,21 @@ DEFAULT_SPIN = 100e-6
 erl's default busy wait (+sbwt medium) spins for a comparable time; +sbwt none is 0."""
 
 _sched_yield = getattr(os, "sched_yield", None)
+
+
+def _load_c_spin() -> Callable[[int, float], bool] | None:
+    if os.environ.get("PYNODE_PURE_PYTHON", "") not in ("", "0"):  # no compiled code at all
+        return None
+    try:
+        from ._spin import wait_readable
+    except ImportError:  # not built (no compiler at install, or not CPython on POSIX)
+        return None
+    return wait_readable
+
+
+_wait_readable = _load_c_spin()
+C_SPIN: bool = _wait_readable is not None
+"""Whether the spin runs in C without the GIL (else in Python, holding it between polls)."""
 
 
 class SpinningSelector(selectors.BaseSelector):
@@ -31,6 +50,10 @@ class SpinningSelector(selectors.BaseSelector):
         self.inner = inner
         self.spin = spin
         self.users = 0  # nodes that asked for it (install/uninstall)
+        fileno: Callable[[], int] | None = getattr(inner, "fileno", None)
+        # epoll, kqueue and devpoll selectors have a descriptor, readable when events are ready
+        self._c_wait = _wait_readable if fileno is not None else None
+        self._fd = fileno() if fileno is not None and self._c_wait is not None else -1
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self.inner.register(fileobj, events, data)
@@ -54,6 +77,8 @@ class SpinningSelector(selectors.BaseSelector):
         poll = self.inner.select
         if timeout is not None and timeout <= 0:
             return poll(0)
+        if self._c_wait is not None:
+            return self._select_c(self._c_wait, timeout)
         now = time.perf_counter
         start = now()
         end = start + self.spin
@@ -71,6 +96,18 @@ class SpinningSelector(selectors.BaseSelector):
         if timeout is None:
             return poll(None)
         left = timeout - (t - start)
+        return poll(left) if left > 0 else []
+
+    def _select_c(
+        self, wait: Callable[[int, float], bool], timeout: float | None
+    ) -> list[tuple[selectors.SelectorKey, int]]:
+        poll, fd = self.inner.select, self._fd
+        if timeout is None:
+            return poll(0) if wait(fd, self.spin) else poll(None)
+        start = time.perf_counter()
+        if wait(fd, min(self.spin, timeout)):
+            return poll(0)
+        left = timeout - (time.perf_counter() - start)
         return poll(left) if left > 0 else []
 
 

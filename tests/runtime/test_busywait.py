@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import selectors
 import socket
+import threading
 import time
 from typing import Any
 
 import pytest
 
-from pynode.runtime import Node
+from pynode.runtime import Node, busywait
 from pynode.runtime.busywait import SpinningSelector, install, new_event_loop, uninstall
 from pynode.runtime.errors import NodeError
+
+
+def c_spin() -> Any:
+    return pytest.importorskip("pynode.runtime._spin").wait_readable
+
+
+@pytest.fixture(params=["c", "python"])
+def spin_impl(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Selectors made in the test spin in C (without the GIL) or in Python."""
+    monkeypatch.setattr(busywait, "_wait_readable", c_spin() if request.param == "c" else None)
+    return str(request.param)
 
 
 class Recording(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
@@ -38,7 +51,7 @@ def pair() -> Any:
     b.close()
 
 
-def test_ready_at_once_without_blocking(pair: Any) -> None:
+def test_ready_at_once_without_blocking(pair: Any, spin_impl: str) -> None:
     a, b = pair
     inner = Recording()
     sel = SpinningSelector(inner, spin=1.0)
@@ -51,7 +64,7 @@ def test_ready_at_once_without_blocking(pair: Any) -> None:
     inner.close()
 
 
-def test_blocks_after_the_spin_and_still_gets_the_event(pair: Any) -> None:
+def test_blocks_after_the_spin_and_still_gets_the_event(pair: Any, spin_impl: str) -> None:
     a, b = pair
     inner = Recording()
     inner.on_block = lambda: b.send(b"late")  # arrives only once the selector blocks
@@ -63,7 +76,7 @@ def test_blocks_after_the_spin_and_still_gets_the_event(pair: Any) -> None:
     inner.close()
 
 
-def test_a_timeout_shorter_than_the_spin_is_kept(pair: Any) -> None:
+def test_a_timeout_shorter_than_the_spin_is_kept(pair: Any, spin_impl: str) -> None:
     a, _ = pair
     inner = Recording()
     sel = SpinningSelector(inner, spin=10.0)
@@ -74,6 +87,74 @@ def test_a_timeout_shorter_than_the_spin_is_kept(pair: Any) -> None:
     assert None not in inner.timeouts
     assert sel.select(0) == [] and inner.timeouts[-1] == 0  # a poll stays a poll
     inner.close()
+
+
+def test_the_c_spin_is_used_when_built(pair: Any) -> None:
+    inner = selectors.DefaultSelector()
+    try:
+        sel = SpinningSelector(inner)
+        if busywait.C_SPIN:
+            assert sel._c_wait is not None and sel._fd == inner.fileno()  # type: ignore[attr-defined]
+        else:
+            assert sel._c_wait is None
+        # a selector without a descriptor of its own spins in Python whatever is built
+        plain = SpinningSelector(selectors.SelectSelector())
+        assert plain._c_wait is None
+        plain.close()
+    finally:
+        inner.close()
+
+
+def test_c_wait_readable_answers_and_times_out() -> None:
+    wait = c_spin()
+    r, w = os.pipe()
+    try:
+        t0 = time.perf_counter()
+        assert wait(r, 0.02) is False
+        assert time.perf_counter() - t0 >= 0.02
+        assert wait(r, 0) is False and wait(r, -1.0) is False and wait(r, float("nan")) is False
+        os.write(w, b"x")
+        assert wait(r, 10.0) is True  # at once, not after 10 s
+        with pytest.raises(ValueError, match="negative"):
+            wait(-1, 0.1)
+        with pytest.raises(TypeError):
+            wait("fd", 0.1)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_c_wait_readable_lets_other_threads_run() -> None:
+    """The point of the C spin: while it polls, a Python thread (a BlockingNode caller the
+    loop has just woken) gets the GIL. A spin that held it would keep the thread from
+    running at any time inside the spin's first 150 ms."""
+    wait = c_spin()
+    r, w = os.pipe()
+    window = [float("inf"), float("-inf")]
+    ran_inside = threading.Event()
+    stop = threading.Event()
+    started = threading.Event()
+
+    def watch() -> None:
+        started.set()
+        while not stop.is_set():
+            if window[0] <= time.perf_counter() <= window[1]:
+                ran_inside.set()
+
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        assert started.wait(10)
+        start = time.perf_counter()
+        window[:] = [start, start + 0.15]
+        assert wait(r, 0.2) is False
+        assert time.perf_counter() - start >= 0.2
+        assert ran_inside.is_set()
+    finally:
+        stop.set()
+        t.join(10)
+        os.close(r)
+        os.close(w)
 
 
 def test_install_counts_its_users_and_restores_the_selector() -> None:

@@ -56,6 +56,9 @@ def decode(data: bytes) -> None:
             assert _same(again, term), f"{term!r} does not survive a round trip"
 
 
+_MISSING = object()
+
+
 def dist_packet(data: bytes) -> None:
     """A connected-phase packet body (131 68 header + control + payload) via each codec."""
     outcomes = []
@@ -66,6 +69,21 @@ def dist_packet(data: bytes) -> None:
         except DecodeError:
             outcomes.append(("error", None))
     assert len({k for k, _ in outcomes}) == 1, f"codecs disagree on {data!r}: {outcomes}"
+    # the same bytes as a stream of length-prefixed packets, through the batch call
+    runs = []
+    for impl in IMPLEMENTATIONS.values():
+        taken: list[Any] = []
+
+        def deliver(to: Any, payload: Any, taken: list[Any] = taken) -> bool:
+            taken.append(to)
+            return len(taken) % 3 != 0  # every third one declined: it comes back as control
+
+        try:
+            pos, n, ctl, _ = impl.decode_dist_sends(data, [None] * 2048, _MISSING, 0, 1 << 16, deliver)
+            runs.append(("ok", pos, n, ctl is _MISSING, len(taken)))
+        except DecodeError:
+            runs.append(("error", 0, 0, False, len(taken)))
+    assert len(set(runs)) == 1, f"codecs disagree on the stream {data!r}: {runs}"
 
 
 def _big(term: Any) -> bool:

@@ -23,13 +23,12 @@ from typing import Any, Final
 
 from pynode.term import (
     ATOM_CACHE_SIZE,
-    Atom,
     DecodeError,
     EncodeError,
-    Pid,
     decode_dist_body,
     decode_dist_header,
     decode_dist_packet,
+    decode_dist_sends,
     encode,
     encode_dist_packet,
 )
@@ -100,9 +99,14 @@ class Message(Frozen):
 # Message(control, payload) without __init__'s object.__setattr__ calls (the receive path
 # makes one per message): the slots' own setters
 _new_message = object.__new__
-_DELIVERED: Any = object()  # next_event's mark for a message its deliver hook took
+
 _set_control = Message.__dict__["control"].__set__
 _set_payload = Message.__dict__["payload"].__set__
+
+
+def _decline(to: Any, payload: Any) -> bool:
+    """The deliver hook of a connection without one: every message becomes an event."""
+    return False
 
 
 class Tick(Frozen):
@@ -245,62 +249,50 @@ class DistConnection:
         """
         if self._error is not None:
             raise self._error
-        # Fast path: a whole message packet (112 or 131 68) is buffered. One codec call
-        # decodes it in place: atom cache header, control message and payload.
-        buf = self._buf
-        deliver = self.deliver
-        while len(buf) - self._pos > 4:
-            pos = self._pos
-            (size,) = _U32_unpack_from(buf, pos)
-            end = pos + 4 + size
-            if not (end <= len(buf) and 0 < size <= self.max_packet):
-                break
-            first = buf[pos + 4]
-            if not (first == PASS_THROUGH or (
-                first == VERSION_MAGIC and size > 1 and buf[pos + 5] == DIST_HEADER
-            )):
-                break
-            try:
-                control, payload = decode_dist_packet(buf, self._entries, NO_PAYLOAD, pos + 4, end)
-                message = None
-                if deliver is not None and type(control) is tuple and payload is not NO_PAYLOAD:
-                    # a plain send, shaped as from_term checks it: {2, _, To}, {22, From, To},
-                    # {6, From, _, ToName}; anything else (a send the hook declines too) below
-                    n = len(control)
-                    op = control[0] if n else None
-                    to: Any = None
-                    if n == 3 and (op == 22 or op == 2) and type(control[2]) is Pid:
-                        if op == 2 or type(control[1]) is Pid:
-                            to = control[2]
-                    elif n == 4 and op == 6 and type(control[1]) is Pid and type(control[3]) is Atom:
-                        to = control[3]
-                    if to is not None and deliver(to, payload):
-                        self.delivered += 1
-                        message = _DELIVERED
-                if message is None:
-                    message = _new_message(Message)
-                    _set_control(message, from_term(control, payload))
-                    _set_payload(message, payload)
-            except DecodeError as exc:
-                self._error = ProtocolError(f"undecodable distribution message: {exc}")
-                raise self._error from exc
-            except ProtocolError as exc:
-                self._error = exc
-                raise
-            if end == len(buf):
-                buf.clear()
-                self._pos = 0
-            elif end <= 65536:  # compacted later, by _consume (as it would)
-                self._pos = end
-            else:
-                self._consume(4 + size)
-            if message is not _DELIVERED:
-                return message
+        # Hot path: one codec call decodes the whole packets buffered (112 or 131 68: atom
+        # cache header, control message and payload) and hands each plain send to the
+        # deliver hook, up to the first packet it does not deliver: that one is an event
+        try:
+            pos, n, control, payload = decode_dist_sends(
+                self._buf, self._entries, NO_PAYLOAD, self._pos, self.max_packet,
+                self.deliver or _decline,
+            )
+        except DecodeError as exc:
+            self._error = ProtocolError(f"undecodable distribution message: {exc}")
+            raise self._error from exc
+        if n:
+            self.delivered += n
+        if pos != self._pos:
+            self._advance(pos)
+        if control is not NO_PAYLOAD:
+            return self._event(control, payload)
         try:
             return self._next_event()
         except ProtocolError as exc:
             self._error = exc
             raise
+
+    def _event(self, control: Any, payload: Any) -> Message:
+        """A decoded packet as a Message event (its control tuple checked by from_term)."""
+        try:
+            message = _new_message(Message)
+            _set_control(message, from_term(control, payload))
+            _set_payload(message, payload)
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+        return message
+
+    def _advance(self, pos: int) -> None:
+        """Move past the packets before ``pos``, compacting the buffer now and then."""
+        buf = self._buf
+        if pos == len(buf):
+            buf.clear()
+            self._pos = 0
+        elif pos <= 65536:  # compacted later, by _consume (as it would)
+            self._pos = pos
+        else:
+            self._consume(pos - self._pos)
 
     def _next_event(self) -> DistEvent | NeedData:
         buf = self._buf

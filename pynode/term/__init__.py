@@ -50,6 +50,7 @@ encode = _impl.encode
 decode = _impl.decode
 decode_from = _impl.decode_from
 decode_dist_packet = _impl.decode_dist_packet
+decode_dist_sends = _impl.decode_dist_sends
 decode_dist_header = _impl.decode_dist_header
 decode_dist_body = _impl.decode_dist_body
 encode_dist_packet = _impl.encode_dist_packet
@@ -80,6 +81,7 @@ __all__ = [
     "decode_dist_body",
     "decode_dist_header",
     "decode_dist_packet",
+    "decode_dist_sends",
     "decode_from",
     "encode",
     "encode_dist_packet",

@@ -3270,16 +3270,47 @@ dist_dec_init(Dec *d, const unsigned char *buf, Py_ssize_t end)
 static ArgSpec decode_dist_packet_spec = {
     "decode_dist_packet", 5, 5, 3, {"data", "cache_entries", "missing", "start", "end"}, {NULL}};
 
+/* The packet body buf[pos:end] (after its 4-byte length) as (control, payload or missing). */
+static PyObject *
+dist_packet_body(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, PyObject *entries,
+                 PyObject *missing)
+{
+    PyObject *result = NULL, *refs[MAX_CACHE_REFS];
+    int nrefs = 0;
+    Dec d;
+    dist_dec_init(&d, buf, end);
+    if (pos >= end)
+        return truncated(pos);
+    if (buf[pos] == VERSION) {
+        if (pos + 1 >= end)
+            return truncated(pos + 1);
+        if (buf[pos + 1] != DIST_HEADER)
+            return dec_err(pos, "packet starts with 131 %d, not 112 or 131 68", buf[pos + 1]);
+        pos += 2;
+        if (read_cache_header(buf, end, &pos, entries, refs, &nrefs) < 0)
+            return NULL;
+        if (nrefs) {
+            d.refs = refs;
+            d.nrefs = nrefs;
+        }
+        result = dist_terms(&d, pos, 0, missing);
+        while (nrefs > 0)
+            Py_DECREF(refs[--nrefs]);
+        return result;
+    }
+    if (buf[pos] == DIST_PASS_THROUGH)
+        return dist_terms(&d, pos + 1, 1, missing);
+    return dec_err(pos, "packet starts with %d, not 112 or 131 68", buf[pos]);
+}
+
 static PyObject *
 py_decode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
 {
-    PyObject *a[5], *result = NULL, *refs[MAX_CACHE_REFS];
+    PyObject *a[5], *result;
     Py_buffer view;
     const unsigned char *buf;
     Py_ssize_t pos, end;
-    int nrefs = 0;
-    Dec d;
     (void)module;
     if (parse_args(&decode_dist_packet_spec, args, nargs, kwnames, a) < 0)
         return NULL;
@@ -3287,36 +3318,104 @@ py_decode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     if (dist_input(a[0], a[3], a[4], &view, &buf, &pos, &end) < 0)
         return NULL;
-    dist_dec_init(&d, buf, end);
-    if (pos >= end) {
-        truncated(pos);
-        goto done;
+    result = dist_packet_body(buf, pos, end, a[1], a[2]);
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    return result;
+}
+
+/* The recipient of a plain send's control tuple, shaped as the framing's from_term accepts
+ * it: {2, _, To} and {22, From, To} with pids, {6, From, _, ToName} with a pid and an atom;
+ * NULL (no error set) for anything else. A borrowed reference. */
+static PyObject *
+plain_send_to(PyObject *ctl)
+{
+    if (!PyTuple_CheckExact(ctl))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(ctl);
+    if (n != 3 && n != 4)
+        return NULL;
+    PyObject *op = PyTuple_GET_ITEM(ctl, 0);
+    if (!PyLong_CheckExact(op))
+        return NULL;
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(op, &overflow);
+    if (n == 3 && (v == 22 || v == 2) && Py_IS_TYPE(PyTuple_GET_ITEM(ctl, 2), T_Pid) &&
+        (v == 2 || Py_IS_TYPE(PyTuple_GET_ITEM(ctl, 1), T_Pid)))
+        return PyTuple_GET_ITEM(ctl, 2);
+    if (n == 4 && v == 6 && Py_IS_TYPE(PyTuple_GET_ITEM(ctl, 1), T_Pid) &&
+        Py_IS_TYPE(PyTuple_GET_ITEM(ctl, 3), T_Atom))
+        return PyTuple_GET_ITEM(ctl, 3);
+    return NULL;
+}
+
+static ArgSpec decode_dist_sends_spec = {
+    "decode_dist_sends", 6, 6, 6,
+    {"data", "cache_entries", "missing", "start", "max_packet", "deliver"}, {NULL}};
+
+static PyObject *
+py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
+{
+    PyObject *a[6], *result = NULL, *body = NULL, *ctl, *pay;
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t pos, n, max_packet, count = 0;
+    (void)module;
+    if (parse_args(&decode_dist_sends_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (check_entries(a[1]) < 0)
+        return NULL;
+    max_packet = PyNumber_AsSsize_t(a[4], PyExc_OverflowError);
+    if (max_packet == -1 && PyErr_Occurred())
+        return NULL;
+    if (dist_input(a[0], a[3], NULL, &view, &buf, &pos, &n) < 0)
+        return NULL;
+    /* while the view is held a bytearray cannot be resized, so deliver cannot pull the
+     * bytes from under the loop */
+    ctl = pay = a[2];
+    for (;;) {
+        if (n - pos <= 4)
+            break;
+        Py_ssize_t size = ((Py_ssize_t)buf[pos] << 24) | ((Py_ssize_t)buf[pos + 1] << 16) |
+                          ((Py_ssize_t)buf[pos + 2] << 8) | (Py_ssize_t)buf[pos + 3];
+        Py_ssize_t end = pos + 4 + size;
+        if (size == 0 || size > max_packet || end > n)
+            break;
+        unsigned char first = buf[pos + 4];
+        if (!(first == DIST_PASS_THROUGH ||
+              (first == VERSION && size > 1 && buf[pos + 5] == DIST_HEADER)))
+            break;
+        body = dist_packet_body(buf, pos + 4, end, a[1], a[2]);
+        if (body == NULL)
+            goto done;
+        PyObject *c = PyTuple_GET_ITEM(body, 0), *p = PyTuple_GET_ITEM(body, 1);
+        PyObject *to = p == a[2] ? NULL : plain_send_to(c);
+        if (to != NULL) {
+            PyObject *callargs[2] = {to, p};
+            PyObject *r = PyObject_Vectorcall(a[5], callargs, 2, NULL);
+            if (r == NULL)
+                goto done;
+            int taken = PyObject_IsTrue(r);
+            Py_DECREF(r);
+            if (taken < 0)
+                goto done;
+            if (taken) {
+                Py_CLEAR(body);
+                count++;
+                pos = end;
+                continue;
+            }
+        }
+        /* decoded but not delivered: the caller makes an event of it */
+        ctl = c;
+        pay = p;
+        pos = end;
+        break;
     }
-    if (buf[pos] == VERSION) {
-        if (pos + 1 >= end) {
-            truncated(pos + 1);
-            goto done;
-        }
-        if (buf[pos + 1] != DIST_HEADER) {
-            dec_err(pos, "packet starts with 131 %d, not 112 or 131 68", buf[pos + 1]);
-            goto done;
-        }
-        pos += 2;
-        if (read_cache_header(buf, end, &pos, a[1], refs, &nrefs) < 0)
-            goto done;
-        if (nrefs) {
-            d.refs = refs;
-            d.nrefs = nrefs;
-        }
-        result = dist_terms(&d, pos, 0, a[2]);
-        while (nrefs > 0)
-            Py_DECREF(refs[--nrefs]);
-    }
-    else if (buf[pos] == DIST_PASS_THROUGH)
-        result = dist_terms(&d, pos + 1, 1, a[2]);
-    else
-        dec_err(pos, "packet starts with %d, not 112 or 131 68", buf[pos]);
+    result = Py_BuildValue("(nnOO)", pos, count, ctl, pay);
 done:
+    Py_XDECREF(body);
     if (view.obj != NULL)
         PyBuffer_Release(&view);
     return result;
@@ -3491,6 +3590,16 @@ PyDoc_STRVAR(decode_dist_packet_doc,
 "New atom cache entries are stored in ``cache_entries`` (the connection's list of 2048\n"
 "slots); ``missing`` is returned as the payload when none follows.");
 
+PyDoc_STRVAR(decode_dist_sends_doc,
+"decode_dist_sends(data, cache_entries, missing, start, max_packet, deliver)\n"
+"    -> (pos, delivered, control, payload)\n\n"
+"Decode whole packets (4-byte length, then a body as decode_dist_packet takes) from\n"
+"``data[start:]`` while each is a plain send (SEND, SEND_SENDER, REG_SEND) that\n"
+"``deliver(to, payload)`` takes (returns true). Stops before a packet it leaves to the\n"
+"caller (incomplete, a tick, over ``max_packet``, a fragment), with ``control`` and\n"
+"``payload`` both ``missing``; or after one it decoded but did not deliver, returned as\n"
+"``control`` and ``payload``. ``pos`` is where the caller goes on.");
+
 PyDoc_STRVAR(decode_dist_header_doc,
 "decode_dist_header(data, cache_entries, offset=0) -> (refs, end)\n\n"
 "Parse ``NumberOfAtomCacheRefs | Flags | AtomCacheRefs`` at ``offset``, store new entries in\n"
@@ -3517,6 +3626,8 @@ static PyMethodDef methods[] = {
      decode_from_doc},
     {"decode_dist_packet", (PyCFunction)(void (*)(void))py_decode_dist_packet,
      METH_FASTCALL | METH_KEYWORDS, decode_dist_packet_doc},
+    {"decode_dist_sends", (PyCFunction)(void (*)(void))py_decode_dist_sends,
+     METH_FASTCALL | METH_KEYWORDS, decode_dist_sends_doc},
     {"decode_dist_header", (PyCFunction)(void (*)(void))py_decode_dist_header,
      METH_FASTCALL | METH_KEYWORDS, decode_dist_header_doc},
     {"decode_dist_body", (PyCFunction)(void (*)(void))py_decode_dist_body,
@@ -3653,6 +3764,7 @@ PyInit__ccodec(void)
         goto fail;
     if (init_spec(&encode_spec) < 0 || init_spec(&decode_spec) < 0 ||
         init_spec(&decode_from_spec) < 0 || init_spec(&decode_dist_packet_spec) < 0 ||
+        init_spec(&decode_dist_sends_spec) < 0 ||
         init_spec(&decode_dist_header_spec) < 0 || init_spec(&decode_dist_body_spec) < 0 ||
         init_spec(&encode_dist_packet_spec) < 0)
         goto fail;
@@ -3664,8 +3776,9 @@ PyInit__ccodec(void)
         PyModule_AddObjectRef(m, "DEFAULT_MAX_UNCOMPRESSED", O_default_max_unc) < 0)
         goto fail;
     {
-        PyObject *all = Py_BuildValue("[ssssssss]", "encode", "decode", "decode_from",
-                                      "decode_dist_packet", "decode_dist_header",
+        PyObject *all = Py_BuildValue("[sssssssss]", "encode", "decode", "decode_from",
+                                      "decode_dist_packet", "decode_dist_sends",
+                                      "decode_dist_header",
                                       "decode_dist_body", "encode_dist_packet", "ErlFloatKey");
         if (all == NULL || PyModule_AddObject(m, "__all__", all) < 0) {
             Py_XDECREF(all);

@@ -1449,6 +1449,63 @@ def decode_dist_packet(
 
 
 
+def decode_dist_sends(
+    data: bytes | bytearray | memoryview,
+    cache_entries: list[Any],
+    missing: Any,
+    start: int,
+    max_packet: int,
+    deliver: Callable[[Any, Any], Any],
+) -> tuple[int, int, Any, Any]:
+    """Decode whole packets (4-byte length, then a body as :func:`decode_dist_packet` takes)
+    from ``data[start:]`` while each is a plain send (SEND, SEND_SENDER, REG_SEND) that
+    ``deliver(to, payload)`` takes (returns true): one call for a run of messages.
+
+    Returns ``(pos, delivered, control, payload)``: it stops before a packet it leaves to the
+    caller (incomplete, a tick, over ``max_packet``, a fragment), with ``control`` and
+    ``payload`` both ``missing``, or after one it decoded but did not deliver, returned as
+    ``control`` and ``payload``. ``pos`` is where the caller goes on."""
+    if type(cache_entries) is not list or len(cache_entries) != ATOM_CACHE_SIZE:
+        _check_entries(cache_entries)
+    if type(data) is not bytes and type(data) is not bytearray:
+        with memoryview(data) as m, m.cast("B") as view:
+            data = bytes(view)
+    n = len(data)
+    pos = _index(start)
+    if not 0 <= pos <= n:
+        raise ValueError(f"bounds {pos}:{n} outside data of {n} bytes")
+    max_packet = _index(max_packet)
+    count = 0
+    unpack = _S_I.unpack_from
+    while n - pos > 4:
+        (size,) = unpack(data, pos)
+        end = pos + 4 + size
+        if not (0 < size <= max_packet and end <= n):
+            break
+        first = data[pos + 4]
+        if not (first == _PASS_THROUGH or (
+            first == VERSION and size > 1 and data[pos + 5] == _DIST_HEADER
+        )):
+            break
+        control, payload = decode_dist_packet(data, cache_entries, missing, pos + 4, end)
+        pos = end
+        # a plain send, shaped as the framing's from_term checks it: {2, _, To},
+        # {22, From, To}, {6, From, _, ToName}
+        to: Any = None
+        if payload is not missing and type(control) is tuple:
+            k = len(control)
+            op = control[0] if k else None
+            if k == 3 and (op == 22 or op == 2) and type(control[2]) is Pid:
+                if op == 2 or type(control[1]) is Pid:
+                    to = control[2]
+            elif k == 4 and op == 6 and type(control[1]) is Pid and type(control[3]) is Atom:
+                to = control[3]
+        if to is None or not deliver(to, payload):
+            return pos, count, control, payload
+        count += 1
+    return pos, count, missing, missing
+
+
 def decode_dist_header(
     data: bytes | bytearray | memoryview, cache_entries: list[Any], offset: int = 0
 ) -> tuple[list[Any] | None, int]:
@@ -1509,6 +1566,7 @@ __all__ = [
     "decode",
     "decode_from",
     "decode_dist_packet",
+    "decode_dist_sends",
     "decode_dist_header",
     "decode_dist_body",
     "encode_dist_packet",

@@ -93,7 +93,11 @@ def _seeds() -> dict[str, list[bytes]]:
     send = b"p" + encode((22, pid, pid)) + encode(1)
     return {
         "decode": [encode(t) for t in terms],
-        "dist_packet": [b"\x83D\x00" + encode((2, "", "x"))[1:].join([b"\x83", b""]) + encode(1)],
+        "dist_packet": [
+            b"\x83D\x00" + encode((2, "", "x"))[1:].join([b"\x83", b""]) + encode(1),
+            # a stream of length-prefixed packets, for the batch call (decode_dist_sends)
+            (struct.pack(">I", len(send)) + send) * 4 + struct.pack(">I", 0),
+        ],
         "syntax": [b"{a, [1, 2.5, <<\"x\">>], #{k => \"s\"}, 'q a', $c, 16#ff}.", b"[1|2]"],
         "framing": [
             b"\x03" + struct.pack(">I", 0),

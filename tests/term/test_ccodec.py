@@ -490,6 +490,11 @@ def test_dist_no_leaks() -> None:
                 C.decode_dist_header(b"\x02\x88\x00\x01\x01a\x02\x01", entries)
             with pytest.raises(ValueError):
                 C.decode_dist_packet(b"p", entries, MISSING, 2)
+            for seq in sequences:
+                stream = b"".join(struct.pack(">I", len(p)) + p for p in seq)
+                assert C.decode_dist_sends(stream, entries, MISSING, 0, 1 << 20, lambda t, p: True)[0] > 0
+                with pytest.raises(DecodeError):
+                    C.decode_dist_sends(b"\x00\x00\x00\x02\x83D", entries, MISSING, 0, 1 << 20, lambda t, p: True)
 
     rounds(30)  # warm up caches and free lists
     gc.collect()
@@ -505,6 +510,143 @@ def test_dist_no_leaks() -> None:
         tracemalloc.stop()
     # a leak of one small object per call would be several hundred kB here
     assert after - before < 64 * 1024, after - before
+
+
+def _sends_stream(rng: random.Random) -> tuple[bytes, list[str]]:
+    """A buffer of packets as a connection receives them, each kind the batch call meets,
+    and what each packet is."""
+    pid, other = Pid("n@h", 1, 2, 3), Pid("m@h", 4, 5, 6)
+    kinds = [
+        "send", "send_sender", "reg_send", "pass_send", "cached_reg_send", "link", "tick",
+        "fragment", "no_payload_send", "bad_shape", "big",
+    ]
+    out: list[bytes] = []
+    what: list[str] = []
+    for _ in range(rng.randint(1, 12)):
+        kind = rng.choice(kinds)
+        pay = P.encode(rng.choice([1, b"x" * rng.randrange(40), (Atom("a"), [1.5])]), versioned=False)
+        if kind == "send":
+            body = b"\x83D\x00" + P.encode((2, Atom(""), pid), versioned=False) + pay
+        elif kind == "send_sender":
+            body = b"\x83D\x00" + P.encode((22, other, pid), versioned=False) + pay
+        elif kind == "reg_send":
+            body = b"\x83D\x00" + P.encode((6, other, Atom(""), Atom("box")), versioned=False) + pay
+        elif kind == "pass_send":
+            body = b"p" + P.encode((2, Atom(""), pid)) + b"\x83" + pay
+        elif kind == "cached_reg_send":  # a new cache entry 'box', then a reference to it
+            body = (b"\x83D\x01\x08\x05\x03box" + P.encode((6, other, Atom(""), 0), versioned=False)[:-2]
+                    + b"R\x00" + pay)
+        elif kind == "link":
+            body = b"\x83D\x00" + P.encode((1, other, pid), versioned=False)
+        elif kind == "tick":
+            body = b""
+        elif kind == "fragment":
+            body = b"\x83E" + bytes(17)
+        elif kind == "no_payload_send":
+            body = b"\x83D\x00" + P.encode((2, Atom(""), pid), versioned=False)
+        elif kind == "bad_shape":  # SEND_SENDER whose sender is not a pid
+            body = b"\x83D\x00" + P.encode((22, Atom("x"), pid), versioned=False) + pay
+        else:
+            body = b"\x83D\x00" + P.encode((2, Atom(""), pid), versioned=False) + P.encode(b"y" * 300, versioned=False)
+        out.append(struct.pack(">I", len(body)) + body)
+        what.append(kind)
+    data = b"".join(out)
+    if rng.random() < 0.3:  # the last packet only partly here
+        data = data[: rng.randrange(len(data) + 1)]
+    return data, what
+
+
+def _run_sends(f: Any, data: bytes, deliver_rule: int, max_packet: int) -> list[Any]:
+    """Drive ``f`` as the framing does: call again after each stop, skipping a packet it
+    left alone by its length. Returns every result and delivery in order."""
+    entries: list[Any] = [None] * term.ATOM_CACHE_SIZE
+    log: list[Any] = []
+    buf = bytearray(data)
+    k = [0]
+
+    def deliver(to: Any, payload: Any) -> Any:
+        k[0] += 1
+        log.append(("deliver", to, payload))
+        # truthy and falsy values that are not bools too
+        return [True, 1, [0], False, 0, None][(k[0] * deliver_rule) % 6] if deliver_rule else True
+
+    pos = 0
+    for _ in range(100):
+        r = _outcome(f, buf, entries, MISSING, pos, max_packet, deliver)
+        if r[0] == "error":
+            log.append(("error", r[1], str(r[2])))
+            break
+        pos, n, control, payload = r[1]
+        log.append(("result", pos, n, control, payload is MISSING or payload))
+        if control is MISSING:
+            if len(buf) - pos < 4:
+                break
+            (size,) = struct.unpack_from(">I", buf, pos)
+            if pos + 4 + size > len(buf):
+                break
+            pos += 4 + size  # what the framing's slow path would take
+    log.append(("entries", [e for e in entries if e is not None]))
+    return log
+
+
+def test_dist_sends_alike() -> None:
+    rng = random.Random(20261202)
+    seen: set[str] = set()
+    delivered = 0
+    for _ in range(400):
+        data, what = _sends_stream(rng)
+        seen.update(what)
+        rule = rng.randrange(4)
+        max_packet = rng.choice([1 << 20, 200])
+        p = _run_sends(P.decode_dist_sends, data, rule, max_packet)
+        c = _run_sends(C.decode_dist_sends, data, rule, max_packet)
+        assert len(p) == len(c) and all(map(_same, p, c)), (data, rule, p, c)
+        delivered += sum(1 for e in p if e[0] == "deliver")
+    assert len(seen) == 11 and delivered > 500
+
+
+def test_dist_sends_errors_alike() -> None:
+    pid = Pid("n@h", 1, 2, 3)
+    good = b"\x83D\x00" + P.encode((2, Atom(""), pid), versioned=False) + b"a\x01"
+    packet = struct.pack(">I", len(good)) + good
+    bad = struct.pack(">I", 9) + b"\x83D\x00a\x01" + b"junk"  # bytes after the payload []
+    broken = struct.pack(">I", 4) + b"\x83D\x00\x00"
+    got: dict[str, list[Any]] = {"p": [], "c": []}
+
+    def boom(to: Any, payload: Any) -> bool:
+        raise KeyError("hook")
+
+    class Falsy:
+        def __bool__(self) -> bool:
+            raise ValueError("no truth")
+
+    for key, f in (("p", P.decode_dist_sends), ("c", C.decode_dist_sends)):
+        def record(to: Any, payload: Any, key: str = key) -> bool:
+            got[key].append(payload)
+            return True
+
+        entries: list[Any] = [None] * 2048
+        calls: list[tuple[Any, ...]] = [
+            (packet * 2 + broken + packet, entries, MISSING, 0, 1 << 20, record),
+            (packet + bad, entries, MISSING, 0, 1 << 20, record),
+            (packet, entries, MISSING, 0, 1 << 20, boom),
+            (packet, entries, MISSING, 0, 1 << 20, lambda to, pay: Falsy()),
+            (packet, entries, MISSING, 0, 1 << 20, "not callable"),
+            (packet, [None] * 2047, MISSING, 0, 1 << 20, record),
+            (packet, entries, MISSING, len(packet) + 1, 1 << 20, record),
+            (packet, entries, MISSING, -1, 1 << 20, record),
+            (packet, entries, MISSING, 0, "big", record),
+            (packet, entries, MISSING, 0, 1 << 20),
+        ]
+        got[key + "out"] = [_outcome(f, *args) for args in calls]
+    for a, b in zip(got["pout"], got["cout"]):  # noqa: B905
+        assert a[0] == b[0] == "error" and a[1] is b[1], (a, b)
+    assert str(got["pout"][2][2]) == str(got["cout"][2][2]) == "'hook'"
+    assert [str(x[2]) for x in got["pout"][:2]] == [str(x[2]) for x in got["cout"][:2]]
+    assert got["p"] == got["c"] == [1, 1, 1]  # delivered before the bad packet
+    # a start at the very end is no error: nothing to do
+    assert C.decode_dist_sends(packet, [None] * 2048, MISSING, len(packet), 9, boom) == (
+        len(packet), 0, MISSING, MISSING)
 
 
 def test_encode_dist_packet_alike() -> None:

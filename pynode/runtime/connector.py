@@ -7,6 +7,7 @@ import logging
 import secrets
 import ssl
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -97,6 +98,7 @@ class Connector:
         """Connects and last disconnect per peer (pynode.runtime.status)."""
         self.gate = limits.HandshakeGate()
         """Incoming handshakes in progress, bounded in count, per address and in time."""
+        self._reported: weakref.WeakSet[Connection] = weakref.WeakSet()  # went down, once
 
     def get(self, node: Atom) -> Connection | None:
         """The live connection to ``node``, or None."""
@@ -353,16 +355,28 @@ class Connector:
             on_down=self._down,
             deliver=node.deliver,
         )
-        old = self.get(peer)
+        old = self.connections.get(peer)
         if old is not None:
-            old.close("replaced by a new connection")
+            self._replace(old)
         self.connections[peer] = conn
         self.history.connected(peer)
         log.info("connected to %s", peer)
         node.connection_up(conn)
         return conn
 
+    def _replace(self, old: Connection) -> None:
+        """A new connection to ``old``'s node takes over. erts takes the old one down (its
+        links and monitors fire with noconnection, nodedown) before the new one comes up;
+        so does this, before the new one is registered: the old one's task ends later, and
+        by then its node's name belongs to the new connection."""
+        reason = "replaced by a new connection"
+        old.close(reason)
+        self._down(old, reason)
+
     def _down(self, conn: Connection, reason: Any) -> None:
+        if conn in self._reported:  # replaced, and now its task has ended too
+            return
+        self._reported.add(conn)
         self.history.disconnected(conn.peer, reason)
         log.info("disconnected from %s: %s", conn.peer, reason)
         if self.connections.get(conn.peer) is conn:

@@ -18,7 +18,8 @@ Workloads (small message = ``{event, 12345, <<32 bytes>>, [1,2,3]}``):
 (a) send: small messages to a process registered on B (``{Name, B} ! Msg``); from the
     first send until the sink's ``{got_all, N}`` reply arrives.
 (b) receive: a process on B, given ``go``, sends N small messages to ``{Name, Here}``; from
-    sending ``go`` until the N-th message is received.
+    sending ``go`` until the N-th message is received. A line under the table gives B's CPU
+    per wall second in each side's runs: at 1.00 the sender, not the receiver, sets the rate.
 (c) echo: ``Echo ! {self(), Msg}``, wait for ``Msg`` back, sequentially; p50 and p99 of the
     round trip (after a warm-up).
 (d) 1 MiB binaries sent to a process registered on B, which counts bytes and replies when it
@@ -36,8 +37,11 @@ With ``--transports`` a second table runs (a) and (c) between two pynode nodes i
 process, once over TCP and once over a Unix socket (one node listens on both), beside
 erl->erl over TCP from the same run.
 
-Each workload first runs a short warm-up (not timed). The ratio column is pynode/erl: for
-throughput, below 1 means pynode is slower; for latency, above 1 means pynode is slower.
+Each workload first runs a short warm-up (not timed). The throughput sides take turns, the
+median of their runs is shown; the echo series (c), (e) and (f) take turns as well, each
+turn a share of the round trips, and their percentiles are of the pooled samples. The ratio
+column is pynode/erl: for throughput, below 1 means pynode is slower; for latency, above 1
+means pynode is slower.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +252,20 @@ class Row:
     unit: str
     py: float | None = None
     erl: float | None = None
+    busy: dict[str, float] = field(default_factory=dict)
+    """A watched erl node's CPU seconds per wall second during the runs, by side."""
+
+
+def cpu_seconds(erl: ErlNode | None) -> float | None:
+    """CPU time (all threads) of ``erl``'s OS process so far, where /proc tells it."""
+    if erl is None or erl.proc is None:
+        return None
+    try:
+        with open(f"/proc/{erl.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(samples: list[int], p: float) -> float:
@@ -349,20 +367,30 @@ class PySide:
         return total / (t1 - t0) / 1e6
 
 
-def blocking_echo(b: ErlNode, epmd_port: int, echo: Pid, warm: int, count: int) -> list[int]:
-    """(e) round trips in ns, from this (plain) thread through a BlockingNode."""
+def start_blocking(b: ErlNode, epmd_port: int) -> tuple[Any, Pid]:
+    """(e)'s BlockingNode (its own node and event-loop thread), connected to B, and an echo
+    process on B for it."""
     from pynode.blocking import BlockingNode
 
-    with BlockingNode(
+    node = BlockingNode(
         unique("bbench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd_port,
         backend_options=LOOP_OPTIONS, tls=TLS, **BUSY_WAIT,
-    ) as node:
-        if not node.ping(b.name):
-            raise RuntimeError(f"the blocking node cannot reach {b.name}")
-        mb = node.mailbox()
-        out = (mb.pid, SMALL_MSG)
-        times: list[int] = []
-        clock = time.perf_counter_ns
+    ).start()
+    if not node.ping(b.name):
+        node.stop()
+        raise RuntimeError(f"the blocking node cannot reach {b.name}")
+    echo = b.run("pynode_dist_bench:echo().")
+    assert isinstance(echo, Pid)
+    return node, echo
+
+
+def blocking_echo(node: Any, echo: Pid, warm: int, count: int) -> list[int]:
+    """(e) round trips in ns, from this (plain) thread through the BlockingNode."""
+    mb = node.mailbox()
+    out = (mb.pid, SMALL_MSG)
+    times: list[int] = []
+    clock = time.perf_counter_ns
+    try:
         for i in range(warm + count):
             t0 = clock()
             mb.send(echo, out)
@@ -370,8 +398,10 @@ def blocking_echo(b: ErlNode, epmd_port: int, echo: Pid, warm: int, count: int) 
             t1 = clock()
             if i >= warm:
                 times.append(t1 - t0)
-        assert back == SMALL_MSG, back
-        return times
+    finally:
+        mb.close()
+    assert back == SMALL_MSG, back
+    return times
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,6 +466,12 @@ def print_table(rows: list[Row], counts: Counts, repeat: int, elapsed: float, re
     print()
     if rows[5].py and rows[2].py:
         print(f"BlockingNode echo p50 / async echo p50: {rows[5].py / rows[2].py:.3f}")
+    if rows[1].busy:
+        print(
+            "(b) erl node B, the sender, CPU seconds per wall second: "
+            + ", ".join(f"{k} runs {v:.2f}" for k, v in rows[1].busy.items())
+            + " (1.00: a whole core, the sender is the bottleneck)"
+        )
     print(
         f"note: nproc={os.cpu_count()} ({platform.machine()}, {platform.system()} "
         f"{platform.release()}); Python {platform.python_version()}, pynode codec "
@@ -478,50 +514,82 @@ async def bench(
 
         sides = ((py, "pynode", "py"), (er, "erl->erl", "erl"))
 
-        async def throughput(row: Row, tag: str, run: Callable[[Any, Counts], Any]) -> None:
+        async def throughput(
+            row: Row, tag: str, run: Callable[[Any, Counts], Any], watch: ErlNode | None = None
+        ) -> None:
             for side, label, _ in sides:
                 log(f"{tag} {label}: warm-up")
                 await run(side, warm)
             # the sides take turns, so a burst of load on this shared machine hits both
             runs: dict[str, list[float]] = {attr: [] for _, _, attr in sides}
+            busy: dict[str, list[float]] = {attr: [] for _, _, attr in sides}
             for _ in range(repeat):
                 for side, label, attr in sides:
+                    c0, t0 = cpu_seconds(watch), time.perf_counter()
                     runs[attr].append(await run(side, counts))
+                    c1, t1 = cpu_seconds(watch), time.perf_counter()
+                    if c0 is not None and c1 is not None:
+                        busy[attr].append((c1 - c0) / (t1 - t0))
                     log(f"{tag} {label}: {runs[attr][-1]:,.0f} {row.unit}")
             for _, _, attr in sides:
                 setattr(row, attr, statistics.median(runs[attr]))
+                if busy[attr]:
+                    row.busy[attr] = statistics.median(busy[attr])
 
         await throughput(rows[0], "(a)", lambda side, c: side.send_small(c.small))
-        await throughput(rows[1], "(b)", lambda side, c: side.recv_small(c.small))
-        for side, label, attr in sides:
-            log(f"(c) {label}")
-            times = await side.echo(counts.echo_warm, counts.echo)
-            setattr(rows[2], attr, percentile(times, 50) / 1e3)
-            setattr(rows[3], attr, percentile(times, 99) / 1e3)
+        await throughput(rows[1], "(b)", lambda side, c: side.recv_small(c.small), watch=b)
         await throughput(rows[4], "(d)", lambda side, c: side.send_big(c.big, c.big_size))
-        if LOOP != "trio":
-            log("(e) BlockingNode")
-            echo = await erl_run(b, "pynode_dist_bench:echo().")
-            times = await anyio.to_thread.run_sync(
-                blocking_echo, b, epmd.port, echo, counts.echo_warm, counts.echo
-            )
-            await node.send(echo, Atom("stop"))
-            rows[5].py = percentile(times, 50) / 1e3
-            rows[6].py = percentile(times, 99) / 1e3
-            rows[5].erl, rows[6].erl = rows[2].erl, rows[3].erl
-        log("(f) erl -> pynode echo")
-        echo_mb = node.mailbox()
+        await echoes(node, py, er, a, b, epmd, counts, repeat, rows, log)
+    return rows
+
+
+async def echoes(
+    node: Node, py: PySide, er: ErlSide, a: ErlNode, b: ErlNode, epmd: Epmd, counts: Counts,
+    repeat: int, rows: list[Row], log: Callable[[str], None],
+) -> None:
+    """(c), (e) and (f): the echo series take turns (``repeat`` of them, the round trips
+    split evenly), so a burst of load on this shared machine hits each; percentiles are
+    of the pooled samples."""
+    per = max(1, counts.echo // repeat)
+    warm = max(1, counts.echo_warm // repeat)
+    series: dict[str, list[int]] = {"c_py": [], "c_erl": [], "e": [], "f": []}
+    blocking = None
+    if LOOP != "trio":
+        blocking = await anyio.to_thread.run_sync(start_blocking, b, epmd.port)
+    echo_mb = node.mailbox()
+    try:
         async with anyio.create_task_group() as tg:  # waits for the echo to take its stop
             tg.start_soon(_py_echo, echo_mb)
-            times = await erl_run(
-                a, "pynode_dist_bench:run(a_echo_to, [E, W, C, M]).",
-                E=echo_mb.pid, W=counts.echo_warm, C=counts.echo, M=SMALL_MSG,
-            )
+            for turn in range(repeat):
+                log(f"echo turn {turn + 1}/{repeat}")
+                series["c_py"] += await py.echo(warm, per)
+                series["c_erl"] += await er.echo(warm, per)
+                if blocking is not None:
+                    bnode, echo = blocking
+                    series["e"] += await anyio.to_thread.run_sync(
+                        blocking_echo, bnode, echo, warm, per
+                    )
+                series["f"] += await erl_run(
+                    a, "pynode_dist_bench:run(a_echo_to, [E, W, C, M]).",
+                    E=echo_mb.pid, W=warm, C=per, M=SMALL_MSG,
+                )
             await node.send(echo_mb.pid, Atom("stop"))
-        rows[7].py = percentile(times, 50) / 1e3
-        rows[8].py = percentile(times, 99) / 1e3
-        rows[7].erl, rows[8].erl = rows[2].erl, rows[3].erl
-    return rows
+    finally:
+        if blocking is not None:
+            bnode, echo = blocking
+            await node.send(echo, Atom("stop"))
+            await anyio.to_thread.run_sync(bnode.stop)
+
+    def pcts(samples: list[int]) -> tuple[float, float]:
+        return percentile(samples, 50) / 1e3, percentile(samples, 99) / 1e3
+
+    rows[2].py, rows[3].py = pcts(series["c_py"])
+    rows[2].erl, rows[3].erl = pcts(series["c_erl"])
+    if series["e"]:
+        rows[5].py, rows[6].py = pcts(series["e"])
+        rows[5].erl, rows[6].erl = rows[2].erl, rows[3].erl
+    rows[7].py, rows[8].py = pcts(series["f"])
+    rows[7].erl, rows[8].erl = rows[2].erl, rows[3].erl
 
 
 # ---------------------------------------------------------------------------------------------

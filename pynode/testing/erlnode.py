@@ -50,7 +50,7 @@ class Epmd:
             try:
                 self.start()
                 return
-            except RuntimeError:  # epmd exited: the free port was taken before it bound it
+            except (RuntimeError, TimeoutError):  # the free port was taken before epmd bound it
                 if port is not None or attempt == 2:
                     raise
                 self.port = free_port()
@@ -62,7 +62,36 @@ class Epmd:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port, proc=self.proc)
+        try:
+            wait_for_port(self.port, proc=self.proc)
+            self._check_it_answers()
+        except BaseException:
+            self.kill()  # never left running behind a failed start
+            raise
+
+    def _check_it_answers(self) -> None:
+        """What listens is an epmd (NAMES_REQ is answered with its port number) and ours is
+        still running: another program that took the free port first fails this."""
+        head = b""
+        deadline = time.monotonic() + 5.0
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"\x00\x01n")
+                s.settimeout(0.05)
+                while len(head) < 4 and time.monotonic() < deadline:
+                    if self.proc is not None and self.proc.poll() is not None:
+                        break  # ours exited (it could not bind): no need to wait for an answer
+                    try:
+                        chunk = s.recv(4 - len(head))
+                    except TimeoutError:
+                        continue
+                    if not chunk:
+                        break
+                    head += chunk
+        except OSError:
+            pass
+        if head != self.port.to_bytes(4, "big") or (self.proc is not None and self.proc.poll() is not None):
+            raise RuntimeError(f"what listens on 127.0.0.1:{self.port} is not this epmd")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -22,7 +22,15 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    import argparse
+    from types import ModuleType
+    from typing import Any, NoReturn
+
+    from .runtime.oneshot import OneShot
+
 
 # No cyclic garbage collection while this module's imports run: they allocate tens of
 # thousands of long-lived objects, and the collections that triggers (which find nothing to
@@ -62,11 +70,6 @@ from .term.types import elixir_module  # noqa: E402
 if _gc_was_enabled:
     gc.enable()
 
-if TYPE_CHECKING:
-    import argparse
-    from types import ModuleType
-
-    from .runtime.oneshot import OneShot
 
 __all__ = [
     "EXIT_CONNECT",

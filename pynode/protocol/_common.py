@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Final
+
 
 __all__ = ["NEED_DATA", "NO_PAYLOAD", "Frozen", "NeedData", "NoPayload"]
 

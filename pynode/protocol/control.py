@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any, ClassVar, Final
 
 from pynode.term.types import Atom, Pid, Reference
 
 from ._common import NO_PAYLOAD, Frozen
 from .errors import ProtocolError
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Final
+
 
 __all__ = [
     "DOP",
@@ -188,7 +192,7 @@ def _pid_or_atom(x: Any) -> Any:
     raise ValueError("a pid or an atom")
 
 
-_Check = Callable[[Any], Any]
+_Check = Callable[["Any"], "Any"]  # strings: Any exists for the type checker only
 
 
 class ControlMessage(Frozen):

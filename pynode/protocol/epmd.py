@@ -12,10 +12,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from enum import IntEnum
-from typing import Final
 
 from ._common import NEED_DATA, Frozen, NeedData
 from .errors import EpmdProtocolError
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Final
+
 
 _set = object.__setattr__
 

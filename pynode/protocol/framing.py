@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import struct
 from collections.abc import Callable
-from typing import Any, Final
 
 from pynode.term import (
     ATOM_CACHE_SIZE,
@@ -37,6 +36,11 @@ from ._common import NEED_DATA, NO_PAYLOAD, Frozen, NeedData
 from .control import ControlMessage, from_term
 from .errors import ProtocolError
 from .flags import DFlag
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Any, Final
+
 
 __all__ = [
     "PASS_THROUGH",

@@ -19,7 +19,6 @@ import os
 import struct
 from collections import deque
 from enum import Enum
-from typing import Final
 
 # MD5 and the constant-time compare from CPython's built-in modules when they are there:
 # hashlib and hmac load OpenSSL, which costs milliseconds on every start of the command line.
@@ -35,6 +34,11 @@ except ImportError:  # pragma: no cover - not CPython
 from ._common import NEED_DATA, Frozen, NeedData
 from .errors import HandshakeError
 from .flags import MANDATORY, DFlag, expand_mandatory_25, flag_names
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Final
+
 
 __all__ = [
     "STATUSES",

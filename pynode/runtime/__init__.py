@@ -6,10 +6,9 @@ Names are imported on first use (PEP 562), so ``pynode.runtime.oneshot`` and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .._lazy import lazy_exports
 
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
     from .connection import Connection
     from .cookie import CookieError, read_cookie
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from .node import Node
     from .rpc import GenServer
     from .tls import TlsConfig, TlsConfigError, TlsSides, read_optfile
+
 
 __all__ = [
     "AuthError",

@@ -6,10 +6,13 @@ one-shot client (:mod:`.oneshot`), so both map an answer to the same value or ex
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..term import Atom, Pid, Reference
 from .errors import CallError, NoConnection, RemoteError, RpcError
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 RETURN = Atom("return")
 THROW = Atom("throw")

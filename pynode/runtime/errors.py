@@ -3,9 +3,10 @@ Node and the blocking one-shot client (the ``pynode`` command) raise the same on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..term import Atom
 
 

@@ -4,10 +4,14 @@ shared by the anyio Node and the blocking one-shot client."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ..protocol.epmd import DEFAULT_EPMD_PORT
 from .errors import EpmdError, NodeError
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["EPMD_TIMEOUT", "default_epmd_port", "host_name", "make_node_name"]
 

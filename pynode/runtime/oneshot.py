@@ -19,7 +19,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
 
 # The socket module is a Python layer over _socket whose import (enum conversions,
 # selectors) costs more than a loopback rpc; the few calls made here are all in _socket.
@@ -28,10 +27,6 @@ try:
 except ImportError:  # pragma: no cover - an implementation without _socket
     import socket as _net  # type: ignore[no-redef]
 
-if TYPE_CHECKING:
-    from socket import socket
-
-    from .tls import TlsConfig
 
 from ..protocol import control as C
 from ..protocol._common import NEED_DATA, NO_PAYLOAD
@@ -71,6 +66,14 @@ from .errors import (
     epmd_failure,
 )
 from .naming import EPMD_TIMEOUT, default_epmd_port, host_name, make_node_name
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from socket import socket
+    from typing import Any
+
+    from .tls import TlsConfig
+
 
 __all__ = ["OneShot", "names", "port_please"]
 

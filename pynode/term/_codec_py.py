@@ -17,7 +17,6 @@ from functools import lru_cache
 from itertools import chain
 from operator import countOf, itemgetter
 from operator import index as _index
-from typing import Any
 
 from .errors import DecodeError, EncodeError
 from .types import STRUCT_KEY as _STRUCT_KEY
@@ -35,6 +34,11 @@ from .types import (
     Struct,
     freeze,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 DEFAULT_MAX_DEPTH = 512
 """Deepest nesting decode accepts; deeper input is a DecodeError, never a RecursionError."""
@@ -1194,9 +1198,6 @@ def decode(
     return v
 
 
-
-
-
 # ---------------------------------------------------------------------------------------------
 # distribution packets (erl_ext_dist.md "Distribution Header"; erts dist.c, external.c)
 
@@ -1446,7 +1447,6 @@ def decode_dist_packet(
         return _dist_packet(buf, pos, stop, cache_entries, missing)
     except DecodeError as e:
         raise _shifted(e, shift) from None
-
 
 
 def decode_dist_sends(

@@ -26,12 +26,10 @@ deliberate choices, each made so that the output reads back to the same term:
 from __future__ import annotations
 
 import math
-import re
 import struct
 import sys
 from collections.abc import Mapping
 from functools import cmp_to_key
-from typing import Any
 
 from .types import (
     STRUCT_KEY,
@@ -48,6 +46,11 @@ from .types import (
     Struct,
     freeze,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["DEFAULT_MAX_DEPTH", "TermSyntaxError", "format_term", "parse_term"]
 
@@ -67,6 +70,8 @@ class _LazyRe:
         self._args = args
 
     def __getattr__(self, attr: str) -> Any:
+        import re  # here: re's import costs the command a few ms when no pattern is used
+
         compiled = re.compile(*self._args)
         globals()[self._name] = compiled
         return getattr(compiled, attr)
@@ -686,7 +691,7 @@ _MAP_KEY_ORDER = cmp_to_key(_cmp_items)
 _DIGITS = r"[0-9]+(?:_[0-9]+)*"
 _TOKEN_RE = _LazyRe(
     "_TOKEN_RE",
-    rf"""
+    rf"""(?xs)
     (?P<ws>(?:\s+|%[^\n]*)+)
   | (?P<float>{_DIGITS}\.{_DIGITS}(?:[eE][+-]?{_DIGITS})?)
   | (?P<based>{_DIGITS}\#[0-9a-zA-Z]+(?:_[0-9a-zA-Z]+)*)
@@ -699,12 +704,11 @@ _TOKEN_RE = _LazyRe(
   | (?P<ext>\#(?:Pid|Port|Ref|Fun)<(?:'[^'\\]*(?:\\.[^'\\]*)*'|[^'>\s])*>)
   | (?P<punct><<|>>|=>|:=|[\[\]{{}}(),|:/\#<>.+\-=])
     """,
-    re.VERBOSE | re.DOTALL,
 )
 
 _ESCAPE_RE = _LazyRe(
     "_ESCAPE_RE",
-    r"\\(?:x\{([0-9a-fA-F]*)\}|x([0-9a-fA-F]{0,2})|([0-7]{1,3})|\^(.)|(.))", re.DOTALL
+    r"(?s)\\(?:x\{([0-9a-fA-F]*)\}|x([0-9a-fA-F]{0,2})|([0-7]{1,3})|\^(.)|(.))"
 )
 _SIMPLE_ESCAPES = {
     "b": 8,
@@ -772,7 +776,7 @@ _EXT_SHAPES = {
     "Port": "#Port<Node.Id.Creation>",
     "Ref": "#Ref<Node.Creation.Word...>",
 }
-_EXT_BODY_RE = _LazyRe("_EXT_BODY_RE", r"""('[^'\\]*(?:\\.[^'\\]*)*'|[^.']+)((?:\.[0-9]+)*)""", re.DOTALL)
+_EXT_BODY_RE = _LazyRe("_EXT_BODY_RE", r"""(?s)('[^'\\]*(?:\\.[^'\\]*)*'|[^.']+)((?:\.[0-9]+)*)""")
 
 # --------------------------------------------------------------------------------------------
 # Bit syntax

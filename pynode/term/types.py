@@ -7,7 +7,11 @@ tuple), and round-trip exactly through the codec.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = [
     "Atom",
@@ -261,7 +265,7 @@ class FrozenList(tuple):  # type: ignore[type-arg]
         return f"FrozenList({list(self)!r})"
 
 
-class FrozenMap(Mapping[Any, Any]):
+class FrozenMap(Mapping["Any", "Any"]):  # strings: Any exists for the type checker only
     """Hashable stand-in for a map used inside a map key; encodes back as a map."""
 
     __slots__ = ("_d", "_h")

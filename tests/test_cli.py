@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -572,3 +574,17 @@ def test_discover_prints_events(capsys: pytest.CaptureFixture[str]) -> None:
         '{"event": "leave", "node": "a@h", "reason": "gone"}',
         '{"event": "leave", "node": "a@h", "reason": "odd reason"}',
     ]
+
+
+def test_the_command_imports_nothing_heavy() -> None:
+    """What ``pynode rpc`` loads before it connects: none of these (each costs the cold start
+    milliseconds; anyio and asyncio tens of them)."""
+    heavy = ["anyio", "asyncio", "typing", "re", "contextlib", "argparse", "socket", "dataclasses", "ssl"]
+    code = (
+        "import sys, pynode.cli, pynode.runtime.oneshot;"
+        f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == []

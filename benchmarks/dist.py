@@ -376,11 +376,14 @@ def start_blocking(b: ErlNode, epmd_port: int) -> tuple[Any, Pid]:
         unique("bbench") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd_port,
         backend_options=LOOP_OPTIONS, tls=TLS, **BUSY_WAIT,
     ).start()
-    if not node.ping(b.name):
+    try:
+        if not node.ping(b.name):
+            raise RuntimeError(f"the blocking node cannot reach {b.name}")
+        echo = b.run("pynode_dist_bench:echo().")
+        assert isinstance(echo, Pid)
+    except BaseException:
         node.stop()
-        raise RuntimeError(f"the blocking node cannot reach {b.name}")
-    echo = b.run("pynode_dist_bench:echo().")
-    assert isinstance(echo, Pid)
+        raise
     return node, echo
 
 

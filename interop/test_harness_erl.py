@@ -58,3 +58,16 @@ def test_a_free_port_taken_meanwhile_is_retried_elsewhere(
         assert epmds_on(e.port) == [e.proc.pid]
     finally:
         e.kill()
+
+
+def test_another_epmd_on_the_port_is_not_taken_for_ours(otp: Otp) -> None:
+    """It answers NAMES with the right port number while ours, which could not bind the
+    port, has not exited yet: the listening socket must be our process's."""
+    other = Epmd(otp)
+    try:
+        for _ in range(5):  # the race goes either way: each round must be refused
+            with pytest.raises(RuntimeError, match=f"{other.port}"):
+                Epmd(otp, port=other.port)
+        assert epmds_on(other.port) == [other.proc.pid]  # type: ignore[union-attr]
+    finally:
+        other.kill()

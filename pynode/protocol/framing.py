@@ -261,9 +261,19 @@ class DistConnection:
                 self._buf, self._entries, NO_PAYLOAD, self._pos, self.max_packet,
                 self.deliver or _decline,
             )
-        except DecodeError as exc:
-            self._error = ProtocolError(f"undecodable distribution message: {exc}")
-            raise self._error from exc
+        except BaseException as exc:
+            # what was delivered before the failure stays delivered (never twice)
+            at = getattr(exc, "dist_pos", None)
+            if at is not None:
+                self.delivered += exc.dist_delivered  # type: ignore[attr-defined]
+                if at != self._pos:
+                    self._advance(at)
+            if isinstance(exc, DecodeError):
+                self._error = ProtocolError(f"undecodable distribution message: {exc}")
+                raise self._error from exc
+            if isinstance(exc, ProtocolError):  # from the hook: the connection is unusable
+                self._error = exc
+            raise
         if n:
             self.delivered += n
         if pos != self._pos:

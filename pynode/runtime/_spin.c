@@ -42,6 +42,8 @@ wait_readable(PyObject *self, PyObject *args)
     }
     if (!(seconds >= 0.0))  /* NaN too */
         seconds = 0.0;
+    if (seconds > 1.0)  /* a spin is microseconds; this one cannot be interrupted (no GIL) */
+        seconds = 1.0;
     Py_BEGIN_ALLOW_THREADS
     double end = monotonic_now() + seconds;
     struct pollfd p;

@@ -369,9 +369,8 @@ class Connector:
         links and monitors fire with noconnection, nodedown) before the new one comes up;
         so does this, before the new one is registered: the old one's task ends later, and
         by then its node's name belongs to the new connection."""
-        reason = "replaced by a new connection"
-        old.close(reason)
-        self._down(old, reason)
+        old.close("replaced by a new connection")  # unless it went down already, for a reason
+        self._down(old, old.down_reason)
 
     def _down(self, conn: Connection, reason: Any) -> None:
         if conn in self._reported:  # replaced, and now its task has ended too

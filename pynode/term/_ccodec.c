@@ -3349,6 +3349,36 @@ plain_send_to(PyObject *ctl)
     return NULL;
 }
 
+/* On an error inside decode_dist_sends (a bad packet, or deliver raised): the exception
+ * carries where the caller goes on (the failing packet's start) and how many messages went
+ * to deliver before it, so none is delivered twice. */
+static void
+note_progress(Py_ssize_t pos, Py_ssize_t count)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc != NULL && tb != NULL)
+        PyException_SetTraceback(exc, tb);
+#endif
+    if (exc != NULL) {
+        PyObject *p = PyLong_FromSsize_t(pos), *c = PyLong_FromSsize_t(count);
+        if (p == NULL || c == NULL || PyObject_SetAttrString(exc, "dist_pos", p) < 0 ||
+            PyObject_SetAttrString(exc, "dist_delivered", c) < 0)
+            PyErr_Clear(); /* an exception that takes no attributes: the caller cannot resume */
+        Py_XDECREF(p);
+        Py_XDECREF(c);
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(type, exc, tb);
+#endif
+}
+
 static ArgSpec decode_dist_sends_spec = {
     "decode_dist_sends", 6, 6, 6,
     {"data", "cache_entries", "missing", "start", "max_packet", "deliver"}, {NULL}};
@@ -3366,7 +3396,7 @@ py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     if (check_entries(a[1]) < 0)
         return NULL;
-    max_packet = PyNumber_AsSsize_t(a[4], PyExc_OverflowError);
+    max_packet = PyNumber_AsSsize_t(a[4], NULL); /* clamped, as any size beyond is no limit */
     if (max_packet == -1 && PyErr_Occurred())
         return NULL;
     if (dist_input(a[0], a[3], NULL, &view, &buf, &pos, &n) < 0)
@@ -3386,20 +3416,23 @@ py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         if (!(first == DIST_PASS_THROUGH ||
               (first == VERSION && size > 1 && buf[pos + 5] == DIST_HEADER)))
             break;
+        /* again before each packet: deliver may have changed the list */
+        if (count && check_entries(a[1]) < 0)
+            goto fail;
         body = dist_packet_body(buf, pos + 4, end, a[1], a[2]);
         if (body == NULL)
-            goto done;
+            goto fail;
         PyObject *c = PyTuple_GET_ITEM(body, 0), *p = PyTuple_GET_ITEM(body, 1);
         PyObject *to = p == a[2] ? NULL : plain_send_to(c);
         if (to != NULL) {
             PyObject *callargs[2] = {to, p};
             PyObject *r = PyObject_Vectorcall(a[5], callargs, 2, NULL);
             if (r == NULL)
-                goto done;
+                goto fail;
             int taken = PyObject_IsTrue(r);
             Py_DECREF(r);
             if (taken < 0)
-                goto done;
+                goto fail;
             if (taken) {
                 Py_CLEAR(body);
                 count++;
@@ -3414,6 +3447,9 @@ py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         break;
     }
     result = Py_BuildValue("(nnOO)", pos, count, ctl, pay);
+    goto done;
+fail:
+    note_progress(pos, count);
 done:
     Py_XDECREF(body);
     if (view.obj != NULL)
@@ -3598,7 +3634,9 @@ PyDoc_STRVAR(decode_dist_sends_doc,
 "``deliver(to, payload)`` takes (returns true). Stops before a packet it leaves to the\n"
 "caller (incomplete, a tick, over ``max_packet``, a fragment), with ``control`` and\n"
 "``payload`` both ``missing``; or after one it decoded but did not deliver, returned as\n"
-"``control`` and ``payload``. ``pos`` is where the caller goes on.");
+"``control`` and ``payload``. ``pos`` is where the caller goes on. An exception (a bad\n"
+"packet, or from deliver) carries ``dist_pos`` (the failing packet's start) and\n"
+"``dist_delivered`` (messages delivered before it).");
 
 PyDoc_STRVAR(decode_dist_header_doc,
 "decode_dist_header(data, cache_entries, offset=0) -> (refs, end)\n\n"

@@ -1464,7 +1464,9 @@ def decode_dist_sends(
     Returns ``(pos, delivered, control, payload)``: it stops before a packet it leaves to the
     caller (incomplete, a tick, over ``max_packet``, a fragment), with ``control`` and
     ``payload`` both ``missing``, or after one it decoded but did not deliver, returned as
-    ``control`` and ``payload``. ``pos`` is where the caller goes on."""
+    ``control`` and ``payload``. ``pos`` is where the caller goes on. An exception (a bad
+    packet, or from ``deliver``) carries ``dist_pos`` (the failing packet's start) and
+    ``dist_delivered`` (messages delivered before it)."""
     if type(cache_entries) is not list or len(cache_entries) != ATOM_CACHE_SIZE:
         _check_entries(cache_entries)
     if type(data) is not bytes and type(data) is not bytearray:
@@ -1477,32 +1479,41 @@ def decode_dist_sends(
     max_packet = _index(max_packet)
     count = 0
     unpack = _S_I.unpack_from
-    while n - pos > 4:
-        (size,) = unpack(data, pos)
-        end = pos + 4 + size
-        if not (0 < size <= max_packet and end <= n):
-            break
-        first = data[pos + 4]
-        if not (first == _PASS_THROUGH or (
-            first == VERSION and size > 1 and data[pos + 5] == _DIST_HEADER
-        )):
-            break
-        control, payload = decode_dist_packet(data, cache_entries, missing, pos + 4, end)
-        pos = end
-        # a plain send, shaped as the framing's from_term checks it: {2, _, To},
-        # {22, From, To}, {6, From, _, ToName}
-        to: Any = None
-        if payload is not missing and type(control) is tuple:
-            k = len(control)
-            op = control[0] if k else None
-            if k == 3 and (op == 22 or op == 2) and type(control[2]) is Pid:
-                if op == 2 or type(control[1]) is Pid:
-                    to = control[2]
-            elif k == 4 and op == 6 and type(control[1]) is Pid and type(control[3]) is Atom:
-                to = control[3]
-        if to is None or not deliver(to, payload):
-            return pos, count, control, payload
-        count += 1
+    try:
+        while n - pos > 4:
+            (size,) = unpack(data, pos)
+            end = pos + 4 + size
+            if not (0 < size <= max_packet and end <= n):
+                break
+            first = data[pos + 4]
+            if not (first == _PASS_THROUGH or (
+                first == VERSION and size > 1 and data[pos + 5] == _DIST_HEADER
+            )):
+                break
+            control, payload = decode_dist_packet(data, cache_entries, missing, pos + 4, end)
+            # a plain send, shaped as the framing's from_term checks it: {2, _, To},
+            # {22, From, To}, {6, From, _, ToName}
+            to: Any = None
+            if payload is not missing and type(control) is tuple:
+                k = len(control)
+                op = control[0] if k else None
+                if type(op) is not int:
+                    pass
+                elif k == 3 and (op == 22 or op == 2) and type(control[2]) is Pid:
+                    if op == 2 or type(control[1]) is Pid:
+                        to = control[2]
+                elif k == 4 and op == 6 and type(control[1]) is Pid and type(control[3]) is Atom:
+                    to = control[3]
+            if to is None or not deliver(to, payload):
+                return end, count, control, payload
+            count += 1
+            pos = end
+    except BaseException as e:  # where the caller goes on: no message is delivered twice
+        try:
+            e.dist_pos, e.dist_delivered = pos, count  # type: ignore[attr-defined]
+        except AttributeError:  # an exception that takes no attributes
+            pass
+        raise
     return pos, count, missing, missing
 
 

@@ -90,7 +90,8 @@ class Epmd:
                     head += chunk
         except OSError:
             pass
-        if head != self.port.to_bytes(4, "big") or (self.proc is not None and self.proc.poll() is not None):
+        ours = self.proc is not None and self.proc.poll() is None and _listens(self.proc.pid, self.port)
+        if head != self.port.to_bytes(4, "big") or not ours:
             raise RuntimeError(f"what listens on 127.0.0.1:{self.port} is not this epmd")
 
     def kill(self) -> None:
@@ -101,6 +102,36 @@ class Epmd:
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "ERL_EPMD_PORT": str(self.port)}
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on TCP ``port`` (Linux: /proc);
+    True where /proc cannot tell. Another epmd that had the port first answers NAMES with
+    the same port number, while ours, which could not bind it, has not exited yet."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            # local address hex IP:PORT, state 0A = LISTEN, inode in column 9
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(cols[9])
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True  # no /proc here: the NAMES answer and the live process must do
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
 
 
 def unique(prefix: str) -> str:

@@ -516,3 +516,66 @@ def test_malformed_sends_are_protocol_errors_with_the_hook_too(control):
         with pytest.raises(ProtocolError):
             rx.next_event()
         assert took == []
+
+
+# -- the deliver hook when something fails in the middle of a batch ---------------------------
+
+def _send_packet(n: int) -> bytes:
+    body = b"\x83D\x00" + encode((2, Atom(""), Pid("n@h", 1, 2, 3)))[1:] + encode(n)[1:]
+    return struct.pack(">I", len(body)) + body
+
+
+@pytest.fixture(params=["c", "python"])
+def batch_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The framing's batch call from one codec or the other."""
+    from pynode import term
+    from pynode.protocol import framing
+
+    impl = term.IMPLEMENTATIONS.get(request.param)
+    if impl is None:  # pragma: no cover - depends on the build
+        pytest.skip("the C codec is not built")
+    monkeypatch.setattr(framing, "decode_dist_sends", impl.decode_dist_sends)
+    return str(request.param)
+
+
+def test_a_hook_error_mid_batch_delivers_nothing_twice(batch_impl: str) -> None:
+    d = DistConnection(default_flags(fragments=True, atom_cache=True))
+    got: list[int] = []
+    calls = [0]
+
+    def deliver(to: object, payload: int) -> bool:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("the hook failed once")
+        got.append(payload)
+        return True
+
+    d.deliver = deliver
+    d.receive_data(_send_packet(1) + _send_packet(2) + _send_packet(3))
+    with pytest.raises(RuntimeError, match="once"):
+        d.next_event()
+    assert d.delivered == 1 and got == [1]  # the first counted; the failed one comes again
+    assert d.next_event() is NEED_DATA
+    assert got == [1, 2, 3] and d.delivered == 3
+
+
+def test_a_protocol_error_from_the_hook_sticks(batch_impl: str) -> None:
+    d = DistConnection(default_flags(fragments=True, atom_cache=True))
+
+    def deliver(to: object, payload: object) -> bool:
+        raise ProtocolError("the hook says no")
+
+    d.deliver = deliver
+    d.receive_data(_send_packet(1))
+    with pytest.raises(ProtocolError, match="says no"):
+        d.next_event()
+    d.deliver = lambda to, payload: True
+    with pytest.raises(ProtocolError, match="says no"):  # unusable, as after a bad packet
+        d.next_event()
+
+
+def test_a_limit_beyond_any_size_is_no_limit(batch_impl: str) -> None:
+    d = DistConnection(default_flags(), max_packet=2**64)
+    d.receive_data(_send_packet(7))
+    ev = d.next_event()
+    assert isinstance(ev, Message) and ev.payload == 7

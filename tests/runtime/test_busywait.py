@@ -113,6 +113,9 @@ def test_c_wait_readable_answers_and_times_out() -> None:
         assert wait(r, 0.02) is False
         assert time.perf_counter() - t0 >= 0.02
         assert wait(r, 0) is False and wait(r, -1.0) is False and wait(r, float("nan")) is False
+        t0 = time.perf_counter()
+        assert wait(r, float("inf")) is False  # capped at 1 s: nothing interrupts it (no GIL)
+        assert time.perf_counter() - t0 < 5.0
         os.write(w, b"x")
         assert wait(r, 10.0) is True  # at once, not after 10 s
         with pytest.raises(ValueError, match="negative"):

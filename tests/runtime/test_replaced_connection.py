@@ -3,6 +3,8 @@ its links and monitors fire with noconnection and nodedown comes before the node
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -46,3 +48,46 @@ async def test_a_restarted_peer_takes_the_old_connection_down_first(anyio_backen
                         assert await events.receive() == ("nodeup", b2.name)
                     conn = a.connector.get(b2.name)
                     assert conn is not None and conn.peer_creation == b2.creation
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_connection_down_already_keeps_its_reason(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old connection went down on its own (its peer stopped) and is still closing its
+    socket when the successor connects: nodedown carries the real reason, once."""
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+        async with a.node_events() as events:
+            closing, gate = anyio.Event(), anyio.Event()
+            async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b1:
+                a.add_address(b1.name, "127.0.0.1", b1.port)
+                with anyio.fail_after(30):
+                    assert await a.ping(b1.name)
+                    assert await events.receive() == ("nodeup", b1.name)
+                old = a.connector.get(b1.name)
+                assert old is not None
+                cls = type(old.channel)
+                real_aclose = cls.aclose
+
+                async def held_aclose(self: Any) -> None:
+                    if self is old.channel:  # a's end of the old connection closes slowly
+                        closing.set()
+                        with anyio.CancelScope(shield=True):
+                            await gate.wait()
+                    await real_aclose(self)
+
+                monkeypatch.setattr(cls, "aclose", held_aclose)
+            with anyio.fail_after(30):
+                await closing.wait()  # b1 stopped: a's old connection is down, not yet reported
+            assert not old.alive and old.down_reason is not None
+            real_reason = old.down_reason
+            try:
+                async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b2:
+                    b2.add_address(a.name, "127.0.0.1", a.port)
+                    with anyio.fail_after(30):
+                        assert await b2.ping(a.name)
+                        assert await events.receive() == ("nodedown", b1.name, real_reason)
+                        gate.set()
+                        assert await events.receive() == ("nodeup", b2.name)
+            finally:
+                gate.set()  # a failed check must not leave the old socket's close waiting

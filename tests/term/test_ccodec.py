@@ -649,6 +649,63 @@ def test_dist_sends_errors_alike() -> None:
         len(packet), 0, MISSING, MISSING)
 
 
+def test_dist_sends_edge_cases_alike() -> None:
+    """What a review found: a float op, a limit past ssize_t, a hook that empties the atom
+    cache list between packets (C read past the list), and where to go on after a failure."""
+    other = Pid("m@h", 4, 5, 6)
+    ctl = P.encode((6, other, Atom(""), 0), versioned=False)[:-2]
+    new = b"\x83D\x01\x08\x05\x03box" + ctl + b"R\x00" + P.encode(1, versioned=False)
+    ref = b"\x83D\x01\x00\x05" + ctl + b"R\x00" + P.encode(2, versioned=False)
+    float_op = b"\x83D\x00" + P.encode((22.0, other, other), versioned=False) + b"a\x01"
+
+    def framed(*bodies: bytes) -> bytes:
+        return b"".join(struct.pack(">I", len(b)) + b for b in bodies)
+
+    def run(f: Any, data: bytes, deliver: Any, max_packet: int = 1 << 20) -> Any:
+        entries: list[Any] = [None] * 2048
+        try:
+            return ("ok", f(data, entries, MISSING, 0, max_packet, lambda t, p: deliver(entries, t, p)))
+        except Exception as e:  # where it says to go on, with the error
+            return ("error", type(e), str(e), getattr(e, "dist_pos", None), getattr(e, "dist_delivered", None))
+
+    def take(entries: Any, to: Any, payload: Any) -> bool:
+        return True
+
+    def clear(entries: Any, to: Any, payload: Any) -> bool:
+        entries.clear()
+        return True
+
+    calls = {"p": 0, "c": 0}
+
+    def second_fails(key: str) -> Any:
+        def deliver(entries: Any, to: Any, payload: Any) -> bool:
+            calls[key] += 1
+            if calls[key] == 2:
+                raise KeyError("second")
+            return True
+        return deliver
+
+    cases: list[tuple[bytes, Any, Any, int]] = [
+        (framed(float_op), take, take, 1 << 20),  # not a plain send for either: an event
+        (framed(new, new), take, take, 2**64),  # a limit past ssize_t is no limit
+        (framed(new, ref), clear, clear, 1 << 20),  # ValueError for both, no crash
+        (framed(new, new, new), second_fails("p"), second_fails("c"), 1 << 20),
+        (framed(new, ref[:-1] + b"\xff"), take, take, 1 << 20),  # a bad packet after one good
+    ]
+    for data, dp, dc, limit in cases:
+        p, c = run(P.decode_dist_sends, data, dp, limit), run(C.decode_dist_sends, data, dc, limit)
+        assert p[0] == c[0], (data, p, c)
+        if p[0] == "ok":
+            assert p[1][:2] == c[1][:2] and _same(p[1][2], c[1][2]), (data, p, c)
+        else:
+            assert p[1:] == c[1:] or (p[1] is c[1] and p[3:] == c[3:]), (data, p, c)
+    assert run(C.decode_dist_sends, framed(float_op), take)[1][1] == 0
+    assert run(C.decode_dist_sends, framed(new, ref), clear)[:2] == ("error", ValueError)
+    calls["c"] = 0
+    failed = run(C.decode_dist_sends, framed(new, new, new), second_fails("c"))
+    assert failed[3:] == (len(framed(new)), 1)  # go on at the second packet, one delivered
+
+
 def test_encode_dist_packet_alike() -> None:
     pid = Pid("n@h", 1, 2, 3)
     payloads: list[Any] = [

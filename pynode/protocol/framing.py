@@ -103,7 +103,6 @@ class Message(Frozen):
 # Message(control, payload) without __init__'s object.__setattr__ calls (the receive path
 # makes one per message): the slots' own setters
 _new_message = object.__new__
-
 _set_control = Message.__dict__["control"].__set__
 _set_payload = Message.__dict__["payload"].__set__
 

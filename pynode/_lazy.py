@@ -3,10 +3,9 @@ what is used: the ``pynode`` command starts in a few tens of milliseconds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 

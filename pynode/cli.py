@@ -21,11 +21,11 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Mapping, Sequence
     from types import ModuleType
     from typing import Any, NoReturn
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import pynode.term as term
 from pynode import cli
 from pynode.runtime import (
     CallError,
@@ -579,9 +580,19 @@ def test_discover_prints_events(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_command_imports_nothing_heavy() -> None:
     """What ``pynode rpc`` loads before it connects: none of these (each costs the cold start
     milliseconds; anyio and asyncio tens of them)."""
-    heavy = ["anyio", "asyncio", "typing", "re", "contextlib", "argparse", "socket", "dataclasses", "ssl"]
+    heavy = [
+        "anyio", "asyncio", "typing", "re", "contextlib", "argparse", "socket", "dataclasses",
+        "ssl", "enum",
+    ]
+    if term.implementation == "c":  # the twin needs the pure codec (and what it imports) for errors only
+        heavy += ["pynode.term._codec_py", "collections", "functools"]
     code = (
-        "import sys, pynode.cli, pynode.runtime.oneshot;"
+        "import sys, pynode.cli, pynode.runtime.oneshot\n"
+        "from pynode.term import Atom, Pid\n"
+        "from pynode.term.syntax import format_term\n"
+        # printing a reply: quoted and unquoted atoms, a binary, a string, a map, a pid
+        "format_term([Atom('a@b.c'), Atom('ok'), b'bin', [104, 105], {Atom('k'): 1.5},"
+        " Pid(Atom('n@h'), 1, 2, 3)])\n"
         f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

@@ -10,9 +10,6 @@ refuses a message whose payload presence does not match.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from enum import IntEnum
-
 from pynode.term.types import Atom, Pid, Reference
 
 from ._common import NO_PAYLOAD, Frozen
@@ -20,6 +17,7 @@ from .errors import ProtocolError
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, ClassVar, Final
 
 
@@ -69,40 +67,41 @@ __all__ = [
 ]
 
 
-class DOP(IntEnum):
-    """Operation codes, the first element of every control tuple (erts dist.h)."""
+class DOP:
+    """Operation codes, the first element of every control tuple (erts dist.h). Plain ints,
+    not an IntEnum: importing enum costs the ``pynode`` command milliseconds."""
 
-    LINK = 1
-    SEND = 2
-    EXIT = 3
-    UNLINK = 4
-    NODE_LINK = 5
-    REG_SEND = 6
-    GROUP_LEADER = 7
-    EXIT2 = 8
-    SEND_TT = 12
-    EXIT_TT = 13
-    REG_SEND_TT = 16
-    EXIT2_TT = 18
-    MONITOR_P = 19
-    DEMONITOR_P = 20
-    MONITOR_P_EXIT = 21
-    SEND_SENDER = 22
-    SEND_SENDER_TT = 23
-    PAYLOAD_EXIT = 24
-    PAYLOAD_EXIT_TT = 25
-    PAYLOAD_EXIT2 = 26
-    PAYLOAD_EXIT2_TT = 27
-    PAYLOAD_MONITOR_P_EXIT = 28
-    SPAWN_REQUEST = 29
-    SPAWN_REQUEST_TT = 30
-    SPAWN_REPLY = 31
-    SPAWN_REPLY_TT = 32
-    ALIAS_SEND = 33
-    ALIAS_SEND_TT = 34
-    UNLINK_ID = 35
-    UNLINK_ID_ACK = 36
-    ALTACT_SIG_SEND = 37
+    LINK: Final = 1
+    SEND: Final = 2
+    EXIT: Final = 3
+    UNLINK: Final = 4
+    NODE_LINK: Final = 5
+    REG_SEND: Final = 6
+    GROUP_LEADER: Final = 7
+    EXIT2: Final = 8
+    SEND_TT: Final = 12
+    EXIT_TT: Final = 13
+    REG_SEND_TT: Final = 16
+    EXIT2_TT: Final = 18
+    MONITOR_P: Final = 19
+    DEMONITOR_P: Final = 20
+    MONITOR_P_EXIT: Final = 21
+    SEND_SENDER: Final = 22
+    SEND_SENDER_TT: Final = 23
+    PAYLOAD_EXIT: Final = 24
+    PAYLOAD_EXIT_TT: Final = 25
+    PAYLOAD_EXIT2: Final = 26
+    PAYLOAD_EXIT2_TT: Final = 27
+    PAYLOAD_MONITOR_P_EXIT: Final = 28
+    SPAWN_REQUEST: Final = 29
+    SPAWN_REQUEST_TT: Final = 30
+    SPAWN_REPLY: Final = 31
+    SPAWN_REPLY_TT: Final = 32
+    ALIAS_SEND: Final = 33
+    ALIAS_SEND_TT: Final = 34
+    UNLINK_ID: Final = 35
+    UNLINK_ID_ACK: Final = 36
+    ALTACT_SIG_SEND: Final = 37
 
 
 SPAWN_REPLY_FLAG_LINK: Final = 1
@@ -192,7 +191,8 @@ def _pid_or_atom(x: Any) -> Any:
     raise ValueError("a pid or an atom")
 
 
-_Check = Callable[["Any"], "Any"]  # strings: Any exists for the type checker only
+if TYPE_CHECKING:
+    _Check = Callable[[Any], Any]
 
 
 class ControlMessage(Frozen):
@@ -307,7 +307,7 @@ def _slot_setters(cls: type[Any]) -> list[Callable[[Any, Any], None]] | None:
 
 
 def _op(
-    op: DOP, *checks: _Check, layout: tuple[str, ...] | None = None, payload: bool = False
+    op: int, *checks: _Check, layout: tuple[str, ...] | None = None, payload: bool = False
 ) -> Callable[[type[Any]], type[Any]]:
     """Register a control message class for ``op`` with element checks in tuple order."""
 

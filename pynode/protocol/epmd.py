@@ -10,14 +10,13 @@ functions. Facts from erl_dist_protocol.md, erts/epmd/src/epmd_srv.c and erl_epm
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
-from enum import IntEnum
 
 from ._common import NEED_DATA, Frozen, NeedData
 from .errors import EpmdProtocolError
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Final
 
 
@@ -98,11 +97,12 @@ _ALIVE2_HEAD = struct.Struct(">BHBBHHH")  # tag, port, type, proto, high, low, n
 _PORT2_HEAD = struct.Struct(">BBHBBHHH")  # tag, result, port, type, proto, high, low, nlen
 
 
-class NodeType(IntEnum):
-    """The node type byte of ALIVE2_REQ / PORT2_RESP."""
+class NodeType:
+    """The node type byte of ALIVE2_REQ / PORT2_RESP (ints, not an IntEnum: importing enum
+    costs the ``pynode`` command milliseconds)."""
 
-    NORMAL = 77  # 'M': a normal Erlang node (OTP registers this even for -hidden)
-    HIDDEN = 72  # 'H': hidden / C node
+    NORMAL: Final = 77  # 'M': a normal Erlang node (OTP registers this even for -hidden)
+    HIDDEN: Final = 72  # 'H': hidden / C node
 
 
 def validate_node_name(name: str | bytes) -> bytes:

@@ -5,7 +5,10 @@ The handshake exchanges 64-bit flag words; the connection uses the bitwise AND o
 
 from __future__ import annotations
 
-from enum import IntFlag
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import ClassVar
 
 __all__ = [
     "DFlag",
@@ -20,40 +23,119 @@ __all__ = [
 ]
 
 
-class DFlag(IntFlag):
-    """One bit per capability. Unknown bits a peer sends are kept, never rejected."""
+class DFlag(int):
+    """A flag word: an int whose bits are capabilities, one constant per bit. Unknown bits a
+    peer sends are kept, never rejected. ``|``, ``&`` and ``^`` keep the type and ``repr``
+    names the bits, as IntFlag's would; not an IntFlag because importing enum costs the
+    ``pynode`` command milliseconds."""
 
-    PUBLISHED = 0x1
-    ATOM_CACHE = 0x2  # obsolete
-    EXTENDED_REFERENCES = 0x4
-    DIST_MONITOR = 0x8
-    FUN_TAGS = 0x10
-    DIST_MONITOR_NAME = 0x20
-    HIDDEN_ATOM_CACHE = 0x40  # obsolete
-    NEW_FUN_TAGS = 0x80
-    EXTENDED_PIDS_PORTS = 0x100
-    EXPORT_PTR_TAG = 0x200
-    BIT_BINARIES = 0x400
-    NEW_FLOATS = 0x800
-    UNICODE_IO = 0x1000
-    DIST_HDR_ATOM_CACHE = 0x2000
-    SMALL_ATOM_TAGS = 0x4000
-    UTF8_ATOMS = 0x10000
-    MAP_TAG = 0x20000
-    BIG_CREATION = 0x40000
-    SEND_SENDER = 0x80000
-    BIG_SEQTRACE_LABELS = 0x100000
-    EXIT_PAYLOAD = 0x400000
-    FRAGMENTS = 0x800000
-    HANDSHAKE_23 = 0x1000000
-    UNLINK_ID = 0x2000000
-    MANDATORY_25_DIGEST = 0x4000000
-    SPAWN = 1 << 32
-    NAME_ME = 1 << 33
-    V4_NC = 1 << 34
-    ALIAS = 1 << 35
-    LOCAL_EXT = 1 << 36  # node-local only, never offered on the wire
-    ALTACT_SIG = 1 << 37  # OTP 28
+    __slots__ = ()
+
+    # one constant per bit of _BITS below, which gives the values (a test checks both lists)
+    PUBLISHED: ClassVar[DFlag]
+    ATOM_CACHE: ClassVar[DFlag]
+    EXTENDED_REFERENCES: ClassVar[DFlag]
+    DIST_MONITOR: ClassVar[DFlag]
+    FUN_TAGS: ClassVar[DFlag]
+    DIST_MONITOR_NAME: ClassVar[DFlag]
+    HIDDEN_ATOM_CACHE: ClassVar[DFlag]
+    NEW_FUN_TAGS: ClassVar[DFlag]
+    EXTENDED_PIDS_PORTS: ClassVar[DFlag]
+    EXPORT_PTR_TAG: ClassVar[DFlag]
+    BIT_BINARIES: ClassVar[DFlag]
+    NEW_FLOATS: ClassVar[DFlag]
+    UNICODE_IO: ClassVar[DFlag]
+    DIST_HDR_ATOM_CACHE: ClassVar[DFlag]
+    SMALL_ATOM_TAGS: ClassVar[DFlag]
+    UTF8_ATOMS: ClassVar[DFlag]
+    MAP_TAG: ClassVar[DFlag]
+    BIG_CREATION: ClassVar[DFlag]
+    SEND_SENDER: ClassVar[DFlag]
+    BIG_SEQTRACE_LABELS: ClassVar[DFlag]
+    EXIT_PAYLOAD: ClassVar[DFlag]
+    FRAGMENTS: ClassVar[DFlag]
+    HANDSHAKE_23: ClassVar[DFlag]
+    UNLINK_ID: ClassVar[DFlag]
+    MANDATORY_25_DIGEST: ClassVar[DFlag]
+    SPAWN: ClassVar[DFlag]
+    NAME_ME: ClassVar[DFlag]
+    V4_NC: ClassVar[DFlag]
+    ALIAS: ClassVar[DFlag]
+    LOCAL_EXT: ClassVar[DFlag]
+    ALTACT_SIG: ClassVar[DFlag]
+
+    def __or__(self, other: int) -> DFlag:
+        return DFlag(int.__or__(self, other))
+
+    def __and__(self, other: int) -> DFlag:
+        return DFlag(int.__and__(self, other))
+
+    def __xor__(self, other: int) -> DFlag:
+        return DFlag(int.__xor__(self, other))
+
+    __ror__ = __or__
+    __rand__ = __and__
+    __rxor__ = __xor__
+
+    def __contains__(self, other: int) -> bool:
+        return int.__and__(self, other) == other
+
+    def __iter__(self) -> Iterator[DFlag]:
+        """The set bits, lowest first, each a DFlag (as iterating an IntFlag gives)."""
+        value = int(self)
+        while value:
+            bit = value & -value
+            value ^= bit
+            yield DFlag(bit)
+
+    @property
+    def name(self) -> str | None:
+        """The set bits' names joined by ``|`` (None for no bits), as an IntFlag's."""
+        return "|".join(flag_names(self)) or None
+
+    def __repr__(self) -> str:
+        return f"<DFlag.{self.name or 0}: {int(self):#x}>"
+
+    __str__ = int.__repr__
+
+
+#: Each capability's bit (dist.hrl).
+_BITS: dict[str, int] = {
+    "PUBLISHED": 0x1,
+    "ATOM_CACHE": 0x2,  # obsolete
+    "EXTENDED_REFERENCES": 0x4,
+    "DIST_MONITOR": 0x8,
+    "FUN_TAGS": 0x10,
+    "DIST_MONITOR_NAME": 0x20,
+    "HIDDEN_ATOM_CACHE": 0x40,  # obsolete
+    "NEW_FUN_TAGS": 0x80,
+    "EXTENDED_PIDS_PORTS": 0x100,
+    "EXPORT_PTR_TAG": 0x200,
+    "BIT_BINARIES": 0x400,
+    "NEW_FLOATS": 0x800,
+    "UNICODE_IO": 0x1000,
+    "DIST_HDR_ATOM_CACHE": 0x2000,
+    "SMALL_ATOM_TAGS": 0x4000,
+    "UTF8_ATOMS": 0x10000,
+    "MAP_TAG": 0x20000,
+    "BIG_CREATION": 0x40000,
+    "SEND_SENDER": 0x80000,
+    "BIG_SEQTRACE_LABELS": 0x100000,
+    "EXIT_PAYLOAD": 0x400000,
+    "FRAGMENTS": 0x800000,
+    "HANDSHAKE_23": 0x1000000,
+    "UNLINK_ID": 0x2000000,
+    "MANDATORY_25_DIGEST": 0x4000000,
+    "SPAWN": 1 << 32,
+    "NAME_ME": 1 << 33,
+    "V4_NC": 1 << 34,
+    "ALIAS": 1 << 35,
+    "LOCAL_EXT": 1 << 36,  # node-local only, never offered on the wire
+    "ALTACT_SIG": 1 << 37,  # OTP 28
+}
+for _name, _bit in _BITS.items():
+    setattr(DFlag, _name, DFlag(_bit))
+
 
 
 #: Flags an OTP 25+ node refuses to connect without (dist.hrl MANDATORY_DFLAGS_25).
@@ -132,4 +214,4 @@ def flag_names(flags: int) -> list[str]:
     return names
 
 
-_KNOWN: dict[int, str] = {int(m.value): m.name for m in DFlag.__members__.values() if m.name}
+_KNOWN: dict[int, str] = {bit: name for name, bit in _BITS.items()}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Callable
 
 from pynode.term import (
     ATOM_CACHE_SIZE,
@@ -39,6 +38,7 @@ from .flags import DFlag
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Final
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import struct
-from collections import deque
-from enum import Enum
 
 # MD5 and the constant-time compare from CPython's built-in modules when they are there:
 # hashlib and hmac load OpenSSL, which costs milliseconds on every start of the command line.
@@ -245,7 +243,9 @@ HandshakeEvent = (
 )
 
 
-class _State(Enum):
+class _State:
+    """The handshake's states: strings, so an error message shows them as they are."""
+
     AWAIT_STATUS = "await_status"
     AWAIT_ALIVE_ANSWER = "await_alive_answer"
     AWAIT_CHALLENGE = "await_challenge"
@@ -298,17 +298,17 @@ class _Handshake:
         self._in = bytearray()
         self._out = bytearray()
         self._eof = False
-        self._events: deque[HandshakeEvent] = deque()
+        self._events: list[HandshakeEvent] = []  # a few at most
         self._failure: HandshakeFailed | None = None
         self._failure_reported = False
-        self._state: _State
+        self._state: str
 
     # -- caller API ---------------------------------------------------------------------
 
     @property
     def state(self) -> str:
         """The current state's name (for logs and tests)."""
-        return self._state.value
+        return self._state
 
     @property
     def complete(self) -> bool:
@@ -342,7 +342,7 @@ class _Handshake:
         """The next event, or NEED_DATA. A failure is reported once as
         :class:`HandshakeFailed`; later calls raise its :class:`HandshakeError`."""
         if self._events:
-            return self._events.popleft()
+            return self._events.pop(0)
         if self._failure is not None:
             if self._failure_reported:
                 raise self._failure.error
@@ -370,7 +370,7 @@ class _Handshake:
                         self._fail(
                             "closed",
                             f"the peer closed the connection during the handshake "
-                            f"(state {state.value})",
+                            f"(state {state})",
                         )
                     return self.next_event()
                 return NEED_DATA
@@ -413,7 +413,7 @@ class _Handshake:
     def _unexpected(self, packet: bytes, expected: str) -> None:
         self._fail(
             "protocol",
-            f"expected {expected} in state {self._state.value}, got {packet[:32]!r}"
+            f"expected {expected} in state {self._state}, got {packet[:32]!r}"
             f"{'...' if len(packet) > 32 else ''}",
         )
 
@@ -493,7 +493,7 @@ class Initiator(_Handshake):
         """Reply to status ``alive``: True if our old connection to the peer is gone (go on),
         False to give up this attempt."""
         if self._state is not _State.AWAIT_ALIVE_ANSWER:
-            raise RuntimeError(f"answer_alive() in state {self._state.value}")
+            raise RuntimeError(f"answer_alive() in state {self._state}")
         self._send(b"strue" if keep_going else b"sfalse")
         if keep_going:
             self._state = _State.AWAIT_CHALLENGE
@@ -677,7 +677,7 @@ class Acceptor(_Handshake):
         the peer whether to replace our existing connection; ``named`` (only for a NAME_ME
         peer) assigns it ``name`` (name@its-host) and ``creation``."""
         if self._state is not _State.AWAIT_DECISION:
-            raise RuntimeError(f"send_status() in state {self._state.value}")
+            raise RuntimeError(f"send_status() in state {self._state}")
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; expected one of {STATUSES}")
         peer = self.peer_name or ""
@@ -711,7 +711,7 @@ class Acceptor(_Handshake):
     def old_connection_closed(self) -> None:
         """After :class:`WaitingForOldConnection`: the old connection is gone, finish."""
         if self._state is not _State.AWAIT_OLD_CONNECTION:
-            raise RuntimeError(f"old_connection_closed() in state {self._state.value}")
+            raise RuntimeError(f"old_connection_closed() in state {self._state}")
         self._finish()
 
     def _send_challenge(self) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class CookieError(Exception):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
 
 # The socket module is a Python layer over _socket whose import (enum conversions,
 # selectors) costs more than a loopback rpc; the few calls made here are all in _socket.
@@ -69,6 +68,7 @@ from .naming import EPMD_TIMEOUT, default_epmd_port, host_name, make_node_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from socket import socket
     from typing import Any
 

@@ -7,14 +7,12 @@ otherwise the pure-Python codec. Set ``PYNODE_PURE_PYTHON=1`` to force pure Pyth
 from __future__ import annotations
 
 import os
-from types import ModuleType
 
-from . import _codec_py
-from ._codec_py import ErlFloatKey
 from .errors import DecodeError, EncodeError
 from .types import (
     Atom,
     BitString,
+    ErlFloatKey,
     ExportFun,
     FrozenList,
     FrozenMap,
@@ -27,8 +25,17 @@ from .types import (
     freeze,
 )
 
+TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    IMPLEMENTATIONS: dict[str, ModuleType]
+    """Every codec implementation importable here, by name; the tests run against each."""
+
 
 def _load_implementations() -> dict[str, ModuleType]:
+    from . import _codec_py
+
     impls: dict[str, ModuleType] = {"python": _codec_py}
     try:  # pragma: no cover - depends on the build
         from . import _ccodec  # type: ignore[attr-defined]
@@ -39,12 +46,31 @@ def _load_implementations() -> dict[str, ModuleType]:
     return impls
 
 
-IMPLEMENTATIONS: dict[str, ModuleType] = _load_implementations()
-"""Every codec implementation importable here, by name; the tests run against each."""
+def __getattr__(name: str) -> object:
+    """IMPLEMENTATIONS on first use: with the C twin in use, the pure codec is not imported
+    (it costs the ``pynode`` command milliseconds)."""
+    if name == "IMPLEMENTATIONS":
+        impls = globals()["IMPLEMENTATIONS"] = _load_implementations()
+        return impls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-_force_pure = os.environ.get("PYNODE_PURE_PYTHON", "") not in ("", "0")
-implementation: str = "python" if _force_pure or "c" not in IMPLEMENTATIONS else "c"
-_impl = IMPLEMENTATIONS[implementation]
+
+def _pick() -> tuple[str, ModuleType]:
+    """The C twin unless PYNODE_PURE_PYTHON is set or it was not built."""
+    if os.environ.get("PYNODE_PURE_PYTHON", "") in ("", "0"):
+        try:  # pragma: no cover - depends on the build
+            from . import _ccodec  # type: ignore[attr-defined]
+        except ImportError:
+            pass
+        else:
+            return "c", _ccodec  # type: ignore[return-value]
+    from . import _codec_py
+
+    return "python", _codec_py
+
+
+implementation: str
+implementation, _impl = _pick()
 
 encode = _impl.encode
 decode = _impl.decode
@@ -55,10 +81,10 @@ decode_dist_header = _impl.decode_dist_header
 decode_dist_body = _impl.decode_dist_body
 encode_dist_packet = _impl.encode_dist_packet
 
-ATOM_CACHE_SIZE = _codec_py.ATOM_CACHE_SIZE
+ATOM_CACHE_SIZE: int = _impl.ATOM_CACHE_SIZE
 
-DEFAULT_MAX_DEPTH = _codec_py.DEFAULT_MAX_DEPTH
-DEFAULT_MAX_UNCOMPRESSED = _codec_py.DEFAULT_MAX_UNCOMPRESSED
+DEFAULT_MAX_DEPTH: int = _impl.DEFAULT_MAX_DEPTH
+DEFAULT_MAX_UNCOMPRESSED: int = _impl.DEFAULT_MAX_UNCOMPRESSED
 
 __all__ = [
     "ATOM_CACHE_SIZE",

@@ -38,6 +38,10 @@
 #define BIT_BINARY_EXT 77
 #define COMPRESSED 80
 #define ATOM_CACHE_REF 82
+
+/* The pure codec's DEFAULT_MAX_DEPTH and DEFAULT_MAX_UNCOMPRESSED (a test checks they agree) */
+#define DEFAULT_MAX_DEPTH 512
+#define DEFAULT_MAX_UNCOMPRESSED (256LL * 1024 * 1024)
 #define NEW_PID_EXT 88
 #define NEW_PORT_EXT 89
 #define NEWER_REFERENCE_EXT 90
@@ -95,7 +99,7 @@
 
 static PyTypeObject *T_Atom, *T_Pid, *T_Port, *T_Ref, *T_Improper, *T_Bits, *T_Fun,
     *T_Export, *T_FList, *T_FMap, *T_Struct;
-static PyObject *O_check_dups;
+static PyObject *O_check_dups; /* _codec_py's, imported when first needed (see check_dups) */
 static PyObject *O_freeze, *O_ErlFloatKey, *E_Decode, *E_Encode, *E_struct, *E_zlib;
 static PyObject *O_atom_true, *O_atom_false, *O_struct_key;
 static PyObject *O_default_max_depth, *O_default_max_unc;
@@ -2120,6 +2124,24 @@ distinct_key(PyObject *k)
     return k;
 }
 
+/* The pure codec's _check_duplicate_keys (which tells the keys apart by their encoding). The
+ * twin imports _codec_py only here, on the first map with a duplicate key: importing it at
+ * start costs the pynode command milliseconds. */
+static PyObject *
+check_dups(PyObject *items, Py_ssize_t n, Py_ssize_t offset)
+{
+    if (O_check_dups == NULL) {
+        PyObject *py = PyImport_ImportModule("pynode.term._codec_py");
+        if (py == NULL)
+            return NULL;
+        O_check_dups = PyObject_GetAttrString(py, "_check_duplicate_keys");
+        Py_DECREF(py);
+        if (O_check_dups == NULL)
+            return NULL;
+    }
+    return PyObject_CallFunction(O_check_dups, "Onn", items, n, offset);
+}
+
 NOINLINE static PyObject *
 map_of(PyObject *items, Py_ssize_t n, Py_ssize_t offset)
 {
@@ -2180,7 +2202,7 @@ distinct: /* keys Python treats as equal but Erlang does not (1, 1.0, true) */
         Py_DECREF(k);
     }
     if (PyDict_GET_SIZE(m) != n) { /* the same key twice: erts says badarg */
-        PyObject *r = PyObject_CallFunction(O_check_dups, "Onn", items, n, offset);
+        PyObject *r = check_dups(items, n, offset);
         if (r == NULL) {
             Py_DECREF(m);
             return NULL;
@@ -3735,13 +3757,12 @@ init_spec(ArgSpec *spec)
 PyMODINIT_FUNC
 PyInit__ccodec(void)
 {
-    PyObject *m = NULL, *types = NULL, *errors = NULL, *py = NULL, *mod = NULL;
+    PyObject *m = NULL, *types = NULL, *errors = NULL, *mod = NULL;
     m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;
     if ((types = PyImport_ImportModule("pynode.term.types")) == NULL ||
         (errors = PyImport_ImportModule("pynode.term.errors")) == NULL ||
-        (py = PyImport_ImportModule("pynode.term._codec_py")) == NULL ||
         (mod = PyImport_ImportModule("struct")) == NULL)
         goto fail;
     if ((E_struct = PyObject_GetAttrString(mod, "error")) == NULL ||
@@ -3764,10 +3785,9 @@ PyInit__ccodec(void)
     if ((O_freeze = PyObject_GetAttrString(types, "freeze")) == NULL ||
         (E_Decode = PyObject_GetAttrString(errors, "DecodeError")) == NULL ||
         (E_Encode = PyObject_GetAttrString(errors, "EncodeError")) == NULL ||
-        (O_ErlFloatKey = PyObject_GetAttrString(py, "ErlFloatKey")) == NULL ||
-        (O_check_dups = PyObject_GetAttrString(py, "_check_duplicate_keys")) == NULL ||
-        (O_default_max_depth = PyObject_GetAttrString(py, "DEFAULT_MAX_DEPTH")) == NULL ||
-        (O_default_max_unc = PyObject_GetAttrString(py, "DEFAULT_MAX_UNCOMPRESSED")) == NULL ||
+        (O_ErlFloatKey = PyObject_GetAttrString(types, "ErlFloatKey")) == NULL ||
+        (O_default_max_depth = PyLong_FromLong(DEFAULT_MAX_DEPTH)) == NULL ||
+        (O_default_max_unc = PyLong_FromLongLong(DEFAULT_MAX_UNCOMPRESSED)) == NULL ||
         (S_items = PyUnicode_InternFromString("items")) == NULL)
         goto fail;
     if ((O_atom_true = PyObject_CallFunction((PyObject *)T_Atom, "s", "true")) == NULL ||
@@ -3811,7 +3831,8 @@ PyInit__ccodec(void)
         goto fail;
     if (PyModule_AddObjectRef(m, "ErlFloatKey", O_ErlFloatKey) < 0 ||
         PyModule_AddObjectRef(m, "DEFAULT_MAX_DEPTH", O_default_max_depth) < 0 ||
-        PyModule_AddObjectRef(m, "DEFAULT_MAX_UNCOMPRESSED", O_default_max_unc) < 0)
+        PyModule_AddObjectRef(m, "DEFAULT_MAX_UNCOMPRESSED", O_default_max_unc) < 0 ||
+        PyModule_AddIntConstant(m, "ATOM_CACHE_SIZE", ATOM_CACHE_SIZE) < 0)
         goto fail;
     {
         PyObject *all = Py_BuildValue("[sssssssss]", "encode", "decode", "decode_from",
@@ -3825,12 +3846,10 @@ PyInit__ccodec(void)
     }
     Py_DECREF(types);
     Py_DECREF(errors);
-    Py_DECREF(py);
     return m;
 fail:
     Py_XDECREF(types);
     Py_XDECREF(errors);
-    Py_XDECREF(py);
     Py_XDECREF(mod);
     Py_DECREF(m);
     return NULL;

@@ -23,6 +23,7 @@ from .types import STRUCT_KEY as _STRUCT_KEY
 from .types import (
     Atom,
     BitString,
+    ErlFloatKey,  # the codec's float map keys; re-exported
     ExportFun,
     FrozenList,
     FrozenMap,
@@ -892,27 +893,6 @@ def _distinct_key(k: Any) -> Any:
     except TypeError:
         return freeze(k)
     return k
-
-
-class ErlFloatKey(float):
-    """A float map key that never equals an integer, as in Erlang (``#{1 => a, 1.0 => b}``).
-
-    Compared by bit pattern, since Erlang also keeps ``0.0`` and ``-0.0`` apart as keys.
-    """
-
-    __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is ErlFloatKey and _S_d.pack(self) == _S_d.pack(other)  # type: ignore[arg-type]
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    def __hash__(self) -> int:
-        return hash(("float", _S_d.pack(self)))
-
-    def __repr__(self) -> str:
-        return f"ErlFloatKey({float(self)!r})"
 
 
 def _need(pos: int, n: int, end: int) -> None:

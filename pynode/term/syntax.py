@@ -28,13 +28,13 @@ from __future__ import annotations
 import math
 import struct
 import sys
-from collections.abc import Mapping
-from functools import cmp_to_key
+from _collections_abc import Mapping  # collections.abc without the collections package (types.py)
 
 from .types import (
     STRUCT_KEY,
     Atom,
     BitString,
+    ErlFloatKey,
     ExportFun,
     FrozenList,
     FrozenMap,
@@ -148,33 +148,57 @@ _STRING_ESCAPES = dict(_ESCAPES)
 _STRING_ESCAPES[ord('"')] = '\\"'
 _ATOM_ESCAPES = dict(_ESCAPES)
 _ATOM_ESCAPES[ord("'")] = "\\'"
-_NEEDS_ESCAPE_RE = _LazyRe("_NEEDS_ESCAPE_RE", r"[^\x20-\x7e\xa0-\xff]|[\\\"']")
-_NON_LATIN1_RE = _LazyRe("_NON_LATIN1_RE", r"[^\x00-\xff]")
 
-_PRINTABLE_LATIN1_RE = _LazyRe("_PRINTABLE_LATIN1_RE", r"[\x20-\x7e\xa0-\xff\n\r\t\x0b\x08\x0c\x1b]*")
+# What the writer checks text against, as latin-1 bytes: bytes.translate tells at C speed
+# whether a text holds only these, and the ``pynode`` command need not import re to print.
+_SPACING = b"\n\r\t\x0b\x08\x0c\x1b"  # what io_lib's printable ranges add to the visible
+_VISIBLE_ASCII = bytes(range(0x20, 0x7F))
+_VISIBLE_LATIN1 = _VISIBLE_ASCII + bytes(range(0xA0, 0x100))
+_PLAIN = _VISIBLE_LATIN1.translate(None, b"\\\"'")  # quoted as they are
+_PRINTABLE_LATIN1 = _VISIBLE_LATIN1 + _SPACING
+_PRINTABLE_ASCII = _VISIBLE_ASCII + _SPACING
+_ATOM_START = bytes(range(0x61, 0x7B)) + bytes(range(0xDF, 0xF7)) + bytes(range(0xF8, 0x100))
+_ATOM_CHARS = (
+    b"_@0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    + bytes(range(0xC0, 0xD7))
+    + bytes(range(0xD8, 0xF7))
+    + _ATOM_START
+)
+
+
+def _only(data: bytes, allowed: bytes) -> bool:
+    """Whether every byte of ``data`` is one of ``allowed``."""
+    return not data.translate(None, allowed)
+
+
+def _latin1(text: str) -> bytes | None:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
 _PRINTABLE_UNICODE_RE = _LazyRe(
     "_PRINTABLE_UNICODE_RE",
     "[\x20-\x7e\n\r\t\x0b\x08\x0c\x1b\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*"
 )
-_PRINTABLE_ASCII_BYTES_RE = _LazyRe("_PRINTABLE_ASCII_BYTES_RE", rb"[\x20-\x7e\n\r\t\x0b\x08\x0c\x1b]*")
-_PRINTABLE_LATIN1_BYTES_RE = _LazyRe("_PRINTABLE_LATIN1_BYTES_RE", rb"[\x20-\x7e\xa0-\xff\n\r\t\x0b\x08\x0c\x1b]*")
 
 
 def _quote(text: str, escapes: dict[int, str], quote: str, latin1: bool) -> str:
     """Quote ``text`` with io_lib's escapes; ``latin1`` also escapes code points above 255."""
-    if _NEEDS_ESCAPE_RE.search(text) is None:
+    raw = _latin1(text)
+    if raw is not None and _only(raw, _PLAIN):
         return quote + text + quote
     body = text.translate(escapes)
-    if latin1:
-        body = _NON_LATIN1_RE.sub(lambda m: f"\\x{{{ord(m.group()):X}}}", body)
+    if latin1 and raw is None:
+        body = "".join(c if ord(c) < 0x100 else f"\\x{{{ord(c):X}}}" for c in body)
     return quote + body + quote
 
 
 def _write_atom(text: str) -> str:
     """Write an atom, quoted only when erl needs the quotes (io_lib:write_atom_as_latin1)."""
-    if text in _RESERVED or _UNQUOTED_ATOM_RE.fullmatch(text) is None:
-        return _quote(text, _ATOM_ESCAPES, "'", True)
-    return text
+    raw = _latin1(text)
+    if raw and raw[0] in _ATOM_START and _only(raw, _ATOM_CHARS) and text not in _RESERVED:
+        return text
+    return _quote(text, _ATOM_ESCAPES, "'", True)
 
 
 def _write_int(value: int) -> str:
@@ -226,12 +250,12 @@ def _write_binary(data: bytes) -> str:
     """``<<"text">>`` / ``<<"text"/utf8>>`` when printable, else ``<<1,2,3>>``."""
     if not data:
         return "<<>>"
-    if _PRINTABLE_ASCII_BYTES_RE.fullmatch(data) is not None:
+    if _only(data, _PRINTABLE_ASCII):
         return "<<" + _quote(data.decode("ascii"), _STRING_ESCAPES, '"', False) + ">>"
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        if _PRINTABLE_LATIN1_BYTES_RE.fullmatch(data) is not None:
+        if _only(data, _PRINTABLE_LATIN1):
             return "<<" + _quote(data.decode("latin-1"), _STRING_ESCAPES, '"', False) + ">>"
     else:
         if _PRINTABLE_UNICODE_RE.fullmatch(text) is not None:
@@ -295,12 +319,12 @@ def _as_string(items: Any) -> str | None:
         if type(c) is not int:
             return None
     try:
-        text = "".join(map(chr, items))
+        raw = bytes(items)  # code points above 255 are no latin1 text
     except (ValueError, OverflowError):
         return None
-    if _PRINTABLE_LATIN1_RE.fullmatch(text) is None:
+    if not _only(raw, _PRINTABLE_LATIN1):
         return None
-    return _quote(text, _STRING_ESCAPES, '"', False)
+    return _quote(raw.decode("latin-1"), _STRING_ESCAPES, '"', False)
 
 
 def _flatten_improper(t: ImproperList) -> tuple[list[Any], Any]:
@@ -677,11 +701,17 @@ def _identity_key(t: Any) -> tuple[Any, ...]:
     return (0, str(t.module), t.index, t.uniq, t.old_uniq)
 
 
-def _cmp_items(x: tuple[Any, Any], y: tuple[Any, Any]) -> int:
-    return _cmp(x[0], y[0], True)
+class _MAP_KEY_ORDER:
+    """A map item's sort key, erl's key order (functools.cmp_to_key's job, but importing
+    functools costs the ``pynode`` command milliseconds)."""
 
+    __slots__ = ("key",)
 
-_MAP_KEY_ORDER = cmp_to_key(_cmp_items)
+    def __init__(self, item: tuple[Any, Any]) -> None:
+        self.key = item[0]
+
+    def __lt__(self, other: _MAP_KEY_ORDER) -> bool:
+        return _cmp(self.key, other.key, True) < 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -1316,24 +1346,12 @@ def _distinct_key(key: Any) -> Any:
     if type(key) is bool:
         return Atom("true" if key else "false")
     if type(key) is float:
-        return _erl_float_key()(key)
+        return ErlFloatKey(key)
     try:
         hash(key)
     except TypeError:
         return freeze(key)
     return key
-
-
-def _erl_float_key() -> type:
-    """The codec's float key type (looked up late: the codec may move it to ``types``)."""
-    from . import types
-
-    cls = getattr(types, "ErlFloatKey", None)
-    if cls is None:
-        from . import _codec_py
-
-        cls = _codec_py.ErlFloatKey
-    return cls  # type: ignore[no-any-return]
 
 
 def _cons(items: list[Any], tail: Any) -> Any:

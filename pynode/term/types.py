@@ -6,10 +6,14 @@ tuple), and round-trip exactly through the codec.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+# collections.abc's own module, loaded with the interpreter: importing collections.abc also
+# imports the collections package, which costs the ``pynode`` command's start milliseconds
+import struct
+from _collections_abc import Mapping
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
 
@@ -26,6 +30,7 @@ __all__ = [
     "FrozenMap",
     "Struct",
     "STRUCT_KEY",
+    "ErlFloatKey",
     "freeze",
 ]
 
@@ -302,6 +307,30 @@ class FrozenMap(Mapping["Any", "Any"]):  # strings: Any exists for the type chec
 
     def __repr__(self) -> str:
         return f"FrozenMap({self._d!r})"
+
+
+_pack_d = struct.Struct(">d").pack
+
+
+class ErlFloatKey(float):
+    """A float map key that never equals an integer, as in Erlang (``#{1 => a, 1.0 => b}``).
+
+    Compared by bit pattern, since Erlang also keeps ``0.0`` and ``-0.0`` apart as keys.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ErlFloatKey and _pack_d(self) == _pack_d(other)  # type: ignore[arg-type]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("float", _pack_d(self)))
+
+    def __repr__(self) -> str:
+        return f"ErlFloatKey({float(self)!r})"
 
 
 STRUCT_KEY = Atom("__struct__")

@@ -69,3 +69,23 @@ def test_flag_names_include_unknown_bits():
     assert flag_names(DFlag.PUBLISHED | DFlag.SPAWN) == ["PUBLISHED", "SPAWN"]
     assert flag_names(1 << 50) == ["UNKNOWN<0x4000000000000>"]
     assert DFlag(1 << 50 | 1) & DFlag.PUBLISHED  # unknown bits survive
+
+
+def test_a_flag_word_keeps_its_type_and_names_its_bits():
+    import pickle
+
+    from pynode.protocol import flags
+
+    word = DFlag.PUBLISHED | DFlag.SPAWN
+    assert type(word) is DFlag and type(1 | DFlag.SPAWN) is DFlag and type(word & 1) is DFlag
+    assert type(word ^ DFlag.SPAWN) is DFlag and word ^ DFlag.SPAWN == DFlag.PUBLISHED
+    assert word.name == "PUBLISHED|SPAWN" and DFlag(0).name is None
+    assert repr(word) == "<DFlag.PUBLISHED|SPAWN: 0x100000001>" and str(word) == str(0x100000001)
+    assert list(word) == [DFlag.PUBLISHED, DFlag.SPAWN] and all(type(b) is DFlag for b in word)
+    assert DFlag.SPAWN in word and DFlag.ALIAS not in word and (DFlag.SPAWN | DFlag.ALIAS) not in word
+    assert pickle.loads(pickle.dumps(word)) == word
+    # every declared constant has its bit, and no two share one
+    declared = [n for n in DFlag.__annotations__ if n.isupper()]
+    assert declared == list(flags._BITS)
+    assert all(type(getattr(DFlag, n)) is DFlag for n in declared)
+    assert len({int(getattr(DFlag, n)) for n in declared}) == len(declared)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import random
 import struct
+import subprocess
 import sys
 import tracemalloc
 import zlib
@@ -82,11 +84,30 @@ def _same_decode(data: bytes, *, values: bool = True, **kwargs: Any) -> None:
 # -- the module --------------------------------------------------------------------------------
 
 
+def test_the_twin_loads_without_the_pure_codec() -> None:
+    """The C twin imports _codec_py only for a map with a duplicate key (its error message),
+    so the pynode command starts without it; that first use still works."""
+    code = (
+        "import sys, pynode.term as t\n"
+        "assert t.implementation == 'c'\n"
+        "assert 'pynode.term._codec_py' not in sys.modules\n"
+        "try:\n"
+        "    t.decode(bytes([131, 116, 0, 0, 0, 2, 97, 1, 97, 1, 97, 1, 97, 2]))\n"
+        "except t.DecodeError as e:\n"
+        "    print(e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYNODE_PURE_PYTHON"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "map with duplicate keys (at offset 14)"
+
+
 def test_module_api() -> None:
     assert C.__name__ == "pynode.term._ccodec"
     assert C.ErlFloatKey is P.ErlFloatKey is ErlFloatKey
     assert C.DEFAULT_MAX_DEPTH == P.DEFAULT_MAX_DEPTH
     assert C.DEFAULT_MAX_UNCOMPRESSED == P.DEFAULT_MAX_UNCOMPRESSED
+    assert C.ATOM_CACHE_SIZE == P.ATOM_CACHE_SIZE
     assert set(P.__all__) <= set(dir(C))
     with pytest.raises(TypeError):
         C.encode(1, True)  # keyword-only, like the Python signature

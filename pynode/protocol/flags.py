@@ -65,13 +65,16 @@ class DFlag(int):
     ALTACT_SIG: ClassVar[DFlag]
 
     def __or__(self, other: int) -> DFlag:
-        return DFlag(int.__or__(self, other))
+        r = int.__or__(self, other)
+        return r if r is NotImplemented else DFlag(r)
 
     def __and__(self, other: int) -> DFlag:
-        return DFlag(int.__and__(self, other))
+        r = int.__and__(self, other)
+        return r if r is NotImplemented else DFlag(r)
 
     def __xor__(self, other: int) -> DFlag:
-        return DFlag(int.__xor__(self, other))
+        r = int.__xor__(self, other)
+        return r if r is NotImplemented else DFlag(r)
 
     __ror__ = __or__
     __rand__ = __and__

@@ -84,6 +84,12 @@ def test_a_flag_word_keeps_its_type_and_names_its_bits():
     assert list(word) == [DFlag.PUBLISHED, DFlag.SPAWN] and all(type(b) is DFlag for b in word)
     assert DFlag.SPAWN in word and DFlag.ALIAS not in word and (DFlag.SPAWN | DFlag.ALIAS) not in word
     assert pickle.loads(pickle.dumps(word)) == word
+
+    class Other:  # an operand int does not know: its reflected operator answers
+        def __rand__(self, other: int) -> str:
+            return "reflected"
+
+    assert word & Other() == "reflected"
     # every declared constant has its bit, and no two share one
     declared = [n for n in DFlag.__annotations__ if n.isupper()]
     assert declared == list(flags._BITS)

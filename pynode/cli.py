@@ -1342,13 +1342,19 @@ _POSITIONALS: dict[str, tuple[tuple[str, ...], int]] = {
 }
 
 
+class _Options:
+    """The options _fast_parse read, as attributes (argparse.Namespace's shape; importing
+    types for SimpleNamespace costs the command's start a few hundred microseconds)."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.__dict__.update(options)
+
+
 def _fast_parse(args: Sequence[str]) -> Any:
     """The options of the plain command lines (``pynode rpc NODE M:F/A [ARG ...] --cookie C``
     and the like) exactly as the argparse parser would read them, without argparse (it costs
     a few milliseconds of every start); None for anything else (help, errors, abbreviated
     or unknown options, negative-number arguments, serve...), which argparse then reads."""
-    from types import SimpleNamespace
-
     ns: dict[str, Any] = {
         "cookie": None, "name": None, "sname": None, "epmd_port": None, "address": None,
         "timeout": DEFAULT_TIMEOUT, "json": False, "hidden": True, "verbose": False, "debug": False,
@@ -1409,7 +1415,7 @@ def _fast_parse(args: Sequence[str]) -> Any:
     if command in ("rpc", "eval"):
         ns.setdefault("capture_output", False)
     ns["command"] = command
-    return SimpleNamespace(**ns)
+    return _Options(ns)
 
 
 def _one_command(args: Sequence[str]) -> str | None:

@@ -585,7 +585,7 @@ def test_the_command_imports_nothing_heavy() -> None:
         "ssl", "enum",
     ]
     if term.implementation == "c":  # the twin needs the pure codec (and what it imports) for errors only
-        heavy += ["pynode.term._codec_py", "collections", "functools"]
+        heavy += ["pynode.term._codec_py", "collections", "functools", "types"]
     code = (
         "import sys, pynode.cli, pynode.runtime.oneshot\n"
         "from pynode.term import Atom, Pid\n"

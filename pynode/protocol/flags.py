@@ -80,12 +80,16 @@ class DFlag(int):
     __rand__ = __and__
     __rxor__ = __xor__
 
+    def __invert__(self) -> DFlag:
+        """The other bits of the 64-bit word (a flag word is never negative)."""
+        return DFlag(~int(self) & _WORD)
+
     def __contains__(self, other: int) -> bool:
         return int.__and__(self, other) == other
 
     def __iter__(self) -> Iterator[DFlag]:
         """The set bits, lowest first, each a DFlag (as iterating an IntFlag gives)."""
-        value = int(self)
+        value = int(self) & _WORD
         while value:
             bit = value & -value
             value ^= bit
@@ -101,6 +105,8 @@ class DFlag(int):
 
     __str__ = int.__repr__
 
+
+_WORD = (1 << 64) - 1  # the handshake's flag words are 64 bits
 
 #: Each capability's bit (dist.hrl).
 _BITS: dict[str, int] = {
@@ -208,7 +214,7 @@ def missing_flags(flags: int, required: int = MANDATORY) -> DFlag:
 def flag_names(flags: int) -> list[str]:
     """Names of the set bits, lowest first; unknown bits appear as ``UNKNOWN<0x..>``."""
     names: list[str] = []
-    value = int(flags)
+    value = int(flags) & _WORD  # a negative int has infinitely many bits set
     while value:
         bit = value & -value
         value ^= bit

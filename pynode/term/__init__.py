@@ -46,13 +46,15 @@ def _load_implementations() -> dict[str, ModuleType]:
     return impls
 
 
-def __getattr__(name: str) -> object:
-    """IMPLEMENTATIONS on first use: with the C twin in use, the pure codec is not imported
-    (it costs the ``pynode`` command milliseconds)."""
-    if name == "IMPLEMENTATIONS":
-        impls = globals()["IMPLEMENTATIONS"] = _load_implementations()
-        return impls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # the type checker sees IMPLEMENTATIONS above and no other name
+
+    def __getattr__(name: str) -> object:
+        """IMPLEMENTATIONS on first use: with the C twin in use, the pure codec is not
+        imported (it costs the ``pynode`` command milliseconds)."""
+        if name == "IMPLEMENTATIONS":
+            impls = globals()["IMPLEMENTATIONS"] = _load_implementations()
+            return impls
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _pick() -> tuple[str, ModuleType]:
@@ -63,7 +65,8 @@ def _pick() -> tuple[str, ModuleType]:
         except ImportError:
             pass
         else:
-            return "c", _ccodec  # type: ignore[return-value]
+            if hasattr(_ccodec, "ATOM_CACHE_SIZE"):  # else built from older sources: not used
+                return "c", _ccodec  # type: ignore[return-value]
     from . import _codec_py
 
     return "python", _codec_py

@@ -2131,13 +2131,17 @@ static PyObject *
 check_dups(PyObject *items, Py_ssize_t n, Py_ssize_t offset)
 {
     if (O_check_dups == NULL) {
-        PyObject *py = PyImport_ImportModule("pynode.term._codec_py");
+        PyObject *fn, *py = PyImport_ImportModule("pynode.term._codec_py");
         if (py == NULL)
             return NULL;
-        O_check_dups = PyObject_GetAttrString(py, "_check_duplicate_keys");
+        fn = PyObject_GetAttrString(py, "_check_duplicate_keys");
         Py_DECREF(py);
-        if (O_check_dups == NULL)
+        if (fn == NULL)
             return NULL;
+        if (O_check_dups == NULL) /* the import may have let another thread store it */
+            O_check_dups = fn;
+        else
+            Py_DECREF(fn);
     }
     return PyObject_CallFunction(O_check_dups, "Onn", items, n, offset);
 }

@@ -85,6 +85,11 @@ def test_a_flag_word_keeps_its_type_and_names_its_bits():
     assert DFlag.SPAWN in word and DFlag.ALIAS not in word and (DFlag.SPAWN | DFlag.ALIAS) not in word
     assert pickle.loads(pickle.dumps(word)) == word
 
+    # the complement stays a 64-bit word, and no word makes the names loop
+    assert type(~word) is DFlag and 0 < ~word < 1 << 64 and not ~word & word
+    assert ~word | word == (1 << 64) - 1
+    assert len(flag_names(-1)) == 64 and repr(DFlag(-1)).startswith("<DFlag.PUBLISHED|")
+
     class Other:  # an operand int does not know: its reflected operator answers
         def __rand__(self, other: int) -> str:
             return "reflected"

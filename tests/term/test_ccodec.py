@@ -102,6 +102,21 @@ def test_the_twin_loads_without_the_pure_codec() -> None:
     assert out.stdout.strip() == "map with duplicate keys (at offset 14)"
 
 
+def test_a_twin_built_from_older_sources_is_not_used() -> None:
+    """One without ATOM_CACHE_SIZE (built before the twin defined its own constants) would
+    fail the package's import: the pure codec is used instead."""
+    code = (
+        "import sys, types\n"
+        "sys.modules['pynode.term._ccodec'] = types.ModuleType('pynode.term._ccodec')\n"
+        "import pynode.term as t\n"
+        "print(t.implementation, t.ATOM_CACHE_SIZE)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYNODE_PURE_PYTHON"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["python", "2048"]
+
+
 def test_module_api() -> None:
     assert C.__name__ == "pynode.term._ccodec"
     assert C.ErlFloatKey is P.ErlFloatKey is ErlFloatKey

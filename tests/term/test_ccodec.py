@@ -84,6 +84,15 @@ def _same_decode(data: bytes, *, values: bool = True, **kwargs: Any) -> None:
 # -- the module --------------------------------------------------------------------------------
 
 
+def _fresh_python(code: str) -> str:
+    """What ``code`` prints in a new interpreter, where nothing is imported yet (and the C
+    twin is not turned off)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYNODE_PURE_PYTHON"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_the_twin_loads_without_the_pure_codec() -> None:
     """The C twin imports _codec_py only for a map with a duplicate key (its error message),
     so the pynode command starts without it; that first use still works."""
@@ -96,10 +105,7 @@ def test_the_twin_loads_without_the_pure_codec() -> None:
         "except t.DecodeError as e:\n"
         "    print(e)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYNODE_PURE_PYTHON"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "map with duplicate keys (at offset 14)"
+    assert _fresh_python(code).strip() == "map with duplicate keys (at offset 14)"
 
 
 def test_a_twin_built_from_older_sources_is_not_used() -> None:
@@ -111,10 +117,7 @@ def test_a_twin_built_from_older_sources_is_not_used() -> None:
         "import pynode.term as t\n"
         "print(t.implementation, t.ATOM_CACHE_SIZE)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYNODE_PURE_PYTHON"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["python", "2048"]
+    assert _fresh_python(code).split() == ["python", "2048"]
 
 
 def test_module_api() -> None:

@@ -25,6 +25,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .protocol import control as C
 from .protocol._common import NO_PAYLOAD
+from .runtime.busywait import Wakeup
 from .runtime.connection import Connection
 from .runtime.errors import CallError, RpcTimeout
 from .runtime.mailbox import _NO_MATCH, Mailbox
@@ -99,7 +100,9 @@ class BlockingMailbox:
         mb = self.async_mailbox
         lock = self._scan_lock
         deadline = None if timeout is None else time.monotonic() + timeout
-        wakeup = _Wakeup()
+        wakeup = Wakeup()
+        node = self._owner.node
+        spin = node.busy_wait if node is not None else 0.0  # as the loop spins before it sleeps
         mb._thread_waiters.append(wakeup)  # before the first look: no delivery goes unnoticed
         try:
             scanned = 0
@@ -113,8 +116,8 @@ class BlockingMailbox:
                     taken = mb._taken
                 scanned = end
                 if deadline is None:
-                    wakeup.wait(-1)
-                elif not wakeup.wait(max(0.0, deadline - time.monotonic())):
+                    wakeup.wait(-1, spin)
+                elif not wakeup.wait(max(0.0, deadline - time.monotonic()), spin):
                     raise TimeoutError(f"no message within {timeout} s")
                 if mb._taken != taken:  # another receiver took one: look from the start
                     scanned = 0
@@ -139,28 +142,6 @@ class BlockingMailbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Wakeup:
-    """A binary semaphore: the loop thread ``set``s it on each delivery, the receiving thread
-    ``wait``s (a bare lock: one futex operation each way, where threading.Event takes two
-    locks and a condition)."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        try:
-            self._lock.release()
-        except RuntimeError:  # already set: deliveries before the next wait fold into one
-            pass
-
-    def wait(self, timeout: float) -> bool:
-        """True when set (and unset again), False after ``timeout`` seconds (-1: forever)."""
-        return self._lock.acquire(timeout=timeout)
 
 
 class BlockingNode:

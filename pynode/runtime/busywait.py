@@ -8,7 +8,8 @@ wrapped around its own, only when it has nothing else to do.
 
 With the compiled helper (``pynode.runtime._spin``) the spin polls the selector's descriptor
 without the GIL, so threads (a BlockingNode's callers) run meanwhile; a spin in Python holds
-the GIL between polls and a thread the loop has just woken waits for it.
+the GIL between polls and a thread the loop has just woken waits for it. A thread blocked in
+a BlockingNode receive spins the same way before it sleeps (:data:`Wakeup`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import selectors
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,6 +42,42 @@ def _load_c_spin() -> Callable[[int, float], bool] | None:
 _wait_readable = _load_c_spin()
 C_SPIN: bool = _wait_readable is not None
 """Whether the spin runs in C without the GIL (else in Python, holding it between polls)."""
+
+
+class _LockWakeup:
+    """A binary semaphore: ``set`` by the loop thread on each delivery, ``wait``ed on by a
+    receiving thread (a bare lock: one futex operation each way, where threading.Event
+    takes two locks and a condition). It cannot spin: a spin in Python holds the GIL."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # already set: deliveries before the next wait fold into one
+            pass
+
+    def wait(self, timeout: float, spin: float) -> bool:
+        """True when set (and unset again), False after ``timeout`` seconds (<0: forever)."""
+        return self._lock.acquire(timeout=timeout if timeout >= 0 else -1)
+
+
+def _wakeup_class() -> Callable[[], Any]:
+    if C_SPIN:
+        try:
+            from ._spin import Wakeup  # Linux: spins without the GIL, then a futex
+        except ImportError:  # another POSIX system, or a _spin built before it had one
+            return _LockWakeup
+        return Wakeup
+    return _LockWakeup
+
+
+Wakeup: Callable[[], Any] = _wakeup_class()
+"""What a thread blocked in a receive waits on: ``set()``, ``wait(timeout, spin) -> bool``."""
 
 
 class SpinningSelector(selectors.BaseSelector):

@@ -102,7 +102,8 @@ class BlockingMailbox:
         deadline = None if timeout is None else time.monotonic() + timeout
         wakeup = Wakeup()
         node = self._owner.node
-        spin = node.busy_wait if node is not None else 0.0  # as the loop spins before it sleeps
+        # a receiving thread spins before it sleeps for the node's busy_wait, on any backend
+        spin = node.busy_wait if node is not None else 0.0
         mb._thread_waiters.append(wakeup)  # before the first look: no delivery goes unnoticed
         try:
             scanned = 0

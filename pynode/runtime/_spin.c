@@ -116,42 +116,52 @@ Wakeup_set(WakeupObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* A longer timeout waits for ever: the timespec given to the futex stays far from time_t's
+ * limits (threading.TIMEOUT_MAX, the fallback's, is of the same kind). A year. */
+#define WAKEUP_FOREVER 31536000.0
+
 /* wait(timeout, spin) -> bool: True when set (and unset again), False after timeout seconds
- * (negative: forever). Spins for up to spin seconds first. A signal wakes the sleep: its
- * Python handler runs (an exception from it is raised here), then the wait goes on. */
+ * (negative, NaN or over a year: forever). Spins for up to spin seconds first. A signal's
+ * Python handler runs at once (an exception from it is raised here); then the wait goes on. */
 static PyObject *
 Wakeup_wait(WakeupObject *self, PyObject *args)
 {
     double timeout, spin;
     if (!PyArg_ParseTuple(args, "dd:wait", &timeout, &spin))
         return NULL;
+    if (atomic_exchange(&self->state, 0) == 1)  /* set already: no GIL release at all */
+        Py_RETURN_TRUE;
     if (!(spin >= 0.0))
         spin = 0.0;
-    if (spin > 1.0)  /* a spin is microseconds, and cannot be interrupted */
+    if (spin > 1.0)  /* a spin is microseconds, and a signal's handler waits for its end */
         spin = 1.0;
-    int forever = !(timeout >= 0.0);
+    int forever = !(timeout >= 0.0) || timeout > WAKEUP_FOREVER;
     double start = monotonic_now();
     double deadline = start + (forever ? 0.0 : timeout);
     int got = 0;
-    int interrupted = 0;
-    Py_BEGIN_ALLOW_THREADS
-    double spin_end = start + spin;
-    if (!forever && deadline < spin_end)
-        spin_end = deadline;
-    for (;;) {
-        if (atomic_exchange(&self->state, 0) == 1) {
-            got = 1;
-            break;
+    if (spin > 0.0 && (forever || timeout > 0.0)) {
+        Py_BEGIN_ALLOW_THREADS
+        double spin_end = start + spin;
+        if (!forever && deadline < spin_end)
+            spin_end = deadline;
+        for (;;) {
+            if (atomic_exchange(&self->state, 0) == 1) {
+                got = 1;
+                break;
+            }
+            if (monotonic_now() >= spin_end)
+                break;
+            sched_yield();
         }
-        if (monotonic_now() >= spin_end)
-            break;
-        sched_yield();
+        Py_END_ALLOW_THREADS
+        if (!got && PyErr_CheckSignals() < 0)  /* a signal came during the spin */
+            return NULL;
     }
-    Py_END_ALLOW_THREADS
     while (!got) {
         double left = deadline - monotonic_now();
         if (!forever && left <= 0.0)
             break;
+        int err = 0;
         Py_BEGIN_ALLOW_THREADS
         atomic_fetch_add(&self->sleepers, 1);
         for (;;) {
@@ -164,22 +174,26 @@ Wakeup_wait(WakeupObject *self, PyObject *args)
                 left = deadline - monotonic_now();
                 if (left <= 0.0)
                     break;
-                ts.tv_sec = (time_t)left;
+                ts.tv_sec = (time_t)left;  /* under a year: no overflow */
                 ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
                 tp = &ts;
             }
-            /* sleeps only while the word is still 0: a set() after the exchange is seen */
-            if (futex(&self->state, FUTEX_WAIT, 0, tp) == -1 && errno == EINTR) {
-                interrupted = 1;
+            /* sleeps only while the word is still 0: a set() after the exchange is seen;
+             * EAGAIN (set meanwhile) and ETIMEDOUT are looked at on the next turn */
+            if (futex(&self->state, FUTEX_WAIT, 0, tp) == -1 && errno != EAGAIN && errno != ETIMEDOUT) {
+                err = errno;  /* EINTR: a signal; anything else must not become a busy loop */
                 break;
             }
         }
         atomic_fetch_sub(&self->sleepers, 1);
         Py_END_ALLOW_THREADS
-        if (interrupted) {
-            interrupted = 0;
+        if (err == EINTR) {
             if (PyErr_CheckSignals() < 0)
                 return NULL;
+        }
+        else if (err != 0) {
+            errno = err;
+            return PyErr_SetFromErrno(PyExc_OSError);
         }
         else if (!got)
             break;  /* timed out */

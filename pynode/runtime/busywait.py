@@ -62,8 +62,9 @@ class _LockWakeup:
             pass
 
     def wait(self, timeout: float, spin: float) -> bool:
-        """True when set (and unset again), False after ``timeout`` seconds (<0: forever)."""
-        return self._lock.acquire(timeout=timeout if timeout >= 0 else -1)
+        """True when set (and unset again), False after ``timeout`` seconds (negative, NaN
+        or beyond what a lock takes: forever)."""
+        return self._lock.acquire(timeout=timeout if 0 <= timeout <= threading.TIMEOUT_MAX else -1)
 
 
 def _wakeup_class() -> Callable[[], Any]:

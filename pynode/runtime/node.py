@@ -84,7 +84,7 @@ class Node:
     it sleeps, as erl's schedulers do: a local peer's reply then costs no wake-up (round trips
     about 30% faster, for at most that much CPU per idle moment). ``busy_wait=0`` turns it off
     (for this node: the loop spins as long as any node on it asks). uvloop and trio have no
-    such hook.
+    such hook. A BlockingNode's thread blocked in a receive spins as long (on any loop).
     """
 
     def __init__(

@@ -3,6 +3,7 @@ in Python (a bare lock): the same behaviour from both."""
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -43,7 +44,39 @@ def test_a_zero_timeout_only_looks(make: Any) -> None:
     w = make()
     assert w.wait(0.0, 0.0) is False
     w.set()
-    assert w.wait(0.0, 1.0) is True  # the spin never outlasts the timeout
+    assert w.wait(0.0, 1.0) is True
+
+
+def test_the_spin_never_outlasts_the_timeout(make: Any) -> None:
+    w = make()
+    t0 = time.monotonic()
+    assert w.wait(0.05, 1.0) is False
+    assert time.monotonic() - t0 < 0.5
+
+
+@pytest.mark.parametrize("timeout", [1e12, math.inf, math.nan, -1.0])
+def test_a_huge_or_no_timeout_waits_for_the_set_asleep(make: Any, timeout: float) -> None:
+    """Beyond what a lock or a timespec takes, a timeout means for ever, and the wait
+    sleeps: no error, and no busy loop (its thread uses next to no CPU)."""
+    w = make()
+    got: list[Any] = []
+
+    def waiter() -> None:
+        t0 = time.thread_time()
+        try:
+            got.append(w.wait(timeout, 0.0))
+        except Exception as e:  # reported below
+            got.append(e)
+        got.append(time.thread_time() - t0)
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    time.sleep(0.2)  # not synchronisation: the thread is asleep in the wait, or about to be
+    w.set()
+    t.join(5.0)
+    assert not t.is_alive(), "the waiting thread was not woken"
+    assert got[0] is True
+    assert got[1] < 0.1, f"the wait used {got[1]:.3f} s of CPU in 0.2 s: it did not sleep"
 
 
 @pytest.mark.parametrize("spin", [0.0, 100e-6, 0.5])
@@ -72,10 +105,11 @@ def test_many_wakes_reach_a_waiter_each_time(make: Any) -> None:
     ping, pong = make(), make()
     turns = 2000
     failures: list[str] = []
+    deadline = time.monotonic() + 30.0
 
     def other() -> None:
         for i in range(turns):
-            if not ping.wait(5.0, 50e-6):
+            if time.monotonic() > deadline or not ping.wait(5.0, 50e-6):
                 failures.append(f"ping {i} lost")
                 return
             pong.set()
@@ -84,7 +118,7 @@ def test_many_wakes_reach_a_waiter_each_time(make: Any) -> None:
     t.start()
     for i in range(turns):
         ping.set()
-        if not pong.wait(5.0, 0.0 if i % 2 else 50e-6):
+        if time.monotonic() > deadline or not pong.wait(5.0, 0.0 if i % 2 else 50e-6):
             failures.append(f"pong {i} lost")
             break
     t.join(10.0)
@@ -93,9 +127,10 @@ def test_many_wakes_reach_a_waiter_each_time(make: Any) -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
-def test_a_signal_handler_runs_during_a_sleeping_wait(make: Any) -> None:
+@pytest.mark.parametrize("spin", [0.0, 0.2])
+def test_a_signal_handler_runs_during_the_wait(make: Any, spin: float) -> None:
     """Ctrl-C must reach a thread blocked in receive: the handler's exception comes out of
-    the wait at once, not after the timeout."""
+    the wait at once (after the spin, if it came during one), not after the timeout."""
 
     class Alarm(Exception):
         pass
@@ -108,7 +143,7 @@ def test_a_signal_handler_runs_during_a_sleeping_wait(make: Any) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0.05)
         t0 = time.monotonic()
         with pytest.raises(Alarm):
-            make().wait(5.0, 0.0)
+            make().wait(5.0, spin)
         assert time.monotonic() - t0 < 2.0
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

@@ -40,6 +40,9 @@ def _load_c_spin() -> Callable[[int, float], bool] | None:
 
 
 _wait_readable = _load_c_spin()
+wait_readable: Callable[[int, float], bool] | None = _wait_readable
+"""``wait_readable(fd, seconds)``: spin without the GIL until ``fd`` is readable (True) or the
+time is up (False); None without the compiled helper."""
 C_SPIN: bool = _wait_readable is not None
 """Whether the spin runs in C without the GIL (else in Python, holding it between polls)."""
 
@@ -89,10 +92,18 @@ class SpinningSelector(selectors.BaseSelector):
         self.inner = inner
         self.spin = spin
         self.users = 0  # nodes that asked for it (install/uninstall)
+        self.polls = 0
+        """Calls of :meth:`select`, one per loop iteration: whether the loop ran meanwhile."""
         fileno: Callable[[], int] | None = getattr(inner, "fileno", None)
         # epoll, kqueue and devpoll selectors have a descriptor, readable when events are ready
         self._c_wait = _wait_readable if fileno is not None else None
         self._fd = fileno() if fileno is not None and self._c_wait is not None else -1
+
+    @property
+    def spin_fd(self) -> int:
+        """The descriptor :func:`wait_readable` may spin on for this loop's events (readable
+        when any is ready); -1 without the compiled helper or a selector descriptor."""
+        return self._fd
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self.inner.register(fileobj, events, data)
@@ -113,6 +124,7 @@ class SpinningSelector(selectors.BaseSelector):
         self.inner.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self.polls += 1
         poll = self.inner.select
         if timeout is not None and timeout <= 0:
             return poll(0)

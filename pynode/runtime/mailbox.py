@@ -17,6 +17,7 @@ from .limits import MAILBOX_WARN_LENGTH
 log = logging.getLogger("pynode.node")
 
 if TYPE_CHECKING:
+    from .connection import Connection
     from .node import Node
 
 _NO_MATCH = object()
@@ -46,6 +47,9 @@ class Mailbox:
         # receiver took one (the queue shifted under it)
         self._taken = 0
         self._closed_reason: Any = None
+        # the connection this process last sent on: an answer most likely comes back on it,
+        # and a receive waiting for one reads it there first (Channel.read_inline)
+        self._peer: Connection | None = None
         self.trap_exit = False
         """When True, exit signals arrive as ``('EXIT', From, Reason)`` messages."""
         self.links: dict[Pid, int] = {}  # pid -> 0 (linked) or the id of our pending unlink
@@ -142,6 +146,9 @@ class Mailbox:
             if self._loop is not None:
                 w: Any = self._loop.create_future()
                 self._waiters.append(w)
+                peer = self._peer
+                if peer is not None:
+                    peer.channel.read_inline(w.done, self.node.busy_wait)
                 try:
                     await w
                 finally:
@@ -182,7 +189,9 @@ class Mailbox:
     # -- sending and lifetime ---------------------------------------------------------------
     async def send(self, dest: Any, message: Any) -> None:
         """Send ``message`` to a Pid, a registered name, or ``(name, node)``, from this pid."""
-        await self.node.send(dest, message, sender=self.pid)
+        conn = await self.node._send(dest, message, self.pid)
+        if conn is not None:
+            self._peer = conn
 
     def register(self, name: str) -> None:
         """Register this mailbox under ``name`` on its node."""

@@ -425,19 +425,24 @@ class Node:
         error; an unreachable node raises ConnectError. Waits while a slow peer has more than
         HIGH_WATER bytes queued.
         """
+        await self._send(dest, message, sender)
+
+    async def _send(self, dest: Any, message: Any, sender: Pid | None) -> Connection | None:
+        """:meth:`send`; returns the connection the message went out on (None: not remote)."""
         r = self.send_nowait(dest, message, sender=sender)
         if r is None:
-            return
+            return None
         if type(r) is Atom:
             await self.connect(r)
             r = self.send_nowait(dest, message, sender=sender)
             if r is None:
-                return
+                return None
             if type(r) is Atom:
                 raise ConnectionLost(f"the connection to {r} went down at once")
         assert isinstance(r, Connection)
         if r.channel.congested():
             await r.channel.drain()
+        return r
 
     def remote_route(self, dest: Any, sender: Pid) -> tuple[Connection, Any] | None:
         """The live connection and control message a send from ``sender`` to ``dest`` on

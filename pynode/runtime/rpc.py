@@ -146,6 +146,8 @@ async def _erpc_call(
         except ConnectionLost as e:  # the socket went; the connection is not down yet
             raise NoConnection(str(e)) from e
         waiter = box.expect(req)  # before any answer: it is handled by this loop, later
+        if not waiter.done():  # the answer read here, on this task, when it comes soon
+            conn.channel.read_inline(waiter.done, node.busy_wait)
         try:
             msg = await box.answer(req, waiter, timeout)
         except TimeoutError:
@@ -227,9 +229,7 @@ async def _rex_call(
     """The legacy way (ei, JInterface): {Self, {call, M, F, A, GL}} to rex."""
     mb = node.mailbox()
     try:
-        await node.send(
-            (REX, peer), rex_request(mb.pid, module, function, args, node.group_leader), sender=mb.pid
-        )
+        await mb.send((REX, peer), rex_request(mb.pid, module, function, args, node.group_leader))
         try:
             reply = await mb.receive(timeout=timeout, match=is_rex_reply)
         except TimeoutError:
@@ -290,7 +290,7 @@ async def gen_call(node: Node, dest: Any, request: Any, timeout: float | None = 
         alias = mb.alias()
         tag = ImproperList([ALIAS], alias)
         try:
-            await node.send(dest, (GEN_CALL, (mb.pid, tag), request), sender=mb.pid)
+            await mb.send(dest, (GEN_CALL, (mb.pid, tag), request))
         except Exception as e:
             raise CallError(Atom("noproc")) from e
 

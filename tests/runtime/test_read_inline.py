@@ -1,0 +1,225 @@
+"""A task waiting for an answer reads it on the spot (Channel.read_inline), and leaves the
+event loop its turn whenever the loop has anything else to do."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from pynode.runtime import Node, busywait, transport
+from pynode.term import Atom
+
+from .test_transport import RawPeer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the only loop with a selector to spin on and a transport to read under
+
+
+@pytest.fixture
+def raw_peer() -> Iterator[RawPeer]:
+    peer = RawPeer()
+    yield peer
+    peer.close()
+
+
+@pytest.fixture
+def c_spin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled spin, also in the pure-Python run (where the package does not load it)."""
+    wait = pytest.importorskip("pynode.runtime._spin").wait_readable
+    monkeypatch.setattr(busywait, "_wait_readable", wait)
+    monkeypatch.setattr(transport, "_wait_readable", wait)
+
+
+class Served:
+    """A channel to a raw peer, served: what it received, and whether it saw the end."""
+
+    def __init__(self, ch: transport._ProtocolChannel, peer: socket.socket) -> None:
+        self.ch = ch
+        self.peer = peer
+        self.got = bytearray()
+        self.eof = False
+
+    def on_data(self, data: bytes) -> None:
+        self.got += data
+
+    def on_eof(self) -> None:
+        self.eof = True
+
+    def has(self, n: int) -> Any:
+        """A done() for read_inline: ``n`` bytes received."""
+        return lambda: len(self.got) >= n
+
+    async def until(self, cond: Any) -> None:
+        """Let the loop run until ``cond()`` (bounded)."""
+        with anyio.fail_after(10):
+            while not cond():
+                await anyio.sleep(0)
+
+
+@pytest.fixture
+async def served(c_spin: None, raw_peer: RawPeer) -> AsyncIterator[Served]:
+    loop = asyncio.get_running_loop()
+    spinner = busywait.install(loop, 100e-6)
+    assert spinner is not None and spinner.spin_fd >= 0
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel)
+    s = Served(ch, raw_peer.socket())
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ch.serve, s.on_data, s.on_eof)
+            await s.until(lambda: ch._on_data is not None)
+            yield s
+            tg.cancel_scope.cancel()
+    finally:
+        await ch.aclose()
+        busywait.uninstall(loop, spinner)
+
+
+async def settle(loop: asyncio.AbstractEventLoop) -> None:
+    """Return when the loop has no callback ready (what read_inline waits for), bounded."""
+    with anyio.fail_after(10):
+        while loop._ready:  # type: ignore[attr-defined]
+            await anyio.sleep(0)
+
+
+async def test_the_answer_is_read_and_handled_on_the_waiting_task(served: Served) -> None:
+    await settle(asyncio.get_running_loop())
+    served.peer.sendall(b"answer")
+    served.ch.read_inline(lambda: bool(served.got), 0.5)
+    # no await in between: the bytes went through data_received on this task
+    assert served.got == b"answer"
+
+
+async def test_bytes_keep_their_order_between_inline_and_loop_reads(served: Served) -> None:
+    expected = bytearray()
+    for i in range(40):
+        chunk = b"<%d>" % i
+        expected += chunk
+        served.peer.sendall(chunk)
+        if i % 3:
+            served.ch.read_inline(served.has(len(expected)), 0.2)
+        else:
+            await anyio.sleep(0)  # a loop iteration now and then: the loop reads some
+    await served.until(lambda: len(served.got) >= len(expected))
+    assert served.got == expected
+
+
+async def test_a_ready_callback_leaves_the_read_to_the_loop(served: Served) -> None:
+    loop = asyncio.get_running_loop()
+    await settle(loop)
+    ran: list[bool] = []
+    loop.call_soon(ran.append, True)
+    served.peer.sendall(b"later")
+    served.ch.read_inline(lambda: bool(served.got), 0.5)
+    assert served.got == b"" and ran == []  # nothing read, nothing run: the loop's turn
+    await served.until(lambda: served.got == b"later")
+    assert ran == [True]
+
+
+async def test_another_descriptors_event_ends_the_wait(served: Served) -> None:
+    loop = asyncio.get_running_loop()
+    other, other_peer = socket.socketpair()
+    seen: list[bytes] = []
+    loop.add_reader(other.fileno(), lambda: seen.append(other.recv(10)))
+    try:
+        await settle(loop)
+        other_peer.send(b"x")  # readable: the selector descriptor is; this channel has nothing
+        t0 = time.monotonic()
+        served.ch.read_inline(lambda: bool(served.got), 0.9)
+        waited = time.monotonic() - t0
+        assert waited < 0.45, f"waited {waited:.3f} s out of a 0.9 s spin for nothing"
+        assert served.got == b"" and seen == []
+        await served.until(lambda: seen == [b"x"])
+    finally:
+        loop.remove_reader(other.fileno())
+        other.close()
+        other_peer.close()
+
+
+async def test_a_timer_due_ends_the_wait(served: Served) -> None:
+    loop = asyncio.get_running_loop()
+    fired: list[bool] = []
+    await settle(loop)
+    loop.call_later(0.02, fired.append, True)
+    t0 = time.monotonic()
+    served.ch.read_inline(lambda: bool(served.got), 0.9)
+    waited = time.monotonic() - t0
+    assert waited < 0.45, f"waited {waited:.3f} s past a timer due in 0.02 s"
+    await served.until(lambda: fired == [True])
+
+
+async def test_the_loop_gets_its_turn_after_a_streak_of_inline_reads(served: Served) -> None:
+    await settle(asyncio.get_running_loop())
+    for i in range(transport._INLINE_STREAK):
+        served.peer.sendall(b"%02d" % i)
+        served.ch.read_inline(served.has(2 * (i + 1)), 0.5)
+        assert len(served.got) == 2 * (i + 1), f"read {i} was not inline"
+    served.peer.sendall(b"zz")
+    served.ch.read_inline(lambda: served.got.endswith(b"zz"), 0.5)
+    assert not served.got.endswith(b"zz")  # the loop has not polled since: its turn first
+    await served.until(lambda: served.got.endswith(b"zz"))
+    await settle(asyncio.get_running_loop())
+    served.peer.sendall(b"yy")  # the loop polled: inline reads again
+    served.ch.read_inline(lambda: served.got.endswith(b"yy"), 0.5)
+    assert served.got.endswith(b"yy")
+
+
+async def test_the_end_of_stream_is_left_to_the_transport(served: Served) -> None:
+    await settle(asyncio.get_running_loop())
+    served.peer.sendall(b"last")
+    served.peer.shutdown(socket.SHUT_WR)
+    served.ch.read_inline(lambda: False, 0.2)  # reads b"last", then finds the end
+    assert served.got == b"last" and not served.eof
+    await served.until(lambda: served.eof)  # the transport's own read reports it
+
+
+async def test_nothing_inline_without_a_spinning_loop(c_spin: None, raw_peer: RawPeer) -> None:
+    """busy_wait=0 (no spinning selector): the channel never reads on a task."""
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel)
+    s = Served(ch, raw_peer.socket())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ch.serve, s.on_data, s.on_eof)
+        await s.until(lambda: ch._on_data is not None)
+        await settle(asyncio.get_running_loop())
+        s.peer.sendall(b"data")
+        ch.read_inline(lambda: bool(s.got), 0.5)
+        assert s.got == b""
+        await s.until(lambda: s.got == b"data")
+        tg.cancel_scope.cancel()
+    await ch.aclose()
+
+
+async def test_a_mailbox_waits_on_the_connection_it_last_sent_on(c_spin: None) -> None:
+    """Round trips between two nodes of one loop: the answer needs the other node's task,
+    so inline reads give way to the loop; every answer still arrives, in order."""
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+        async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b:
+            a.add_address(b.name, "127.0.0.1", b.port)
+            echo = b.mailbox("echo")
+            mb = a.mailbox()
+            assert mb._peer is None
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+
+                    async def serve() -> None:
+                        while True:
+                            frm, n = await echo.receive()
+                            await echo.send(frm, n)
+
+                    tg.start_soon(serve)
+                    for i in range(200):
+                        await mb.send((Atom("echo"), b.name), (mb.pid, i))
+                        assert await mb.receive() == i
+                    tg.cancel_scope.cancel()
+            assert mb._peer is a.connector.connections[b.name]

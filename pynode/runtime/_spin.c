@@ -15,19 +15,21 @@
  * spins for a moment without the GIL before it sleeps on a futex, as the loop does: woken
  * from a futex, the thread took 1.2-1.6x the async echo on a 2-core VM (a cross-CPU wake-up
  * there costs tens of microseconds); set() makes no system call while the waiter spins.
+ * Set during its spin, the waiter takes the GIL once the loop thread that set it has let go
+ * of it in its own spin (wait_readable), instead of going to sleep on the GIL meanwhile.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <time.h>
 
 #ifdef __linux__
 #include <limits.h>
 #include <linux/futex.h>
-#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #define HAVE_WAKEUP 1
@@ -40,6 +42,10 @@ monotonic_now(void)
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
+
+/* Threads inside wait_readable's spin, holding no GIL there: event loops between two
+ * iterations (Wakeup_wait waits for one to let go of the GIL). */
+static atomic_int loop_spinners;
 
 static PyObject *
 wait_readable(PyObject *self, PyObject *args)
@@ -59,6 +65,7 @@ wait_readable(PyObject *self, PyObject *args)
     if (seconds > 1.0)  /* a spin is microseconds; this one cannot be interrupted (no GIL) */
         seconds = 1.0;
     Py_BEGIN_ALLOW_THREADS
+    atomic_fetch_add(&loop_spinners, 1);
     double end = monotonic_now() + seconds;
     struct pollfd p;
     for (;;) {
@@ -74,6 +81,7 @@ wait_readable(PyObject *self, PyObject *args)
             break;
         sched_yield();  /* another runnable process (say, the erl we wait for) goes first */
     }
+    atomic_fetch_sub(&loop_spinners, 1);
     Py_END_ALLOW_THREADS
     return PyBool_FromLong(ready);
 }
@@ -84,6 +92,10 @@ typedef struct {
     atomic_int state;    /* 1: set (a delivery not yet taken), 0: not set; the futex word */
     atomic_int sleepers; /* waiters inside futex_wait (set() wakes them only then) */
 } WakeupObject;
+
+/* After a set, how long a waiter that spun waits for an event loop to reach its spin (an
+ * iteration ends 5-30 us after its delivery here) before it takes the GIL anyway. */
+#define HANDOFF_WAIT 50e-6
 
 static long
 futex(atomic_int *word, int op, int value, const struct timespec *timeout)
@@ -152,6 +164,15 @@ Wakeup_wait(WakeupObject *self, PyObject *args)
             if (monotonic_now() >= spin_end)
                 break;
             sched_yield();
+        }
+        if (got) {
+            /* The loop thread that set this still holds the GIL, ending its iteration:
+             * asking for the GIL now would put this thread to sleep on it until then, and
+             * the wake-up costs more than the wait (tens of microseconds across CPUs on a
+             * virtual machine). It lets go in its next spin: take the GIL then. */
+            double hand_end = monotonic_now() + HANDOFF_WAIT;
+            while (atomic_load(&loop_spinners) == 0 && monotonic_now() < hand_end)
+                sched_yield();
         }
         Py_END_ALLOW_THREADS
         if (!got && PyErr_CheckSignals() < 0)  /* a signal came during the spin */

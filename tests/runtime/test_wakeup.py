@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import signal
+import socket
 import sys
 import threading
 import time
@@ -163,3 +164,45 @@ def test_the_blocking_api_uses_the_c_one_when_built() -> None:
         assert busywait.Wakeup is c_wakeup()
     else:
         assert busywait.Wakeup is busywait._LockWakeup
+
+
+def test_wakes_while_an_event_loop_spins_reach_their_waiter() -> None:
+    """Set during its spin, the C waiter waits for a loop thread to be in wait_readable
+    (having let go of the GIL) before it takes the GIL: a ping-pong with such a thread
+    spinning all along loses no wake-up and takes no timeout."""
+    wakeup, wait_readable = c_wakeup(), pytest.importorskip("pynode.runtime._spin").wait_readable
+    ping, pong = wakeup(), wakeup()
+    r, w = socket.socketpair()
+    stop = threading.Event()
+    deadline = time.monotonic() + 30.0
+
+    def loop() -> None:  # an idle event loop: spins on a descriptor that never gets an event
+        while not stop.is_set() and time.monotonic() < deadline:
+            wait_readable(r.fileno(), 0.01)
+
+    def other() -> None:
+        for i in range(500):
+            if time.monotonic() > deadline or not ping.wait(5.0, 100e-6):
+                failures.append(f"ping {i} lost")
+                return
+            pong.set()
+
+    failures: list[str] = []
+    spinner = threading.Thread(target=loop, daemon=True)
+    t = threading.Thread(target=other, daemon=True)
+    spinner.start()
+    t.start()
+    try:
+        for i in range(500):
+            ping.set()
+            if time.monotonic() > deadline or not pong.wait(5.0, 100e-6):
+                failures.append(f"pong {i} lost")
+                break
+    finally:
+        t.join(10.0)
+        stop.set()
+        spinner.join(10.0)
+        r.close()
+        w.close()
+    assert not failures
+    assert not t.is_alive() and not spinner.is_alive()

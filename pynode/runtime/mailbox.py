@@ -146,10 +146,10 @@ class Mailbox:
             if self._loop is not None:
                 w: Any = self._loop.create_future()
                 self._waiters.append(w)
-                peer = self._peer
-                if peer is not None:
-                    peer.channel.read_inline(w.done, self.node.busy_wait)
                 try:
+                    peer = self._peer
+                    if peer is not None:
+                        peer.channel.read_inline(w.done, self.node.busy_wait)
                     await w
                 finally:
                     if w in self._waiters:

@@ -104,6 +104,9 @@ class BlockingMailbox:
         node = self._owner.node
         # a receiving thread spins before it sleeps for the node's busy_wait, on any backend
         spin = node.busy_wait if node is not None else 0.0
+        # woken by a loop that spins in C: take the GIL once it lets go of it there
+        spinner = node._spinner if node is not None else None
+        handoff = spinner is not None and spinner.spin_fd >= 0
         mb._thread_waiters.append(wakeup)  # before the first look: no delivery goes unnoticed
         try:
             scanned = 0
@@ -117,8 +120,8 @@ class BlockingMailbox:
                     taken = mb._taken
                 scanned = end
                 if deadline is None:
-                    wakeup.wait(-1, spin)
-                elif not wakeup.wait(max(0.0, deadline - time.monotonic()), spin):
+                    wakeup.wait(-1, spin, handoff)
+                elif not wakeup.wait(max(0.0, deadline - time.monotonic()), spin, handoff):
                     raise TimeoutError(f"no message within {timeout} s")
                 if mb._taken != taken:  # another receiver took one: look from the start
                     scanned = 0

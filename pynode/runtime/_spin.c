@@ -132,14 +132,17 @@ Wakeup_set(WakeupObject *self, PyObject *unused)
  * limits (threading.TIMEOUT_MAX, the fallback's, is of the same kind). A year. */
 #define WAKEUP_FOREVER 31536000.0
 
-/* wait(timeout, spin) -> bool: True when set (and unset again), False after timeout seconds
- * (negative, NaN or over a year: forever). Spins for up to spin seconds first. A signal's
+/* wait(timeout, spin, handoff=False) -> bool: True when set (and unset again), False after
+ * timeout seconds (negative, NaN or over a year: forever). Spins for up to spin seconds
+ * first. With handoff (the setter is an event loop that spins in wait_readable), a set seen
+ * during the spin waits for a thread in wait_readable before taking the GIL. A signal's
  * Python handler runs at once (an exception from it is raised here); then the wait goes on. */
 static PyObject *
 Wakeup_wait(WakeupObject *self, PyObject *args)
 {
     double timeout, spin;
-    if (!PyArg_ParseTuple(args, "dd:wait", &timeout, &spin))
+    int handoff = 0;
+    if (!PyArg_ParseTuple(args, "dd|p:wait", &timeout, &spin, &handoff))
         return NULL;
     if (atomic_exchange(&self->state, 0) == 1)  /* set already: no GIL release at all */
         Py_RETURN_TRUE;
@@ -165,7 +168,7 @@ Wakeup_wait(WakeupObject *self, PyObject *args)
                 break;
             sched_yield();
         }
-        if (got) {
+        if (got && handoff) {
             /* The loop thread that set this still holds the GIL, ending its iteration:
              * asking for the GIL now would put this thread to sleep on it until then, and
              * the wake-up costs more than the wait (tens of microseconds across CPUs on a
@@ -226,8 +229,9 @@ static PyMethodDef Wakeup_methods[] = {
     {"set", (PyCFunction)Wakeup_set, METH_NOARGS,
      "set(): wake the waiter (or the next wait); several sets before a wait fold into one."},
     {"wait", (PyCFunction)Wakeup_wait, METH_VARARGS,
-     "wait(timeout, spin) -> bool: True when set, False after timeout seconds (<0: never); "
-     "spins without the GIL for up to spin seconds before it sleeps."},
+     "wait(timeout, spin, handoff=False) -> bool: True when set, False after timeout seconds "
+     "(<0: never); spins without the GIL for up to spin seconds before it sleeps; with handoff, "
+     "a set seen while spinning waits (50 us at most) for an event loop to spin before taking the GIL."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -64,9 +64,9 @@ class _LockWakeup:
         except RuntimeError:  # already set: deliveries before the next wait fold into one
             pass
 
-    def wait(self, timeout: float, spin: float) -> bool:
+    def wait(self, timeout: float, spin: float, handoff: bool = False) -> bool:
         """True when set (and unset again), False after ``timeout`` seconds (negative, NaN
-        or beyond what a lock takes: forever)."""
+        or beyond what a lock takes: forever); ``spin`` and ``handoff`` are the C one's."""
         return self._lock.acquire(timeout=timeout if 0 <= timeout <= threading.TIMEOUT_MAX else -1)
 
 
@@ -81,7 +81,8 @@ def _wakeup_class() -> Callable[[], Any]:
 
 
 Wakeup: Callable[[], Any] = _wakeup_class()
-"""What a thread blocked in a receive waits on: ``set()``, ``wait(timeout, spin) -> bool``."""
+"""What a thread blocked in a receive waits on: ``set()``, ``wait(timeout, spin, handoff=False)
+-> bool`` (handoff: the setter is a loop spinning in C, see ``_spin.c``)."""
 
 
 class SpinningSelector(selectors.BaseSelector):
@@ -94,6 +95,9 @@ class SpinningSelector(selectors.BaseSelector):
         self.users = 0  # nodes that asked for it (install/uninstall)
         self.polls = 0
         """Calls of :meth:`select`, one per loop iteration: whether the loop ran meanwhile."""
+        self.spent = -1
+        """A task spun for this loop until its spin ran out (Channel.read_inline) when
+        ``polls`` was this: the next select sleeps at once, one spin per idle moment."""
         fileno: Callable[[], int] | None = getattr(inner, "fileno", None)
         # epoll, kqueue and devpoll selectors have a descriptor, readable when events are ready
         self._c_wait = _wait_readable if fileno is not None else None
@@ -124,10 +128,13 @@ class SpinningSelector(selectors.BaseSelector):
         self.inner.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        self.polls += 1
+        polls = self.polls
+        self.polls = polls + 1
         poll = self.inner.select
         if timeout is not None and timeout <= 0:
             return poll(0)
+        if self.spent == polls:  # spun already, on a task: sleep now
+            return poll(timeout)
         if self._c_wait is not None:
             return self._select_c(self._c_wait, timeout)
         now = time.perf_counter

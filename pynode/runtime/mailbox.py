@@ -149,7 +149,10 @@ class Mailbox:
                 try:
                     peer = self._peer
                     if peer is not None:
-                        peer.channel.read_inline(w.done, self.node.busy_wait)
+                        if peer.alive:
+                            peer.channel.read_inline(w.done, self.node.busy_wait)
+                        else:
+                            self._peer = None  # not kept (with its buffers) once it is down
                     await w
                 finally:
                     if w in self._waiters:

@@ -147,7 +147,8 @@ async def _erpc_call(
             raise NoConnection(str(e)) from e
         waiter = box.expect(req)  # before any answer: it is handled by this loop, later
         if not waiter.done():  # the answer read here, on this task, when it comes soon
-            conn.channel.read_inline(waiter.done, node.busy_wait)
+            spin = node.busy_wait if timeout is None else min(node.busy_wait, timeout)
+            conn.channel.read_inline(waiter.done, spin)
         try:
             msg = await box.answer(req, waiter, timeout)
         except TimeoutError:

@@ -207,9 +207,11 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         Only on a plain socket of an asyncio loop that spins (:mod:`busywait`, compiled):
         the wait spins on the loop's own selector descriptor, so another descriptor's event
         ends it (this socket having none to read), as do a callback ready or a timer due.
-        The bytes are handled by ``data_received`` as the loop would, in its context."""
+        The bytes are handled by ``data_received`` as the loop would, in its context (never
+        from inside it: a task started eagerly there that waits on this channel reads
+        nothing). A wait that ran out spent the loop's spin: its next poll blocks at once."""
         t: Any = self.transport
-        if self._fd < 0 or self._on_data is None or t is None or self._lost or spin <= 0:
+        if self._fd < 0 or self._on_data is None or t is None or self._lost or self._held or spin <= 0:
             return
         loop: Any = self._loop
         sel = loop._selector
@@ -229,7 +231,10 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         assert wait is not None  # spin_fd is -1 without it
         while True:
             left = end - clock()
-            if left <= 0 or not wait(epfd, left):
+            if left <= 0:
+                return
+            if not wait(epfd, left):
+                sel.spent = sel.polls  # this idle moment's spin is over (see SpinningSelector)
                 return
             try:
                 data = os.read(fd, _RECV_SIZE)
@@ -242,7 +247,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 return  # end of stream: the transport's own read finds it too
             self._inline_streak += 1
             run(received, data)
-            if done() or loop._ready or self._inline_streak >= _INLINE_STREAK:
+            if done() or loop._ready or self._lost or self._inline_streak >= _INLINE_STREAK:
                 return
 
     # asyncio.Protocol ---------------------------------------------------------------------

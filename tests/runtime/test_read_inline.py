@@ -223,3 +223,63 @@ async def test_a_mailbox_waits_on_the_connection_it_last_sent_on(c_spin: None) -
                         assert await mb.receive() == i
                     tg.cancel_scope.cancel()
             assert mb._peer is a.connector.connections[b.name]
+
+
+async def test_never_from_inside_data_received(served: Served) -> None:
+    """A task started eagerly by a handler, waiting on the same channel, reads nothing: the
+    bytes under way would reach a data_received already running (and its context, entered)."""
+    errors: list[BaseException] = []
+    inner: list[bytes] = []
+
+    def on_data(data: bytes) -> None:
+        served.got += data
+        if data.startswith(b"x"):
+            served.peer.sendall(b"y")  # there to read, were a nested read allowed
+            before = bytes(served.got)
+            try:
+                served.ch.read_inline(lambda: False, 0.2)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+            inner.append(bytes(served.got[len(before):]))
+
+    served.ch._on_data = on_data
+    await settle(asyncio.get_running_loop())
+    served.peer.sendall(b"x")
+    served.ch.read_inline(lambda: bool(served.got), 0.5)
+    assert errors == [] and inner == [b""]
+    await served.until(lambda: served.got == b"xy")
+
+
+async def test_a_spin_that_ran_out_is_the_loops_spin(served: Served) -> None:
+    """After an inline wait that found nothing, the loop's next poll sleeps at once instead
+    of spinning again: one spin per idle moment, as the busy wait promises."""
+    loop = asyncio.get_running_loop()
+    sel: Any = loop._selector  # type: ignore[attr-defined]
+    await settle(loop)
+    served.ch.read_inline(lambda: False, 0.001)  # nothing comes: the spin runs out
+    assert sel.spent == sel.polls
+    spins: list[int] = []  # the poll count at each spin of the loop's selector
+    real = sel._c_wait
+
+    def counting(fd: int, seconds: float) -> bool:
+        spins.append(sel.polls)
+        return bool(real(fd, seconds))
+
+    came = loop.create_future()
+
+    def on_data(data: bytes) -> None:
+        served.got += data
+        if not came.done():
+            came.set_result(None)
+
+    served.ch._on_data = on_data
+    sel._c_wait = counting
+    try:
+        served.peer.sendall(b"z")
+        with anyio.fail_after(10):
+            await came  # nothing else ready: the loop's next poll may block
+        assert served.got == b"z"
+        assert sel.polls > sel.spent  # the loop polled since
+        assert sel.spent + 1 not in spins  # and its first poll after the inline spin slept
+    finally:
+        sel._c_wait = real

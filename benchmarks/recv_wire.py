@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Workload (b) seen from the sender: what erl node B spends per message sent to pynode and
+to erl node A, and how many TCP segments the messages take on the way.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/recv_wire.py              # 6 turns of each side, ~20 s
+    .venv/bin/python benchmarks/recv_wire.py --small 50000 --turns 3
+
+It sets up dist.py's nodes (a private EPMD, erl nodes A and B, a hidden pynode node) and runs
+dist.py's (b) in turns: B's sender sends N small messages to pynode, then to A. Around each
+run it reads, for B's OS process, the CPU time of all its threads (``/proc/PID/task/*/
+schedstat``) and their context switches, and for B's socket to the receiver the segments
+it sent and received (``ss -ti``: data out, mostly ACKs in). Each row is one run; per 1000
+messages unless said otherwise.
+
+Why: in dist.py, (b) is the workload where pynode's ratio swings most (0.6-1.0), while the
+sender, not pynode, sets the rate (B is at a whole core in both sides' runs). The columns
+show what B's own work per message depends on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import anyio  # noqa: E402
+import dist  # noqa: E402
+
+from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
+from interop.otp import otp25  # noqa: E402
+from pynode.runtime import Node  # noqa: E402
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds on CPU of every thread of ``pid`` so far."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(Path(f"/proc/{pid}/task/{t}/schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            pass
+    return total
+
+
+def switches(pid: int) -> int:
+    """Voluntary and involuntary context switches of every thread of ``pid`` so far."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            text = Path(f"/proc/{pid}/task/{t}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += sum(int(n) for n in re.findall(r"^(?:non)?voluntary_ctxt_switches:\s+(\d+)", text, re.M))
+    return total
+
+
+def segments(port: int) -> dict[int, tuple[int, int]]:
+    """Established TCP connections with local port ``port``: peer port -> (segs_out, segs_in)."""
+    out = subprocess.run(
+        ["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    res: dict[int, tuple[int, int]] = {}
+    peer = None
+    for line in out.splitlines():
+        if not line[:1].isspace():
+            fields = line.split()
+            peer = int(fields[-1].rpartition(":")[2]) if len(fields) >= 2 else None
+            continue
+        so, si = re.search(r"segs_out:(\d+)", line), re.search(r"segs_in:(\d+)", line)
+        if peer is not None and so and si:
+            res[peer] = (int(so.group(1)), int(si.group(1)))
+    return res
+
+
+async def turns(a: ErlNode, b: ErlNode, epmd: Epmd, n: int, count: int) -> list[tuple[str, dict[str, float]]]:
+    assert b.proc is not None
+    bpid = b.proc.pid
+    async with Node(
+        unique("wire") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1", epmd_port=epmd.port
+    ) as node:
+        if not await node.ping(b.name):
+            raise RuntimeError(f"pynode cannot reach {b.name}")
+        py, er = dist.PySide(node, b), dist.ErlSide(a, b)
+        await py.recv_small(n)  # warm-up; A connects to B here too
+        await er.recv_small(n)
+        conn = node.connector.connections[b.name]
+        sock: Any = conn.channel.peer_address
+        bport = int(sock[1])
+        mine = int(conn.channel.transport.get_extra_info("sockname")[1])  # type: ignore[attr-defined]
+        rows: list[tuple[str, dict[str, float]]] = []
+        for _ in range(count):
+            for side, run in (("pynode", py), ("erl A", er)):
+                s0, c0, x0 = segments(bport), cpu_ns(bpid), switches(bpid)
+                rate = await run.recv_small(n)
+                s1, c1, x1 = segments(bport), cpu_ns(bpid), switches(bpid)
+                others = [p for p in s1 if p != mine]
+                peer = mine if side == "pynode" else max(
+                    others, key=lambda p: s1[p][0] - s0.get(p, (0, 0))[0]
+                )
+                out = s1[peer][0] - s0.get(peer, (0, 0))[0]
+                inn = s1[peer][1] - s0.get(peer, (0, 0))[1]
+                rows.append((side, {
+                    "rate": rate,
+                    "cpu_us": (c1 - c0) / n / 1e3,
+                    "segs": out / n * 1000,
+                    "acks": inn / n * 1000,
+                    "cs": (x1 - x0) / n * 1000,
+                }))
+        return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--small", type=int, default=100_000, help="messages per run")
+    ap.add_argument("--turns", type=int, default=6, help="runs of each side, alternating")
+    args = ap.parse_args()
+    otp = otp25()
+    cookie = secrets.token_hex(8)
+    epmd: Epmd | None = None
+    nodes: list[ErlNode] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="pynode_recv_wire") as tmp:
+            src = os.path.join(tmp, dist.ERL_MODULE + ".erl")
+            Path(src).write_text(dist.ERL_SOURCE)
+            with dist.sigint_deferred():
+                epmd = Epmd(otp)
+            for _ in range(2):
+                with dist.sigint_deferred():
+                    nodes.append(ErlNode(otp, epmd, cookie=cookie))
+                dist.load_module(nodes[-1], src)
+            rows = anyio.run(turns, nodes[0], nodes[1], epmd, args.small, args.turns)
+    finally:
+        for e in nodes:
+            try:
+                e.kill()
+            finally:
+                e.close()
+        if epmd is not None:
+            epmd.kill()
+    head = f"{'receiver':<8} | {'msgs/s':>9} | {'B CPU us/msg':>12} | {'B segs out':>10} | {'B segs in':>9} | {'B switches':>10}"
+    print(f"# (b): B sends {args.small:,} small messages per run; per 1000 messages but rate and CPU; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    print(head)
+    print("-" * len(head))
+    for side, r in rows:
+        print(f"{side:<8} | {r['rate']:>9,.0f} | {r['cpu_us']:>12.2f} | {r['segs']:>10.0f} | "
+              f"{r['acks']:>9.0f} | {r['cs']:>10.1f}")
+    print("-" * len(head))
+    for side in ("pynode", "erl A"):
+        rs = [r for s, r in rows if s == side]
+        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        print(f"{'median ' + side:<8} | {med['rate']:>9,.0f} | {med['cpu_us']:>12.2f} | "
+              f"{med['segs']:>10.0f} | {med['acks']:>9.0f} | {med['cs']:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -218,6 +218,35 @@ def load_module(erl: ErlNode, path: str) -> None:
     )
 
 
+@contextmanager
+def erl_nodes(count: int, prefix: str) -> Iterator[tuple[Epmd, list[ErlNode]]]:
+    """A private EPMD and ``count`` erl nodes (OTP 25, one cookie) with this benchmark's
+    Erlang module loaded; every one of them stopped afterwards, even on Ctrl-C."""
+    otp = otp25()
+    cookie = secrets.token_hex(8)
+    epmd: Epmd | None = None
+    nodes: list[ErlNode] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            src = os.path.join(tmp, ERL_MODULE + ".erl")
+            Path(src).write_text(ERL_SOURCE)
+            with sigint_deferred():
+                epmd = Epmd(otp)
+            for _ in range(count):
+                with sigint_deferred():
+                    nodes.append(ErlNode(otp, epmd, cookie=cookie))
+                load_module(nodes[-1], src)
+            yield epmd, nodes
+    finally:
+        for e in nodes:
+            try:
+                e.kill()
+            finally:
+                e.close()
+        if epmd is not None:
+            epmd.kill()
+
+
 # ---------------------------------------------------------------------------------------------
 # Parameters and results
 

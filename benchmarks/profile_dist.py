@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import os
 import pstats
-import secrets
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,7 +28,6 @@ import anyio  # noqa: E402
 import dist  # noqa: E402
 
 from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
-from interop.otp import otp25  # noqa: E402
 from pynode.runtime import Node  # noqa: E402
 
 
@@ -66,33 +62,13 @@ def main() -> None:
     ap.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative...)")
     ap.add_argument("--loop", choices=["asyncio", "uvloop", "trio"], default="asyncio")
     args = ap.parse_args()
-    otp = otp25()
-    cookie = secrets.token_hex(8)
-    epmd: Epmd | None = None
-    b: ErlNode | None = None
-    try:
-        with tempfile.TemporaryDirectory(prefix="pynode_profile") as tmp:
-            src = os.path.join(tmp, dist.ERL_MODULE + ".erl")
-            Path(src).write_text(dist.ERL_SOURCE)
-            with dist.sigint_deferred():
-                epmd = Epmd(otp)
-            with dist.sigint_deferred():
-                b = ErlNode(otp, epmd, cookie=cookie)
-            dist.load_module(b, src)
-            backend = "trio" if args.loop == "trio" else "asyncio"
-            options = {"use_uvloop": True} if args.loop == "uvloop" else {}
-            anyio.run(
-                profile, b, epmd, args.small, args.echo, args.top, args.sort,
-                backend=backend, backend_options=options,
-            )
-    finally:
-        if b is not None:
-            try:
-                b.kill()
-            finally:
-                b.close()
-        if epmd is not None:
-            epmd.kill()
+    backend = "trio" if args.loop == "trio" else "asyncio"
+    options = {"use_uvloop": True} if args.loop == "uvloop" else {}
+    with dist.erl_nodes(1, "pynode_profile") as (epmd, (b,)):
+        anyio.run(
+            profile, b, epmd, args.small, args.echo, args.top, args.sort,
+            backend=backend, backend_options=options,
+        )
 
 
 if __name__ == "__main__":

@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,6 @@ import anyio  # noqa: E402
 import dist  # noqa: E402
 
 from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
-from interop.otp import otp25  # noqa: E402
 from pynode.runtime import Node  # noqa: E402
 
 
@@ -127,29 +124,8 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=100_000, help="messages per run")
     ap.add_argument("--turns", type=int, default=6, help="runs of each side, alternating")
     args = ap.parse_args()
-    otp = otp25()
-    cookie = secrets.token_hex(8)
-    epmd: Epmd | None = None
-    nodes: list[ErlNode] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="pynode_recv_wire") as tmp:
-            src = os.path.join(tmp, dist.ERL_MODULE + ".erl")
-            Path(src).write_text(dist.ERL_SOURCE)
-            with dist.sigint_deferred():
-                epmd = Epmd(otp)
-            for _ in range(2):
-                with dist.sigint_deferred():
-                    nodes.append(ErlNode(otp, epmd, cookie=cookie))
-                dist.load_module(nodes[-1], src)
-            rows = anyio.run(turns, nodes[0], nodes[1], epmd, args.small, args.turns)
-    finally:
-        for e in nodes:
-            try:
-                e.kill()
-            finally:
-                e.close()
-        if epmd is not None:
-            epmd.kill()
+    with dist.erl_nodes(2, "pynode_recv_wire") as (epmd, (a, b)):
+        rows = anyio.run(turns, a, b, epmd, args.small, args.turns)
     head = f"{'receiver':<8} | {'msgs/s':>9} | {'B CPU us/msg':>12} | {'B segs out':>10} | {'B segs in':>9} | {'B switches':>10}"
     print(f"# (b): B sends {args.small:,} small messages per run; per 1000 messages but rate and CPU; "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")

@@ -240,6 +240,17 @@ class DistConnection:
         self._eof = True
 
     @property
+    def wanted(self) -> int:
+        """Bytes still to come for the packet begun in the buffer (0 at a packet boundary):
+        the least the next read should ask for."""
+        buf, pos = self._buf, self._pos
+        avail = len(buf) - pos
+        if avail < 4:
+            return 4 - avail if avail else 0
+        (size,) = _U32_unpack_from(buf, pos)
+        return max(0, 4 + size - avail)
+
+    @property
     def pending_fragments(self) -> int:
         """How many fragmented messages are partly received."""
         return len(self._sequences)

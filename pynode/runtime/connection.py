@@ -20,6 +20,17 @@ from ..term import Atom
 from .errors import ConnectionLost
 from .transport import HIGH_WATER, Buffer, Channel, ChannelClosed
 
+# How much a read asks for. A read that empties the socket after a small pushed segment makes
+# the kernel ACK at once (tcp_cleanup_rbuf); a sender streaming small messages then finds
+# nothing in flight at each write and sends each as a segment of its own, which costs it
+# more than the message (erl's CPU per message followed its segments: 3.6 us at 130
+# segments per 1000 messages, 6.3 us at 520). A read of about READ_MESSAGES messages leaves
+# the rest queued, the ACK waits, and the sender's next writes join one segment. A packet
+# begun is read whole, up to READ_MAX at a time.
+READ_MIN = 1460  # one Ethernet MSS
+READ_MESSAGES = 16
+READ_MAX = 1 << 18  # the pieces of a big message, at most as asyncio reads (256 KiB)
+
 log = logging.getLogger("pynode.connection")
 
 
@@ -125,6 +136,8 @@ class Connection:
         # counters: plain ints on the hot path, read by pynode.runtime.status
         self.connected_at = time.time()
         self._messages_in = 0  # dispatched; those framing delivered itself are dist.delivered
+        self._message_size = 0  # bytes per message in the last read that completed any
+        self._read_size = -1  # what the channel was last asked to read at a time
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -224,9 +237,19 @@ class Connection:
     def _on_data(self, data: bytes) -> None:
         self._last_read = time.monotonic()
         self.bytes_in += len(data)
-        self.dist.receive_data(data)
+        dist = self.dist
+        before = self._messages_in + dist.delivered
+        dist.receive_data(data)
         self._process()
         self._writes_seen = self.channel.writes
+        n = self._messages_in + dist.delivered - before
+        if n:
+            self._message_size = len(data) // n
+        # reads of a few messages, or of what a begun packet still lacks (see READ_MIN)
+        size = max(READ_MIN, min(self._message_size * READ_MESSAGES, READ_MAX), min(dist.wanted, READ_MAX))
+        if size != self._read_size:
+            self._read_size = size
+            self.channel.read_size(size)
 
     def _on_eof(self) -> None:
         self.dist.receive_eof()

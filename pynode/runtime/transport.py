@@ -41,7 +41,7 @@ HIGH_WATER = 1024 * 1024
 """Buffered outgoing bytes above which ``drain`` waits for the peer to take them: 1 MiB, the
 default of erts' own distribution buffer busy limit (``erl +zdbbl``, 1024 KB)."""
 
-_RECV_SIZE = 262144
+_RECV_SIZE = 262144  # what a read asks for until the connection says otherwise (read_size)
 _CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy them once more
 # A write this soon after the previous one is corked (joined with the writes that follow it
 # in this loop iteration, flushed at its end); a lone write goes straight to the socket and
@@ -116,6 +116,9 @@ class Channel:
         """Like ``write(b"".join(pieces))`` (one write), without copying the pieces where the
         backend can hand them to the OS as they are (a fragmented message's payload)."""
         self.write(b"".join(pieces))
+
+    def read_size(self, size: int) -> None:
+        """Ask for about ``size`` bytes per read from now on (where the backend lets us)."""
 
     def read_inline(self, done: Callable[[], bool], spin: float) -> None:
         """Read and handle the peer's bytes on the calling task until ``done()``, for at most
@@ -198,6 +201,12 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._context = contextvars.copy_context()
         self._inline_polls = -1
         self._inline_streak = 0
+        self._read_size = _RECV_SIZE
+
+    def read_size(self, size: int) -> None:
+        self._read_size = size
+        if self._fd >= 0:  # a plain asyncio socket transport: its reads take max_size bytes
+            self.transport.max_size = size  # type: ignore[union-attr]
 
     def read_inline(self, done: Callable[[], bool], spin: float) -> None:
         """A task that has sent a request and waits for the answer reads it here, without
@@ -237,7 +246,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 sel.spent = sel.polls  # this idle moment's spin is over (see SpinningSelector)
                 return
             try:
-                data = os.read(fd, _RECV_SIZE)
+                data = os.read(fd, self._read_size)
             except (BlockingIOError, InterruptedError):
                 return  # the event is another descriptor's: the loop handles it
             except OSError as exc:  # reset: as the transport's own read would report it

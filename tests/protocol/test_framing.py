@@ -78,6 +78,23 @@ def test_ticks_and_split_data():
     assert rx.next_event() == ConnectionClosed(clean=True)
 
 
+def test_wanted_is_what_the_begun_packet_lacks():
+    """What a read should at least ask for: nothing at a packet boundary, the rest of the
+    length prefix, then the rest of the packet."""
+    tx, rx = DistConnection(PLAIN), DistConnection(PLAIN)
+    packet = tx.send(c.Send(P2), b"x" * 10_000)
+    assert rx.wanted == 0
+    rx.receive_data(packet[:2])
+    assert rx.wanted == 2 and drain(rx) == []
+    rx.receive_data(packet[2:1000])
+    assert rx.wanted == len(packet) - 1000 and drain(rx) == []
+    rx.receive_data(packet[1000:] + packet[:3])  # the packet and the start of the next
+    assert drain(rx) == [Message(c.Send(P2), b"x" * 10_000)]
+    assert rx.wanted == 1
+    rx.receive_data(packet[3:])
+    assert len(drain(rx)) == 1 and rx.wanted == 0
+
+
 def test_eof_inside_a_packet():
     rx = DistConnection(PLAIN)
     rx.receive_data(b"\x00\x00\x00\x09p")

@@ -47,10 +47,12 @@ class Served:
         self.ch = ch
         self.peer = peer
         self.got = bytearray()
+        self.chunks: list[int] = []
         self.eof = False
 
     def on_data(self, data: bytes) -> None:
         self.got += data
+        self.chunks.append(len(data))
 
     def on_eof(self) -> None:
         self.eof = True
@@ -283,3 +285,17 @@ async def test_a_spin_that_ran_out_is_the_loops_spin(served: Served) -> None:
         assert sel.spent + 1 not in spins  # and its first poll after the inline spin slept
     finally:
         sel._c_wait = real
+
+
+async def test_reads_take_what_the_connection_asks_for(served: Served) -> None:
+    """read_size sets the size of the inline reads and of the transport's own."""
+    served.ch.read_size(100)
+    assert served.ch.transport.max_size == 100  # type: ignore[union-attr]
+    await settle(asyncio.get_running_loop())
+    served.peer.sendall(b"r" * 250)
+    served.ch.read_inline(served.has(250), 0.5)
+    assert served.chunks == [100, 100, 50]
+    served.ch.read_size(1 << 16)
+    served.peer.sendall(b"s" * 5000)
+    await served.until(lambda: len(served.got) == 5250)
+    assert max(served.chunks[3:]) > 100  # the loop's reads too

@@ -14,9 +14,10 @@ schedstat``) and their context switches, and for B's socket to the receiver the 
 it sent and received (``ss -ti``: data out, mostly ACKs in). Each row is one run; per 1000
 messages unless said otherwise.
 
-Why: in dist.py, (b) is the workload where pynode's ratio swings most (0.6-1.0), while the
-sender, not pynode, sets the rate (B is at a whole core in both sides' runs). The columns
-show what B's own work per message depends on.
+Why: in (b) the sender, not the receiver, sets the rate (B is at a whole core), and what B
+pays per message depends on how the receiver reads: a receiver that empties its socket at
+each read makes the kernel ACK every small segment, and B then sends each message in a
+segment of its own (see ``READ_MIN`` in pynode/runtime/connection.py).
 """
 
 from __future__ import annotations

@@ -202,10 +202,12 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._inline_polls = -1
         self._inline_streak = 0
         self._read_size = _RECV_SIZE
+        self._tcp = False  # a TCP socket (read_size applies)
 
     def read_size(self, size: int) -> None:
-        self._read_size = size
-        if self._fd >= 0:  # a plain asyncio socket transport: its reads take max_size bytes
+        # TCP only (the reason is its ACKs); a plain asyncio transport reads max_size bytes
+        if self._tcp and self._fd >= 0:
+            self._read_size = size
             self.transport.max_size = size  # type: ignore[union-attr]
 
     def read_inline(self, done: Callable[[], bool], spin: float) -> None:
@@ -267,7 +269,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self.transport = t
         t.set_write_buffer_limits(high=HIGH_WATER)
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        self._tcp = sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+        if self._tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if (
             sock is not None

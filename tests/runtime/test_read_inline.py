@@ -299,3 +299,17 @@ async def test_reads_take_what_the_connection_asks_for(served: Served) -> None:
     served.peer.sendall(b"s" * 5000)
     await served.until(lambda: len(served.got) == 5250)
     assert max(served.chunks[3:]) > 100  # the loop's reads too
+
+
+async def test_read_size_is_for_tcp_only() -> None:
+    """Over a Unix socket no ACK waits on a read: reads stay as large as asyncio's."""
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    try:
+        _, ch = await loop.create_connection(transport._ProtocolChannel, sock=a)
+        default = ch.transport.max_size  # type: ignore[union-attr]
+        ch.read_size(100)
+        assert ch.transport.max_size == default and ch._read_size == transport._RECV_SIZE  # type: ignore[union-attr]
+        ch.close()
+    finally:
+        b.close()

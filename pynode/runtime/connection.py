@@ -20,13 +20,15 @@ from ..term import Atom
 from .errors import ConnectionLost
 from .transport import HIGH_WATER, Buffer, Channel, ChannelClosed
 
-# How much a read asks for. A read that empties the socket after a small pushed segment makes
-# the kernel ACK at once (tcp_cleanup_rbuf); a sender streaming small messages then finds
-# nothing in flight at each write and sends each as a segment of its own, which costs it
-# more than the message (erl's CPU per message followed its segments: 3.6 us at 130
-# segments per 1000 messages, 6.3 us at 520). A read of about READ_MESSAGES messages leaves
-# the rest queued, the ACK waits, and the sender's next writes join one segment. A packet
-# begun is read whole, up to READ_MAX at a time.
+# How much a read asks for. A read that empties the socket after a small pushed segment lets
+# the kernel ACK at once (tcp_cleanup_rbuf); erl, streaming small messages to a receiver
+# that read all it had each time, sent each message as a segment of its own and paid more
+# for the segment than for the message (its CPU per message followed its segments: 3.6 us
+# at 130 segments per 1000 messages, 6.3 us at 520; benchmarks/recv_wire.py). Reads of
+# about READ_MESSAGES messages left bytes queued, and erl's writes joined into far fewer
+# segments. Reads do not grow when they come back full: in that very workload they did, and
+# growing them (even after 8 full reads in a row) brought the small segments back. A read
+# does ask for what a begun packet (a big message, a fragment) still lacks, on top.
 READ_MIN = 1460  # one Ethernet MSS
 READ_MESSAGES = 16
 READ_MAX = 1 << 18  # the pieces of a big message, at most as asyncio reads (256 KiB)
@@ -245,8 +247,8 @@ class Connection:
         n = self._messages_in + dist.delivered - before
         if n:
             self._message_size = len(data) // n
-        # reads of a few messages, or of what a begun packet still lacks (see READ_MIN)
-        size = max(READ_MIN, min(self._message_size * READ_MESSAGES, READ_MAX), min(dist.wanted, READ_MAX))
+        # a few messages' worth, and what a begun packet (a big message, a fragment) lacks
+        size = min(max(READ_MIN, min(self._message_size * READ_MESSAGES, READ_MAX)) + dist.wanted, READ_MAX)
         if size != self._read_size:
             self._read_size = size
             self.channel.read_size(size)

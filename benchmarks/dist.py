@@ -68,7 +68,7 @@ import anyio  # noqa: E402
 
 import pynode.term as pt  # noqa: E402
 from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
-from interop.otp import otp25  # noqa: E402
+from interop.otp import Otp, otp25  # noqa: E402
 from interop.tls_pki import erl_tls_args, make_pki  # noqa: E402
 from pynode.runtime import Mailbox, Node  # noqa: E402
 from pynode.term import Atom, Pid  # noqa: E402
@@ -219,9 +219,12 @@ def load_module(erl: ErlNode, path: str) -> None:
 
 
 @contextmanager
-def erl_nodes(count: int, prefix: str) -> Iterator[tuple[Epmd, list[ErlNode]]]:
+def erl_nodes(
+    count: int, prefix: str, extra_args: Callable[[Path, Otp], list[str]] | None = None
+) -> Iterator[tuple[Epmd, list[ErlNode]]]:
     """A private EPMD and ``count`` erl nodes (OTP 25, one cookie) with this benchmark's
-    Erlang module loaded; every one of them stopped afterwards, even on Ctrl-C."""
+    Erlang module loaded; every one of them stopped afterwards, even on Ctrl-C.
+    ``extra_args(tmp, otp)`` gives more erl arguments; ``tmp`` lives as long as the nodes."""
     otp = otp25()
     cookie = secrets.token_hex(8)
     epmd: Epmd | None = None
@@ -230,11 +233,12 @@ def erl_nodes(count: int, prefix: str) -> Iterator[tuple[Epmd, list[ErlNode]]]:
         with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
             src = os.path.join(tmp, ERL_MODULE + ".erl")
             Path(src).write_text(ERL_SOURCE)
+            erl_args = extra_args(Path(tmp), otp) if extra_args is not None else []
             with sigint_deferred():
                 epmd = Epmd(otp)
             for _ in range(count):
                 with sigint_deferred():
-                    nodes.append(ErlNode(otp, epmd, cookie=cookie))
+                    nodes.append(ErlNode(otp, epmd, cookie=cookie, args=erl_args))
                 load_module(nodes[-1], src)
             yield epmd, nodes
     finally:
@@ -814,52 +818,30 @@ def main() -> None:
             print(f"[{time.monotonic() - start:6.1f} s] {text}", file=sys.stderr, flush=True)
 
     start = time.monotonic()
-    otp = otp25()
-    cookie = secrets.token_hex(8)
-    epmd: Epmd | None = None
-    nodes: list[ErlNode] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="pynode_dist_bench") as tmp:
-            src = os.path.join(tmp, ERL_MODULE + ".erl")
-            Path(src).write_text(ERL_SOURCE)
-            erl_args: list[str] = []
-            if args.tls:
-                global TLS
-                pki = make_pki(Path(tmp) / "pki")
-                TLS = pki.config("good")
-                erl_args = erl_tls_args(otp, pki.optfile("good"))
-            with sigint_deferred():
-                epmd = Epmd(otp)
-            for _ in range(2):
-                with sigint_deferred():
-                    nodes.append(ErlNode(otp, epmd, cookie=cookie, args=erl_args))
-            a, b = nodes
-            for n in nodes:
-                load_module(n, src)
-            log(f"epmd on {epmd.port}, A={a.name}, B={b.name}, OTP {a.release}")
-            backend = "trio" if args.loop == "trio" else "asyncio"
-            options = {"use_uvloop": True} if args.loop == "uvloop" else {}
-            rows, trows = anyio.run(
-                bench_all,
-                counts,
-                args.repeat,
-                a,
-                b,
-                epmd,
-                log,
-                args.transports,
-                backend=backend,
-                backend_options=options,
-            )
-            release = a.release
-    finally:
-        for n in nodes:
-            try:
-                n.kill()
-            finally:
-                n.close()
-        if epmd is not None:
-            epmd.kill()
+
+    def tls_args(tmp: Path, otp: Otp) -> list[str]:
+        global TLS
+        pki = make_pki(tmp / "pki")
+        TLS = pki.config("good")
+        return erl_tls_args(otp, pki.optfile("good"))
+
+    with erl_nodes(2, "pynode_dist_bench", tls_args if args.tls else None) as (epmd, (a, b)):
+        log(f"epmd on {epmd.port}, A={a.name}, B={b.name}, OTP {a.release}")
+        backend = "trio" if args.loop == "trio" else "asyncio"
+        options = {"use_uvloop": True} if args.loop == "uvloop" else {}
+        rows, trows = anyio.run(
+            bench_all,
+            counts,
+            args.repeat,
+            a,
+            b,
+            epmd,
+            log,
+            args.transports,
+            backend=backend,
+            backend_options=options,
+        )
+        release = a.release
     print_table(rows, counts, args.repeat, time.monotonic() - start, release)
     if trows:
         print()

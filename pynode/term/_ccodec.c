@@ -3747,6 +3747,120 @@ init_field(PyTypeObject *t, const char *name, Field *f)
     return f->name == NULL ? -1 : 0;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Pid and Reference: hash and equality in C. They key the runtime's tables (a message to a
+ * pid, a call's ref: several lookups each), where the classes' Python __hash__ and __eq__
+ * cost a Python frame per lookup. These slots give the same values as those methods (a
+ * table filled before this module was imported still finds its keys); an instance with an
+ * empty slot, a subclass, or an operator other than == and != goes to the class's own. */
+
+#define SLOT(o, f) (*(PyObject **)((char *)(o) + (f).off))
+
+static hashfunc py_pid_hash, py_ref_hash;
+static richcmpfunc py_pid_compare, py_ref_compare;
+static PyObject *S_Pid;
+
+static Py_hash_t
+pid_hash(PyObject *self)
+{
+    PyObject *node = SLOT(self, F_pid_node), *id = SLOT(self, F_pid_id),
+             *serial = SLOT(self, F_pid_serial), *creation = SLOT(self, F_pid_creation);
+    if (Py_TYPE(self) != T_Pid || !node || !id || !serial || !creation)
+        return py_pid_hash(self);
+    /* hash(("Pid", (node, id, serial, creation))), as Pid.__hash__ */
+    PyObject *inner = PyTuple_Pack(4, node, id, serial, creation);
+    if (inner == NULL)
+        return -1;
+    PyObject *outer = PyTuple_Pack(2, S_Pid, inner);
+    Py_DECREF(inner);
+    if (outer == NULL)
+        return -1;
+    Py_hash_t h = PyObject_Hash(outer);
+    Py_DECREF(outer);
+    return h;
+}
+
+static Py_hash_t
+ref_hash(PyObject *self)
+{
+    PyObject *ids = SLOT(self, F_ref_ids);
+    if (Py_TYPE(self) != T_Ref || !ids)
+        return py_ref_hash(self);
+    return PyObject_Hash(ids);  /* as Reference.__hash__ */
+}
+
+/* 1 when every field of a equals b's, 0 when not, -1 on an error */
+static int
+fields_equal(PyObject *a, PyObject *b, const Field *const *fs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int r = PyObject_RichCompareBool(SLOT(a, *fs[i]), SLOT(b, *fs[i]), Py_EQ);
+        if (r != 1)
+            return r;
+    }
+    return 1;
+}
+
+static int
+all_set(PyObject *o, const Field *const *fs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (SLOT(o, *fs[i]) == NULL)
+            return 0;
+    return 1;
+}
+
+static PyObject *
+fast_compare(PyObject *a, PyObject *b, int op, PyTypeObject *t, const Field *const *fs, int n,
+             richcmpfunc fallback)
+{
+    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != t || Py_TYPE(b) != t || !all_set(a, fs, n) ||
+        !all_set(b, fs, n))
+        return fallback(a, b, op);
+    int r = a == b ? 1 : fields_equal(a, b, fs, n);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(op == Py_EQ ? r : !r);
+}
+
+/* in Pid.__eq__'s and Reference.__eq__'s order */
+static const Field *const pid_fields[] = {&F_pid_id, &F_pid_serial, &F_pid_node, &F_pid_creation};
+static const Field *const ref_fields[] = {&F_ref_ids, &F_ref_node, &F_ref_creation};
+
+static PyObject *
+pid_compare(PyObject *a, PyObject *b, int op)
+{
+    return fast_compare(a, b, op, T_Pid, pid_fields, 4, py_pid_compare);
+}
+
+static PyObject *
+ref_compare(PyObject *a, PyObject *b, int op)
+{
+    return fast_compare(a, b, op, T_Ref, ref_fields, 3, py_ref_compare);
+}
+
+static int
+install_fast_slots(void)
+{
+    if (S_Pid == NULL && (S_Pid = PyUnicode_InternFromString("Pid")) == NULL)
+        return -1;
+    if (T_Pid->tp_hash != pid_hash) {  /* once, even if this module is initialised again */
+        py_pid_hash = T_Pid->tp_hash;
+        py_pid_compare = T_Pid->tp_richcompare;
+        T_Pid->tp_hash = pid_hash;
+        T_Pid->tp_richcompare = pid_compare;
+        PyType_Modified(T_Pid);
+    }
+    if (T_Ref->tp_hash != ref_hash) {
+        py_ref_hash = T_Ref->tp_hash;
+        py_ref_compare = T_Ref->tp_richcompare;
+        T_Ref->tp_hash = ref_hash;
+        T_Ref->tp_richcompare = ref_compare;
+        PyType_Modified(T_Ref);
+    }
+    return 0;
+}
+
 static int
 init_spec(ArgSpec *spec)
 {
@@ -3823,6 +3937,8 @@ PyInit__ccodec(void)
         init_field(T_Export, "function", &F_ex_function) < 0 ||
         init_field(T_Export, "arity", &F_ex_arity) < 0 ||
         init_field(T_FMap, "_d", &F_fm_d) < 0 || init_field(T_FMap, "_h", &F_fm_h) < 0)
+        goto fail;
+    if (install_fast_slots() < 0)
         goto fail;
     if (init_spec(&encode_spec) < 0 || init_spec(&decode_spec) < 0 ||
         init_spec(&decode_from_spec) < 0 || init_spec(&decode_dist_packet_spec) < 0 ||

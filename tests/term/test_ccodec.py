@@ -791,3 +791,56 @@ def test_encode_dist_packet_no_leaks() -> None:
     finally:
         tracemalloc.stop()
     assert after - before < 64 * 1024, after - before
+
+
+# -- Pid and Reference: hash and equality in C ---------------------------------------------
+
+_pids = st.builds(
+    Pid,
+    st.sampled_from(["a@h", "b@h", "nonode@nohost", "ü@h"]),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+)
+_refs = st.builds(
+    Reference,
+    st.sampled_from(["a@h", "b@h"]),
+    st.integers(0, 2**32 - 1),
+    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=5),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_pids, _refs), st.one_of(_pids, _refs))
+def test_pid_and_ref_slots_agree_with_their_methods(a: Any, b: Any) -> None:
+    """The twin gives Pid and Reference C hash and ==/!= (they key the runtime's tables):
+    the values are those of the classes' Python methods, so a table filled before the twin
+    was imported still finds its keys."""
+    cls = type(a)
+    assert hash(a) == cls.__dict__["__hash__"](a)
+    assert (a == b) is (cls.__dict__["__eq__"](a, b) is True)
+    assert (a != b) is not (a == b)
+    twin = cls(*a._key())  # an equal value, another object
+    assert a == twin and not a != twin and hash(a) == hash(twin)
+    assert {a: 1}.get(twin) == 1
+
+
+def test_pid_and_ref_slots_keep_python_semantics() -> None:
+    """Other types, empty slots and other operators behave as the Python methods do."""
+    p, r = Pid("a@h", 1, 2, 3), Reference("a@h", 3, (1, 2, 3))
+    assert p != (Atom("a@h"), 1, 2, 3) and not p == 1 and p != r and r != p
+    assert r != (1, 2, 3) and not r == (1, 2, 3)
+    assert Pid("a@h", 1, 2, 3) != Pid("b@h", 1, 2, 3) and Pid("a@h", 1, 2, 3) != Pid("a@h", 1, 2, 4)
+    assert Reference("a@h", 3, (1,)) != Reference("a@h", 3, (1, 0))
+    assert Reference("a@h", 3, (1,)) != Reference("a@h", 4, (1,))
+    with pytest.raises(TypeError):
+        p < p  # noqa: B015 - no order, as in Python
+    with pytest.raises(TypeError):
+        r >= r  # noqa: B015
+    empty = object.__new__(Pid)  # no slot set: the Python method's error
+    with pytest.raises(AttributeError):
+        hash(empty)
+    with pytest.raises(AttributeError):
+        empty == p  # noqa: B015
+    assert p == C.decode(C.encode(p)) and r == C.decode(C.encode(r))
+    assert hash(C.decode(C.encode(r))) == hash(r)

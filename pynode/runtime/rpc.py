@@ -150,7 +150,7 @@ async def _erpc_call(
             spin = node.busy_wait if timeout is None else min(node.busy_wait, timeout)
             conn.channel.read_inline(waiter.done, spin)
         try:
-            msg = await box.answer(req, waiter, timeout)
+            msg = box.answered(req, waiter) if waiter.done() else await box.answer(req, waiter, timeout)
         except TimeoutError:
             await erpc_give_up(node, box, req)
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None

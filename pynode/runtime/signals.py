@@ -68,6 +68,8 @@ class Later:
 
 SpawnNow = Callable[..., Any]
 
+_SPAWN_REQUEST = C.SpawnRequest.OP
+
 
 class _SpawnWait:
     __slots__ = ("mailbox", "node", "done", "result", "flags")
@@ -431,8 +433,9 @@ class Signals:
         if wait is not None:
             self._spawn_waits[req] = wait
         try:
+            # SpawnRequest's control tuple, built here: erpc:call's path, one object fewer
             (send or conn.send_nowait)(
-                C.SpawnRequest(req, mb.pid, gl, Atom(module), Atom(function), len(args), opts),
+                (_SPAWN_REQUEST, req, mb.pid, gl, (Atom(module), Atom(function), len(args)), opts),
                 list(args),
             )
         except BaseException:

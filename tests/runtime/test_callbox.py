@@ -256,3 +256,20 @@ async def test_a_call_over_a_connection_that_is_closing_fails_as_noconnection() 
             await a.rpc(b.name, "py", "after", [1, 0], timeout=10)
         box = a.call_box()
         assert not box._calls and not box.monitors and not a.signals._spawn_waits
+
+
+async def test_an_answer_already_in_is_taken_without_waiting(anyio_backend: str) -> None:
+    """answered() is answer() for a waiter that is done (the answer read on the caller's
+    task): the message, or the failure the waiter holds; the call is forgotten either way."""
+    async with two_nodes() as (a, b):
+        box = a.call_box()
+        ref, other = a.make_ref(), a.make_ref()
+        down = (Atom("DOWN"), ref, Atom("process"), b.mailbox().pid, Atom("normal"))
+        waiter = box.expect(ref)
+        box._deliver(down)
+        assert waiter.done() and box.answered(ref, waiter) == down and ref not in box._calls
+        waiter = box.expect(other)
+        box._closed_by_node(Atom("shutdown"))
+        with pytest.raises(MailboxClosed):
+            box.answered(other, waiter)
+        assert not box._calls

@@ -292,6 +292,15 @@ def _make_builder(
     return env["build"]  # type: ignore[no-any-return]
 
 
+def _make_to_term(op: int, layout: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """Generate ``to_term(self)`` spelling out the tuple: the generic one's list and getattr
+    calls cost each message sent (a spawn reply, an exit) more than the encoding."""
+    fields = "".join(f", self.{name}" for name in layout) or ","
+    env: dict[str, Any] = {}
+    exec(f"def to_term(self):\n    return ({op}{fields})", env)  # names are the class's slots
+    return env["to_term"]  # type: ignore[no-any-return]
+
+
 def _slot_setters(cls: type[Any]) -> list[Callable[[Any, Any], None]] | None:
     """The ``__set__`` of each field's slot, in field order, when constructing ``cls`` is
     nothing more than setting them (else None: the builder calls the class)."""
@@ -320,6 +329,8 @@ def _op(
         if len(cls.LAYOUT) != len(checks) or sorted(cls.LAYOUT) != sorted(names):
             raise TypeError(f"bad layout for {cls.__name__}")  # pragma: no cover
         cls._ORDER = tuple(cls.LAYOUT.index(n) for n in names)
+        if "to_term" not in cls.__dict__:
+            cls.to_term = _make_to_term(cls.OP, cls.LAYOUT)
         _BY_OP[int(op)] = cls
         return cls
 

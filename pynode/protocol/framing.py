@@ -263,6 +263,8 @@ class DistConnection:
         """
         if self._error is not None:
             raise self._error
+        if not self._buf and not self._eof:  # all read: what a read's last call finds
+            return NEED_DATA
         # Hot path: one codec call decodes the whole packets buffered (112 or 131 68: atom
         # cache header, control message and payload) and hands each plain send to the
         # deliver hook, up to the first packet it does not deliver: that one is an event

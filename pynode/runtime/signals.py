@@ -466,25 +466,26 @@ class Signals:
 
     def dispatch(self, conn: Connection, msg: Message) -> None:
         ctl: Any = msg.control
-        t = type(ctl)
-        if t is C.Send or t is C.SendSender or t is C.SendTT or t is C.SendSenderTT:
-            mb = self.procs.local(ctl.to_pid)
-            if mb is not None:
-                mb._deliver(msg.payload)
-        elif t is C.RegSend or t is C.RegSendTT:
-            mb = self.procs.names.get(ctl.to_name)  # an Atom already: no whereis()
-            if mb is not None:
-                mb._deliver(msg.payload)
-            else:
-                handler = self.reg_send_handlers.get(ctl.to_name)
-                if handler is not None:
-                    handler(conn, ctl.from_pid, msg.payload)
+        handler = _HANDLERS.get(type(ctl))
+        if handler is None:
+            log.debug("ignored %r from %s", ctl, conn.peer)
         else:
-            handler2 = _HANDLERS.get(t)
-            if handler2 is None:
-                log.debug("ignored %r from %s", ctl, conn.peer)
-            else:
-                handler2(self, conn, ctl, msg.payload)
+            handler(self, conn, ctl, msg.payload)
+
+    # plain sends the framing did not deliver itself (see deliver_send)
+    def _on_send(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        mb = self.procs.local(ctl.to_pid)
+        if mb is not None:
+            mb._deliver(payload)
+
+    def _on_reg_send(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        mb = self.procs.names.get(ctl.to_name)  # an Atom already: no whereis()
+        if mb is not None:
+            mb._deliver(payload)
+        else:
+            handler = self.reg_send_handlers.get(ctl.to_name)
+            if handler is not None:
+                handler(conn, ctl.from_pid, payload)
 
     def _on_link(self, conn: Connection, ctl: Any, payload: Any) -> None:
         mb = self.procs.local(ctl.to_pid)
@@ -699,6 +700,12 @@ def python_error_reason(exc: BaseException) -> Any:
 
 
 _HANDLERS: dict[type, Callable[[Any, Connection, Any, Any], None]] = {
+    C.Send: Signals._on_send,
+    C.SendSender: Signals._on_send,
+    C.SendTT: Signals._on_send,
+    C.SendSenderTT: Signals._on_send,
+    C.RegSend: Signals._on_reg_send,
+    C.RegSendTT: Signals._on_reg_send,
     C.Link: Signals._on_link,
     C.UnlinkId: Signals._on_unlink_id,
     C.UnlinkIdAck: Signals._on_unlink_id_ack,

@@ -139,6 +139,7 @@ class Connection:
         self.connected_at = time.time()
         self._messages_in = 0  # dispatched; those framing delivered itself are dist.delivered
         self._message_size = 0  # bytes per message in the last read that completed any
+        self._read_base = READ_MIN  # a few of those messages' worth, within the limits
         self._read_size = -1  # what the channel was last asked to read at a time
         self.messages_out = 0
         self.bytes_in = 0
@@ -246,9 +247,13 @@ class Connection:
         self._writes_seen = self.channel.writes
         n = self._messages_in + dist.delivered - before
         if n:
-            self._message_size = len(data) // n
+            per = len(data) // n
+            if per != self._message_size:
+                self._message_size = per
+                self._read_base = max(READ_MIN, min(per * READ_MESSAGES, READ_MAX))
         # a few messages' worth, and what a begun packet (a big message, a fragment) lacks
-        size = min(max(READ_MIN, min(self._message_size * READ_MESSAGES, READ_MAX)) + dist.wanted, READ_MAX)
+        wanted = dist.wanted
+        size = min(self._read_base + wanted, READ_MAX) if wanted else self._read_base
         if size != self._read_size:
             self._read_size = size
             self.channel.read_size(size)

@@ -68,7 +68,11 @@ class Later:
 
 SpawnNow = Callable[..., Any]
 
+# control tuples the hot paths build themselves (the classes' to_term gives the same)
 _SPAWN_REQUEST = C.SpawnRequest.OP
+_SPAWN_REPLY = C.SpawnReply.OP
+_MONITOR_P_EXIT = C.MonitorPExit.OP
+_PAYLOAD_MONITOR_P_EXIT = C.PayloadMonitorPExit.OP
 
 
 class _SpawnWait:
@@ -192,9 +196,11 @@ class Signals:
             self._down_over(conn, watcher, ref, proc, _no_form(err))
 
     def _down_over(self, conn: Connection, watcher: Pid, ref: Reference, proc: Any, reason: Any) -> EncodeError | None:
+        # the control tuples of PayloadMonitorPExit and MonitorPExit (each erpc call served
+        # ends here: no objects)
         if conn.payload_exits:
-            return self._signal(conn, C.PayloadMonitorPExit(proc, watcher, ref), reason)
-        return self._signal(conn, C.MonitorPExit(proc, watcher, ref, reason))
+            return self._signal(conn, (_PAYLOAD_MONITOR_P_EXIT, proc, watcher, ref), reason)
+        return self._signal(conn, (_MONITOR_P_EXIT, proc, watcher, ref, reason))
 
     # -- the local side of exit signals -----------------------------------------------------
     def _exit_signal(self, mb: Mailbox, from_pid: Pid, reason: Any, *, link: bool) -> None:
@@ -585,7 +591,7 @@ class Signals:
         flags = (C.SPAWN_REPLY_FLAG_LINK if link else 0) | (C.SPAWN_REPLY_FLAG_MONITOR if monitor else 0)
         pid = self.procs.new_pid()
         if reply in (_YES, _SUCCESS_ONLY):
-            conn.send_nowait(C.SpawnReply(ctl.req_id, ctl.from_pid, flags, pid))
+            conn.send_nowait((_SPAWN_REPLY, ctl.req_id, ctl.from_pid, flags, pid))  # SpawnReply's
         served = self._spawn_handlers.get((ctl.module, ctl.function))
         if served is None or len(args) != ctl.arity:
             # what erl does: the process starts and dies with undef

@@ -155,6 +155,8 @@ def main() -> None:
     ap.add_argument("--against", metavar="TREE", help="another pynode tree, timed in alternation")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     opts = ap.parse_args()
+    if opts.calls < 10:
+        ap.error("--calls: at least 10 (ten timed blocks)")
     if opts.child:
         tree, name, cookie, port = opts.child
         print(json.dumps(child(tree, name, cookie, int(port), opts.calls)))

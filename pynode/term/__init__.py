@@ -66,6 +66,8 @@ def _pick() -> tuple[str, ModuleType]:
             pass
         else:
             if hasattr(_ccodec, "ATOM_CACHE_SIZE"):  # else built from older sources: not used
+                # Pid and Reference key the runtime's tables: their hash and == in C too
+                getattr(_ccodec, "type_slots", bool)(True)
                 return "c", _ccodec  # type: ignore[return-value]
     from . import _codec_py
 

@@ -3681,7 +3681,12 @@ PyDoc_STRVAR(encode_dist_packet_doc,
 "[Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``\n"
 "with ``pass_through``; no payload when ``payload`` is ``missing``.");
 
+static PyObject *py_type_slots(PyObject *self, PyObject *arg);
+
 static PyMethodDef methods[] = {
+    {"type_slots", py_type_slots, METH_O,
+     "type_slots(on) -> bool: C hash and ==/!= on Pid and Reference (same values as their "
+     "methods) or not; whether they were on."},
     {"encode", (PyCFunction)(void (*)(void))py_encode, METH_FASTCALL | METH_KEYWORDS,
      encode_doc},
     {"decode", (PyCFunction)(void (*)(void))py_decode, METH_FASTCALL | METH_KEYWORDS,
@@ -3789,12 +3794,24 @@ ref_hash(PyObject *self)
     return PyObject_Hash(ids);  /* as Reference.__hash__ */
 }
 
-/* 1 when every field of a equals b's, 0 when not, -1 on an error */
+/* 1 when every field of a equals b's (== then truth, as the Python methods do: no identity
+ * shortcut), 0 when not, -1 on an error, -2 when a field's __eq__ emptied a slot */
 static int
 fields_equal(PyObject *a, PyObject *b, const Field *const *fs, int n)
 {
     for (int i = 0; i < n; i++) {
-        int r = PyObject_RichCompareBool(SLOT(a, *fs[i]), SLOT(b, *fs[i]), Py_EQ);
+        PyObject *x = SLOT(a, *fs[i]), *y = SLOT(b, *fs[i]);
+        if (x == NULL || y == NULL)
+            return -2;
+        Py_INCREF(x);
+        Py_INCREF(y);
+        PyObject *res = PyObject_RichCompare(x, y, Py_EQ);
+        Py_DECREF(x);
+        Py_DECREF(y);
+        if (res == NULL)
+            return -1;
+        int r = res == Py_True ? 1 : res == Py_False ? 0 : PyObject_IsTrue(res);
+        Py_DECREF(res);
         if (r != 1)
             return r;
     }
@@ -3817,7 +3834,9 @@ fast_compare(PyObject *a, PyObject *b, int op, PyTypeObject *t, const Field *con
     if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != t || Py_TYPE(b) != t || !all_set(a, fs, n) ||
         !all_set(b, fs, n))
         return fallback(a, b, op);
-    int r = a == b ? 1 : fields_equal(a, b, fs, n);
+    int r = fields_equal(a, b, fs, n);
+    if (r == -2)
+        return fallback(a, b, op);
     if (r < 0)
         return NULL;
     return PyBool_FromLong(op == Py_EQ ? r : !r);
@@ -3839,26 +3858,49 @@ ref_compare(PyObject *a, PyObject *b, int op)
     return fast_compare(a, b, op, T_Ref, ref_fields, 3, py_ref_compare);
 }
 
-static int
-install_fast_slots(void)
+/* Put the C slots on Pid and Reference (on: true) or give the classes their own back;
+ * returns whether they were on. Only ours are replaced: a method assigned to the class in
+ * Python meanwhile stays. pynode.term turns them on when it picks this codec. */
+static PyObject *
+py_type_slots(PyObject *self, PyObject *arg)
 {
-    if (S_Pid == NULL && (S_Pid = PyUnicode_InternFromString("Pid")) == NULL)
-        return -1;
-    if (T_Pid->tp_hash != pid_hash) {  /* once, even if this module is initialised again */
-        py_pid_hash = T_Pid->tp_hash;
-        py_pid_compare = T_Pid->tp_richcompare;
-        T_Pid->tp_hash = pid_hash;
-        T_Pid->tp_richcompare = pid_compare;
-        PyType_Modified(T_Pid);
+    (void)self;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    int was = T_Pid->tp_hash == pid_hash && T_Ref->tp_hash == ref_hash;
+    if (on) {
+        if (S_Pid == NULL && (S_Pid = PyUnicode_InternFromString("Pid")) == NULL)
+            return NULL;
+        if (T_Pid->tp_hash != pid_hash) {
+            py_pid_hash = T_Pid->tp_hash;
+            py_pid_compare = T_Pid->tp_richcompare;
+            T_Pid->tp_hash = pid_hash;
+            T_Pid->tp_richcompare = pid_compare;
+            PyType_Modified(T_Pid);
+        }
+        if (T_Ref->tp_hash != ref_hash) {
+            py_ref_hash = T_Ref->tp_hash;
+            py_ref_compare = T_Ref->tp_richcompare;
+            T_Ref->tp_hash = ref_hash;
+            T_Ref->tp_richcompare = ref_compare;
+            PyType_Modified(T_Ref);
+        }
+    } else {
+        if (T_Pid->tp_hash == pid_hash) {
+            T_Pid->tp_hash = py_pid_hash;
+            if (T_Pid->tp_richcompare == pid_compare)
+                T_Pid->tp_richcompare = py_pid_compare;
+            PyType_Modified(T_Pid);
+        }
+        if (T_Ref->tp_hash == ref_hash) {
+            T_Ref->tp_hash = py_ref_hash;
+            if (T_Ref->tp_richcompare == ref_compare)
+                T_Ref->tp_richcompare = py_ref_compare;
+            PyType_Modified(T_Ref);
+        }
     }
-    if (T_Ref->tp_hash != ref_hash) {
-        py_ref_hash = T_Ref->tp_hash;
-        py_ref_compare = T_Ref->tp_richcompare;
-        T_Ref->tp_hash = ref_hash;
-        T_Ref->tp_richcompare = ref_compare;
-        PyType_Modified(T_Ref);
-    }
-    return 0;
+    return PyBool_FromLong(was);
 }
 
 static int
@@ -3937,8 +3979,6 @@ PyInit__ccodec(void)
         init_field(T_Export, "function", &F_ex_function) < 0 ||
         init_field(T_Export, "arity", &F_ex_arity) < 0 ||
         init_field(T_FMap, "_d", &F_fm_d) < 0 || init_field(T_FMap, "_h", &F_fm_h) < 0)
-        goto fail;
-    if (install_fast_slots() < 0)
         goto fail;
     if (init_spec(&encode_spec) < 0 || init_spec(&decode_spec) < 0 ||
         init_spec(&decode_from_spec) < 0 || init_spec(&decode_dist_packet_spec) < 0 ||

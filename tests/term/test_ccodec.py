@@ -84,10 +84,10 @@ def _same_decode(data: bytes, *, values: bool = True, **kwargs: Any) -> None:
 # -- the module --------------------------------------------------------------------------------
 
 
-def _fresh_python(code: str) -> str:
+def _fresh_python(code: str, **extra_env: str) -> str:
     """What ``code`` prints in a new interpreter, where nothing is imported yet (and the C
-    twin is not turned off)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYNODE_PURE_PYTHON"}
+    twin is not turned off, unless ``extra_env`` says so)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYNODE_PURE_PYTHON"} | extra_env
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -810,12 +810,34 @@ _refs = st.builds(
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@pytest.fixture
+def type_slots() -> Any:
+    """The twin's C hash and ==/!= on Pid and Reference, for one test (the pure-Python run
+    keeps the classes' own methods elsewhere)."""
+    was = C.type_slots(True)
+    yield
+    C.type_slots(was)
+
+
+def test_type_slots_follow_the_codec_picked() -> None:
+    """Only a process that picked the twin has them; turning them off gives the methods back."""
+    code = (
+        "import pynode.term as t\n"
+        "from pynode.term import Pid\n"
+        "on = t.IMPLEMENTATIONS['c'].type_slots(True)\n"
+        "off = t.IMPLEMENTATIONS['c'].type_slots(False)\n"
+        "print(t.implementation, on, off, t.IMPLEMENTATIONS['c'].type_slots(False))\n"
+    )
+    assert _fresh_python(code).split() == ["c", "True", "True", "False"]
+    assert _fresh_python(code, PYNODE_PURE_PYTHON="1").split() == ["python", "False", "True", "False"]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.one_of(_pids, _refs), st.one_of(_pids, _refs))
-def test_pid_and_ref_slots_agree_with_their_methods(a: Any, b: Any) -> None:
+def test_pid_and_ref_slots_agree_with_their_methods(type_slots: None, a: Any, b: Any) -> None:
     """The twin gives Pid and Reference C hash and ==/!= (they key the runtime's tables):
     the values are those of the classes' Python methods, so a table filled before the twin
-    was imported still finds its keys."""
+    was picked still finds its keys."""
     cls = type(a)
     assert hash(a) == cls.__dict__["__hash__"](a)
     assert (a == b) is (cls.__dict__["__eq__"](a, b) is True)
@@ -825,8 +847,9 @@ def test_pid_and_ref_slots_agree_with_their_methods(a: Any, b: Any) -> None:
     assert {a: 1}.get(twin) == 1
 
 
-def test_pid_and_ref_slots_keep_python_semantics() -> None:
-    """Other types, empty slots and other operators behave as the Python methods do."""
+def test_pid_and_ref_slots_keep_python_semantics(type_slots: None) -> None:
+    """Other types, empty slots, NaN fields and other operators behave as the Python
+    methods do."""
     p, r = Pid("a@h", 1, 2, 3), Reference("a@h", 3, (1, 2, 3))
     assert p != (Atom("a@h"), 1, 2, 3) and not p == 1 and p != r and r != p
     assert r != (1, 2, 3) and not r == (1, 2, 3)
@@ -842,5 +865,7 @@ def test_pid_and_ref_slots_keep_python_semantics() -> None:
         hash(empty)
     with pytest.raises(AttributeError):
         empty == p  # noqa: B015
+    nan = Pid("a@h", float("nan"), 2, 3)  # type: ignore[arg-type]  # == without identity
+    assert nan != nan and Pid.__dict__["__eq__"](nan, nan) is False
     assert p == C.decode(C.encode(p)) and r == C.decode(C.encode(r))
     assert hash(C.decode(C.encode(r))) == hash(r)

@@ -3858,9 +3858,28 @@ ref_compare(PyObject *a, PyObject *b, int op)
     return fast_compare(a, b, op, T_Ref, ref_fields, 3, py_ref_compare);
 }
 
+/* Put our slots on t (saving its own), or give its own back; only ours are replaced */
+static void
+swap_slots(PyTypeObject *t, int on, hashfunc hash, richcmpfunc compare, hashfunc *saved_hash,
+           richcmpfunc *saved_compare)
+{
+    if (on && t->tp_hash != hash) {
+        *saved_hash = t->tp_hash;
+        *saved_compare = t->tp_richcompare;
+        t->tp_hash = hash;
+        t->tp_richcompare = compare;
+        PyType_Modified(t);
+    } else if (!on && t->tp_hash == hash) {
+        t->tp_hash = *saved_hash;
+        if (t->tp_richcompare == compare)
+            t->tp_richcompare = *saved_compare;
+        PyType_Modified(t);
+    }
+}
+
 /* Put the C slots on Pid and Reference (on: true) or give the classes their own back;
- * returns whether they were on. Only ours are replaced: a method assigned to the class in
- * Python meanwhile stays. pynode.term turns them on when it picks this codec. */
+ * returns whether they were on. A method assigned to a class in Python meanwhile stays.
+ * pynode.term turns them on when it picks this codec. */
 static PyObject *
 py_type_slots(PyObject *self, PyObject *arg)
 {
@@ -3869,37 +3888,10 @@ py_type_slots(PyObject *self, PyObject *arg)
     if (on < 0)
         return NULL;
     int was = T_Pid->tp_hash == pid_hash && T_Ref->tp_hash == ref_hash;
-    if (on) {
-        if (S_Pid == NULL && (S_Pid = PyUnicode_InternFromString("Pid")) == NULL)
-            return NULL;
-        if (T_Pid->tp_hash != pid_hash) {
-            py_pid_hash = T_Pid->tp_hash;
-            py_pid_compare = T_Pid->tp_richcompare;
-            T_Pid->tp_hash = pid_hash;
-            T_Pid->tp_richcompare = pid_compare;
-            PyType_Modified(T_Pid);
-        }
-        if (T_Ref->tp_hash != ref_hash) {
-            py_ref_hash = T_Ref->tp_hash;
-            py_ref_compare = T_Ref->tp_richcompare;
-            T_Ref->tp_hash = ref_hash;
-            T_Ref->tp_richcompare = ref_compare;
-            PyType_Modified(T_Ref);
-        }
-    } else {
-        if (T_Pid->tp_hash == pid_hash) {
-            T_Pid->tp_hash = py_pid_hash;
-            if (T_Pid->tp_richcompare == pid_compare)
-                T_Pid->tp_richcompare = py_pid_compare;
-            PyType_Modified(T_Pid);
-        }
-        if (T_Ref->tp_hash == ref_hash) {
-            T_Ref->tp_hash = py_ref_hash;
-            if (T_Ref->tp_richcompare == ref_compare)
-                T_Ref->tp_richcompare = py_ref_compare;
-            PyType_Modified(T_Ref);
-        }
-    }
+    if (on && S_Pid == NULL && (S_Pid = PyUnicode_InternFromString("Pid")) == NULL)
+        return NULL;
+    swap_slots(T_Pid, on, pid_hash, pid_compare, &py_pid_hash, &py_pid_compare);
+    swap_slots(T_Ref, on, ref_hash, ref_compare, &py_ref_hash, &py_ref_compare);
     return PyBool_FromLong(was);
 }
 

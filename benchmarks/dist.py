@@ -65,6 +65,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anyio  # noqa: E402
+from hostload import load  # noqa: E402
 
 import pynode.term as pt  # noqa: E402
 from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
@@ -516,7 +517,7 @@ def print_table(rows: list[Row], counts: Counts, repeat: int, elapsed: float, re
         f"distribution over {'TLS 1.2 (inet_tls)' if TLS is not None else 'TCP'}; counts: "
         f"{counts.small:,} small msgs, {counts.echo:,} round trips (+{counts.echo_warm} warm), "
         f"{counts.big} x {counts.big_size // MIB} MiB; throughput = median of {repeat} run(s); "
-        f"load average {os.getloadavg()[0]:.1f}; "
+        f"{load()}; "
         f"total {elapsed:.0f} s. "
         "Ratio = pynode/erl (throughput: <1 is slower; latency: >1 is slower)."
     )

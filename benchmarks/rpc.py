@@ -28,6 +28,8 @@ import anyio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hostload import load  # noqa: E402
+
 from interop.erlnode import Epmd, ErlNode  # noqa: E402
 from interop.otp import otp25  # noqa: E402
 from pynode.blocking import BlockingNode  # noqa: E402
@@ -92,10 +94,6 @@ def cold(cmds: dict[str, list[str]], env: dict[str, str], runs: int) -> dict[str
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def load() -> str:
-    """The load averages, as uptime prints them."""
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def main() -> None:

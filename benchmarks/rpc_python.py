@@ -191,7 +191,8 @@ def main() -> None:
             erl.kill()
             erl.close()
         epmd.kill()
-    one, five, fifteen = os.getloadavg()
+    from hostload import load
+
     cols = list(trees)
     print(f"{'us per call (best of 10 blocks x ' + str(opts.rounds) + ' children)':<52} | "
           + " | ".join(f"{c:>10}" for c in cols) + (" |  ratio" if len(cols) == 2 else ""))
@@ -201,7 +202,7 @@ def main() -> None:
         vals = [best[c][key] for c in cols]
         ratio = f" | {vals[0] / vals[1]:6.2f}" if len(vals) == 2 else ""
         print(f"{what:<52} | " + " | ".join(f"{v:>10.2f}" for v in vals) + ratio)
-    print(f"({os.cpu_count()} cores; load average {one:.2f}, {five:.2f}, {fifteen:.2f}; "
+    print(f"({os.cpu_count()} cores; {load()}; "
           f"codec {'pure Python' if os.environ.get('PYNODE_PURE_PYTHON') not in (None, '', '0') else 'default'})")
 
 

@@ -67,7 +67,9 @@ def _pick() -> tuple[str, ModuleType]:
         else:
             if hasattr(_ccodec, "ATOM_CACHE_SIZE"):  # else built from older sources: not used
                 # Pid and Reference key the runtime's tables: their hash and == in C too
-                getattr(_ccodec, "type_slots", bool)(True)
+                type_slots = getattr(_ccodec, "type_slots", None)
+                if type_slots is not None:
+                    type_slots(True)
                 return "c", _ccodec  # type: ignore[return-value]
     from . import _codec_py
 

@@ -3756,8 +3756,8 @@ init_field(PyTypeObject *t, const char *name, Field *f)
 /* Pid and Reference: hash and equality in C. They key the runtime's tables (a message to a
  * pid, a call's ref: several lookups each), where the classes' Python __hash__ and __eq__
  * cost a Python frame per lookup. These slots give the same values as those methods (a
- * table filled before this module was imported still finds its keys); an instance with an
- * empty slot, a subclass, or an operator other than == and != goes to the class's own. */
+ * table filled before they were put on still finds its keys); an instance with an empty
+ * slot, a subclass, or an operator other than == and != goes to the class's own. */
 
 #define SLOT(o, f) (*(PyObject **)((char *)(o) + (f).off))
 
@@ -3768,9 +3768,11 @@ static PyObject *S_Pid;
 static Py_hash_t
 pid_hash(PyObject *self)
 {
+    if (Py_TYPE(self) != T_Pid)
+        return py_pid_hash(self);
     PyObject *node = SLOT(self, F_pid_node), *id = SLOT(self, F_pid_id),
              *serial = SLOT(self, F_pid_serial), *creation = SLOT(self, F_pid_creation);
-    if (Py_TYPE(self) != T_Pid || !node || !id || !serial || !creation)
+    if (!node || !id || !serial || !creation)
         return py_pid_hash(self);
     /* hash(("Pid", (node, id, serial, creation))), as Pid.__hash__ */
     PyObject *inner = PyTuple_Pack(4, node, id, serial, creation);
@@ -3788,8 +3790,8 @@ pid_hash(PyObject *self)
 static Py_hash_t
 ref_hash(PyObject *self)
 {
-    PyObject *ids = SLOT(self, F_ref_ids);
-    if (Py_TYPE(self) != T_Ref || !ids)
+    PyObject *ids = Py_TYPE(self) == T_Ref ? SLOT(self, F_ref_ids) : NULL;
+    if (ids == NULL)
         return py_ref_hash(self);
     return PyObject_Hash(ids);  /* as Reference.__hash__ */
 }

@@ -216,7 +216,12 @@ class DistConnection:
         """Plain sends (SEND, SEND_SENDER, REG_SEND) go to ``deliver(to, payload)`` instead of
         becoming Message events, when it returns True (it took the payload). A message is
         the hot path; this spares it the control object and the event."""
-        self.delivered = 0  # how many messages went to ``deliver``
+        self.deliver_signal: Callable[[tuple[Any, ...], Any], bool] | None = None
+        """Any other packet's control tuple and payload go to ``deliver_signal(control,
+        payload)`` first; True means it took them (a well-formed signal it handled), False
+        makes them a Message event as before. An rpc's answer (SPAWN_REPLY, MONITOR_P_EXIT)
+        is a round trip's hot path; this spares it the control object and the event."""
+        self.delivered = 0  # how many messages went to ``deliver`` or ``deliver_signal``
         # next() on a count is atomic in CPython: the blocking API encodes on the caller's
         # thread while the event loop encodes too
         self._seqs = itertools.count(1)
@@ -263,35 +268,48 @@ class DistConnection:
         """
         if self._error is not None:
             raise self._error
-        if not self._buf and not self._eof:  # all read: what a read's last call finds
-            return NEED_DATA
         # Hot path: one codec call decodes the whole packets buffered (112 or 131 68: atom
         # cache header, control message and payload) and hands each plain send to the
-        # deliver hook, up to the first packet it does not deliver: that one is an event
-        try:
-            pos, n, control, payload = decode_dist_sends(
-                self._buf, self._entries, NO_PAYLOAD, self._pos, self.max_packet,
-                self.deliver or _decline,
-            )
-        except BaseException as exc:
-            # what was delivered before the failure stays delivered (never twice)
-            at = getattr(exc, "dist_pos", None)
-            if at is not None:
-                self.delivered += exc.dist_delivered  # type: ignore[attr-defined]
-                if at != self._pos:
-                    self._advance(at)
-            if isinstance(exc, DecodeError):
-                self._error = ProtocolError(f"undecodable distribution message: {exc}")
-                raise self._error from exc
-            if isinstance(exc, ProtocolError):  # from the hook: the connection is unusable
+        # deliver hook, up to the first packet it does not deliver: that one goes to the
+        # deliver_signal hook, or is an event
+        signal = self.deliver_signal
+        while True:
+            if not self._buf and not self._eof:  # all read: what a read's last call finds
+                return NEED_DATA
+            try:
+                pos, n, control, payload = decode_dist_sends(
+                    self._buf, self._entries, NO_PAYLOAD, self._pos, self.max_packet,
+                    self.deliver or _decline,
+                )
+            except BaseException as exc:
+                # what was delivered before the failure stays delivered (never twice)
+                at = getattr(exc, "dist_pos", None)
+                if at is not None:
+                    self.delivered += exc.dist_delivered  # type: ignore[attr-defined]
+                    if at != self._pos:
+                        self._advance(at)
+                if isinstance(exc, DecodeError):
+                    self._error = ProtocolError(f"undecodable distribution message: {exc}")
+                    raise self._error from exc
+                if isinstance(exc, ProtocolError):  # from the hook: the connection is unusable
+                    self._error = exc
+                raise
+            if n:
+                self.delivered += n
+            if pos != self._pos:
+                self._advance(pos)
+            if control is NO_PAYLOAD:
+                break
+            if signal is None:
+                return self._event(control, payload)
+            try:  # the packet is consumed: whatever the hook does, it is not seen twice
+                took = signal(control, payload)
+            except ProtocolError as exc:  # as from the deliver hook: the connection is unusable
                 self._error = exc
-            raise
-        if n:
-            self.delivered += n
-        if pos != self._pos:
-            self._advance(pos)
-        if control is not NO_PAYLOAD:
-            return self._event(control, payload)
+                raise
+            if not took:
+                return self._event(control, payload)
+            self.delivered += 1
         try:
             return self._next_event()
         except ProtocolError as exc:

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -108,6 +109,7 @@ class Connection:
         on_down: Callable[[Connection, Any], None],
         fragment_size: int = 64 * 1024,
         deliver: Callable[[Any, Any], bool] | None = None,
+        deliver_signal: Callable[[Connection, tuple[Any, ...], Any], bool] | None = None,
     ) -> None:
         self.peer = peer
         self.channel = channel
@@ -117,6 +119,8 @@ class Connection:
             flags, max_packet=max_packet, max_message=max_message, fragment_size=fragment_size
         )
         self.dist.deliver = deliver  # plain sends skip the Message and dispatch()
+        if deliver_signal is not None:  # and so may an rpc's signals
+            self.dist.deliver_signal = partial(deliver_signal, self)
         self._initial = initial_data
         self.net_ticktime = net_ticktime
         self.tick_intensity = tick_intensity

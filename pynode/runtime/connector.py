@@ -59,6 +59,7 @@ class ConnectorHost(Protocol):
     policy: TransportPolicy
     dispatch: Callable[[Connection, Message], None]
     deliver: Callable[[Any, Any], bool]
+    deliver_signal: Callable[[Connection, tuple[Any, ...], Any], bool]
     tls_client: ssl.SSLContext | None
     """TLS distribution: the context for dialling (None: plain TCP)."""
 
@@ -354,6 +355,7 @@ class Connector:
             dispatch=node.dispatch,
             on_down=self._down,
             deliver=node.deliver,
+            deliver_signal=node.deliver_signal,
         )
         old = self.connections.get(peer)
         if old is not None:

@@ -181,6 +181,7 @@ class Node:
         self.signals = Signals(self)
         self.dispatch: Callable[[Connection, Message], None] = self.signals.dispatch  # no extra call
         self.deliver: Callable[[Any, Any], bool] = self.signals.deliver_send
+        self.deliver_signal: Callable[[Connection, tuple[Any, ...], Any], bool] = self.signals.deliver_signal
         self.connector = Connector(self)
         """Every connection of this node, and how they are set up."""
         self.rpc_server = RpcServer(self)

@@ -548,40 +548,101 @@ class Signals:
             mb.monitored_by.pop(ctl.ref, None)
 
     def _on_monitor_exit(self, conn: Connection, ctl: Any, payload: Any) -> None:
-        reason = payload if type(ctl) is C.PayloadMonitorPExit else ctl.reason
-        mb = self.procs.local(ctl.to_pid)
+        self._monitor_exit(ctl.to_pid, ctl.ref, payload if type(ctl) is C.PayloadMonitorPExit else ctl.reason)
+
+    def _monitor_exit(self, to_pid: Pid, ref: Reference, reason: Any) -> None:
+        mb = self.procs.local(to_pid)
         if mb is not None:
-            target = mb.monitors.pop(ctl.ref, None)
+            target = mb.monitors.pop(ref, None)
             if target is not None:
-                mb._deliver((DOWN, ctl.ref, PROCESS, target, reason))
+                mb._deliver((DOWN, ref, PROCESS, target, reason))
 
     def _on_spawn_reply(self, conn: Connection, ctl: Any, payload: Any) -> None:
-        wait = self._spawn_waits.get(ctl.req_id)
-        result = ctl.result
+        self._spawn_reply(ctl.req_id, ctl.to_pid, ctl.flags, ctl.result)
+
+    def _spawn_reply(self, req_id: Reference, to_pid: Pid, flags: int, result: Pid | Atom) -> None:
+        wait = self._spawn_waits.get(req_id)
         if wait is None or wait.mailbox.closed:
-            self._spawn_waits.pop(ctl.req_id, None)  # the requester gave up
-            if type(result) is Pid and ctl.flags & C.SPAWN_REPLY_FLAG_LINK:
-                self._send_exit(ctl.to_pid, result, NOPROC if wait is None else KILLED, link=True)
+            self._spawn_waits.pop(req_id, None)  # the requester gave up
+            if type(result) is Pid and flags & C.SPAWN_REPLY_FLAG_LINK:
+                self._send_exit(to_pid, result, NOPROC if wait is None else KILLED, link=True)
             return
         mb = wait.mailbox
         if type(result) is Pid:
-            if ctl.flags & C.SPAWN_REPLY_FLAG_LINK:
+            if flags & C.SPAWN_REPLY_FLAG_LINK:
                 mb.links[result] = 0
-            if ctl.flags & C.SPAWN_REPLY_FLAG_MONITOR:
-                mb.monitors[ctl.req_id] = result
+            if flags & C.SPAWN_REPLY_FLAG_MONITOR:
+                mb.monitors[req_id] = result
         if wait.done is None:
-            del self._spawn_waits[ctl.req_id]
+            del self._spawn_waits[req_id]
             if type(result) is not Pid:
-                mb._deliver((SPAWN_ERROR, ctl.req_id, result))
+                mb._deliver((SPAWN_ERROR, req_id, result))
             return
-        wait.flags = ctl.flags
+        wait.flags = flags
         wait.finish(result)
 
+    def deliver_signal(self, conn: Connection, control: tuple[Any, ...], payload: Any) -> bool:
+        """An rpc's signals (SPAWN_REQUEST; the answer: SPAWN_REPLY, MONITOR_P_EXIT) handled
+        from their control tuples, straight from ``conn``'s framing (see
+        ``DistConnection.deliver_signal``). False, for any other packet and for one whose
+        fields are not what its class's check wants, leaves it to :meth:`dispatch` (which
+        raises ProtocolError for a malformed one)."""
+        op = control[0]
+        n = len(control)
+        try:
+            if op == _OP_SPAWN_REQUEST:
+                if n != 6 or payload is NO_PAYLOAD:
+                    return False
+                _, req_id, from_pid, group_leader, mfa, opts = control
+                if (type(req_id) is not Reference or type(from_pid) is not Pid
+                        or type(group_leader) is not Pid or type(mfa) is not tuple or len(mfa) != 3
+                        or type(opts) is not list):
+                    return False
+                module, function, arity = mfa
+                if type(module) is not Atom or type(function) is not Atom or type(arity) is not int:
+                    return False
+                self._spawn_request(conn, req_id, from_pid, module, function, arity, opts, payload)
+            elif op == _OP_SPAWN_REPLY:
+                if n != 5 or payload is not NO_PAYLOAD:
+                    return False
+                _, req_id, to_pid, flags, result = control
+                if (type(req_id) is not Reference or type(to_pid) is not Pid or type(flags) is not int
+                        or (type(result) is not Pid and type(result) is not Atom)):
+                    return False
+                self._spawn_reply(req_id, to_pid, flags, result)
+            elif op == _OP_PAYLOAD_MONITOR_P_EXIT:
+                if n != 4 or payload is NO_PAYLOAD:
+                    return False
+                _, from_proc, to_pid, ref = control
+                if (type(to_pid) is not Pid or type(ref) is not Reference
+                        or (type(from_proc) is not Pid and type(from_proc) is not Atom)):
+                    return False
+                self._monitor_exit(to_pid, ref, payload)
+            elif op == _OP_MONITOR_P_EXIT:
+                if n != 5 or payload is not NO_PAYLOAD:
+                    return False
+                _, from_proc, to_pid, ref, reason = control
+                if (type(to_pid) is not Pid or type(ref) is not Reference
+                        or (type(from_proc) is not Pid and type(from_proc) is not Atom)):
+                    return False
+                self._monitor_exit(to_pid, ref, reason)
+            else:
+                return False
+        except Exception:  # a bug in a handler must not take the connection down
+            log.exception("error handling %r", control)
+        return True
+
     def _on_spawn_request(self, conn: Connection, ctl: Any, payload: Any) -> None:
+        self._spawn_request(conn, ctl.req_id, ctl.from_pid, ctl.module, ctl.function, ctl.arity, ctl.opts, payload)
+
+    def _spawn_request(
+        self, conn: Connection, req_id: Reference, from_pid: Pid, module: Atom, function: Atom,
+        arity: int, opts: list[Any], payload: Any,
+    ) -> None:
         args = payload if type(payload) is list else []
         link = monitor = False
         reply = _YES
-        for opt in ctl.opts:
+        for opt in opts:
             if opt == LINK_OPT:
                 link = True
             elif opt == MONITOR_OPT:
@@ -591,12 +652,12 @@ class Signals:
         flags = (C.SPAWN_REPLY_FLAG_LINK if link else 0) | (C.SPAWN_REPLY_FLAG_MONITOR if monitor else 0)
         pid = self.procs.new_pid()
         if reply in (_YES, _SUCCESS_ONLY):
-            conn.send_nowait((_SPAWN_REPLY, ctl.req_id, ctl.from_pid, flags, pid))  # SpawnReply's
-        served = self._spawn_handlers.get((ctl.module, ctl.function))
-        if served is None or len(args) != ctl.arity:
+            conn.send_nowait((_SPAWN_REPLY, req_id, from_pid, flags, pid))  # SpawnReply's
+        served = self._spawn_handlers.get((module, function))
+        if served is None or len(args) != arity:
             # what erl does: the process starts and dies with undef
-            mb = self._new_process(pid, ctl, link, monitor)
-            self._close_mailbox(mb, (UNDEF, [(ctl.module, ctl.function, args, [])]))
+            mb = self._new_process(pid, req_id, from_pid, link, monitor)
+            self._close_mailbox(mb, (UNDEF, [(module, function, args, [])]))
             return
         handler, now = served
         if now is not None:
@@ -606,28 +667,28 @@ class Signals:
                 log.exception("spawned handler %r failed", now)
                 reason = python_error_reason(e)
             if type(reason) is Later:
-                mb = self._new_process(pid, ctl, link, monitor)
+                mb = self._new_process(pid, req_id, from_pid, link, monitor)
                 self.host.start_soon(self._run_later, mb, reason.finish)
                 return
             if reason is not RUN_AS_TASK:
                 # done before it needed a mailbox: it dies as a process that just ran would
                 if link:
-                    self._close_mailbox(self._new_process(pid, ctl, link, monitor), reason)
+                    self._close_mailbox(self._new_process(pid, req_id, from_pid, link, monitor), reason)
                 elif monitor:
-                    self._send_down(ctl.from_pid, ctl.req_id, pid, reason)
+                    self._send_down(from_pid, req_id, pid, reason)
                 return
-        mb = self._new_process(pid, ctl, link, monitor)
+        mb = self._new_process(pid, req_id, from_pid, link, monitor)
         self.host.start_soon(self._run_process, mb, handler, args)
 
-    def _new_process(self, pid: Pid, ctl: Any, link: bool, monitor: bool) -> Mailbox:
-        """The mailbox of a process spawned for ``ctl`` (SPAWN_REQUEST), linked and
-        monitored as it asked."""
+    def _new_process(self, pid: Pid, req_id: Reference, from_pid: Pid, link: bool, monitor: bool) -> Mailbox:
+        """The mailbox of a process spawned for SPAWN_REQUEST ``req_id`` from ``from_pid``,
+        linked and monitored as it asked."""
         mb: Mailbox = self.host.mailbox_for(pid)
         if link:
-            mb.links[ctl.from_pid] = 0
+            mb.links[from_pid] = 0
         if monitor:
-            mb.monitored_by[ctl.req_id] = (ctl.from_pid, pid)
-            self.procs.monitored[ctl.req_id] = mb
+            mb.monitored_by[req_id] = (from_pid, pid)
+            self.procs.monitored[req_id] = mb
         return mb
 
     async def _run_later(self, mb: Mailbox, finish: Callable[[], Coroutine[Any, Any, Any]]) -> None:
@@ -704,6 +765,11 @@ def python_error_reason(exc: BaseException) -> Any:
     """An Erlang-shaped reason for a Python exception: {python_error, Type, Message}."""
     return (Atom("python_error"), type(exc).__name__.encode(), str(exc).encode("utf-8", "replace"))
 
+
+_OP_SPAWN_REQUEST = int(C.DOP.SPAWN_REQUEST)
+_OP_SPAWN_REPLY = int(C.DOP.SPAWN_REPLY)
+_OP_MONITOR_P_EXIT = int(C.DOP.MONITOR_P_EXIT)
+_OP_PAYLOAD_MONITOR_P_EXIT = int(C.DOP.PAYLOAD_MONITOR_P_EXIT)
 
 _HANDLERS: dict[type, Callable[[Any, Connection, Any, Any], None]] = {
     C.Send: Signals._on_send,

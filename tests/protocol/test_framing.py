@@ -591,6 +591,76 @@ def test_a_protocol_error_from_the_hook_sticks(batch_impl: str) -> None:
         d.next_event()
 
 
+# -- the deliver_signal hook: other packets' control tuples, before they become events --------
+
+def _signal_hooked(took: list[tuple[object, object]], ops: set[int]) -> DistConnection:
+    d = DistConnection(default_flags(fragments=True, atom_cache=True))
+    d.deliver = lambda to, payload: took.append(("send", payload)) is None
+
+    def signal(control: tuple[object, ...], payload: object) -> bool:
+        if control[0] not in ops:
+            return False
+        took.append((control, payload))
+        return True
+
+    d.deliver_signal = signal
+    return d
+
+
+def test_other_packets_go_to_the_signal_hook_in_order(batch_impl: str) -> None:
+    tx = DistConnection(default_flags(fragments=True, atom_cache=True))
+    ref = Reference("a@h", 1, (1, 2, 3))
+    reply, down = c.SpawnReply(ref, P1, 2, P2), c.PayloadMonitorPExit(P2, P1, ref)
+    took: list[tuple[object, object]] = []
+    rx = _signal_hooked(took, {c.DOP.SPAWN_REPLY, c.DOP.PAYLOAD_MONITOR_P_EXIT})
+    rx.receive_data(b"".join([
+        tx.send(reply), tx.send(c.Send(P1), 1), tx.send(c.Link(P1, P2)), tx.send(down, Atom("done")),
+        tx.tick(), tx.send(c.Send(P1), 2),
+    ]))
+    assert rx.next_event() == Message(c.Link(P1, P2))  # declined: an event, after those before it
+    assert took == [(reply.to_term(), NO_PAYLOAD), ("send", 1)] and rx.delivered == 2
+    assert rx.next_event() is TICK
+    assert took[2:] == [(down.to_term(), Atom("done"))] and rx.delivered == 3
+    assert rx.next_event() is NEED_DATA
+    assert took[3:] == [("send", 2)] and rx.delivered == 4
+
+
+def test_a_signal_hook_error_loses_only_its_packet(batch_impl: str) -> None:
+    tx = DistConnection(default_flags(fragments=True, atom_cache=True))
+    rx = DistConnection(default_flags(fragments=True, atom_cache=True))
+    seen: list[object] = []
+
+    def signal(control: tuple[object, ...], payload: object) -> bool:
+        seen.append(control)
+        if len(seen) == 1:
+            raise RuntimeError("the hook failed once")
+        return False
+
+    rx.deliver_signal = signal
+    rx.receive_data(tx.send(c.Link(P1, P2)) + tx.send(c.Link(P2, P1)))
+    with pytest.raises(RuntimeError, match="once"):
+        rx.next_event()
+    assert rx.next_event() == Message(c.Link(P2, P1))  # the failed one is not handed again
+    assert seen == [c.Link(P1, P2).to_term(), c.Link(P2, P1).to_term()]
+    assert rx.next_event() is NEED_DATA
+
+
+def test_a_protocol_error_from_the_signal_hook_sticks(batch_impl: str) -> None:
+    tx = DistConnection(default_flags(fragments=True, atom_cache=True))
+    rx = DistConnection(default_flags(fragments=True, atom_cache=True))
+
+    def signal(control: tuple[object, ...], payload: object) -> bool:
+        raise ProtocolError("the signal hook says no")
+
+    rx.deliver_signal = signal
+    rx.receive_data(tx.send(c.Link(P1, P2)) + tx.send(c.Link(P2, P1)))
+    with pytest.raises(ProtocolError, match="says no"):
+        rx.next_event()
+    rx.deliver_signal = None
+    with pytest.raises(ProtocolError, match="says no"):
+        rx.next_event()
+
+
 def test_a_limit_beyond_any_size_is_no_limit(batch_impl: str) -> None:
     d = DistConnection(default_flags(), max_packet=2**64)
     d.receive_data(_send_packet(7))

@@ -587,6 +587,8 @@ class Signals:
         ``DistConnection.deliver_signal``). False, for any other packet and for one whose
         fields are not what its class's check wants, leaves it to :meth:`dispatch` (which
         raises ProtocolError for a malformed one)."""
+        if type(control) is not tuple or not control or type(control[0]) is not int:
+            return False  # from_term's to reject
         op = control[0]
         n = len(control)
         try:
@@ -628,8 +630,10 @@ class Signals:
                 self._monitor_exit(to_pid, ref, reason)
             else:
                 return False
+        except ProtocolError:  # as from dispatch: the connection is unusable
+            raise
         except Exception:  # a bug in a handler must not take the connection down
-            log.exception("error handling %r", control)
+            log.exception("error handling %r from %s", control, conn.peer)
         return True
 
     def _on_spawn_request(self, conn: Connection, ctl: Any, payload: Any) -> None:

@@ -4,7 +4,9 @@ object, and leave to dispatch() every tuple from_term would reject."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -13,10 +15,11 @@ import pytest
 from pynode.protocol import control as C
 from pynode.protocol._common import NO_PAYLOAD
 from pynode.protocol.errors import ProtocolError
-from pynode.protocol.framing import Message
+from pynode.protocol.flags import default_flags
+from pynode.protocol.framing import DistConnection, Message
 from pynode.runtime import Node
 from pynode.runtime.signals import SPAWN_ERROR
-from pynode.term import Atom, Pid, Reference
+from pynode.term import Atom, Pid, Reference, encode
 
 pytestmark = pytest.mark.anyio
 
@@ -150,6 +153,12 @@ async def test_spawn_request_does_what_dispatch_does(node: Node) -> None:
 
 
 BAD = [
+    ([C.DOP.SPAWN_REPLY, Reference("n@h", 1, (1, 2, 3)), REMOTE, 0, REMOTE], NO_PAYLOAD),  # a list
+    ((float(C.DOP.SPAWN_REPLY), Reference("n@h", 1, (1, 2, 3)), REMOTE, 0, REMOTE), NO_PAYLOAD),
+    ((), NO_PAYLOAD),
+    (5, NO_PAYLOAD),
+    (None, NO_PAYLOAD),
+    ({C.DOP.SPAWN_REPLY: 1}, NO_PAYLOAD),
     ((C.DOP.SPAWN_REPLY, "req", REMOTE, 0, REMOTE), NO_PAYLOAD),  # not a ref
     ((C.DOP.SPAWN_REPLY, Reference("n@h", 1, (1, 2, 3)), REMOTE, "0", REMOTE), NO_PAYLOAD),
     ((C.DOP.SPAWN_REPLY, Reference("n@h", 1, (1, 2, 3)), REMOTE, 0, 5), NO_PAYLOAD),
@@ -178,6 +187,18 @@ async def test_what_from_term_rejects_is_left_to_dispatch(node: Node, control: A
     assert conn.sent == []
 
 
+@pytest.mark.parametrize(("control", "payload"), BAD)
+async def test_a_malformed_signal_closes_the_connection_as_before(node: Node, control: Any, payload: Any) -> None:
+    """Through the framing: the hook declines, from_term's ProtocolError ends the connection."""
+    d = DistConnection(default_flags())
+    d.deliver_signal = partial(node.signals.deliver_signal, FakeConn())
+    body = b"\x70" + encode(control) + (b"" if payload is NO_PAYLOAD else encode(payload))
+    d.receive_data(struct.pack(">I", len(body)) + body)
+    with pytest.raises(ProtocolError):
+        d.next_event()
+    assert d.delivered == 0
+
+
 @pytest.mark.parametrize("control", [
     (C.DOP.LINK, REMOTE, REMOTE),  # not an rpc signal
     (C.DOP.SPAWN_REPLY_TT, Reference("n@h", 1, (1,)), REMOTE, 0, REMOTE, Atom("token")),
@@ -186,3 +207,32 @@ async def test_what_from_term_rejects_is_left_to_dispatch(node: Node, control: A
 async def test_other_packets_are_left_to_dispatch(node: Node, control: Any) -> None:
     C.from_term(control)  # well-formed: dispatch handles it
     assert node.signals.deliver_signal(FakeConn(), control, NO_PAYLOAD) is False  # type: ignore[arg-type]
+
+
+class FailingConn(FakeConn):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def send_nowait(self, control: Any, payload: Any = NO_PAYLOAD) -> None:
+        raise self.error
+
+
+def _spawn_request(node: Node, watcher: Any) -> tuple[Any, ...]:
+    return (C.DOP.SPAWN_REQUEST, node.make_ref(), watcher.pid, watcher.pid,
+            (Atom("nomod"), Atom("nofun"), 0), [])
+
+
+async def test_a_protocol_error_in_a_handler_ends_the_connection(node: Node) -> None:
+    watcher = node.mailbox()
+    with pytest.raises(ProtocolError, match="unusable"):
+        node.signals.deliver_signal(FailingConn(ProtocolError("unusable")), _spawn_request(node, watcher), [])
+
+
+async def test_a_bug_in_a_handler_is_logged_and_the_packet_taken(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    watcher = node.mailbox()
+    control = _spawn_request(node, watcher)
+    assert node.signals.deliver_signal(FailingConn(RuntimeError("a bug")), control, []) is True
+    assert any("error handling" in r.getMessage() and str(PEER) in r.getMessage() for r in caplog.records)

@@ -796,7 +796,7 @@ def main() -> None:
     ap.add_argument("--tls", action="store_true",
                     help="TLS distribution on every node (erl -proto_dist inet_tls, test certificates)")
     ap.add_argument("--busy-wait", type=float, metavar="SECONDS",
-                    help="the pynode nodes' busy_wait (default: pynode's, 100 us on asyncio; 0: off)")
+                    help="the pynode nodes' busy_wait (default: pynode's, 300 us on asyncio; 0: off)")
     ap.add_argument("-v", "--verbose", action="store_true", help="report progress on stderr")
     args = ap.parse_args()
     if args.busy_wait is not None:

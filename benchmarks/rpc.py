@@ -104,7 +104,7 @@ def main() -> None:
         "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="event loop of the pynode node"
     )
     ap.add_argument("--busy-wait", type=float, metavar="SECONDS",
-                    help="the pynode node's busy_wait (default: pynode's, 100 us on asyncio; 0: off)")
+                    help="the pynode node's busy_wait (default: pynode's, 300 us on asyncio; 0: off)")
     opts = ap.parse_args()
     busy = {} if opts.busy_wait is None else {"busy_wait": opts.busy_wait}
     n = 200 if opts.quick else 3000

@@ -22,11 +22,53 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-DEFAULT_SPIN = 100e-6
-"""Seconds of polling before the loop blocks: a round trip to a local erl takes 40-100 us.
-erl's default busy wait (+sbwt medium) spins for a comparable time; +sbwt none is 0."""
+DEFAULT_SPIN = 300e-6
+"""Seconds of polling before the loop blocks. A round trip to a local erl takes 40-100 us on
+an idle host, and 150-250 us when the hypervisor takes CPU away (steal, 5-15% on the 2-core
+test VM). In alternating runs of benchmarks/rpc.py on 2026-12-03, at 10-15% steal, a 100 us
+spin gave rpc p50 1.0-2.1x erl->erl and 300 us 0.8-1.0x; with no steal both held (0.9-1.1x).
+erl's schedulers spin before they sleep too (+sbwt medium; +sbwt none is 0). Where spins do
+not pay (sparse traffic) SpinGate stops them: benchmarks/idle_cpu.py."""
+
+# Whether spinning pays is learnt from its outcomes (SpinGate): a spin that ends with an event
+# saved a sleep and a wake-up; one that runs out burnt its CPU for nothing (a node that gets a
+# message every few milliseconds would spin through every gap). Below HIT_FLOOR of recent
+# spins ending with an event, only one wait in PROBE_EVERY spins, so that a better rate is
+# seen when it comes back. The floor is low: a spin that catches one answer in five still
+# saves that one a wake-up (on a VM, 50-300 us of latency), and sparse traffic, whose spins
+# all run out, falls below it within about 25 waits. (erl's schedulers spin a fixed count;
+# ei and JInterface never spin.)
+HIT_FLOOR = 0.2
+HIT_WEIGHT = 1 / 16  # of the latest outcome in the running rate: about the last 16 spins
+PROBE_EVERY = 8
 
 _sched_yield = getattr(os, "sched_yield", None)
+
+
+class SpinGate:
+    """Whether the next wait of one kind should spin, from how the recent ones ended."""
+
+    __slots__ = ("hits", "_skipped")
+
+    def __init__(self) -> None:
+        self.hits = 1.0
+        """The running rate of spins that ended with an event (1: all of them)."""
+        self._skipped = 0
+
+    def allow(self) -> bool:
+        """True to spin this time: while at least HIT_FLOOR of recent spins ended with an
+        event, and else for one wait in PROBE_EVERY."""
+        if self.hits >= HIT_FLOOR:
+            return True
+        self._skipped += 1
+        if self._skipped < PROBE_EVERY:
+            return False
+        self._skipped = 0
+        return True
+
+    def outcome(self, hit: bool) -> None:
+        """A whole spin ended: with an event (``hit``) or run out."""
+        self.hits += ((1.0 if hit else 0.0) - self.hits) * HIT_WEIGHT
 
 
 def _load_c_spin() -> Callable[[int, float], bool] | None:
@@ -98,6 +140,8 @@ class SpinningSelector(selectors.BaseSelector):
         self.spent = -1
         """A task spun for this loop until its spin ran out (Channel.read_inline) when
         ``polls`` was this: the next select sleeps at once, one spin per idle moment."""
+        self.gate = SpinGate()
+        """Whether the loop's idle moments spin (a task's wait for an answer has its own)."""
         fileno: Callable[[], int] | None = getattr(inner, "fileno", None)
         # epoll, kqueue and devpoll selectors have a descriptor, readable when events are ready
         self._c_wait = _wait_readable if fileno is not None else None
@@ -135,19 +179,25 @@ class SpinningSelector(selectors.BaseSelector):
             return poll(0)
         if self.spent == polls:  # spun already, on a task: sleep now
             return poll(timeout)
+        spin = self.spin
+        if not self.gate.allow():
+            return poll(timeout)
         if self._c_wait is not None:
-            return self._select_c(self._c_wait, timeout)
+            return self._select_c(self._c_wait, spin, timeout)
         now = time.perf_counter
         start = now()
-        end = start + self.spin
-        if timeout is not None and start + timeout < end:
-            end = start + timeout
+        whole = timeout is None or spin <= timeout  # else a timer ends it: no outcome
+        end = start + (spin if whole else timeout)  # type: ignore[operator]
         while True:
             ready = poll(0)
             if ready:
+                if whole:
+                    self.gate.outcome(True)
                 return ready
             t = now()
             if t >= end:
+                if whole:
+                    self.gate.outcome(False)
                 break
             if _sched_yield is not None:
                 _sched_yield()  # another runnable process (say, the erl we wait for) goes first
@@ -157,13 +207,18 @@ class SpinningSelector(selectors.BaseSelector):
         return poll(left) if left > 0 else []
 
     def _select_c(
-        self, wait: Callable[[int, float], bool], timeout: float | None
+        self, wait: Callable[[int, float], bool], spin: float, timeout: float | None
     ) -> list[tuple[selectors.SelectorKey, int]]:
         poll, fd = self.inner.select, self._fd
         if timeout is None:
-            return poll(0) if wait(fd, self.spin) else poll(None)
+            hit = wait(fd, spin)
+            self.gate.outcome(hit)
+            return poll(0) if hit else poll(None)
         start = time.perf_counter()
-        if wait(fd, min(self.spin, timeout)):
+        hit = wait(fd, min(spin, timeout))
+        if hit or spin <= timeout:  # else a timer ended it: no outcome
+            self.gate.outcome(hit)
+        if hit:
             return poll(0)
         left = timeout - (time.perf_counter() - start)
         return poll(left) if left > 0 else []

@@ -80,9 +80,10 @@ class Node:
     per peer and ``peer_ticktimes`` (mapping of names or globs, or a callable) the tick time per
     peer: see :mod:`pynode.runtime.policy` and README "Transports".
 
-    On an asyncio loop the node makes the loop poll for ``busy_wait`` seconds (100 us) before
+    On an asyncio loop the node makes the loop poll for ``busy_wait`` seconds (300 us) before
     it sleeps, as erl's schedulers do: a local peer's reply then costs no wake-up (round trips
-    about 30% faster, for at most that much CPU per idle moment). ``busy_wait=0`` turns it off
+    about 30% faster, for at most that much CPU per idle moment, and none while most spins run
+    out: :class:`~pynode.runtime.busywait.SpinGate`). ``busy_wait=0`` turns it off
     (for this node: the loop spins as long as any node on it asks). uvloop and trio have no
     such hook. A BlockingNode's thread blocked in a receive spins as long (on any loop).
     """

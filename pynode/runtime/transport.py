@@ -32,6 +32,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSStream
 
+from .busywait import SpinGate
 from .busywait import wait_readable as _wait_readable
 from .tls import tls_reason
 
@@ -201,6 +202,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._context = contextvars.copy_context()
         self._inline_polls = -1
         self._inline_streak = 0
+        self._inline_gate = SpinGate()
         self._read_size = _RECV_SIZE
         self._tcp = False  # a TCP socket (read_size applies)
 
@@ -233,11 +235,15 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._inline_polls, self._inline_streak = sel.polls, 0
         elif self._inline_streak >= _INLINE_STREAK:
             return  # the loop's turn: it has not polled the other descriptors for a while
+        gate = self._inline_gate  # this connection's waits for answers: do they come soon?
+        if not gate.allow():
+            return
         clock = loop.time
         end = clock() + spin
+        whole = True  # else a timer ends the wait: no outcome
         timers = loop._scheduled
         if timers and timers[0]._when < end:
-            end = timers[0]._when
+            end, whole = timers[0]._when, False
         wait, fd, run, received = _wait_readable, self._fd, self._context.run, self.data_received
         assert wait is not None  # spin_fd is -1 without it
         while True:
@@ -246,7 +252,11 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 return
             if not wait(epfd, left):
                 sel.spent = sel.polls  # this idle moment's spin is over (see SpinningSelector)
+                if whole:
+                    gate.outcome(False)
                 return
+            if whole:
+                gate.outcome(True)
             try:
                 data = os.read(fd, self._read_size)
             except (BlockingIOError, InterruptedError):

@@ -226,3 +226,71 @@ async def test_a_node_that_fails_to_start_gives_the_selector_back(anyio_backend:
 async def test_nothing_to_spin_on_trio(anyio_backend: str) -> None:
     async with Node("bw4@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as node:
         assert node._spinner is None
+
+
+# -- SpinGate: spinning only while it pays ----------------------------------------------------
+
+
+def test_a_gate_spins_while_spins_end_with_events() -> None:
+    gate = busywait.SpinGate()
+    for _ in range(200):
+        assert gate.allow()
+        gate.outcome(True)
+    assert gate.hits == 1.0
+
+
+def test_a_gate_closes_when_spins_run_out_and_probes_meanwhile() -> None:
+    gate = busywait.SpinGate()
+    spun = 0
+    for _ in range(64):  # runs out every time: the rate falls below the floor
+        if gate.allow():
+            spun += 1
+            gate.outcome(False)
+    assert gate.hits < busywait.HIT_FLOOR
+    allowed = [gate.allow() for _ in range(10 * busywait.PROBE_EVERY)]
+    probes = [i for i, yes in enumerate(allowed) if yes]
+    assert len(probes) == 10  # one wait in PROBE_EVERY still spins, evenly
+    assert all(b - a == busywait.PROBE_EVERY for a, b in zip(probes, probes[1:], strict=False))
+    assert spun < 64  # some of the first 64 were not spun either
+
+
+def test_a_closed_gate_opens_again_when_its_probes_hit() -> None:
+    gate = busywait.SpinGate()
+    while gate.hits >= busywait.HIT_FLOOR:
+        gate.outcome(False)
+    for _ in range(100 * busywait.PROBE_EVERY):  # bounded: the probes hit from now on
+        if gate.allow():
+            gate.outcome(True)
+        if gate.hits >= busywait.HIT_FLOOR:
+            break
+    assert gate.allow() and gate.allow()  # open: every wait spins
+
+
+def test_a_selector_whose_spins_run_out_stops_spinning(pair: Any, spin_impl: str) -> None:
+    a, b = pair
+    inner = Recording()
+    sel = SpinningSelector(inner, spin=0.0001)
+    sel.register(a, selectors.EVENT_READ)
+    for _ in range(40):  # nothing ever comes within the spin (a 1 ms timeout each time)
+        assert sel.select(0.001) == []
+    assert sel.gate.hits < busywait.HIT_FLOOR
+    spun = 0
+    for _ in range(5 * busywait.PROBE_EVERY):
+        inner.timeouts.clear()
+        assert sel.select(0.001) == []
+        spun += inner.timeouts != [0.001]  # else it slept at once, without a poll(0) first
+    assert spun == 5  # the probes alone
+    b.send(b"x")  # an event: found by a plain poll, whatever the gate says
+    assert [key.fileobj for key, _ in sel.select(0.001)] == [a]
+    inner.close()
+
+
+def test_a_timer_that_ends_the_spin_is_no_outcome(pair: Any, spin_impl: str) -> None:
+    a, _ = pair
+    inner = Recording()
+    sel = SpinningSelector(inner, spin=10.0)
+    sel.register(a, selectors.EVENT_READ)
+    for _ in range(40):
+        assert sel.select(0.0005) == []  # the timer ends each spin: nothing learnt from it
+    assert sel.gate.hits == 1.0
+    inner.close()

@@ -313,3 +313,41 @@ async def test_read_size_is_for_tcp_only() -> None:
         ch.close()
     finally:
         b.close()
+
+
+async def test_a_connection_whose_answers_come_late_stops_spinning_for_them(served: Served) -> None:
+    """Inline waits that keep running out (answers later than the spin: a peer that sends
+    now and then) close the connection's gate: its waits return at once, but for one probe in
+    PROBE_EVERY; an answer within the spin opens it again."""
+    loop = asyncio.get_running_loop()
+    ch = served.ch
+    gate = ch._inline_gate
+    for _ in range(40):
+        await settle(loop)
+        ch.read_inline(lambda: False, 0.0002)  # nothing comes
+    assert gate.hits < busywait.HIT_FLOOR
+    waits: list[float] = []
+    real = transport._wait_readable
+
+    def counting(fd: int, seconds: float) -> bool:
+        waits.append(seconds)
+        return bool(real(fd, seconds))
+
+    transport._wait_readable = counting
+    try:
+        for _ in range(busywait.PROBE_EVERY):
+            await settle(loop)
+            ch.read_inline(lambda: False, 0.0002)
+        assert len(waits) == 1  # the probe alone spun
+        n = len(served.got)
+        for _ in range(100 * busywait.PROBE_EVERY):  # bounded: every probe now finds a byte
+            if gate.hits >= busywait.HIT_FLOOR:
+                break
+            served.peer.sendall(b"p")
+            await settle(loop)
+            ch.read_inline(served.has(n + 1), 1.0)
+            await served.until(served.has(n + 1))
+            n += 1
+        assert gate.hits >= busywait.HIT_FLOOR
+    finally:
+        transport._wait_readable = real

@@ -25,7 +25,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .protocol import control as C
 from .protocol._common import NO_PAYLOAD
-from .runtime.busywait import Wakeup
+from .runtime.busywait import AT_ONCE, SpinGate, Wakeup
 from .runtime.connection import Connection
 from .runtime.errors import CallError, RpcTimeout
 from .runtime.mailbox import _NO_MATCH, Mailbox
@@ -102,8 +102,10 @@ class BlockingMailbox:
         deadline = None if timeout is None else time.monotonic() + timeout
         wakeup = Wakeup()
         node = self._owner.node
-        # a receiving thread spins before it sleeps for the node's busy_wait, on any backend
+        # a receiving thread spins before it sleeps for the node's busy_wait, on any backend,
+        # while such spins pay (the node's receiving threads share one gate)
         spin = node.busy_wait if node is not None else 0.0
+        gate = self._owner.spin_gate
         # woken by a loop that spins in C: take the GIL once it lets go of it there
         spinner = node._spinner if node is not None else None
         handoff = spinner is not None and spinner.spin_fd >= 0
@@ -119,9 +121,15 @@ class BlockingMailbox:
                         return m
                     taken = mb._taken
                 scanned = end
-                if deadline is None:
-                    wakeup.wait(-1, spin, handoff)
-                elif not wakeup.wait(max(0.0, deadline - time.monotonic()), spin, handoff):
+                left = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+                whole = left < 0 or spin <= left  # else the deadline cuts the spin: no outcome
+                now_spin = spin if (gate.allow() if whole else gate.open) else 0.0
+                t0 = time.monotonic()
+                woke = wakeup.wait(left, now_spin, handoff)
+                waited = time.monotonic() - t0
+                if now_spin and whole and (not woke or waited > AT_ONCE):  # at once: no spin needed
+                    gate.outcome(woke and waited <= now_spin)
+                if not woke:
                     raise TimeoutError(f"no message within {timeout} s")
                 if mb._taken != taken:  # another receiver took one: look from the start
                     scanned = 0
@@ -175,6 +183,8 @@ class BlockingNode:
         self._node_cm: AbstractContextManager[Node]
         self._soon: Callable[..., Any]  # schedule a callback in the loop from any thread
         self._loop_thread = 0  # the loop's thread id, once started
+        self.spin_gate = SpinGate()
+        """Whether receiving threads spin before they sleep (see pynode.runtime.busywait)."""
         self._rpc_box: BlockingMailbox | None = None  # where rpc answers come, made on first use
         self._rpc_box_lock = threading.Lock()
 

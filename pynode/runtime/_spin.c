@@ -1,6 +1,6 @@
 /* pynode.runtime._spin: the busy wait's poll, with the GIL released.
  *
- * The busy wait (busywait.py) polls the event loop's selector for ~100 us before the loop
+ * The busy wait (busywait.py) polls the event loop's selector for ~300 us before the loop
  * sleeps. Polled from Python, that loop holds the GIL between polls, and a thread the loop
  * has just woken (a BlockingNode receiver) keeps losing the GIL to it until the spin ends:
  * the blocking echo took 1.3-2.2x the async one. Here the whole spin runs without the GIL.

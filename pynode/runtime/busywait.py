@@ -42,6 +42,8 @@ HIT_FLOOR = 0.2
 HIT_WEIGHT = 1 / 16  # of the latest outcome in the running rate: about the last 16 spins
 PROBE_EVERY = 8
 
+AT_ONCE = 5e-6  # a wait that ends sooner found its event at the first poll (one syscall)
+
 _sched_yield = getattr(os, "sched_yield", None)
 
 
@@ -65,6 +67,11 @@ class SpinGate:
             return False
         self._skipped = 0
         return True
+
+    @property
+    def open(self) -> bool:
+        """Whether recent spins paid (a spin a timer cuts short asks this: it is no probe)."""
+        return self.hits >= HIT_FLOOR
 
     def outcome(self, hit: bool) -> None:
         """A whole spin ended: with an event (``hit``) or run out."""
@@ -180,24 +187,30 @@ class SpinningSelector(selectors.BaseSelector):
         if self.spent == polls:  # spun already, on a task: sleep now
             return poll(timeout)
         spin = self.spin
-        if not self.gate.allow():
+        gate = self.gate
+        # a spin that a timer cuts short says nothing of whether spins pay, nor is it a probe
+        whole = timeout is None or spin <= timeout
+        if not (gate.allow() if whole else gate.open):
             return poll(timeout)
+        if not whole:
+            spin = timeout  # type: ignore[assignment]
         if self._c_wait is not None:
-            return self._select_c(self._c_wait, spin, timeout)
+            return self._select_c(self._c_wait, spin, timeout, whole)
         now = time.perf_counter
         start = now()
-        whole = timeout is None or spin <= timeout  # else a timer ends it: no outcome
-        end = start + (spin if whole else timeout)  # type: ignore[operator]
+        end = start + spin
+        first = True
         while True:
             ready = poll(0)
             if ready:
-                if whole:
-                    self.gate.outcome(True)
+                if whole and not first:  # an event there at once needed no spin: no outcome
+                    gate.outcome(True)
                 return ready
+            first = False
             t = now()
             if t >= end:
                 if whole:
-                    self.gate.outcome(False)
+                    gate.outcome(False)
                 break
             if _sched_yield is not None:
                 _sched_yield()  # another runnable process (say, the erl we wait for) goes first
@@ -207,20 +220,20 @@ class SpinningSelector(selectors.BaseSelector):
         return poll(left) if left > 0 else []
 
     def _select_c(
-        self, wait: Callable[[int, float], bool], spin: float, timeout: float | None
+        self, wait: Callable[[int, float], bool], spin: float, timeout: float | None, whole: bool
     ) -> list[tuple[selectors.SelectorKey, int]]:
         poll, fd = self.inner.select, self._fd
-        if timeout is None:
-            hit = wait(fd, spin)
-            self.gate.outcome(hit)
-            return poll(0) if hit else poll(None)
-        start = time.perf_counter()
-        hit = wait(fd, min(spin, timeout))
-        if hit or spin <= timeout:  # else a timer ended it: no outcome
+        clock = time.perf_counter
+        start = clock()
+        hit = wait(fd, spin)
+        # an event there at once (the first poll, within AT_ONCE) needed no spin: no outcome
+        if whole and (not hit or clock() - start > AT_ONCE):
             self.gate.outcome(hit)
         if hit:
             return poll(0)
-        left = timeout - (time.perf_counter() - start)
+        if timeout is None:
+            return poll(None)
+        left = timeout - (clock() - start)
         return poll(left) if left > 0 else []
 
 

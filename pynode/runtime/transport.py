@@ -235,41 +235,43 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._inline_polls, self._inline_streak = sel.polls, 0
         elif self._inline_streak >= _INLINE_STREAK:
             return  # the loop's turn: it has not polled the other descriptors for a while
-        gate = self._inline_gate  # this connection's waits for answers: do they come soon?
-        if not gate.allow():
-            return
         clock = loop.time
         end = clock() + spin
-        whole = True  # else a timer ends the wait: no outcome
         timers = loop._scheduled
-        if timers and timers[0]._when < end:
-            end, whole = timers[0]._when, False
+        whole = not (timers and timers[0]._when < end)  # else a timer ends the wait early
+        gate = self._inline_gate  # this connection's waits for answers: do they come soon?
+        if not (gate.allow() if whole else gate.open):  # (a cut-short wait is no probe)
+            return
+        if not whole:
+            end = timers[0]._when
         wait, fd, run, received = _wait_readable, self._fd, self._context.run, self.data_received
         assert wait is not None  # spin_fd is -1 without it
+        got: bool | None = None  # one outcome per call: data read, or the wait ran out
         while True:
             left = end - clock()
             if left <= 0:
-                return
+                break
             if not wait(epfd, left):
                 sel.spent = sel.polls  # this idle moment's spin is over (see SpinningSelector)
-                if whole:
-                    gate.outcome(False)
-                return
-            if whole:
-                gate.outcome(True)
+                if got is None:
+                    got = False
+                break
             try:
                 data = os.read(fd, self._read_size)
             except (BlockingIOError, InterruptedError):
-                return  # the event is another descriptor's: the loop handles it
+                break  # the event is another descriptor's: the loop handles it
             except OSError as exc:  # reset: as the transport's own read would report it
                 t._fatal_error(exc, "Fatal read error on socket transport")
                 return
             if not data:
                 return  # end of stream: the transport's own read finds it too
+            got = True
             self._inline_streak += 1
             run(received, data)
             if done() or loop._ready or self._lost or self._inline_streak >= _INLINE_STREAK:
-                return
+                break
+        if whole and got is not None:
+            gate.outcome(got)
 
     # asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -471,3 +471,17 @@ def test_blocking_rpc_outlives_exit_signals_to_its_mailbox(backend: str) -> None
             assert box.async_mailbox.closed
             assert a.rpc(b.name, "py", "add", [3, 4], timeout=10) == 7
             assert a._rpc_box is not box
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_receiving_threads_stop_spinning_when_nothing_comes_within_the_spin(backend: str) -> None:
+    """Receives whose spin runs out (sparse traffic) close the node's gate; a message still
+    arrives, from the sleep."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend=backend) as a:
+        mb = a.mailbox()
+        for _ in range(40):  # each spin (300 us) runs out within the 5 ms
+            with pytest.raises(TimeoutError):
+                mb.receive(timeout=0.005)
+        assert not a.spin_gate.open
+        a.send(mb.pid, "late")
+        assert mb.receive(timeout=30) == "late"

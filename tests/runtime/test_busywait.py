@@ -285,12 +285,33 @@ def test_a_selector_whose_spins_run_out_stops_spinning(pair: Any, spin_impl: str
     inner.close()
 
 
-def test_a_timer_that_ends_the_spin_is_no_outcome(pair: Any, spin_impl: str) -> None:
+def test_a_timer_that_ends_the_spin_is_no_outcome_and_no_probe(pair: Any, spin_impl: str) -> None:
     a, _ = pair
     inner = Recording()
     sel = SpinningSelector(inner, spin=10.0)
     sel.register(a, selectors.EVENT_READ)
+    sel.gate.hits = 0.5
     for _ in range(40):
         assert sel.select(0.0005) == []  # the timer ends each spin: nothing learnt from it
-    assert sel.gate.hits == 1.0
+    assert sel.gate.hits == 0.5
+    sel.gate.hits = 0.0  # closed: a cut-short spin does not probe, it sleeps at once
+    for _ in range(3 * busywait.PROBE_EVERY):
+        inner.timeouts.clear()
+        assert sel.select(0.0005) == []
+        assert inner.timeouts == [0.0005]
+    assert sel.gate._skipped == 0  # and no probe's turn was used up
+    inner.close()
+
+
+def test_an_event_there_at_once_is_no_outcome(pair: Any, spin_impl: str) -> None:
+    a, b = pair
+    inner = Recording()
+    sel = SpinningSelector(inner, spin=0.01)
+    sel.register(a, selectors.EVENT_READ)
+    sel.gate.hits = 0.5
+    b.send(b"x")  # ready before the select: the spin is not what found it
+    for _ in range(20):
+        assert [key.fileobj for key, _ in sel.select(None)] == [a]
+    # counted as hits, 20 would have taken it to 0.86; a preempted clock may count one or two
+    assert sel.gate.hits < 0.6
     inner.close()

@@ -266,11 +266,18 @@ def test_a_closed_gate_opens_again_when_its_probes_hit() -> None:
     assert gate.allow() and gate.allow()  # open: every wait spins
 
 
+def gated(sock: socket.socket, spin: float, hits: float) -> tuple[Recording, SpinningSelector]:
+    """A recording selector for ``sock`` whose gate's rate is ``hits``."""
+    inner = Recording()
+    sel = SpinningSelector(inner, spin=spin)
+    sel.register(sock, selectors.EVENT_READ)
+    sel.gate.hits = hits
+    return inner, sel
+
+
 def test_a_selector_whose_spins_run_out_stops_spinning(pair: Any, spin_impl: str) -> None:
     a, b = pair
-    inner = Recording()
-    sel = SpinningSelector(inner, spin=0.0001)
-    sel.register(a, selectors.EVENT_READ)
+    inner, sel = gated(a, 0.0001, 1.0)
     for _ in range(40):  # nothing ever comes within the spin (a 1 ms timeout each time)
         assert sel.select(0.001) == []
     assert sel.gate.hits < busywait.HIT_FLOOR
@@ -286,11 +293,7 @@ def test_a_selector_whose_spins_run_out_stops_spinning(pair: Any, spin_impl: str
 
 
 def test_a_timer_that_ends_the_spin_is_no_outcome_and_no_probe(pair: Any, spin_impl: str) -> None:
-    a, _ = pair
-    inner = Recording()
-    sel = SpinningSelector(inner, spin=10.0)
-    sel.register(a, selectors.EVENT_READ)
-    sel.gate.hits = 0.5
+    inner, sel = gated(pair[0], 10.0, 0.5)
     for _ in range(40):
         assert sel.select(0.0005) == []  # the timer ends each spin: nothing learnt from it
     assert sel.gate.hits == 0.5
@@ -305,10 +308,7 @@ def test_a_timer_that_ends_the_spin_is_no_outcome_and_no_probe(pair: Any, spin_i
 
 def test_an_event_there_at_once_is_no_outcome(pair: Any, spin_impl: str) -> None:
     a, b = pair
-    inner = Recording()
-    sel = SpinningSelector(inner, spin=0.01)
-    sel.register(a, selectors.EVENT_READ)
-    sel.gate.hits = 0.5
+    inner, sel = gated(a, 0.01, 0.5)
     b.send(b"x")  # ready before the select: the spin is not what found it
     for _ in range(20):
         assert [key.fileobj for key, _ in sel.select(None)] == [a]

@@ -25,10 +25,12 @@ from typing import Any
 DEFAULT_SPIN = 300e-6
 """Seconds of polling before the loop blocks. A round trip to a local erl takes 40-100 us on
 an idle host, and 150-250 us when the hypervisor takes CPU away (steal, 5-15% on the 2-core
-test VM). In alternating runs of benchmarks/rpc.py on 2026-12-03, at 10-15% steal, a 100 us
-spin gave rpc p50 1.0-2.1x erl->erl and 300 us 0.8-1.0x; with no steal both held (0.9-1.1x).
-erl's schedulers spin before they sleep too (+sbwt medium; +sbwt none is 0). Where spins do
-not pay (sparse traffic) SpinGate stops them: benchmarks/idle_cpu.py."""
+test VM). In benchmarks/rpc.py runs on 2026-12-03, a 100 us spin gave rpc p50 1.5-2.0x
+erl->erl in all 5 runs at 11-15% steal, where 300 us held 1.2x in 4 of 6 at 9-13%; below 9%
+both mostly held. Echo p99 (benchmarks/dist.py) looked higher with 300 us in paired runs
+(1.2-1.8x against 0.7-1.4x): still open. erl's schedulers spin before they sleep too (+sbwt
+medium; +sbwt none is 0). Where spins do not pay (sparse traffic) SpinGate stops them:
+benchmarks/idle_cpu.py."""
 
 # Whether spinning pays is learnt from its outcomes (SpinGate): a spin that ends with an event
 # saved a sleep and a wake-up; one that runs out burnt its CPU for nothing (a node that gets a

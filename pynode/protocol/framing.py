@@ -219,8 +219,9 @@ class DistConnection:
         self.deliver_signal: Callable[[tuple[Any, ...], Any], bool] | None = None
         """Any other packet's control tuple and payload go to ``deliver_signal(control,
         payload)`` first; True means it took them (a well-formed signal it handled), False
-        makes them a Message event as before. An rpc's answer (SPAWN_REPLY, MONITOR_P_EXIT)
-        is a round trip's hot path; this spares it the control object and the event."""
+        makes them a Message event as before. An rpc's signals (SPAWN_REQUEST, SPAWN_REPLY,
+        MONITOR_P_EXIT) are a round trip's hot path; this spares them the control object and
+        the event."""
         self.delivered = 0  # how many messages went to ``deliver`` or ``deliver_signal``
         # next() on a count is atomic in CPython: the blocking API encodes on the caller's
         # thread while the event loop encodes too

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +73,7 @@ EXECUTE_CALL = Atom("execute_call")
 # -- calling out ---------------------------------------------------------------------------------
 
 
-async def rpc(
+def rpc(
     node: Node,
     peer: str,
     module: str,
@@ -82,13 +82,32 @@ async def rpc(
     *,
     timeout: float | None = None,
     capture_output: bool = False,
-) -> Any:
-    """Call ``module:function(*args)`` on ``peer`` and return its value (erpc:call/5).
+) -> Coroutine[Any, Any, Any]:
+    """Call ``module:function(*args)`` on ``peer``: await this for its value (erpc:call/5).
 
     With ``capture_output`` the result is ``(value, text)``: what the call printed through
     its group leader (like erl_call -fetch_stdout).
+
+    Not a coroutine function itself: over a live connection the call's own coroutine comes
+    back, one frame fewer to make and resume on each call.
     """
-    conn = node.connector.get(peer if type(peer) is Atom else Atom(peer))  # no await when up
+    conn = node.connector.get(peer if type(peer) is Atom else Atom(peer))
+    if conn is not None and conn.spawns and not capture_output:
+        return _erpc_call(node, conn, peer, module, function, args, timeout)
+    return _rpc(node, conn, peer, module, function, args, timeout, capture_output)
+
+
+async def _rpc(
+    node: Node,
+    conn: Connection | None,
+    peer: str,
+    module: str,
+    function: str,
+    args: list[Any] | tuple[Any, ...],
+    timeout: float | None,
+    capture_output: bool,
+) -> Any:
+    """rpc's other cases: a connection to make, output to capture, a peer without SPAWN."""
     if conn is None:
         try:
             conn = await node.connect(peer)
@@ -141,8 +160,11 @@ async def _erpc_call(
     box = node.call_box()
     req: Reference | None = None
     try:
-        try:
-            req, res_ref = erpc_request(node, conn, box, module, function, args)
+        try:  # erpc_request's work, inline: every call comes here
+            res_ref = node.make_ref()
+            req = node.signals.spawn_async(
+                conn, box, ERPC, EXECUTE_CALL, execute_call_args(res_ref, module, function, args)
+            )
         except ConnectionLost as e:  # the socket went; the connection is not down yet
             raise NoConnection(str(e)) from e
         waiter = box.expect(req)  # before any answer: it is handled by this loop, later
@@ -188,7 +210,7 @@ def erpc_request(
     thread-safe one lets a thread other than the loop's call this)."""
     res_ref = node.make_ref()
     req = node.signals.spawn_async(
-        conn, mb, "erpc", "execute_call", execute_call_args(res_ref, module, function, args),
+        conn, mb, ERPC, EXECUTE_CALL, execute_call_args(res_ref, module, function, args),
         group_leader=group_leader, send=send,
     )
     return req, res_ref

@@ -43,6 +43,7 @@ LINK_OPT = Atom("link")
 MONITOR_OPT = Atom("monitor")
 REPLY_OPT = Atom("reply")
 _YES = Atom("yes")
+_MONITOR_ONLY = [MONITOR_OPT]  # spawn_async's options; never changed (encoded, not kept)
 _SUCCESS_ONLY = Atom("success_only")
 
 SpawnHandler = Callable[..., Awaitable[Any]]
@@ -187,8 +188,11 @@ class Signals:
                 mb._deliver((DOWN, ref, PROCESS, target, reason))
             return
         conn = self._conn_for(watcher)
-        if conn is None:
-            return
+        if conn is not None:
+            self._down_to(conn, watcher, ref, proc, reason)
+
+    def _down_to(self, conn: Connection, watcher: Pid, ref: Reference, proc: Any, reason: Any) -> None:
+        """The 'DOWN' of ``proc`` to the remote ``watcher``, over ``conn``."""
         err = self._down_over(conn, watcher, ref, proc, reason)
         if err is not None:
             # a reason with no Erlang form (a served function's Python value): the watcher
@@ -408,9 +412,22 @@ class Signals:
         as ``(SPAWN_ERROR, Ref, Reason)``, the result as the monitor's 'DOWN'.
 
         ``send(control, payload)`` replaces ``conn.send_nowait``: with a thread-safe one this
-        may be called from a thread other than the loop's (it only adds to dicts)."""
-        wait = _SpawnWait(mb, conn.peer, None)
-        return self._spawn(conn, wait, mb, module, function, args, False, True, group_leader, send)
+        may be called from a thread other than the loop's (it only adds to dicts).
+
+        Each erpc call comes here, so this is _spawn's work in one frame, not a call of it."""
+        req: Reference = self.host.make_ref()
+        self._spawn_waits[req] = _SpawnWait(mb, conn.peer, None)
+        try:
+            (send or conn.send_nowait)(
+                (_SPAWN_REQUEST, req, mb.pid, group_leader or self.host.group_leader,
+                 (module if type(module) is Atom else Atom(module),
+                  function if type(function) is Atom else Atom(function), len(args)), _MONITOR_ONLY),
+                args if type(args) is list else list(args),  # encoded now: never kept
+            )
+        except BaseException:
+            self._spawn_waits.pop(req, None)
+            raise
+        return req
 
     def forget_spawn(self, req: Reference) -> None:
         """The requester of ``req`` no longer waits for its SPAWN_REPLY."""
@@ -679,7 +696,10 @@ class Signals:
                 if link:
                     self._close_mailbox(self._new_process(pid, req_id, from_pid, link, monitor), reason)
                 elif monitor:
-                    self._send_down(from_pid, req_id, pid, reason)
+                    if from_pid.node == conn.peer:  # erpc:call's case: the DOWN goes back on conn
+                        self._down_to(conn, from_pid, req_id, pid, reason)
+                    else:
+                        self._send_down(from_pid, req_id, pid, reason)
                 return
         mb = self._new_process(pid, req_id, from_pid, link, monitor)
         self.host.start_soon(self._run_process, mb, handler, args)

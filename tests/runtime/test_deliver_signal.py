@@ -236,3 +236,48 @@ async def test_a_bug_in_a_handler_is_logged_and_the_packet_taken(
     control = _spawn_request(node, watcher)
     assert node.signals.deliver_signal(FailingConn(RuntimeError("a bug")), control, []) is True
     assert any("error handling" in r.getMessage() and str(PEER) in r.getMessage() for r in caplog.records)
+
+
+class ExitConn(FakeConn):
+    payload_exits = True  # what _down_over asks of a connection
+
+
+def _served_call(node: Node, watcher: Pid) -> tuple[tuple[Any, ...], list[Any], Reference]:
+    """erpc:call's SPAWN_REQUEST for py:abs(-3), served at once (no task), from ``watcher``."""
+    res = node.make_ref()
+    control = (C.DOP.SPAWN_REQUEST, node.make_ref(), watcher, watcher, (Atom("erpc"), Atom("execute_call"), 4),
+               [Atom("monitor")])
+    return control, [res, Atom("py"), Atom("abs"), [-3]], res
+
+
+@pytest.mark.parametrize("how", list(WAYS))
+async def test_a_call_served_at_once_answers_on_its_connection(node: Node, how: str) -> None:
+    """The 'DOWN' carrying the result goes back on the connection the request came on."""
+    node.expose("py", "abs")(abs)
+    conn = ExitConn()
+    control, args, res = _served_call(node, REMOTE)
+    assert WAYS[how](node, conn, control, args)
+    [(reply, _), (down, reason)] = conn.sent
+    spawned = reply[4]
+    assert reply[:4] == (C.DOP.SPAWN_REPLY, control[1], REMOTE, C.SPAWN_REPLY_FLAG_MONITOR)
+    assert down == (C.DOP.PAYLOAD_MONITOR_P_EXIT, spawned, REMOTE, control[1])
+    assert reason[0] == res and 3 in reason[1:]  # the result, under the call's ref
+
+
+async def test_a_call_for_a_watcher_elsewhere_is_answered_as_before(node: Node) -> None:
+    """A request naming a watcher not of the requesting peer: the 'DOWN' goes where that
+    watcher is (a local mailbox here), never back on the requester's connection."""
+    node.expose("py", "abs")(abs)
+    watcher = node.mailbox()
+    conn = ExitConn()
+    control, args, res = _served_call(node, watcher.pid)
+    watcher.monitors[control[1]] = Atom("spawning")
+    assert node.signals.deliver_signal(conn, control, args)  # type: ignore[arg-type]
+    [(reply, _)] = conn.sent  # the SPAWN_REPLY only
+    [down] = drain(watcher)
+    assert down[:4] == (DOWN, control[1], PROCESS, Atom("spawning")) and down[4][0] == res
+    # and a watcher of a third node, with no connection: nothing more is sent on conn
+    conn = ExitConn()
+    control, args, _ = _served_call(node, Pid("third@127.0.0.1", 9, 0, 1))
+    assert node.signals.deliver_signal(conn, control, args)  # type: ignore[arg-type]
+    assert [c[0] for c, _ in conn.sent] == [C.DOP.SPAWN_REPLY]

@@ -270,47 +270,38 @@ class DistConnection:
         if self._error is not None:
             raise self._error
         # Hot path: one codec call decodes the whole packets buffered (112 or 131 68: atom
-        # cache header, control message and payload) and hands each plain send to the
-        # deliver hook, up to the first packet it does not deliver: that one goes to the
-        # deliver_signal hook, or is an event
-        signal = self.deliver_signal
-        while True:
-            if not self._buf and not self._eof:  # all read: what a read's last call finds
-                return NEED_DATA
-            try:
-                pos, n, control, payload = decode_dist_sends(
-                    self._buf, self._entries, NO_PAYLOAD, self._pos, self.max_packet,
-                    self.deliver or _decline,
-                )
-            except BaseException as exc:
-                # what was delivered before the failure stays delivered (never twice)
-                at = getattr(exc, "dist_pos", None)
-                if at is not None:
-                    self.delivered += exc.dist_delivered  # type: ignore[attr-defined]
-                    if at != self._pos:
-                        self._advance(at)
-                if isinstance(exc, DecodeError):
-                    self._error = ProtocolError(f"undecodable distribution message: {exc}")
-                    raise self._error from exc
-                if isinstance(exc, ProtocolError):  # from the hook: the connection is unusable
-                    self._error = exc
-                raise
-            if n:
-                self.delivered += n
-            if pos != self._pos:
-                self._advance(pos)
-            if control is NO_PAYLOAD:
-                break
-            if signal is None:
-                return self._event(control, payload)
-            try:  # the packet is consumed: whatever the hook does, it is not seen twice
-                took = signal(control, payload)
-            except ProtocolError as exc:  # as from the deliver hook: the connection is unusable
+        # cache header, control message and payload), hands each plain send to the deliver
+        # hook and each other packet to the deliver_signal hook, up to the first packet
+        # neither takes: that one is an event
+        if not self._buf and not self._eof:  # all read: what a read's last call finds
+            return NEED_DATA
+        try:
+            pos, n, control, payload = decode_dist_sends(
+                self._buf, self._entries, NO_PAYLOAD, self._pos, self.max_packet,
+                self.deliver or _decline, self.deliver_signal,
+            )
+        except BaseException as exc:
+            # what was taken before the failure stays taken (never twice); a signal
+            # whose hook failed is consumed too
+            at = getattr(exc, "dist_pos", None)
+            if at is not None:
+                self.delivered += exc.dist_delivered  # type: ignore[attr-defined]
+                if at != self._pos:
+                    self._advance(at)
+            if isinstance(exc, DecodeError):
+                self._error = ProtocolError(f"undecodable distribution message: {exc}")
+                raise self._error from exc
+            if isinstance(exc, ProtocolError):  # from a hook: the connection is unusable
                 self._error = exc
-                raise
-            if not took:
-                return self._event(control, payload)
-            self.delivered += 1
+            raise
+        if n:
+            self.delivered += n
+        if pos != self._pos:
+            self._advance(pos)
+        if control is not NO_PAYLOAD:
+            return self._event(control, payload)
+        if not self._buf and not self._eof:
+            return NEED_DATA
         try:
             return self._next_event()
         except ProtocolError as exc:

@@ -3406,20 +3406,22 @@ note_progress(Py_ssize_t pos, Py_ssize_t count)
 }
 
 static ArgSpec decode_dist_sends_spec = {
-    "decode_dist_sends", 6, 6, 6,
-    {"data", "cache_entries", "missing", "start", "max_packet", "deliver"}, {NULL}};
+    "decode_dist_sends", 7, 7, 6,
+    {"data", "cache_entries", "missing", "start", "max_packet", "deliver", "deliver_signal"},
+    {NULL}};
 
 static PyObject *
 py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                      PyObject *kwnames)
 {
-    PyObject *a[6], *result = NULL, *body = NULL, *ctl, *pay;
+    PyObject *a[7], *result = NULL, *body = NULL, *ctl, *pay, *signal;
     Py_buffer view;
     const unsigned char *buf;
     Py_ssize_t pos, n, max_packet, count = 0;
     (void)module;
     if (parse_args(&decode_dist_sends_spec, args, nargs, kwnames, a) < 0)
         return NULL;
+    signal = a[6] == Py_None ? NULL : a[6];
     if (check_entries(a[1]) < 0)
         return NULL;
     max_packet = PyNumber_AsSsize_t(a[4], NULL); /* clamped, as any size beyond is no limit */
@@ -3466,7 +3468,24 @@ py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                 continue;
             }
         }
-        /* decoded but not delivered: the caller makes an event of it */
+        if (signal != NULL) {
+            /* consumed, whatever the hook does: a signal is never handed twice */
+            pos = end;
+            PyObject *callargs[2] = {c, p};
+            PyObject *r = PyObject_Vectorcall(signal, callargs, 2, NULL);
+            if (r == NULL)
+                goto fail;
+            int taken = PyObject_IsTrue(r);
+            Py_DECREF(r);
+            if (taken < 0)
+                goto fail;
+            if (taken) {
+                Py_CLEAR(body);
+                count++;
+                continue;
+            }
+        }
+        /* decoded but taken by neither hook: the caller makes an event of it */
         ctl = c;
         pay = p;
         pos = end;
@@ -3653,16 +3672,18 @@ PyDoc_STRVAR(decode_dist_packet_doc,
 "slots); ``missing`` is returned as the payload when none follows.");
 
 PyDoc_STRVAR(decode_dist_sends_doc,
-"decode_dist_sends(data, cache_entries, missing, start, max_packet, deliver)\n"
-"    -> (pos, delivered, control, payload)\n\n"
+"decode_dist_sends(data, cache_entries, missing, start, max_packet, deliver,\n"
+"                  deliver_signal=None) -> (pos, delivered, control, payload)\n\n"
 "Decode whole packets (4-byte length, then a body as decode_dist_packet takes) from\n"
 "``data[start:]`` while each is a plain send (SEND, SEND_SENDER, REG_SEND) that\n"
-"``deliver(to, payload)`` takes (returns true). Stops before a packet it leaves to the\n"
-"caller (incomplete, a tick, over ``max_packet``, a fragment), with ``control`` and\n"
-"``payload`` both ``missing``; or after one it decoded but did not deliver, returned as\n"
-"``control`` and ``payload``. ``pos`` is where the caller goes on. An exception (a bad\n"
-"packet, or from deliver) carries ``dist_pos`` (the failing packet's start) and\n"
-"``dist_delivered`` (messages delivered before it).");
+"``deliver(to, payload)`` takes (returns true), or any other packet that\n"
+"``deliver_signal(control, payload)`` takes, when given. Stops before a packet it leaves\n"
+"to the caller (incomplete, a tick, over ``max_packet``, a fragment), with ``control``\n"
+"and ``payload`` both ``missing``; or after one it decoded but neither hook took,\n"
+"returned as ``control`` and ``payload``. ``pos`` is where the caller goes on. An\n"
+"exception (a bad packet, or from a hook) carries ``dist_pos`` and ``dist_delivered``\n"
+"(packets taken before it): ``dist_pos`` is the failing packet's start, or its end when\n"
+"deliver_signal raised (the packet is consumed).");
 
 PyDoc_STRVAR(decode_dist_header_doc,
 "decode_dist_header(data, cache_entries, offset=0) -> (refs, end)\n\n"

@@ -1436,17 +1436,20 @@ def decode_dist_sends(
     start: int,
     max_packet: int,
     deliver: Callable[[Any, Any], Any],
+    deliver_signal: Callable[[Any, Any], Any] | None = None,
 ) -> tuple[int, int, Any, Any]:
     """Decode whole packets (4-byte length, then a body as :func:`decode_dist_packet` takes)
     from ``data[start:]`` while each is a plain send (SEND, SEND_SENDER, REG_SEND) that
-    ``deliver(to, payload)`` takes (returns true): one call for a run of messages.
+    ``deliver(to, payload)`` takes (returns true), or any other packet that
+    ``deliver_signal(control, payload)`` takes, when given: one call for a whole read.
 
     Returns ``(pos, delivered, control, payload)``: it stops before a packet it leaves to the
     caller (incomplete, a tick, over ``max_packet``, a fragment), with ``control`` and
-    ``payload`` both ``missing``, or after one it decoded but did not deliver, returned as
+    ``payload`` both ``missing``, or after one it decoded but neither hook took, returned as
     ``control`` and ``payload``. ``pos`` is where the caller goes on. An exception (a bad
-    packet, or from ``deliver``) carries ``dist_pos`` (the failing packet's start) and
-    ``dist_delivered`` (messages delivered before it)."""
+    packet, or from a hook) carries ``dist_pos`` and ``dist_delivered`` (packets taken before
+    it): ``dist_pos`` is the failing packet's start, or its end when ``deliver_signal`` raised
+    (the packet is consumed: a signal is never handed twice)."""
     if type(cache_entries) is not list or len(cache_entries) != ATOM_CACHE_SIZE:
         _check_entries(cache_entries)
     if type(data) is not bytes and type(data) is not bytearray:
@@ -1485,7 +1488,11 @@ def decode_dist_sends(
                 elif k == 4 and op == 6 and type(control[1]) is Pid and type(control[3]) is Atom:
                     to = control[3]
             if to is None or not deliver(to, payload):
-                return end, count, control, payload
+                if deliver_signal is None:
+                    return end, count, control, payload
+                pos = end  # consumed, whatever the hook does
+                if not deliver_signal(control, payload):
+                    return end, count, control, payload
             count += 1
             pos = end
     except BaseException as e:  # where the caller goes on: no message is delivered twice

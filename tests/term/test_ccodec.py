@@ -595,9 +595,10 @@ def _sends_stream(rng: random.Random) -> tuple[bytes, list[str]]:
     return data, what
 
 
-def _run_sends(f: Any, data: bytes, deliver_rule: int, max_packet: int) -> list[Any]:
+def _run_sends(f: Any, data: bytes, deliver_rule: int, max_packet: int, signal_rule: int | None = None) -> list[Any]:
     """Drive ``f`` as the framing does: call again after each stop, skipping a packet it
-    left alone by its length. Returns every result and delivery in order."""
+    left alone by its length. Returns every result and delivery in order. With
+    ``signal_rule`` a deliver_signal hook takes packets by that rule as well."""
     entries: list[Any] = [None] * term.ATOM_CACHE_SIZE
     log: list[Any] = []
     buf = bytearray(data)
@@ -609,9 +610,15 @@ def _run_sends(f: Any, data: bytes, deliver_rule: int, max_packet: int) -> list[
         # truthy and falsy values that are not bools too
         return [True, 1, [0], False, 0, None][(k[0] * deliver_rule) % 6] if deliver_rule else True
 
+    def signal(control: Any, payload: Any) -> Any:
+        k[0] += 1
+        log.append(("signal", control, payload is MISSING or payload))
+        return [True, [1], False, (), 2, None][(k[0] * (signal_rule or 0)) % 6]
+
+    hooks = (deliver,) if signal_rule is None else (deliver, signal)
     pos = 0
     for _ in range(100):
-        r = _outcome(f, buf, entries, MISSING, pos, max_packet, deliver)
+        r = _outcome(f, buf, entries, MISSING, pos, max_packet, *hooks)
         if r[0] == "error":
             log.append(("error", r[1], str(r[2])))
             break
@@ -642,6 +649,53 @@ def test_dist_sends_alike() -> None:
         assert len(p) == len(c) and all(map(_same, p, c)), (data, rule, p, c)
         delivered += sum(1 for e in p if e[0] == "deliver")
     assert len(seen) == 11 and delivered > 500
+
+
+def test_dist_sends_with_a_signal_hook_alike() -> None:
+    """Every packet neither a tick nor a fragment that deliver does not take goes to
+    deliver_signal; what it takes is counted and the call goes on."""
+    rng = random.Random(20261203)
+    signals = taken = 0
+    for _ in range(400):
+        data, _ = _sends_stream(rng)
+        rule, signal_rule = rng.randrange(4), rng.randrange(6)
+        max_packet = rng.choice([1 << 20, 200])
+        p = _run_sends(P.decode_dist_sends, data, rule, max_packet, signal_rule)
+        c = _run_sends(C.decode_dist_sends, data, rule, max_packet, signal_rule)
+        assert len(p) == len(c) and all(map(_same, p, c)), (data, rule, signal_rule, p, c)
+        signals += sum(1 for e in p if e[0] == "signal")
+        taken += sum(e[2] for e in p if e[0] == "result")
+    assert signals > 300 and taken > 500
+    # None is no hook: a packet deliver declines is returned, as without the argument
+    link = b"\x83D\x00" + P.encode((1, Pid("n@h", 1, 2, 3), Pid("n@h", 1, 2, 4)), versioned=False)
+    data = struct.pack(">I", len(link)) + link
+    for f in (P.decode_dist_sends, C.decode_dist_sends):
+        pos, n, control, payload = f(data, [None] * 2048, MISSING, 0, 1 << 20, lambda t, p: True, None)
+        assert (pos, n, control[0], payload) == (len(data), 0, 1, MISSING)
+
+
+def test_a_signal_hook_error_consumes_its_packet_alike() -> None:
+    """An exception from deliver_signal (or its answer's truth) says to go on after the
+    failing packet: a signal is never handed twice."""
+    pid = Pid("n@h", 1, 2, 3)
+    send = b"\x83D\x00" + P.encode((2, Atom(""), pid), versioned=False) + b"a\x01"
+    link = b"\x83D\x00" + P.encode((1, pid, pid), versioned=False)
+    data = b"".join(struct.pack(">I", len(b)) + b for b in (send, link, send))
+
+    class Falsy:
+        def __bool__(self) -> bool:
+            raise ValueError("no truth")
+
+    def boom(control: Any, payload: Any) -> bool:
+        raise KeyError("signal")
+
+    for hook, error in ((boom, KeyError), (lambda c, p: Falsy(), ValueError), ("not callable", TypeError)):
+        got = []
+        for f in (P.decode_dist_sends, C.decode_dist_sends):
+            with pytest.raises(error) as info:
+                f(data, [None] * 2048, MISSING, 0, 1 << 20, lambda t, p: True, hook)
+            got.append((info.value.dist_pos, info.value.dist_delivered))  # type: ignore[attr-defined]
+        assert got[0] == got[1] == (8 + len(send) + len(link), 1)
 
 
 def test_dist_sends_errors_alike() -> None:

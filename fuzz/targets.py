@@ -78,8 +78,14 @@ def dist_packet(data: bytes) -> None:
             taken.append(to)
             return len(taken) % 3 != 0  # every third one declined: it comes back as control
 
+        def signal(control: Any, payload: Any, taken: list[Any] = taken) -> bool:
+            taken.append(control)
+            return len(taken) % 2 != 0  # every other one declined
+
         try:
-            pos, n, ctl, _ = impl.decode_dist_sends(data, [None] * 2048, _MISSING, 0, 1 << 16, deliver)
+            pos, n, ctl, _ = impl.decode_dist_sends(
+                data, [None] * 2048, _MISSING, 0, 1 << 16, deliver, signal
+            )
             runs.append(("ok", pos, n, ctl is _MISSING, len(taken)))
         except DecodeError:
             runs.append(("error", 0, 0, False, len(taken)))

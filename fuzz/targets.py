@@ -87,8 +87,8 @@ def dist_packet(data: bytes) -> None:
                 data, [None] * 2048, _MISSING, 0, 1 << 16, deliver, signal
             )
             runs.append(("ok", pos, n, ctl is _MISSING, len(taken)))
-        except DecodeError:
-            runs.append(("error", 0, 0, False, len(taken)))
+        except DecodeError as e:  # where each says to go on must agree too
+            runs.append(("error", getattr(e, "dist_pos", None), getattr(e, "dist_delivered", None), False, len(taken)))
     assert len(set(runs)) == 1, f"codecs disagree on the stream {data!r}: {runs}"
 
 

@@ -221,7 +221,11 @@ class DistConnection:
         payload)`` first; True means it took them (a well-formed signal it handled), False
         makes them a Message event as before. An rpc's signals (SPAWN_REQUEST, SPAWN_REPLY,
         MONITOR_P_EXIT) are a round trip's hot path; this spares them the control object and
-        the event."""
+        the event.
+
+        Both hooks run inside the codec's decoding of the buffer (``next_event``): they must
+        not feed or read this connection. A packet whose deliver_signal raised is consumed;
+        a DecodeError from either hook, like one from the bytes, leaves it unusable."""
         self.delivered = 0  # how many messages went to ``deliver`` or ``deliver_signal``
         # next() on a count is atomic in CPython: the blocking API encodes on the caller's
         # thread while the event loop encodes too
@@ -288,6 +292,11 @@ class DistConnection:
                 self.delivered += exc.dist_delivered  # type: ignore[attr-defined]
                 if at != self._pos:
                     self._advance(at)
+            elif not isinstance(exc, DecodeError):
+                # a hook's exception that took no position: going on would hand what was
+                # taken before it again, so the connection is unusable
+                self._error = ProtocolError(f"a receive hook raised {type(exc).__name__}: {exc}")
+                raise self._error from exc
             if isinstance(exc, DecodeError):
                 self._error = ProtocolError(f"undecodable distribution message: {exc}")
                 raise self._error from exc

@@ -44,6 +44,7 @@ MONITOR_OPT = Atom("monitor")
 REPLY_OPT = Atom("reply")
 _YES = Atom("yes")
 _MONITOR_ONLY = [MONITOR_OPT]  # spawn_async's options; never changed (encoded, not kept)
+_REPORT: Any = object()  # spawn_async's wait: a failure reported to the mailbox
 _SUCCESS_ONLY = Atom("success_only")
 
 SpawnHandler = Callable[..., Awaitable[Any]]
@@ -384,7 +385,10 @@ class Signals:
         wait = _SpawnWait(mb, peer, anyio.Event())
         # {reply, ...} is the requester's own option: erts always sends SPAWN_REPLY, and
         # with reply=False we just do not wait for it (it is dropped when it comes)
-        req = self._spawn(conn, wait if reply else None, mb, module, function, args, link, monitor, group_leader)
+        opts = [opt for opt, on in ((LINK_OPT, link), (MONITOR_OPT, monitor)) if on]
+        req = self.spawn_async(
+            conn, mb, module, function, args, group_leader=group_leader, opts=opts, wait=wait if reply else None
+        )
         if not reply:
             return None, req
         try:
@@ -406,22 +410,27 @@ class Signals:
         *,
         group_leader: Pid | None = None,
         send: Callable[[Any, Any], None] | None = None,
+        opts: list[Any] = _MONITOR_ONLY,
+        wait: _SpawnWait | None = _REPORT,
     ) -> Reference:
         """spawn_monitor without waiting for the reply, as erpc:call does (``{reply,
         error_only}``): the request ref, which is the monitor's; a failure arrives in ``mb``
         as ``(SPAWN_ERROR, Ref, Reason)``, the result as the monitor's 'DOWN'.
 
-        ``send(control, payload)`` replaces ``conn.send_nowait``: with a thread-safe one this
-        may be called from a thread other than the loop's (it only adds to dicts).
+        ``send(control, payload)`` replaces ``conn.send_nowait``, and must encode at once
+        (``opts`` goes into the request as it is): with a thread-safe one this may be called
+        from a thread other than the loop's (it only adds to dicts). ``opts`` and ``wait``
+        are spawn_request's: its options, and what waits for the SPAWN_REPLY (None: nothing).
 
-        Each erpc call comes here, so this is _spawn's work in one frame, not a call of it."""
+        Each erpc call comes here: one frame, the control tuple built in place."""
         req: Reference = self.host.make_ref()
-        self._spawn_waits[req] = _SpawnWait(mb, conn.peer, None)
+        if wait is not None:
+            self._spawn_waits[req] = _SpawnWait(mb, conn.peer, None) if wait is _REPORT else wait
         try:
             (send or conn.send_nowait)(
                 (_SPAWN_REQUEST, req, mb.pid, group_leader or self.host.group_leader,
                  (module if type(module) is Atom else Atom(module),
-                  function if type(function) is Atom else Atom(function), len(args)), _MONITOR_ONLY),
+                  function if type(function) is Atom else Atom(function), len(args)), opts),
                 args if type(args) is list else list(args),  # encoded now: never kept
             )
         except BaseException:
@@ -432,39 +441,6 @@ class Signals:
     def forget_spawn(self, req: Reference) -> None:
         """The requester of ``req`` no longer waits for its SPAWN_REPLY."""
         self._spawn_waits.pop(req, None)
-
-    def _spawn(
-        self,
-        conn: Connection,
-        wait: _SpawnWait | None,
-        mb: Mailbox,
-        module: str,
-        function: str,
-        args: list[Any],
-        link: bool,
-        monitor: bool,
-        group_leader: Pid | None,
-        send: Callable[[Any, Any], None] | None = None,
-    ) -> Reference:
-        req: Reference = self.host.make_ref()
-        opts: list[Any] = []
-        if link:
-            opts.append(LINK_OPT)
-        if monitor:
-            opts.append(MONITOR_OPT)
-        gl = group_leader or self.host.group_leader
-        if wait is not None:
-            self._spawn_waits[req] = wait
-        try:
-            # SpawnRequest's control tuple, built here: erpc:call's path, one object fewer
-            (send or conn.send_nowait)(
-                (_SPAWN_REQUEST, req, mb.pid, gl, (Atom(module), Atom(function), len(args)), opts),
-                list(args),
-            )
-        except BaseException:
-            self._spawn_waits.pop(req, None)
-            raise
-        return req
 
     def spawn_handler(
         self, module: str, function: str, handler: SpawnHandler, now: SpawnNow | None = None

@@ -591,6 +591,32 @@ def test_a_protocol_error_from_the_hook_sticks(batch_impl: str) -> None:
         d.next_event()
 
 
+class _Stiff(Exception):
+    """An exception that takes no attributes: the codec cannot say where it stopped."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(name)
+
+
+def test_a_hook_error_without_a_position_ends_the_connection(batch_impl: str) -> None:
+    d = DistConnection(default_flags(fragments=True, atom_cache=True))
+    got: list[int] = []
+
+    def deliver(to: object, payload: int) -> bool:
+        if got:
+            raise _Stiff("no position")
+        got.append(payload)
+        return True
+
+    d.deliver = deliver
+    d.receive_data(_send_packet(1) + _send_packet(2))
+    with pytest.raises(ProtocolError, match="_Stiff: no position"):
+        d.next_event()
+    with pytest.raises(ProtocolError, match="_Stiff"):  # never the first one handed again
+        d.next_event()
+    assert got == [1]
+
+
 # -- the deliver_signal hook: other packets' control tuples, before they become events --------
 
 def _signal_hooked(took: list[tuple[object, object]], ops: set[int]) -> DistConnection:

@@ -3405,6 +3405,19 @@ note_progress(Py_ssize_t pos, Py_ssize_t count)
 #endif
 }
 
+/* hook(x, y): 1 when it took the packet (a true answer), 0 when not, -1 on an error */
+static int
+hook_takes(PyObject *hook, PyObject *x, PyObject *y)
+{
+    PyObject *callargs[2] = {x, y};
+    PyObject *r = PyObject_Vectorcall(hook, callargs, 2, NULL);
+    if (r == NULL)
+        return -1;
+    int taken = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return taken;
+}
+
 static ArgSpec decode_dist_sends_spec = {
     "decode_dist_sends", 7, 7, 6,
     {"data", "cache_entries", "missing", "start", "max_packet", "deliver", "deliver_signal"},
@@ -3453,12 +3466,7 @@ py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         PyObject *c = PyTuple_GET_ITEM(body, 0), *p = PyTuple_GET_ITEM(body, 1);
         PyObject *to = p == a[2] ? NULL : plain_send_to(c);
         if (to != NULL) {
-            PyObject *callargs[2] = {to, p};
-            PyObject *r = PyObject_Vectorcall(a[5], callargs, 2, NULL);
-            if (r == NULL)
-                goto fail;
-            int taken = PyObject_IsTrue(r);
-            Py_DECREF(r);
+            int taken = hook_takes(a[5], to, p);
             if (taken < 0)
                 goto fail;
             if (taken) {
@@ -3471,12 +3479,7 @@ py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         if (signal != NULL) {
             /* consumed, whatever the hook does: a signal is never handed twice */
             pos = end;
-            PyObject *callargs[2] = {c, p};
-            PyObject *r = PyObject_Vectorcall(signal, callargs, 2, NULL);
-            if (r == NULL)
-                goto fail;
-            int taken = PyObject_IsTrue(r);
-            Py_DECREF(r);
+            int taken = hook_takes(signal, c, p);
             if (taken < 0)
                 goto fail;
             if (taken) {

@@ -38,10 +38,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from rpc import erl_rtt, load, pct  # noqa: E402
-from rpc_phases import pin  # noqa: E402
+from rpc_phases import erl_pair, pin  # noqa: E402
 
-from interop.erlnode import Epmd, ErlNode  # noqa: E402
-from interop.otp import otp25  # noqa: E402
+from interop.erlnode import ErlNode  # noqa: E402
 from pynode.runtime import Node  # noqa: E402
 from pynode.term import Atom  # noqa: E402
 
@@ -131,12 +130,7 @@ async def pynode_and_floor(node: Node, erl: ErlNode, n: int, gaps: list[int]) ->
 
 def measure(callee_cpu: int, caller_cpu: int, n: int, gaps: list[int]) -> dict[str, list[float]]:
     os.sched_setaffinity(0, {caller_cpu})
-    otp = otp25()
-    epmd = Epmd(otp)
-    cookie = secrets.token_hex(8)
-    callee = ErlNode(otp, epmd, cookie=cookie)
-    caller = ErlNode(otp, epmd, cookie=cookie)
-    try:
+    with erl_pair() as (epmd, cookie, callee, caller):
         assert callee.proc is not None and caller.proc is not None
         pin(callee.proc.pid, {callee_cpu})
         pin(caller.proc.pid, {caller_cpu})
@@ -151,11 +145,6 @@ def measure(callee_cpu: int, caller_cpu: int, n: int, gaps: list[int]) -> dict[s
         erl_rtt(caller, callee.name, "erlang", "abs", 300)  # connect, warm up
         got["erl -> erl"] = erl_rtt(caller, callee.name, "erlang", "abs", n)
         return got
-    finally:
-        for e in (callee, caller):
-            e.kill()
-            e.close()
-        epmd.kill()
 
 
 def main() -> None:

@@ -18,10 +18,12 @@ microseconds, and which CPUs the processes share moves erl->erl between about 65
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,25 @@ from pynode.runtime import Node  # noqa: E402
 from pynode.term import Atom  # noqa: E402
 
 PHASES = ("before the send", "send syscall", "erl turnaround", "data_received", "resume", "total")
+
+
+@contextlib.contextmanager
+def erl_pair() -> Iterator[tuple[Epmd, str, ErlNode, ErlNode]]:
+    """An EPMD and two erl nodes sharing a cookie (a callee, and a caller for erl->erl),
+    killed on the way out."""
+    otp = otp25()
+    epmd = Epmd(otp)
+    cookie = secrets.token_hex(8)
+    callee = ErlNode(otp, epmd, cookie=cookie)
+    caller = ErlNode(otp, epmd, cookie=cookie)
+    try:
+        assert callee.proc is not None and caller.proc is not None
+        yield epmd, cookie, callee, caller
+    finally:
+        for e in (callee, caller):
+            e.kill()
+            e.close()
+        epmd.kill()
 
 
 def cpus(text: str) -> set[int]:
@@ -96,12 +117,7 @@ def main() -> None:
     opts = ap.parse_args()
     if opts.py_cpus:
         os.sched_setaffinity(0, cpus(opts.py_cpus))
-    otp = otp25()
-    epmd = Epmd(otp)
-    cookie = secrets.token_hex(8)
-    erl = ErlNode(otp, epmd, cookie=cookie)
-    other = ErlNode(otp, epmd, cookie=cookie)
-    try:
+    with erl_pair() as (epmd, cookie, erl, other):
         if opts.erl_cpus:
             for e in (erl, other):
                 assert e.proc is not None
@@ -114,11 +130,6 @@ def main() -> None:
         got = anyio.run(run)
         erl_rtt(other, erl.name, "erlang", "abs", 100)  # connect, warm up
         ee = erl_rtt(other, erl.name, "erlang", "abs", opts.calls)
-    finally:
-        for e in (erl, other):
-            e.kill()
-            e.close()
-        epmd.kill()
     print(f"{'rpc pynode -> erl (us)':<24} | {'p50':>7} | {'p90':>7} | {'mean':>7}   "
           f"(n={opts.calls}; erl CPUs {opts.erl_cpus or 'any'}, pynode CPUs {opts.py_cpus or 'any'}; "
           f"{os.cpu_count()} cores; {load()})")

@@ -94,18 +94,26 @@ async def pynode_and_floor(node: Node, erl: ErlNode, n: int, gaps: list[int]) ->
     conn = node.connector.get(peer)
     assert conn is not None
     transport: Any = conn.channel.transport
+    fd = transport.get_extra_info("socket").fileno()
     sent: list[bytes] = []
-    write = transport.write
+    write, os_write = transport.write, os.write
 
     def capture(data: Any) -> None:
         sent.append(bytes(data))
         write(data)
 
+    def capture_os(to: int, data: Any) -> int:  # a lone packet goes to the socket directly
+        if to == fd:
+            sent.append(bytes(data))
+        return os_write(to, data)
+
     transport.write = capture
+    os.write = capture_os
     try:
         await node.rpc(peer, "erlang", "abs", [-1])
     finally:
         del transport.write
+        os.write = os_write
     assert len(sent) == 1, "one write per call expected"
     request = sent[0]
     transport.pause_reading()  # the loop is blocked below anyway; nothing else reads

@@ -18,6 +18,7 @@ from pynode.runtime import (
     Node,
     RemoteError,
     RpcTimeout,
+    busywait,
 )
 from pynode.term import Atom, Pid
 
@@ -71,6 +72,45 @@ async def test_rpc_out_values_and_errors(epmd: Epmd, erl_node: StartErl) -> None
             erl.name, "io", "format", [list(b"hello ~s and ~p~n"), [list(b"world"), 42]], capture_output=True
         )
         assert value == Atom("ok") and out == "hello world and 42\n"
+
+
+async def test_rpc_out_answer_read_by_the_calling_task(epmd: Epmd, erl_node: StartErl) -> None:
+    """A call's answer read on the calling task (compiled spin) skips the connection's
+    handlers; one with anything else among its packets (a message the call sends, the call
+    still running when the spin ends) is handed to them, and answered all the same."""
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie) as node:
+        assert await node.rpc(erl.name, "erlang", "node") == erl.name  # connected
+        conn = node.connector.get(Atom(erl.name))
+        assert conn is not None
+        node.busy_wait = 0.5  # the calls' spins only (the loop's own stays as it was)
+        hook = conn.dist.deliver_signal
+        assert hook is not None
+        handled: list[Any] = []
+
+        def counting(control: Any, payload: Any) -> bool:
+            handled.append(control[0])
+            return hook(control, payload)
+
+        conn.dist.deliver_signal = counting
+        before = conn.counters()["messages_in"]
+        for i in range(20):
+            assert await node.rpc(erl.name, "erlang", "abs", [-i]) == i
+        assert conn.counters()["messages_in"] - before == 40  # counted either way
+        if busywait.C_SPIN:
+            assert handled.count(31) < 20  # some SPAWN_REPLYs never reached the handlers
+        else:  # no inline reads without the compiled spin
+            assert handled.count(31) == 20
+        mb = node.mailbox()
+        handled.clear()
+        between = Atom("between")
+        assert await node.rpc(erl.name, "erlang", "send", [mb.pid, between]) == between
+        assert await mb.receive(timeout=10) == between
+        assert handled.count(31) == 1  # the SEND among them: all went to the connection
+        node.busy_wait = 0.001
+        assert await node.rpc(erl.name, "timer", "sleep", [50]) == Atom("ok")
+        box = node.call_box()
+        assert not box._calls and not box.monitors and not node.signals._spawn_waits
 
 
 async def test_rpc_out_noconnection(epmd: Epmd, erl_node: StartErl) -> None:

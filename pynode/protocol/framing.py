@@ -260,6 +260,36 @@ class DistConnection:
         (size,) = _U32_unpack_from(buf, pos)
         return max(0, 4 + size - avail)
 
+    def peek_signals(self, data: bytearray, start: int = 0) -> tuple[int, list[tuple[Any, Any]]] | None:
+        """The control tuples and payloads of the whole packets in ``data[start:]`` (bytes
+        read after everything fed so far), decoded without taking them, and where the next
+        packet begins: how a task that waits for a known answer recognises it (see
+        ``Channel.take_inline``). None when they hold a tick, a fragment or an undecodable
+        packet, or when fed bytes are still buffered: then ``data`` goes through
+        :meth:`receive_data` as usual. An incomplete packet at the end is left out. The atom
+        cache entries a header sets are set again, to the same atoms, when the bytes are fed
+        after all."""
+        if self._buf or self._error is not None:
+            return None
+        got: list[tuple[Any, Any]] = []
+
+        def take(control: Any, payload: Any) -> bool:
+            got.append((control, payload))
+            return True
+
+        try:
+            pos, _, _, _ = decode_dist_sends(
+                data, self._entries, NO_PAYLOAD, start, self.max_packet, _decline, take
+            )
+        except Exception:
+            return None
+        left = len(data) - pos
+        if left >= 4:  # a packet the codec left to the caller: whole, so not a signal
+            (size,) = _U32_unpack_from(data, pos)
+            if size == 0 or size > self.max_packet or 4 + size <= left:
+                return None
+        return pos, got
+
     @property
     def pending_fragments(self) -> int:
         """How many fragmented messages are partly received."""

@@ -11,6 +11,9 @@
  * the caller should poll its selector now (readable, or poll failed: the selector's own poll
  * then reports the error or handles the signal), False when the time ran out.
  *
+ * read_ready(epfd, fd, seconds, size) is wait_readable(epfd, seconds) and then one read of
+ * fd, in one call: a task that waits for an answer on fd reads it so (transport.py).
+ *
  * Wakeup (Linux): the binary semaphore a BlockingNode's receiving thread waits on. wait()
  * spins for a moment without the GIL before it sleeps on a futex, as the loop does: woken
  * from a futex, the thread took 1.2-1.6x the async echo on a 2-core VM (a cross-CPU wake-up
@@ -26,6 +29,7 @@
 #include <stdatomic.h>
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef __linux__
 #include <limits.h>
@@ -47,24 +51,12 @@ monotonic_now(void)
  * iterations (Wakeup_wait waits for one to let go of the GIL). */
 static atomic_int loop_spinners;
 
-static PyObject *
-wait_readable(PyObject *self, PyObject *args)
+/* The spin, without the GIL (the caller released it): 1 when fd is readable (or poll
+ * failed), 0 when `seconds` ran out. */
+static int
+spin_until_readable(int fd, double seconds)
 {
-    int fd;
-    double seconds;
     int ready = 0;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "id:wait_readable", &fd, &seconds))
-        return NULL;
-    if (fd < 0) {
-        PyErr_SetString(PyExc_ValueError, "wait_readable: negative file descriptor");
-        return NULL;
-    }
-    if (!(seconds >= 0.0))  /* NaN too */
-        seconds = 0.0;
-    if (seconds > 1.0)  /* a spin is microseconds; this one cannot be interrupted (no GIL) */
-        seconds = 1.0;
-    Py_BEGIN_ALLOW_THREADS
     atomic_fetch_add(&loop_spinners, 1);
     double end = monotonic_now() + seconds;
     struct pollfd p;
@@ -82,8 +74,87 @@ wait_readable(PyObject *self, PyObject *args)
         sched_yield();  /* another runnable process (say, the erl we wait for) goes first */
     }
     atomic_fetch_sub(&loop_spinners, 1);
+    return ready;
+}
+
+static double
+spin_seconds(double seconds)
+{
+    if (!(seconds >= 0.0))  /* NaN too */
+        return 0.0;
+    if (seconds > 1.0)  /* a spin is microseconds; this one cannot be interrupted (no GIL) */
+        return 1.0;
+    return seconds;
+}
+
+static PyObject *
+wait_readable(PyObject *self, PyObject *args)
+{
+    int fd;
+    double seconds;
+    int ready;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "id:wait_readable", &fd, &seconds))
+        return NULL;
+    if (fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "wait_readable: negative file descriptor");
+        return NULL;
+    }
+    seconds = spin_seconds(seconds);
+    Py_BEGIN_ALLOW_THREADS
+    ready = spin_until_readable(fd, seconds);
     Py_END_ALLOW_THREADS
     return PyBool_FromLong(ready);
+}
+
+/* A read inline costs one call instead of two (wait_readable, then os.read) and holds no
+ * GIL for either: the rpc round trip's own reads. */
+static PyObject *
+read_ready(PyObject *self, PyObject *args)
+{
+    int epfd, fd;
+    double seconds;
+    Py_ssize_t size;
+    int ready;
+    ssize_t n = -1;
+    int err = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iidn:read_ready", &epfd, &fd, &seconds, &size))
+        return NULL;
+    if (epfd < 0 || fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "read_ready: negative file descriptor");
+        return NULL;
+    }
+    if (size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "read_ready: size must be positive");
+        return NULL;
+    }
+    PyObject *buf = PyBytes_FromStringAndSize(NULL, size);
+    if (buf == NULL)
+        return NULL;
+    char *into = PyBytes_AS_STRING(buf);
+    seconds = spin_seconds(seconds);
+    Py_BEGIN_ALLOW_THREADS
+    ready = spin_until_readable(epfd, seconds);
+    if (ready) {
+        n = read(fd, into, (size_t)size);
+        err = errno;
+    }
+    Py_END_ALLOW_THREADS
+    if (!ready) {
+        Py_DECREF(buf);
+        Py_RETURN_NONE;
+    }
+    if (n < 0) {
+        Py_DECREF(buf);
+        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+            return PyBytes_FromStringAndSize(NULL, 0);
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (n != size && _PyBytes_Resize(&buf, (Py_ssize_t)n) < 0)
+        return NULL;
+    return buf;
 }
 
 #ifdef HAVE_WAKEUP
@@ -250,6 +321,11 @@ static PyMethodDef spin_methods[] = {
     {"wait_readable", wait_readable, METH_VARARGS,
      "wait_readable(fd, seconds) -> bool: poll fd without the GIL until it is readable "
      "(True) or seconds have passed (False)."},
+    {"read_ready", read_ready, METH_VARARGS,
+     "read_ready(epfd, fd, seconds, size) -> bytes | None: wait_readable(epfd, seconds), then "
+     "one read of up to size bytes from fd, both without the GIL: None when the time ran out; "
+     "b'' when fd had nothing (another descriptor's event) or its stream ended; OSError when "
+     "the read failed."},
     {NULL, NULL, 0, NULL},
 };
 

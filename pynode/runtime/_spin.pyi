@@ -1,6 +1,10 @@
 def wait_readable(fd: int, seconds: float, /) -> bool:
     """Poll ``fd`` without the GIL until it is readable (True) or ``seconds`` pass (False)."""
 
+def read_ready(epfd: int, fd: int, seconds: float, size: int, /) -> bytes | None:
+    """``wait_readable(epfd, seconds)``, then one read of up to ``size`` bytes from ``fd``:
+    None when the time ran out, b"" when ``fd`` had nothing or its stream ended."""
+
 class Wakeup:
     """Linux only: a binary semaphore whose wait spins without the GIL, then sleeps."""
 

@@ -98,6 +98,33 @@ C_SPIN: bool = _wait_readable is not None
 """Whether the spin runs in C without the GIL (else in Python, holding it between polls)."""
 
 
+def _read_composed(epfd: int, fd: int, seconds: float, size: int) -> bytes | None:
+    """read_ready of a _spin built before it had one."""
+    assert _wait_readable is not None
+    if not _wait_readable(epfd, seconds):
+        return None
+    try:
+        return os.read(fd, size)
+    except (BlockingIOError, InterruptedError):
+        return b""
+
+
+def _load_c_read() -> Callable[[int, int, float, int], bytes | None] | None:
+    if _wait_readable is None:
+        return None
+    try:
+        from ._spin import read_ready
+    except ImportError:
+        return _read_composed
+    return read_ready
+
+
+read_ready = _load_c_read()
+"""``read_ready(epfd, fd, seconds, size)``: :func:`wait_readable` on ``epfd``, then one read of
+``fd``, in one call without the GIL: None when the time ran out, b"" when ``fd`` had nothing
+(another descriptor's event) or its stream ended; None as a whole without the compiled helper."""
+
+
 class _LockWakeup:
     """A binary semaphore: ``set`` by the loop thread on each delivery, ``wait``ed on by a
     receiving thread (a bare lock: one futex operation each way, where threading.Event

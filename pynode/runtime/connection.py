@@ -262,6 +262,14 @@ class Connection:
             self._read_size = size
             self.channel.read_size(size)
 
+    def taken(self, nbytes: int, messages: int) -> None:
+        """Count bytes a task read and handled itself (``Channel.take_inline``), as _on_data
+        counts what the connection handles."""
+        self._last_read = time.monotonic()
+        self.bytes_in += nbytes
+        self.dist.delivered += messages
+        self._writes_seen = self.channel.writes
+
     def _on_eof(self) -> None:
         self.dist.receive_eof()
         self._process()

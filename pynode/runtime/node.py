@@ -649,7 +649,7 @@ class Node:
                 conn.send_nowait(C.Send(caller), (tag, _YES))
 
     # -- RPC and gen_server ---------------------------------------------------------------
-    async def rpc(
+    def rpc(
         self,
         node: str,
         module: str,
@@ -658,12 +658,14 @@ class Node:
         *,
         timeout: float | None = None,
         capture_output: bool = False,
-    ) -> Any:
-        """``erpc:call(Node, M, F, A, Timeout)``; raises RemoteError, RpcTimeout, NoConnection.
+    ) -> Coroutine[Any, Any, Any]:
+        """``erpc:call(Node, M, F, A, Timeout)``, to await; raises RemoteError, RpcTimeout,
+        NoConnection.
 
-        With ``capture_output`` returns ``(value, printed_text)``.
+        With ``capture_output`` returns ``(value, printed_text)``. (The call's own coroutine
+        comes back: no frame of this method's is made and resumed on each call.)
         """
-        return await _rpc.rpc(
+        return _rpc.rpc(
             self, node, module, function, args, timeout=timeout, capture_output=capture_output
         )
 

@@ -438,6 +438,11 @@ class Signals:
             raise
         return req
 
+    def report_spawn(self, req: Reference, mb: Mailbox, peer: Atom) -> None:
+        """What spawn_async's default ``wait`` registers, later: for a request sent with
+        ``wait=None`` whose reply its sender did not read itself after all."""
+        self._spawn_waits[req] = _SpawnWait(mb, peer, None)
+
     def forget_spawn(self, req: Reference) -> None:
         """The requester of ``req`` no longer waits for its SPAWN_REPLY."""
         self._spawn_waits.pop(req, None)

@@ -33,7 +33,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSStream
 
 from .busywait import SpinGate
-from .busywait import wait_readable as _wait_readable
+from .busywait import read_ready as _read_ready
 from .tls import tls_reason
 
 log = logging.getLogger("pynode.node")
@@ -125,6 +125,20 @@ class Channel:
         """Read and handle the peer's bytes on the calling task until ``done()``, for at most
         ``spin`` seconds while the event loop has nothing else to do (where the channel can:
         else return at once, and the bytes come through the loop as always)."""
+
+    def take_inline(self, spin: float, enough: Callable[[bytearray], bool]) -> bytearray:
+        """Like :meth:`read_inline`, but the bytes are not handled: they are read into one
+        buffer until ``enough(buffer)``, and returned. A task that knows what answer it
+        waits for recognises it there itself, at a fraction of the cost of the whole
+        receive path; bytes it does not take it must hand to :meth:`feed` before it waits
+        or yields (nothing else reads them meanwhile: the loop is not running)."""
+        return bytearray()
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Handle bytes :meth:`take_inline` returned, as if just received (here it reads
+        none: there is nothing to hand back)."""
+        if data:
+            raise NotImplementedError
 
     def write_threadsafe(self, pieces: list[Buffer], size: int) -> bool:
         """From a thread other than the loop's: write ``pieces`` (one message of ``size``
@@ -223,55 +237,108 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         The bytes are handled by ``data_received`` as the loop would, in its context (never
         from inside it: a task started eagerly there that waits on this channel reads
         nothing). A wait that ran out spent the loop's spin: its next poll blocks at once."""
-        t: Any = self.transport
-        if self._fd < 0 or self._on_data is None or t is None or self._lost or self._held or spin <= 0:
+        window = self._inline_window(spin)
+        if window is None:
             return
+        end, whole = window
         loop: Any = self._loop
         sel = loop._selector
-        epfd = getattr(sel, "spin_fd", -1)
-        if epfd < 0 or loop._ready or not t.is_reading():
-            return
-        if sel.polls != self._inline_polls:
-            self._inline_polls, self._inline_streak = sel.polls, 0
-        elif self._inline_streak >= _INLINE_STREAK:
-            return  # the loop's turn: it has not polled the other descriptors for a while
         clock = loop.time
-        end = clock() + spin
-        timers = loop._scheduled
-        whole = not (timers and timers[0]._when < end)  # else a timer ends the wait early
-        gate = self._inline_gate  # this connection's waits for answers: do they come soon?
-        if not (gate.allow() if whole else gate.open):  # (a cut-short wait is no probe)
-            return
-        if not whole:
-            end = timers[0]._when
-        wait, fd, run, received = _wait_readable, self._fd, self._context.run, self.data_received
-        assert wait is not None  # spin_fd is -1 without it
+        read, fd, epfd, size = _read_ready, self._fd, sel.spin_fd, self._read_size
+        run, received = self._context.run, self.data_received
+        assert read is not None  # spin_fd is -1 without it
         got: bool | None = None  # one outcome per call: data read, or the wait ran out
         while True:
             left = end - clock()
             if left <= 0:
                 break
-            if not wait(epfd, left):
+            try:
+                data = read(epfd, fd, left, size)
+            except OSError as exc:  # reset: as the transport's own read would report it
+                self._read_failed(exc)
+                return
+            if data is None:
                 sel.spent = sel.polls  # this idle moment's spin is over (see SpinningSelector)
                 if got is None:
                     got = False
                 break
-            try:
-                data = os.read(fd, self._read_size)
-            except (BlockingIOError, InterruptedError):
-                break  # the event is another descriptor's: the loop handles it
-            except OSError as exc:  # reset: as the transport's own read would report it
-                t._fatal_error(exc, "Fatal read error on socket transport")
-                return
-            if not data:
-                return  # end of stream: the transport's own read finds it too
+            if not data:  # another descriptor's event (the loop handles it), or the end
+                break
             got = True
             self._inline_streak += 1
             run(received, data)
             if done() or loop._ready or self._lost or self._inline_streak >= _INLINE_STREAK:
                 break
         if whole and got is not None:
-            gate.outcome(got)
+            self._inline_gate.outcome(got)
+
+    def take_inline(self, spin: float, enough: Callable[[bytearray], bool]) -> bytearray:
+        buf = bytearray()
+        window = self._inline_window(spin)
+        if window is None:
+            return buf
+        end, whole = window
+        loop: Any = self._loop
+        sel = loop._selector
+        clock = loop.time
+        read, fd, epfd, size = _read_ready, self._fd, sel.spin_fd, self._read_size
+        assert read is not None  # spin_fd is -1 without it
+        got: bool | None = None  # as in read_inline
+        while True:
+            left = end - clock()
+            if left <= 0:
+                break
+            try:
+                data = read(epfd, fd, left, size)
+            except OSError as exc:
+                self._read_failed(exc)
+                break
+            if data is None:
+                sel.spent = sel.polls
+                if got is None:
+                    got = False
+                break
+            if not data:
+                break
+            got = True
+            self._inline_streak += 1
+            buf += data
+            if enough(buf) or loop._ready or self._inline_streak >= _INLINE_STREAK:
+                break
+        if whole and got is not None:
+            self._inline_gate.outcome(got)
+        return buf
+
+    def feed(self, data: bytes | bytearray) -> None:
+        if data:
+            self._context.run(self.data_received, bytes(data))
+
+    def _inline_window(self, spin: float) -> tuple[float, bool] | None:
+        """When this task may read inline (see :meth:`read_inline`): until when, and whether
+        for its whole spin (else a timer cuts it short); None when it may not."""
+        t: Any = self.transport
+        if self._fd < 0 or self._on_data is None or t is None or self._lost or self._held or spin <= 0:
+            return None
+        loop: Any = self._loop
+        sel = loop._selector
+        if getattr(sel, "spin_fd", -1) < 0 or loop._ready or not t.is_reading():
+            return None
+        if sel.polls != self._inline_polls:
+            self._inline_polls, self._inline_streak = sel.polls, 0
+        elif self._inline_streak >= _INLINE_STREAK:
+            return None  # the loop's turn: it has not polled the other descriptors for a while
+        end = loop.time() + spin
+        timers = loop._scheduled
+        whole = not (timers and timers[0]._when < end)  # else a timer ends the wait early
+        gate = self._inline_gate  # this connection's waits for answers: do they come soon?
+        if not (gate.allow() if whole else gate.open):  # (a cut-short wait is no probe)
+            return None
+        return (end if whole else timers[0]._when), whole
+
+    def _read_failed(self, exc: OSError) -> None:
+        """An inline read failed (reset): reported as the transport's own read would."""
+        t: Any = self.transport
+        t._fatal_error(exc, "Fatal read error on socket transport")
 
     # asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -405,6 +472,17 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         with self._wlock:
             if self._backlog:
                 self._put_backlog(transport)
+            fd = self._fd
+            if fd >= 0 and not transport._buffer:  # type: ignore[attr-defined]
+                # the socket takes a lone packet at once: asyncio's write would end in the
+                # same send (after its own checks); what it does not take goes through it
+                try:
+                    sent = os.write(fd, data)
+                except OSError:  # as in _writev: asyncio's write meets the error and reports it
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
             transport.write(data)
 
     def writev(self, pieces: list[Buffer]) -> None:

@@ -692,3 +692,40 @@ def test_a_limit_beyond_any_size_is_no_limit(batch_impl: str) -> None:
     d.receive_data(_send_packet(7))
     ev = d.next_event()
     assert isinstance(ev, Message) and ev.payload == 7
+
+
+# --------------------------------------------------------------------------- peek_signals
+
+REF = Reference("a@host", 1, (1, 2, 3))
+
+
+@pytest.mark.parametrize("flags", [PLAIN, HEADER, FRAGS], ids=["plain", "header", "fragments"])
+def test_peek_signals_decodes_without_taking(flags):
+    tx, rx = DistConnection(flags), DistConnection(flags)
+    reply = tx.send(c.SpawnReply(REF, P1, 2, P2))
+    down = tx.send(c.PayloadMonitorPExit(P2, P1, REF), (Atom("ok"), 5))
+    data = bytearray(reply + down[:7])  # the second packet is not whole yet
+    pos, got = rx.peek_signals(data)
+    assert pos == len(reply) and got == [((31, REF, P1, 2, P2), NO_PAYLOAD)]
+    data += down[7:]
+    assert rx.peek_signals(data, pos) == (len(data), [((28, P2, P1, REF), (Atom("ok"), 5))])
+    send = tx.send(c.Send(P1), Atom("hi"))  # a plain send is peeked as any packet
+    assert rx.peek_signals(bytearray(send)) == (len(send), [((2, Atom(""), P1), Atom("hi"))])
+    # nothing was taken: fed as usual, the same packets come out
+    rx.receive_data(bytes(data))
+    assert drain(rx) == [
+        Message(c.SpawnReply(REF, P1, 2, P2)),
+        Message(c.PayloadMonitorPExit(P2, P1, REF), (Atom("ok"), 5)),
+    ]
+
+
+def test_peek_signals_declines_what_the_connection_must_handle():
+    tx, rx = DistConnection(PLAIN), DistConnection(PLAIN)
+    reply = tx.send(c.SpawnReply(REF, P1, 2, P2))
+    assert rx.peek_signals(bytearray(tx.tick())) is None  # a tick
+    assert rx.peek_signals(bytearray(reply + tx.tick())) is None  # one after a signal
+    assert rx.peek_signals(bytearray(frame(b"p\x83\x01"))) is None  # undecodable
+    assert rx.peek_signals(bytearray(struct.pack(">I", 1 << 30))) is None  # over max_packet
+    assert rx.peek_signals(bytearray(b"\x00\x00")) == (0, [])  # a length not whole yet
+    rx.receive_data(reply[:3])  # fed bytes come first: the caller must feed these too
+    assert rx.peek_signals(bytearray(reply[3:])) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import selectors
 import socket
 import threading
@@ -125,6 +126,41 @@ def test_c_wait_readable_answers_and_times_out() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_c_read_ready_reads_what_came_or_says_why_not() -> None:
+    read = pytest.importorskip("pynode.runtime._spin").read_ready
+    a, b = socket.socketpair()
+    ep = select.epoll()
+    try:
+        a.setblocking(False)
+        ep.register(a.fileno(), select.EPOLLIN)
+        t0 = time.perf_counter()
+        assert read(ep.fileno(), a.fileno(), 0.02, 100) is None  # the time ran out
+        assert time.perf_counter() - t0 >= 0.02
+        b.sendall(b"hello")
+        assert read(ep.fileno(), a.fileno(), 10.0, 3) == b"hel"  # at once; size bounds it
+        assert read(ep.fileno(), a.fileno(), 10.0, 100) == b"lo"
+        other_r, other_w = os.pipe()  # another descriptor's event: a has nothing to read
+        try:
+            ep.register(other_r, select.EPOLLIN)
+            os.write(other_w, b"x")
+            assert read(ep.fileno(), a.fileno(), 10.0, 100) == b""
+        finally:
+            os.close(other_r)
+            os.close(other_w)
+        with pytest.raises(ValueError, match="negative"):
+            read(-1, a.fileno(), 0.1, 10)
+        with pytest.raises(ValueError, match="positive"):
+            read(ep.fileno(), a.fileno(), 0.1, 0)
+        b.close()  # the end of the stream reads as nothing
+        assert read(ep.fileno(), a.fileno(), 10.0, 100) == b""
+        with pytest.raises(OSError):  # a descriptor that cannot be read: the OS's error
+            read(ep.fileno(), 10**6, 10.0, 100)
+    finally:
+        ep.close()
+        a.close()
+        b.close()
 
 
 def test_c_wait_readable_lets_other_threads_run() -> None:

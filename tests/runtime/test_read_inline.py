@@ -35,9 +35,9 @@ def raw_peer() -> Iterator[RawPeer]:
 @pytest.fixture
 def c_spin(monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled spin, also in the pure-Python run (where the package does not load it)."""
-    wait = pytest.importorskip("pynode.runtime._spin").wait_readable
-    monkeypatch.setattr(busywait, "_wait_readable", wait)
-    monkeypatch.setattr(transport, "_wait_readable", wait)
+    spin = pytest.importorskip("pynode.runtime._spin")
+    monkeypatch.setattr(busywait, "_wait_readable", spin.wait_readable)
+    monkeypatch.setattr(transport, "_read_ready", spin.read_ready)
 
 
 class Served:
@@ -327,13 +327,14 @@ async def test_a_connection_whose_answers_come_late_stops_spinning_for_them(serv
         ch.read_inline(lambda: False, 0.002)  # nothing comes
     assert gate.hits < busywait.HIT_FLOOR
     waits: list[float] = []
-    real = transport._wait_readable
+    real = transport._read_ready
+    assert real is not None
 
-    def counting(fd: int, seconds: float) -> bool:
+    def counting(epfd: int, fd: int, seconds: float, size: int) -> bytes | None:
         waits.append(seconds)
-        return bool(real(fd, seconds))
+        return real(epfd, fd, seconds, size)
 
-    transport._wait_readable = counting
+    transport._read_ready = counting
     try:
         for _ in range(busywait.PROBE_EVERY):
             await settle(loop)
@@ -350,4 +351,4 @@ async def test_a_connection_whose_answers_come_late_stops_spinning_for_them(serv
             n += 1
         assert gate.hits >= busywait.HIT_FLOOR
     finally:
-        transport._wait_readable = real
+        transport._read_ready = real

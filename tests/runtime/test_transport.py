@@ -3,9 +3,11 @@ where installed, and trio)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -168,22 +170,29 @@ async def test_writev_keeps_order_when_the_socket_fills(raw_peer: RawPeer) -> No
 
 @pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
 async def test_replies_to_received_bytes_go_out_in_one_write(
-    anyio_backend: object, raw_peer: RawPeer
+    anyio_backend: object, raw_peer: RawPeer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What handlers write while received bytes are processed leaves in one socket write at
     the end (a spawn reply and the exit after it); a lone write from a task goes out at once
-    and schedules no flush (which would cost a round of the loop)."""
+    (straight to the socket, asyncio's transport having nothing queued) and schedules no
+    flush (which would cost a round of the loop)."""
     ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
     assert isinstance(ch, transport._ProtocolChannel)
     assert ch.transport is not None
-    calls: list[bytes] = []
-    real_write = ch.transport.write
+    calls: list[bytes] = []  # every hand-over, to the socket or to asyncio's transport
+    real_write, real_os_write = ch.transport.write, os.write
 
     def counting(data: bytes) -> None:
         calls.append(bytes(data))
         real_write(data)
 
+    def counting_os(fd: int, data: Any) -> int:
+        if fd == ch._fd:
+            calls.append(bytes(data))
+        return real_os_write(fd, data)
+
     ch.transport.write = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(os, "write", counting_os)
     ch.write(b"first")
     assert calls == [b"first"] and not ch._corked  # straight out, nothing scheduled
 

@@ -272,15 +272,16 @@ class DistConnection:
         if self._buf or self._error is not None:
             return None
         got: list[tuple[Any, Any]] = []
-
-        def take(control: Any, payload: Any) -> bool:
-            got.append((control, payload))
-            return True
-
+        pos = start
+        entries, max_packet = self._entries, self.max_packet
         try:
-            pos, _, _, _ = decode_dist_sends(
-                data, self._entries, NO_PAYLOAD, start, self.max_packet, _decline, take
-            )
+            while True:  # one packet per call, none taken (a read brings one or two)
+                pos, _, control, payload = decode_dist_sends(
+                    data, entries, NO_PAYLOAD, pos, max_packet, _decline
+                )
+                if control is NO_PAYLOAD:
+                    break
+                got.append((control, payload))
         except Exception:
             return None
         left = len(data) - pos

@@ -65,6 +65,13 @@ async def _nothing() -> None:
     """Closes nothing: the default listener is closed through ``_listeners``."""
 
 
+# a Reference made through its slots' own setters (self.name is an Atom already)
+_new_ref = object.__new__
+_ref_node = Reference.__dict__["node"].__set__
+_ref_creation = Reference.__dict__["creation"].__set__
+_ref_ids = Reference.__dict__["ids"].__set__
+
+
 class Node:
     """A pynode: ``async with Node("py@127.0.0.1", cookie="secret") as node: ...``.
 
@@ -373,9 +380,11 @@ class Node:
         # erts' layout: 18 bits, then 32, then 32; a counter seeded at random fills them
         # (a ref must be unique, not secret, and one from the OS random source per call costs
         # a syscall on the rpc path)
-        return Reference(
-            self.name, self.creation, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, (n >> 50) & 0xFFFFFFFF)
-        )
+        ref = _new_ref(Reference)  # Reference(...) less __init__'s checks: two per rpc
+        _ref_node(ref, self.name)
+        _ref_creation(ref, self.creation)
+        _ref_ids(ref, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, (n >> 50) & 0xFFFFFFFF))
+        return ref
 
     # -- mailboxes --------------------------------------------------------------------------
     def mailbox(self, name: str | None = None) -> Mailbox:

@@ -21,6 +21,7 @@ from ..protocol.flags import default_flags
 from ..protocol.framing import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_PACKET, Message
 from ..protocol.transports import Endpoint, TcpEndpoint, parse_endpoint
 from ..term import Atom, Pid, Reference
+from ..term.types import fast_ref
 from . import advertise, busywait, transport
 from . import epmd as epmd_client
 from . import listeners as _listeners
@@ -63,13 +64,6 @@ _NOCONNECTION = Atom("noconnection")
 
 async def _nothing() -> None:
     """Closes nothing: the default listener is closed through ``_listeners``."""
-
-
-# a Reference made through its slots' own setters (self.name is an Atom already)
-_new_ref = object.__new__
-_ref_node = Reference.__dict__["node"].__set__
-_ref_creation = Reference.__dict__["creation"].__set__
-_ref_ids = Reference.__dict__["ids"].__set__
 
 
 class Node:
@@ -380,11 +374,7 @@ class Node:
         # erts' layout: 18 bits, then 32, then 32; a counter seeded at random fills them
         # (a ref must be unique, not secret, and one from the OS random source per call costs
         # a syscall on the rpc path)
-        ref = _new_ref(Reference)  # Reference(...) less __init__'s checks: two per rpc
-        _ref_node(ref, self.name)
-        _ref_creation(ref, self.creation)
-        _ref_ids(ref, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, (n >> 50) & 0xFFFFFFFF))
-        return ref
+        return fast_ref(self.name, self.creation, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, (n >> 50) & 0xFFFFFFFF))
 
     # -- mailboxes --------------------------------------------------------------------------
     def mailbox(self, name: str | None = None) -> Mailbox:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..term import Atom, Pid, Reference
+from ..term.types import fast_pid
 from .errors import NodeError
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class ProcessTable:
                 self._serial = (self._serial + 1) & _MAX_SERIAL
             if i | (self._serial << 32) not in self._by_key:
                 break
-        return Pid(self.name, i, self._serial, self.creation)
+        return fast_pid(self.name, i, self._serial, self.creation)
 
     def add(self, mb: Mailbox) -> None:
         self._by_key[mb.pid.id | (mb.pid.serial << 32)] = mb

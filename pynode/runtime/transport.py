@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import os
 import socket
@@ -57,6 +58,10 @@ _IOV_MAX = 1024  # Linux's IOV_MAX: pieces os.writev takes in one call
 # which the task waits in the loop once: another descriptor's event then waits at most this
 # many round trips. erl's schedulers likewise check I/O between processes, not per message.
 _INLINE_STREAK = 16
+
+
+def _never() -> bool:
+    return False
 
 
 def _writev(fd: int, pieces: list[Buffer]) -> int:
@@ -216,7 +221,11 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._context = contextvars.copy_context()
         self._inline_polls = -1
         self._inline_streak = 0
-        self._inline_gate = SpinGate()
+        self._inline_gate = SpinGate()  # a task's waits for answers: do they come soon?
+        self._serve_gate = SpinGate()  # the waits after the loop's reads (_serve_inline)
+        self._handle_inline: Callable[[bytes], None] = functools.partial(
+            self._context.run, self._received  # type: ignore[call-arg]  # (run's overloads)
+        )
         self._read_size = _RECV_SIZE
         self._tcp = False  # a TCP socket (read_size applies)
 
@@ -237,7 +246,14 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         The bytes are handled by ``data_received`` as the loop would, in its context (never
         from inside it: a task started eagerly there that waits on this channel reads
         nothing). A wait that ran out spent the loop's spin: its next poll blocks at once."""
-        window = self._inline_window(spin)
+        self._read_loop(done, spin, self._inline_gate, self._handle_inline)
+
+    def _read_loop(
+        self, done: Callable[[], bool], spin: float, gate: SpinGate, handle: Callable[[bytes], None]
+    ) -> None:
+        """Read and ``handle`` the peer's bytes until ``done()`` or the window closes (see
+        :meth:`_inline_window`); the wait's outcome goes to ``gate``."""
+        window = self._inline_window(spin, gate)
         if window is None:
             return
         end, whole = window
@@ -245,7 +261,6 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         sel = loop._selector
         clock = loop.time
         read, fd, epfd, size = _read_ready, self._fd, sel.spin_fd, self._read_size
-        run, received = self._context.run, self.data_received
         assert read is not None  # spin_fd is -1 without it
         got: bool | None = None  # one outcome per call: data read, or the wait ran out
         while True:
@@ -266,15 +281,16 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 break
             got = True
             self._inline_streak += 1
-            run(received, data)
+            handle(data)
             if done() or loop._ready or self._lost or self._inline_streak >= _INLINE_STREAK:
                 break
         if whole and got is not None:
-            self._inline_gate.outcome(got)
+            gate.outcome(got)
 
     def take_inline(self, spin: float, enough: Callable[[bytearray], bool]) -> bytearray:
         buf = bytearray()
-        window = self._inline_window(spin)
+        gate = self._inline_gate
+        window = self._inline_window(spin, gate)
         if window is None:
             return buf
         end, whole = window
@@ -306,16 +322,17 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             if enough(buf) or loop._ready or self._inline_streak >= _INLINE_STREAK:
                 break
         if whole and got is not None:
-            self._inline_gate.outcome(got)
+            gate.outcome(got)
         return buf
 
     def feed(self, data: bytes | bytearray) -> None:
         if data:
-            self._context.run(self.data_received, bytes(data))
+            self._context.run(self._received, bytes(data))
 
-    def _inline_window(self, spin: float) -> tuple[float, bool] | None:
-        """When this task may read inline (see :meth:`read_inline`): until when, and whether
-        for its whole spin (else a timer cuts it short); None when it may not."""
+    def _inline_window(self, spin: float, gate: SpinGate) -> tuple[float, bool] | None:
+        """When the socket may be read inline (see :meth:`read_inline`): until when, and
+        whether for the whole spin (else a timer cuts it short); None when it may not (or
+        ``gate`` says such waits do not pay now)."""
         t: Any = self.transport
         if self._fd < 0 or self._on_data is None or t is None or self._lost or self._held or spin <= 0:
             return None
@@ -330,7 +347,6 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         end = loop.time() + spin
         timers = loop._scheduled
         whole = not (timers and timers[0]._when < end)  # else a timer ends the wait early
-        gate = self._inline_gate  # this connection's waits for answers: do they come soon?
         if not (gate.allow() if whole else gate.open):  # (a cut-short wait is no probe)
             return None
         return (end if whole else timers[0]._when), whole
@@ -359,6 +375,24 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._fd = sock.fileno()  # plain bytes may go to it directly (writev, threads)
 
     def data_received(self, data: bytes) -> None:
+        """The loop's read: handled, and then the peer's next bytes are read here while the
+        loop has nothing else to do (:meth:`_serve_inline`)."""
+        self._received(data)
+        if self._fd >= 0 and self._on_data is not None:
+            self._serve_inline()
+
+    def _serve_inline(self) -> None:
+        """After the loop's read, wait for the peer's next bytes here, for as long as the
+        loop would spin (it has nothing else to do): its next poll, the events' dispatch and
+        the transport's read cost about a tenth of an erl -> pynode rpc round trip, which a
+        peer's next request then skips. erl's schedulers likewise poll between processes,
+        not after each message. Other descriptors' events, ready callbacks, due timers and
+        the streak limit end it as they end :meth:`read_inline`; its own gate stops it where
+        the next bytes come late (sparse traffic)."""
+        loop: Any = self._loop
+        self._read_loop(_never, getattr(loop._selector, "spin", 0), self._serve_gate, self._received)
+
+    def _received(self, data: bytes) -> None:
         on_data = self._on_data
         if on_data is None:
             self._chunks.append(data)
@@ -472,18 +506,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         with self._wlock:
             if self._backlog:
                 self._put_backlog(transport)
-            fd = self._fd
-            if fd >= 0 and not transport._buffer:  # type: ignore[attr-defined]
-                # the socket takes a lone packet at once: asyncio's write would end in the
-                # same send (after its own checks); what it does not take goes through it
-                try:
-                    sent = os.write(fd, data)
-                except OSError:  # as in _writev: asyncio's write meets the error and reports it
-                    sent = 0
-                if sent == len(data):
-                    return
-                data = data[sent:]
-            transport.write(data)
+            self._put(transport, data)
 
     def writev(self, pieces: list[Buffer]) -> None:
         transport = self.transport
@@ -531,7 +554,22 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             if transport is not None and not transport.is_closing():
                 if self._backlog:
                     self._put_backlog(transport)
-                transport.write(data)
+                self._put(transport, data)
+
+    def _put(self, transport: Any, data: bytes) -> None:
+        """Under _wlock: hand ``data`` to the socket, through asyncio's transport only when
+        that holds bytes already or the socket does not take them all (asyncio's write would
+        end in the same send, after its own checks: a round trip's reply is one packet)."""
+        fd = self._fd
+        if fd >= 0 and not transport._buffer:
+            try:
+                sent = os.write(fd, data)
+            except OSError:  # as in _writev: asyncio's write meets the error and reports it
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
     def _put_backlog(self, transport: Any) -> None:
         """Under _wlock, in the loop: what threads' writes left unsent goes to the transport."""

@@ -155,6 +155,36 @@ class Reference(_Record):
         return hash(self.ids)
 
 
+
+# Pid(...) and Reference(...) less __init__'s checks and conversions, through the slots' own
+# setters: the runtime makes a pid or two refs per rpc, always from an Atom it holds
+_new = object.__new__
+_pid_node, _pid_id, _pid_serial, _pid_creation = (
+    Pid.__dict__[n].__set__ for n in ("node", "id", "serial", "creation")
+)
+_ref_node, _ref_creation, _ref_ids = (Reference.__dict__[n].__set__ for n in ("node", "creation", "ids"))
+
+
+def fast_pid(node: Atom, id: int, serial: int, creation: int) -> Pid:
+    """``Pid(node, id, serial, creation)`` for a ``node`` that is an Atom already."""
+    pid = _new(Pid)
+    _pid_node(pid, node)
+    _pid_id(pid, id)
+    _pid_serial(pid, serial)
+    _pid_creation(pid, creation)
+    return pid
+
+
+def fast_ref(node: Atom, creation: int, ids: tuple[int, ...]) -> Reference:
+    """``Reference(node, creation, ids)`` for a ``node`` that is an Atom already and ``ids``
+    a tuple."""
+    ref = _new(Reference)
+    _ref_node(ref, node)
+    _ref_creation(ref, creation)
+    _ref_ids(ref, ids)
+    return ref
+
+
 class BitString(_Record):
     """A bitstring whose size is not a whole number of bytes.
 

@@ -4,6 +4,7 @@ event loop its turn whenever the loop has anything else to do."""
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -352,3 +353,29 @@ async def test_a_connection_whose_answers_come_late_stops_spinning_for_them(serv
         assert gate.hits >= busywait.HIT_FLOOR
     finally:
         transport._read_ready = real
+
+
+async def test_after_the_loops_read_the_next_bytes_are_served_on_the_spot(served: Served) -> None:
+    """data_received (the loop's read) goes on reading what the peer sends next while the
+    loop has nothing else to do: a peer's next request skips the loop's poll and dispatch."""
+    loop = asyncio.get_running_loop()
+    await settle(loop)
+    served.peer.sendall(b"next")
+    with anyio.fail_after(10):  # the bytes are in the socket before the "loop's read"
+        while not select.select([served.ch._fd], [], [], 0.01)[0]:
+            pass
+    served.ch.data_received(b"first;")
+    assert served.got == b"first;next"  # no await in between: read and handled here
+    assert served.ch._inline_streak == 1  # counted with the tasks' inline reads
+
+
+async def test_the_loops_read_leaves_the_next_bytes_to_the_loop_when_it_has_work(served: Served) -> None:
+    loop = asyncio.get_running_loop()
+    await settle(loop)
+    ran: list[bool] = []
+    loop.call_soon(ran.append, True)
+    served.peer.sendall(b"later")
+    served.ch.data_received(b"first;")
+    assert served.got == b"first;" and ran == []  # a callback is ready: the loop's turn
+    await served.until(lambda: served.got == b"first;later")
+    assert ran == [True]

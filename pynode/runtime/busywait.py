@@ -181,13 +181,10 @@ class SpinningSelector(selectors.BaseSelector):
         fileno: Callable[[], int] | None = getattr(inner, "fileno", None)
         # epoll, kqueue and devpoll selectors have a descriptor, readable when events are ready
         self._c_wait = _wait_readable if fileno is not None else None
-        self._fd = fileno() if fileno is not None and self._c_wait is not None else -1
-
-    @property
-    def spin_fd(self) -> int:
+        self.spin_fd = fileno() if fileno is not None and self._c_wait is not None else -1
         """The descriptor :func:`wait_readable` may spin on for this loop's events (readable
-        when any is ready); -1 without the compiled helper or a selector descriptor."""
-        return self._fd
+        when any is ready); -1 without the compiled helper or a selector descriptor. (An
+        attribute, not a property: every inline read looks it up.)"""
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self.inner.register(fileobj, events, data)
@@ -251,7 +248,7 @@ class SpinningSelector(selectors.BaseSelector):
     def _select_c(
         self, wait: Callable[[int, float], bool], spin: float, timeout: float | None, whole: bool
     ) -> list[tuple[selectors.SelectorKey, int]]:
-        poll, fd = self.inner.select, self._fd
+        poll, fd = self.inner.select, self.spin_fd
         clock = time.perf_counter
         start = clock()
         hit = wait(fd, spin)

@@ -51,6 +51,7 @@ _CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy the
 # writes once per ~50-100 us; a burst of sends writes every microsecond or two).
 _CORK_WINDOW_NS = 20_000
 _now_ns = time.perf_counter_ns
+_monotonic = time.monotonic
 
 _IOV_MAX = 1024  # Linux's IOV_MAX: pieces os.writev takes in one call
 
@@ -222,7 +223,6 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._inline_polls = -1
         self._inline_streak = 0
         self._inline_gate = SpinGate()  # a task's waits for answers: do they come soon?
-        self._serve_gate = SpinGate()  # the waits after the loop's reads (_serve_inline)
         self._handle_inline: Callable[[bytes], None] = functools.partial(
             self._context.run, self._received  # type: ignore[call-arg]  # (run's overloads)
         )
@@ -259,7 +259,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         end, whole = window
         loop: Any = self._loop
         sel = loop._selector
-        clock = loop.time
+        clock = _monotonic  # loop.time(), less its frame (an asyncio selector loop's)
         read, fd, epfd, size = _read_ready, self._fd, sel.spin_fd, self._read_size
         assert read is not None  # spin_fd is -1 without it
         got: bool | None = None  # one outcome per call: data read, or the wait ran out
@@ -296,7 +296,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         end, whole = window
         loop: Any = self._loop
         sel = loop._selector
-        clock = loop.time
+        clock = _monotonic  # loop.time(), less its frame (an asyncio selector loop's)
         read, fd, epfd, size = _read_ready, self._fd, sel.spin_fd, self._read_size
         assert read is not None  # spin_fd is -1 without it
         got: bool | None = None  # as in read_inline
@@ -344,10 +344,12 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._inline_polls, self._inline_streak = sel.polls, 0
         elif self._inline_streak >= _INLINE_STREAK:
             return None  # the loop's turn: it has not polled the other descriptors for a while
-        end = loop.time() + spin
+        end = _monotonic() + spin
         timers = loop._scheduled
         whole = not (timers and timers[0]._when < end)  # else a timer ends the wait early
         if not (gate.allow() if whole else gate.open):  # (a cut-short wait is no probe)
+            if gate is sel.gate:  # the loop's idle spin, decided: its select asks no more
+                sel.spent = sel.polls
             return None
         return (end if whole else timers[0]._when), whole
 
@@ -387,10 +389,13 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         the transport's read cost about a tenth of an erl -> pynode rpc round trip, which a
         peer's next request then skips. erl's schedulers likewise poll between processes,
         not after each message. Other descriptors' events, ready callbacks, due timers and
-        the streak limit end it as they end :meth:`read_inline`; its own gate stops it where
-        the next bytes come late (sparse traffic)."""
-        loop: Any = self._loop
-        self._read_loop(_never, getattr(loop._selector, "spin", 0), self._serve_gate, self._received)
+        the streak limit end it as they end :meth:`read_inline`; the loop's spin gate stops
+        it where the next bytes come late (sparse traffic), as it stops the loop's spin,
+        whose place it takes (one spin per idle moment, one decision)."""
+        sel: Any = self._loop._selector  # type: ignore[attr-defined]
+        gate = getattr(sel, "gate", None)  # the loop's own: this wait is its idle moment's spin
+        if gate is not None:
+            self._read_loop(_never, sel.spin, gate, self._received)
 
     def _received(self, data: bytes) -> None:
         on_data = self._on_data

@@ -95,7 +95,7 @@ def test_the_c_spin_is_used_when_built(pair: Any) -> None:
     try:
         sel = SpinningSelector(inner)
         if busywait.C_SPIN:
-            assert sel._c_wait is not None and sel._fd == inner.fileno()  # type: ignore[attr-defined]
+            assert sel._c_wait is not None and sel.spin_fd == inner.fileno()
         else:
             assert sel._c_wait is None
         # a selector without a descriptor of its own spins in Python whatever is built

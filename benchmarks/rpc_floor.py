@@ -16,7 +16,8 @@ resumption and the next request) is 30-50 us.
 Each placement pins the callee erl node to one CPU and both callers (pynode and a second erl
 node, which times erl->erl) to another, or all of them to the same CPU: erl->erl swings in
 ``rpc.py`` with where the kernel puts the two erl nodes, and here each one is measured in
-both. Needs 2 CPUs for the "apart" placement.
+both. Needs 2 CPUs for the "apart" placement. In the shared placement, erl's caller also
+calls pynode (``erl -> pynode``: pynode's work is the answer).
 """
 
 from __future__ import annotations
@@ -147,7 +148,13 @@ def measure(callee_cpu: int, caller_cpu: int, n: int, gaps: list[int]) -> dict[s
             async with Node(
                 f"floor{secrets.token_hex(3)}@127.0.0.1", cookie, epmd_port=epmd.port, listen_host="127.0.0.1"
             ) as node:
-                return await pynode_and_floor(node, callee, n, gaps)
+                got = await pynode_and_floor(node, callee, n, gaps)
+                if callee_cpu == caller_cpu:  # all on one CPU: the other way too, erl's caller
+                    node.expose("py", "abs")(abs)  # calling pynode (its answer is pynode's work)
+                    me = str(node.name)
+                    await anyio.to_thread.run_sync(erl_rtt, caller, me, "py", "abs", 300)
+                    got["erl -> pynode"] = await anyio.to_thread.run_sync(erl_rtt, caller, me, "py", "abs", n)
+                return got
 
         got = anyio.run(run)
         erl_rtt(caller, callee.name, "erlang", "abs", 300)  # connect, warm up

@@ -107,6 +107,27 @@ _set_control = Message.__dict__["control"].__set__
 _set_payload = Message.__dict__["payload"].__set__
 
 
+# NewCacheEntryFlag is bit 3 of each reference's half byte in a dist header's flags: 0x88 in
+# every flags byte (the closing LongAtoms half byte leaves bit 3 clear), for 0 to 128 bytes
+_NEW_ENTRY_MASKS = [int.from_bytes(b"\x88" * n, "little") for n in range(129)]
+
+
+def _new_cache_entries(data: bytearray, pos: int) -> bool:
+    """Whether the packet at ``pos`` (its 4-byte length first) has a dist header (131 68)
+    that brings new atom cache entries; False when too little of it is in ``data`` to say
+    (the codec stops at an incomplete packet anyway)."""
+    body = pos + 4
+    if len(data) < body + 3 or data[body] != VERSION_MAGIC or data[body + 1] != DIST_HEADER:
+        return False
+    refs = data[body + 2]
+    if not refs:
+        return False
+    end = body + 3 + refs // 2 + 1
+    if len(data) < end:
+        return False
+    return bool(int.from_bytes(data[body + 3 : end], "little") & _NEW_ENTRY_MASKS[end - body - 3])
+
+
 def _decline(to: Any, payload: Any) -> bool:
     """The deliver hook of a connection without one: every message becomes an event."""
     return False
@@ -266,9 +287,12 @@ class DistConnection:
         packet begins: how a task that waits for a known answer recognises it (see
         ``Channel.take_inline``). None when they hold a tick, a fragment or an undecodable
         packet, or when fed bytes are still buffered: then ``data`` goes through
-        :meth:`receive_data` as usual. An incomplete packet at the end is left out. The atom
-        cache entries a header sets are set again, to the same atoms, when the bytes are fed
-        after all."""
+        :meth:`receive_data` as usual. An incomplete packet at the end is left out.
+
+        Decoding sets the atom cache entries a header brings, and the bytes fed after all are
+        decoded again: only the first packet of ``data`` may bring new entries (set again to
+        the same atoms), a later one is None undecoded. Decoded, it could overwrite an entry
+        an earlier packet refers to, which would then read another atom the second time."""
         if self._buf or self._error is not None:
             return None
         got: list[tuple[Any, Any]] = []
@@ -276,6 +300,8 @@ class DistConnection:
         entries, max_packet = self._entries, self.max_packet
         try:
             while True:  # one packet per call, none taken (a read brings one or two)
+                if pos and _new_cache_entries(data, pos):
+                    return None  # see above
                 pos, _, control, payload = decode_dist_sends(
                     data, entries, NO_PAYLOAD, pos, max_packet, _decline
                 )

@@ -648,7 +648,7 @@ class Node:
                 conn.send_nowait(C.Send(caller), (tag, _YES))
 
     # -- RPC and gen_server ---------------------------------------------------------------
-    def rpc(
+    async def rpc(
         self,
         node: str,
         module: str,
@@ -657,14 +657,12 @@ class Node:
         *,
         timeout: float | None = None,
         capture_output: bool = False,
-    ) -> Coroutine[Any, Any, Any]:
-        """``erpc:call(Node, M, F, A, Timeout)``, to await; raises RemoteError, RpcTimeout,
-        NoConnection.
+    ) -> Any:
+        """``erpc:call(Node, M, F, A, Timeout)``; raises RemoteError, RpcTimeout, NoConnection.
 
-        With ``capture_output`` returns ``(value, printed_text)``. (The call's own coroutine
-        comes back: no frame of this method's is made and resumed on each call.)
+        With ``capture_output`` returns ``(value, printed_text)``.
         """
-        return _rpc.rpc(
+        return await _rpc.rpc(
             self, node, module, function, args, timeout=timeout, capture_output=capture_output
         )
 

@@ -176,9 +176,11 @@ async def _erpc_call(
         msg, read = _take_answer(conn, box.pid, req, spin)
         if msg is not None:
             return erpc_value(peer, msg, res_ref)
-        node.signals.report_spawn(req, box, conn.peer)
-        waiter = box.expect(req)  # before any answer: it is handled by this loop, later
-        conn.channel.feed(read)  # (bytes take_inline read: they may hold the answer)
+        try:
+            node.signals.report_spawn(req, box, conn.peer)
+            waiter = box.expect(req)  # before any answer: it is handled by this loop, later
+        finally:
+            conn.channel.feed(read)  # (bytes take_inline read: they may hold the answer)
         if not waiter.done():  # the answer read here, on this task, when it comes soon
             conn.channel.read_inline(waiter.done, spin)
         try:
@@ -209,7 +211,9 @@ def _take_answer(conn: Connection, box: Pid, req: Reference, spin: float) -> tup
     answer = reader.answer
     if answer is None or answer is False:
         return None, read
-    conn.taken(len(read), 1 if answer[0] is SPAWN_ERROR else 2)
+    conn.taken(reader.pos, 1 if answer[0] is SPAWN_ERROR else 2)
+    # what follows the answer in the last read (the start of a packet) is the connection's
+    conn.channel.feed(read[reader.pos :])
     return answer, read
 
 

@@ -319,8 +319,12 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             got = True
             self._inline_streak += 1
             buf += data
-            if enough(buf) or loop._ready or self._inline_streak >= _INLINE_STREAK:
-                break
+            try:
+                if enough(buf) or loop._ready or self._inline_streak >= _INLINE_STREAK:
+                    break
+            except BaseException:  # what was read is the connection's: never lost
+                self.feed(buf)
+                raise
         if whole and got is not None:
             gate.outcome(got)
         return buf
@@ -340,6 +344,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         sel = loop._selector
         if getattr(sel, "spin_fd", -1) < 0 or loop._ready or not t.is_reading():
             return None
+        if sel.spent == sel.polls:
+            return None  # a wait ran out since the loop's last poll: one spin per idle moment
         if sel.polls != self._inline_polls:
             self._inline_polls, self._inline_streak = sel.polls, 0
         elif self._inline_streak >= _INLINE_STREAK:

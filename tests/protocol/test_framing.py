@@ -729,3 +729,27 @@ def test_peek_signals_declines_what_the_connection_must_handle():
     assert rx.peek_signals(bytearray(b"\x00\x00")) == (0, [])  # a length not whole yet
     rx.receive_data(reply[:3])  # fed bytes come first: the caller must feed these too
     assert rx.peek_signals(bytearray(reply[3:])) is None
+
+
+def test_peek_signals_never_decodes_a_later_packets_new_cache_entries():
+    """A packet the peek decoded is decoded again when the bytes are fed: a later packet's
+    new entry decoded by the peek could replace the atom an earlier one refers to. Only the
+    first packet may bring new entries."""
+    rx = DistConnection(HEADER)
+    control = encode((2, Atom(""), P1), versioned=False)
+    new_a = bytes([1, 0x08, 0x05, 1]) + b"a"  # slot 5 = 'a'
+    new_b = bytes([1, 0x08, 0x05, 1]) + b"b"  # slot 5 = 'b'
+    old = bytes([1, 0x00, 0x05])  # slot 5 as known
+    ref0 = b"R\x00"  # the payload: the header's first atom
+    rx.receive_data(frame(b"\x83D" + new_a + control + ref0))
+    assert [e.payload for e in drain(rx)] == [Atom("a")]
+    refers = frame(b"\x83D" + old + control + ref0)
+    replaces = frame(b"\x83D" + new_b + control + ref0)
+    assert rx.peek_signals(bytearray(refers + replaces)) is None
+    assert rx.atom_cache.entries[5] == Atom("a")  # the second packet was not decoded
+    assert rx.peek_signals(bytearray(refers), 0) == (len(refers), [((2, Atom(""), P1), Atom("a"))])
+    # the first packet may: decoding it again sets the same atoms
+    pos, got = rx.peek_signals(bytearray(replaces + refers))
+    assert pos == len(replaces + refers) and [p for _, p in got] == [Atom("b"), Atom("b")]
+    rx.receive_data(replaces + refers)
+    assert [e.payload for e in drain(rx)] == [Atom("b"), Atom("b")]

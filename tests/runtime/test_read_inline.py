@@ -88,6 +88,12 @@ async def served(c_spin: None, raw_peer: RawPeer) -> AsyncIterator[Served]:
         busywait.uninstall(loop, spinner)
 
 
+async def next_idle_moment(loop: asyncio.AbstractEventLoop) -> None:
+    """Let the loop poll once (a new idle moment: its spin is not spent), then settle."""
+    await anyio.sleep(0)
+    await settle(loop)
+
+
 async def settle(loop: asyncio.AbstractEventLoop) -> None:
     """Return when the loop has no callback ready (what read_inline waits for), bounded."""
     with anyio.fail_after(10):
@@ -324,7 +330,7 @@ async def test_a_connection_whose_answers_come_late_stops_spinning_for_them(serv
     ch = served.ch
     gate = ch._inline_gate
     for _ in range(40):
-        await settle(loop)
+        await next_idle_moment(loop)
         ch.read_inline(lambda: False, 0.002)  # nothing comes
     assert gate.hits < busywait.HIT_FLOOR
     waits: list[float] = []
@@ -338,14 +344,14 @@ async def test_a_connection_whose_answers_come_late_stops_spinning_for_them(serv
     transport._read_ready = counting
     try:
         for _ in range(busywait.PROBE_EVERY):
-            await settle(loop)
+            await next_idle_moment(loop)
             ch.read_inline(lambda: False, 0.002)
         assert len(waits) == 1  # the probe alone spun
         n = len(served.got)
         for _ in range(100 * busywait.PROBE_EVERY):  # bounded: every probe now finds a byte
             if gate.hits >= busywait.HIT_FLOOR:
                 break
-            await settle(loop)
+            await next_idle_moment(loop)
             served.peer.sendall(b"p")
             ch.read_inline(served.has(n + 1), 1.0)
             await served.until(served.has(n + 1))
@@ -379,3 +385,27 @@ async def test_the_loops_read_leaves_the_next_bytes_to_the_loop_when_it_has_work
     assert served.got == b"first;" and ran == []  # a callback is ready: the loop's turn
     await served.until(lambda: served.got == b"first;later")
     assert ran == [True]
+
+
+async def test_one_spin_per_idle_moment(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait that ran out spent the loop's idle moment: another inline wait before the loop
+    polls again (a call whose answer came late, reading on) does not spin a second time."""
+    loop = asyncio.get_running_loop()
+    await settle(loop)
+    real = transport._read_ready
+    assert real is not None
+    waits: list[float] = []
+
+    def counting(epfd: int, fd: int, seconds: float, size: int) -> bytes | None:
+        waits.append(seconds)
+        return real(epfd, fd, seconds, size)
+
+    monkeypatch.setattr(transport, "_read_ready", counting)
+    served.ch.read_inline(lambda: False, 0.002)  # nothing comes: the spin runs out
+    assert len(waits) == 1
+    assert served.ch.take_inline(0.002, lambda buf: False) == b""
+    served.ch.read_inline(lambda: False, 0.002)
+    assert len(waits) == 1  # neither spun again
+    await next_idle_moment(loop)
+    served.ch.read_inline(lambda: False, 0.002)
+    assert len(waits) == 2

@@ -10,7 +10,7 @@ import pytest
 from pynode.protocol import control as c
 from pynode.protocol.flags import default_flags
 from pynode.protocol.framing import DistConnection
-from pynode.runtime.rpc import _AnswerReader
+from pynode.runtime.rpc import _AnswerReader, _take_answer
 from pynode.runtime.signals import DOWN, PROCESS, SPAWN_ERROR
 from pynode.term import Atom, Pid, Reference
 
@@ -80,3 +80,40 @@ def test_anything_else_goes_to_the_connection(pair: Any) -> None:
         reader, said = read(rx, data)
         assert said == [True] and reader.answer is False, name
     assert read(rx, b"")[0].answer is None  # nothing yet: nothing said
+
+
+class Taken:
+    """A connection whose socket holds ``data``: what _take_answer reads, feeds and counts."""
+
+    def __init__(self, dist: DistConnection, data: bytes) -> None:
+        self.dist = dist
+        self.channel = self
+        self.data = data
+        self.fed: list[bytes] = []
+        self.took: list[tuple[int, int]] = []
+
+    def take_inline(self, spin: float, enough: Any) -> bytearray:
+        buf = bytearray(self.data)
+        enough(buf)
+        return buf
+
+    def feed(self, data: Any) -> None:
+        if data:
+            self.fed.append(bytes(data))
+
+    def taken(self, nbytes: int, messages: int) -> None:
+        self.took.append((nbytes, messages))
+
+
+def test_what_follows_the_answer_goes_to_the_connection(pair: Any) -> None:
+    tx, rx = pair
+    reply = tx.send(c.SpawnReply(REQ, BOX, c.SPAWN_REPLY_FLAG_MONITOR, PID))
+    down = tx.send(c.PayloadMonitorPExit(PID, BOX, REQ), REASON)
+    after = tx.send(c.Send(BOX), Atom("next"))
+    conn = Taken(rx, reply + down + after[:7])  # the next packet's start came in the same read
+    answer, _ = _take_answer(conn, BOX, REQ, 0.1)  # type: ignore[arg-type]
+    assert answer == (DOWN, REQ, PROCESS, PID, REASON)
+    assert conn.fed == [after[:7]] and conn.took == [(len(reply + down), 2)]
+    conn = Taken(rx, reply + after)  # not the answer: all of it is the caller's to feed
+    answer, read = _take_answer(conn, BOX, REQ, 0.1)  # type: ignore[arg-type]
+    assert answer is None and read == reply + after and conn.fed == [] and conn.took == []

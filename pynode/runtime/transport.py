@@ -289,44 +289,11 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
 
     def take_inline(self, spin: float, enough: Callable[[bytearray], bool]) -> bytearray:
         buf = bytearray()
-        gate = self._inline_gate
-        window = self._inline_window(spin, gate)
-        if window is None:
-            return buf
-        end, whole = window
-        loop: Any = self._loop
-        sel = loop._selector
-        clock = _monotonic  # loop.time(), less its frame (an asyncio selector loop's)
-        read, fd, epfd, size = _read_ready, self._fd, sel.spin_fd, self._read_size
-        assert read is not None  # spin_fd is -1 without it
-        got: bool | None = None  # as in read_inline
-        while True:
-            left = end - clock()
-            if left <= 0:
-                break
-            try:
-                data = read(epfd, fd, left, size)
-            except OSError as exc:
-                self._read_failed(exc)
-                break
-            if data is None:
-                sel.spent = sel.polls
-                if got is None:
-                    got = False
-                break
-            if not data:
-                break
-            got = True
-            self._inline_streak += 1
-            buf += data
-            try:
-                if enough(buf) or loop._ready or self._inline_streak >= _INLINE_STREAK:
-                    break
-            except BaseException:  # what was read is the connection's: never lost
-                self.feed(buf)
-                raise
-        if whole and got is not None:
-            gate.outcome(got)
+        try:
+            self._read_loop(lambda: enough(buf), spin, self._inline_gate, buf.extend)
+        except BaseException:  # what was read is the connection's: never lost
+            self.feed(buf)
+            raise
         return buf
 
     def feed(self, data: bytes | bytearray) -> None:

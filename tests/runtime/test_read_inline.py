@@ -41,6 +41,21 @@ def c_spin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transport, "_read_ready", spin.read_ready)
 
 
+@pytest.fixture
+def waits(c_spin: None, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds of every inline wait from now on (the compiled read_ready, counted)."""
+    real = transport._read_ready
+    assert real is not None
+    seen: list[float] = []
+
+    def counting(epfd: int, fd: int, seconds: float, size: int) -> bytes | None:
+        seen.append(seconds)
+        return real(epfd, fd, seconds, size)
+
+    monkeypatch.setattr(transport, "_read_ready", counting)
+    return seen
+
+
 class Served:
     """A channel to a raw peer, served: what it received, and whether it saw the end."""
 
@@ -123,15 +138,22 @@ async def test_bytes_keep_their_order_between_inline_and_loop_reads(served: Serv
     assert served.got == expected
 
 
-async def test_a_ready_callback_leaves_the_read_to_the_loop(served: Served) -> None:
+@pytest.mark.parametrize("reader", ["task", "loop"])
+async def test_a_ready_callback_leaves_the_read_to_the_loop(served: Served, reader: str) -> None:
+    """Neither a task's inline read nor the wait after the loop's own read takes the next
+    bytes while a callback is ready: the loop's turn."""
     loop = asyncio.get_running_loop()
     await settle(loop)
     ran: list[bool] = []
     loop.call_soon(ran.append, True)
     served.peer.sendall(b"later")
-    served.ch.read_inline(lambda: bool(served.got), 0.5)
-    assert served.got == b"" and ran == []  # nothing read, nothing run: the loop's turn
-    await served.until(lambda: served.got == b"later")
+    first = b"" if reader == "task" else b"first;"
+    if reader == "task":
+        served.ch.read_inline(lambda: bool(served.got), 0.5)
+    else:
+        served.ch.data_received(first)
+    assert served.got == first and ran == []  # nothing read, nothing run
+    await served.until(lambda: served.got == first + b"later")
     assert ran == [True]
 
 
@@ -322,7 +344,9 @@ async def test_read_size_is_for_tcp_only() -> None:
         b.close()
 
 
-async def test_a_connection_whose_answers_come_late_stops_spinning_for_them(served: Served) -> None:
+async def test_a_connection_whose_answers_come_late_stops_spinning_for_them(
+    served: Served, waits: list[float]
+) -> None:
     """Inline waits that keep running out (answers later than the spin: a peer that sends
     now and then) close the connection's gate: its waits return at once, but for one probe in
     PROBE_EVERY; an answer within the spin opens it again."""
@@ -333,32 +357,21 @@ async def test_a_connection_whose_answers_come_late_stops_spinning_for_them(serv
         await next_idle_moment(loop)
         ch.read_inline(lambda: False, 0.002)  # nothing comes
     assert gate.hits < busywait.HIT_FLOOR
-    waits: list[float] = []
-    real = transport._read_ready
-    assert real is not None
-
-    def counting(epfd: int, fd: int, seconds: float, size: int) -> bytes | None:
-        waits.append(seconds)
-        return real(epfd, fd, seconds, size)
-
-    transport._read_ready = counting
-    try:
-        for _ in range(busywait.PROBE_EVERY):
-            await next_idle_moment(loop)
-            ch.read_inline(lambda: False, 0.002)
-        assert len(waits) == 1  # the probe alone spun
-        n = len(served.got)
-        for _ in range(100 * busywait.PROBE_EVERY):  # bounded: every probe now finds a byte
-            if gate.hits >= busywait.HIT_FLOOR:
-                break
-            await next_idle_moment(loop)
-            served.peer.sendall(b"p")
-            ch.read_inline(served.has(n + 1), 1.0)
-            await served.until(served.has(n + 1))
-            n += 1
-        assert gate.hits >= busywait.HIT_FLOOR
-    finally:
-        transport._read_ready = real
+    before = len(waits)
+    for _ in range(busywait.PROBE_EVERY):
+        await next_idle_moment(loop)
+        ch.read_inline(lambda: False, 0.002)
+    assert len(waits) == before + 1  # the probe alone spun
+    n = len(served.got)
+    for _ in range(100 * busywait.PROBE_EVERY):  # bounded: every probe now finds a byte
+        if gate.hits >= busywait.HIT_FLOOR:
+            break
+        await next_idle_moment(loop)
+        served.peer.sendall(b"p")
+        ch.read_inline(served.has(n + 1), 1.0)
+        await served.until(served.has(n + 1))
+        n += 1
+    assert gate.hits >= busywait.HIT_FLOOR
 
 
 async def test_after_the_loops_read_the_next_bytes_are_served_on_the_spot(served: Served) -> None:
@@ -375,32 +388,11 @@ async def test_after_the_loops_read_the_next_bytes_are_served_on_the_spot(served
     assert served.ch._inline_streak == 1  # counted with the tasks' inline reads
 
 
-async def test_the_loops_read_leaves_the_next_bytes_to_the_loop_when_it_has_work(served: Served) -> None:
-    loop = asyncio.get_running_loop()
-    await settle(loop)
-    ran: list[bool] = []
-    loop.call_soon(ran.append, True)
-    served.peer.sendall(b"later")
-    served.ch.data_received(b"first;")
-    assert served.got == b"first;" and ran == []  # a callback is ready: the loop's turn
-    await served.until(lambda: served.got == b"first;later")
-    assert ran == [True]
-
-
-async def test_one_spin_per_idle_moment(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_one_spin_per_idle_moment(served: Served, waits: list[float]) -> None:
     """A wait that ran out spent the loop's idle moment: another inline wait before the loop
     polls again (a call whose answer came late, reading on) does not spin a second time."""
     loop = asyncio.get_running_loop()
-    await settle(loop)
-    real = transport._read_ready
-    assert real is not None
-    waits: list[float] = []
-
-    def counting(epfd: int, fd: int, seconds: float, size: int) -> bytes | None:
-        waits.append(seconds)
-        return real(epfd, fd, seconds, size)
-
-    monkeypatch.setattr(transport, "_read_ready", counting)
+    await next_idle_moment(loop)
     served.ch.read_inline(lambda: False, 0.002)  # nothing comes: the spin runs out
     assert len(waits) == 1
     assert served.ch.take_inline(0.002, lambda buf: False) == b""

@@ -298,8 +298,9 @@ class DistConnection:
         got: list[tuple[Any, Any]] = []
         pos = start
         entries, max_packet = self._entries, self.max_packet
+        n = len(data)
         try:
-            while True:  # one packet per call, none taken (a read brings one or two)
+            while pos < n:  # one packet per call, none taken (a read brings one or two)
                 if pos and _new_cache_entries(data, pos):
                     return None  # see above
                 pos, _, control, payload = decode_dist_sends(
@@ -310,7 +311,7 @@ class DistConnection:
                 got.append((control, payload))
         except Exception:
             return None
-        left = len(data) - pos
+        left = n - pos
         if left >= 4:  # a packet the codec left to the caller: whole, so not a signal
             (size,) = _U32_unpack_from(data, pos)
             if size == 0 or size > self.max_packet or 4 + size <= left:

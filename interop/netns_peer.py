@@ -11,7 +11,7 @@ import sys
 
 import anyio
 
-from pynode.runtime import Node, read_optfile
+from pynode.runtime import NoConnection, Node, read_optfile
 from pynode.term import Atom
 
 
@@ -33,8 +33,12 @@ async def main(name: str, cookie: str, erl: str, epmd_port: int, optfile: str) -
             hello = await inbox.receive(timeout=60)  # erl noticed nodedown and dialled us
             out["hello"] = [str(x) for x in hello]
             out["inbound_peer"] = str(node.connection(peer).channel.peer_address[0])  # type: ignore[union-attr]
-            # stop erl's script; the rpc's answer says the message arrived
-            out["stop"] = str(await node.rpc(peer, "erlang", "send", [Atom("echo"), Atom("stop")], timeout=30))
+            # stop erl's script; the rpc's answer says the message arrived, unless erl's halt
+            # took the connection down before the answer left (erl's exit status 0 says it did)
+            try:
+                out["stop"] = str(await node.rpc(peer, "erlang", "send", [Atom("echo"), Atom("stop")], timeout=30))
+            except NoConnection:
+                out["stop"] = "halted first"
     return out
 
 

@@ -135,8 +135,8 @@ def test_two_hosts_over_tls(hosts: Hosts, otp: Otp, tmp_path: Path) -> None:
         assert result["echoed"] == ["echoed", erl_name, "first"]
         assert result["hello"] == ["hello_from_erl", erl_name]
         assert result["inbound_peer"].removeprefix("::ffff:") == hosts.ip_a  # over the veth, from host A
-        assert result["stop"] == "stop"
-        assert erl.wait(timeout=60) == 0  # erl's script saw every step
+        assert result["stop"] in ("stop", "halted first")  # (erl halts on it: a race with the answer)
+        assert erl.wait(timeout=60) == 0  # erl's script saw every step, 'stop' last
     finally:
         for p in procs:
             if p.poll() is None:

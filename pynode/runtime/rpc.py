@@ -199,13 +199,13 @@ async def _erpc_call(
     return erpc_value(peer, msg, res_ref)
 
 
-def _take_answer(conn: Connection, box: Pid, req: Reference, spin: float) -> tuple[Any, bytearray]:
+def _take_answer(conn: Connection, box: Pid, req: Reference, spin: float) -> tuple[Any, bytes | bytearray]:
     """The answer to call ``req`` from ``box``, when this task reads it off the socket itself
     within ``spin`` seconds (its 'DOWN' message or spawn error; else None), and the bytes
-    read. An answer recognised there skips the receive path (framing, signal handlers, the
-    spawn and monitor tables, the call box): about a fifth of a round trip to an erl on the
-    same CPU. Bytes read without it must go to ``conn.channel.feed`` once the call is
-    registered (nothing else has read them)."""
+    read that are not the answer's. An answer recognised there skips the receive path
+    (framing, signal handlers, the spawn and monitor tables, the call box): 10-15% of a
+    round trip to an erl on the same CPU (benchmarks/README.md). Bytes returned must go to
+    ``conn.channel.feed`` once the call is registered (nothing else has read them)."""
     reader = _AnswerReader(conn.dist, box, req)
     read = conn.channel.take_inline(spin, reader)
     answer = reader.answer
@@ -214,7 +214,7 @@ def _take_answer(conn: Connection, box: Pid, req: Reference, spin: float) -> tup
     conn.taken(reader.pos, 1 if answer[0] is SPAWN_ERROR else 2)
     # what follows the answer in the last read (the start of a packet) is the connection's
     conn.channel.feed(read[reader.pos :])
-    return answer, read
+    return answer, b""
 
 
 class _AnswerReader:

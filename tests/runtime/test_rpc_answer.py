@@ -111,9 +111,10 @@ def test_what_follows_the_answer_goes_to_the_connection(pair: Any) -> None:
     down = tx.send(c.PayloadMonitorPExit(PID, BOX, REQ), REASON)
     after = tx.send(c.Send(BOX), Atom("next"))
     conn = Taken(rx, reply + down + after[:7])  # the next packet's start came in the same read
-    answer, _ = _take_answer(conn, BOX, REQ, 0.1)  # type: ignore[arg-type]
+    answer, rest = _take_answer(conn, BOX, REQ, 0.1)  # type: ignore[arg-type]
     assert answer == (DOWN, REQ, PROCESS, PID, REASON)
     assert conn.fed == [after[:7]] and conn.took == [(len(reply + down), 2)]
+    assert not rest  # fed already: nothing is left for the caller to feed
     conn = Taken(rx, reply + after)  # not the answer: all of it is the caller's to feed
     answer, read = _take_answer(conn, BOX, REQ, 0.1)  # type: ignore[arg-type]
     assert answer is None and read == reply + after and conn.fed == [] and conn.took == []

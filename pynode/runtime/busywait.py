@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import selectors
 import threading
 import time
@@ -47,6 +48,7 @@ PROBE_EVERY = 8
 AT_ONCE = 5e-6  # a wait that ends sooner found its event at the first poll (one syscall)
 
 _sched_yield = getattr(os, "sched_yield", None)
+_EPOLLIN = getattr(select, "EPOLLIN", 1)
 
 
 class SpinGate:
@@ -178,6 +180,11 @@ class SpinningSelector(selectors.BaseSelector):
         ``polls`` was this: the next select sleeps at once, one spin per idle moment."""
         self.gate = SpinGate()
         """Whether the loop's idle moments spin (a task's wait for an answer has its own)."""
+        # the epoll object under an EpollSelector, to ask what is ready without taking it
+        # (level-triggered: the loop's next poll finds the same events)
+        epoll_type = getattr(selectors, "EpollSelector", None)
+        raw = getattr(inner, "_selector", None) if epoll_type and isinstance(inner, epoll_type) else None
+        self._ready_now: Callable[[float], list[tuple[int, int]]] | None = getattr(raw, "poll", None)
         fileno: Callable[[], int] | None = getattr(inner, "fileno", None)
         # epoll, kqueue and devpoll selectors have a descriptor, readable when events are ready
         self._c_wait = _wait_readable if fileno is not None else None
@@ -185,6 +192,19 @@ class SpinningSelector(selectors.BaseSelector):
         """The descriptor :func:`wait_readable` may spin on for this loop's events (readable
         when any is ready); -1 without the compiled helper or a selector descriptor. (An
         attribute, not a property: every inline read looks it up.)"""
+
+    def others_ready(self, fd: int) -> bool:
+        """Whether the loop has an event to handle now other than ``fd`` being readable
+        (another descriptor's, or ``fd`` writable for its transport's buffer): asked by a
+        reader that has read ``fd`` on its own for a while, for one system call where the
+        loop's turn costs a whole iteration. True when the selector cannot say."""
+        ready_now = self._ready_now
+        if ready_now is None:
+            return True
+        for f, events in ready_now(0):
+            if f != fd or events != _EPOLLIN:
+                return True
+        return False
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self.inner.register(fileobj, events, data)

@@ -351,3 +351,36 @@ def test_an_event_there_at_once_is_no_outcome(pair: Any, spin_impl: str) -> None
     # counted as hits, 20 would have taken it to 0.86; a preempted clock may count one or two
     assert sel.gate.hits < 0.6
     inner.close()
+
+
+@pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="epoll is Linux's")
+def test_others_ready_tells_one_readable_socket_from_the_loops_work() -> None:
+    """What an inline reader asks after a streak: is anything ready but its socket's bytes?"""
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    sel = SpinningSelector(selectors.EpollSelector(), spin=0.001)
+    try:
+        sel.register(a, selectors.EVENT_READ)
+        sel.register(c, selectors.EVENT_READ)
+        assert not sel.others_ready(a.fileno())  # nothing ready at all
+        b.send(b"x")
+        assert not sel.others_ready(a.fileno())  # only the asker's bytes
+        assert sel.others_ready(c.fileno())  # for c's reader, a's bytes are the loop's work
+        sel.modify(a, selectors.EVENT_READ | selectors.EVENT_WRITE)  # a transport's buffer
+        assert sel.others_ready(a.fileno())
+        sel.modify(a, selectors.EVENT_READ)
+        d.send(b"y")  # another descriptor's event
+        assert sel.others_ready(a.fileno())
+        assert [k.fileobj for k, _ in sel.select(0)] in ([a, c], [c, a])  # none was taken
+    finally:
+        sel.close()
+        for s in (a, b, c, d):
+            s.close()
+
+
+def test_others_ready_says_yes_when_the_selector_cannot_tell(pair: Any) -> None:
+    a, _ = pair
+    sel = SpinningSelector(selectors.SelectSelector(), spin=0.001)
+    sel.register(a, selectors.EVENT_READ)
+    assert sel.others_ready(a.fileno())  # the loop's turn, as without the check
+    sel.close()

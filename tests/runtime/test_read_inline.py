@@ -189,17 +189,41 @@ async def test_a_timer_due_ends_the_wait(served: Served) -> None:
     await served.until(lambda: fired == [True])
 
 
-async def test_the_loop_gets_its_turn_after_a_streak_of_inline_reads(served: Served) -> None:
-    await settle(asyncio.get_running_loop())
+async def test_a_streak_of_inline_reads_goes_on_while_the_loop_has_nothing_else(served: Served) -> None:
+    """After a streak, one poll of the loop's selector finds nothing but this socket's bytes:
+    a new streak begins, without the loop's iteration."""
+    loop = asyncio.get_running_loop()
+    await settle(loop)
+    sel: Any = loop._selector  # type: ignore[attr-defined]
+    polls = sel.polls
+    for i in range(2 * transport._INLINE_STREAK + 1):
+        served.peer.sendall(b"%02d" % i)
+        served.ch.read_inline(served.has(2 * (i + 1)), 0.5)
+        assert len(served.got) == 2 * (i + 1), f"read {i} was not inline"
+    assert sel.polls == polls  # the loop never ran meanwhile
+
+
+async def test_the_loop_gets_its_turn_after_a_streak_when_it_has_an_event(served: Served) -> None:
+    loop = asyncio.get_running_loop()
+    await settle(loop)
     for i in range(transport._INLINE_STREAK):
         served.peer.sendall(b"%02d" % i)
         served.ch.read_inline(served.has(2 * (i + 1)), 0.5)
         assert len(served.got) == 2 * (i + 1), f"read {i} was not inline"
-    served.peer.sendall(b"zz")
-    served.ch.read_inline(lambda: served.got.endswith(b"zz"), 0.5)
-    assert not served.got.endswith(b"zz")  # the loop has not polled since: its turn first
-    await served.until(lambda: served.got.endswith(b"zz"))
-    await settle(asyncio.get_running_loop())
+    other, other_peer = socket.socketpair()
+    handled: list[bytes] = []
+    loop.add_reader(other, lambda: handled.append(other.recv(10)))
+    try:
+        other_peer.send(b"o")  # another descriptor's event, after the streak
+        served.peer.sendall(b"zz")
+        served.ch.read_inline(lambda: served.got.endswith(b"zz"), 0.5)
+        assert not served.got.endswith(b"zz")  # the loop has an event: its turn first
+        await served.until(lambda: served.got.endswith(b"zz") and handled == [b"o"])
+    finally:
+        loop.remove_reader(other)
+        other.close()
+        other_peer.close()
+    await settle(loop)
     served.peer.sendall(b"yy")  # the loop polled: inline reads again
     served.ch.read_inline(lambda: served.got.endswith(b"yy"), 0.5)
     assert served.got.endswith(b"yy")

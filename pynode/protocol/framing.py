@@ -29,6 +29,7 @@ from pynode.term import (
     decode_dist_sends,
     encode,
     encode_dist_packet,
+    peek_dist_packets,
 )
 
 from ._common import NEED_DATA, NO_PAYLOAD, Frozen, NeedData
@@ -105,27 +106,6 @@ class Message(Frozen):
 _new_message = object.__new__
 _set_control = Message.__dict__["control"].__set__
 _set_payload = Message.__dict__["payload"].__set__
-
-
-# NewCacheEntryFlag is bit 3 of each reference's half byte in a dist header's flags: 0x88 in
-# every flags byte (the closing LongAtoms half byte leaves bit 3 clear), for 0 to 128 bytes
-_NEW_ENTRY_MASKS = [int.from_bytes(b"\x88" * n, "little") for n in range(129)]
-
-
-def _new_cache_entries(data: bytearray, pos: int) -> bool:
-    """Whether the packet at ``pos`` (its 4-byte length first) has a dist header (131 68)
-    that brings new atom cache entries; False when too little of it is in ``data`` to say
-    (the codec stops at an incomplete packet anyway)."""
-    body = pos + 4
-    if len(data) < body + 3 or data[body] != VERSION_MAGIC or data[body + 1] != DIST_HEADER:
-        return False
-    refs = data[body + 2]
-    if not refs:
-        return False
-    end = body + 3 + refs // 2 + 1
-    if len(data) < end:
-        return False
-    return bool(int.from_bytes(data[body + 3 : end], "little") & _NEW_ENTRY_MASKS[end - body - 3])
 
 
 def _decline(to: Any, payload: Any) -> bool:
@@ -292,31 +272,14 @@ class DistConnection:
         Decoding sets the atom cache entries a header brings, and the bytes fed after all are
         decoded again: only the first packet of ``data`` may bring new entries (set again to
         the same atoms), a later one is None undecoded. Decoded, it could overwrite an entry
-        an earlier packet refers to, which would then read another atom the second time."""
+        an earlier packet refers to, which would then read another atom the second time.
+        (One codec call: ``peek_dist_packets``.)"""
         if self._buf or self._error is not None:
             return None
-        got: list[tuple[Any, Any]] = []
-        pos = start
-        entries, max_packet = self._entries, self.max_packet
-        n = len(data)
         try:
-            while pos < n:  # one packet per call, none taken (a read brings one or two)
-                if pos and _new_cache_entries(data, pos):
-                    return None  # see above
-                pos, _, control, payload = decode_dist_sends(
-                    data, entries, NO_PAYLOAD, pos, max_packet, _decline
-                )
-                if control is NO_PAYLOAD:
-                    break
-                got.append((control, payload))
+            return peek_dist_packets(data, self._entries, NO_PAYLOAD, start, self.max_packet)
         except Exception:
             return None
-        left = n - pos
-        if left >= 4:  # a packet the codec left to the caller: whole, so not a signal
-            (size,) = _U32_unpack_from(data, pos)
-            if size == 0 or size > self.max_packet or 4 + size <= left:
-                return None
-        return pos, got
 
     @property
     def pending_fragments(self) -> int:

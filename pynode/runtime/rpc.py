@@ -70,6 +70,7 @@ ALIAS = Atom("alias")
 _OP_SPAWN_REPLY = int(C.DOP.SPAWN_REPLY)
 _OP_MONITOR_P_EXIT = int(C.DOP.MONITOR_P_EXIT)
 _OP_PAYLOAD_MONITOR_P_EXIT = int(C.DOP.PAYLOAD_MONITOR_P_EXIT)
+_FLAG_MONITOR = C.SPAWN_REPLY_FLAG_MONITOR
 ERPC = Atom("erpc")
 EXECUTE_CALL = Atom("execute_call")
 
@@ -234,7 +235,8 @@ class _AnswerReader:
         self.answer: Any = None
 
     def __call__(self, data: bytearray) -> bool:
-        """Look at the whole packets read since the last call: True when done."""
+        """Look at the whole packets read since the last call: True when done. (One frame:
+        the answer's two packets are matched here, not in methods of their own.)"""
         got = self.dist.peek_signals(data, self.pos)
         if got is None:
             self.answer = False
@@ -243,41 +245,35 @@ class _AnswerReader:
         for ctl, payload in signals:
             if self.answer is not None or type(ctl) is not tuple:
                 self.answer = False  # (more after the answer: the connection takes it all)
-            elif self.pid is None:
-                self._reply(ctl, payload)
-            else:
-                self._exit(ctl, payload)
-            if self.answer is False:
                 return True
+            n = len(ctl)
+            pid = self.pid
+            if pid is None:  # the call's SPAWN_REPLY: {31, Req, Box, Flags, Pid or Reason}
+                if n != 5 or ctl[0] != _OP_SPAWN_REPLY or payload is not NO_PAYLOAD or ctl[1] != self.req or ctl[2] != self.box:
+                    self.answer = False
+                    return True
+                pid = ctl[4]
+                if type(pid) is Atom:  # the spawn failed (flags say nothing then)
+                    self.answer = (SPAWN_ERROR, self.req, pid)
+                elif type(pid) is Pid and ctl[3] == _FLAG_MONITOR:
+                    self.pid = pid
+                else:
+                    self.answer = False
+                    return True
+                continue
+            # its monitor's exit: {28, Pid, Box, Req} with the reason, or {21, ..., Reason}
+            if n == 4 and ctl[0] == _OP_PAYLOAD_MONITOR_P_EXIT and payload is not NO_PAYLOAD:
+                reason = payload
+            elif n == 5 and ctl[0] == _OP_MONITOR_P_EXIT and payload is NO_PAYLOAD:
+                reason = ctl[4]
+            else:
+                self.answer = False
+                return True
+            if ctl[1] != pid or ctl[2] != self.box or ctl[3] != self.req:
+                self.answer = False
+                return True
+            self.answer = (DOWN, self.req, PROCESS, pid, reason)
         return self.answer is not None
-
-    def _reply(self, ctl: tuple[Any, ...], payload: Any) -> None:
-        req = self.req
-        if len(ctl) != 5 or ctl[0] != _OP_SPAWN_REPLY or payload is not NO_PAYLOAD or ctl[1] != req or ctl[2] != self.box:
-            self.answer = False
-            return
-        pid = ctl[4]
-        if type(pid) is Atom:  # the spawn failed (flags say nothing then)
-            self.answer = (SPAWN_ERROR, req, pid)
-        elif type(pid) is Pid and ctl[3] == C.SPAWN_REPLY_FLAG_MONITOR:
-            self.pid = pid
-        else:
-            self.answer = False
-
-    def _exit(self, ctl: tuple[Any, ...], payload: Any) -> None:
-        n = len(ctl)
-        if n == 4 and ctl[0] == _OP_PAYLOAD_MONITOR_P_EXIT and payload is not NO_PAYLOAD:
-            reason = payload
-        elif n == 5 and ctl[0] == _OP_MONITOR_P_EXIT and payload is NO_PAYLOAD:
-            reason = ctl[4]
-        else:
-            self.answer = False
-            return
-        pid = self.pid
-        if ctl[1] != pid or ctl[2] != self.box or ctl[3] != self.req:
-            self.answer = False
-            return
-        self.answer = (DOWN, self.req, PROCESS, pid, reason)
 
 
 def _drop_monitor(node: Node, mb: Mailbox, req: Reference) -> None:

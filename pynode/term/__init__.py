@@ -65,7 +65,8 @@ def _pick() -> tuple[str, ModuleType]:
         except ImportError:
             pass
         else:
-            if hasattr(_ccodec, "ATOM_CACHE_SIZE"):  # else built from older sources: not used
+            # else built from older sources (without a function the package binds): not used
+            if all(hasattr(_ccodec, name) for name in ("ATOM_CACHE_SIZE", "peek_dist_packets")):
                 # Pid and Reference key the runtime's tables: their hash and == in C too
                 type_slots = getattr(_ccodec, "type_slots", None)
                 if type_slots is not None:
@@ -84,6 +85,7 @@ decode = _impl.decode
 decode_from = _impl.decode_from
 decode_dist_packet = _impl.decode_dist_packet
 decode_dist_sends = _impl.decode_dist_sends
+peek_dist_packets = _impl.peek_dist_packets
 decode_dist_header = _impl.decode_dist_header
 decode_dist_body = _impl.decode_dist_body
 encode_dist_packet = _impl.encode_dist_packet
@@ -116,6 +118,7 @@ __all__ = [
     "decode_dist_packet",
     "decode_dist_sends",
     "decode_from",
+    "peek_dist_packets",
     "encode",
     "encode_dist_packet",
     "freeze",

@@ -3505,6 +3505,82 @@ done:
     return result;
 }
 
+static ArgSpec peek_dist_packets_spec = {
+    "peek_dist_packets", 5, 5, 5, {"data", "cache_entries", "missing", "start", "max_packet"},
+    {NULL}};
+
+/* Whether the dist header of the packet body at buf[body:end] (131 68 first) brings new
+ * atom cache entries: NewCacheEntryFlag is bit 3 of each flags half byte. */
+static int
+brings_new_entries(const unsigned char *buf, Py_ssize_t body, Py_ssize_t end)
+{
+    if (end - body < 3 || buf[body + 2] == 0)
+        return 0;
+    Py_ssize_t flags = body + 3, stop = flags + buf[body + 2] / 2 + 1;
+    if (stop > end)
+        return 0; /* (the decode reports the truncated header) */
+    for (Py_ssize_t i = flags; i < stop; i++)
+        if (buf[i] & 0x88)
+            return 1;
+    return 0;
+}
+
+static PyObject *
+py_peek_dist_packets(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
+{
+    PyObject *a[5], *got = NULL, *result = NULL;
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t pos, n, max_packet;
+    (void)module;
+    if (parse_args(&peek_dist_packets_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (check_entries(a[1]) < 0)
+        return NULL;
+    max_packet = PyNumber_AsSsize_t(a[4], NULL);
+    if (max_packet == -1 && PyErr_Occurred())
+        return NULL;
+    if (dist_input(a[0], a[3], NULL, &view, &buf, &pos, &n) < 0)
+        return NULL;
+    got = PyList_New(0);
+    if (got == NULL)
+        goto done;
+    while (n - pos >= 4) {
+        Py_ssize_t size = ((Py_ssize_t)buf[pos] << 24) | ((Py_ssize_t)buf[pos + 1] << 16) |
+                          ((Py_ssize_t)buf[pos + 2] << 8) | (Py_ssize_t)buf[pos + 3];
+        if (size == 0 || size > max_packet)
+            goto none;
+        Py_ssize_t body = pos + 4, end = body + size;
+        if (end > n)
+            break;
+        if (buf[body] == VERSION && size > 1 && buf[body + 1] == DIST_HEADER) {
+            if (pos && brings_new_entries(buf, body, end))
+                goto none;
+        }
+        else if (buf[body] != DIST_PASS_THROUGH)
+            goto none;
+        PyObject *packet = dist_packet_body(buf, body, end, a[1], a[2]);
+        if (packet == NULL)
+            goto done;
+        int failed = PyList_Append(got, packet);
+        Py_DECREF(packet);
+        if (failed < 0)
+            goto done;
+        pos = end;
+    }
+    result = Py_BuildValue("(nO)", pos, got);
+    goto done;
+none:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(got);
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    return result;
+}
+
 static ArgSpec decode_dist_header_spec = {
     "decode_dist_header", 3, 3, 2, {"data", "cache_entries", "offset"}, {NULL}};
 
@@ -3674,6 +3750,13 @@ PyDoc_STRVAR(decode_dist_packet_doc,
 "New atom cache entries are stored in ``cache_entries`` (the connection's list of 2048\n"
 "slots); ``missing`` is returned as the payload when none follows.");
 
+PyDoc_STRVAR(peek_dist_packets_doc,
+"peek_dist_packets(data, cache_entries, missing, start, max_packet)\n"
+"--\n\n"
+"The whole packets of data[start:] decoded, none handed anywhere: (pos, [(control,\n"
+"payload), ...]), or None for a tick, a packet over max_packet, a fragment, or a later\n"
+"packet with new atom cache entries (see the pure codec's docstring).");
+
 PyDoc_STRVAR(decode_dist_sends_doc,
 "decode_dist_sends(data, cache_entries, missing, start, max_packet, deliver,\n"
 "                  deliver_signal=None) -> (pos, delivered, control, payload)\n\n"
@@ -3721,6 +3804,8 @@ static PyMethodDef methods[] = {
      METH_FASTCALL | METH_KEYWORDS, decode_dist_packet_doc},
     {"decode_dist_sends", (PyCFunction)(void (*)(void))py_decode_dist_sends,
      METH_FASTCALL | METH_KEYWORDS, decode_dist_sends_doc},
+    {"peek_dist_packets", (PyCFunction)(void (*)(void))py_peek_dist_packets,
+     METH_FASTCALL | METH_KEYWORDS, peek_dist_packets_doc},
     {"decode_dist_header", (PyCFunction)(void (*)(void))py_decode_dist_header,
      METH_FASTCALL | METH_KEYWORDS, decode_dist_header_doc},
     {"decode_dist_body", (PyCFunction)(void (*)(void))py_decode_dist_body,
@@ -4000,7 +4085,7 @@ PyInit__ccodec(void)
         goto fail;
     if (init_spec(&encode_spec) < 0 || init_spec(&decode_spec) < 0 ||
         init_spec(&decode_from_spec) < 0 || init_spec(&decode_dist_packet_spec) < 0 ||
-        init_spec(&decode_dist_sends_spec) < 0 ||
+        init_spec(&decode_dist_sends_spec) < 0 || init_spec(&peek_dist_packets_spec) < 0 ||
         init_spec(&decode_dist_header_spec) < 0 || init_spec(&decode_dist_body_spec) < 0 ||
         init_spec(&encode_dist_packet_spec) < 0)
         goto fail;
@@ -4013,9 +4098,9 @@ PyInit__ccodec(void)
         PyModule_AddIntConstant(m, "ATOM_CACHE_SIZE", ATOM_CACHE_SIZE) < 0)
         goto fail;
     {
-        PyObject *all = Py_BuildValue("[sssssssss]", "encode", "decode", "decode_from",
+        PyObject *all = Py_BuildValue("[ssssssssss]", "encode", "decode", "decode_from",
                                       "decode_dist_packet", "decode_dist_sends",
-                                      "decode_dist_header",
+                                      "peek_dist_packets", "decode_dist_header",
                                       "decode_dist_body", "encode_dist_packet", "ErlFloatKey");
         if (all == NULL || PyModule_AddObject(m, "__all__", all) < 0) {
             Py_XDECREF(all);

@@ -1504,6 +1504,56 @@ def decode_dist_sends(
     return pos, count, missing, missing
 
 
+# NewCacheEntryFlag is bit 3 of each half byte of a dist header's flags (the closing half
+# byte, LongAtoms in bit 0, leaves it clear): 0x88 in every flags byte, for 1 to 129 bytes
+_NEW_ENTRY_MASKS = [int.from_bytes(b"\x88" * n, "little") for n in range(130)]
+
+
+def peek_dist_packets(
+    data: bytes | bytearray | memoryview, cache_entries: list[Any], missing: Any, start: int, max_packet: int
+) -> tuple[int, list[tuple[Any, Any]]] | None:
+    """Decode the whole packets in ``data[start:]`` (4-byte length, then a body as
+    :func:`decode_dist_packet` takes) without handing them anywhere: ``(pos, [(control,
+    payload), ...])``, ``pos`` where an incomplete packet at the end (left out) begins, and
+    ``payload`` ``missing`` where a packet has none. For a reader that recognises an answer
+    it waits for and otherwise feeds the same bytes to the connection, which decodes them
+    again: None when they hold a tick, a packet over ``max_packet``, one that is not 112 or
+    131 68 (a fragment), or, after ``data``'s first packet, one whose header brings new atom
+    cache entries, which could overwrite an entry an earlier packet reads (undecoded). A bad
+    packet raises, as in :func:`decode_dist_packet`."""
+    if type(cache_entries) is not list or len(cache_entries) != ATOM_CACHE_SIZE:
+        _check_entries(cache_entries)
+    if type(data) is not bytes and type(data) is not bytearray:
+        with memoryview(data) as m, m.cast("B") as view:
+            data = bytes(view)
+    n = len(data)
+    pos = _index(start)
+    if not 0 <= pos <= n:
+        raise ValueError(f"bounds {pos}:{n} outside data of {n} bytes")
+    max_packet = _index(max_packet)
+    got: list[tuple[Any, Any]] = []
+    unpack = _S_I.unpack_from
+    while n - pos >= 4:
+        (size,) = unpack(data, pos)
+        if size == 0 or size > max_packet:
+            return None
+        end = pos + 4 + size
+        if end > n:
+            break
+        body = pos + 4
+        first = data[body]
+        if first == VERSION and size > 1 and data[body + 1] == _DIST_HEADER:
+            if pos and size > 2 and data[body + 2]:  # a later packet's new entries?
+                flags = body + 3 + data[body + 2] // 2 + 1
+                if flags <= end and int.from_bytes(data[body + 3 : flags], "little") & _NEW_ENTRY_MASKS[flags - body - 3]:
+                    return None
+        elif first != _PASS_THROUGH:
+            return None
+        got.append(decode_dist_packet(data, cache_entries, missing, body, end))
+        pos = end
+    return pos, got
+
+
 def decode_dist_header(
     data: bytes | bytearray | memoryview, cache_entries: list[Any], offset: int = 0
 ) -> tuple[list[Any] | None, int]:
@@ -1565,6 +1615,7 @@ __all__ = [
     "decode_from",
     "decode_dist_packet",
     "decode_dist_sends",
+    "peek_dist_packets",
     "decode_dist_header",
     "decode_dist_body",
     "encode_dist_packet",

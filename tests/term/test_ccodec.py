@@ -108,12 +108,16 @@ def test_the_twin_loads_without_the_pure_codec() -> None:
     assert _fresh_python(code).strip() == "map with duplicate keys (at offset 14)"
 
 
-def test_a_twin_built_from_older_sources_is_not_used() -> None:
-    """One without ATOM_CACHE_SIZE (built before the twin defined its own constants) would
-    fail the package's import: the pure codec is used instead."""
+@pytest.mark.parametrize("has", [(), ("ATOM_CACHE_SIZE",)], ids=["no constants", "no peek_dist_packets"])
+def test_a_twin_built_from_older_sources_is_not_used(has: tuple[str, ...]) -> None:
+    """One without ATOM_CACHE_SIZE (built before the twin defined its own constants), or
+    without a function added since, would fail the package's import: the pure codec is used
+    instead."""
     code = (
         "import sys, types\n"
-        "sys.modules['pynode.term._ccodec'] = types.ModuleType('pynode.term._ccodec')\n"
+        "m = types.ModuleType('pynode.term._ccodec')\n"
+        f"for name in {has!r}: setattr(m, name, 2048)\n"
+        "sys.modules['pynode.term._ccodec'] = m\n"
         "import pynode.term as t\n"
         "print(t.implementation, t.ATOM_CACHE_SIZE)\n"
     )
@@ -534,6 +538,11 @@ def test_dist_no_leaks() -> None:
                 assert C.decode_dist_sends(stream, entries, MISSING, 0, 1 << 20, lambda t, p: True)[0] > 0
                 with pytest.raises(DecodeError):
                     C.decode_dist_sends(b"\x00\x00\x00\x02\x83D", entries, MISSING, 0, 1 << 20, lambda t, p: True)
+                C.peek_dist_packets(stream, entries, MISSING, 0, 1 << 20)  # None, or the packets
+                for p in seq:  # a first packet is decoded, new cache entries and all
+                    assert C.peek_dist_packets(struct.pack(">I", len(p)) + p, entries, MISSING, 0, 1 << 20)
+                with pytest.raises(DecodeError):
+                    C.peek_dist_packets(b"\x00\x00\x00\x02\x83D", entries, MISSING, 0, 1 << 20)
 
     rounds(30)  # warm up caches and free lists
     gc.collect()
@@ -672,6 +681,68 @@ def test_dist_sends_with_a_signal_hook_alike() -> None:
     for f in (P.decode_dist_sends, C.decode_dist_sends):
         pos, n, control, payload = f(data, [None] * 2048, MISSING, 0, 1 << 20, lambda t, p: True, None)
         assert (pos, n, control[0], payload) == (len(data), 0, 1, MISSING)
+
+
+def _peek_outcome(f: Any, data: bytes, entries: list[Any], start: int, max_packet: int) -> tuple[Any, ...]:
+    r = _outcome(f, data, entries, MISSING, start, max_packet)
+    if r[0] == "ok" and r[1] is not None:  # (pos, [(control, payload or True), ...])
+        return ("ok", (r[1][0], [(c, p is MISSING or p) for c, p in r[1][1]]))
+    return r if r[0] == "ok" else (r[0], r[1], str(r[2]))
+
+
+def test_dist_peek_alike() -> None:
+    """Both codecs peek alike at every start of mixed streams: the same packets decoded,
+    None for the same ones, the same errors and atom cache entries."""
+    rng = random.Random(20261204)
+    outcomes: dict[str, int] = {}
+    for _ in range(300):
+        data, _ = _sends_stream(rng)
+        max_packet = rng.choice([1 << 20, 200])
+        starts = [0]
+        pos = 0
+        while len(data) - pos >= 4:  # each packet's start
+            pos += 4 + struct.unpack_from(">I", data, pos)[0]
+            starts.append(min(pos, len(data)))
+        for start in starts:
+            ep, ec = [None] * term.ATOM_CACHE_SIZE, [None] * term.ATOM_CACHE_SIZE
+            p = _peek_outcome(P.peek_dist_packets, data, ep, start, max_packet)
+            c = _peek_outcome(C.peek_dist_packets, bytearray(data), ec, start, max_packet)
+            assert _same(p, c), (data, start, p, c)
+            assert all(map(_same, ep, ec)), (data, start)
+            kind = "none" if p == ("ok", None) else p[0] if p[0] != "ok" else f"ok{min(len(p[1][1]), 2)}"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+    assert set(outcomes) == {"none", "ok0", "ok1", "ok2"}, outcomes  # (errors: the next test)
+
+
+def test_dist_peek_rules() -> None:
+    """What a peek leaves to the connection, in both codecs."""
+    pid = Pid("n@h", 1, 2, 3)
+
+    def packet(body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + body
+
+    send = packet(b"\x83D\x00" + P.encode((2, Atom(""), pid), versioned=False) + P.encode(1, versioned=False))
+    link = packet(b"\x83D\x00" + P.encode((1, pid, pid), versioned=False))
+    # a new cache entry 'box' (segment 0, index 5), then the control tuple names it
+    cached = packet(b"\x83D\x01\x08\x05\x03box" + b"h\x02a\x02R\x00")
+    tick, fragment = packet(b""), packet(b"\x83E" + bytes(17))
+    for f in (P.peek_dist_packets, C.peek_dist_packets):
+        def peek(data: bytes, start: int = 0, max_packet: int = 1 << 20, f: Any = f) -> Any:
+            return f(data, [None] * term.ATOM_CACHE_SIZE, MISSING, start, max_packet)
+
+        assert peek(b"") == (0, [])
+        assert peek(send + link[:9]) == (len(send), [((2, Atom(""), pid), 1)])  # the rest later
+        assert peek(send + link) == (len(send + link), [((2, Atom(""), pid), 1), ((1, pid, pid), MISSING)])
+        assert peek(cached + send) == (len(cached + send), [((2, Atom("box")), MISSING), ((2, Atom(""), pid), 1)])
+        assert peek(send + cached) is None  # a later packet's new entries: left undecoded
+        assert peek(send + cached, len(send)) is None  # later in data, wherever the peek starts
+        assert peek(send + tick) is None and peek(tick + send) is None
+        assert peek(send + tick[:3]) == (len(send), [((2, Atom(""), pid), 1)])  # a tick's start
+        assert peek(fragment) is None
+        assert peek(send, 0, len(send) - 5) is None  # over max_packet
+        assert peek(link + send[:6], 0, 10) is None  # so is the incomplete one's length
+        with pytest.raises(DecodeError):
+            peek(packet(b"\x83D\x00h\x02a"))
 
 
 def test_a_signal_hook_error_consumes_its_packet_alike() -> None:

@@ -224,6 +224,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._inline_polls = -1
         self._inline_streak = 0
         self._inline_gate = SpinGate()  # a task's waits for answers: do they come soon?
+        self._gate_refused = -1  # the loop's poll count when that gate last said no
         self._handle_inline: Callable[[bytes], None] = functools.partial(
             self._context.run, self._received  # type: ignore[call-arg]  # (run's overloads)
         )
@@ -263,7 +264,10 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         clock = _monotonic  # loop.time(), less its frame (an asyncio selector loop's)
         read, fd, epfd, size = _read_ready, self._fd, sel.spin_fd, self._read_size
         assert read is not None  # spin_fd is -1 without it
-        got: bool | None = None  # one outcome per call: data read, or the wait ran out
+        # one outcome per call: for the serve's wait, whether bytes came; for a task's, whether
+        # its answer came whole (a spin that read half of it did not save the task a sleep)
+        got: bool | None = None
+        serving = done is _never
         while True:
             left = end - clock()
             if left <= 0:
@@ -275,16 +279,23 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 return
             if data is None:
                 sel.spent = sel.polls  # this idle moment's spin is over (see SpinningSelector)
-                if got is None:
+                if got is None or not serving:
                     got = False
                 break
             if not data:  # another descriptor's event (the loop handles it), or the end
                 break
-            got = True
+            if serving:
+                got = True
             self._inline_streak += 1
             handle(data)
-            if done() or loop._ready or self._lost:
+            if done():
+                got = True
                 break
+            if loop._ready or self._lost:
+                break
+            timers = loop._scheduled  # one a handler set, due before the end: it ends the wait
+            if timers and timers[0]._when < end:
+                end, whole = timers[0]._when, False
             if self._inline_streak >= _INLINE_STREAK and not self._streak_goes_on(sel, fd):
                 break
         if whole and got is not None:
@@ -323,9 +334,13 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         end = _monotonic() + spin
         timers = loop._scheduled
         whole = not (timers and timers[0]._when < end)  # else a timer ends the wait early
+        if gate is self._inline_gate and self._gate_refused == sel.polls:
+            return None  # refused already since the loop's last poll: one decision per wait
         if not (gate.allow() if whole else gate.open):  # (a cut-short wait is no probe)
             if gate is sel.gate:  # the loop's idle spin, decided: its select asks no more
                 sel.spent = sel.polls
+            else:  # a call's take_inline, refused: its read_inline does not ask again
+                self._gate_refused = sel.polls
             return None
         return (end if whole else timers[0]._when), whole
 

@@ -425,3 +425,67 @@ async def test_one_spin_per_idle_moment(served: Served, waits: list[float]) -> N
     await next_idle_moment(loop)
     served.ch.read_inline(lambda: False, 0.002)
     assert len(waits) == 2
+
+
+async def test_a_closed_gate_decides_once_per_call(served: Served, waits: list[float]) -> None:
+    """A call asks its connection's gate once: take_inline refused, the read_inline that
+    follows (its fallback) does not count as a second refusal towards the next probe."""
+    loop = asyncio.get_running_loop()
+    ch = served.ch
+    ch._inline_gate.hits = 0.0  # closed: answers have been coming after the spin
+    before = len(waits)
+    for _ in range(busywait.PROBE_EVERY):
+        await next_idle_moment(loop)
+        assert ch.take_inline(0.002, lambda buf: False) == b""
+        ch.read_inline(lambda: False, 0.002)
+    assert len(waits) - before == 1  # one probe in PROBE_EVERY calls
+
+
+async def test_a_task_whose_answer_came_half_is_a_miss(served: Served) -> None:
+    """A wait that read part of its answer and then ran out did not save the task its
+    sleep: the gate counts it as a miss, as one that read nothing."""
+    loop = asyncio.get_running_loop()
+    gate = served.ch._inline_gate
+    await next_idle_moment(loop)
+    served.peer.sendall(b"a")
+    served.ch.read_inline(served.has(2), 0.002)  # reads "a", then waits for more in vain
+    assert served.got == b"a" and gate.hits < 1.0
+    hits = gate.hits
+    await next_idle_moment(loop)
+    served.peer.sendall(b"b")
+    served.ch.read_inline(served.has(2), 0.5)
+    assert served.got == b"ab" and gate.hits > hits  # whole: a hit
+
+
+async def test_a_timer_a_handler_sets_ends_the_serve_wait(served: Served) -> None:
+    """A handler run inside the serve's wait may set a timer due before the wait's end: the
+    wait ends for it (the loop runs it) instead of spinning on to its end."""
+    loop = asyncio.get_running_loop()
+    sel: Any = loop._selector  # type: ignore[attr-defined]
+    spin, sel.spin = sel.spin, 0.2  # a long wait, to tell the two apart
+    fired: list[bool] = []
+    on_data = served.ch._on_data
+
+    def handler(data: bytes) -> None:
+        assert on_data is not None
+        on_data(data)
+        if data == b"y":  # read by the serve's wait
+            loop.call_later(0.001, fired.append, True)
+
+    served.ch._on_data = handler
+    try:
+        await settle(loop)
+        sel.gate.hits = 1.0
+        served.peer.sendall(b"y")
+        with anyio.fail_after(10):  # in the socket before the "loop's read"
+            while not select.select([served.ch._fd], [], [], 0.01)[0]:
+                pass
+        t0 = time.monotonic()
+        served.ch.data_received(b"x")
+        took = time.monotonic() - t0
+        assert served.got == b"xy"  # "y" read and handled by the serve's wait
+        assert took < 0.1, f"the wait went on {took * 1000:.0f} ms past a timer due in 1 ms"
+        await served.until(lambda: fired == [True])
+    finally:
+        sel.spin = spin
+        served.ch._on_data = on_data

@@ -20,8 +20,7 @@ from ..protocol import control as C
 from ..protocol.flags import default_flags
 from ..protocol.framing import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_PACKET, Message
 from ..protocol.transports import Endpoint, TcpEndpoint, parse_endpoint
-from ..term import Atom, Pid, Reference
-from ..term.types import fast_ref
+from ..term import Atom, Pid, Reference, make_ref
 from . import advertise, busywait, transport
 from . import epmd as epmd_client
 from . import listeners as _listeners
@@ -374,7 +373,7 @@ class Node:
         # erts' layout: 18 bits, then 32, then 32; a counter seeded at random fills them
         # (a ref must be unique, not secret, and one from the OS random source per call costs
         # a syscall on the rpc path)
-        return fast_ref(self.name, self.creation, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, (n >> 50) & 0xFFFFFFFF))
+        return make_ref(self.name, self.creation, n)
 
     # -- mailboxes --------------------------------------------------------------------------
     def mailbox(self, name: str | None = None) -> Mailbox:

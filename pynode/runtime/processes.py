@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..term import Atom, Pid, Reference
-from ..term.types import fast_pid
+from ..term import Atom, Pid, Reference, make_pid
 from .errors import NodeError
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ class ProcessTable:
                 self._serial = (self._serial + 1) & _MAX_SERIAL
             if i | (self._serial << 32) not in self._by_key:
                 break
-        return fast_pid(self.name, i, self._serial, self.creation)
+        return make_pid(self.name, i, self._serial, self.creation)
 
     def add(self, mb: Mailbox) -> None:
         self._by_key[mb.pid.id | (mb.pid.serial << 32)] = mb

@@ -66,7 +66,7 @@ def _pick() -> tuple[str, ModuleType]:
             pass
         else:
             # else built from older sources (without a function the package binds): not used
-            if all(hasattr(_ccodec, name) for name in ("ATOM_CACHE_SIZE", "peek_dist_packets")):
+            if all(hasattr(_ccodec, name) for name in ("ATOM_CACHE_SIZE", "peek_dist_packets", "make_ref")):
                 # Pid and Reference key the runtime's tables: their hash and == in C too
                 type_slots = getattr(_ccodec, "type_slots", None)
                 if type_slots is not None:
@@ -86,6 +86,8 @@ decode_from = _impl.decode_from
 decode_dist_packet = _impl.decode_dist_packet
 decode_dist_sends = _impl.decode_dist_sends
 peek_dist_packets = _impl.peek_dist_packets
+make_pid = _impl.make_pid
+make_ref = _impl.make_ref
 decode_dist_header = _impl.decode_dist_header
 decode_dist_body = _impl.decode_dist_body
 encode_dist_packet = _impl.encode_dist_packet
@@ -123,4 +125,6 @@ __all__ = [
     "encode_dist_packet",
     "freeze",
     "implementation",
+    "make_pid",
+    "make_ref",
 ]

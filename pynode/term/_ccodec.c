@@ -3505,6 +3505,89 @@ done:
     return result;
 }
 
+/* make_pid / make_ref: the runtime's own pids and refs, one C call each (a pid or two refs
+ * per rpc, where the slots' setters from Python cost about a microsecond a ref). */
+static PyObject *
+py_make_pid(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "make_pid() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (Py_TYPE(args[0]) != T_Atom) {
+        PyErr_SetString(PyExc_TypeError, "make_pid: node must be an Atom");
+        return NULL;
+    }
+    for (int i = 1; i < 4; i++)
+        if (!PyLong_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "make_pid: id, serial and creation must be ints");
+            return NULL;
+        }
+    PyObject *p = T_Pid->tp_alloc(T_Pid, 0);
+    if (p == NULL)
+        return NULL;
+    SET_SLOT(p, F_pid_node, Py_NewRef(args[0]));
+    SET_SLOT(p, F_pid_id, Py_NewRef(args[1]));
+    SET_SLOT(p, F_pid_serial, Py_NewRef(args[2]));
+    SET_SLOT(p, F_pid_creation, Py_NewRef(args[3]));
+    return p;
+}
+
+static PyObject *O_fifty; /* 50: the shift of make_ref's third word */
+
+static PyObject *
+py_make_ref(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "make_ref() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (Py_TYPE(args[0]) != T_Atom) {
+        PyErr_SetString(PyExc_TypeError, "make_ref: node must be an Atom");
+        return NULL;
+    }
+    if (!PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "make_ref: creation and counter must be ints");
+        return NULL;
+    }
+    /* the low 64 bits as Python's & sees them (two's complement), and n >> 50 likewise */
+    unsigned long long lo = PyLong_AsUnsignedLongLongMask(args[2]);
+    if (lo == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    PyObject *shifted = PyNumber_Rshift(args[2], O_fifty);
+    if (shifted == NULL)
+        return NULL;
+    unsigned long long hi = PyLong_AsUnsignedLongLongMask(shifted);
+    Py_DECREF(shifted);
+    if (hi == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    unsigned long words[3] = {(unsigned long)(lo & 0x3FFFF),
+                              (unsigned long)((lo >> 18) & 0xFFFFFFFF),
+                              (unsigned long)(hi & 0xFFFFFFFF)};
+    PyObject *ids = PyTuple_New(3);
+    if (ids == NULL)
+        return NULL;
+    for (int i = 0; i < 3; i++) {
+        PyObject *w = PyLong_FromUnsignedLong(words[i]);
+        if (w == NULL) {
+            Py_DECREF(ids);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(ids, i, w);
+    }
+    PyObject *r = T_Ref->tp_alloc(T_Ref, 0);
+    if (r == NULL) {
+        Py_DECREF(ids);
+        return NULL;
+    }
+    SET_SLOT(r, F_ref_node, Py_NewRef(args[0]));
+    SET_SLOT(r, F_ref_creation, Py_NewRef(args[1]));
+    SET_SLOT(r, F_ref_ids, ids);
+    return r;
+}
+
 static ArgSpec peek_dist_packets_spec = {
     "peek_dist_packets", 5, 5, 5, {"data", "cache_entries", "missing", "start", "max_packet"},
     {NULL}};
@@ -3806,6 +3889,11 @@ static PyMethodDef methods[] = {
      METH_FASTCALL | METH_KEYWORDS, decode_dist_sends_doc},
     {"peek_dist_packets", (PyCFunction)(void (*)(void))py_peek_dist_packets,
      METH_FASTCALL | METH_KEYWORDS, peek_dist_packets_doc},
+    {"make_pid", (PyCFunction)(void (*)(void))py_make_pid, METH_FASTCALL,
+     "make_pid(node, id, serial, creation) -> Pid: node an Atom, the rest ints, unchecked."},
+    {"make_ref", (PyCFunction)(void (*)(void))py_make_ref, METH_FASTCALL,
+     "make_ref(node, creation, counter) -> Reference: erts' layout, 18 then 32 then 32 bits\n"
+     "of the counter (node an Atom)."},
     {"decode_dist_header", (PyCFunction)(void (*)(void))py_decode_dist_header,
      METH_FASTCALL | METH_KEYWORDS, decode_dist_header_doc},
     {"decode_dist_body", (PyCFunction)(void (*)(void))py_decode_dist_body,
@@ -4050,6 +4138,7 @@ PyInit__ccodec(void)
         (E_Encode = PyObject_GetAttrString(errors, "EncodeError")) == NULL ||
         (O_ErlFloatKey = PyObject_GetAttrString(types, "ErlFloatKey")) == NULL ||
         (O_default_max_depth = PyLong_FromLong(DEFAULT_MAX_DEPTH)) == NULL ||
+        (O_fifty = PyLong_FromLong(50)) == NULL ||
         (O_default_max_unc = PyLong_FromLongLong(DEFAULT_MAX_UNCOMPRESSED)) == NULL ||
         (S_items = PyUnicode_InternFromString("items")) == NULL)
         goto fail;
@@ -4098,9 +4187,10 @@ PyInit__ccodec(void)
         PyModule_AddIntConstant(m, "ATOM_CACHE_SIZE", ATOM_CACHE_SIZE) < 0)
         goto fail;
     {
-        PyObject *all = Py_BuildValue("[ssssssssss]", "encode", "decode", "decode_from",
+        PyObject *all = Py_BuildValue("[ssssssssssss]", "encode", "decode", "decode_from",
                                       "decode_dist_packet", "decode_dist_sends",
-                                      "peek_dist_packets", "decode_dist_header",
+                                      "peek_dist_packets", "make_pid", "make_ref",
+                                      "decode_dist_header",
                                       "decode_dist_body", "encode_dist_packet", "ErlFloatKey");
         if (all == NULL || PyModule_AddObject(m, "__all__", all) < 0) {
             Py_XDECREF(all);

@@ -35,6 +35,8 @@ from .types import (
     Struct,
     freeze,
 )
+from .types import fast_pid as _fast_pid
+from .types import fast_ref as _fast_ref
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
@@ -1504,6 +1506,28 @@ def decode_dist_sends(
     return pos, count, missing, missing
 
 
+def make_pid(node: Atom, id: int, serial: int, creation: int) -> Pid:
+    """A pid of the node's own, in one call (the runtime makes one per process, and per rpc
+    it serves): ``node`` an Atom, the rest ints, not range-checked (encode checks them)."""
+    if type(node) is not Atom:
+        raise TypeError("make_pid: node must be an Atom")
+    if not (isinstance(id, int) and isinstance(serial, int) and isinstance(creation, int)):
+        raise TypeError("make_pid: id, serial and creation must be ints")
+    return _fast_pid(node, id, serial, creation)
+
+
+def make_ref(node: Atom, creation: int, counter: int) -> Reference:
+    """A ref of the node's own from a counter, in erts' layout (18 bits, then 32, then 32):
+    the runtime makes two per rpc."""
+    if type(node) is not Atom:
+        raise TypeError("make_ref: node must be an Atom")
+    if not (isinstance(creation, int) and isinstance(counter, int)):
+        raise TypeError("make_ref: creation and counter must be ints")
+    return _fast_ref(
+        node, creation, (counter & 0x3FFFF, (counter >> 18) & 0xFFFFFFFF, (counter >> 50) & 0xFFFFFFFF)
+    )
+
+
 # NewCacheEntryFlag is bit 3 of each half byte of a dist header's flags (the closing half
 # byte, LongAtoms in bit 0, leaves it clear): 0x88 in every flags byte, for 1 to 129 bytes
 _NEW_ENTRY_MASKS = [int.from_bytes(b"\x88" * n, "little") for n in range(130)]
@@ -1616,6 +1640,8 @@ __all__ = [
     "decode_dist_packet",
     "decode_dist_sends",
     "peek_dist_packets",
+    "make_pid",
+    "make_ref",
     "decode_dist_header",
     "decode_dist_body",
     "encode_dist_packet",

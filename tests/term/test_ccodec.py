@@ -539,6 +539,10 @@ def test_dist_no_leaks() -> None:
                 with pytest.raises(DecodeError):
                     C.decode_dist_sends(b"\x00\x00\x00\x02\x83D", entries, MISSING, 0, 1 << 20, lambda t, p: True)
                 C.peek_dist_packets(stream, entries, MISSING, 0, 1 << 20)  # None, or the packets
+                C.make_ref(Atom("n@h"), 1, 2**79 + len(stream))
+                C.make_pid(Atom("n@h"), len(stream), 0, 1)
+                with pytest.raises(TypeError):
+                    C.make_ref(Atom("n@h"), 1, "x")
                 for p in seq:  # a first packet is decoded, new cache entries and all
                     assert C.peek_dist_packets(struct.pack(">I", len(p)) + p, entries, MISSING, 0, 1 << 20)
                 with pytest.raises(DecodeError):
@@ -994,3 +998,26 @@ def test_pid_and_ref_slots_keep_python_semantics(type_slots: None) -> None:
     assert nan != nan and Pid.__dict__["__eq__"](nan, nan) is False
     assert p == C.decode(C.encode(p)) and r == C.decode(C.encode(r))
     assert hash(C.decode(C.encode(r))) == hash(r)
+
+
+def test_make_pid_and_make_ref_alike() -> None:
+    """The runtime's constructors: the same values from both codecs, the same refusals."""
+    rng = random.Random(20261205)
+    node = Atom("n@h")
+    counters = [0, 1, 2**18 - 1, 2**18, 2**50, 2**64 - 1, 2**64, 2**80 - 1, 2**82 + 5]
+    counters += [rng.getrandbits(80) for _ in range(200)]
+    for n in counters:
+        p, c = P.make_ref(node, 7, n), C.make_ref(node, 7, n)
+        assert _same(p, c) and type(c) is Reference and c.ids == p.ids, n
+        assert c.ids == (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, (n >> 50) & 0xFFFFFFFF)
+        assert P.decode(P.encode(c)) == c  # a ref erl takes: 3 words, the first 18 bits
+    for args in [(node, 1, 0, 3), (node, 2**15 - 1, 8191, 2**32 - 1)]:
+        p, c = P.make_pid(*args), C.make_pid(*args)
+        assert _same(p, c) and type(c) is Pid and c == Pid(*args)
+    for f, args in [
+        ("make_ref", ("n@h", 1, 2)), ("make_ref", (node, 1.0, 2)), ("make_ref", (node, 1, "2")),
+        ("make_ref", (node, 1)), ("make_pid", ("n@h", 1, 0, 3)), ("make_pid", (node, 1, None, 3)),
+        ("make_pid", (node, 1, 0)),
+    ]:
+        p, c = _outcome(getattr(P, f), *args), _outcome(getattr(C, f), *args)
+        assert p[0] == c[0] == "error" and p[1] is c[1] is TypeError, (f, args, p, c)

@@ -293,6 +293,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 break
             if loop._ready or self._lost:
                 break
+            if serving:  # the wait for the peer's next bytes begins anew, as the loop's would
+                end = clock() + spin
             timers = loop._scheduled  # one a handler set, due before the end: it ends the wait
             if timers and timers[0]._when < end:
                 end, whole = timers[0]._when, False
@@ -387,13 +389,13 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
 
     def _serve_inline(self) -> None:
         """After the loop's read, wait for the peer's next bytes here, for as long as the
-        loop would spin (it has nothing else to do): its next poll, the events' dispatch and
-        the transport's read cost about a tenth of an erl -> pynode rpc round trip, which a
-        peer's next request then skips. erl's schedulers likewise poll between processes,
-        not after each message. Other descriptors' events, ready callbacks, due timers and
-        the streak limit end it as they end :meth:`read_inline`; the loop's spin gate stops
-        it where the next bytes come late (sparse traffic), as it stops the loop's spin,
-        whose place it takes (one spin per idle moment, one decision)."""
+        loop would spin (it has nothing else to do), and again after each read: the loop's
+        poll, the events' dispatch and the transport's read cost about a tenth of an erl ->
+        pynode rpc round trip, which a peer's next request then skips. erl's schedulers
+        likewise poll between processes, not after each message. Other descriptors' events,
+        ready callbacks and due timers end it as they end :meth:`read_inline`; the loop's
+        spin gate stops it where the next bytes come late (sparse traffic), as it stops the
+        loop's spin, whose place it takes (one spin per idle moment, one decision)."""
         sel: Any = self._loop._selector  # type: ignore[attr-defined]
         gate = getattr(sel, "gate", None)  # the loop's own: this wait is its idle moment's spin
         if gate is not None:

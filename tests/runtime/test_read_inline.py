@@ -489,3 +489,36 @@ async def test_a_timer_a_handler_sets_ends_the_serve_wait(served: Served) -> Non
     finally:
         sel.spin = spin
         served.ch._on_data = on_data
+
+
+async def test_the_serve_waits_anew_after_each_read(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer whose next bytes keep coming within the spin is served on the spot for longer
+    than one spin: each read begins a new wait, as the loop's own would be. (A clock that
+    moves 0.4 spin at each look: the first wait alone would end after two reads.)"""
+    loop = asyncio.get_running_loop()
+    sel: Any = loop._selector  # type: ignore[attr-defined]
+    now = [time.monotonic()]
+
+    def clock() -> float:
+        now[0] += 0.4 * sel.spin
+        return now[0]
+
+    on_data = served.ch._on_data
+    sent = [0]
+
+    def handler(data: bytes) -> None:  # each chunk read makes the peer send the next one
+        assert on_data is not None
+        on_data(data)
+        if sent[0] < 10:
+            sent[0] += 1
+            served.peer.sendall(b"%d;" % sent[0])
+
+    await settle(loop)
+    sel.gate.hits = 1.0
+    monkeypatch.setattr(transport, "_monotonic", clock)
+    served.ch._on_data = handler
+    try:
+        served.ch.data_received(b"0;")
+    finally:
+        served.ch._on_data = on_data
+    assert served.got == b"".join(b"%d;" % i for i in range(11))  # all read in the serve

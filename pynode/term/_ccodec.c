@@ -3507,23 +3507,33 @@ done:
 
 /* make_pid / make_ref: the runtime's own pids and refs, one C call each (a pid or two refs
  * per rpc, where the slots' setters from Python cost about a microsecond a ref). */
+/* make_pid's and make_ref's arguments: `want` of them, an Atom and then ints (-1: TypeError) */
+static int
+atom_then_ints(const char *fn, const char *ints, PyObject *const *args, Py_ssize_t nargs,
+               Py_ssize_t want)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fn, want, nargs);
+        return -1;
+    }
+    if (Py_TYPE(args[0]) != T_Atom) {
+        PyErr_Format(PyExc_TypeError, "%s: node must be an Atom", fn);
+        return -1;
+    }
+    for (Py_ssize_t i = 1; i < want; i++)
+        if (!PyLong_Check(args[i])) {
+            PyErr_Format(PyExc_TypeError, "%s: %s must be ints", fn, ints);
+            return -1;
+        }
+    return 0;
+}
+
 static PyObject *
 py_make_pid(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "make_pid() takes 4 arguments (%zd given)", nargs);
+    if (atom_then_ints("make_pid", "id, serial and creation", args, nargs, 4) < 0)
         return NULL;
-    }
-    if (Py_TYPE(args[0]) != T_Atom) {
-        PyErr_SetString(PyExc_TypeError, "make_pid: node must be an Atom");
-        return NULL;
-    }
-    for (int i = 1; i < 4; i++)
-        if (!PyLong_Check(args[i])) {
-            PyErr_SetString(PyExc_TypeError, "make_pid: id, serial and creation must be ints");
-            return NULL;
-        }
     PyObject *p = T_Pid->tp_alloc(T_Pid, 0);
     if (p == NULL)
         return NULL;
@@ -3540,18 +3550,8 @@ static PyObject *
 py_make_ref(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "make_ref() takes 3 arguments (%zd given)", nargs);
+    if (atom_then_ints("make_ref", "creation and counter", args, nargs, 3) < 0)
         return NULL;
-    }
-    if (Py_TYPE(args[0]) != T_Atom) {
-        PyErr_SetString(PyExc_TypeError, "make_ref: node must be an Atom");
-        return NULL;
-    }
-    if (!PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "make_ref: creation and counter must be ints");
-        return NULL;
-    }
     /* the low 64 bits as Python's & sees them (two's complement), and n >> 50 likewise */
     unsigned long long lo = PyLong_AsUnsignedLongLongMask(args[2]);
     if (lo == (unsigned long long)-1 && PyErr_Occurred())

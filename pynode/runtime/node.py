@@ -647,7 +647,7 @@ class Node:
                 conn.send_nowait(C.Send(caller), (tag, _YES))
 
     # -- RPC and gen_server ---------------------------------------------------------------
-    async def rpc(
+    def rpc(
         self,
         node: str,
         module: str,
@@ -656,12 +656,16 @@ class Node:
         *,
         timeout: float | None = None,
         capture_output: bool = False,
-    ) -> Any:
-        """``erpc:call(Node, M, F, A, Timeout)``; raises RemoteError, RpcTimeout, NoConnection.
+    ) -> Coroutine[Any, Any, Any]:
+        """``erpc:call(Node, M, F, A, Timeout)``, awaited; raises RemoteError, RpcTimeout,
+        NoConnection.
 
         With ``capture_output`` returns ``(value, printed_text)``.
+
+        Not a coroutine function: the call's own coroutine (:func:`pynode.runtime.rpc.rpc`)
+        comes back, one coroutine fewer per call.
         """
-        return await _rpc.rpc(
+        return _rpc.rpc(
             self, node, module, function, args, timeout=timeout, capture_output=capture_output
         )
 

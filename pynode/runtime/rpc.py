@@ -50,6 +50,7 @@ from .errors import (
 from .signals import DOWN, PROCESS, RUN_AS_TASK, SPAWN_ERROR, Later
 
 if TYPE_CHECKING:
+    from .callbox import CallBox
     from .mailbox import Mailbox
     from .node import Node
 
@@ -161,22 +162,45 @@ async def _erpc_call(
     args: list[Any] | tuple[Any, ...],
     timeout: float | None,
 ) -> Any:
-    """erpc:call from the node's call box: the answer comes straight to this task."""
+    """erpc:call from the node's call box: the answer comes straight to this task. (The
+    answer read here costs no more frames than these: the wait through the call box is
+    :func:`_wait_answer`.)"""
     box = node.call_box()
-    req: Reference | None = None
+    try:  # erpc_request's work, inline: every call comes here
+        res_ref = node.make_ref()
+        req = node.signals.spawn_async(
+            conn, box, ERPC, EXECUTE_CALL, execute_call_args(res_ref, module, function, args),
+            wait=None,  # registered by _wait_answer, unless this task reads the answer itself
+        )
+    except ConnectionLost as e:  # the socket went; the connection is not down yet
+        raise NoConnection(str(e)) from e
+    spin = node.busy_wait if timeout is None else min(node.busy_wait, timeout)
     try:
-        try:  # erpc_request's work, inline: every call comes here
-            res_ref = node.make_ref()
-            req = node.signals.spawn_async(
-                conn, box, ERPC, EXECUTE_CALL, execute_call_args(res_ref, module, function, args),
-                wait=None,  # registered below, unless this task reads the answer itself
-            )
-        except ConnectionLost as e:  # the socket went; the connection is not down yet
-            raise NoConnection(str(e)) from e
-        spin = node.busy_wait if timeout is None else min(node.busy_wait, timeout)
         msg, read = _take_answer(conn, box.pid, req, spin)
-        if msg is not None:
-            return erpc_value(peer, msg, res_ref)
+        if msg is None:
+            msg = await _wait_answer(node, conn, box, peer, req, read, spin, timeout)
+    except BaseException:  # given up (cancelled, timed out): stop watching the call
+        box.forget(req)
+        _drop_monitor(node, box, req)
+        raise
+    if msg[0] is SPAWN_ERROR:  # erpc_value's work, inline
+        raise spawn_failure(peer, msg[2])
+    return _result(msg[4], res_ref)
+
+
+async def _wait_answer(
+    node: Node,
+    conn: Connection,
+    box: CallBox,
+    peer: str,
+    req: Reference,
+    read: bytes | bytearray,
+    spin: float,
+    timeout: float | None,
+) -> Any:
+    """The answer to call ``req`` when :func:`_take_answer` did not read it: through the call
+    box (``read``, the bytes it read, are handed to the connection once the call waits)."""
+    try:
         try:
             node.signals.report_spawn(req, box, conn.peer)
             waiter = box.expect(req)  # before any answer: it is handled by this loop, later
@@ -185,19 +209,12 @@ async def _erpc_call(
         if not waiter.done():  # the answer read here, on this task, when it comes soon
             conn.channel.read_inline(waiter.done, spin)
         try:
-            msg = box.answered(req, waiter) if waiter.done() else await box.answer(req, waiter, timeout)
+            return box.answered(req, waiter) if waiter.done() else await box.answer(req, waiter, timeout)
         except TimeoutError:
             await erpc_give_up(node, box, req)
             raise RpcTimeout(f"no answer from {peer} within {timeout} s") from None
-    except BaseException:
-        if req is not None:  # given up (cancelled, timed out): stop watching the call
-            box.forget(req)
-            _drop_monitor(node, box, req)
-        raise
     finally:
-        if req is not None:
-            node.signals.forget_spawn(req)  # a call given up before its SPAWN_REPLY
-    return erpc_value(peer, msg, res_ref)
+        node.signals.forget_spawn(req)  # a call given up before its SPAWN_REPLY
 
 
 def _take_answer(conn: Connection, box: Pid, req: Reference, spin: float) -> tuple[Any, bytes | bytearray]:
@@ -212,9 +229,10 @@ def _take_answer(conn: Connection, box: Pid, req: Reference, spin: float) -> tup
     answer = reader.answer
     if answer is None or answer is False:
         return None, read
-    conn.taken(reader.pos, 1 if answer[0] is SPAWN_ERROR else 2)
-    # what follows the answer in the last read (the start of a packet) is the connection's
-    conn.channel.feed(read[reader.pos :])
+    pos = reader.pos
+    conn.taken(pos, 1 if answer[0] is SPAWN_ERROR else 2)
+    if pos < len(read):  # what follows the answer in the last read (the start of a packet)
+        conn.channel.feed(read[pos:])  # is the connection's
     return answer, b""
 
 

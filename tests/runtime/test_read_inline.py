@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -116,6 +117,16 @@ async def settle(loop: asyncio.AbstractEventLoop) -> None:
             await anyio.sleep(0)
 
 
+def wait_inline(served: Served, reader: str, done: Any, spin: float) -> None:
+    """One task's wait for bytes on the spot, until ``done(all bytes so far)``: by
+    read_inline (the bytes handled as read), or by take_inline (the bytes kept, then fed
+    as an rpc's _take_answer feeds what is not its answer)."""
+    if reader == "read_inline":
+        served.ch.read_inline(lambda: done(bytes(served.got)), spin)
+    else:
+        served.ch.feed(served.ch.take_inline(spin, lambda buf: done(bytes(served.got + buf))))
+
+
 async def test_the_answer_is_read_and_handled_on_the_waiting_task(served: Served) -> None:
     await settle(asyncio.get_running_loop())
     served.peer.sendall(b"answer")
@@ -189,7 +200,13 @@ async def test_a_timer_due_ends_the_wait(served: Served) -> None:
     await served.until(lambda: fired == [True])
 
 
-async def test_a_streak_of_inline_reads_goes_on_while_the_loop_has_nothing_else(served: Served) -> None:
+READERS = ["read_inline", "take_inline"]
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_streak_of_inline_reads_goes_on_while_the_loop_has_nothing_else(
+    served: Served, reader: str
+) -> None:
     """After a streak, one poll of the loop's selector finds nothing but this socket's bytes:
     a new streak begins, without the loop's iteration."""
     loop = asyncio.get_running_loop()
@@ -198,17 +215,20 @@ async def test_a_streak_of_inline_reads_goes_on_while_the_loop_has_nothing_else(
     polls = sel.polls
     for i in range(2 * transport._INLINE_STREAK + 1):
         served.peer.sendall(b"%02d" % i)
-        served.ch.read_inline(served.has(2 * (i + 1)), 0.5)
+        wait_inline(served, reader, lambda got, n=2 * (i + 1): len(got) >= n, 0.5)
         assert len(served.got) == 2 * (i + 1), f"read {i} was not inline"
     assert sel.polls == polls  # the loop never ran meanwhile
 
 
-async def test_the_loop_gets_its_turn_after_a_streak_when_it_has_an_event(served: Served) -> None:
+@pytest.mark.parametrize("reader", READERS)
+async def test_the_loop_gets_its_turn_after_a_streak_when_it_has_an_event(
+    served: Served, reader: str
+) -> None:
     loop = asyncio.get_running_loop()
     await settle(loop)
     for i in range(transport._INLINE_STREAK):
         served.peer.sendall(b"%02d" % i)
-        served.ch.read_inline(served.has(2 * (i + 1)), 0.5)
+        wait_inline(served, reader, lambda got, n=2 * (i + 1): len(got) >= n, 0.5)
         assert len(served.got) == 2 * (i + 1), f"read {i} was not inline"
     other, other_peer = socket.socketpair()
     handled: list[bytes] = []
@@ -216,7 +236,7 @@ async def test_the_loop_gets_its_turn_after_a_streak_when_it_has_an_event(served
     try:
         other_peer.send(b"o")  # another descriptor's event, after the streak
         served.peer.sendall(b"zz")
-        served.ch.read_inline(lambda: served.got.endswith(b"zz"), 0.5)
+        wait_inline(served, reader, lambda got: got.endswith(b"zz"), 0.5)
         assert not served.got.endswith(b"zz")  # the loop has an event: its turn first
         await served.until(lambda: served.got.endswith(b"zz") and handled == [b"o"])
     finally:
@@ -441,20 +461,70 @@ async def test_a_closed_gate_decides_once_per_call(served: Served, waits: list[f
     assert len(waits) - before == 1  # one probe in PROBE_EVERY calls
 
 
-async def test_a_task_whose_answer_came_half_is_a_miss(served: Served) -> None:
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_task_whose_answer_came_half_is_a_miss(served: Served, reader: str) -> None:
     """A wait that read part of its answer and then ran out did not save the task its
     sleep: the gate counts it as a miss, as one that read nothing."""
     loop = asyncio.get_running_loop()
     gate = served.ch._inline_gate
     await next_idle_moment(loop)
     served.peer.sendall(b"a")
-    served.ch.read_inline(served.has(2), 0.002)  # reads "a", then waits for more in vain
+    wait_inline(served, reader, lambda got: len(got) >= 2, 0.002)  # "a", then in vain
     assert served.got == b"a" and gate.hits < 1.0
     hits = gate.hits
     await next_idle_moment(loop)
     served.peer.sendall(b"b")
-    served.ch.read_inline(served.has(2), 0.5)
+    wait_inline(served, reader, lambda got: len(got) >= 2, 0.5)
     assert served.got == b"ab" and gate.hits > hits  # whole: a hit
+
+
+async def test_take_inline_hands_back_what_it_read_when_enough_raises(served: Served) -> None:
+    """Bytes take_inline read are the connection's: a failing ``enough`` loses none."""
+    await settle(asyncio.get_running_loop())
+    served.peer.sendall(b"kept")
+
+    def enough(buf: bytearray) -> bool:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        served.ch.take_inline(0.5, enough)
+    assert served.got == b"kept"
+
+
+async def test_a_reset_met_by_take_inline_is_the_transports_error(c_spin: None, raw_peer: RawPeer) -> None:
+    """A read that fails on the spot ends the connection as the transport's own read would:
+    serve raises the reset, and take_inline returns what it read before (nothing)."""
+    loop = asyncio.get_running_loop()
+    spinner = busywait.install(loop, 100e-6)
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel)
+    peer = raw_peer.socket()
+    errors: list[BaseException] = []
+
+    async def serve() -> None:
+        try:
+            await ch.serve(lambda data: None, lambda: None)
+        except OSError as e:
+            errors.append(e)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            with anyio.fail_after(10):
+                while ch._on_data is None:
+                    await anyio.sleep(0)
+            await settle(loop)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()  # an RST
+            assert ch.take_inline(0.5, lambda buf: False) == b""
+            assert ch._lost or ch.transport.is_closing()  # type: ignore[union-attr]
+            with anyio.fail_after(10):
+                while not errors:
+                    await anyio.sleep(0)
+        assert isinstance(errors[0], ConnectionResetError)
+    finally:
+        await ch.aclose()
+        busywait.uninstall(loop, spinner)
 
 
 async def test_a_timer_a_handler_sets_ends_the_serve_wait(served: Served) -> None:

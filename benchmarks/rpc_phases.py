@@ -3,12 +3,13 @@
 
     .venv/bin/python benchmarks/rpc_phases.py [--calls N] [--erl-cpus 1] [--py-cpus 0]
 
-Each call of ``node.rpc(erl, erlang, abs, [-1])`` is cut at the asyncio transport's write
-and at the protocol's ``data_received`` into five phases: Python before the send, the send
-system call (on loopback it also delivers the bytes and wakes erl), erl's turnaround as
-pynode sees it (from the end of the send to the reply's ``data_received``), the handling of
-the reply, and the resumption of the calling task. erl->erl is a second erl node's
-``erpc:call`` to the same erl node, timed in erl.
+Each call of ``node.rpc(erl, erlang, abs, [-1])`` is cut where its request goes to the
+socket (the channel's ``_put``) and where the answer's last bytes come in (the inline read
+``read_ready``, or ``data_received`` when the loop reads them) into four phases: Python
+before the send, the send system call (on loopback it also delivers the bytes and wakes
+erl), erl's turnaround as pynode sees it (from the end of the send to the answer's last
+read), and what follows until ``rpc`` returns (matching the answer, the call's return).
+erl->erl is a second erl node's ``erpc:call`` to the same erl node, timed in erl.
 
 ``--erl-cpus`` pins every thread of both erl nodes and ``--py-cpus`` this process
 (``os.sched_setaffinity``): on a virtual machine a wake-up across CPUs costs tens of
@@ -37,10 +38,10 @@ from rpc import erl_rtt, load, pct  # noqa: E402
 
 from interop.erlnode import Epmd, ErlNode  # noqa: E402
 from interop.otp import otp25  # noqa: E402
-from pynode.runtime import Node  # noqa: E402
+from pynode.runtime import Node, transport  # noqa: E402
 from pynode.term import Atom  # noqa: E402
 
-PHASES = ("before the send", "send syscall", "erl turnaround", "data_received", "resume", "total")
+PHASES = ("before the send", "send syscall", "erl turnaround", "after the answer", "total")
 
 
 @contextlib.contextmanager
@@ -78,34 +79,41 @@ async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:
     conn = node.connector.get(peer)
     assert conn is not None
     proto: Any = conn.channel
-    transport: Any = proto.transport
     now = time.perf_counter_ns
     marks: dict[str, int] = {}
-    write, received = transport.write, proto.data_received
+    put, received, read = proto._put, proto.data_received, transport._read_ready
+    assert read is not None, "needs the compiled busy wait (pynode.runtime._spin)"
 
-    def timed_write(data: Any) -> None:
+    def timed_put(t: Any, data: Any) -> None:
         marks["s0"] = now()
-        write(data)
+        put(t, data)
         marks["s1"] = now()
 
     def timed_received(data: bytes) -> None:
         marks["r0"] = now()
         received(data)
-        marks["r1"] = now()
 
-    transport.write, proto.data_received = timed_write, timed_received
+    def timed_read(epfd: int, fd: int, seconds: float, size: int) -> Any:
+        data = read(epfd, fd, seconds, size)
+        if data:
+            marks["r0"] = now()
+        return data
+
+    proto._put, proto.data_received, transport._read_ready = timed_put, timed_received, timed_read
     out: dict[str, list[float]] = {p: [] for p in PHASES}
     try:
         for _ in range(n):
+            marks.clear()
             t0 = now()
             await node.rpc(peer, "erlang", "abs", [-1])
             t1 = now()
             m = marks
             for p, ns in zip(PHASES, (m["s0"] - t0, m["s1"] - m["s0"], m["r0"] - m["s1"],
-                                      m["r1"] - m["r0"], t1 - m["r1"], t1 - t0), strict=True):
+                                      t1 - m["r0"], t1 - t0), strict=True):
                 out[p].append(ns / 1e3)
     finally:
-        del transport.write, proto.data_received
+        del proto._put, proto.data_received
+        transport._read_ready = read
     return out
 
 

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""dist.py's (b), small messages erl -> pynode beside erl -> erl, with each pair pinned.
+
+    .venv/bin/python benchmarks/recv_place.py [--msgs 100000] [--repeat 5]
+
+In dist.py the kernel places the processes, and erl->erl's rate swings with it (131-380k
+msgs/s on the 2-core VM, 2026-12-03): when it puts the sending erl node and the receiving
+one on one CPU, their hand-overs cost no wake-up across CPUs. Here the sender (erl node B)
+and the receiver (pynode, or erl node A) are pinned the same way for both: on two CPUs
+("apart", needs 2) or on one ("shared"). Each placement warms both sides up, then alternates
+``--repeat`` timed runs of each; the medians are printed with their ratio (>= 1: pynode
+receives as fast as erl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from dist import ErlSide, PySide, erl_nodes, erl_run, unique  # noqa: E402
+from hostload import load  # noqa: E402
+from rpc_phases import pin  # noqa: E402
+
+from pynode.runtime import Node  # noqa: E402
+from pynode.term import Atom  # noqa: E402
+
+# placement: CPUs of the sender B, of the receiving erl node A, of pynode
+PLACEMENTS = {"apart": ({0}, {1}, {1}), "shared": ({0}, {0}, {0})}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--msgs", type=int, default=100_000, help="messages per timed run")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs of each side per placement")
+    opts = ap.parse_args()
+    places = {k: v for k, v in PLACEMENTS.items() if k == "shared" or len(os.sched_getaffinity(0)) >= 2}
+    own = os.sched_getaffinity(0)
+    rows: list[tuple[str, float, float]] = []
+    with erl_nodes(2, "recv_place") as (epmd, (a, b)):
+        assert a.proc is not None and b.proc is not None
+
+        async def run() -> None:
+            async with Node(unique("recvplace") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1",
+                            epmd_port=epmd.port) as node:
+                if not await node.ping(b.name):
+                    raise RuntimeError(f"pynode cannot reach {b.name}")
+                py, er = PySide(node, b), ErlSide(a, b)
+                if await erl_run(a, "net_adm:ping(B).", B=b.name) != Atom("pong"):
+                    raise RuntimeError(f"{a.name} cannot reach {b.name}")
+                warm = max(1, opts.msgs // 5)
+                for place, (cpu_b, cpu_a, cpu_py) in places.items():
+                    pin(b.proc.pid, cpu_b)
+                    pin(a.proc.pid, cpu_a)
+                    os.sched_setaffinity(0, cpu_py)
+                    await py.recv_small(warm)
+                    await er.recv_small(warm)
+                    got: dict[str, list[float]] = {"py": [], "erl": []}
+                    for _ in range(opts.repeat):  # alternating: a burst of load hits both
+                        got["py"].append(await py.recv_small(opts.msgs))
+                        got["erl"].append(await er.recv_small(opts.msgs))
+                    rows.append((place, statistics.median(got["py"]), statistics.median(got["erl"])))
+                os.sched_setaffinity(0, own)
+
+        anyio.run(run)
+    print(f"{'(b) erl -> receiver (msgs/s)':<30} | {'pynode':>9} | {'erl->erl':>9} | pynode/erl   "
+          f"({opts.msgs:,} msgs x {opts.repeat}, medians; {os.cpu_count()} cores; {load()})")
+    print("-" * 70)
+    for place, p, e in rows:
+        label = "apart: B on CPU 0, receiver 1" if place == "apart" else "shared: all on CPU 0"
+        print(f"{label:<30} | {p:9,.0f} | {e:9,.0f} | {p / e:10.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -319,7 +319,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         assert read is not None  # spin_fd is -1 without it
         got: bool | None = None  # as in _read_loop: whether the answer came whole
         try:
-            while True:
+            while True:  # (the read step is _read_loop's again: a helper is a frame per read)
                 left = end - clock()
                 if left <= 0:
                     break

@@ -9,7 +9,8 @@ one on one CPU, their hand-overs cost no wake-up across CPUs. Here the sender (e
 and the receiver (pynode, or erl node A) are pinned the same way for both: on two CPUs
 ("apart", needs 2) or on one ("shared"). Each placement warms both sides up, then alternates
 ``--repeat`` timed runs of each; the medians are printed with their ratio (>= 1: pynode
-receives as fast as erl).
+receives as fast as erl), and the CPU each run took per message in the sender B and in the
+receiver (pynode's process, or erl node A): on one CPU the rate is one over their sum.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dist import ErlSide, PySide, erl_nodes, erl_run, unique  # noqa: E402
 from hostload import load  # noqa: E402
+from recv_wire import cpu_ns  # noqa: E402
 from rpc_phases import pin  # noqa: E402
 
 from pynode.runtime import Node  # noqa: E402
@@ -44,7 +46,7 @@ def main() -> None:
     opts = ap.parse_args()
     places = {k: v for k, v in PLACEMENTS.items() if k == "shared" or len(os.sched_getaffinity(0)) >= 2}
     own = os.sched_getaffinity(0)
-    rows: list[tuple[str, float, float]] = []
+    rows: list[tuple[str, float, float, dict[str, float]]] = []
     with erl_nodes(2, "recv_place") as (epmd, (a, b)):
         assert a.proc is not None and b.proc is not None
 
@@ -64,19 +66,26 @@ def main() -> None:
                     await py.recv_small(warm)
                     await er.recv_small(warm)
                     got: dict[str, list[float]] = {"py": [], "erl": []}
+                    cpu: dict[str, list[float]] = {k: [] for k in ("B py", "B erl", "py", "erl")}
                     for _ in range(opts.repeat):  # alternating: a burst of load hits both
-                        got["py"].append(await py.recv_small(opts.msgs))
-                        got["erl"].append(await er.recv_small(opts.msgs))
-                    rows.append((place, statistics.median(got["py"]), statistics.median(got["erl"])))
+                        for side, run, receiver in (("py", py, os.getpid()), ("erl", er, a.proc.pid)):
+                            b0, r0 = cpu_ns(b.proc.pid), cpu_ns(receiver)
+                            got[side].append(await run.recv_small(opts.msgs))
+                            cpu["B " + side].append((cpu_ns(b.proc.pid) - b0) / opts.msgs / 1e3)
+                            cpu[side].append((cpu_ns(receiver) - r0) / opts.msgs / 1e3)
+                    rows.append((place, statistics.median(got["py"]), statistics.median(got["erl"]),
+                                 {k: statistics.median(v) for k, v in cpu.items()}))
                 os.sched_setaffinity(0, own)
 
         anyio.run(run)
-    print(f"{'(b) erl -> receiver (msgs/s)':<30} | {'pynode':>9} | {'erl->erl':>9} | pynode/erl   "
+    print(f"{'(b) erl -> receiver (msgs/s)':<30} | {'pynode':>9} | {'erl->erl':>9} | pynode/erl | "
+          f"CPU us/msg: B, pynode | B, erl A   "
           f"({opts.msgs:,} msgs x {opts.repeat}, medians; {os.cpu_count()} cores; {load()})")
-    print("-" * 70)
-    for place, p, e in rows:
+    print("-" * 97)
+    for place, p, e, c in rows:
         label = "apart: B on CPU 0, receiver 1" if place == "apart" else "shared: all on CPU 0"
-        print(f"{label:<30} | {p:9,.0f} | {e:9,.0f} | {p / e:10.3f}")
+        print(f"{label:<30} | {p:9,.0f} | {e:9,.0f} | {p / e:10.3f} | "
+              f"{c['B py']:10.2f}, {c['py']:6.2f} | {c['B erl']:4.2f}, {c['erl']:5.2f}")
 
 
 if __name__ == "__main__":

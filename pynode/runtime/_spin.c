@@ -9,7 +9,8 @@
  * is readable when it has events) with a zero timeout, yielding the CPU between polls as
  * erl's schedulers do, until it is readable or `seconds` have passed. It returns True when
  * the caller should poll its selector now (readable, or poll failed: the selector's own poll
- * then reports the error or handles the signal), False when the time ran out.
+ * then reports the error or handles the signal), False when the time ran out, or when a
+ * yield showed that another thread wants this CPU (YIELD_TAKEN).
  *
  * read_ready(epfd, fd, seconds, size) is wait_readable(epfd, seconds) and then one read of
  * fd, in one call: a task that waits for an answer on fd reads it so (transport.py).
@@ -51,8 +52,23 @@ monotonic_now(void)
  * iterations (Wakeup_wait waits for one to let go of the GIL). */
 static atomic_int loop_spinners;
 
+/* A yield that took this long gave the CPU to another thread, for a time slice: a yield with
+ * nobody else runnable returns in about a microsecond (2 in 100,000 took 50 us or more on
+ * an idle 2-core VM: interrupts, the hypervisor), an erl node's turn at a request on the
+ * same CPU takes 15-20 us (a turn that answers: the spin goes on for it), and a sender's
+ * time slice hundreds. See spin_until_readable; busywait.py has the same rule. */
+#define YIELD_TAKEN 50e-6
+
 /* The spin, without the GIL (the caller released it): 1 when fd is readable (or poll
- * failed), 0 when `seconds` ran out. */
+ * failed), 0 when `seconds` ran out, or when a yield took YIELD_TAKEN or more: then this
+ * CPU has another runnable thread, the spin only takes turns with it, and it ends as one
+ * that ran out (the caller sleeps, and its gate learns that spins do not pay here). A spin
+ * is for an otherwise idle CPU, as erl's: with an erl node streaming small messages to
+ * pynode on one CPU, a spin that went on made pynode read in step with the sender, which
+ * then sent each message in a TCP segment of its own and paid 4.4-5.5 us of CPU per message
+ * instead of 2.2-2.8 (benchmarks/recv_place.py's shared placement, 2026-12-04). */
+static atomic_long spins_given_up;  /* spins ended so, since the module was loaded */
+
 static int
 spin_until_readable(int fd, double seconds)
 {
@@ -69,9 +85,14 @@ spin_until_readable(int fd, double seconds)
             ready = 1;
             break;
         }
-        if (monotonic_now() >= end)
+        double now = monotonic_now();
+        if (now >= end)
             break;
         sched_yield();  /* another runnable process (say, the erl we wait for) goes first */
+        if (monotonic_now() - now >= YIELD_TAKEN) {  /* it did, for a while: this CPU is busy */
+            atomic_fetch_add(&spins_given_up, 1);
+            break;
+        }
     }
     atomic_fetch_sub(&loop_spinners, 1);
     return ready;
@@ -317,10 +338,21 @@ static PyTypeObject WakeupType = {
 };
 #endif
 
+static PyObject *
+given_up(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyLong_FromLong(atomic_load(&spins_given_up));
+}
+
 static PyMethodDef spin_methods[] = {
+    {"given_up", given_up, METH_NOARGS,
+     "given_up() -> int: spins (of wait_readable and read_ready) that ended early because a "
+     "yield gave the CPU to another thread for a while, since the module was loaded."},
     {"wait_readable", wait_readable, METH_VARARGS,
      "wait_readable(fd, seconds) -> bool: poll fd without the GIL until it is readable "
-     "(True) or seconds have passed (False)."},
+     "(True) or seconds have passed (False); False sooner when another thread wants this CPU."},
     {"read_ready", read_ready, METH_VARARGS,
      "read_ready(epfd, fd, seconds, size) -> bytes | None: wait_readable(epfd, seconds), then "
      "one read of up to size bytes from fd, both without the GIL: None when the time ran out; "

@@ -1,9 +1,13 @@
 def wait_readable(fd: int, seconds: float, /) -> bool:
-    """Poll ``fd`` without the GIL until it is readable (True) or ``seconds`` pass (False)."""
+    """Poll ``fd`` without the GIL until it is readable (True) or ``seconds`` pass (False);
+    False sooner when a yield between polls gave the CPU to another thread for a while."""
 
 def read_ready(epfd: int, fd: int, seconds: float, size: int, /) -> bytes | None:
     """``wait_readable(epfd, seconds)``, then one read of up to ``size`` bytes from ``fd``:
     None when the time ran out, b"" when ``fd`` had nothing or its stream ended."""
+
+def given_up() -> int:
+    """Spins ended early, since import, because a yield gave the CPU away for a while."""
 
 class Wakeup:
     """Linux only: a binary semaphore whose wait spins without the GIL, then sleeps."""

@@ -47,6 +47,18 @@ PROBE_EVERY = 8
 
 AT_ONCE = 5e-6  # a wait that ends sooner found its event at the first poll (one syscall)
 
+# A spin is for an otherwise idle CPU, as erl's is. A yield between two polls that took
+# YIELD_TAKEN or more gave the CPU to another thread for a time slice (a yield with nobody
+# else runnable returns in about a microsecond, and 2 in 100,000 took 50 us or more on an
+# idle 2-core VM; an erl node's turn at a request on the same CPU takes 15-20 us, a turn
+# that answers, which the spin waits for; a sender's slice hundreds): the spin ends as one
+# that ran out, the loop sleeps, and its gate learns. A spin that went on took turns with that thread: with an
+# erl node streaming small messages to pynode on one CPU, pynode then read in step with the
+# sender, which sent each message in a TCP segment of its own and paid 4.4-5.5 us of CPU per
+# message instead of 2.2-2.8 (benchmarks/recv_place.py's shared placement, 2026-12-04).
+# The compiled spin (_spin.c) has the same rule.
+YIELD_TAKEN = 50e-6
+
 _sched_yield = getattr(os, "sched_yield", None)
 _EPOLLIN = getattr(select, "EPOLLIN", 1)
 
@@ -180,6 +192,9 @@ class SpinningSelector(selectors.BaseSelector):
         ``polls`` was this: the next select sleeps at once, one spin per idle moment."""
         self.gate = SpinGate()
         """Whether the loop's idle moments spin (a task's wait for an answer has its own)."""
+        self.given_up = 0
+        """Spins in Python that another thread's turn on this CPU ended (YIELD_TAKEN); the
+        compiled spin counts its own (``_spin.given_up()``)."""
         # the epoll object under an EpollSelector, to ask what is ready without taking it
         # (level-triggered: the loop's next poll finds the same events)
         epoll_type = getattr(selectors, "EpollSelector", None)
@@ -260,6 +275,11 @@ class SpinningSelector(selectors.BaseSelector):
                 break
             if _sched_yield is not None:
                 _sched_yield()  # another runnable process (say, the erl we wait for) goes first
+                if now() - t >= YIELD_TAKEN:  # it did, for a while: this CPU is busy
+                    self.given_up += 1
+                    if whole:
+                        gate.outcome(False)
+                    break
         if timeout is None:
             return poll(None)
         left = timeout - (t - start)

@@ -27,6 +27,10 @@ Rows, in nanoseconds per message (best of ``--repeat`` runs, gc off while timing
 * ``1x``: ``receive_data(packet)`` then ``next_event()``, one message per read (latency-ish);
 * ``64x``: ``receive_data`` of 64 packets at once, then 64 ``next_event()`` calls and the
   NEED_DATA one (what the reader task sees under load);
+* ``64x deliver``: the same batch into a mailbox of a node, through the framing's ``deliver``
+  hook (Signals.deliver_send, then Mailbox._deliver: Python, per message);
+* ``64x sink``: the same with the node's ``sinks``: the codec appends each message to the
+  mailbox's queue itself (how a node delivers to a mailbox nobody waits on, 2026-12-04);
 * ``send``: ``send_packets(Send(pid), msg)`` with header framing.
 """
 
@@ -90,6 +94,37 @@ def _best(fn: Any, n: int, repeat: int) -> float:
     return best / n * 1e9
 
 
+def _into_mailbox(name: str, conn: Any, control: Any, batch: bytes, n: int, repeat: int) -> dict[str, float]:
+    """The 64-packet batch delivered into a mailbox of a (never started) node, as its
+    connections do: through the ``deliver`` hook (Signals.deliver_send), and with the
+    node's ``sinks`` (straight into the queue; an older tree has none and times the hook
+    again). The mailbox has the packets' pid, or their name."""
+    from pynode.protocol import NEED_DATA
+    from pynode.runtime import Node
+
+    to = getattr(control, "to_pid", None)
+    node = Node(str(to.node) if to is not None else "bench@127.0.0.1", "c",
+                creation=to.creation if to is not None else None)
+    mb = node.mailbox_for(to) if to is not None else node.mailbox(str(control.to_name))
+    queue = mb._queue
+    receive, next_event = conn.receive_data, conn.next_event
+
+    def delivered(k: int) -> None:
+        for _ in range(k // 64):
+            receive(batch)
+            if next_event() is not NEED_DATA or len(queue) != 64:
+                raise AssertionError("not every message went into the mailbox")
+            queue.clear()
+
+    out = {}
+    conn.deliver = node.deliver
+    out[f"{name} | 64x deliver"] = _best(delivered, n, repeat)
+    conn.sinks = getattr(node, "sinks", None)
+    out[f"{name} | 64x sink"] = _best(delivered, n, repeat)
+    conn.sinks, conn.deliver = None, None
+    return out
+
+
 def _child(quick: bool, repeat: int) -> dict[str, Any]:
     import pynode.term as pt
     from pynode.protocol import NEED_DATA
@@ -131,6 +166,8 @@ def _child(quick: bool, repeat: int) -> dict[str, Any]:
 
         results[f"{name} | 1x"] = _best(one, n, repeat)
         results[f"{name} | 64x"] = _best(many, n, repeat)
+        if "cache refs" in name:  # the runtime's path for a plain send, into a mailbox
+            results.update(_into_mailbox(name, conn, ev.control, batch, n, repeat))
 
     tx = DistConnection(default_flags(atom_cache=True, fragments=True))
     to = Pid("bench@127.0.0.1", 85, 0, 0x5EED)

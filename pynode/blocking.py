@@ -110,6 +110,7 @@ class BlockingMailbox:
         spinner = node._spinner if node is not None else None
         handoff = spinner is not None and spinner.spin_fd >= 0
         mb._thread_waiters.append(wakeup)  # before the first look: no delivery goes unnoticed
+        mb._sink()  # nor one that skips _deliver
         try:
             scanned = 0
             while True:
@@ -135,6 +136,7 @@ class BlockingMailbox:
                     scanned = 0
         finally:
             mb._thread_waiters.remove(wakeup)
+            mb._sink()
 
     def _drop(self, match: Callable[[Any], bool]) -> None:
         """Take every queued message ``match`` accepts (a stale answer), from any thread."""

@@ -227,6 +227,9 @@ class DistConnection:
         Both hooks run inside the codec's decoding of the buffer (``next_event``): they must
         not feed or read this connection. A packet whose deliver_signal raised is consumed;
         a DecodeError from either hook, like one from the bytes, leaves it unusable."""
+        self.sinks: dict[Any, tuple[Any, ...]] | None = None
+        """Queues that plain sends go to without ``deliver``: see ``decode_dist_sends``. The
+        hook's Python call was about half of a small message's cost in the codec call."""
         self.delivered = 0  # how many messages went to ``deliver`` or ``deliver_signal``
         # next() on a count is atomic in CPython: the blocking API encodes on the caller's
         # thread while the event loop encodes too
@@ -303,7 +306,7 @@ class DistConnection:
         try:
             pos, n, control, payload = decode_dist_sends(
                 self._buf, self._entries, NO_PAYLOAD, self._pos, self.max_packet,
-                self.deliver or _decline, self.deliver_signal,
+                self.deliver or _decline, self.deliver_signal, self.sinks,
             )
         except BaseException as exc:
             # what was taken before the failure stays taken (never twice); a signal

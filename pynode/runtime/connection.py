@@ -110,6 +110,7 @@ class Connection:
         fragment_size: int = 64 * 1024,
         deliver: Callable[[Any, Any], bool] | None = None,
         deliver_signal: Callable[[Connection, tuple[Any, ...], Any], bool] | None = None,
+        sinks: dict[Any, tuple[Any, ...]] | None = None,
     ) -> None:
         self.peer = peer
         self.channel = channel
@@ -119,6 +120,7 @@ class Connection:
             flags, max_packet=max_packet, max_message=max_message, fragment_size=fragment_size
         )
         self.dist.deliver = deliver  # plain sends skip the Message and dispatch()
+        self.dist.sinks = sinks  # and most skip deliver too (ProcessTable.sinks)
         if deliver_signal is not None:  # and so may an rpc's signals
             self.dist.deliver_signal = partial(deliver_signal, self)
         self._initial = initial_data

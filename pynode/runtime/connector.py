@@ -59,6 +59,7 @@ class ConnectorHost(Protocol):
     policy: TransportPolicy
     dispatch: Callable[[Connection, Message], None]
     deliver: Callable[[Any, Any], bool]
+    sinks: dict[Any, tuple[Any, ...]]
     deliver_signal: Callable[[Connection, tuple[Any, ...], Any], bool]
     tls_client: ssl.SSLContext | None
     """TLS distribution: the context for dialling (None: plain TCP)."""
@@ -356,6 +357,7 @@ class Connector:
             on_down=self._down,
             deliver=node.deliver,
             deliver_signal=node.deliver_signal,
+            sinks=node.sinks,
         )
         old = self.connections.get(peer)
         if old is not None:

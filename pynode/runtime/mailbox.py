@@ -56,19 +56,40 @@ class Mailbox:
         self.monitors: dict[Reference, Any] = {}  # our monitors: ref -> pid or (name, node)
         self.monitored_by: dict[Reference, tuple[Pid, Any]] = {}  # ref -> (watcher, as named)
         self.aliases: set[Reference] = set()
-        self.warn_length = MAILBOX_WARN_LENGTH
-        """Queue length at which a warning is logged (again at each doubling); see limits."""
+        self._warn_length = MAILBOX_WARN_LENGTH
+        # plain sends from the network may go straight into the queue while nobody waits
+        # (ProcessTable.sinks); not into a subclass that delivers its own way
+        self._sinkable = type(self)._deliver is Mailbox._deliver
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name else ""
         return f"<Mailbox{name} {self.pid.node}.{self.pid.id}.{self.pid.serial}>"
+
+    @property
+    def warn_length(self) -> int:
+        """Queue length at which a warning is logged (again at each doubling); see limits."""
+        return self._warn_length
+
+    @warn_length.setter
+    def warn_length(self, n: int) -> None:
+        self._warn_length = n
+        self._sink()
+
+    def _sink(self) -> None:
+        """Let plain sends from the network into the queue without a Python call while
+        nobody waits on it (ProcessTable.sinks); take that back while someone does, since a
+        delivery must then wake them. Each change of who waits comes here."""
+        if self._sinkable:
+            procs = self.node.processes
+            with procs.sink_lock:
+                procs.sink(self, self._closed_reason is None and not self._waiters and not self._thread_waiters)
 
     # -- delivery (called by the node, in its event loop) ----------------------------------
     def _deliver(self, message: Any) -> None:
         if self._closed_reason is not None:
             return
         self._queue.append(message)
-        if len(self._queue) >= self.warn_length:
+        if len(self._queue) >= self._warn_length:
             self._long_queue()
         if self._waiters:
             self._wake()
@@ -80,7 +101,7 @@ class Mailbox:
         log.warning(
             "%r has %d messages queued: is its consumer keeping up?", self, len(self._queue)
         )
-        self.warn_length *= 2
+        self.warn_length *= 2  # (and the sinks' limit with it)
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -91,6 +112,7 @@ class Mailbox:
         else:
             for e in waiters:
                 e.set()
+        self._sink()  # nobody waits now: the next messages of this read go straight in
 
     # -- receiving --------------------------------------------------------------------------
     def _take(self, match: Callable[[Any], bool] | None, start: int) -> Any:
@@ -146,6 +168,7 @@ class Mailbox:
             if self._loop is not None:
                 w: Any = self._loop.create_future()
                 self._waiters.append(w)
+                self._sink()
                 try:
                     peer = self._peer
                     if peer is not None:
@@ -155,16 +178,19 @@ class Mailbox:
                             self._peer = None  # not kept (with its buffers) once it is down
                     await w
                 finally:
-                    if w in self._waiters:
+                    if w in self._waiters:  # not woken (cancelled, timed out)
                         self._waiters.remove(w)
+                        self._sink()
             else:
                 w = anyio.Event()
                 self._waiters.append(w)
+                self._sink()
                 try:
                     await w.wait()
                 finally:
                     if w in self._waiters:
                         self._waiters.remove(w)
+                        self._sink()
             if self._taken != taken:  # another receiver took one: look from the start
                 scanned = 0
 
@@ -212,7 +238,11 @@ class Mailbox:
                 t.set()
 
     def _remove_where(self, pred: Callable[[Any], bool]) -> None:
-        self._queue = deque(m for m in self._queue if not pred(m))
+        procs = self.node.processes
+        with procs.sink_lock:  # the entries name the queue: out with the old one
+            procs.sink(self, False)
+            self._queue = deque(m for m in self._queue if not pred(m))
+        self._sink()
         self._taken += 1
 
     # -- process signals ------------------------------------------------------------------

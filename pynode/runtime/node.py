@@ -182,6 +182,7 @@ class Node:
         self.signals = Signals(self)
         self.dispatch: Callable[[Connection, Message], None] = self.signals.dispatch  # no extra call
         self.deliver: Callable[[Any, Any], bool] = self.signals.deliver_send
+        self.sinks: dict[Any, tuple[Any, ...]] = self.processes.sinks  # and most go straight in
         self.deliver_signal: Callable[[Connection, tuple[Any, ...], Any], bool] = self.signals.deliver_signal
         self.connector = Connector(self)
         """Every connection of this node, and how they are set up."""

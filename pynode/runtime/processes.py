@@ -3,6 +3,7 @@ monitors, with one lookup from a pid, a name or an alias to its mailbox."""
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from ..term import Atom, Pid, Reference, make_pid
@@ -29,6 +30,11 @@ class ProcessTable:
         self.aliases: dict[Reference, Mailbox] = {}
         self.monitored: dict[Reference, Mailbox] = {}  # incoming monitors -> watched mailbox
         self.node_monitors: dict[Atom, list[Mailbox]] = {}
+        self.sinks: dict[Any, tuple[Any, ...]] = {}
+        """Queues plain sends from the network go into without a Python call (the codec's
+        ``decode_dist_sends``): those of the open mailboxes nobody waits on, by pid key and
+        by registered name. A mailbox puts its entries in and takes them out (Mailbox._sink)."""
+        self.sink_lock = threading.Lock()  # a thread waiting in a receive changes them too
         self._next_id = 1
         self._serial = 0
 
@@ -54,9 +60,12 @@ class ProcessTable:
 
     def add(self, mb: Mailbox) -> None:
         self._by_key[mb.pid.id | (mb.pid.serial << 32)] = mb
+        mb._sink()
 
     def remove(self, mb: Mailbox) -> None:
         """Forget a dead mailbox: its pid, its name and its aliases."""
+        with self.sink_lock:
+            self.sink(mb, False)
         self._by_key.pop(mb.pid.id | (mb.pid.serial << 32), None)
         if mb.name is not None and self.names.get(mb.name) is mb:
             del self.names[mb.name]
@@ -65,6 +74,29 @@ class ProcessTable:
         for lst in self.node_monitors.values():
             while mb in lst:
                 lst.remove(mb)
+
+    def sink(self, mb: Mailbox, on: bool) -> None:
+        """Put ``mb``'s entries in :attr:`sinks` (``on``) or take them out; under sink_lock.
+        A message is appended there while the queue is one short of ``warn_length``: the one
+        that reaches it goes through ``_deliver``, which warns."""
+        pid = mb.pid
+        key = pid.id | (pid.serial << 32)
+        q = mb._queue
+        name = mb.name if mb.name is not None and self.names.get(mb.name) is mb else None
+        sinks = self.sinks
+        if on and self._by_key.get(key) is mb:
+            limit = mb.warn_length - 1
+            sinks[key] = (q, limit, pid.node, pid.creation)
+            if name is not None:
+                sinks[name] = (q, limit)
+            return
+        entry = sinks.get(key)
+        if entry is not None and entry[0] is q:
+            del sinks[key]
+        if name is not None:
+            entry = sinks.get(name)
+            if entry is not None and entry[0] is q:
+                del sinks[name]
 
     def mailboxes(self) -> list[Mailbox]:
         return list(self._by_key.values())
@@ -78,11 +110,17 @@ class ProcessTable:
             raise NodeError(f"{mb!r} is already registered as {mb.name}")
         self.names[a] = mb
         mb.name = a
+        mb._sink()
 
     def unregister(self, name: str) -> None:
-        mb = self.names.pop(Atom(name), None)
+        a = Atom(name)
+        mb = self.names.get(a)
         if mb is not None:
+            with self.sink_lock:
+                self.sink(mb, False)
+            del self.names[a]
             mb.name = None
+            mb._sink()  # by pid still
 
     def whereis(self, name: str) -> Mailbox | None:
         return self.names.get(Atom(name))

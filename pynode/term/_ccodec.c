@@ -3419,15 +3419,81 @@ hook_takes(PyObject *hook, PyObject *x, PyObject *y)
 }
 
 static ArgSpec decode_dist_sends_spec = {
-    "decode_dist_sends", 7, 7, 6,
-    {"data", "cache_entries", "missing", "start", "max_packet", "deliver", "deliver_signal"},
+    "decode_dist_sends", 8, 8, 6,
+    {"data", "cache_entries", "missing", "start", "max_packet", "deliver", "deliver_signal",
+     "sinks"},
     {NULL}};
+
+static PyTypeObject *T_deque;    /* collections.deque */
+static PyObject *O_deque_append; /* its append, called with the queue and the message */
+
+/* A slot of a pid made by the decoder (its own type: no attribute lookup), borrowed. */
+#define PID_SLOT(o, f) (*(PyObject **)((char *)(o) + (f).off))
+
+/* The queue ``sinks`` (decode_dist_sends) has for recipient ``to``, when it takes one more
+ * message: a borrowed deque, or NULL (no error set) when the send goes to deliver. Keys: a
+ * registered name's Atom, with (queue, limit); a pid's id | serial << 32, with (queue,
+ * limit, node, creation), taken only for that node and creation. */
+static PyObject *
+sink_for(PyObject *sinks, PyObject *to)
+{
+    PyObject *key, *entry;
+    int is_pid = Py_IS_TYPE(to, T_Pid);
+    if (is_pid) {
+        PyObject *id = PID_SLOT(to, F_pid_id), *serial = PID_SLOT(to, F_pid_serial);
+        if (id == NULL || serial == NULL || !PyLong_CheckExact(id) || !PyLong_CheckExact(serial))
+            return NULL;
+        unsigned long long i = PyLong_AsUnsignedLongLong(id);
+        unsigned long long sr = PyLong_AsUnsignedLongLong(serial);
+        if (PyErr_Occurred() || i > 0xFFFFFFFFULL || sr > 0xFFFFFFFFULL) {
+            PyErr_Clear(); /* not a pid of this node's making */
+            return NULL;
+        }
+        if ((key = PyLong_FromUnsignedLongLong(i | (sr << 32))) == NULL) {
+            PyErr_Clear();
+            return NULL;
+        }
+        entry = PyDict_GetItemWithError(sinks, key);
+        Py_DECREF(key);
+    }
+    else
+        entry = PyDict_GetItemWithError(sinks, to);
+    if (entry == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != (is_pid ? 4 : 2))
+        return NULL;
+    PyObject *queue = PyTuple_GET_ITEM(entry, 0), *limit = PyTuple_GET_ITEM(entry, 1);
+    if (!Py_IS_TYPE(queue, T_deque) || !PyLong_CheckExact(limit))
+        return NULL;
+    Py_ssize_t lim = PyLong_AsSsize_t(limit), len = PyObject_Size(queue);
+    if (lim == -1 || len < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (len >= lim)
+        return NULL;
+    if (is_pid) {
+        PyObject *node = PID_SLOT(to, F_pid_node), *creation = PID_SLOT(to, F_pid_creation);
+        if (node == NULL || creation == NULL)
+            return NULL;
+        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(entry, 2), node, Py_EQ);
+        if (same == 1)
+            same = PyObject_RichCompareBool(PyTuple_GET_ITEM(entry, 3), creation, Py_EQ);
+        if (same != 1) {
+            PyErr_Clear();
+            return NULL;
+        }
+    }
+    return queue;
+}
 
 static PyObject *
 py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                      PyObject *kwnames)
 {
-    PyObject *a[7], *result = NULL, *body = NULL, *ctl, *pay, *signal;
+    PyObject *a[8], *result = NULL, *body = NULL, *ctl, *pay, *signal, *sinks;
     Py_buffer view;
     const unsigned char *buf;
     Py_ssize_t pos, n, max_packet, count = 0;
@@ -3435,6 +3501,11 @@ py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     if (parse_args(&decode_dist_sends_spec, args, nargs, kwnames, a) < 0)
         return NULL;
     signal = a[6] == Py_None ? NULL : a[6];
+    sinks = a[7] == Py_None ? NULL : a[7];
+    if (sinks != NULL && !PyDict_CheckExact(sinks)) {
+        PyErr_SetString(PyExc_TypeError, "decode_dist_sends: sinks must be a dict or None");
+        return NULL;
+    }
     if (check_entries(a[1]) < 0)
         return NULL;
     max_packet = PyNumber_AsSsize_t(a[4], NULL); /* clamped, as any size beyond is no limit */
@@ -3465,6 +3536,20 @@ py_decode_dist_sends(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
             goto fail;
         PyObject *c = PyTuple_GET_ITEM(body, 0), *p = PyTuple_GET_ITEM(body, 1);
         PyObject *to = p == a[2] ? NULL : plain_send_to(c);
+        if (to != NULL && sinks != NULL) {
+            PyObject *queue = sink_for(sinks, to);
+            if (queue != NULL) {
+                PyObject *callargs[2] = {queue, p};
+                PyObject *r = PyObject_Vectorcall(O_deque_append, callargs, 2, NULL);
+                if (r == NULL)
+                    goto fail;
+                Py_DECREF(r);
+                Py_CLEAR(body);
+                count++;
+                pos = end;
+                continue;
+            }
+        }
         if (to != NULL) {
             int taken = hook_takes(a[5], to, p);
             if (taken < 0)
@@ -3842,11 +3927,15 @@ PyDoc_STRVAR(peek_dist_packets_doc,
 
 PyDoc_STRVAR(decode_dist_sends_doc,
 "decode_dist_sends(data, cache_entries, missing, start, max_packet, deliver,\n"
-"                  deliver_signal=None) -> (pos, delivered, control, payload)\n\n"
+"                  deliver_signal=None, sinks=None) -> (pos, delivered, control, payload)\n\n"
 "Decode whole packets (4-byte length, then a body as decode_dist_packet takes) from\n"
 "``data[start:]`` while each is a plain send (SEND, SEND_SENDER, REG_SEND) that\n"
 "``deliver(to, payload)`` takes (returns true), or any other packet that\n"
-"``deliver_signal(control, payload)`` takes, when given. Stops before a packet it leaves\n"
+"``deliver_signal(control, payload)`` takes, when given. A plain send whose recipient\n"
+"``sinks`` (a dict) has a queue for goes to it instead of ``deliver``: a name (Atom) maps\n"
+"to ``(deque, limit)``, a pid's ``id | serial << 32`` to ``(deque, limit, node,\n"
+"creation)`` (for that node and creation only); appended while ``len(deque) < limit``,\n"
+"else left to ``deliver``. Stops before a packet it leaves\n"
 "to the caller (incomplete, a tick, over ``max_packet``, a fragment), with ``control``\n"
 "and ``payload`` both ``missing``; or after one it decoded but neither hook took,\n"
 "returned as ``control`` and ``payload``. ``pos`` is where the caller goes on. An\n"
@@ -4122,6 +4211,13 @@ PyInit__ccodec(void)
     Py_CLEAR(mod);
     if ((mod = PyImport_ImportModule("zlib")) == NULL ||
         (E_zlib = PyObject_GetAttrString(mod, "error")) == NULL)
+        goto fail;
+    Py_CLEAR(mod);
+    /* collections.deque, from the C module under it: collections itself costs the cold
+     * start of `pynode rpc` about 3 ms (tests/test_cli.py keeps it out) */
+    if ((mod = PyImport_ImportModule("_collections")) == NULL ||
+        get_type(mod, "deque", &T_deque) < 0 ||
+        (O_deque_append = PyObject_GetAttrString((PyObject *)T_deque, "append")) == NULL)
         goto fail;
     Py_CLEAR(mod);
     if (get_type(types, "Atom", &T_Atom) < 0 || get_type(types, "Pid", &T_Pid) < 0 ||

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import chain
@@ -1453,11 +1454,18 @@ def decode_dist_sends(
     max_packet: int,
     deliver: Callable[[Any, Any], Any],
     deliver_signal: Callable[[Any, Any], Any] | None = None,
+    sinks: dict[Any, tuple[Any, ...]] | None = None,
 ) -> tuple[int, int, Any, Any]:
     """Decode whole packets (4-byte length, then a body as :func:`decode_dist_packet` takes)
     from ``data[start:]`` while each is a plain send (SEND, SEND_SENDER, REG_SEND) that
     ``deliver(to, payload)`` takes (returns true), or any other packet that
     ``deliver_signal(control, payload)`` takes, when given: one call for a whole read.
+
+    A plain send whose recipient ``sinks`` has a queue for goes to that queue instead of
+    ``deliver`` (a hook call per message is most of what delivery costs): a registered
+    name's Atom maps to ``(deque, limit)``, a pid's ``id | serial << 32`` to ``(deque,
+    limit, node, creation)``, taken for that node and creation only. The message is
+    appended while ``len(deque) < limit``; else it goes to ``deliver``.
 
     Returns ``(pos, delivered, control, payload)``: it stops before a packet it leaves to the
     caller (incomplete, a tick, over ``max_packet``, a fragment), with ``control`` and
@@ -1467,6 +1475,8 @@ def decode_dist_sends(
     it): ``dist_pos`` is the failing packet's start, or its end when ``deliver_signal`` raised
     (the packet is consumed: a signal is never handed twice)."""
     data, pos, max_packet = _stream_input(data, cache_entries, start, max_packet)
+    if sinks is not None and type(sinks) is not dict:
+        raise TypeError("decode_dist_sends: sinks must be a dict or None")
     n = len(data)
     count = 0
     unpack = _S_I.unpack_from
@@ -1495,6 +1505,13 @@ def decode_dist_sends(
                         to = control[2]
                 elif k == 4 and op == 6 and type(control[1]) is Pid and type(control[3]) is Atom:
                     to = control[3]
+            if to is not None and sinks:
+                queue = _sink_for(sinks, to)
+                if queue is not None:
+                    queue.append(payload)
+                    count += 1
+                    pos = end
+                    continue
             if to is None or not deliver(to, payload):
                 if deliver_signal is None:
                     return end, count, control, payload
@@ -1510,6 +1527,27 @@ def decode_dist_sends(
             pass
         raise
     return pos, count, missing, missing
+
+
+def _sink_for(sinks: dict[Any, tuple[Any, ...]], to: Any) -> Any:
+    """The deque ``sinks`` has for ``to`` while it takes one more message, else None."""
+    if type(to) is Pid:
+        i, serial = to.id, to.serial
+        if not (type(i) is int and type(serial) is int and 0 <= i <= 0xFFFFFFFF and 0 <= serial <= 0xFFFFFFFF):
+            return None
+        entry = sinks.get(i | (serial << 32))
+        if type(entry) is not tuple or len(entry) != 4:
+            return None
+        if entry[2] != to.node or entry[3] != to.creation:
+            return None
+    else:
+        entry = sinks.get(to)
+        if type(entry) is not tuple or len(entry) != 2:
+            return None
+    queue, limit = entry[0], entry[1]
+    if type(queue) is not deque or type(limit) is not int or len(queue) >= limit:
+        return None
+    return queue
 
 
 def make_pid(node: Atom, id: int, serial: int, creation: int) -> Pid:

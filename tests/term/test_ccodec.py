@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tracemalloc
 import zlib
+from collections import deque
 from typing import Any
 
 import pytest
@@ -608,10 +609,14 @@ def _sends_stream(rng: random.Random) -> tuple[bytes, list[str]]:
     return data, what
 
 
-def _run_sends(f: Any, data: bytes, deliver_rule: int, max_packet: int, signal_rule: int | None = None) -> list[Any]:
+def _run_sends(
+    f: Any, data: bytes, deliver_rule: int, max_packet: int, signal_rule: int | None = None,
+    sinks: dict[Any, Any] | None = None,
+) -> list[Any]:
     """Drive ``f`` as the framing does: call again after each stop, skipping a packet it
     left alone by its length. Returns every result and delivery in order. With
-    ``signal_rule`` a deliver_signal hook takes packets by that rule as well."""
+    ``signal_rule`` a deliver_signal hook takes packets by that rule as well; with
+    ``sinks``, plain sends go to its queues too (their contents end the log)."""
     entries: list[Any] = [None] * term.ATOM_CACHE_SIZE
     log: list[Any] = []
     buf = bytearray(data)
@@ -628,7 +633,9 @@ def _run_sends(f: Any, data: bytes, deliver_rule: int, max_packet: int, signal_r
         log.append(("signal", control, payload is MISSING or payload))
         return [True, [1], False, (), 2, None][(k[0] * (signal_rule or 0)) % 6]
 
-    hooks = (deliver,) if signal_rule is None else (deliver, signal)
+    hooks: tuple[Any, ...] = (deliver,) if signal_rule is None else (deliver, signal)
+    if sinks is not None:
+        hooks = (deliver, signal if signal_rule is not None else None, sinks)
     pos = 0
     for _ in range(100):
         r = _outcome(f, buf, entries, MISSING, pos, max_packet, *hooks)
@@ -645,7 +652,23 @@ def _run_sends(f: Any, data: bytes, deliver_rule: int, max_packet: int, signal_r
                 break
             pos += 4 + size  # what the framing's slow path would take
     log.append(("entries", [e for e in entries if e is not None]))
+    if sinks is not None:
+        log.append(("sinks", [list(e[0]) if isinstance(e, tuple) and e else e for e in sinks.values()]))
     return log
+
+
+def _sinks(rng: random.Random) -> dict[Any, Any]:
+    """Queues for _sends_stream's recipients (pid <n@h.1.2> of creation 3, name 'box'), right
+    and wrong: a node or creation not the pid's, short limits, malformed entries."""
+    pid_entry: Any = (
+        deque(), rng.randrange(6), Atom("n@h") if rng.random() < 0.8 else Atom("x@h"), rng.choice([3, 3, 3, 4]),
+    )
+    name_entry: Any = (deque(), rng.randrange(6))
+    if rng.random() < 0.2:
+        pid_entry = rng.choice([pid_entry[:2], [deque(), 5, Atom("n@h"), 3], (list(), 5, Atom("n@h"), 3)])
+    if rng.random() < 0.2:
+        name_entry = rng.choice([(deque(),), (deque(), "5"), (deque(), True), None])
+    return {1 | (2 << 32): pid_entry, Atom("box"): name_entry, Atom("other"): (deque(), 9)}
 
 
 def test_dist_sends_alike() -> None:
@@ -662,6 +685,46 @@ def test_dist_sends_alike() -> None:
         assert len(p) == len(c) and all(map(_same, p, c)), (data, rule, p, c)
         delivered += sum(1 for e in p if e[0] == "deliver")
     assert len(seen) == 11 and delivered > 500
+
+
+def test_dist_sends_into_sinks_alike() -> None:
+    """Plain sends whose recipient has a queue in ``sinks`` go there instead of to deliver,
+    while the queue is under its limit, for the pid's node and creation only; both codecs
+    alike, malformed entries included (the send then goes to deliver)."""
+    rng = random.Random(20261205)
+    sunk = delivered = 0
+    for i in range(400):
+        data, _ = _sends_stream(rng)
+        rule, signal_rule = rng.randrange(4), rng.choice([None, rng.randrange(6)])
+        max_packet = rng.choice([1 << 20, 200])
+        p = _run_sends(P.decode_dist_sends, data, rule, max_packet, signal_rule, _sinks(random.Random(i)))
+        c = _run_sends(C.decode_dist_sends, data, rule, max_packet, signal_rule, _sinks(random.Random(i)))
+        assert len(p) == len(c) and all(map(_same, p, c)), (data, rule, p, c)
+        sunk += sum(len(q) for q in p[-1][1] if isinstance(q, list))
+        delivered += sum(1 for e in p if e[0] == "deliver")
+    assert sunk > 300 and delivered > 300
+
+
+def test_dist_sends_into_a_sink_by_name_and_by_pid() -> None:
+    pid = Pid("n@h", 1, 2, 3)
+    pay = P.encode(7, versioned=False)
+    to_pid = b"\x83D\x00" + P.encode((22, Pid("m@h", 4, 5, 6), pid), versioned=False) + pay
+    to_name = b"\x83D\x00" + P.encode((6, pid, Atom(""), Atom("box")), versioned=False) + pay
+    data = b"".join(struct.pack(">I", len(b)) + b for b in (to_pid, to_name, to_pid, to_name, to_pid))
+    for f in (P.decode_dist_sends, C.decode_dist_sends):
+        by_pid, by_name, hooked = deque(), deque(), []
+        sinks = {1 | (2 << 32): (by_pid, 2, Atom("n@h"), 3), Atom("box"): (by_name, 5)}
+        r = f(data, [None] * 2048, MISSING, 0, 1 << 20, lambda t, p, h=hooked: h.append((t, p)) or True, None, sinks)
+        assert r == (len(data), 5, MISSING, MISSING)
+        assert list(by_pid) == [7, 7] and list(by_name) == [7, 7]
+        assert hooked == [(pid, 7)]  # the pid's queue was at its limit
+        # another creation of the node (a restarted one) is not this pid's: deliver decides
+        sinks = {1 | (2 << 32): (deque(), 9, Atom("n@h"), 4)}
+        hooked.clear()
+        r = f(data, [None] * 2048, MISSING, 0, 1 << 20, lambda t, p, h=hooked: h.append(t) or True, None, sinks)
+        assert r[:2] == (len(data), 5) and hooked == [pid, Atom("box"), pid, Atom("box"), pid]
+        with pytest.raises(TypeError, match="sinks"):
+            f(data, [None] * 2048, MISSING, 0, 1 << 20, lambda t, p: True, None, [by_pid])
 
 
 def test_dist_sends_with_a_signal_hook_alike() -> None:

@@ -251,8 +251,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
 
         Where the gate says waits do not pay, what the socket holds already is still read
         (polled once, no spin): a mailbox that streaming messages keep busy takes the next
-        ones there, where a trip through the loop cost about 15 us a read (one CPU shared
-        with an erl sender, 2026-12-04)."""
+        ones there instead of through a loop iteration and a task switch per read."""
         self._read_loop(done, spin, self._inline_gate, self._handle_inline, True)
 
     def _read_loop(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The rpc round trip of a caller that does no work, beside pynode and erl->erl, per placement.
 
-    .venv/bin/python benchmarks/rpc_floor.py [--calls 3000] [--gaps 0,20,50]
+    .venv/bin/python benchmarks/rpc_floor.py [--calls 3000] [--gaps 0,5,8,20]
 
 pynode's rpc to an erl node is replayed without pynode: the bytes of one captured call
 (its SPAWN_REQUEST) are written again on the same socket, and the answer's two packets read
@@ -10,8 +10,9 @@ wait does). That is the round trip of an out-of-process caller whose own work co
 what is left is erl's work, the kernel and the wake-ups. ``--gaps`` waits that many
 microseconds (spinning) before each replayed call: an erl scheduler spins only a short while
 after its last work before it sleeps, and a caller that takes longer between calls than that
-finds it asleep and pays its wake-up. pynode's own gap (the answer's handling, the task's
-resumption and the next request) is 30-50 us.
+finds it asleep and pays its wake-up (on the 2-core VM a gap of 8 us already did, in 3 runs
+of 4). pynode's own gap (the answer's handling, the task's resumption and the next request)
+is 30-50 us.
 
 Each placement pins the callee erl node to one CPU and both callers (pynode and a second erl
 node, which times erl->erl) to another, or all of them to the same CPU: erl->erl swings in
@@ -165,7 +166,7 @@ def measure(callee_cpu: int, caller_cpu: int, n: int, gaps: list[int]) -> dict[s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=3000, help="round trips of each series")
-    ap.add_argument("--gaps", default="0,20,50", help="microseconds before each replayed call")
+    ap.add_argument("--gaps", default="0,5,8,20", help="microseconds before each replayed call")
     opts = ap.parse_args()
     gaps = [int(g) for g in opts.gaps.split(",")]
     placements = [("shared: all on CPU 0", 0, 0)]

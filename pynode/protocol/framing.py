@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from functools import partial
 
 from pynode.term import (
     ATOM_CACHE_SIZE,
@@ -30,6 +31,7 @@ from pynode.term import (
     encode,
     encode_dist_packet,
     peek_dist_packets,
+    peek_spawn_answer,
 )
 
 from ._common import NEED_DATA, NO_PAYLOAD, Frozen, NeedData
@@ -283,6 +285,18 @@ class DistConnection:
             return peek_dist_packets(data, self._entries, NO_PAYLOAD, start, self.max_packet)
         except Exception:
             return None
+
+    def spawn_answer_reader(self, req: Any, box: Any, found: list[Any]) -> Callable[[bytearray], bool] | None:
+        """For a task that waits for the answer to its spawn request ``req`` from ``box`` (an
+        erpc call) and reads it itself (``Channel.take_inline``): a function of the bytes read
+        since everything fed so far, True once they are known to hold that answer or not
+        (``found`` then gets ``(pos, pid, reason)``, or None: they are the connection's to
+        feed); see the codec's ``peek_spawn_answer``. None when fed bytes are still buffered
+        (or the connection failed): the answer then comes the usual way. One codec call per
+        read, no Python frame of its own."""
+        if self._buf or self._error is not None:
+            return None
+        return partial(peek_spawn_answer, self._entries, NO_PAYLOAD, self.max_packet, req, box, found)
 
     @property
     def pending_fragments(self) -> int:

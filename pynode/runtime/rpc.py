@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..protocol import control as C
-from ..protocol._common import NO_PAYLOAD
 from ..term import Atom, ImproperList, Pid, Reference
 from .connection import Connection
 from .erpc import (
@@ -47,7 +46,7 @@ from .errors import (
 from .errors import (
     RemoteError as RemoteError,
 )
-from .signals import DOWN, PROCESS, RUN_AS_TASK, SPAWN_ERROR, Later
+from .signals import DOWN, MONITOR_OPT, PROCESS, RUN_AS_TASK, SPAWN_ERROR, Later
 
 if TYPE_CHECKING:
     from .callbox import CallBox
@@ -68,12 +67,11 @@ CAST = Atom("cast")
 GEN_CALL = Atom("$gen_call")
 GEN_CAST = Atom("$gen_cast")
 ALIAS = Atom("alias")
-_OP_SPAWN_REPLY = int(C.DOP.SPAWN_REPLY)
-_OP_MONITOR_P_EXIT = int(C.DOP.MONITOR_P_EXIT)
-_OP_PAYLOAD_MONITOR_P_EXIT = int(C.DOP.PAYLOAD_MONITOR_P_EXIT)
-_FLAG_MONITOR = C.SPAWN_REPLY_FLAG_MONITOR
+_SPAWN_REQUEST = C.SpawnRequest.OP
 ERPC = Atom("erpc")
 EXECUTE_CALL = Atom("execute_call")
+_EXECUTE_CALL_MFA = (ERPC, EXECUTE_CALL, 4)  # erpc:execute_call/4, which every call spawns
+_MONITOR_ONLY = [MONITOR_OPT]  # its spawn options (encoded, never changed)
 
 
 # -- calling out ---------------------------------------------------------------------------------
@@ -166,11 +164,17 @@ async def _erpc_call(
     answer read here costs no more frames than these: the wait through the call box is
     :func:`_wait_answer`.)"""
     box = node.call_box()
-    try:  # erpc_request's work, inline: every call comes here
-        res_ref = node.make_ref()
-        req = node.signals.spawn_async(
-            conn, box, ERPC, EXECUTE_CALL, execute_call_args(res_ref, module, function, args),
-            wait=None,  # registered by _wait_answer, unless this task reads the answer itself
+    # spawn_async's request (erpc_request's work), inline: every call comes here, and what
+    # runs between one call's answer and the next request decides, with erl on another
+    # CPU, whether its schedulers are still awake (benchmarks/README.md, rpc_floor.py).
+    # The SPAWN_REPLY is registered by _wait_answer, unless this task reads the answer.
+    make_ref = node.make_ref
+    res_ref, req = make_ref(), make_ref()
+    try:
+        conn.send_nowait(
+            (_SPAWN_REQUEST, req, box.pid, node.group_leader, _EXECUTE_CALL_MFA, _MONITOR_ONLY),
+            [res_ref, module if type(module) is Atom else Atom(module),
+             function if type(function) is Atom else Atom(function), list(args)],
         )
     except ConnectionLost as e:  # the socket went; the connection is not down yet
         raise NoConnection(str(e)) from e
@@ -222,76 +226,23 @@ def _take_answer(conn: Connection, box: Pid, req: Reference, spin: float) -> tup
     within ``spin`` seconds (its 'DOWN' message or spawn error; else None), and the bytes
     read that are not the answer's. An answer recognised there skips the receive path
     (framing, signal handlers, the spawn and monitor tables, the call box): 10-15% of a
-    round trip to an erl on the same CPU (benchmarks/README.md). Bytes returned must go to
+    round trip to an erl on the same CPU (benchmarks/README.md); it is recognised in one
+    codec call per read (``peek_spawn_answer``). Bytes returned must go to
     ``conn.channel.feed`` once the call is registered (nothing else has read them)."""
-    reader = _AnswerReader(conn.dist, box, req)
-    read = conn.channel.take_inline(spin, reader)
-    answer = reader.answer
-    if answer is None or answer is False:
+    found: list[Any] = []
+    enough = conn.dist.spawn_answer_reader(req, box, found)
+    if enough is None:  # bytes fed before are still buffered: the connection goes first
+        return None, b""
+    read = conn.channel.take_inline(spin, enough)
+    if not found or found[0] is None:
         return None, read
-    pos = reader.pos
-    conn.taken(pos, 1 if answer[0] is SPAWN_ERROR else 2)
+    pos, pid, reason = found[0]
+    conn.taken(pos, 1 if pid is None else 2)
     if pos < len(read):  # what follows the answer in the last read (the start of a packet)
         conn.channel.feed(read[pos:])  # is the connection's
-    return answer, b""
-
-
-class _AnswerReader:
-    """Recognises erpc:call's answer in bytes as they are read (``Channel.take_inline``): the
-    call's SPAWN_REPLY, then its monitor's exit signal, and nothing else. ``answer`` is the
-    message the call box would get; None while it may still come; False when anything else
-    came (to be handled as usual)."""
-
-    __slots__ = ("dist", "box", "req", "pos", "pid", "answer")
-
-    def __init__(self, dist: Any, box: Pid, req: Reference) -> None:
-        self.dist = dist
-        self.box = box
-        self.req = req
-        self.pos = 0  # where the packets not looked at yet begin
-        self.pid: Any = None  # the call's process, once its SPAWN_REPLY is in
-        self.answer: Any = None
-
-    def __call__(self, data: bytearray) -> bool:
-        """Look at the whole packets read since the last call: True when done. (One frame:
-        the answer's two packets are matched here, not in methods of their own.)"""
-        got = self.dist.peek_signals(data, self.pos)
-        if got is None:
-            self.answer = False
-            return True
-        self.pos, signals = got
-        for ctl, payload in signals:
-            if self.answer is not None or type(ctl) is not tuple:
-                self.answer = False  # (more after the answer: the connection takes it all)
-                return True
-            n = len(ctl)
-            pid = self.pid
-            if pid is None:  # the call's SPAWN_REPLY: {31, Req, Box, Flags, Pid or Reason}
-                if n != 5 or ctl[0] != _OP_SPAWN_REPLY or payload is not NO_PAYLOAD or ctl[1] != self.req or ctl[2] != self.box:
-                    self.answer = False
-                    return True
-                pid = ctl[4]
-                if type(pid) is Atom:  # the spawn failed (flags say nothing then)
-                    self.answer = (SPAWN_ERROR, self.req, pid)
-                elif type(pid) is Pid and ctl[3] == _FLAG_MONITOR:
-                    self.pid = pid
-                else:
-                    self.answer = False
-                    return True
-                continue
-            # its monitor's exit: {28, Pid, Box, Req} with the reason, or {21, ..., Reason}
-            if n == 4 and ctl[0] == _OP_PAYLOAD_MONITOR_P_EXIT and payload is not NO_PAYLOAD:
-                reason = payload
-            elif n == 5 and ctl[0] == _OP_MONITOR_P_EXIT and payload is NO_PAYLOAD:
-                reason = ctl[4]
-            else:
-                self.answer = False
-                return True
-            if ctl[1] != pid or ctl[2] != self.box or ctl[3] != self.req:
-                self.answer = False
-                return True
-            self.answer = (DOWN, self.req, PROCESS, pid, reason)
-        return self.answer is not None
+    if pid is None:  # the spawn failed: the reason is an atom
+        return (SPAWN_ERROR, req, reason), b""
+    return (DOWN, req, PROCESS, pid, reason), b""
 
 
 def _drop_monitor(node: Node, mb: Mailbox, req: Reference) -> None:

@@ -66,7 +66,7 @@ def _pick() -> tuple[str, ModuleType]:
             pass
         else:
             # else built from older sources (without a function the package binds): not used
-            if all(hasattr(_ccodec, name) for name in ("ATOM_CACHE_SIZE", "peek_dist_packets", "make_ref")):
+            if all(hasattr(_ccodec, name) for name in ("ATOM_CACHE_SIZE", "peek_spawn_answer", "make_ref")):
                 # Pid and Reference key the runtime's tables: their hash and == in C too
                 type_slots = getattr(_ccodec, "type_slots", None)
                 if type_slots is not None:
@@ -86,6 +86,7 @@ decode_from = _impl.decode_from
 decode_dist_packet = _impl.decode_dist_packet
 decode_dist_sends = _impl.decode_dist_sends
 peek_dist_packets = _impl.peek_dist_packets
+peek_spawn_answer = _impl.peek_spawn_answer
 make_pid = _impl.make_pid
 make_ref = _impl.make_ref
 decode_dist_header = _impl.decode_dist_header
@@ -121,6 +122,7 @@ __all__ = [
     "decode_dist_sends",
     "decode_from",
     "peek_dist_packets",
+    "peek_spawn_answer",
     "encode",
     "encode_dist_packet",
     "freeze",

@@ -3693,27 +3693,17 @@ brings_new_entries(const unsigned char *buf, Py_ssize_t body, Py_ssize_t end)
     return 0;
 }
 
-static PyObject *
-py_peek_dist_packets(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
-                     PyObject *kwnames)
+/* The whole packets of buf[pos:n] decoded, as a new list of (control, payload) in *got, and
+ * where the packets left out begin in *at: 1; 0 where peek_dist_packets answers None (a tick,
+ * a packet over max_packet, a fragment, a later packet's new atom cache entries); -1 on an
+ * error (a bad packet). */
+static int
+peek_packets(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, PyObject *entries,
+             PyObject *missing, Py_ssize_t max_packet, PyObject **got, Py_ssize_t *at)
 {
-    PyObject *a[5], *got = NULL, *result = NULL;
-    Py_buffer view;
-    const unsigned char *buf;
-    Py_ssize_t pos, n, max_packet;
-    (void)module;
-    if (parse_args(&peek_dist_packets_spec, args, nargs, kwnames, a) < 0)
-        return NULL;
-    if (check_entries(a[1]) < 0)
-        return NULL;
-    max_packet = PyNumber_AsSsize_t(a[4], NULL);
-    if (max_packet == -1 && PyErr_Occurred())
-        return NULL;
-    if (dist_input(a[0], a[3], NULL, &view, &buf, &pos, &n) < 0)
-        return NULL;
-    got = PyList_New(0);
-    if (got == NULL)
-        goto done;
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return -1;
     while (n - pos >= 4) {
         Py_ssize_t size = ((Py_ssize_t)buf[pos] << 24) | ((Py_ssize_t)buf[pos + 1] << 16) |
                           ((Py_ssize_t)buf[pos + 2] << 8) | (Py_ssize_t)buf[pos + 3];
@@ -3728,25 +3718,188 @@ py_peek_dist_packets(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         }
         else if (buf[body] != DIST_PASS_THROUGH)
             goto none;
-        PyObject *packet = dist_packet_body(buf, body, end, a[1], a[2]);
-        if (packet == NULL)
-            goto done;
-        int failed = PyList_Append(got, packet);
+        PyObject *packet = dist_packet_body(buf, body, end, entries, missing);
+        if (packet == NULL) {
+            Py_DECREF(list);
+            return -1;
+        }
+        int failed = PyList_Append(list, packet);
         Py_DECREF(packet);
-        if (failed < 0)
-            goto done;
+        if (failed < 0) {
+            Py_DECREF(list);
+            return -1;
+        }
         pos = end;
     }
-    result = Py_BuildValue("(nO)", pos, got);
-    goto done;
+    *got = list;
+    *at = pos;
+    return 1;
 none:
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    Py_XDECREF(got);
+    Py_DECREF(list);
+    return 0;
+}
+
+static PyObject *
+py_peek_dist_packets(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
+{
+    PyObject *a[5], *got = NULL, *result = NULL;
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t pos, n, max_packet, at;
+    (void)module;
+    if (parse_args(&peek_dist_packets_spec, args, nargs, kwnames, a) < 0)
+        return NULL;
+    if (check_entries(a[1]) < 0)
+        return NULL;
+    max_packet = PyNumber_AsSsize_t(a[4], NULL);
+    if (max_packet == -1 && PyErr_Occurred())
+        return NULL;
+    if (dist_input(a[0], a[3], NULL, &view, &buf, &pos, &n) < 0)
+        return NULL;
+    int r = peek_packets(buf, pos, n, a[1], a[2], max_packet, &got, &at);
+    if (r > 0)
+        result = Py_BuildValue("(nN)", at, got);
+    else if (r == 0)
+        result = Py_NewRef(Py_None);
     if (view.obj != NULL)
         PyBuffer_Release(&view);
     return result;
+}
+
+/* o is the int v */
+static int
+is_int(PyObject *o, long v)
+{
+    if (!PyLong_CheckExact(o))
+        return 0;
+    int overflow;
+    long x = PyLong_AsLongAndOverflow(o, &overflow);
+    return !overflow && x == v;
+}
+
+/* A spawn request's answer, as erpc:call waits for it: the SPAWN_REPLY (31) of request req
+ * to box, with the monitor flag (2) and the new process's pid, then that monitor's exit,
+ * PAYLOAD_MONITOR_P_EXIT (28, the reason as payload) or MONITOR_P_EXIT (21); or a
+ * SPAWN_REPLY with an atom, the reason the spawn failed. 1 when packets (a list of (control,
+ * payload)) are that answer and nothing else, with *pid (NULL for a failed spawn) and
+ * *reason borrowed from them; 0 when they are its beginning (or none); -1 when anything else
+ * came; -2 on an error. */
+static int
+spawn_answer(PyObject *packets, PyObject *missing, PyObject *req, PyObject *box, PyObject **pid,
+             PyObject **reason)
+{
+    Py_ssize_t count = PyList_GET_SIZE(packets);
+    PyObject *p = NULL;
+    int done = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(packets, i);
+        PyObject *ctl = PyTuple_GET_ITEM(item, 0), *payload = PyTuple_GET_ITEM(item, 1);
+        if (done || !PyTuple_CheckExact(ctl))
+            return -1; /* (more after the answer: the connection takes it all) */
+        Py_ssize_t n = PyTuple_GET_SIZE(ctl);
+        PyObject *const *c = &PyTuple_GET_ITEM(ctl, 0);
+        PyObject *r = NULL;
+        int same;
+        if (p == NULL) { /* {31, Req, Box, Flags, Pid or Reason} */
+            if (n != 5 || !is_int(c[0], 31) || payload != missing)
+                return -1;
+            same = PyObject_RichCompareBool(c[1], req, Py_EQ);
+            if (same == 1)
+                same = PyObject_RichCompareBool(c[2], box, Py_EQ);
+            if (same != 1)
+                return same < 0 ? -2 : -1;
+            if (Py_TYPE(c[4]) == T_Atom) { /* the spawn failed (the flags say nothing then) */
+                *pid = NULL;
+                *reason = c[4];
+                done = 1;
+            }
+            else if (Py_TYPE(c[4]) == T_Pid && is_int(c[3], 2))
+                p = c[4];
+            else
+                return -1;
+            continue;
+        }
+        /* {28, Pid, Box, Req} with the reason, or {21, Pid, Box, Req, Reason} */
+        if (n == 4 && is_int(c[0], 28) && payload != missing)
+            r = payload;
+        else if (n == 5 && is_int(c[0], 21) && payload == missing)
+            r = c[4];
+        else
+            return -1;
+        same = PyObject_RichCompareBool(c[1], p, Py_EQ);
+        if (same == 1)
+            same = PyObject_RichCompareBool(c[2], box, Py_EQ);
+        if (same == 1)
+            same = PyObject_RichCompareBool(c[3], req, Py_EQ);
+        if (same != 1)
+            return same < 0 ? -2 : -1;
+        *pid = p;
+        *reason = r;
+        done = 1;
+    }
+    return done;
+}
+
+static PyObject *
+py_peek_spawn_answer(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *got = NULL, *outcome, *pid = NULL, *reason = NULL;
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t n, max_packet, at;
+    (void)module;
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "peek_spawn_answer() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *entries = args[0], *missing = args[1], *req = args[3], *box = args[4],
+             *found = args[5];
+    if (!PyList_CheckExact(found)) {
+        PyErr_SetString(PyExc_TypeError, "peek_spawn_answer: found must be a list");
+        return NULL;
+    }
+    if (check_entries(entries) < 0)
+        return NULL;
+    max_packet = PyNumber_AsSsize_t(args[2], NULL);
+    if (max_packet == -1 && PyErr_Occurred())
+        return NULL;
+    if (get_input(args[6], &view, &buf, &n) < 0)
+        return NULL;
+    int r = peek_packets(buf, 0, n, entries, missing, max_packet, &got, &at);
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    if (r > 0) {
+        r = spawn_answer(got, missing, req, box, &pid, &reason);
+        if (r == 0) { /* its beginning: more to read */
+            Py_DECREF(got);
+            Py_RETURN_FALSE;
+        }
+    }
+    else if (r == 0)
+        r = -1; /* what peek_dist_packets answers None for: the connection's */
+    if (r < -1 || (r == -1 && PyErr_Occurred())) {
+        /* a bad packet (or a failed comparison) is the connection's to report, as it reads
+         * the same bytes again; only what is no Exception (KeyboardInterrupt) goes up */
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            Py_XDECREF(got);
+            return NULL;
+        }
+        PyErr_Clear();
+        r = -1;
+    }
+    if (r > 0)
+        outcome = Py_BuildValue("(nOO)", at, pid != NULL ? pid : Py_None, reason);
+    else
+        outcome = Py_NewRef(Py_None);
+    Py_XDECREF(got);
+    if (outcome == NULL)
+        return NULL;
+    int failed = PyList_Append(found, outcome);
+    Py_DECREF(outcome);
+    if (failed < 0)
+        return NULL;
+    Py_RETURN_TRUE;
 }
 
 static ArgSpec decode_dist_header_spec = {
@@ -3925,6 +4078,15 @@ PyDoc_STRVAR(peek_dist_packets_doc,
 "payload), ...]), or None for a tick, a packet over max_packet, a fragment, or a later\n"
 "packet with new atom cache entries (see the pure codec's docstring).");
 
+PyDoc_STRVAR(peek_spawn_answer_doc,
+"peek_spawn_answer(cache_entries, missing, max_packet, req, box, found, data) -> bool\n"
+"--\n\n"
+"Whether data (bytes read from a connection) holds the answer to spawn request req from\n"
+"box, as erpc:call waits for it, or something else: then True, and found gets (pos, pid,\n"
+"reason) for the answer (pid None for a failed spawn; pos where the packets after it begin)\n"
+"or None for anything else. False while data holds only the answer's beginning. See the\n"
+"pure codec's docstring.");
+
 PyDoc_STRVAR(decode_dist_sends_doc,
 "decode_dist_sends(data, cache_entries, missing, start, max_packet, deliver,\n"
 "                  deliver_signal=None, sinks=None) -> (pos, delivered, control, payload)\n\n"
@@ -3978,6 +4140,8 @@ static PyMethodDef methods[] = {
      METH_FASTCALL | METH_KEYWORDS, decode_dist_sends_doc},
     {"peek_dist_packets", (PyCFunction)(void (*)(void))py_peek_dist_packets,
      METH_FASTCALL | METH_KEYWORDS, peek_dist_packets_doc},
+    {"peek_spawn_answer", (PyCFunction)(void (*)(void))py_peek_spawn_answer, METH_FASTCALL,
+     peek_spawn_answer_doc},
     {"make_pid", (PyCFunction)(void (*)(void))py_make_pid, METH_FASTCALL,
      "make_pid(node, id, serial, creation) -> Pid: node an Atom, the rest ints, unchecked."},
     {"make_ref", (PyCFunction)(void (*)(void))py_make_ref, METH_FASTCALL,
@@ -4283,9 +4447,10 @@ PyInit__ccodec(void)
         PyModule_AddIntConstant(m, "ATOM_CACHE_SIZE", ATOM_CACHE_SIZE) < 0)
         goto fail;
     {
-        PyObject *all = Py_BuildValue("[ssssssssssss]", "encode", "decode", "decode_from",
+        PyObject *all = Py_BuildValue("[sssssssssssss]", "encode", "decode", "decode_from",
                                       "decode_dist_packet", "decode_dist_sends",
-                                      "peek_dist_packets", "make_pid", "make_ref",
+                                      "peek_dist_packets", "peek_spawn_answer", "make_pid",
+                                      "make_ref",
                                       "decode_dist_header",
                                       "decode_dist_body", "encode_dist_packet", "ErlFloatKey");
         if (all == NULL || PyModule_AddObject(m, "__all__", all) < 0) {

@@ -1614,6 +1614,71 @@ def peek_dist_packets(
     return pos, got
 
 
+def peek_spawn_answer(
+    cache_entries: list[Any], missing: Any, max_packet: int, req: Any, box: Any, found: list[Any],
+    data: bytes | bytearray | memoryview,
+) -> bool:
+    """Whether ``data``, bytes read from a connection since everything fed to it, holds the
+    answer to spawn request ``req`` from process ``box`` as erpc:call waits for it, or
+    something else: the SPAWN_REPLY (31) with the monitor flag (2) and the new process's pid,
+    then that monitor's exit, PAYLOAD_MONITOR_P_EXIT (28, the reason as payload) or
+    MONITOR_P_EXIT (21); or a SPAWN_REPLY whose last element is an atom, the reason the spawn
+    failed. True once it is known: ``found`` then gets ``(pos, pid, reason)`` for the answer
+    (``pid`` None for a failed spawn, ``pos`` where the packets after it begin) or None for
+    anything else: a packet that is not the answer's, one after it, or what
+    :func:`peek_dist_packets` answers None for or raises on (the connection reads the bytes
+    again and reports that). False while ``data`` holds the answer's beginning only. The
+    data's packets are decoded from its start at each call (data is read a little at a
+    time; the state is the bytes). A task that waits for its call's answer recognises it so
+    without the connection's receive path, in one codec call per read."""
+    if type(found) is not list:
+        raise TypeError("peek_spawn_answer: found must be a list")
+    _check_entries(cache_entries)
+    max_packet = _index(max_packet)
+    memoryview(data)  # (a TypeError for what is no bytes, as the C twin's)
+    try:  # a bad packet is the connection's to report: it decodes the bytes again
+        got = peek_dist_packets(data, cache_entries, missing, 0, max_packet)
+    except Exception:
+        got = None
+    outcome: Any = None
+    if got is not None:
+        pos, packets = got
+        pid: Any = None
+        answer: Any = None
+        for ctl, payload in packets:
+            if answer is not None or type(ctl) is not tuple:
+                answer = None
+                break
+            n = len(ctl)
+            if pid is None:
+                if n != 5 or ctl[0] != 31 or type(ctl[0]) is not int or payload is not missing:
+                    break
+                if ctl[1] != req or ctl[2] != box:
+                    break
+                if type(ctl[4]) is Atom:
+                    answer = (pos, None, ctl[4])
+                elif type(ctl[4]) is Pid and ctl[3] == 2 and type(ctl[3]) is int:
+                    pid = ctl[4]
+                else:
+                    break
+                continue
+            if n == 4 and ctl[0] == 28 and type(ctl[0]) is int and payload is not missing:
+                reason = payload
+            elif n == 5 and ctl[0] == 21 and type(ctl[0]) is int and payload is missing:
+                reason = ctl[4]
+            else:
+                break
+            if ctl[1] != pid or ctl[2] != box or ctl[3] != req:
+                break
+            answer = (pos, pid, reason)
+        else:
+            if answer is None:
+                return False  # its beginning, or nothing yet
+        outcome = answer
+    found.append(outcome)
+    return True
+
+
 def decode_dist_header(
     data: bytes | bytearray | memoryview, cache_entries: list[Any], offset: int = 0
 ) -> tuple[list[Any] | None, int]:
@@ -1676,6 +1741,7 @@ __all__ = [
     "decode_dist_packet",
     "decode_dist_sends",
     "peek_dist_packets",
+    "peek_spawn_answer",
     "make_pid",
     "make_ref",
     "decode_dist_header",

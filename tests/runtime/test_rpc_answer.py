@@ -1,5 +1,6 @@
-"""erpc:call's answer recognised in bytes as they are read (rpc._AnswerReader): only its own
-SPAWN_REPLY and exit signal, and nothing else, make an answer."""
+"""erpc:call's answer recognised in bytes as they are read (the codec's peek_spawn_answer,
+through DistConnection.spawn_answer_reader, both codecs alike): only its own SPAWN_REPLY and
+exit signal, and nothing else, make an answer."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Any
 
 import pytest
 
+from pynode import term
 from pynode.protocol import control as c
+from pynode.protocol import framing
+from pynode.protocol._common import NO_PAYLOAD
 from pynode.protocol.flags import default_flags
 from pynode.protocol.framing import DistConnection
-from pynode.runtime.rpc import _AnswerReader, _take_answer
+from pynode.runtime.rpc import _take_answer
 from pynode.runtime.signals import DOWN, PROCESS, SPAWN_ERROR
 from pynode.term import Atom, Pid, Reference
 
@@ -21,22 +25,51 @@ OTHER = Reference("py@host", 5, (4, 5, 6))
 REASON = (REQ, Atom("return"), 42)
 
 
+@pytest.fixture(params=sorted(term.IMPLEMENTATIONS))
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each codec in turn, as the one DistConnection.spawn_answer_reader binds."""
+    impl = term.IMPLEMENTATIONS[request.param]
+    monkeypatch.setattr(framing, "peek_spawn_answer", impl.peek_spawn_answer)
+    return str(request.param)
+
+
 @pytest.fixture(params=[False, True], ids=["plain", "header"])
-def pair(request: pytest.FixtureRequest) -> tuple[DistConnection, DistConnection]:
+def pair(request: pytest.FixtureRequest, codec: str) -> tuple[DistConnection, DistConnection]:
     flags = default_flags(atom_cache=request.param)
     return DistConnection(flags), DistConnection(flags)
 
 
-def read(rx: DistConnection, *chunks: bytes) -> tuple[_AnswerReader, list[bool]]:
-    """Feed ``chunks`` to a reader as reads that add to one buffer: the reader, and what it
-    said after each read (True: done)."""
-    reader = _AnswerReader(rx, BOX, REQ)
+class Read:
+    """What a reader said after each read, and what it found."""
+
+    def __init__(self) -> None:
+        self.said: list[bool] = []
+        self.found: list[Any] = []
+
+    @property
+    def answer(self) -> Any:
+        """As _take_answer gives it: the call box's message, False for anything else, None
+        while it may still come."""
+        if not self.found:
+            return None
+        if self.found[0] is None:
+            return False
+        _, pid, reason = self.found[0]
+        return (SPAWN_ERROR, REQ, reason) if pid is None else (DOWN, REQ, PROCESS, pid, reason)
+
+
+def read(rx: DistConnection, *chunks: bytes) -> tuple[Read, list[bool]]:
+    """Feed ``chunks`` to a reader as reads that add to one buffer: what it found, and what
+    it said after each read (True: done)."""
+    out = Read()
+    reader = rx.spawn_answer_reader(REQ, BOX, out.found)
+    assert reader is not None
     buf = bytearray()
-    said = []
     for chunk in chunks:
         buf += chunk
-        said.append(reader(buf))
-    return reader, said
+        out.said.append(reader(buf))
+        assert len(out.found) == (1 if out.said[-1] else 0)  # found once it said so
+    return out, out.said
 
 
 def test_the_reply_then_the_exit_make_the_answer(pair: Any) -> None:
@@ -82,7 +115,43 @@ def test_anything_else_goes_to_the_connection(pair: Any) -> None:
     assert read(rx, b"")[0].answer is None  # nothing yet: nothing said
 
 
-class Taken:
+def test_an_undecodable_packet_is_the_connections_to_report(pair: Any) -> None:
+    """A bad packet is not the answer, and raises nothing here: the connection decodes the
+    same bytes again and reports it."""
+    tx, rx = pair
+    reply = tx.send(c.SpawnReply(REQ, BOX, c.SPAWN_REPLY_FLAG_MONITOR, PID))
+    bad = b"\x00\x00\x00\x05\x70\x83\x68\x09\x61"  # a tuple of 9 that ends at once
+    reader, said = read(rx, reply + bad)
+    assert said == [True] and reader.answer is False
+
+
+def test_the_answers_position_is_where_the_next_packet_begins(pair: Any) -> None:
+    tx, rx = pair
+    reply = tx.send(c.SpawnReply(REQ, BOX, c.SPAWN_REPLY_FLAG_MONITOR, PID))
+    down = tx.send(c.PayloadMonitorPExit(PID, BOX, REQ), REASON)
+    reader, said = read(rx, reply + down + b"\x00\x00")  # a next packet's first bytes
+    assert said == [True] and reader.found[0][0] == len(reply + down)
+
+
+def test_no_reader_while_fed_bytes_wait(pair: Any) -> None:
+    """Bytes fed to the connection and not yet taken come first: no reader then."""
+    tx, rx = pair
+    rx.receive_data(tx.send(c.Send(BOX), Atom("hi"))[:6])
+    assert rx.spawn_answer_reader(REQ, BOX, []) is None
+
+
+def test_a_codec_call_checks_its_arguments() -> None:
+    for impl in term.IMPLEMENTATIONS.values():
+        entries = [None] * term.ATOM_CACHE_SIZE
+        with pytest.raises(TypeError):
+            impl.peek_spawn_answer(entries, NO_PAYLOAD, 1 << 20, REQ, BOX, (), b"")  # found: a list
+        with pytest.raises((TypeError, ValueError)):
+            impl.peek_spawn_answer([], NO_PAYLOAD, 1 << 20, REQ, BOX, [], b"")  # no cache list
+        with pytest.raises(TypeError):
+            impl.peek_spawn_answer(entries, NO_PAYLOAD, 1 << 20, REQ, BOX, [], "text")
+
+
+class Taken:  # (uses the codec the package picked)
     """A connection whose socket holds ``data``: what _take_answer reads, feeds and counts."""
 
     def __init__(self, dist: DistConnection, data: bytes) -> None:
@@ -106,6 +175,7 @@ class Taken:
 
 
 def test_what_follows_the_answer_goes_to_the_connection(pair: Any) -> None:
+    """(_take_answer: what it reads is the connection's but for the answer.)"""
     tx, rx = pair
     reply = tx.send(c.SpawnReply(REQ, BOX, c.SPAWN_REPLY_FLAG_MONITOR, PID))
     down = tx.send(c.PayloadMonitorPExit(PID, BOX, REQ), REASON)

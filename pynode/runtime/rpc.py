@@ -95,8 +95,10 @@ def rpc(
     Not a coroutine function itself: over a live connection the call's own coroutine comes
     back, one frame fewer to make and resume on each call.
     """
-    conn = node.connector.get(peer if type(peer) is Atom else Atom(peer))
-    if conn is not None and conn.spawns and not capture_output:
+    conn = node.connector.connections.get(peer if type(peer) is Atom else Atom(peer))  # (.get's work)
+    if conn is not None and not conn.alive:
+        conn = None
+    elif conn is not None and conn.spawns and not capture_output:
         return _erpc_call(node, conn, peer, module, function, args, timeout)
     return _rpc(node, conn, peer, module, function, args, timeout, capture_output)
 
@@ -163,7 +165,9 @@ async def _erpc_call(
     """erpc:call from the node's call box: the answer comes straight to this task. (The
     answer read here costs no more frames than these: the wait through the call box is
     :func:`_wait_answer`.)"""
-    box = node.call_box()
+    box = node._call_box
+    if box is None or box._closed_reason is not None:  # (call_box's check, without its frames)
+        box = node.call_box()
     # spawn_async's request (erpc_request's work), inline: every call comes here, and what
     # runs between one call's answer and the next request decides, with erl on another
     # CPU, whether its schedulers are still awake (benchmarks/README.md, rpc_floor.py).

@@ -560,10 +560,14 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 self._corked = True
                 self._loop.call_soon(self._flush)
             self._last_write = now
-        with self._wlock:
+        lock = self._wlock
+        lock.acquire()  # (not a with statement: half its cost, on every message sent)
+        try:
             if self._backlog:
                 self._put_backlog(transport)
             self._put(transport, data)
+        finally:
+            lock.release()
 
     def writev(self, pieces: list[Buffer]) -> None:
         transport = self.transport

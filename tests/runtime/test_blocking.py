@@ -290,16 +290,22 @@ class _SwitchAtLock:
         self.armed = False
         self.fired = False
 
-    def __enter__(self) -> Any:
+    def acquire(self) -> Any:
         if self.armed and not self.fired and threading.get_ident() == self._loop_thread:
             self.fired = True
             t = threading.Thread(target=self._then)
             t.start()
             t.join(30)
-        return self._lock.__enter__()
+        return self._lock.acquire()
 
-    def __exit__(self, *exc: Any) -> Any:
-        return self._lock.__exit__(*exc)
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> Any:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 @pytest.mark.parametrize("corked", [False, True], ids=["written-at-once", "corked"])

@@ -269,8 +269,9 @@ class DistConnection:
     def peek_signals(self, data: bytearray, start: int = 0) -> tuple[int, list[tuple[Any, Any]]] | None:
         """The control tuples and payloads of the whole packets in ``data[start:]`` (bytes
         read after everything fed so far), decoded without taking them, and where the next
-        packet begins: how a task that waits for a known answer recognises it (see
-        ``Channel.take_inline``). None when they hold a tick, a fragment or an undecodable
+        packet begins: for a reader that waits for packets it knows (an erpc call's answer
+        has a codec call of its own: :meth:`spawn_answer_reader`). None when they hold a
+        tick, a fragment or an undecodable
         packet, or when fed bytes are still buffered: then ``data`` goes through
         :meth:`receive_data` as usual. An incomplete packet at the end is left out.
 

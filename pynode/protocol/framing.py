@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import struct
-from functools import partial
 
 from pynode.term import (
     ATOM_CACHE_SIZE,
@@ -38,6 +37,8 @@ from ._common import NEED_DATA, NO_PAYLOAD, Frozen, NeedData
 from .control import ControlMessage, from_term
 from .errors import ProtocolError
 from .flags import DFlag
+
+_partial: Any = None  # functools.partial, imported on first use (see spawn_answer_reader)
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
@@ -295,9 +296,14 @@ class DistConnection:
         feed); see the codec's ``peek_spawn_answer``. None when fed bytes are still buffered
         (or the connection failed): the answer then comes the usual way. One codec call per
         read, no Python frame of its own."""
+        global _partial
         if self._buf or self._error is not None:
             return None
-        return partial(peek_spawn_answer, self._entries, NO_PAYLOAD, self.max_packet, req, box, found)
+        if _partial is None:  # functools (and what it imports) only once an rpc is made
+            from functools import partial
+
+            _partial = partial
+        return _partial(peek_spawn_answer, self._entries, NO_PAYLOAD, self.max_packet, req, box, found)
 
     @property
     def pending_fragments(self) -> int:

@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/rpc_phases.py [--calls N] [--erl-cpus 1] [--py-cpus 0]
 
 Each call of ``node.rpc(erl, erlang, abs, [-1])`` is cut where its request goes to the
-socket (the channel's ``_put``) and where the answer's last bytes come in (the inline read
-``read_ready``, or ``data_received`` when the loop reads them) into four phases: Python
+socket (the channel's ``_put``) and where the answer's last bytes come in (the inline read:
+``take_into`` asks whether the bytes hold the answer; or ``data_received`` when the loop reads
+them) into four phases: Python
 before the send, the send system call (on loopback it also delivers the bytes and wakes
 erl), erl's turnaround as pynode sees it (from the end of the send to the answer's last
 read), and what follows until ``rpc`` returns (matching the answer, the call's return).
@@ -81,7 +82,7 @@ async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:
     proto: Any = conn.channel
     now = time.perf_counter_ns
     marks: dict[str, int] = {}
-    put, received, read = proto._put, proto.data_received, transport._read_ready
+    put, received, read, take = proto._put, proto.data_received, transport._read_ready, transport._take_into
 
     def timed_put(t: Any, data: Any) -> None:
         marks["s0"] = now()
@@ -98,9 +99,17 @@ async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:
             marks["r0"] = now()
         return data
 
+    def timed_take(buf: bytearray, epfd: int, fd: int, seconds: float, size: int, enough: Any, reads: int) -> Any:
+        def timed_enough(data: bytearray) -> bool:  # asked after each read
+            marks["r0"] = now()
+            return bool(enough(data))
+
+        return take(buf, epfd, fd, seconds, size, timed_enough, reads)  # type: ignore[misc]
+
     proto._put, proto.data_received = timed_put, timed_received
     if read is not None:  # without the compiled busy wait the loop reads every answer
         transport._read_ready = timed_read
+        transport._take_into = timed_take
     out: dict[str, list[float]] = {p: [] for p in PHASES}
     try:
         for _ in range(n):
@@ -114,7 +123,7 @@ async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:
                 out[p].append(ns / 1e3)
     finally:
         del proto._put, proto.data_received
-        transport._read_ready = read
+        transport._read_ready, transport._take_into = read, take
     return out
 
 

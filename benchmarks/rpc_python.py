@@ -82,7 +82,7 @@ def child(tree: str, erl_name: str, cookie: str, epmd_port: int, calls: int) -> 
             ch.take_inline = lambda spin, enough: bytearray()  # the answer to the handlers, here
             node.make_ref = recording_ref  # type: ignore[method-assign]
             assert await node.rpc(peer, "erlang", "abs", [-1]) == 1
-            answer, (res0, req0) = b"".join(got), made[-2:]
+            answer, made0 = b"".join(got), list(made)  # the call's refs (one or two by tree)
             # erl's erpc:call back to this node, from a process of its own (spawned: the call
             # comes in a read of its own); the second one is timed (the first one's atom cache
             # entries are made)
@@ -100,11 +100,16 @@ def child(tree: str, erl_name: str, cookie: str, epmd_port: int, calls: int) -> 
             def ids(r: Any) -> bytes:  # a ref's words as they are on the wire
                 return struct.pack(f">{len(r.ids)}I", *r.ids)
 
-            n = calls + 20
-            refs = [make_ref() for _ in range(2 * n)]
-            answers = iter(
-                [answer.replace(ids(req0), ids(refs[2 * i + 1])).replace(ids(res0), ids(refs[2 * i])) for i in range(n)]
-            )
+            n, k = calls + 20, len(made0)
+            refs = [make_ref() for _ in range(k * n)]
+
+            def answer_for(i: int) -> bytes:  # the captured answer with call i's refs in it
+                out = answer
+                for j, r in enumerate(made0):
+                    out = out.replace(ids(r), ids(refs[k * i + j]))
+                return out
+
+            answers = iter([answer_for(i) for i in range(n)])
             next_ref = iter(refs).__next__
             node.make_ref = next_ref  # type: ignore[method-assign]
             writes = [0]

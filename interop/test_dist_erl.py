@@ -280,8 +280,11 @@ def test_blocking_rpc_from_threads_against_erl(epmd: Epmd, erl_node: StartErl) -
         assert node.rpc(erl.name, "erlang", "node") == erl.name  # connects through the loop
         assert node.node is not None
         conn = node.node.connector.connections[erl.name]
-        by_loop = conn.messages_out
+        # a thread's first send on a connection goes through the loop too (it then lets
+        # threads write to the socket themselves)
         assert node.rpc(erl.name, "lists", "seq", [1, 3]) == [1, 2, 3]
+        by_loop = conn.messages_out
+        assert node.rpc(erl.name, "lists", "seq", [1, 4]) == [1, 2, 3, 4]
         check_erpc_errors(lambda m, f, a: node.rpc(erl.name, m, f, a))
         assert conn.messages_out == by_loop  # every request went out from this thread
 
@@ -329,9 +332,11 @@ def test_blocking_gen_call_from_threads_against_erl(epmd: Epmd, erl_node: StartE
         assert node.ping(erl.name)
         assert node.node is not None
         conn = node.node.connector.connections[erl.name]
-        by_loop = conn.messages_out
+        # a thread's first sends on a connection go through the loop (see the rpc test above)
         apps = node.gen_call(("application_controller", erl.name), Atom("which_applications"))
         assert Atom("kernel") in [a[0] for a in apps]
+        by_loop = conn.messages_out
+        assert node.gen_call(("application_controller", erl.name), Atom("which_applications")) == apps
         with pytest.raises(CallError) as down:
             node.gen_call(("no_such_server", erl.name), Atom("hello"))
         assert down.value.reason == Atom("noproc")

@@ -26,6 +26,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <sched.h>
@@ -176,6 +177,106 @@ read_ready(PyObject *self, PyObject *args)
     if (n != size && _PyBytes_Resize(&buf, (Py_ssize_t)n) < 0)
         return NULL;
     return buf;
+}
+
+/* take_into(buf, epfd, fd, seconds, size, enough, reads): a task's reads of its answer
+ * (Channel.take_inline) in one call: read_ready's spin and read, each read appended to the
+ * bytearray buf, and enough(buf) asked after each, until it is true, the time is up, or
+ * `reads` reads were made. The loop in Python cost 3-4 us of an 80 us rpc round trip with
+ * erl on the same CPU (its frames run on caches erl has just used). Returns (outcome,
+ * reads made): TAKE_ENOUGH, TAKE_SPENT (a spin ran out: nothing came), TAKE_LATE (the time
+ * was up between reads), TAKE_EMPTY (a read found nothing: another descriptor's event, or
+ * the end of the stream) or TAKE_STREAK (`reads` reads, enough never true). A failed read
+ * raises OSError; what was read before it is in buf, as it is when enough raises. */
+enum { TAKE_SPENT = 0, TAKE_ENOUGH = 1, TAKE_LATE = 2, TAKE_EMPTY = 3, TAKE_STREAK = 4 };
+
+static PyObject *
+take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "take_into() takes 7 arguments");
+        return NULL;
+    }
+    PyObject *buf = args[0], *enough = args[5];
+    if (!PyByteArray_CheckExact(buf)) {
+        PyErr_SetString(PyExc_TypeError, "take_into: buf must be a bytearray");
+        return NULL;
+    }
+    long epfd = PyLong_AsLong(args[1]);
+    long fd = PyLong_AsLong(args[2]);
+    double seconds = PyFloat_AsDouble(args[3]);
+    Py_ssize_t size = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t reads = PyLong_AsSsize_t(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (epfd < 0 || fd < 0 || epfd > INT_MAX || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "take_into: bad file descriptor");
+        return NULL;
+    }
+    if (size <= 0 || reads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "take_into: size and reads must be positive");
+        return NULL;
+    }
+    double end = monotonic_now() + spin_seconds(seconds);
+    Py_ssize_t made = 0;
+    int outcome;
+    for (;;) {
+        double left = end - monotonic_now();
+        if (left <= 0.0) {
+            outcome = TAKE_LATE;
+            break;
+        }
+        Py_ssize_t had = PyByteArray_GET_SIZE(buf);
+        if (size > PY_SSIZE_T_MAX - had) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        if (PyByteArray_Resize(buf, had + size) < 0)
+            return NULL;
+        char *into = PyByteArray_AS_STRING(buf) + had;  /* nobody else holds buf meanwhile */
+        int ready;
+        ssize_t n = -1;
+        int err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        ready = spin_until_readable((int)epfd, left);
+        if (ready) {
+            n = read((int)fd, into, (size_t)size);
+            err = errno;
+        }
+        Py_END_ALLOW_THREADS
+        if (PyByteArray_Resize(buf, had + (n > 0 ? (Py_ssize_t)n : 0)) < 0)
+            return NULL;
+        if (!ready) {
+            outcome = TAKE_SPENT;
+            break;
+        }
+        if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+            errno = err;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (n <= 0) {
+            outcome = TAKE_EMPTY;
+            break;
+        }
+        made++;
+        PyObject *r = PyObject_CallOneArg(enough, buf);
+        if (r == NULL)
+            return NULL;
+        int yes = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (yes < 0)
+            return NULL;
+        if (yes) {
+            outcome = TAKE_ENOUGH;
+            break;
+        }
+        if (made >= reads) {
+            outcome = TAKE_STREAK;
+            break;
+        }
+    }
+    return Py_BuildValue("(in)", outcome, made);
 }
 
 #ifdef HAVE_WAKEUP
@@ -350,6 +451,11 @@ static PyMethodDef spin_methods[] = {
     {"given_up", given_up, METH_NOARGS,
      "given_up() -> int: spins (of wait_readable and read_ready) that ended early because a "
      "yield gave the CPU to another thread for a while, since the module was loaded."},
+    {"take_into", (PyCFunction)(void (*)(void))take_into, METH_FASTCALL,
+     "take_into(buf, epfd, fd, seconds, size, enough, reads) -> (outcome, reads made): "
+     "read_ready's reads appended to the bytearray buf until enough(buf) is true (1), a spin "
+     "runs out (0), the time is up between reads (2), a read finds nothing (3) or `reads` "
+     "reads were made (4); OSError when a read fails (buf keeps what came before)."},
     {"wait_readable", wait_readable, METH_VARARGS,
      "wait_readable(fd, seconds) -> bool: poll fd without the GIL until it is readable "
      "(True) or seconds have passed (False); False sooner when another thread wants this CPU."},

@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 def wait_readable(fd: int, seconds: float, /) -> bool:
     """Poll ``fd`` without the GIL until it is readable (True) or ``seconds`` pass (False);
     False sooner when a yield between polls gave the CPU to another thread for a while."""
@@ -5,6 +7,12 @@ def wait_readable(fd: int, seconds: float, /) -> bool:
 def read_ready(epfd: int, fd: int, seconds: float, size: int, /) -> bytes | None:
     """``wait_readable(epfd, seconds)``, then one read of up to ``size`` bytes from ``fd``:
     None when the time ran out, b"" when ``fd`` had nothing or its stream ended."""
+
+def take_into(
+    buf: bytearray, epfd: int, fd: int, seconds: float, size: int, enough: Callable[[bytearray], bool], reads: int, /
+) -> tuple[int, int]:
+    """read_ready's reads appended to ``buf`` until ``enough(buf)``, the time is up, or
+    ``reads`` reads: (outcome, reads made), busywait's ``TAKE_*`` outcomes."""
 
 def given_up() -> int:
     """Spins ended early, since import, because a yield gave the CPU away for a while."""

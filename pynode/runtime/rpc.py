@@ -172,12 +172,13 @@ async def _erpc_call(
     # runs between one call's answer and the next request decides, with erl on another
     # CPU, whether its schedulers are still awake (benchmarks/README.md, rpc_floor.py).
     # The SPAWN_REPLY is registered by _wait_answer, unless this task reads the answer.
-    make_ref = node.make_ref
-    res_ref, req = make_ref(), make_ref()
+    # One ref is the request's id (the monitor's too) and tags the result in the exit
+    # reason (erpc:call makes one of each): each only needs to be a ref nobody else has.
+    req = node.make_ref()
     try:
         conn.send_nowait(
             (_SPAWN_REQUEST, req, box.pid, node.group_leader, _EXECUTE_CALL_MFA, _MONITOR_ONLY),
-            [res_ref, module if type(module) is Atom else Atom(module),
+            [req, module if type(module) is Atom else Atom(module),
              function if type(function) is Atom else Atom(function), list(args)],
         )
     except ConnectionLost as e:  # the socket went; the connection is not down yet
@@ -193,7 +194,7 @@ async def _erpc_call(
         raise
     if msg[0] is SPAWN_ERROR:  # erpc_value's work, inline
         raise spawn_failure(peer, msg[2])
-    return _result(msg[4], res_ref)
+    return _result(msg[4], req)
 
 
 async def _wait_answer(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -146,19 +146,37 @@ def test_blocking_send_errors_and_misuse_are_raised_to_the_caller() -> None:
                 a.run(lambda: out.receive(timeout=1))
 
 
-def _connected_pair(a: BlockingNode, b: BlockingNode) -> Connection:
+def _connected_pair(a: BlockingNode, b: BlockingNode, shared: bool = False) -> Connection:
+    """a connected to b; ``shared``: after a first send from a thread of a's, which lets
+    threads write to the socket themselves from then on."""
     assert a.node is not None and b.node is not None
     a.connect(b.name, address=("127.0.0.1", b.node.port))
-    return a.node.connector.connections[b.name]
+    conn = a.node.connector.connections[b.name]
+    if shared:
+        inbox = b.mailbox()
+        a.mailbox().send(inbox.pid, Atom("first"))
+        assert inbox.receive(timeout=10) == Atom("first")
+        assert cast(Any, conn.channel)._shared
+        inbox.close()
+    return conn
 
 
 def test_a_threads_send_goes_straight_to_the_socket() -> None:
-    """No loop wake-up per send: a thread writes to the socket itself when nothing is queued."""
+    """No loop wake-up per send: a thread writes to the socket itself when nothing is queued
+    (after its first send, which the loop writes: from then on the loop's own writes take
+    turns with threads under the channel's lock; before, it writes without taking it)."""
     with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
         with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
             conn = _connected_pair(a, b)
+            channel: Any = conn.channel
             inbox = b.mailbox()
             out = a.mailbox()
+            assert not channel._shared
+            by_loop = conn.messages_out
+            out.send(inbox.pid, Atom("first"))
+            assert inbox.receive(timeout=10) == Atom("first")
+            assert conn.messages_out == by_loop + 1  # the loop wrote it
+            assert channel._shared
             by_loop = conn.messages_out
             before = conn.counters()["messages_out"]
             for i in range(50):  # round trips: nothing is ever queued before a send
@@ -177,7 +195,7 @@ def test_thread_sends_keep_their_order_through_a_full_socket() -> None:
     writes the rest."""
     with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
         with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
-            conn = _connected_pair(a, b)
+            conn = _connected_pair(a, b, shared=True)
             assert a.node is not None
             channel: Any = conn.channel
             inbox, other = b.mailbox(), b.mailbox()
@@ -317,7 +335,7 @@ def test_a_threads_later_send_never_overtakes_one_the_loop_is_writing(corked: bo
     joins it with other writes and writes them at the end of its iteration."""
     with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
         with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
-            conn = _connected_pair(a, b)
+            conn = _connected_pair(a, b, shared=True)
             assert a.node is not None
             node = a.node
             channel: Any = conn.channel
@@ -370,7 +388,7 @@ def test_a_threads_send_never_iterates_the_transports_buffer() -> None:
     GIL switches in the middle, out of the user's send."""
     with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
         with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
-            conn = _connected_pair(a, b)
+            conn = _connected_pair(a, b, shared=True)
             channel: Any = conn.channel
             off_loop: list[int] = []
 

@@ -230,6 +230,87 @@ def test_c_read_ready_reads_what_came_or_says_why_not() -> None:
         b.close()
 
 
+@pytest.fixture(params=["c", "composed"])
+def take_into(request: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """take_into compiled, or composed in Python of read_ready (a _spin built before it)."""
+    spin = pytest.importorskip("pynode.runtime._spin")
+    if request.param == "c":
+        return spin.take_into
+    monkeypatch.setattr(busywait, "read_ready", spin.read_ready)
+    return busywait._take_composed
+
+
+def test_take_into_reads_until_enough_and_says_why_it_stopped(take_into: Any) -> None:
+    a, b = socket.socketpair()
+    ep = select.epoll()
+    try:
+        a.setblocking(False)
+        ep.register(a.fileno(), select.EPOLLIN)
+        epfd, fd = ep.fileno(), a.fileno()
+        seen: list[bytes] = []
+
+        def enough(buf: bytearray) -> bool:
+            seen.append(bytes(buf))
+            return b"." in buf
+
+        buf = bytearray(b"kept:")
+        assert take_into(buf, epfd, fd, 0.02, 100, enough, 16) == (busywait.TAKE_SPENT, 0)
+        assert buf == b"kept:" and seen == []
+        assert take_into(buf, epfd, fd, 0.0, 100, enough, 16) == (busywait.TAKE_LATE, 0)
+        b.sendall(b"ab")
+        assert take_into(buf, epfd, fd, 10.0, 100, enough, 1) == (busywait.TAKE_STREAK, 1)
+        assert buf == b"kept:ab" and seen == [b"kept:ab"]
+        b.sendall(b"cdef.gh")
+        assert take_into(buf, epfd, fd, 10.0, 3, enough, 16) == (busywait.TAKE_ENOUGH, 2)  # size 3 a read
+        assert buf == b"kept:abcdef.g" and seen[1:] == [b"kept:abcde", b"kept:abcdef.g"]
+        other_r, other_w = os.pipe()  # another descriptor's event: a has nothing more to read
+        try:
+            ep.register(other_r, select.EPOLLIN)
+            os.write(other_w, b"x")
+            assert take_into(buf, epfd, fd, 10.0, 100, enough, 16) == (busywait.TAKE_ENOUGH, 1)  # "h"
+            assert take_into(buf, epfd, fd, 10.0, 100, enough, 16) == (busywait.TAKE_EMPTY, 0)
+        finally:
+            os.close(other_r)
+            os.close(other_w)
+        b.sendall(b"xy")
+
+        def fails(buf: bytearray) -> bool:
+            raise ZeroDivisionError
+
+        buf = bytearray()
+        with pytest.raises(ZeroDivisionError):
+            take_into(buf, epfd, fd, 10.0, 100, fails, 16)
+        assert buf == b"xy"  # what was read stays the caller's
+        b.close()  # the end of the stream reads as nothing
+        assert take_into(buf, epfd, fd, 10.0, 100, enough, 16) == (busywait.TAKE_EMPTY, 0)
+        with pytest.raises(OSError):  # a descriptor that cannot be read: the OS's error
+            take_into(buf, epfd, 10**6, 10.0, 100, enough, 16)
+        assert buf == b"xy"
+    finally:
+        ep.close()
+        a.close()
+        b.close()
+
+
+def test_c_take_into_refuses_bad_arguments() -> None:
+    take = pytest.importorskip("pynode.runtime._spin").take_into
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(TypeError, match="bytearray"):
+            take(b"", a.fileno(), a.fileno(), 0.1, 10, bool, 1)
+        with pytest.raises(ValueError, match="descriptor"):
+            take(bytearray(), -1, a.fileno(), 0.1, 10, bool, 1)
+        with pytest.raises(ValueError, match="positive"):
+            take(bytearray(), a.fileno(), a.fileno(), 0.1, 0, bool, 1)
+        with pytest.raises(ValueError, match="positive"):
+            take(bytearray(), a.fileno(), a.fileno(), 0.1, 10, bool, 0)
+        with pytest.raises(TypeError, match="7 arguments"):
+            take(bytearray(), a.fileno())
+    finally:
+        a.close()
+        b.close()
+
+
 def test_c_wait_readable_lets_other_threads_run() -> None:
     """The point of the C spin: while it polls, a Python thread (a BlockingNode caller the
     loop has just woken) gets the GIL. The thread counts while it holds the GIL; this one

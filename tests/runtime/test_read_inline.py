@@ -40,11 +40,13 @@ def c_spin(monkeypatch: pytest.MonkeyPatch) -> None:
     spin = pytest.importorskip("pynode.runtime._spin")
     monkeypatch.setattr(busywait, "_wait_readable", spin.wait_readable)
     monkeypatch.setattr(transport, "_read_ready", spin.read_ready)
+    monkeypatch.setattr(transport, "_take_into", spin.take_into)
 
 
 @pytest.fixture
 def waits(c_spin: None, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The seconds of every inline wait from now on (the compiled read_ready, counted)."""
+    """The seconds of every inline wait from now on (the compiled read_ready and take_into,
+    counted)."""
     real = transport._read_ready
     assert real is not None
     seen: list[float] = []
@@ -54,6 +56,14 @@ def waits(c_spin: None, monkeypatch: pytest.MonkeyPatch) -> list[float]:
         return real(epfd, fd, seconds, size)
 
     monkeypatch.setattr(transport, "_read_ready", counting)
+    take = transport._take_into
+    assert take is not None
+
+    def counting_take(buf: bytearray, epfd: int, fd: int, seconds: float, *rest: Any) -> tuple[int, int]:
+        seen.append(seconds)  # (a take's reads after the first are not counted)
+        return take(buf, epfd, fd, seconds, *rest)
+
+    monkeypatch.setattr(transport, "_take_into", counting_take)
     return seen
 
 

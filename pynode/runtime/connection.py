@@ -128,7 +128,6 @@ class Connection:
         self.tick_intensity = tick_intensity
         self._dispatch = dispatch
         self._on_down = on_down
-        self._last_read = time.monotonic()
         self._writes_seen = channel.writes  # channel.writes when the peer last sent something
         self.alive = True
         """False once the connection is down (an attribute: read on every send)."""
@@ -244,7 +243,6 @@ class Connection:
 
     # -- receiving --------------------------------------------------------------------------
     def _on_data(self, data: bytes) -> None:
-        self._last_read = time.monotonic()
         self.bytes_in += len(data)
         dist = self.dist
         before = self._messages_in + dist.delivered
@@ -267,7 +265,6 @@ class Connection:
     def taken(self, nbytes: int, messages: int) -> None:
         """Count bytes a task read and handled itself (``Channel.take_inline``), as _on_data
         counts what the connection handles."""
-        self._last_read = time.monotonic()
         self.bytes_in += nbytes
         self.dist.delivered += messages
         self._writes_seen = self.channel.writes
@@ -315,9 +312,15 @@ class Connection:
         self._retick.set()
 
     async def _ticker(self) -> None:
+        """Tick when this side wrote nothing for an interval (net_ticktime / intensity), and
+        give the peer up once it sent nothing for net_ticktime: intervals without a byte
+        read, as net_kernel counts them (a read costs no clock reading then)."""
         channel = self.channel
+        seen, silent = self.bytes_in, 0.0
         while True:
-            with anyio.move_on_after(self.net_ticktime / self.tick_intensity):
+            interval = self.net_ticktime / self.tick_intensity
+            t0 = time.monotonic()
+            with anyio.move_on_after(interval):
                 await self._retick.wait()
             if self._retick.is_set():  # a new net_ticktime: start a new interval with it
                 self._retick = anyio.Event()
@@ -327,8 +330,11 @@ class Connection:
                 self.ticks_out += 1
                 self.bytes_out += 4
             channel.wrote = False
-            silent = time.monotonic() - self._last_read
-            if silent > self.net_ticktime:
+            if self.bytes_in != seen:
+                seen, silent = self.bytes_in, 0.0
+                continue
+            silent += time.monotonic() - t0
+            if silent >= self.net_ticktime:
                 raise ConnectionLost(
                     f"{self.peer} sent nothing for {silent:.1f} s (net_ticktime {self.net_ticktime} s)"
                 )

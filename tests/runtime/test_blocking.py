@@ -157,6 +157,8 @@ def _connected_pair(a: BlockingNode, b: BlockingNode, shared: bool = False) -> C
         a.mailbox().send(inbox.pid, Atom("first"))
         assert inbox.receive(timeout=10) == Atom("first")
         assert cast(Any, conn.channel)._shared
+        a.run(lambda: None)  # the loop is past its hand-over (a received message may not be)
+        assert conn._handed == 0
         inbox.close()
     return conn
 
@@ -175,6 +177,7 @@ def test_a_threads_send_goes_straight_to_the_socket() -> None:
             by_loop = conn.messages_out
             out.send(inbox.pid, Atom("first"))
             assert inbox.receive(timeout=10) == Atom("first")
+            a.run(lambda: None)  # the loop is past its hand-over (b may receive before)
             assert conn.messages_out == by_loop + 1  # the loop wrote it
             assert channel._shared
             by_loop = conn.messages_out
@@ -443,7 +446,7 @@ def test_an_interrupted_thread_write_drops_the_connection_not_the_stream(
 
     with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
         with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
-            conn = _connected_pair(a, b)
+            conn = _connected_pair(a, b, shared=True)
             inbox = b.mailbox()
             out = a.mailbox()
             out.send(inbox.pid, Atom("before"))

@@ -301,22 +301,13 @@ def test_selective_receivers_in_threads_do_not_miss_a_message_after_another_took
         assert got == {"T2": Atom("b"), "T1": Atom("a")}
 
 
-class _SwitchAtLock:
-    """Stands in for a channel's write lock: the first time the loop's thread is about to
-    take it while ``armed``, another thread runs ``then`` to its end first (as a switch of
-    the GIL there lets it), then the lock is taken as usual."""
+class _LockStandIn:
+    """Stands in for a channel's write lock (``acquire`` is the subclass's hook)."""
 
-    def __init__(self, lock: Any, loop_thread: int, then: Any) -> None:
-        self._lock, self._loop_thread, self._then = lock, loop_thread, then
-        self.armed = False
-        self.fired = False
+    def __init__(self, lock: Any, loop_thread: int) -> None:
+        self._lock, self._loop_thread = lock, loop_thread
 
     def acquire(self) -> Any:
-        if self.armed and not self.fired and threading.get_ident() == self._loop_thread:
-            self.fired = True
-            t = threading.Thread(target=self._then)
-            t.start()
-            t.join(30)
         return self._lock.acquire()
 
     def release(self) -> None:
@@ -327,6 +318,63 @@ class _SwitchAtLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+class _SwitchAtLock(_LockStandIn):
+    """The first time the loop's thread is about to take the lock while ``armed``, another
+    thread runs ``then`` to its end first (as a switch of the GIL there lets it), then the
+    lock is taken as usual."""
+
+    def __init__(self, lock: Any, loop_thread: int, then: Any) -> None:
+        super().__init__(lock, loop_thread)
+        self._then = then
+        self.armed = False
+        self.fired = False
+
+    def acquire(self) -> Any:
+        if self.armed and not self.fired and threading.get_ident() == self._loop_thread:
+            self.fired = True
+            t = threading.Thread(target=self._then)
+            t.start()
+            t.join(30)
+        return super().acquire()
+
+
+class _CountingLock(_LockStandIn):
+    """Counts the times the loop's thread takes the lock."""
+
+    by_loop = 0
+
+    def acquire(self) -> Any:
+        if threading.get_ident() == self._loop_thread:
+            self.by_loop += 1
+        return super().acquire()
+
+
+def test_the_loops_writes_take_the_lock_only_once_a_thread_writes() -> None:
+    """The write lock is for threads writing to the socket themselves: until one has asked
+    to, the loop's writes (every message of an asyncio-only node) do without it."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            conn = _connected_pair(a, b)
+            assert a.node is not None
+            node = a.node
+            channel: Any = conn.channel
+            inbox = b.mailbox()
+            counting = _CountingLock(channel._wlock, a._loop_thread)
+
+            def loop_sends(x: int) -> None:
+                channel._wlock = counting
+                node.send_nowait(inbox.pid, x)
+
+            a.run(loop_sends, 1)
+            assert inbox.receive(timeout=10) == 1
+            assert counting.by_loop == 0 and not channel._shared
+            a.mailbox().send(inbox.pid, 2)  # a thread's first send: the loop writes it, and shares
+            assert inbox.receive(timeout=10) == 2
+            a.run(loop_sends, 3)
+            assert inbox.receive(timeout=10) == 3
+            assert channel._shared and counting.by_loop >= 1
 
 
 @pytest.mark.parametrize("corked", [False, True], ids=["written-at-once", "corked"])

@@ -199,16 +199,23 @@ take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *buf = args[0], *enough = args[5];
-    if (!PyByteArray_CheckExact(buf)) {
+    if (!PyByteArray_Check(buf)) {
         PyErr_SetString(PyExc_TypeError, "take_into: buf must be a bytearray");
         return NULL;
     }
-    long epfd = PyLong_AsLong(args[1]);
-    long fd = PyLong_AsLong(args[2]);
-    double seconds = PyFloat_AsDouble(args[3]);
-    Py_ssize_t size = PyLong_AsSsize_t(args[4]);
-    Py_ssize_t reads = PyLong_AsSsize_t(args[6]);
-    if (PyErr_Occurred())
+    /* one at a time: a conversion may run Python code (__index__), never with an error set */
+    long epfd, fd;
+    double seconds;
+    Py_ssize_t size, reads;
+    if ((epfd = PyLong_AsLong(args[1])) == -1 && PyErr_Occurred())
+        return NULL;
+    if ((fd = PyLong_AsLong(args[2])) == -1 && PyErr_Occurred())
+        return NULL;
+    if ((seconds = PyFloat_AsDouble(args[3])) == -1.0 && PyErr_Occurred())
+        return NULL;
+    if ((size = PyLong_AsSsize_t(args[4])) == -1 && PyErr_Occurred())
+        return NULL;
+    if ((reads = PyLong_AsSsize_t(args[6])) == -1 && PyErr_Occurred())
         return NULL;
     if (epfd < 0 || fd < 0 || epfd > INT_MAX || fd > INT_MAX) {
         PyErr_SetString(PyExc_ValueError, "take_into: bad file descriptor");
@@ -234,7 +241,14 @@ take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         if (PyByteArray_Resize(buf, had + size) < 0)
             return NULL;
-        char *into = PyByteArray_AS_STRING(buf) + had;  /* nobody else holds buf meanwhile */
+        /* an export while the GIL is released: a thread that enough() gave buf to gets a
+         * BufferError if it resizes buf then, instead of our read landing in freed memory */
+        Py_buffer view;
+        if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+            (void)PyByteArray_Resize(buf, had);  /* shrinking an unexported bytearray */
+            return NULL;
+        }
+        char *into = (char *)view.buf + had;
         int ready;
         ssize_t n = -1;
         int err = 0;
@@ -245,8 +259,9 @@ take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             err = errno;
         }
         Py_END_ALLOW_THREADS
+        PyBuffer_Release(&view);
         if (PyByteArray_Resize(buf, had + (n > 0 ? (Py_ssize_t)n : 0)) < 0)
-            return NULL;
+            return NULL;  /* a shrink: fails only if another thread took an export meanwhile */
         if (!ready) {
             outcome = TAKE_SPENT;
             break;

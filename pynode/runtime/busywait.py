@@ -147,14 +147,22 @@ found nothing (another descriptor's event, or the stream's end); ``reads`` reads
 def _take_composed(
     buf: bytearray, epfd: int, fd: int, seconds: float, size: int, enough: Callable[[bytearray], bool], reads: int
 ) -> tuple[int, int]:
-    """take_into of a _spin built before it had one (read_ready's reads, looped here)."""
+    """take_into of a _spin built before it had one (read_ready's reads, looped here), with
+    the same checks and outcomes."""
     assert read_ready is not None
-    end = time.monotonic() + seconds
+    if not isinstance(buf, bytearray):
+        raise TypeError("take_into: buf must be a bytearray")
+    if size <= 0 or reads <= 0:
+        raise ValueError("take_into: size and reads must be positive")
+    # as the C spin's window: at most a second, and none for a negative or NaN time
+    end = time.monotonic() + (min(seconds, 1.0) if seconds >= 0.0 else 0.0)
     made = 0
     while True:
         left = end - time.monotonic()
         if left <= 0:
             return TAKE_LATE, made
+        buf.append(0)  # a buf that cannot grow (an export) fails here, before a read takes bytes
+        del buf[-1]
         data = read_ready(epfd, fd, left, size)
         if data is None:
             return TAKE_SPENT, made

@@ -42,6 +42,9 @@ def erpc_result(down_reason: Any, res_ref: Reference) -> Any:
             return r[2]
         if r[1] == ERROR and len(r) == 4:
             raise RemoteError(ERROR, r[2], r[3])
+        if r[1] == ERROR and len(r) == 3 and type(r[2]) is tuple and len(r[2]) == 2 and r[2][0] == ERPC:
+            # {Res, error, {erpc, R}}: execute_call's badarg for a malformed M, F or A
+            raise RemoteError(ERROR, r[2])
         if r[1] in (THROW, EXIT):
             raise RemoteError(r[1], r[2])
     if r == NOCONNECTION:

@@ -293,73 +293,70 @@ def test_take_into_reads_until_enough_and_says_why_it_stopped(take_into: Any) ->
         b.close()
 
 
-def test_take_into_refuses_bad_arguments(take_into: Any) -> None:
+@pytest.fixture
+def watched() -> Iterator[tuple[socket.socket, socket.socket, select.epoll]]:
+    """A socket pair whose reading end (non-blocking) an epoll watches: (a, b, epoll)."""
     a, b = socket.socketpair()
     ep = select.epoll()
-    try:
-        with pytest.raises(TypeError, match="bytearray"):
-            take_into(b"", a.fileno(), a.fileno(), 0.1, 10, bool, 1)
-        with pytest.raises(ValueError, match="descriptor"):
-            take_into(bytearray(), -1, a.fileno(), 0.1, 10, bool, 1)
-        with pytest.raises(ValueError, match="positive"):
-            take_into(bytearray(), a.fileno(), a.fileno(), 0.1, 0, bool, 1)
-        with pytest.raises(ValueError, match="positive"):
-            take_into(bytearray(), a.fileno(), a.fileno(), 0.1, 10, bool, 0)
-        with pytest.raises(TypeError):
-            take_into(bytearray(), a.fileno())
-        b.sendall(b"x")  # a NaN time is no time: nothing read, as for 0
-        assert take_into(bytearray(), a.fileno(), a.fileno(), math.nan, 10, bool, 1) == (busywait.TAKE_LATE, 0)
-
-        class Sub(bytearray):
-            pass
-
-        buf = Sub(b"s:")  # a bytearray subclass is a bytearray
-        a.setblocking(False)
-        ep.register(a.fileno(), select.EPOLLIN)
-        assert take_into(buf, ep.fileno(), a.fileno(), 1.0, 10, lambda _: False, 1) == (busywait.TAKE_STREAK, 1)
-        assert buf == b"s:x"
-    finally:
-        ep.close()
-        a.close()
-        b.close()
+    a.setblocking(False)
+    ep.register(a.fileno(), select.EPOLLIN)
+    yield a, b, ep
+    ep.close()
+    a.close()
+    b.close()
 
 
-def test_take_into_leaves_the_bytes_in_the_socket_when_buf_cannot_grow(take_into: Any) -> None:
+def test_take_into_refuses_bad_arguments(take_into: Any, watched: Any) -> None:
+    a, b, ep = watched
+    epfd, fd = ep.fileno(), a.fileno()
+    with pytest.raises(TypeError, match="bytearray"):
+        take_into(b"", epfd, fd, 0.1, 10, bool, 1)
+    with pytest.raises(ValueError, match="descriptor"):
+        take_into(bytearray(), -1, fd, 0.1, 10, bool, 1)
+    with pytest.raises(ValueError, match="positive"):
+        take_into(bytearray(), epfd, fd, 0.1, 0, bool, 1)
+    with pytest.raises(ValueError, match="positive"):
+        take_into(bytearray(), epfd, fd, 0.1, 10, bool, 0)
+    with pytest.raises(TypeError):
+        take_into(bytearray(), epfd)
+    b.sendall(b"x")  # a NaN time is no time: nothing read, as for 0
+    assert take_into(bytearray(), epfd, fd, math.nan, 10, bool, 1) == (busywait.TAKE_LATE, 0)
+
+    class Sub(bytearray):
+        pass
+
+    buf = Sub(b"s:")  # a bytearray subclass is a bytearray
+    assert take_into(buf, epfd, fd, 1.0, 10, lambda _: False, 1) == (busywait.TAKE_STREAK, 1)
+    assert buf == b"s:x"
+
+
+def test_take_into_leaves_the_bytes_in_the_socket_when_buf_cannot_grow(take_into: Any, watched: Any) -> None:
     """enough() may keep a view of buf, which then cannot be resized: the next read is not
     made (its bytes would be lost), and the error is the caller's."""
-    a, b = socket.socketpair()
-    ep = select.epoll()
-    try:
-        a.setblocking(False)
-        ep.register(a.fileno(), select.EPOLLIN)
-        views: list[memoryview] = []
+    a, b, ep = watched
+    views: list[memoryview] = []
 
-        def keeps_a_view(buf: bytearray) -> bool:
-            views.append(memoryview(buf))
-            b.sendall(b"cd")
-            return False
+    def keeps_a_view(buf: bytearray) -> bool:
+        views.append(memoryview(buf))
+        b.sendall(b"cd")
+        return False
 
-        buf = bytearray()
-        b.sendall(b"ab")
-        with pytest.raises(BufferError):
-            take_into(buf, ep.fileno(), a.fileno(), 1.0, 2, keeps_a_view, 16)
-        assert buf == b"ab"
-        views[0].release()
-        assert take_into(buf, ep.fileno(), a.fileno(), 1.0, 100, bool, 16) == (busywait.TAKE_ENOUGH, 1)
-        assert buf == b"abcd"
-    finally:
-        ep.close()
-        a.close()
-        b.close()
+    buf = bytearray()
+    b.sendall(b"ab")
+    with pytest.raises(BufferError):
+        take_into(buf, ep.fileno(), a.fileno(), 1.0, 2, keeps_a_view, 16)
+    assert buf == b"ab"
+    views[0].release()
+    assert take_into(buf, ep.fileno(), a.fileno(), 1.0, 100, bool, 16) == (busywait.TAKE_ENOUGH, 1)
+    assert buf == b"abcd"
 
 
-def test_c_take_into_holds_buf_while_it_reads_without_the_gil() -> None:
+def test_c_take_into_holds_buf_while_it_reads_without_the_gil(watched: Any) -> None:
     """While the compiled spin waits without the GIL, its read's place in buf is exported: a
     thread that resizes buf then gets a BufferError instead of the read landing in freed
     memory, and what the read brings is in buf afterwards."""
     take = pytest.importorskip("pynode.runtime._spin").take_into
-    a, b = socket.socketpair()
-    ep = select.epoll()
+    a, b, ep = watched
     buf = bytearray(b"kept")
     refused = threading.Event()
     deadline = time.monotonic() + 10.0
@@ -377,26 +374,19 @@ def test_c_take_into_holds_buf_while_it_reads_without_the_gil() -> None:
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1.0)
+    t = threading.Thread(target=resizes)
+    t.start()
     try:
-        a.setblocking(False)
-        ep.register(a.fileno(), select.EPOLLIN)
-        t = threading.Thread(target=resizes)
-        t.start()
-        try:
-            outcome = busywait.TAKE_SPENT
-            while outcome == busywait.TAKE_SPENT and time.monotonic() < deadline:
-                # a spin ends early when the resizing thread takes its CPU: spin again
-                outcome, reads = take(buf, ep.fileno(), a.fileno(), 1.0, 100, bool, 1)
-        finally:
-            t.join(10.0)
-        assert refused.is_set()
-        assert (outcome, reads) == (busywait.TAKE_ENOUGH, 1)
-        assert buf == b"keptdata"
+        outcome = busywait.TAKE_SPENT
+        while outcome == busywait.TAKE_SPENT and time.monotonic() < deadline:
+            # a spin ends early when the resizing thread takes its CPU: spin again
+            outcome, reads = take(buf, ep.fileno(), a.fileno(), 1.0, 100, bool, 1)
     finally:
+        t.join(10.0)
         sys.setswitchinterval(interval)
-        ep.close()
-        a.close()
-        b.close()
+    assert refused.is_set()
+    assert (outcome, reads) == (busywait.TAKE_ENOUGH, 1)
+    assert buf == b"keptdata"
 
 
 def test_c_wait_readable_lets_other_threads_run() -> None:

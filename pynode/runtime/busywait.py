@@ -59,27 +59,44 @@ AT_ONCE = 5e-6  # a wait that ends sooner found its event at the first poll (one
 # The compiled spin (_spin.c) has the same rule.
 YIELD_TAKEN = 50e-6
 
+# A closed gate's probe that such a yield ended doubles the gate's probe interval, up to
+# PROBE_EVERY_MAX waits (with erl streaming to pynode on one CPU, 1,000-2,000 waits a second:
+# a probe every second or so); a probe that hits, or runs out by itself, sets it back to
+# PROBE_EVERY. Each such probe handed the other thread a whole time slice. With erl streaming
+# small messages to pynode on one CPU (benchmarks/recv_place.py's shared placement,
+# 2026-12-04) the probes did so about once per 1000 messages, and after each long turn erl's
+# sender (under BBR) sent the next messages one TCP segment each, at about twice its CPU per
+# message: 105k-122k msgs/s in 6 runs without the back-off, 185k-220k in 6 with it. An open
+# gate's spins are not probes: an erl node's long turn at a request on the same CPU leaves
+# them be. (A hold of 0.1 s on every gate after such a spin slowed rpc.py's erl -> pynode p50
+# from 89-98 to 141-155 us; the back-off left it at 89-94 against 89-98, in turns.)
+PROBE_EVERY_MAX = 1024
+
 _sched_yield = getattr(os, "sched_yield", None)
+_py_given_up = 0  # spins in Python ended by YIELD_TAKEN (SpinningSelector.select)
 _EPOLLIN = getattr(select, "EPOLLIN", 1)
 
 
 class SpinGate:
     """Whether the next wait of one kind should spin, from how the recent ones ended."""
 
-    __slots__ = ("hits", "_skipped")
+    __slots__ = ("hits", "_skipped", "probe_every", "_taken_seen")
 
     def __init__(self) -> None:
         self.hits = 1.0
         """The running rate of spins that ended with an event (1: all of them)."""
         self._skipped = 0
+        self.probe_every = PROBE_EVERY
+        """While closed, one wait in this many spins (see PROBE_EVERY_MAX)."""
+        self._taken_seen = spins_given_up()
 
     def allow(self) -> bool:
         """True to spin this time: while at least HIT_FLOOR of recent spins ended with an
-        event, and else for one wait in PROBE_EVERY."""
+        event, and else for one wait in ``probe_every``."""
         if self.hits >= HIT_FLOOR:
             return True
         self._skipped += 1
-        if self._skipped < PROBE_EVERY:
+        if self._skipped < self.probe_every:
             return False
         self._skipped = 0
         return True
@@ -90,8 +107,18 @@ class SpinGate:
         return self.hits >= HIT_FLOOR
 
     def outcome(self, hit: bool) -> None:
-        """A whole spin ended: with an event (``hit``) or run out."""
+        """A whole spin ended: with an event (``hit``) or run out. A closed gate's probe that
+        ran out because it gave its CPU away (:func:`spins_given_up` moved) doubles
+        ``probe_every``; any other probe's outcome sets it back."""
+        probe = self.hits < HIT_FLOOR
         self.hits += ((1.0 if hit else 0.0) - self.hits) * HIT_WEIGHT
+        taken = spins_given_up()
+        given_up = taken != self._taken_seen
+        self._taken_seen = taken
+        if probe and not hit and given_up:
+            self.probe_every = min(self.probe_every * 2, PROBE_EVERY_MAX)
+        else:
+            self.probe_every = PROBE_EVERY
 
 
 def _load_c_spin() -> Callable[[int, float], bool] | None:
@@ -110,6 +137,23 @@ wait_readable: Callable[[int, float], bool] | None = _wait_readable
 time is up (False); None without the compiled helper."""
 C_SPIN: bool = _wait_readable is not None
 """Whether the spin runs in C without the GIL (else in Python, holding it between polls)."""
+
+
+def _load_c_given_up() -> Callable[[], int] | None:
+    if _wait_readable is None:
+        return None
+    from . import _spin
+
+    return getattr(_spin, "given_up", None)  # (a _spin built before it had one: None)
+
+
+_c_given_up = _load_c_given_up()
+
+
+def spins_given_up() -> int:
+    """Spins of this process, in C and in Python, that a yield taken by another thread ended
+    (YIELD_TAKEN), so far."""
+    return _py_given_up + (_c_given_up() if _c_given_up is not None else 0)
 
 
 def _read_composed(epfd: int, fd: int, seconds: float, size: int) -> bytes | None:
@@ -295,6 +339,7 @@ class SpinningSelector(selectors.BaseSelector):
         self.inner.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        global _py_given_up
         polls = self.polls
         self.polls = polls + 1
         poll = self.inner.select
@@ -331,6 +376,7 @@ class SpinningSelector(selectors.BaseSelector):
             if _sched_yield is not None:
                 _sched_yield()  # another runnable process (say, the erl we wait for) goes first
                 if now() - t >= YIELD_TAKEN:  # it did, for a while: this CPU is busy
+                    _py_given_up += 1
                     self.given_up += 1
                     if whole:
                         gate.outcome(False)

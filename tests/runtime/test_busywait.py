@@ -30,6 +30,8 @@ def c_spin() -> Any:
 def spin_impl(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """Selectors made in the test spin in C (without the GIL) or in Python."""
     monkeypatch.setattr(busywait, "_wait_readable", c_spin() if request.param == "c" else None)
+    if request.param == "c":  # and their give-ups are counted where gates look (spins_given_up)
+        monkeypatch.setattr(busywait, "_c_given_up", pytest.importorskip("pynode.runtime._spin").given_up)
     return str(request.param)
 
 
@@ -489,6 +491,90 @@ async def test_nothing_to_spin_on_trio(anyio_backend: str) -> None:
 
 
 # -- SpinGate: spinning only while it pays ----------------------------------------------------
+
+
+def test_a_closed_gates_probe_that_shares_its_cpu_backs_off(
+    pair: Any, spin_impl: str, cpu_hog: int
+) -> None:
+    """A probe that hands its CPU to a busy process doubles the gate's probe interval."""
+    a, b = pair
+    inner, sel = gated(a, 5.0, 0.0)  # closed
+    for _ in range(busywait.PROBE_EVERY - 1):  # refused waits: the next one is a probe
+        assert not sel.gate.allow()
+    before = busywait.spins_given_up()
+    inner.on_block = lambda: b.send(b"x")
+    assert [key.fileobj for key, _ in sel.select(None)] == [a]
+    assert busywait.spins_given_up() > before
+    assert sel.gate.probe_every == 2 * busywait.PROBE_EVERY
+
+
+class GivenUp:
+    """A stand-in for busywait.spins_given_up that the test moves."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> int:
+        return self.count
+
+
+def closed_gate(monkeypatch: pytest.MonkeyPatch) -> tuple[busywait.SpinGate, GivenUp]:
+    given_up = GivenUp()
+    monkeypatch.setattr(busywait, "spins_given_up", given_up)
+    gate = busywait.SpinGate()
+    while gate.hits >= busywait.HIT_FLOOR:  # spins that ran out by themselves
+        gate.outcome(False)
+    assert gate.probe_every == busywait.PROBE_EVERY
+    return gate, given_up
+
+
+def next_probe(gate: busywait.SpinGate) -> int:
+    """Waits until the gate allows one (a probe), that one included."""
+    for waits in range(1, 10 * busywait.PROBE_EVERY_MAX):
+        if gate.allow():
+            return waits
+    raise AssertionError("no probe")
+
+
+def test_probes_given_up_back_off_to_the_cap_and_a_hit_resets_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, given_up = closed_gate(monkeypatch)
+    next_probe(gate)  # where the count of skipped waits starts from
+    every = busywait.PROBE_EVERY
+    while every < busywait.PROBE_EVERY_MAX:
+        given_up.count += 1  # this probe gave its CPU away
+        gate.outcome(False)
+        every *= 2
+        assert gate.probe_every == every
+        assert next_probe(gate) == every
+    given_up.count += 1
+    gate.outcome(False)
+    assert gate.probe_every == busywait.PROBE_EVERY_MAX  # capped
+    assert next_probe(gate) == busywait.PROBE_EVERY_MAX
+    gate.outcome(True)  # a probe that caught its event
+    assert gate.probe_every == busywait.PROBE_EVERY
+    assert next_probe(gate) == busywait.PROBE_EVERY
+
+
+def test_a_probe_that_runs_out_by_itself_resets_the_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, given_up = closed_gate(monkeypatch)
+    next_probe(gate)
+    given_up.count += 1
+    gate.outcome(False)
+    assert gate.probe_every == 2 * busywait.PROBE_EVERY
+    next_probe(gate)
+    gate.outcome(False)  # ran out with the CPU to itself: sparse traffic, as before
+    assert gate.probe_every == busywait.PROBE_EVERY
+
+
+def test_an_open_gates_spin_given_up_is_no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An erl node's long turn at a request on the same CPU leaves an open gate as it was."""
+    given_up = GivenUp()
+    monkeypatch.setattr(busywait, "spins_given_up", given_up)
+    gate = busywait.SpinGate()
+    given_up.count += 1
+    gate.outcome(False)
+    assert gate.open and gate.probe_every == busywait.PROBE_EVERY
+    assert all(gate.allow() for _ in range(3))
 
 
 def test_a_gate_spins_while_spins_end_with_events() -> None:

@@ -80,7 +80,7 @@ _EPOLLIN = getattr(select, "EPOLLIN", 1)
 class SpinGate:
     """Whether the next wait of one kind should spin, from how the recent ones ended."""
 
-    __slots__ = ("hits", "_skipped", "probe_every", "_taken_seen")
+    __slots__ = ("hits", "_skipped", "probe_every", "_probe_seen")
 
     def __init__(self) -> None:
         self.hits = 1.0
@@ -88,7 +88,7 @@ class SpinGate:
         self._skipped = 0
         self.probe_every = PROBE_EVERY
         """While closed, one wait in this many spins (see PROBE_EVERY_MAX)."""
-        self._taken_seen = spins_given_up()
+        self._probe_seen = -1  # spins_given_up() when the latest probe began; -1: none since
 
     def allow(self) -> bool:
         """True to spin this time: while at least HIT_FLOOR of recent spins ended with an
@@ -99,6 +99,7 @@ class SpinGate:
         if self._skipped < self.probe_every:
             return False
         self._skipped = 0
+        self._probe_seen = spins_given_up()
         return True
 
     @property
@@ -107,15 +108,16 @@ class SpinGate:
         return self.hits >= HIT_FLOOR
 
     def outcome(self, hit: bool) -> None:
-        """A whole spin ended: with an event (``hit``) or run out. A closed gate's probe that
-        ran out because it gave its CPU away (:func:`spins_given_up` moved) doubles
-        ``probe_every``; any other probe's outcome sets it back."""
-        probe = self.hits < HIT_FLOOR
+        """A whole spin ended: with an event (``hit``) or run out. A probe that ran out while
+        a spin of this process gave its CPU away (:func:`spins_given_up` moved since the
+        probe began: this probe's spin, as a rule) doubles ``probe_every``; a probe's other
+        outcomes set it back."""
         self.hits += ((1.0 if hit else 0.0) - self.hits) * HIT_WEIGHT
-        taken = spins_given_up()
-        given_up = taken != self._taken_seen
-        self._taken_seen = taken
-        if probe and not hit and given_up:
+        seen = self._probe_seen
+        if seen < 0:  # an open gate's spin, not a probe
+            return
+        self._probe_seen = -1
+        if not hit and spins_given_up() != seen:
             self.probe_every = min(self.probe_every * 2, PROBE_EVERY_MAX)
         else:
             self.probe_every = PROBE_EVERY
@@ -144,7 +146,8 @@ def _load_c_given_up() -> Callable[[], int] | None:
         return None
     from . import _spin
 
-    return getattr(_spin, "given_up", None)  # (a _spin built before it had one: None)
+    # a _spin built before it had one: None, and its spins' give-ups go uncounted (no back-off)
+    return getattr(_spin, "given_up", None)
 
 
 _c_given_up = _load_c_given_up()

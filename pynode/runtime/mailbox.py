@@ -50,6 +50,10 @@ class Mailbox:
         # the connection this process last sent on: an answer most likely comes back on it,
         # and a receive waiting for one reads it there first (Channel.read_inline)
         self._peer: Connection | None = None
+        # the last remote send's destination (the object itself) and its route: a process
+        # sends to one peer over and over, and the lookup is most of a send's Python
+        self._route_dest: Any = _NO_MATCH
+        self._route: tuple[Connection, Any] | None = None
         self.trap_exit = False
         """When True, exit signals arrive as ``('EXIT', From, Reason)`` messages."""
         self.links: dict[Pid, int] = {}  # pid -> 0 (linked) or the id of our pending unlink
@@ -175,7 +179,8 @@ class Mailbox:
                         if peer.alive:
                             peer.channel.read_inline(w.done, self.node.busy_wait)
                         else:
-                            self._peer = None  # not kept (with its buffers) once it is down
+                            # not kept (with its buffers) once it is down
+                            self._peer = self._route = None
                     await w
                 finally:
                     if w in self._waiters:  # not woken (cancelled, timed out)
@@ -218,9 +223,21 @@ class Mailbox:
     # -- sending and lifetime ---------------------------------------------------------------
     async def send(self, dest: Any, message: Any) -> None:
         """Send ``message`` to a Pid, a registered name, or ``(name, node)``, from this pid."""
-        conn = await self.node._send(dest, message, self.pid)
-        if conn is not None:
-            self._peer = conn
+        route = self._route
+        if dest is not self._route_dest or route is None or not route[0].alive:
+            route = self.node.remote_route(dest, self.pid)
+            if route is None:  # here, not connected yet, or not a remote destination
+                self._route_dest, self._route = _NO_MATCH, None
+                conn = await self.node._send(dest, message, self.pid)
+                if conn is not None:
+                    self._peer = conn
+                return
+            self._route_dest, self._route = dest, route
+        conn, control = route
+        self._peer = conn
+        conn.send_nowait(control, message)
+        if conn.channel.congested():
+            await conn.channel.drain()
 
     def register(self, name: str) -> None:
         """Register this mailbox under ``name`` on its node."""

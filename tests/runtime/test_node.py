@@ -45,6 +45,34 @@ async def test_ping_and_messages() -> None:
         assert await mb.receive(timeout=5) == Atom("back")
 
 
+async def test_repeated_sends_to_one_destination_follow_a_new_connection() -> None:
+    # a mailbox keeps the route of its last remote send (Mailbox.send): once that connection
+    # is down, the same destination object goes over a new one, not into the dead one
+    async with two_nodes() as (a, b), a.node_events() as events:
+        inbox = b.mailbox("inbox")
+        mb = a.mailbox()
+        by_name, by_pid = ("inbox", b.name), inbox.pid
+        gone: list[object] = []
+        for round_ in range(3):
+            for dest in (by_name, by_pid, by_name):
+                await mb.send(dest, round_)
+            with anyio.fail_after(10):
+                assert [await inbox.receive() for _ in range(3)] == [round_] * 3
+                assert await events.receive() == ("nodeup", b.name)
+            old = a.connector.get(b.name)
+            assert old is not None and old not in gone
+            gone.append(old)
+            old.close("cut by the test")
+            with anyio.fail_after(10):
+                assert (await events.receive())[:2] == ("nodedown", b.name)
+            assert not old.alive
+        with anyio.fail_after(10):
+            await mb.send(by_pid, Atom("last"))
+            assert await inbox.receive() == Atom("last")
+        new = a.connector.get(b.name)
+        assert new is not None and new not in gone and new.alive
+
+
 async def test_selective_receive_keeps_order() -> None:
     async with two_nodes() as (a, b):
         mb = a.mailbox("m")

@@ -102,6 +102,50 @@ async def test_messages_both_ways_in_order(epmd: Epmd, erl_node: StartErl) -> No
         assert await mb.receive(timeout=30) == (Atom("got"), count, True)
 
 
+async def test_atom_cache_slots_turn_over_without_a_lost_atom(epmd: Epmd, erl_node: StartErl) -> None:
+    # the loop's sends put the control message's atoms in the header's atom cache: 3,000
+    # names monitored by name (MONITOR_P's ToProc is the name) overwrite the 2,048 slots
+    # again and again; erl answers each with its name, and messages sent between them to a
+    # registered process go on arriving whole and in order
+    erl = erl_node()
+    count = 3_000
+    async with py_node(epmd, erl.cookie) as node:
+        mb = node.mailbox()
+        collector = await erl_run(
+            erl,
+            """
+            Loop = fun L(Acc) ->
+                receive
+                    {done, From} -> From ! {got, lists:reverse(Acc)}, L([]);
+                    M -> L([M | Acc])
+                end
+            end,
+            Pid = spawn(fun() -> Loop([]) end),
+            register(cache_collector, Pid),
+            Pid.
+            """,
+        )
+        assert isinstance(collector, Pid)
+        names = [Atom(f"absent_{i}") for i in range(count)]
+        refs = {}
+        for round_ in range(2):  # the second round refers to slots the first one left
+            for i, name in enumerate(names):
+                refs[await mb.monitor((name, erl.name))] = name
+                if i % 100 == 0:
+                    await mb.send((Atom("cache_collector"), erl.name), (name, round_, i))
+            with anyio.fail_after(60):
+                downs = [await mb.receive() for _ in range(count)]
+            assert {d[1] for d in downs} == set(refs)
+            assert all(d[3] == (refs[d[1]], erl.name) and d[4] == Atom("noproc") for d in downs)
+            refs.clear()
+        await mb.send((Atom("cache_collector"), erl.name), (Atom("done"), mb.pid))
+        with anyio.fail_after(60):
+            got = await mb.receive()
+        expected = [(names[i], r, i) for r in range(2) for i in range(0, count, 100)]
+        assert got == (Atom("got"), expected)
+        assert node.is_connected(erl.name)
+
+
 async def test_wrong_cookie_refused_both_ways(epmd: Epmd, erl_node: StartErl) -> None:
     erl = erl_node()
     async with py_node(epmd, "not-" + erl.cookie) as node:

@@ -139,6 +139,24 @@ class ConnectionClosed(Frozen):
 DistEvent = Message | Tick | ConnectionClosed
 
 
+def _header_end(packet: bytes) -> int:
+    """Where the body starts in a whole ``Length:4 | 131 68 | atom cache part | ...`` packet."""
+    n = packet[6]
+    if not n:
+        return 7
+    pos = 7 + n // 2 + 1
+    long_atoms = (packet[7 + n // 2] >> (4 * (n % 2))) & 1
+    for i in range(n):
+        new = (packet[7 + i // 2] >> (4 * (i % 2))) & 8
+        pos += 1  # InternalSegmentIndex
+        if new:
+            if long_atoms:
+                pos += 2 + (packet[pos] << 8 | packet[pos + 1])
+            else:
+                pos += 1 + packet[pos]
+    return pos
+
+
 class AtomCache:
     """The receive side of the distribution header atom cache (one per connection).
 
@@ -214,6 +232,12 @@ class DistConnection:
         self._error: ProtocolError | None = None
         self.atom_cache = AtomCache()
         self._entries = self.atom_cache.entries
+        # the send side's slots (what the peer's cache holds, as our headers set it), when
+        # the atom cache was negotiated: erl then decodes a cached atom by index, not by
+        # text (a message's node, '' and registered name cost it a third less to read)
+        self._out_cache: list[Any] | None = (
+            [None] * ATOM_CACHE_SIZE if flags & DFlag.DIST_HDR_ATOM_CACHE else None
+        )
         self._sequences: dict[int, _Sequence] = {}
         self._buffered = 0
         self.deliver: Callable[[Any, Any], bool] | None = None
@@ -544,11 +568,19 @@ class DistConnection:
         ]
 
     def send_pieces(
-        self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD
+        self,
+        control: ControlMessage | tuple[Any, ...],
+        payload: Any = NO_PAYLOAD,
+        cache_atoms: bool = False,
     ) -> list[bytes | memoryview]:
         """Encode one message as the pieces of its wire bytes, in order: one packet, or for
         a fragmented message the first fragment then each later fragment's header and its
-        data, a view into the encoded message (written with writev, nothing is copied)."""
+        data, a view into the encoded message (written with writev, nothing is copied).
+
+        ``cache_atoms``: the control message's atoms go through the connection's atom cache
+        (when negotiated). Only for a caller that writes these pieces before it encodes the
+        next such message (the event loop's sends): a header that sets a slot must reach
+        the peer before a message that refers to it. Other threads' sends leave it off."""
         if isinstance(control, tuple):
             term = control
         else:
@@ -556,32 +588,45 @@ class DistConnection:
                 what = "needs a payload" if control.HAS_PAYLOAD else "takes no payload"
                 raise ValueError(f"{type(control).__name__} {what}")
             term = control.to_term()
+        cache = self._out_cache if cache_atoms else None
         try:
-            # the whole packet in one codec call: 131 68 0 header, or 112 pass-through
-            packet = encode_dist_packet(term, payload, NO_PAYLOAD, not self._use_header)
+            # the whole packet in one codec call: 131 68 header, or 112 pass-through
+            if cache is not None and self._use_header:
+                packet = encode_dist_packet(term, payload, NO_PAYLOAD, False, cache)
+            else:
+                packet = encode_dist_packet(term, payload, NO_PAYLOAD, not self._use_header)
+            # (a header is at least 7 bytes: 4 length, 131 68, NumberOfAtomCacheRefs)
             if not self._fragments or len(packet) - 7 <= self.fragment_size:
                 return [packet]
-            ctl = encode(term, versioned=False)  # to find where the payload starts
+            start = _header_end(packet)
+            if len(packet) - start <= self.fragment_size:
+                return [packet]
+            # the control message must be in the first fragment: its inline encoding is at
+            # least as long as its encoding with cache refs
+            ctl_max = len(encode(term, versioned=False))
         except EncodeError as exc:
             raise ProtocolError(f"cannot encode distribution message: {exc}") from exc
-        return self._fragment(ctl, memoryview(packet)[7 + len(ctl) :])
+        view = memoryview(packet)
+        return self._fragment(view[6:start], view[start:], ctl_max)
 
-    def _fragment(self, ctl: bytes, pay: memoryview) -> list[bytes | memoryview]:
+    def _fragment(self, cache_part: memoryview, body: memoryview, ctl_max: int) -> list[bytes | memoryview]:
+        """The fragments of a message whose atom cache part (NumberOfAtomCacheRefs | Flags |
+        AtomCacheRefs) and body (Control | Payload) are given; the first fragment holds at
+        least ``ctl_max`` bytes of the body."""
         step = self.fragment_size
-        first = max(0, step - len(ctl))  # the control message must be in the first fragment
-        rest = len(pay) - first
-        count = 1 + (rest + step - 1) // step
+        first = min(max(step, ctl_max), len(body))
+        count = 1 + (len(body) - first + step - 1) // step
         seq = next(self._seqs) & 0xFFFFFFFFFFFFFFFF or 1
         head = _FRAG_HEAD.pack(0, VERSION_MAGIC, DIST_FRAG_HEADER, seq, count)
-        chunk = pay[:first]
+        chunk = body[:first]
         pieces: list[bytes | memoryview] = [
-            b"".join((_U32.pack(19 + len(ctl) + len(chunk)), head[4:], b"\x00", ctl, chunk))
+            b"".join((_U32.pack(18 + len(cache_part) + len(chunk)), head[4:], cache_part, chunk))
         ]
         pos = first
         frag = count - 1
         pack = _FRAG_HEAD.pack
         while frag:
-            chunk = pay[pos : pos + step]
+            chunk = body[pos : pos + step]
             pos += step
             pieces.append(pack(18 + len(chunk), VERSION_MAGIC, DIST_FRAG_CONT, seq, frag))
             pieces.append(chunk)

@@ -166,7 +166,7 @@ class Connection:
         """Queue one message (never blocks; see ``send`` for backpressure)."""
         if not self.alive:
             raise ConnectionLost(f"connection to {self.peer} is down: {self.down_reason}")
-        pieces = self.dist.send_pieces(control, payload)
+        pieces = self.dist.send_pieces(control, payload, True)  # the loop: written at once
         try:
             if len(pieces) == 1:
                 p = pieces[0]

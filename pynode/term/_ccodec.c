@@ -502,12 +502,24 @@ utf8_write(int kind, const void *data, Py_ssize_t n, unsigned char *p)
 /* encoding */
 
 #define ENC_STACK 1024
+/* erts ERTS_ATOM_CACHE_SIZE: 8 segments of 256 entries, indexed by 3 + 8 bits */
+#define ATOM_CACHE_SIZE 2048
+/* NumberOfAtomCacheRefs is one byte (erts ERTS_MAX_INTERNAL_ATOM_CACHE_ENTRIES, 255) */
+#define MAX_CACHE_REFS 255
 
 typedef struct {
     unsigned char *p; /* the buffer: the stack array below, or the data of ``bytes`` */
     Py_ssize_t len, cap;
     PyObject *bytes;
     int nest;
+    /* while set (encode_dist_packet's atom_cache, for the control message's own atoms),
+     * an atom becomes ATOM_CACHE_REF to one of this message's refs: the connection's
+     * outgoing cache slots (a list, updated once the message is whole) and the refs */
+    PyObject *acache;
+    int nrefs;
+    uint16_t rslot[MAX_CACHE_REFS];
+    unsigned char rnew[MAX_CACHE_REFS];
+    PyObject *ratom[MAX_CACHE_REFS]; /* strong references */
     unsigned char stack[ENC_STACK];
 } Enc;
 
@@ -604,6 +616,59 @@ too_deep(void)
 
 #define U32_RANGE "'I' format requires 0 <= number <= 4294967295"
 
+/* 1 when atoms ``a`` and ``b`` have the same text, 0 when not, -1 on error */
+static int
+same_atom(PyObject *a, PyObject *b)
+{
+    if (a == b)
+        return 1;
+    if (!PyUnicode_Check(b))
+        return 0; /* an empty slot (None) */
+    int c = PyUnicode_Compare(a, b);
+    if (c == -1 && PyErr_Occurred())
+        return -1;
+    return c == 0;
+}
+
+/* ``a`` (valid, its UTF-8 under 256 bytes) as ATOM_CACHE_REF to one of this message's
+ * refs: 0 when written, 1 when it must go inline (its slot is another atom's in this
+ * message, or the message has MAX_CACHE_REFS refs already), -1 on error. The slot is the
+ * atom's hash: erts too picks a slot from the atom itself (atom index modulo the size). */
+static int
+enc_atom_ref(Enc *e, PyObject *a)
+{
+    Py_hash_t h = PyObject_Hash(a);
+    if (h == -1)
+        return -1;
+    unsigned int slot = (unsigned int)((size_t)h & (ATOM_CACHE_SIZE - 1));
+    int i, same;
+    for (i = 0; i < e->nrefs; i++) {
+        if (e->rslot[i] == slot) {
+            same = same_atom(a, e->ratom[i]);
+            if (same < 0)
+                return -1;
+            if (!same)
+                return 1;
+            goto write;
+        }
+    }
+    if (e->nrefs == MAX_CACHE_REFS)
+        return 1;
+    same = same_atom(a, PyList_GET_ITEM(e->acache, slot));
+    if (same < 0)
+        return -1;
+    i = e->nrefs++;
+    e->rslot[i] = (uint16_t)slot;
+    e->rnew[i] = (unsigned char)!same;
+    Py_INCREF(a);
+    e->ratom[i] = a;
+write:
+    ENSURE(e, 2);
+    w8(e, ATOM_CACHE_REF);
+    w8(e, (unsigned int)i);
+    return 0;
+}
+
 /* an atom: any str, strict UTF-8 like str.encode() */
 static int
 enc_atom(Enc *e, PyObject *a)
@@ -643,6 +708,11 @@ enc_atom(Enc *e, PyObject *a)
             "atom too long (%zd characters, the limit is 255): %R...", nch, head);
         Py_DECREF(head);
         return enc_error(msg);
+    }
+    if (e->acache != NULL && nb < 256) {
+        int r = enc_atom_ref(e, a);
+        if (r <= 0)
+            return r;
     }
     if (nb < 256) {
         ENSURE(e, 2 + nb);
@@ -1687,6 +1757,8 @@ py_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     e.cap = ENC_STACK;
     e.bytes = NULL;
     e.nest = 0;
+    e.acache = NULL;
+    e.nrefs = 0;
     if (versioned)
         w8(&e, VERSION);
     if (enc(&e, a[0], depth) < 0) {
@@ -3073,10 +3145,6 @@ done:
 
 #define DIST_PASS_THROUGH 112
 #define DIST_HEADER 68
-/* erts ERTS_ATOM_CACHE_SIZE: 8 segments of 256 entries, indexed by 3 + 8 bits */
-#define ATOM_CACHE_SIZE 2048
-/* NumberOfAtomCacheRefs is one byte (erts ERTS_MAX_INTERNAL_ATOM_CACHE_ENTRIES, 255) */
-#define MAX_CACHE_REFS 255
 
 static long long default_depth, default_max_unc;
 
@@ -3974,7 +4042,149 @@ py_decode_dist_body(PyObject *module, PyObject *const *args, Py_ssize_t nargs, P
 }
 
 static ArgSpec encode_dist_packet_spec = {
-    "encode_dist_packet", 4, 4, 3, {"control", "payload", "missing", "pass_through"}, {NULL}};
+    "encode_dist_packet", 5, 5, 3, {"control", "payload", "missing", "pass_through", "atom_cache"},
+    {NULL}};
+
+static void
+enc_drop_refs(Enc *e)
+{
+    for (int i = 0; i < e->nrefs; i++)
+        Py_DECREF(e->ratom[i]);
+    e->nrefs = 0;
+}
+
+/* The control message, its own atoms and the nodes of its own pids, refs and ports through
+ * the atom cache (e->acache while they are encoded); what it nests is encoded inline, as
+ * everything is outside a tuple of at most 255 elements. */
+static int
+enc_control_cached(Enc *e, PyObject *ctl, PyObject *cache)
+{
+    if (!PyTuple_CheckExact(ctl) || PyTuple_GET_SIZE(ctl) > 255)
+        return enc(e, ctl, 10000);
+    Py_ssize_t n = PyTuple_GET_SIZE(ctl), i;
+    ENSURE(e, 2);
+    w8(e, SMALL_TUPLE_EXT);
+    w8(e, (unsigned int)n);
+    for (i = 0; i < n; i++) {
+        PyObject *x = PyTuple_GET_ITEM(ctl, i);
+        PyTypeObject *t = Py_TYPE(x);
+        int r;
+        if (t == T_Atom || t == T_Pid || t == T_Ref || t == T_Port) {
+            e->acache = cache;
+            r = enc(e, x, 9999);
+            e->acache = NULL;
+        }
+        else
+            r = enc(e, x, 9999);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* encode_dist_packet with an atom cache: ``Length:4 | 131 68 NumberOfAtomCacheRefs Flags
+ * AtomCacheRefs | Control | [Payload]``; the slots of the refs marked new are set in
+ * ``cache`` once the message is whole (the peer sets its own as it reads the header). */
+static PyObject *
+encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, PyObject *cache)
+{
+    PyObject *result = NULL;
+    if (!PyList_CheckExact(cache) || PyList_GET_SIZE(cache) != ATOM_CACHE_SIZE) {
+        PyErr_Format(PyExc_TypeError, "atom_cache must be a list of %d slots", ATOM_CACHE_SIZE);
+        return NULL;
+    }
+    Enc e;
+    e.p = e.stack;
+    e.len = 0;
+    e.cap = ENC_STACK;
+    e.bytes = NULL;
+    e.nest = 0;
+    e.acache = NULL;
+    e.nrefs = 0;
+    if (enc_control_cached(&e, ctl, cache) < 0)
+        goto fail;
+    if (payload != missing && enc(&e, payload, 10000) < 0)
+        goto fail;
+    int n = e.nrefs, i;
+    const char *text[MAX_CACHE_REFS];
+    Py_ssize_t tlen[MAX_CACHE_REFS];
+    Py_ssize_t head = 7; /* Length:4 131 68 NumberOfAtomCacheRefs */
+    if (n) {
+        head += n / 2 + 1; /* a half byte of flags per ref, and one for LongAtoms */
+        for (i = 0; i < n; i++) {
+            head += 1; /* InternalSegmentIndex */
+            if (e.rnew[i]) {
+                text[i] = PyUnicode_AsUTF8AndSize(e.ratom[i], &tlen[i]);
+                if (text[i] == NULL)
+                    goto fail;
+                head += 1 + tlen[i]; /* Length (1 byte: no LongAtoms), AtomText */
+            }
+        }
+    }
+    if ((unsigned long long)(head - 4) + (unsigned long long)e.len > 0xFFFFFFFFULL) {
+        PyErr_Format(E_Encode, "distribution packet of %zd bytes is too long for its 4-byte length",
+                     head - 4 + e.len);
+        goto fail;
+    }
+    unsigned char *p;
+    if (e.bytes == NULL) {
+        result = PyBytes_FromStringAndSize(NULL, head + e.len);
+        if (result == NULL)
+            goto fail;
+        p = (unsigned char *)PyBytes_AS_STRING(result);
+        memcpy(p + head, e.stack, (size_t)e.len);
+    }
+    else {
+        result = e.bytes;
+        e.bytes = NULL;
+        if (_PyBytes_Resize(&result, head + e.len) < 0)
+            goto fail;
+        p = (unsigned char *)PyBytes_AS_STRING(result);
+        memmove(p + head, p, (size_t)e.len);
+    }
+    uint32_t size = (uint32_t)(head - 4 + e.len);
+    p[0] = (unsigned char)(size >> 24);
+    p[1] = (unsigned char)(size >> 16);
+    p[2] = (unsigned char)(size >> 8);
+    p[3] = (unsigned char)size;
+    p[4] = VERSION;
+    p[5] = DIST_HEADER;
+    p[6] = (unsigned char)n;
+    if (n) {
+        unsigned char *f = p + 7, *r = f + n / 2 + 1;
+        memset(f, 0, (size_t)(n / 2 + 1)); /* LongAtoms 0: every text here is under 256 bytes */
+        for (i = 0; i < n; i++) {
+            unsigned int half = (e.rnew[i] ? 8u : 0u) | (unsigned int)(e.rslot[i] >> 8);
+            f[i / 2] |= (unsigned char)(i % 2 ? half << 4 : half);
+            *r++ = (unsigned char)(e.rslot[i] & 0xFF);
+            if (e.rnew[i]) {
+                *r++ = (unsigned char)tlen[i];
+                memcpy(r, text[i], (size_t)tlen[i]);
+                r += tlen[i];
+            }
+        }
+        for (i = 0; i < n; i++) {
+            if (e.rnew[i]) {
+                Py_INCREF(e.ratom[i]);
+                if (PyList_SetItem(cache, e.rslot[i], e.ratom[i]) < 0) { /* takes the reference */
+                    Py_DECREF(result);
+                    result = NULL;
+                    break;
+                }
+            }
+        }
+    }
+    enc_drop_refs(&e);
+    return result;
+fail:
+    enc_drop_refs(&e);
+    Py_XDECREF(e.bytes);
+    if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
+        PyErr_Clear();
+        PyErr_SetString(E_Encode, "term nested too deeply for the Python stack");
+    }
+    return NULL;
+}
 
 /* ``Length:4 | 131 68 0 | Control | [Payload]`` (or ``Length:4 | 112 | 131 Control |
  * [131 Payload]`` for pass_through), the payload left out when it is ``missing``. */
@@ -3982,19 +4192,28 @@ static PyObject *
 py_encode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
 {
-    PyObject *a[4], *result;
+    PyObject *a[5], *result;
     int pass = 0;
     (void)module;
     if (parse_args(&encode_dist_packet_spec, args, nargs, kwnames, a) < 0)
         return NULL;
     if (a[3] != NULL && (pass = PyObject_IsTrue(a[3])) < 0)
         return NULL;
+    if (a[4] != NULL && a[4] != Py_None) {
+        if (pass) {
+            PyErr_SetString(PyExc_ValueError, "a pass-through packet has no atom cache refs");
+            return NULL;
+        }
+        return encode_dist_packet_cached(a[0], a[1], a[2], a[4]);
+    }
     Enc e;
     e.p = e.stack;
     e.len = 0;
     e.cap = ENC_STACK;
     e.bytes = NULL;
     e.nest = 0;
+    e.acache = NULL;
+    e.nrefs = 0;
     w32(&e, 0); /* the length, filled in below */
     if (pass) {
         w8(&e, DIST_PASS_THROUGH);
@@ -4117,10 +4336,12 @@ PyDoc_STRVAR(decode_dist_body_doc,
 "resolved through ``refs`` (from decode_dist_header); for reassembled fragments.");
 
 PyDoc_STRVAR(encode_dist_packet_doc,
-"encode_dist_packet(control, payload, missing, pass_through=False) -> bytes\n\n"
+"encode_dist_packet(control, payload, missing, pass_through=False, atom_cache=None) -> bytes\n\n"
 "One whole distribution packet, its 4-byte length included: ``131 68 0 | Control |\n"
 "[Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``\n"
-"with ``pass_through``; no payload when ``payload`` is ``missing``.");
+"with ``pass_through``; no payload when ``payload`` is ``missing``. With ``atom_cache``\n"
+"(the connection's 2048 outgoing slots, a list) the control message's own atoms and the\n"
+"nodes of its own pids, refs and ports become refs in the header, and the slots are set.");
 
 static PyObject *py_type_slots(PyObject *self, PyObject *arg);
 

@@ -179,6 +179,10 @@ def _enc_node(node: str, out: bytearray) -> None:
 def _enc_pid(p: Pid, out: bytearray) -> None:
     out.append(NEW_PID_EXT)
     out += _atom_bytes(p.node)
+    _pid_fields(p, out)
+
+
+def _pid_fields(p: Pid, out: bytearray) -> None:
     try:
         out += _S_III.pack(p.id, p.serial, p.creation)
     except struct.error:
@@ -189,6 +193,10 @@ def _enc_port(p: Port, out: bytearray) -> None:
     # OTP 26+ always writes V4_PORT_EXT (64-bit ids); OTP 24+ reads it
     out.append(V4_PORT_EXT)
     out += _atom_bytes(p.node)
+    _port_fields(p, out)
+
+
+def _port_fields(p: Port, out: bytearray) -> None:
     try:
         out += _S_QI.pack(p.id, p.creation)
     except struct.error:
@@ -196,13 +204,21 @@ def _enc_port(p: Port, out: bytearray) -> None:
 
 
 def _enc_ref(r: Reference, out: bytearray) -> None:
+    _ref_head(r, out)
+    out += _atom_bytes(r.node)
+    _ref_fields(r, out)
+
+
+def _ref_head(r: Reference, out: bytearray) -> None:
     n = len(r.ids)
     if not 1 <= n <= 5:
         raise EncodeError(f"a reference has 1 to 5 ids, not {n}: {r!r}")
     out += _pack_BH(NEWER_REFERENCE_EXT, n)
-    out += _atom_bytes(r.node)
+
+
+def _ref_fields(r: Reference, out: bytearray) -> None:
     try:
-        out += struct.pack(f">{n + 1}I", r.creation, *r.ids)
+        out += struct.pack(f">{len(r.ids) + 1}I", r.creation, *r.ids)
     except struct.error:
         raise EncodeError(f"reference fields out of range: {r!r}") from None
 
@@ -1714,11 +1730,21 @@ def decode_dist_body(
 
 
 def encode_dist_packet(
-    control: Any, payload: Any, missing: Any, pass_through: bool = False
+    control: Any,
+    payload: Any,
+    missing: Any,
+    pass_through: bool = False,
+    atom_cache: list[Any] | None = None,
 ) -> bytes:
     """One whole distribution packet, its 4-byte length included: ``131 68 0 | Control |
     [Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``
-    with ``pass_through``; no payload when ``payload`` is ``missing``."""
+    with ``pass_through``; no payload when ``payload`` is ``missing``. With ``atom_cache``
+    (the connection's 2048 outgoing slots) the control message's own atoms and the nodes of
+    its own pids, refs and ports become refs in the header, and the slots are set."""
+    if atom_cache is not None:
+        if pass_through:
+            raise ValueError("a pass-through packet has no atom cache refs")
+        return _encode_dist_cached(control, payload, missing, atom_cache)
     ctl = encode(control, versioned=pass_through)
     pay = b"" if payload is missing else encode(payload, versioned=pass_through)
     head = _PASS_HEAD if pass_through else _DIST_HEAD
@@ -1730,6 +1756,92 @@ def encode_dist_packet(
     return b"".join((_pack_I(size), head, ctl, pay))
 
 
+def _encode_dist_cached(control: Any, payload: Any, missing: Any, cache: list[Any]) -> bytes:
+    """encode_dist_packet with an atom cache (the C twin's encode_dist_packet_cached)."""
+    if type(cache) is not list or len(cache) != ATOM_CACHE_SIZE:
+        raise TypeError(f"atom_cache must be a list of {ATOM_CACHE_SIZE} slots")
+    out = bytearray()
+    refs: list[tuple[int, Any, bool]] = []  # (slot, atom, new) in ref order
+    try:
+        if type(control) is tuple and len(control) < 256:
+            out.append(SMALL_TUPLE_EXT)
+            out.append(len(control))
+            for x in control:
+                t = type(x)
+                if t is Atom:
+                    _enc_atom_ref(x, out, refs, cache)
+                elif t is Pid:
+                    out.append(NEW_PID_EXT)
+                    _enc_atom_ref(x.node, out, refs, cache)
+                    _pid_fields(x, out)
+                elif t is Reference:
+                    _ref_head(x, out)
+                    _enc_atom_ref(x.node, out, refs, cache)
+                    _ref_fields(x, out)
+                elif t is Port:
+                    out.append(V4_PORT_EXT)
+                    _enc_atom_ref(x.node, out, refs, cache)
+                    _port_fields(x, out)
+                else:
+                    _enc(x, out, 9999)
+        else:
+            _enc(control, out, 10_000)
+        if payload is not missing:
+            _enc(payload, out, 10_000)
+    except RecursionError:
+        raise EncodeError("term nested too deeply for the Python stack") from None
+    finally:
+        spilled = _spilled.pop(id(out), None) if _spilled else None
+    head = bytearray((VERSION, _DIST_HEADER, len(refs)))
+    if refs:
+        flags = bytearray(len(refs) // 2 + 1)  # LongAtoms 0: every text here is under 256 bytes
+        texts = bytearray()
+        for i, (slot, atom, new) in enumerate(refs):
+            half = (8 if new else 0) | slot >> 8
+            flags[i // 2] |= half << 4 if i % 2 else half
+            texts.append(slot & 0xFF)
+            if new:
+                raw = _atom_bytes(atom)[2:]
+                texts.append(len(raw))
+                texts += raw
+        head += flags
+        head += texts
+    size = len(head) + len(out) + (sum(map(len, spilled)) if spilled else 0)
+    if size > 0xFFFFFFFF:
+        raise EncodeError(
+            f"distribution packet of {size} bytes is too long for its 4-byte length"
+        )
+    for slot, atom, new in refs:
+        if new:
+            cache[slot] = atom
+    body = [out] if spilled is None else [*spilled, out]
+    return b"".join((_pack_I(size), head, *body))
+
+
+def _enc_atom_ref(a: Any, out: bytearray, refs: list[tuple[int, Any, bool]], cache: list[Any]) -> None:
+    """``a`` as ATOM_CACHE_REF to one of this message's refs, or inline when its UTF-8 is
+    256 bytes or more, its slot is another atom's in this message, or there are 255 refs."""
+    inline = _atom_bytes(a)  # checks it, as encoding it inline would
+    if inline[0] == SMALL_ATOM_UTF8_EXT:
+        slot = hash(a) & (ATOM_CACHE_SIZE - 1)
+        for i, (s, b, _) in enumerate(refs):
+            if s == slot:
+                if b == a:
+                    out.append(ATOM_CACHE_REF)
+                    out.append(i)
+                    return
+                break
+        else:
+            if len(refs) < _MAX_CACHE_REFS:
+                cur = cache[slot]
+                refs.append((slot, a, cur is None or cur != a))
+                out.append(ATOM_CACHE_REF)
+                out.append(len(refs) - 1)
+                return
+    out += inline
+
+
+_MAX_CACHE_REFS = 255  # NumberOfAtomCacheRefs is one byte (ERTS_MAX_INTERNAL_ATOM_CACHE_ENTRIES)
 _PASS_HEAD = bytes((_PASS_THROUGH,))
 _DIST_HEAD = bytes((VERSION, _DIST_HEADER, 0))
 

@@ -753,3 +753,53 @@ def test_peek_signals_never_decodes_a_later_packets_new_cache_entries():
     assert pos == len(replaces + refers) and [p for _, p in got] == [Atom("b"), Atom("b")]
     rx.receive_data(replaces + refers)
     assert [e.payload for e in drain(rx)] == [Atom("b"), Atom("b")]
+
+
+# ---------------------------------------------------------------------- atom cache, sending
+
+CACHED = default_flags(fragments=True, atom_cache=True)
+
+
+def joined(pieces) -> bytes:
+    return b"".join(bytes(p) for p in pieces)
+
+
+def test_the_loops_sends_use_the_atom_cache_when_negotiated():
+    tx, rx = DistConnection(CACHED), DistConnection(CACHED)
+    msg = c.RegSend(P1, Atom("sink"))
+    first = joined(tx.send_pieces(msg, Atom("x"), True))
+    again = joined(tx.send_pieces(msg, Atom("y"), True))
+    assert first[4:7] == again[4:7] == b"\x83D\x03"  # P1's node, '' and the name
+    assert len(again) < len(first)  # references, no texts
+    plain = joined(tx.send_pieces(msg, Atom("z")))  # another thread's send: no refs
+    assert plain[4:7] == b"\x83D\x00"
+    rx.receive_data(first + plain + again)
+    assert drain(rx) == [Message(msg, Atom("x")), Message(msg, Atom("z")), Message(msg, Atom("y"))]
+    # not negotiated: no refs, whoever sends
+    assert DistConnection(FRAGS).send_pieces(msg, 1, True)[0][4:7] == b"\x83D\x00"
+    assert DistConnection(PLAIN).send_pieces(msg, 1, True)[0][4:6] == b"p\x83"  # pass-through
+
+
+def test_a_fragmented_message_carries_its_refs_in_the_first_fragment():
+    tx, rx = DistConnection(CACHED, fragment_size=100), DistConnection(CACHED)
+    msg = c.RegSend(P1, Atom("a_registered_name"))
+    payload = bytes(range(256)) * 4
+    pieces = tx.send_pieces(msg, payload, True)
+    packets = [bytes(pieces[0])] + [bytes(pieces[i]) + bytes(pieces[i + 1]) for i in range(1, len(pieces), 2)]
+    kinds = [parse_frag(p) for p in packets]
+    assert kinds[0][0] == 69 and kinds[0][2] == len(packets) > 5
+    assert packets[0][22] == 3  # NumberOfAtomCacheRefs, all new
+    assert [f for _, _, f in kinds] == list(range(len(packets), 0, -1))
+    assert all(len(p) - 4 - 18 <= 100 for p in packets[1:])
+    small = joined(tx.send_pieces(msg, 1, True))  # refers to what the first fragment set
+    assert small[6] == 3 and b"a_registered_name" not in small
+    rx.receive_data(b"".join(packets) + small)
+    assert drain(rx) == [Message(msg, payload), Message(msg, 1)]
+    # refs again, and a control longer than a fragment: it stays in the first one
+    tx8 = DistConnection(CACHED, fragment_size=8)
+    exit_ = c.Exit(P1, P2, Atom("a_rather_long_exit_reason"))
+    for _ in range(2):
+        pieces = tx8.send_pieces(exit_, cache_atoms=True)
+        assert parse_frag(bytes(pieces[0]))[2] == len(pieces) // 2 + 1
+        rx.receive_data(joined(pieces))
+        assert drain(rx) == [Message(exit_)]

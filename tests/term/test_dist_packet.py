@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import pynode.term as term
-from pynode.term import ATOM_CACHE_SIZE, Atom, DecodeError, Pid
+from pynode.term import ATOM_CACHE_SIZE, Atom, DecodeError, Pid, Port, Reference
 from tests.protocol import erl_packets
 
 MISSING = object()  # what the protocol layer passes as NO_PAYLOAD
@@ -274,3 +274,112 @@ def test_encode_dist_packet(codec: ModuleType) -> None:
         codec.encode_dist_packet(control, object(), MISSING)
     with pytest.raises(term.EncodeError):
         codec.encode_dist_packet((object(),), 1, MISSING)
+
+
+# -- encoding with the atom cache ---------------------------------------------------------------
+
+
+def test_atom_cache_sets_slots_then_refers_to_them(codec: ModuleType) -> None:
+    out, peer = slots(), slots()  # our send side's slots, and the receiver's
+    control, payload = (6, PID, Atom(""), Atom("sink")), (Atom("event"), 1, b"x", [1, 2, 3])
+    first = codec.encode_dist_packet(control, payload, MISSING, atom_cache=out)
+    # three refs, all new: the pid's node, '' and the name; the payload's atoms stay inline
+    assert first[4:7] == b"\x83D\x03"
+    assert sorted(a for a in out if a is not None) == ["", "a@host", "sink"]
+    assert codec.decode_dist_packet(first, peer, MISSING, 4) == (control, payload)
+    again = codec.encode_dist_packet(control, payload, MISSING, atom_cache=out)
+    # now references only: one index byte per ref, no text
+    assert len(again) == len(first) - len(b"a@host" + b"sink") - 3
+    assert codec.decode_dist_packet(again, peer, MISSING, 4) == (control, payload)
+    assert peer == out  # the receiver's cache is what the sender thinks it is
+    plain = codec.encode_dist_packet(control, payload, MISSING)
+    assert len(again) < len(plain)
+
+
+def test_atom_cache_covers_the_controls_own_pids_refs_and_ports(codec: ModuleType) -> None:
+    out, peer = slots(), slots()
+    ref = Reference("b@host", 7, (1, 2, 3))
+    port = Port("c@host", 9, 3)
+    nested = (Atom("nested"), Atom("x"))
+    for control in ((19, PID, Atom("other"), ref), (3, port, PID, nested), (22, PID, Pid("z@h", 3, 4, 5))):
+        pkt = codec.encode_dist_packet(control, MISSING, MISSING, atom_cache=out)
+        assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, MISSING)
+    cached = {a for a in out if a is not None}
+    assert {"a@host", "b@host", "c@host", "z@h", "other"} <= cached
+    assert not cached & {"nested", "x"}  # nested terms are inline
+    assert peer == out
+
+
+def test_atom_cache_colliding_slots_and_long_texts_go_inline(codec: ModuleType) -> None:
+    # two atoms whose slots are the same: the first takes it, the second is inline;
+    # in a later message the second takes the slot over (a new entry), and the peer follows
+    by_slot: dict[int, Atom] = {}
+    for i in range(ATOM_CACHE_SIZE + 1):  # pigeonhole: a collision within 2049 names
+        a = Atom(f"n{i}")
+        other = by_slot.setdefault(hash(a) & (ATOM_CACHE_SIZE - 1), a)
+        if other is not a:
+            break
+    else:
+        pytest.fail("no two of 2049 atoms share a slot")
+    wide = Atom("é" * 200)  # 400 bytes of UTF-8: a header text is at most 255 here
+    out, peer = slots(), slots()
+    control = (other, a, wide)
+    pkt = codec.encode_dist_packet(control, MISSING, MISSING, atom_cache=out)
+    assert pkt[6] == 1 and pkt.count(b"\xc3\xa9") == 200
+    assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, MISSING)
+    pkt = codec.encode_dist_packet((a, wide), MISSING, MISSING, atom_cache=out)
+    assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == ((a, wide), MISSING)
+    assert out == peer and a in out and other not in out
+    control = (other, 1)
+    pkt = codec.encode_dist_packet(control, MISSING, MISSING, atom_cache=out)
+    assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, MISSING)
+    assert out == peer and other in out
+
+
+def test_atom_cache_full_header_and_non_tuple_controls(codec: ModuleType) -> None:
+    out, peer = slots(), slots()
+    control = tuple(Atom(f"a{i}") for i in range(255))
+    for _ in range(2):  # new entries, then references
+        pkt = codec.encode_dist_packet(control, [1], MISSING, atom_cache=out)
+        assert pkt[6] > 200  # most of them cached (a few share slots and are inline)
+        assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, [1])
+    assert out == peer
+    # a control that is not a tuple of at most 255 elements: no refs
+    for control in (Atom("alone"), tuple(range(256))):  # type: ignore[assignment]
+        pkt = codec.encode_dist_packet(control, MISSING, MISSING, atom_cache=out)
+        assert pkt[4:7] == b"\x83D\x00"
+        assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, MISSING)
+
+
+def test_atom_cache_is_untouched_by_a_message_that_fails(codec: ModuleType) -> None:
+    out = slots()
+    with pytest.raises(term.EncodeError):
+        codec.encode_dist_packet((6, PID, Atom(""), Atom("sink")), object(), MISSING, atom_cache=out)
+    with pytest.raises(term.EncodeError):
+        codec.encode_dist_packet((6, PID, Atom("x" * 256)), 1, MISSING, atom_cache=out)
+    assert out == slots()
+    with pytest.raises(ValueError, match="pass-through"):
+        codec.encode_dist_packet((1,), 1, MISSING, True, out)
+    for bad in ([None] * 10, tuple(out)):
+        with pytest.raises(TypeError, match="2048"):
+            codec.encode_dist_packet((1,), 1, MISSING, atom_cache=bad)
+
+
+def test_atom_cache_twins_write_the_same_bytes() -> None:
+    if len(term.IMPLEMENTATIONS) < 2:
+        pytest.skip("the C twin is not built")  # CI builds it (.ci/run checks)
+    ref = Reference("b@host", 7, (1, 2))
+    controls = [
+        (6, PID, Atom(""), Atom("sink")),
+        (19, PID, Atom("other"), ref),
+        (6, PID, Atom(""), Atom("sink")),
+        (Atom("é" * 200), Atom("é")),
+    ]
+    caches = {name: slots() for name in term.IMPLEMENTATIONS}
+    for control in controls:
+        got = {
+            name: impl.encode_dist_packet(control, [Atom("p"), b"x" * 2000], MISSING, atom_cache=caches[name])
+            for name, impl in term.IMPLEMENTATIONS.items()
+        }
+        assert len(set(got.values())) == 1
+    assert caches["c"] == caches["python"]

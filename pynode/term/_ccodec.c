@@ -4084,7 +4084,9 @@ enc_control_cached(Enc *e, PyObject *ctl, PyObject *cache)
 
 /* encode_dist_packet with an atom cache: ``Length:4 | 131 68 NumberOfAtomCacheRefs Flags
  * AtomCacheRefs | Control | [Payload]``; the slots of the refs marked new are set in
- * ``cache`` once the message is whole (the peer sets its own as it reads the header). */
+ * ``cache`` once the message is whole (the peer sets its own as it reads the header). The
+ * control message is encoded first, on its own: its refs are the message's (the payload's
+ * atoms are inline), so the header is known before the payload is written after it. */
 static PyObject *
 encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, PyObject *cache)
 {
@@ -4093,7 +4095,14 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
         PyErr_Format(PyExc_TypeError, "atom_cache must be a list of %d slots", ATOM_CACHE_SIZE);
         return NULL;
     }
-    Enc e;
+    Enc c, e; /* the control message, then the packet */
+    c.p = c.stack;
+    c.len = 0;
+    c.cap = ENC_STACK;
+    c.bytes = NULL;
+    c.nest = 0;
+    c.acache = NULL;
+    c.nrefs = 0;
     e.p = e.stack;
     e.len = 0;
     e.cap = ENC_STACK;
@@ -4101,11 +4110,9 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
     e.nest = 0;
     e.acache = NULL;
     e.nrefs = 0;
-    if (enc_control_cached(&e, ctl, cache) < 0)
+    if (enc_control_cached(&c, ctl, cache) < 0)
         goto fail;
-    if (payload != missing && enc(&e, payload, 10000) < 0)
-        goto fail;
-    int n = e.nrefs, i;
+    int n = c.nrefs, i;
     const char *text[MAX_CACHE_REFS];
     Py_ssize_t tlen[MAX_CACHE_REFS];
     Py_ssize_t head = 7; /* Length:4 131 68 NumberOfAtomCacheRefs */
@@ -4113,40 +4120,17 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
         head += n / 2 + 1; /* a half byte of flags per ref, and one for LongAtoms */
         for (i = 0; i < n; i++) {
             head += 1; /* InternalSegmentIndex */
-            if (e.rnew[i]) {
-                text[i] = PyUnicode_AsUTF8AndSize(e.ratom[i], &tlen[i]);
+            if (c.rnew[i]) {
+                text[i] = PyUnicode_AsUTF8AndSize(c.ratom[i], &tlen[i]);
                 if (text[i] == NULL)
                     goto fail;
                 head += 1 + tlen[i]; /* Length (1 byte: no LongAtoms), AtomText */
             }
         }
     }
-    if ((unsigned long long)(head - 4) + (unsigned long long)e.len > 0xFFFFFFFFULL) {
-        PyErr_Format(E_Encode, "distribution packet of %zd bytes is too long for its 4-byte length",
-                     head - 4 + e.len);
+    if (e.cap < head + c.len && enc_grow(&e, head + c.len) < 0)
         goto fail;
-    }
-    unsigned char *p;
-    if (e.bytes == NULL) {
-        result = PyBytes_FromStringAndSize(NULL, head + e.len);
-        if (result == NULL)
-            goto fail;
-        p = (unsigned char *)PyBytes_AS_STRING(result);
-        memcpy(p + head, e.stack, (size_t)e.len);
-    }
-    else {
-        result = e.bytes;
-        e.bytes = NULL;
-        if (_PyBytes_Resize(&result, head + e.len) < 0)
-            goto fail;
-        p = (unsigned char *)PyBytes_AS_STRING(result);
-        memmove(p + head, p, (size_t)e.len);
-    }
-    uint32_t size = (uint32_t)(head - 4 + e.len);
-    p[0] = (unsigned char)(size >> 24);
-    p[1] = (unsigned char)(size >> 16);
-    p[2] = (unsigned char)(size >> 8);
-    p[3] = (unsigned char)size;
+    unsigned char *p = e.p;
     p[4] = VERSION;
     p[5] = DIST_HEADER;
     p[6] = (unsigned char)n;
@@ -4154,30 +4138,55 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
         unsigned char *f = p + 7, *r = f + n / 2 + 1;
         memset(f, 0, (size_t)(n / 2 + 1)); /* LongAtoms 0: every text here is under 256 bytes */
         for (i = 0; i < n; i++) {
-            unsigned int half = (e.rnew[i] ? 8u : 0u) | (unsigned int)(e.rslot[i] >> 8);
+            unsigned int half = (c.rnew[i] ? 8u : 0u) | (unsigned int)(c.rslot[i] >> 8);
             f[i / 2] |= (unsigned char)(i % 2 ? half << 4 : half);
-            *r++ = (unsigned char)(e.rslot[i] & 0xFF);
-            if (e.rnew[i]) {
+            *r++ = (unsigned char)(c.rslot[i] & 0xFF);
+            if (c.rnew[i]) {
                 *r++ = (unsigned char)tlen[i];
                 memcpy(r, text[i], (size_t)tlen[i]);
                 r += tlen[i];
             }
         }
+    }
+    e.len = head;
+    wmem(&e, c.p, c.len);
+    Py_CLEAR(c.bytes);
+    if (payload != missing && enc(&e, payload, 10000) < 0)
+        goto fail;
+    if ((unsigned long long)(e.len - 4) > 0xFFFFFFFFULL) {
+        PyErr_Format(E_Encode, "distribution packet of %zd bytes is too long for its 4-byte length",
+                     e.len - 4);
+        goto fail;
+    }
+    uint32_t size = (uint32_t)(e.len - 4);
+    e.p[0] = (unsigned char)(size >> 24);
+    e.p[1] = (unsigned char)(size >> 16);
+    e.p[2] = (unsigned char)(size >> 8);
+    e.p[3] = (unsigned char)size;
+    if (e.bytes == NULL)
+        result = PyBytes_FromStringAndSize((const char *)e.stack, e.len);
+    else {
+        result = e.bytes;
+        e.bytes = NULL;
+        if (_PyBytes_Resize(&result, e.len) < 0)
+            result = NULL;
+    }
+    if (result != NULL) {
         for (i = 0; i < n; i++) {
-            if (e.rnew[i]) {
-                Py_INCREF(e.ratom[i]);
-                if (PyList_SetItem(cache, e.rslot[i], e.ratom[i]) < 0) { /* takes the reference */
-                    Py_DECREF(result);
-                    result = NULL;
+            if (c.rnew[i]) {
+                Py_INCREF(c.ratom[i]);
+                if (PyList_SetItem(cache, c.rslot[i], c.ratom[i]) < 0) { /* takes the reference */
+                    Py_CLEAR(result);
                     break;
                 }
             }
         }
     }
-    enc_drop_refs(&e);
+    enc_drop_refs(&c);
     return result;
 fail:
-    enc_drop_refs(&e);
+    enc_drop_refs(&c);
+    Py_XDECREF(c.bytes);
     Py_XDECREF(e.bytes);
     if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
         PyErr_Clear();
@@ -4186,8 +4195,6 @@ fail:
     return NULL;
 }
 
-/* ``Length:4 | 131 68 0 | Control | [Payload]`` (or ``Length:4 | 112 | 131 Control |
- * [131 Payload]`` for pass_through), the payload left out when it is ``missing``. */
 static PyObject *
 py_encode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)

@@ -106,7 +106,7 @@ async def test_atom_cache_slots_turn_over_without_a_lost_atom(epmd: Epmd, erl_no
     # the loop's sends put the control message's atoms in the header's atom cache: 3,000
     # names monitored by name (MONITOR_P's ToProc is the name) overwrite the 2,048 slots
     # again and again; erl answers each with its name, and messages sent between them to a
-    # registered process go on arriving whole and in order
+    # registered process (some of them in fragments) go on arriving whole and in order
     erl = erl_node()
     count = 3_000
     async with py_node(epmd, erl.cookie) as node:
@@ -127,12 +127,15 @@ async def test_atom_cache_slots_turn_over_without_a_lost_atom(epmd: Epmd, erl_no
         )
         assert isinstance(collector, Pid)
         names = [Atom(f"absent_{i}") for i in range(count)]
+        big = bytes(range(256)) * 1024  # 256 KiB: four 64 KiB fragments and a bit
         refs = {}
         for round_ in range(2):  # the second round refers to slots the first one left
             for i, name in enumerate(names):
                 refs[await mb.monitor((name, erl.name))] = name
                 if i % 100 == 0:
                     await mb.send((Atom("cache_collector"), erl.name), (name, round_, i))
+                if i % 1000 == 500:  # fragments: the refs travel in the first one
+                    await mb.send((Atom("cache_collector"), erl.name), (name, round_, i, big))
             with anyio.fail_after(60):
                 downs = [await mb.receive() for _ in range(count)]
             assert {d[1] for d in downs} == set(refs)
@@ -141,7 +144,12 @@ async def test_atom_cache_slots_turn_over_without_a_lost_atom(epmd: Epmd, erl_no
         await mb.send((Atom("cache_collector"), erl.name), (Atom("done"), mb.pid))
         with anyio.fail_after(60):
             got = await mb.receive()
-        expected = [(names[i], r, i) for r in range(2) for i in range(0, count, 100)]
+        expected = [
+            m
+            for r in range(2)
+            for i in range(count)
+            for m in ([(names[i], r, i)] if i % 100 == 0 else []) + ([(names[i], r, i, big)] if i % 1000 == 500 else [])
+        ]
         assert got == (Atom("got"), expected)
         assert node.is_connected(erl.name)
 

@@ -595,19 +595,25 @@ class DistConnection:
                 packet = encode_dist_packet(term, payload, NO_PAYLOAD, False, cache)
             else:
                 packet = encode_dist_packet(term, payload, NO_PAYLOAD, not self._use_header)
-            # (a header is at least 7 bytes: 4 length, 131 68, NumberOfAtomCacheRefs)
-            if not self._fragments or len(packet) - 7 <= self.fragment_size:
-                return [packet]
+        except EncodeError as exc:  # (the cache is set only by a message encoded whole)
+            raise ProtocolError(f"cannot encode distribution message: {exc}") from exc
+        # (a header is at least 7 bytes: 4 length, 131 68, NumberOfAtomCacheRefs)
+        if not self._fragments or len(packet) - 7 <= self.fragment_size:
+            return [packet]
+        try:
             start = _header_end(packet)
             if len(packet) - start <= self.fragment_size:
                 return [packet]
             # the control message must be in the first fragment: its inline encoding is at
             # least as long as its encoding with cache refs
             ctl_max = len(encode(term, versioned=False))
-        except EncodeError as exc:
-            raise ProtocolError(f"cannot encode distribution message: {exc}") from exc
-        view = memoryview(packet)
-        return self._fragment(view[6:start], view[start:], ctl_max)
+            view = memoryview(packet)
+            return self._fragment(view[6:start], view[start:], ctl_max)
+        except BaseException:
+            # the slots this message set will never reach the peer: refer to none of ours again
+            if cache is not None:
+                self._out_cache = None
+            raise
 
     def _fragment(self, cache_part: memoryview, body: memoryview, ctl_max: int) -> list[bytes | memoryview]:
         """The fragments of a message whose atom cache part (NumberOfAtomCacheRefs | Flags |

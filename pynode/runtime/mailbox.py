@@ -53,7 +53,7 @@ class Mailbox:
         # the last remote send's destination (the object itself) and its route: a process
         # sends to one peer over and over, and the lookup is most of a send's Python
         self._route_dest: Any = _NO_MATCH
-        self._route: tuple[Connection, Any] | None = None
+        self._route: tuple[Connection, Any, dict[Atom, Connection]] | None = None
         self.trap_exit = False
         """When True, exit signals arrive as ``('EXIT', From, Reason)`` messages."""
         self.links: dict[Pid, int] = {}  # pid -> 0 (linked) or the id of our pending unlink
@@ -224,16 +224,28 @@ class Mailbox:
     async def send(self, dest: Any, message: Any) -> None:
         """Send ``message`` to a Pid, a registered name, or ``(name, node)``, from this pid."""
         route = self._route
-        if dest is not self._route_dest or route is None or not route[0].alive:
-            route = self.node.remote_route(dest, self.pid)
-            if route is None:  # here, not connected yet, or not a remote destination
-                self._route_dest, self._route = _NO_MATCH, None
-                conn = await self.node._send(dest, message, self.pid)
+        # the route holds while its connection is up and still the node's connection to
+        # that peer (a replaced one is out of the table before it is down)
+        if (
+            dest is not self._route_dest
+            or route is None
+            or not route[0].alive
+            or route[2].get(route[0].peer) is not route[0]
+        ):
+            node = self.node
+            found = node.remote_route(dest, self.pid)
+            if found is None:  # here, not connected yet, or not a remote destination
+                self._route_dest = _NO_MATCH
+                self._route = None
+                if node._send_unrouted(dest, message) is None:
+                    return  # delivered here, or dropped as ``!`` drops
+                conn = await node._send(dest, message, self.pid)  # connects first
                 if conn is not None:
                     self._peer = conn
                 return
+            route = (*found, node.connector.connections)
             self._route_dest, self._route = dest, route
-        conn, control = route
+        conn, control, _ = route
         self._peer = conn
         conn.send_nowait(control, message)
         if conn.channel.congested():

@@ -488,6 +488,11 @@ class Node:
             conn, control = route
             conn.send_nowait(control, message)
             return conn
+        return self._send_unrouted(dest, message)
+
+    def _send_unrouted(self, dest: Any, message: Any) -> Atom | None:
+        """send_nowait for a ``dest`` that ``remote_route`` has no route to: deliver it
+        here, drop it, or name the node to connect to first."""
         t = type(dest)
         if t is Pid:
             if dest.node != self.name:

@@ -803,3 +803,24 @@ def test_a_fragmented_message_carries_its_refs_in_the_first_fragment():
         assert parse_frag(bytes(pieces[0]))[2] == len(pieces) // 2 + 1
         rx.receive_data(joined(pieces))
         assert drain(rx) == [Message(exit_)]
+
+
+def test_a_failure_after_the_slots_were_set_stops_the_cache(monkeypatch):
+    # the re-encode that finds a fragmented control's length fails (say, out of memory):
+    # the message is not sent, so the peer never sees the slots it set; later messages
+    # refer to none of them, and the peer reads them whole
+    tx, rx = DistConnection(CACHED, fragment_size=100), DistConnection(CACHED)
+    msg = c.RegSend(P1, Atom("a_registered_name"))
+    import pynode.protocol.framing as framing
+
+    def failing(*args, **kwargs):
+        raise MemoryError
+
+    with monkeypatch.context() as m:
+        m.setattr(framing, "encode", failing)
+        with pytest.raises(MemoryError):
+            tx.send_pieces(msg, b"x" * 1000, True)
+    again = joined(tx.send_pieces(msg, 1, True))
+    assert again[4:7] == b"\x83D\x00"
+    rx.receive_data(again)
+    assert drain(rx) == [Message(msg, 1)]

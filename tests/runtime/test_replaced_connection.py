@@ -91,3 +91,40 @@ async def test_a_connection_down_already_keeps_its_reason(
                         assert await events.receive() == ("nodeup", b2.name)
             finally:
                 gate.set()  # a failed check must not leave the old socket's close waiting
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_processs_repeated_sends_follow_the_replacing_connection(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mailbox keeps the route of its last remote send (Mailbox.send). A connection that a
+    new one replaced is out of the node's table before its task ends and it is down: a send
+    in between goes over the new connection, not into the old socket."""
+    async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+        mb = a.mailbox()
+        async with a.node_events() as events:
+            async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b1:
+                a.add_address(b1.name, "127.0.0.1", b1.port)
+                inbox1 = b1.mailbox("inbox")
+                dest = ("inbox", b1.name)
+                await mb.send(dest, Atom("one"))  # connects first
+                await mb.send(dest, Atom("one"))  # the route is kept
+                with anyio.fail_after(30):
+                    assert [await inbox1.receive() for _ in range(2)] == [Atom("one")] * 2
+                    assert await events.receive() == ("nodeup", b1.name)
+                old = a.connector.get(b1.name)
+                assert old is not None
+                # the old connection's task is slow to end: it stays up, out of the table
+                monkeypatch.setattr(old, "close", lambda reason=None: None)
+                async with Node("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b2:
+                    inbox2 = b2.mailbox("inbox")
+                    b2.add_address(a.name, "127.0.0.1", a.port)
+                    with anyio.fail_after(30):
+                        assert await b2.ping(a.name)
+                        assert (await events.receive())[:2] == ("nodedown", b1.name)
+                        assert await events.receive() == ("nodeup", b2.name)
+                    assert old.alive and a.connector.get(b2.name) is not old
+                    await mb.send(dest, Atom("two"))
+                    with anyio.fail_after(30):
+                        assert await inbox2.receive() == Atom("two")
+                    assert len(inbox1) == 0

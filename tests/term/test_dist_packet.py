@@ -383,3 +383,41 @@ def test_atom_cache_twins_write_the_same_bytes() -> None:
         }
         assert len(set(got.values())) == 1
     assert caches["c"] == caches["python"]
+
+
+def test_atom_cache_twins_agree_on_random_controls_sharing_one_cache() -> None:
+    # the twins take turns on one slot list (as if either had sent each message): same bytes,
+    # and the receiver's cache follows; collisions, '', str nodes, long texts, ports
+    if len(term.IMPLEMENTATIONS) < 2:
+        pytest.skip("the C twin is not built")  # CI builds it (.ci/run checks)
+    import random
+
+    rng = random.Random(20261204)
+    words = [Atom(f"w{i}") for i in range(3000)] + [Atom(""), Atom("é" * 130)]
+    nodes = ["a@host", Atom("b@host"), "é@h"]
+
+    def element() -> Any:
+        k = rng.randrange(6)
+        if k == 0:
+            return Pid(rng.choice(nodes), rng.randrange(99), 0, 1)
+        if k == 1:
+            return Reference(rng.choice(nodes), 1, (rng.randrange(9), 2))
+        if k == 2:
+            return Port(rng.choice(nodes), rng.randrange(9), 3)
+        if k == 3:
+            return (rng.choice(words), rng.randrange(9))  # nested: inline
+        return rng.choice(words)
+
+    impls = [term.IMPLEMENTATIONS["c"], term.IMPLEMENTATIONS["python"]]
+    out, peer = slots(), slots()
+    for i in range(600):
+        control = tuple(element() for _ in range(rng.randrange(1, 12)))
+        payload = rng.choice([MISSING, [rng.choice(words)], b"x" * rng.randrange(3000)])
+        shadow = list(out)
+        pkts = [
+            impl.encode_dist_packet(control, payload, MISSING, atom_cache=c)
+            for impl, c in ((impls[i % 2], out), (impls[1 - i % 2], shadow))
+        ]
+        assert pkts[0] == pkts[1] and out == shadow
+        assert impls[i % 2].decode_dist_packet(pkts[0], peer, MISSING, 4) == (control, payload)
+    assert out == peer

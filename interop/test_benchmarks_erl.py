@@ -27,6 +27,10 @@ RUNS = {
         rf"^\(b\) small msgs erl->py \(msgs/s\)\s+\|\s+{_NUMBER} \|",
     ),
     "recv_place": (["recv_place.py", "--msgs", "2000", "--repeat", "1"], rf"^shared: all on CPU 0\s+\|\s+{_NUMBER} \|"),
+    "echo_place": (
+        ["echo_place.py", "--count", "50", "--repeat", "1"],
+        rf"^shared: all on CPU 0\s+\|\s+{_NUMBER} /\s+{_NUMBER} \|",
+    ),
     "idle_cpu": (["idle_cpu.py", "--seconds", "0.3", "--gaps", "1"], rf"^1\s+\|\s+\d+ \|\s+{_NUMBER} \|"),
     "framing": (["framing.py", "--quick"], r"^SEND, 131 68 0\s+send\s+\d+"),
     "codec": (["codec.py", "--quick", "--no-erl"], r"pynode/erl"),

@@ -25,15 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from dist import ErlSide, PySide, erl_nodes, erl_run, percentile, unique  # noqa: E402
+from dist import erl_nodes, percentile  # noqa: E402
 from hostload import load  # noqa: E402
-from rpc_phases import pin  # noqa: E402
-
-from pynode.runtime import Node  # noqa: E402
-from pynode.term import Atom  # noqa: E402
-
-# placement: CPUs of the callee B, of the calling erl node A, of pynode
-PLACEMENTS = {"apart": ({0}, {1}, {1}), "shared": ({0}, {0}, {0})}
+from placement import place, placements, sides  # noqa: E402
 
 
 def main() -> None:
@@ -41,38 +35,26 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=5_000, help="round trips per timed series")
     ap.add_argument("--repeat", type=int, default=5, help="timed series of each side per placement")
     opts = ap.parse_args()
-    places = {k: v for k, v in PLACEMENTS.items() if k == "shared" or len(os.sched_getaffinity(0)) >= 2}
-    own = os.sched_getaffinity(0)
     rows: list[tuple[str, list[int], list[int]]] = []
     with erl_nodes(2, "echo_place") as (epmd, (a, b)):
-        assert a.proc is not None and b.proc is not None
 
         async def run() -> None:
-            async with Node(unique("echoplace") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1",
-                            epmd_port=epmd.port) as node:
-                if not await node.ping(b.name):
-                    raise RuntimeError(f"pynode cannot reach {b.name}")
-                py, er = PySide(node, b), ErlSide(a, b)
-                if await erl_run(a, "net_adm:ping(B).", B=b.name) != Atom("pong"):
-                    raise RuntimeError(f"{a.name} cannot reach {b.name}")
+            async with sides("echoplace", a, b, epmd) as (py, er):
                 warm = max(1, opts.count // 10)
-                for place, (cpu_b, cpu_a, cpu_py) in places.items():
-                    pin(b.proc.pid, cpu_b)
-                    pin(a.proc.pid, cpu_a)
-                    os.sched_setaffinity(0, cpu_py)
+                for name, cpus in placements().items():
+                    place(a, b, cpus)
                     samples: dict[str, list[int]] = {"py": [], "erl": []}
                     for _ in range(opts.repeat):  # alternating: a burst of load hits both
                         samples["py"] += await py.echo(warm, opts.count)
                         samples["erl"] += await er.echo(warm, opts.count)
-                    rows.append((place, samples["py"], samples["erl"]))
-                os.sched_setaffinity(0, own)
+                    rows.append((name, samples["py"], samples["erl"]))
 
         anyio.run(run)
     print(f"{'echo round trip (us)':<32} | {'pynode p50/p99':>15} | {'erl->erl p50/p99':>16} | "
           f"ratio p50, p99   ({opts.count:,} x {opts.repeat} per side; {os.cpu_count()} cores; {load()})")
     print("-" * 90)
-    for place, p, e in rows:
-        label = "apart: B on CPU 0, caller on 1" if place == "apart" else "shared: all on CPU 0"
+    for where, p, e in rows:
+        label = "apart: B on CPU 0, caller on 1" if where == "apart" else "shared: all on CPU 0"
         p50, p99 = percentile(p, 50) / 1e3, percentile(p, 99) / 1e3
         e50, e99 = percentile(e, 50) / 1e3, percentile(e, 99) / 1e3
         print(f"{label:<32} | {p50:6.1f} / {p99:6.1f} | {e50:7.1f} / {e99:6.1f} | "

@@ -27,16 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from dist import ErlSide, PySide, erl_nodes, erl_run, unique  # noqa: E402
+from dist import erl_nodes  # noqa: E402
 from hostload import load  # noqa: E402
+from placement import place, placements, sides  # noqa: E402
 from recv_wire import cpu_ns  # noqa: E402
-from rpc_phases import pin  # noqa: E402
-
-from pynode.runtime import Node  # noqa: E402
-from pynode.term import Atom  # noqa: E402
-
-# placement: CPUs of the sender B, of the receiving erl node A, of pynode
-PLACEMENTS = {"apart": ({0}, {1}, {1}), "shared": ({0}, {0}, {0})}
 
 
 def main() -> None:
@@ -44,46 +38,36 @@ def main() -> None:
     ap.add_argument("--msgs", type=int, default=100_000, help="messages per timed run")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs of each side per placement")
     opts = ap.parse_args()
-    places = {k: v for k, v in PLACEMENTS.items() if k == "shared" or len(os.sched_getaffinity(0)) >= 2}
-    own = os.sched_getaffinity(0)
     rows: list[tuple[str, float, float, dict[str, float]]] = []
     with erl_nodes(2, "recv_place") as (epmd, (a, b)):
         assert a.proc is not None and b.proc is not None
+        b_pid, a_pid = b.proc.pid, a.proc.pid
 
         async def run() -> None:
-            async with Node(unique("recvplace") + "@127.0.0.1", b.cookie, listen_host="127.0.0.1",
-                            epmd_port=epmd.port) as node:
-                if not await node.ping(b.name):
-                    raise RuntimeError(f"pynode cannot reach {b.name}")
-                py, er = PySide(node, b), ErlSide(a, b)
-                if await erl_run(a, "net_adm:ping(B).", B=b.name) != Atom("pong"):
-                    raise RuntimeError(f"{a.name} cannot reach {b.name}")
+            async with sides("recvplace", a, b, epmd) as (py, er):
                 warm = max(1, opts.msgs // 5)
-                for place, (cpu_b, cpu_a, cpu_py) in places.items():
-                    pin(b.proc.pid, cpu_b)
-                    pin(a.proc.pid, cpu_a)
-                    os.sched_setaffinity(0, cpu_py)
+                for name, cpus in placements().items():
+                    place(a, b, cpus)
                     await py.recv_small(warm)
                     await er.recv_small(warm)
                     got: dict[str, list[float]] = {"py": [], "erl": []}
                     cpu: dict[str, list[float]] = {k: [] for k in ("B py", "B erl", "py", "erl")}
                     for _ in range(opts.repeat):  # alternating: a burst of load hits both
-                        for side, run, receiver in (("py", py, os.getpid()), ("erl", er, a.proc.pid)):
-                            b0, r0 = cpu_ns(b.proc.pid), cpu_ns(receiver)
+                        for side, run, receiver in (("py", py, os.getpid()), ("erl", er, a_pid)):
+                            b0, r0 = cpu_ns(b_pid), cpu_ns(receiver)
                             got[side].append(await run.recv_small(opts.msgs))
-                            cpu["B " + side].append((cpu_ns(b.proc.pid) - b0) / opts.msgs / 1e3)
+                            cpu["B " + side].append((cpu_ns(b_pid) - b0) / opts.msgs / 1e3)
                             cpu[side].append((cpu_ns(receiver) - r0) / opts.msgs / 1e3)
-                    rows.append((place, statistics.median(got["py"]), statistics.median(got["erl"]),
+                    rows.append((name, statistics.median(got["py"]), statistics.median(got["erl"]),
                                  {k: statistics.median(v) for k, v in cpu.items()}))
-                os.sched_setaffinity(0, own)
 
         anyio.run(run)
     print(f"{'(b) erl -> receiver (msgs/s)':<30} | {'pynode':>9} | {'erl->erl':>9} | pynode/erl | "
           f"CPU us/msg: B, pynode | B, erl A   "
           f"({opts.msgs:,} msgs x {opts.repeat}, medians; {os.cpu_count()} cores; {load()})")
     print("-" * 97)
-    for place, p, e, c in rows:
-        label = "apart: B on CPU 0, receiver 1" if place == "apart" else "shared: all on CPU 0"
+    for where, p, e, c in rows:
+        label = "apart: B on CPU 0, receiver 1" if where == "apart" else "shared: all on CPU 0"
         print(f"{label:<30} | {p:9,.0f} | {e:9,.0f} | {p / e:10.3f} | "
               f"{c['B py']:10.2f}, {c['py']:6.2f} | {c['B erl']:4.2f}, {c['erl']:5.2f}")
 

@@ -523,6 +523,29 @@ typedef struct {
     unsigned char stack[ENC_STACK];
 } Enc;
 
+static void
+enc_init(Enc *e)
+{
+    e->p = e->stack;
+    e->len = 0;
+    e->cap = ENC_STACK;
+    e->bytes = NULL;
+    e->nest = 0;
+    e->acache = NULL;
+    e->nrefs = 0;
+}
+
+/* after a failed encode: its buffer freed, a RecursionError told as an encode error */
+static void
+enc_failed(Enc *e)
+{
+    Py_CLEAR(e->bytes);
+    if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
+        PyErr_Clear();
+        PyErr_SetString(E_Encode, "term nested too deeply for the Python stack");
+    }
+}
+
 static int
 enc_grow(Enc *e, Py_ssize_t need)
 {
@@ -1752,21 +1775,11 @@ py_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         return NULL;
 
     Enc e;
-    e.p = e.stack;
-    e.len = 0;
-    e.cap = ENC_STACK;
-    e.bytes = NULL;
-    e.nest = 0;
-    e.acache = NULL;
-    e.nrefs = 0;
+    enc_init(&e);
     if (versioned)
         w8(&e, VERSION);
     if (enc(&e, a[0], depth) < 0) {
-        Py_XDECREF(e.bytes);
-        if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
-            PyErr_Clear();
-            PyErr_SetString(E_Encode, "term nested too deeply for the Python stack");
-        }
+        enc_failed(&e);
         return NULL;
     }
     PyObject *result;
@@ -4041,6 +4054,31 @@ py_decode_dist_body(PyObject *module, PyObject *const *args, Py_ssize_t nargs, P
     return result;
 }
 
+/* A whole distribution packet in ``e`` (its first 4 bytes left for the length): fill in
+ * the length and return the bytes; NULL (``e``'s buffer freed) when it is too long. */
+static PyObject *
+dist_packet_finish(Enc *e)
+{
+    if ((unsigned long long)(e->len - 4) > 0xFFFFFFFFULL) {
+        PyErr_Format(E_Encode, "distribution packet of %zd bytes is too long for its 4-byte length",
+                     e->len - 4);
+        Py_CLEAR(e->bytes);
+        return NULL;
+    }
+    uint32_t n = (uint32_t)(e->len - 4);
+    e->p[0] = (unsigned char)(n >> 24);
+    e->p[1] = (unsigned char)(n >> 16);
+    e->p[2] = (unsigned char)(n >> 8);
+    e->p[3] = (unsigned char)n;
+    if (e->bytes == NULL)
+        return PyBytes_FromStringAndSize((const char *)e->stack, e->len);
+    PyObject *result = e->bytes;
+    e->bytes = NULL;
+    if (_PyBytes_Resize(&result, e->len) < 0)
+        return NULL;
+    return result;
+}
+
 static ArgSpec encode_dist_packet_spec = {
     "encode_dist_packet", 5, 5, 3, {"control", "payload", "missing", "pass_through", "atom_cache"},
     {NULL}};
@@ -4096,20 +4134,8 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
         return NULL;
     }
     Enc c, e; /* the control message, then the packet */
-    c.p = c.stack;
-    c.len = 0;
-    c.cap = ENC_STACK;
-    c.bytes = NULL;
-    c.nest = 0;
-    c.acache = NULL;
-    c.nrefs = 0;
-    e.p = e.stack;
-    e.len = 0;
-    e.cap = ENC_STACK;
-    e.bytes = NULL;
-    e.nest = 0;
-    e.acache = NULL;
-    e.nrefs = 0;
+    enc_init(&c);
+    enc_init(&e);
     if (enc_control_cached(&c, ctl, cache) < 0)
         goto fail;
     int n = c.nrefs, i;
@@ -4153,24 +4179,7 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
     Py_CLEAR(c.bytes);
     if (payload != missing && enc(&e, payload, 10000) < 0)
         goto fail;
-    if ((unsigned long long)(e.len - 4) > 0xFFFFFFFFULL) {
-        PyErr_Format(E_Encode, "distribution packet of %zd bytes is too long for its 4-byte length",
-                     e.len - 4);
-        goto fail;
-    }
-    uint32_t size = (uint32_t)(e.len - 4);
-    e.p[0] = (unsigned char)(size >> 24);
-    e.p[1] = (unsigned char)(size >> 16);
-    e.p[2] = (unsigned char)(size >> 8);
-    e.p[3] = (unsigned char)size;
-    if (e.bytes == NULL)
-        result = PyBytes_FromStringAndSize((const char *)e.stack, e.len);
-    else {
-        result = e.bytes;
-        e.bytes = NULL;
-        if (_PyBytes_Resize(&result, e.len) < 0)
-            result = NULL;
-    }
+    result = dist_packet_finish(&e);
     if (result != NULL) {
         for (i = 0; i < n; i++) {
             if (c.rnew[i]) {
@@ -4187,11 +4196,7 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
 fail:
     enc_drop_refs(&c);
     Py_XDECREF(c.bytes);
-    Py_XDECREF(e.bytes);
-    if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
-        PyErr_Clear();
-        PyErr_SetString(E_Encode, "term nested too deeply for the Python stack");
-    }
+    enc_failed(&e);
     return NULL;
 }
 
@@ -4199,7 +4204,7 @@ static PyObject *
 py_encode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
 {
-    PyObject *a[5], *result;
+    PyObject *a[5];
     int pass = 0;
     (void)module;
     if (parse_args(&encode_dist_packet_spec, args, nargs, kwnames, a) < 0)
@@ -4214,13 +4219,7 @@ py_encode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         return encode_dist_packet_cached(a[0], a[1], a[2], a[4]);
     }
     Enc e;
-    e.p = e.stack;
-    e.len = 0;
-    e.cap = ENC_STACK;
-    e.bytes = NULL;
-    e.nest = 0;
-    e.acache = NULL;
-    e.nrefs = 0;
+    enc_init(&e);
     w32(&e, 0); /* the length, filled in below */
     if (pass) {
         w8(&e, DIST_PASS_THROUGH);
@@ -4242,30 +4241,9 @@ py_encode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         if (enc(&e, a[1], 10000) < 0)
             goto fail;
     }
-    if ((unsigned long long)(e.len - 4) > 0xFFFFFFFFULL) {
-        PyErr_Format(E_Encode, "distribution packet of %zd bytes is too long for its 4-byte length",
-                     e.len - 4);
-        goto fail;
-    }
-    {
-        uint32_t n = (uint32_t)(e.len - 4);
-        e.p[0] = (unsigned char)(n >> 24);
-        e.p[1] = (unsigned char)(n >> 16);
-        e.p[2] = (unsigned char)(n >> 8);
-        e.p[3] = (unsigned char)n;
-    }
-    if (e.bytes == NULL)
-        return PyBytes_FromStringAndSize((const char *)e.stack, e.len);
-    result = e.bytes;
-    if (_PyBytes_Resize(&result, e.len) < 0)
-        return NULL;
-    return result;
+    return dist_packet_finish(&e);
 fail:
-    Py_XDECREF(e.bytes);
-    if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
-        PyErr_Clear();
-        PyErr_SetString(E_Encode, "term nested too deeply for the Python stack");
-    }
+    enc_failed(&e);
     return NULL;
 }
 

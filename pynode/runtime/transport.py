@@ -48,8 +48,11 @@ _RECV_SIZE = 262144  # what a read asks for until the connection says otherwise 
 _CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy them once more
 # A write this soon after the previous one is corked (joined with the writes that follow it
 # in this loop iteration, flushed at its end); a lone write goes straight to the socket and
-# schedules no flush, which would cost a round of the event loop (an rpc or echo round trip
-# writes once per ~50-100 us; a burst of sends writes every microsecond or two).
+# schedules no flush, which would cost a round of the event loop (a burst of sends writes
+# every microsecond or two). A read of the peer's bytes ends the window: the write after it
+# (an rpc's or echo's next request, an answer) goes straight out however soon it comes (a
+# round trip with erl on one CPU takes 13-25 us on a fast host: within 20 us, corked, it
+# waited for the loop and took 21 us p50 for pynode's echo instead of 19, benchmarks/README.md)
 _CORK_WINDOW_NS = 20_000
 _now_ns = time.perf_counter_ns
 _monotonic = time.monotonic
@@ -358,6 +361,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             raise
         if whole and got is not None:
             gate.outcome(got)
+        if buf:
+            self._last_write = 0  # (as in _received)
         return buf
 
     def feed(self, data: bytes | bytearray) -> None:
@@ -468,6 +473,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._held = False
             if self._out and not self._corked:
                 self._write_out()
+            self._last_write = 0  # the peer answered: what we write next is no burst
 
     def eof_received(self) -> bool:
         on_eof = self._on_eof

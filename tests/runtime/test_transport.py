@@ -213,3 +213,50 @@ async def test_replies_to_received_bytes_go_out_in_one_write(
     await ch.aclose()
     assert got == b"first<ping>"
     assert calls == [b"first", b"<ping>"]  # the handler's three writes, joined once
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
+async def test_a_write_after_the_peers_bytes_is_never_corked(
+    anyio_backend: object, raw_peer: RawPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write within the cork window of the last one corks the writes after it until the
+    loop's flush (a burst); one that follows a read of the peer's bytes (the next request
+    after an answer) corks nothing, however soon it comes."""
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel)
+    calls: list[bytes] = []
+    real_os_write = os.write
+
+    def counting_os(fd: int, data: Any) -> int:
+        if fd == ch._fd:
+            calls.append(bytes(data))
+        return real_os_write(fd, data)
+
+    monkeypatch.setattr(os, "write", counting_os)
+    clock = [10**12]
+    monkeypatch.setattr(transport, "_now_ns", lambda: clock[0])
+    step = transport._CORK_WINDOW_NS // 20
+    ch.write(b"first")
+    clock[0] += step
+    ch._on_data = lambda data: None  # connected: the peer's bytes go to a handler
+    ch._received(b"answer")
+    ch.write(b"second")  # soon after the last write, but after the peer's bytes
+    assert calls == [b"first", b"second"] and not ch._corked
+    clock[0] += step
+    ch.write(b"third")  # soon after, nothing read in between: a burst begins
+    ch.write(b"fourth")
+    assert calls == [b"first", b"second", b"third"] and ch._corked
+    with anyio.fail_after(10):
+        while ch._corked:  # the loop's flush
+            await anyio.sleep(0)
+    assert calls == [b"first", b"second", b"third", b"fourth"]
+    ch._on_data = None
+    await ch.aclose()
+    peer = raw_peer.socket()
+    got = b""
+    with anyio.fail_after(10):
+        while len(got) < len(b"firstsecondthirdfourth"):
+            chunk = await anyio.to_thread.run_sync(peer.recv, 100)
+            assert chunk
+            got += chunk
+    assert got == b"firstsecondthirdfourth"

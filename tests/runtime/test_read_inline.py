@@ -4,6 +4,7 @@ event loop its turn whenever the loop has anything else to do."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import socket
 import struct
@@ -14,8 +15,9 @@ from typing import Any
 import anyio
 import pytest
 
-from pynode.runtime import Node, busywait, transport
-from pynode.term import Atom
+from pynode.blocking import BlockingNode
+from pynode.runtime import MailboxClosed, Node, busywait, transport
+from pynode.term import Atom, Pid
 
 from .test_transport import RawPeer
 
@@ -634,3 +636,71 @@ async def test_the_serve_waits_anew_after_each_read(served: Served, monkeypatch:
     finally:
         served.ch._on_data = on_data
     assert served.got == b"".join(b"%d;" % i for i in range(11))  # all read in the serve
+
+
+@contextlib.contextmanager
+def echo_peer(processes: int = 1) -> Iterator[tuple[BlockingNode, list[Pid]]]:
+    """A node on a loop of its own (another thread), with ``processes`` processes that each
+    send a ``(Pid, term)`` back as ``term`` and exit with reason ``boom`` on ``die``: a peer
+    that answers while this loop's task waits."""
+    with BlockingNode("peer@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b:
+        assert b.node is not None and b._portal is not None
+        boxes = [b._portal.call(b.node.mailbox) for _ in range(processes)]
+
+        async def serve(box: Any) -> None:
+            while True:
+                m = await box.receive()
+                if m == Atom("die"):
+                    box.close(Atom("boom"))
+                    return
+                await box.send(m[0], m[1])
+
+        for box in boxes:
+            b._portal.start_task_soon(serve, box)
+        yield b, [box.pid for box in boxes]
+
+
+async def test_a_receive_reads_its_answer_into_the_queue_without_a_wake(c_spin: None) -> None:
+    """A receive with nothing queued reads its peer before it registers as a waiter: the
+    mailbox's sink is open, so the answer goes into the queue from the codec's call, and no
+    future is made or woken (about a fifth of an echo's Python on one CPU with erl)."""
+    with echo_peer() as (b, [echo]):
+        async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+            a.add_address(b.name, "127.0.0.1", b.node.port)  # type: ignore[union-attr]
+            mb = a.mailbox()
+            woken = [0]
+            wake = mb._wake
+
+            def counted() -> None:
+                woken[0] += 1
+                wake()
+
+            mb._wake = counted  # type: ignore[method-assign]
+            rounds = 50
+            with anyio.fail_after(30):
+                for i in range(rounds):
+                    await mb.send(echo, (mb.pid, i))
+                    assert await mb.receive() == i
+            # the peer answers within the spin most times (its thread runs while this one
+            # spins without the GIL); a receive that registered a waiter was woken
+            assert woken[0] < rounds
+
+
+async def test_a_receive_reading_inline_sees_its_mailbox_closed_by_what_it_read(c_spin: None) -> None:
+    """An exit signal read on the spot closes the mailbox while nothing is queued: the
+    receive raises MailboxClosed then, instead of waiting for a wake that never comes. (Six
+    processes: the exit comes within the spin most times, not every time; with a timeout and
+    without one, two paths.)"""
+    with echo_peer(6) as (b, echoes):
+        async with Node("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as a:
+            a.add_address(b.name, "127.0.0.1", b.node.port)  # type: ignore[union-attr]
+            for i, echo in enumerate(echoes):
+                mb = a.mailbox()
+                await mb.link(echo)
+                with anyio.fail_after(30):
+                    await mb.send(echo, (mb.pid, Atom("linked")))  # the link is there first
+                    assert await mb.receive() == Atom("linked")
+                    await mb.send(echo, Atom("die"))
+                    with pytest.raises(MailboxClosed) as closed:
+                        await mb.receive(timeout=5 if i % 2 else None)  # (within fail_after)
+                assert closed.value.reason == Atom("boom")

@@ -226,6 +226,9 @@ class DistConnection:
         self._use_header = bool(flags & (DFlag.DIST_HDR_ATOM_CACHE | DFlag.FRAGMENTS))
         self._fragments = bool(flags & DFlag.FRAGMENTS)
         self._buf = bytearray()
+        self.buffer = self._buf
+        """The bytes fed and not yet taken (empty: nothing begun, and ``wanted`` is 0), read
+        only: a reader that checks it skips the ``wanted`` property's call on most reads."""
         self._pos = 0
         self._eof = False
         self._closed_reported = False
@@ -334,14 +337,24 @@ class DistConnection:
         """How many fragmented messages are partly received."""
         return len(self._sequences)
 
-    def next_event(self) -> DistEvent | NeedData:
-        """The next :class:`Message`, :data:`TICK`, :class:`ConnectionClosed` or NEED_DATA.
+    def next_event(self, data: bytes = b"") -> DistEvent | NeedData:
+        """The next :class:`Message`, :data:`TICK`, :class:`ConnectionClosed` or NEED_DATA;
+        ``data``, if any, is fed first (``receive_data``'s, without its call: every read
+        comes here).
 
         Raises :class:`ProtocolError` on malformed input; the connection is then unusable
         and every later call raises the same error.
         """
         if self._error is not None:
             raise self._error
+        if data:
+            if self._eof:
+                raise RuntimeError("receive_data() after receive_eof()")
+            buf = self._buf
+            if self._pos and self._pos == len(buf):
+                buf.clear()
+                self._pos = 0
+            buf += data
         # Hot path: one codec call decodes the whole packets buffered (112 or 131 68: atom
         # cache header, control message and payload), hands each plain send to the deliver
         # hook and each other packet to the deliver_signal hook, up to the first packet
@@ -375,7 +388,11 @@ class DistConnection:
         if n:
             self.delivered += n
         if pos != self._pos:
-            self._advance(pos)
+            if pos == len(self._buf):  # (_advance's most common case, without its call)
+                self._buf.clear()
+                self._pos = 0
+            else:
+                self._advance(pos)
         if control is not NO_PAYLOAD:
             return self._event(control, payload)
         if not self._buf and not self._eof:

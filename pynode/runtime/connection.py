@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from ..protocol._common import NO_PAYLOAD, NeedData
+from ..protocol._common import NEED_DATA, NO_PAYLOAD, NeedData
 from ..protocol.control import ControlMessage
 from ..protocol.errors import HandshakeError, ProtocolError
 from ..protocol.flags import DFlag
@@ -248,8 +248,9 @@ class Connection:
         self.bytes_in += len(data)
         dist = self.dist
         before = self._messages_in + dist.delivered
-        dist.receive_data(data)
-        self._process()
+        ev = dist.next_event(data)  # (most reads: every packet went to the hooks)
+        if ev is not NEED_DATA:
+            self._process(ev)
         self._writes_seen = self.channel.writes
         n = self._messages_in + dist.delivered - before
         if n:
@@ -258,7 +259,7 @@ class Connection:
                 self._message_size = per
                 self._read_base = max(READ_MIN, min(per * READ_MESSAGES, READ_MAX))
         # a few messages' worth, and what a begun packet (a big message, a fragment) lacks
-        wanted = dist.wanted
+        wanted = dist.wanted if dist.buffer else 0
         size = min(self._read_base + wanted, READ_MAX) if wanted else self._read_base
         if size != self._read_size:
             self._read_size = size
@@ -276,12 +277,16 @@ class Connection:
         self.dist.receive_eof()
         self._process()
 
-    def _process(self) -> None:
-        """Dispatch every complete event; ConnectionLost when the peer closed."""
+    def _process(self, first: Any = None) -> None:
+        """Dispatch every complete event (from ``first``, one taken already); ConnectionLost
+        when the peer closed."""
         dist = self.dist
         dispatch = self._dispatch
         while True:
-            ev = dist.next_event()
+            if first is None:
+                ev = dist.next_event()
+            else:
+                ev, first = first, None
             if type(ev) is Message:
                 self._messages_in += 1
                 try:

@@ -182,6 +182,30 @@ def test_erl_packets_in_one_read_and_byte_by_byte():
         assert sum(e is not None for e in rx.atom_cache.entries) == 6
 
 
+def test_next_event_feeds_its_data_first() -> None:
+    """``next_event(data)`` is ``receive_data(data)`` then ``next_event()`` (a read's one
+    call): the same events from the same bytes in any split, what a packet begun waits for
+    kept, ``buffer`` empty exactly when nothing is, and no data after the end of stream."""
+    stream = b"".join(frame(p) for p in erl_packets.OTP28) + b"\0\0\0\0"  # and a tick
+    whole = DistConnection(HEADER | DFlag.FRAGMENTS)
+    whole.receive_data(stream)
+    expected = drain(whole)
+    for step in (1, 3, 7, 64, len(stream)):
+        rx = DistConnection(HEADER | DFlag.FRAGMENTS)
+        got = []
+        for i in range(0, len(stream), step):
+            ev = rx.next_event(stream[i : i + step])
+            if ev is not NEED_DATA:
+                got += [ev, *drain(rx)]
+            assert bool(rx.buffer) == (rx.wanted > 0), step
+        assert got == expected and len(got) == 8 and got[-1] is TICK
+        assert not rx.buffer
+    rx = DistConnection(HEADER)
+    rx.receive_eof()
+    with pytest.raises(RuntimeError):
+        rx.next_event(b"\0\0\0\0")
+
+
 def test_buffer_compaction_with_many_messages():
     tx, rx = DistConnection(HEADER), DistConnection(HEADER)
     one = tx.send(c.Send(P2), b"x" * 1000)

@@ -44,6 +44,8 @@ from .runtime.signals import DOWN, EXIT_TAG
 from .runtime.transport import default_backend_options
 from .term import Atom, ImproperList, Pid, Reference
 
+_SPUN = object()  # BlockingMailbox._read_peer: its spin ran out
+
 _SCAN_LOCKS: weakref.WeakKeyDictionary[Mailbox, threading.Lock] = weakref.WeakKeyDictionary()
 _SCAN_LOCKS_LOCK = threading.Lock()
 
@@ -86,6 +88,7 @@ class BlockingMailbox:
         if route is not None and not route[0].congested_for_threads():
             conn, control = route
             conn.send_threadsafe(conn.dist.send_pieces(control, message), self._owner._soon)
+            mb._peer = conn  # an answer most likely comes back on it (_read_peer)
             return
         assert self._portal is not None
         self._portal.call(mb.send, dest, message)
@@ -98,14 +101,36 @@ class BlockingMailbox:
         if threading.get_ident() == self._owner._loop_thread:
             raise RuntimeError("receive would block the node's event loop: use the async Mailbox there")
         mb = self.async_mailbox
-        lock = self._scan_lock
         deadline = None if timeout is None else time.monotonic() + timeout
-        wakeup = Wakeup()
         node = self._owner.node
         # a receiving thread spins before it sleeps for the node's busy_wait, on any backend,
         # while such spins pay (the node's receiving threads share one gate)
         spin = node.busy_wait if node is not None else 0.0
+        spinner = node._spinner if node is not None else None
+        if spinner is None or match is not None or mb._peer is None:
+            return self._receive(mb, match, deadline, spin, timeout)
+        # one that may read its peer itself: the loop leaves its reads to it meanwhile
+        spinner.receiving(1)
+        try:
+            if not mb._queue and (timeout is None or timeout >= spin):
+                m = self._read_peer(spin)
+                if m is _SPUN:  # the spin ran out: the loop's delivery will wake this thread
+                    spin = 0.0
+                elif m is not _NO_MATCH:
+                    return m
+            return self._receive(mb, match, deadline, spin, timeout)
+        finally:
+            spinner.receiving(-1)
+
+    def _receive(
+        self, mb: Mailbox, match: Callable[[Any], bool] | None, deadline: float | None, spin: float,
+        timeout: float | None,
+    ) -> Any:
+        """receive's wait for the loop's delivery (or a look at the queue)."""
+        lock = self._scan_lock
+        node = self._owner.node
         gate = self._owner.spin_gate
+        wakeup = Wakeup()
         # woken by a loop that spins in C: take the GIL once it lets go of it there
         spinner = node._spinner if node is not None else None
         handoff = spinner is not None and spinner.spin_fd >= 0
@@ -137,6 +162,40 @@ class BlockingMailbox:
         finally:
             mb._thread_waiters.remove(wakeup)
             mb._sink()
+
+    def _read_peer(self, spin: float) -> Any:
+        """A receive with nothing queued reads the connection it last sent on itself while
+        the loop is idle (it takes the loop's idle lock, never waiting for it), before it
+        registers as a waiter: the mailbox's sink is open, the answer goes into the queue
+        from the codec's call, and neither the loop's iteration nor a wake of this thread
+        comes in between. The first message then, _SPUN when the spin ran out, or
+        _NO_MATCH (the usual wait follows)."""
+        mb = self.async_mailbox
+        conn, node = mb._peer, self._owner.node
+        spinner = node._spinner if node is not None else None
+        if conn is None or spinner is None or spin <= 0:
+            return _NO_MATCH
+        gate = self._owner.spin_gate
+        if not gate.allow():
+            return _NO_MATCH
+        idle = spinner.idle
+        if not idle.acquire(False):  # the loop is at work: it delivers, as usual
+            return _NO_MATCH
+        q = mb._queue
+        try:
+            if not conn.thread_may_read():  # (asked under the lock: another thread reads too)
+                return _NO_MATCH
+            got = conn.channel.read_in_thread(q.__len__, spin, conn.take_in_thread)  # type: ignore[arg-type]
+        finally:
+            idle.release()
+        if got is not None:
+            gate.outcome(got)
+        with self._scan_lock:
+            if mb._closed_reason is None:
+                m = mb._take(None, 0)
+                if m is not _NO_MATCH:
+                    return m
+        return _SPUN if got is False else _NO_MATCH
 
     def _drop(self, match: Callable[[Any], bool]) -> None:
         """Take every queued message ``match`` accepts (a stale answer), from any thread."""

@@ -337,10 +337,12 @@ class DistConnection:
         """How many fragmented messages are partly received."""
         return len(self._sequences)
 
-    def next_event(self, data: bytes = b"") -> DistEvent | NeedData:
+    def next_event(self, data: bytes = b"", sinks_only: bool = False) -> DistEvent | NeedData:
         """The next :class:`Message`, :data:`TICK`, :class:`ConnectionClosed` or NEED_DATA;
         ``data``, if any, is fed first (``receive_data``'s, without its call: every read
-        comes here).
+        comes here). ``sinks_only``: neither hook is called, plain sends go to
+        :attr:`sinks` only and any other packet is an event (for a reader outside the loop
+        that owns the hooks: ``Connection.take_in_thread``).
 
         Raises :class:`ProtocolError` on malformed input; the connection is then unusable
         and every later call raises the same error.
@@ -364,7 +366,8 @@ class DistConnection:
         try:
             pos, n, control, payload = decode_dist_sends(
                 self._buf, self._entries, NO_PAYLOAD, self._pos, self.max_packet,
-                self.deliver or _decline, self.deliver_signal, self.sinks,
+                _decline if sinks_only else self.deliver or _decline,
+                None if sinks_only else self.deliver_signal, self.sinks,
             )
         except BaseException as exc:
             # what was taken before the failure stays taken (never twice); a signal

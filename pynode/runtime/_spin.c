@@ -179,6 +179,92 @@ read_ready(PyObject *self, PyObject *args)
     return buf;
 }
 
+/* read_own(epfd, fd, seconds, size): read_ready for a thread that reads fd while the loop
+ * whose epoll is epfd has fd masked out (a BlockingNode receive reading its answer itself:
+ * the loop is not woken for it). Polls fd and epfd together, yielding between polls as the
+ * spin does: fd readable, one read of it (bytes, b'' at its end); only epfd readable,
+ * another descriptor's event for the loop: b''; the time up, or the CPU given away
+ * (YIELD_TAKEN): None. */
+static PyObject *
+read_own(PyObject *self, PyObject *args)
+{
+    int epfd, fd;
+    double seconds;
+    Py_ssize_t size;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iidn:read_own", &epfd, &fd, &seconds, &size))
+        return NULL;
+    if (epfd < 0 || fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "read_own: negative file descriptor");
+        return NULL;
+    }
+    if (size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "read_own: size must be positive");
+        return NULL;
+    }
+    PyObject *buf = PyBytes_FromStringAndSize(NULL, size);
+    if (buf == NULL)
+        return NULL;
+    char *into = PyBytes_AS_STRING(buf);
+    seconds = spin_seconds(seconds);
+    int state = 0;  /* 0: time up, 1: fd readable (n, err), 2: only epfd */
+    ssize_t n = -1;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    atomic_fetch_add(&loop_spinners, 1);
+    double end = monotonic_now() + seconds;
+    struct pollfd p[2];
+    for (;;) {
+        p[0].fd = fd;
+        p[0].events = POLLIN;
+        p[0].revents = 0;
+        p[1].fd = epfd;
+        p[1].events = POLLIN;
+        p[1].revents = 0;
+        int got = poll(p, 2, 0);
+        if (got < 0 || p[0].revents) {  /* readable, its end, or an error the read reports */
+            state = 1;
+            break;
+        }
+        if (p[1].revents) {
+            state = 2;
+            break;
+        }
+        double now = monotonic_now();
+        if (now >= end)
+            break;
+        sched_yield();
+        if (monotonic_now() - now >= YIELD_TAKEN) {
+            atomic_fetch_add(&spins_given_up, 1);
+            break;
+        }
+    }
+    atomic_fetch_sub(&loop_spinners, 1);
+    if (state == 1) {
+        n = read(fd, into, (size_t)size);
+        err = errno;
+    }
+    Py_END_ALLOW_THREADS
+    if (state == 0) {
+        Py_DECREF(buf);
+        Py_RETURN_NONE;
+    }
+    if (state == 2) {
+        Py_DECREF(buf);
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    if (n < 0) {
+        Py_DECREF(buf);
+        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+            return PyBytes_FromStringAndSize(NULL, 0);
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (n != size && _PyBytes_Resize(&buf, (Py_ssize_t)n) < 0)
+        return NULL;
+    return buf;
+}
+
 /* take_into(buf, epfd, fd, seconds, size, enough, reads): a task's reads of its answer
  * (Channel.take_inline) in one call: read_ready's spin and read, each read appended to the
  * bytearray buf, and enough(buf) asked after each, until it is true, the time is up, or
@@ -479,6 +565,10 @@ static PyMethodDef spin_methods[] = {
      "one read of up to size bytes from fd, both without the GIL: None when the time ran out; "
      "b'' when fd had nothing (another descriptor's event) or its stream ended; OSError when "
      "the read failed."},
+    {"read_own", read_own, METH_VARARGS,
+     "read_own(epfd, fd, seconds, size) -> bytes | None: poll fd and epfd together without the "
+     "GIL: fd readable, one read of it; only epfd readable (another event for the loop), b''; "
+     "None when the time ran out. For a thread that reads fd while the loop has it masked."},
     {NULL, NULL, 0, NULL},
 };
 

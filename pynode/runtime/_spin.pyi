@@ -8,6 +8,10 @@ def read_ready(epfd: int, fd: int, seconds: float, size: int, /) -> bytes | None
     """``wait_readable(epfd, seconds)``, then one read of up to ``size`` bytes from ``fd``:
     None when the time ran out, b"" when ``fd`` had nothing or its stream ended."""
 
+def read_own(epfd: int, fd: int, seconds: float, size: int, /) -> bytes | None:
+    """Poll ``fd`` and ``epfd`` together: ``fd`` readable, one read of it (b"" at its end);
+    only ``epfd`` (another event for the loop), b""; None when the time ran out."""
+
 def take_into(
     buf: bytearray, epfd: int, fd: int, seconds: float, size: int, enough: Callable[[bytearray], bool], reads: int, /
 ) -> tuple[int, int]:

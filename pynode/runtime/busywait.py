@@ -75,6 +75,7 @@ PROBE_EVERY_MAX = 1024
 _sched_yield = getattr(os, "sched_yield", None)
 _py_given_up = 0  # spins in Python ended by YIELD_TAKEN (SpinningSelector.select)
 _EPOLLIN = getattr(select, "EPOLLIN", 1)
+_EPOLLOUT = getattr(select, "EPOLLOUT", 4)
 
 
 class SpinGate:
@@ -184,6 +185,23 @@ read_ready = _load_c_read()
 """``read_ready(epfd, fd, seconds, size)``: :func:`wait_readable` on ``epfd``, then one read of
 ``fd``, in one call without the GIL: None when the time ran out, b"" when ``fd`` had nothing
 (another descriptor's event) or its stream ended; None as a whole without the compiled helper."""
+
+
+def _load_c_read_own() -> Callable[[int, int, float, int], bytes | None] | None:
+    if _wait_readable is None:
+        return None
+    try:
+        from ._spin import read_own
+    except ImportError:  # a _spin built before it had one: threads do not read (blocking.py)
+        return None
+    return read_own
+
+
+read_own = _load_c_read_own()
+"""``read_own(epfd, fd, seconds, size)``: poll ``fd`` and ``epfd`` together without the GIL:
+``fd`` readable, one read of it (b"" at its end); only ``epfd``, b""; None when the time ran
+out. For a thread that reads ``fd`` while the loop has it hidden
+(:meth:`SpinningSelector.hide`); None as a whole without the compiled helper."""
 
 
 TAKE_SPENT, TAKE_ENOUGH, TAKE_LATE, TAKE_EMPTY, TAKE_STREAK = range(5)
@@ -297,11 +315,26 @@ class SpinningSelector(selectors.BaseSelector):
         self.given_up = 0
         """Spins in Python that another thread's turn on this CPU ended (YIELD_TAKEN); the
         compiled spin counts its own (``_spin.given_up()``)."""
+        self.idle = threading.Lock()
+        """Held by the loop's thread except while it waits in :meth:`select` (from its first
+        one, or from :func:`install`): another thread that takes it, never blocking, may
+        act for the idle loop for a moment (a BlockingNode receive that reads its answer
+        itself: ``Connection.take_in_thread``); the loop's select returns once it is free."""
+        self._idle_owned = False  # the loop's thread holds ``idle``
+        self.thread_receivers = 0
+        """Threads in a BlockingNode receive that may read their peer themselves (under
+        ``_receivers_lock``): while there are any, the loop does not wait for a
+        connection's next bytes after a read (``Channel._serve_inline``), which would hold
+        ``idle`` when such a thread wants it, and read the answer that thread would read
+        itself. (A thread blocked in such a receive for long so leaves the loop without
+        that wait, and erl's requests to the loop's handlers take a loop iteration each.)"""
+        self._receivers_lock = threading.Lock()
         # the epoll object under an EpollSelector, to ask what is ready without taking it
         # (level-triggered: the loop's next poll finds the same events)
         epoll_type = getattr(selectors, "EpollSelector", None)
         raw = getattr(inner, "_selector", None) if epoll_type and isinstance(inner, epoll_type) else None
         self._ready_now: Callable[[float], list[tuple[int, int]]] | None = getattr(raw, "poll", None)
+        self._epoll: Any = raw  # (and to hide a descriptor from the loop's poll: hide, show)
         fileno: Callable[[], int] | None = getattr(inner, "fileno", None)
         # epoll, kqueue and devpoll selectors have a descriptor, readable when events are ready
         self._c_wait = _wait_readable if fileno is not None else None
@@ -342,6 +375,53 @@ class SpinningSelector(selectors.BaseSelector):
         self.inner.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        idle = self.idle
+        if self._idle_owned:
+            self._idle_owned = False
+            idle.release()
+        try:
+            return self._select(timeout)
+        finally:
+            idle.acquire()  # (another thread that acts for the loop has let go)
+            self._idle_owned = True
+
+    def receiving(self, n: int) -> None:
+        """A thread begins (1) or ends (-1) a blocking receive (:attr:`thread_receivers`)."""
+        with self._receivers_lock:
+            self.thread_receivers += n
+
+    def hide(self, fd: int) -> bool:
+        """From a thread that holds :attr:`idle`: the loop's poll stops reporting ``fd``
+        (epoll only; errors and hang-ups are always reported) until :meth:`show`, so that
+        the loop is not woken for the bytes that thread reads itself. False when it cannot
+        (then it did nothing)."""
+        ep = self._epoll
+        if ep is None or self.inner.get_map().get(fd) is None:
+            return False
+        try:
+            ep.modify(fd, 0)
+        except OSError:
+            return False
+        return True
+
+    def show(self, fd: int) -> None:
+        """Undo :meth:`hide`: the events the loop registered for ``fd`` (unchanged since:
+        the loop waits for :attr:`idle` to change them)."""
+        key = self.inner.get_map().get(fd)
+        if key is None or self._epoll is None:
+            return
+        mask = (_EPOLLIN if key.events & selectors.EVENT_READ else 0) | (
+            _EPOLLOUT if key.events & selectors.EVENT_WRITE else 0
+        )
+        self._epoll.modify(fd, mask)
+
+    def own_idle(self) -> None:
+        """In the loop's thread, running: hold :attr:`idle` (see there) from now on."""
+        if not self._idle_owned:
+            self.idle.acquire()
+            self._idle_owned = True
+
+    def _select(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
         global _py_given_up
         polls = self.polls
         self.polls = polls + 1
@@ -417,11 +497,13 @@ def install(loop: asyncio.AbstractEventLoop | None, spin: float = DEFAULT_SPIN) 
     if isinstance(sel, SpinningSelector):
         sel.users += 1
         sel.spin = max(sel.spin, spin)
+        sel.own_idle()
         return sel
     if not isinstance(sel, selectors.BaseSelector):
         return None
     wrapper = SpinningSelector(sel, spin)
     wrapper.users = 1
+    wrapper.own_idle()  # (called in the loop, which runs)
     loop._selector = wrapper  # type: ignore[attr-defined]
     return wrapper
 

@@ -147,6 +147,8 @@ class Connection:
         self._message_size = 0  # bytes per message in the last read that completed any
         self._read_base = READ_MIN  # a few of those messages' worth, within the limits
         self._read_size = -1  # what the channel was last asked to read at a time
+        # an event another thread's read left the loop (take_in_thread): it goes first
+        self._handed_event: Any = None
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -248,12 +250,16 @@ class Connection:
         self.bytes_in += len(data)
         dist = self.dist
         before = self._messages_in + dist.delivered
+        handed = self._handed_event
+        if handed is not None:  # (before what was read after it)
+            self._handed_event = None
+            self._process(handed)
         ev = dist.next_event(data)  # (most reads: every packet went to the hooks)
         if ev is not NEED_DATA:
             self._process(ev)
         self._writes_seen = self.channel.writes
         n = self._messages_in + dist.delivered - before
-        if n:
+        if n and data:
             per = len(data) // n
             if per != self._message_size:
                 self._message_size = per
@@ -264,6 +270,31 @@ class Connection:
         if size != self._read_size:
             self._read_size = size
             self.channel.read_size(size)
+
+    def take_in_thread(self, data: bytes) -> bool:
+        """Bytes another thread read (``Channel.read_in_thread``), holding the loop's idle
+        lock: their plain sends go into the mailboxes' sinks (deque appends, nothing that
+        needs the loop); the first other event (a signal, a tick, a send no sink took) and
+        what follows it are left to the loop, which is woken for them: False then, and no
+        such read until the loop took them up (``_on_data``)."""
+        if self._handed_event is not None:  # (read_in_thread stopped at the last one)
+            raise RuntimeError("take_in_thread() before the loop took up what it was left")
+        self._last_read = time.monotonic()
+        self.bytes_in += len(data)
+        try:
+            ev = self.dist.next_event(data, sinks_only=True)
+        except Exception:  # it sticks (the connection is unusable): the loop meets it too
+            self.channel.wake_handler()
+            return False
+        if ev is NEED_DATA:
+            return True
+        self._handed_event = ev
+        self.channel.wake_handler()
+        return False
+
+    def thread_may_read(self) -> bool:
+        """Whether another thread may read this connection now (``take_in_thread``)."""
+        return self.alive and self._handed_event is None
 
     def taken(self, nbytes: int, messages: int) -> None:
         """Count bytes a task read and handled itself (``Channel.take_inline``), as _on_data

@@ -34,6 +34,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSStream
 
 from .busywait import TAKE_ENOUGH, TAKE_SPENT, TAKE_STREAK, SpinGate
+from .busywait import read_own as _read_own
 from .busywait import read_ready as _read_ready
 from .busywait import take_into as _take_into
 from .tls import tls_reason
@@ -136,6 +137,21 @@ class Channel:
         """Read and handle the peer's bytes on the calling task until ``done()``, for at most
         ``spin`` seconds while the event loop has nothing else to do (where the channel can:
         else return at once, and the bytes come through the loop as always)."""
+
+    def read_in_thread(self, done: Callable[[], bool], spin: float, take: Callable[[bytes], bool]) -> bool | None:
+        """:meth:`read_inline` for a thread other than the loop's, which holds the loop's
+        idle lock (``SpinningSelector.idle``: the loop waits in its select meanwhile):
+        read and ``take`` the peer's bytes until ``done()``, for up to ``spin`` seconds.
+        ``take`` returns False when it left something for the loop (then woken with
+        :meth:`wake_handler`): the reads end there. True when done; False when the spin
+        ran out; None when it ended otherwise (another descriptor's event, the loop's
+        turn) or the channel cannot (here: it reads nothing)."""
+        return None
+
+    def wake_handler(self) -> None:
+        """From another thread: the loop hands the connection's handler no bytes (``b""``)
+        as it hands a read, to take up what :meth:`read_in_thread`'s ``take`` left it."""
+        raise NotImplementedError
 
     def take_inline(self, spin: float, enough: Callable[[bytearray], bool]) -> bytearray:
         """Like :meth:`read_inline`, but the bytes are not handled: they are read into one
@@ -313,6 +329,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             if loop._ready or self._lost:
                 break
             if serving:  # the wait for the peer's next bytes begins anew, as the loop's would
+                if sel.thread_receivers:  # (see _serve_inline)
+                    break
                 end = clock() + spin
             timers = loop._scheduled  # one a handler set, due before the end: it ends the wait
             if timers and timers[0]._when < end:
@@ -321,6 +339,57 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 break
         if whole and got is not None:
             gate.outcome(got)
+
+    def read_in_thread(self, done: Callable[[], bool], spin: float, take: Callable[[bytes], bool]) -> bool | None:
+        """Only on a plain socket of an asyncio loop that spins on epoll, with the compiled
+        helper: the socket is hidden from the loop's poll meanwhile
+        (``SpinningSelector.hide``), so the loop sleeps on through the answer this thread
+        reads; another descriptor's event ends the wait (the loop then goes on once this
+        thread lets go of the idle lock). A BlockingNode receive's answer so costs neither
+        the loop's iteration nor a wake of the thread, nor their turns at the GIL."""
+        t: Any = self.transport
+        if self._fd < 0 or self._on_data is None or t is None or self._lost or self._held or spin <= 0:
+            return None
+        loop: Any = self._loop
+        sel = loop._selector
+        read, fd, size = _read_own, self._fd, self._read_size
+        epfd = getattr(sel, "spin_fd", -1)
+        if read is None or epfd < 0 or loop._ready or not t.is_reading() or not sel.hide(fd):
+            return None
+        try:
+            end = _monotonic() + min(spin, 1.0)
+            while True:
+                left = end - _monotonic()
+                if left <= 0:
+                    return False
+                try:
+                    data = read(epfd, fd, left, size)
+                except OSError as exc:  # reset: the loop reports it as its own read would
+                    loop.call_soon_threadsafe(self._read_failed, exc)
+                    return None
+                if data is None:
+                    return False
+                if not data:  # another descriptor's event, or the stream's end: the loop's
+                    return None
+                if not take(data):
+                    return None
+                if done():
+                    return True
+        finally:
+            try:
+                sel.show(fd)
+            except OSError as exc:  # (never seen) the loop would not see this socket again
+                loop.call_soon_threadsafe(self._read_failed, exc)
+
+    def wake_handler(self) -> None:
+        """From another thread: the loop hands the connection's handler no bytes (``b""``),
+        in the transport's context, as it hands a read: it takes up what that thread left
+        it (``Connection.take_in_thread``), and an error ends the connection as a read's
+        would."""
+        try:
+            self._loop.call_soon_threadsafe(self._handle_inline, b"")
+        except RuntimeError:  # the loop is closed: so is the connection
+            pass
 
     def take_inline(self, spin: float, enough: Callable[[bytearray], bool]) -> bytearray:
         """:meth:`_read_loop` for bytes only kept: nothing runs between two reads that could
@@ -453,7 +522,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         loop's spin, whose place it takes (one spin per idle moment, one decision)."""
         sel: Any = self._loop._selector  # type: ignore[attr-defined]
         gate = getattr(sel, "gate", None)  # the loop's own: this wait is its idle moment's spin
-        if gate is not None:
+        if gate is not None and not sel.thread_receivers:
             self._read_loop(_never, sel.spin, gate, self._received)
 
     def _received(self, data: bytes) -> None:

@@ -43,6 +43,7 @@ def c_spin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(busywait, "_wait_readable", spin.wait_readable)
     monkeypatch.setattr(transport, "_read_ready", spin.read_ready)
     monkeypatch.setattr(transport, "_take_into", spin.take_into)
+    monkeypatch.setattr(transport, "_read_own", spin.read_own)
 
 
 @pytest.fixture
@@ -641,8 +642,8 @@ async def test_the_serve_waits_anew_after_each_read(served: Served, monkeypatch:
 @contextlib.contextmanager
 def echo_peer(processes: int = 1) -> Iterator[tuple[BlockingNode, list[Pid]]]:
     """A node on a loop of its own (another thread), with ``processes`` processes that each
-    send a ``(Pid, term)`` back as ``term`` and exit with reason ``boom`` on ``die``: a peer
-    that answers while this loop's task waits."""
+    send a ``(Pid, term)`` back as ``term``, ``1..n`` to Pid on ``("burst", Pid, n)``, and
+    exit with reason ``boom`` on ``die``: a peer that answers while this loop's task waits."""
     with BlockingNode("peer@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1") as b:
         assert b.node is not None and b._portal is not None
         boxes = [b._portal.call(b.node.mailbox) for _ in range(processes)]
@@ -653,6 +654,10 @@ def echo_peer(processes: int = 1) -> Iterator[tuple[BlockingNode, list[Pid]]]:
                 if m == Atom("die"):
                     box.close(Atom("boom"))
                     return
+                if m[0] == Atom("burst"):  # ("burst", Pid, n): 1..n, in one go
+                    for i in range(1, m[2] + 1):
+                        await box.send(m[1], i)
+                    continue
                 await box.send(m[0], m[1])
 
         for box in boxes:

@@ -1,0 +1,125 @@
+"""A BlockingNode receive reads its answer itself while the loop is idle (it holds the
+loop's idle lock meanwhile): plain sends go into the queue, anything else is left to the
+loop, in order."""
+
+from __future__ import annotations
+
+import select
+from typing import Any
+
+import pytest
+
+from pynode.blocking import BlockingNode
+from pynode.runtime import MailboxClosed, busywait
+from pynode.term import Atom
+
+from .test_read_inline import c_spin, echo_peer
+
+__all__ = ["c_spin"]  # (a fixture these tests use)
+
+
+def a_node() -> BlockingNode:
+    return BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1")
+
+
+def counted_deliveries(box: Any) -> list[Any]:
+    """What the loop delivers to ``box`` (``_deliver``), from now on; the thread's own reads
+    go into the queue without it."""
+    mb = box.async_mailbox
+    seen: list[Any] = []
+    deliver = mb._deliver
+
+    def counted(message: Any) -> None:
+        seen.append(message)
+        deliver(message)
+
+    mb._deliver = counted
+    return seen
+
+
+def test_a_blocking_receive_reads_its_answer_itself(c_spin: None) -> None:
+    with echo_peer() as (b, [echo]), a_node() as a:
+        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
+        box = a.mailbox()
+        by_loop = counted_deliveries(box)
+        rounds = 50
+        for i in range(rounds):
+            box.send(echo, (box.pid, i))
+            assert box.receive(timeout=10) == i
+        # the peer answers within the spin most times; a receive that waited was woken by
+        # the loop's delivery
+        assert len(by_loop) < rounds
+
+
+def test_what_the_thread_leaves_the_loop_keeps_its_place(c_spin: None) -> None:
+    """A send that no sink takes (the queue at its warning length) stops the thread's read:
+    the loop delivers it, then what followed it; the receiver sees them all in order."""
+    with echo_peer() as (b, [echo]), a_node() as a:
+        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
+        box = a.mailbox()
+        by_loop = counted_deliveries(box)
+        n = 40
+        for _ in range(5):
+            box.async_mailbox.warn_length = 4  # (doubled by each warning)
+            box.send(echo, (Atom("burst"), box.pid, n))
+            assert [box.receive(timeout=10) for _ in range(n)] == list(range(1, n + 1))
+        assert by_loop  # what the sinks could not take went through the loop
+
+
+def test_an_exit_the_thread_read_closes_the_mailbox(c_spin: None) -> None:
+    """A blocking receive whose read brought an exit signal (left to the loop) raises
+    MailboxClosed, as when the loop read it."""
+    with echo_peer(6) as (b, echoes), a_node() as a:
+        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
+        for echo in echoes:
+            box = a.mailbox()
+            a._portal.call(box.async_mailbox.link, echo)  # type: ignore[union-attr]
+            box.send(echo, (box.pid, Atom("linked")))  # (after the link, on one socket)
+            assert box.receive(timeout=10) == Atom("linked")
+            box.send(echo, Atom("die"))
+            with pytest.raises(MailboxClosed) as closed:
+                box.receive(timeout=10)
+            assert closed.value.reason == Atom("boom")
+
+
+def test_the_loop_holds_its_idle_lock_except_in_select() -> None:
+    with a_node() as a:
+        sel = a.node._spinner  # type: ignore[union-attr]
+        assert isinstance(sel, busywait.SpinningSelector)  # (busy_wait's default)
+        # from the loop: held; from here, taken only while the loop waits in select
+        assert a.run(lambda: not sel.idle.acquire(False))
+        assert sel.idle.acquire(timeout=10)
+        try:
+            assert sel._idle_owned is False
+        finally:
+            sel.idle.release()
+
+
+def test_a_hidden_socket_wakes_no_poll_of_the_loop(c_spin: None) -> None:
+    """While a thread reads a connection itself (it holds the idle lock), the loop's poll
+    does not report that socket's bytes, so the loop sleeps on; shown again, it does."""
+    with echo_peer() as (b, _), a_node() as a:
+        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
+        conn = a.node.connector.get(b.name)  # type: ignore[union-attr]
+        assert conn is not None
+        fd = conn.channel._fd  # type: ignore[attr-defined]
+        sel = a.node._spinner  # type: ignore[union-attr]
+        assert isinstance(sel, busywait.SpinningSelector) and fd >= 0
+        box = a.mailbox()
+        assert sel.idle.acquire(timeout=10)
+        try:
+            assert sel.hide(fd)
+            b.send(box.pid, Atom("hidden"))  # from the peer (this loop cannot run now)
+            ready_now = sel._ready_now
+            assert ready_now is not None
+            for _ in range(1000):  # bounded: until the bytes are there (select on the socket)
+                readable, _, _ = select.select([fd], [], [], 0.01)
+                if readable:
+                    break
+            assert readable
+            assert all(f != fd for f, _ in ready_now(0))
+            sel.show(fd)
+            assert any(f == fd for f, _ in ready_now(0))
+        finally:
+            sel.idle.release()
+        assert box.receive(timeout=10) == Atom("hidden")  # the loop reads it now

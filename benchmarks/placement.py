@@ -27,17 +27,18 @@ def placements() -> dict[str, tuple[set[int], set[int], set[int]]]:
 
 
 def place(a: ErlNode, b: ErlNode, cpus: tuple[set[int], set[int], set[int]]) -> None:
-    """Pin B, A and this process's thread (pynode's loop) as ``cpus`` says."""
+    """Pin B, A and this process's threads (pynode's loops, a BlockingNode's caller) as
+    ``cpus`` says."""
     assert a.proc is not None and b.proc is not None
     pin(b.proc.pid, cpus[0])
     pin(a.proc.pid, cpus[1])
-    os.sched_setaffinity(0, cpus[2])
+    pin(os.getpid(), cpus[2])
 
 
 @asynccontextmanager
 async def sides(prefix: str, a: ErlNode, b: ErlNode, epmd: Epmd) -> AsyncIterator[tuple[PySide, ErlSide]]:
     """A pynode node connected to B, and erl A connected to B: dist.py's two sides. This
-    thread's CPUs are given back afterwards."""
+    process's CPUs are given back afterwards."""
     own = os.sched_getaffinity(0)
     try:
         async with Node(unique(prefix) + "@127.0.0.1", b.cookie, listen_host="127.0.0.1",
@@ -48,4 +49,4 @@ async def sides(prefix: str, a: ErlNode, b: ErlNode, epmd: Epmd) -> AsyncIterato
                 raise RuntimeError(f"{a.name} cannot reach {b.name}")
             yield PySide(node, b), ErlSide(a, b)
     finally:
-        os.sched_setaffinity(0, own)
+        pin(os.getpid(), own)

@@ -29,7 +29,8 @@ RUNS = {
     "recv_place": (["recv_place.py", "--msgs", "2000", "--repeat", "1"], rf"^shared: all on CPU 0\s+\|\s+{_NUMBER} \|"),
     "echo_place": (
         ["echo_place.py", "--count", "50", "--repeat", "1"],
-        rf"^shared: all on CPU 0\s+\|\s+{_NUMBER} /\s+{_NUMBER} \|",
+        # (and the BlockingNode's columns at the end)
+        rf"^shared: all on CPU 0\s+\|\s+{_NUMBER} /\s+{_NUMBER} \|.*\|\s+{_NUMBER} /\s+{_NUMBER} \| {_NUMBER}$",
     ),
     "idle_cpu": (["idle_cpu.py", "--seconds", "0.3", "--gaps", "1"], rf"^1\s+\|\s+\d+ \|\s+{_NUMBER} \|"),
     "framing": (["framing.py", "--quick"], r"^SEND, 131 68 0\s+send\s+\d+"),

@@ -107,10 +107,12 @@ class BlockingMailbox:
         # while such spins pay (the node's receiving threads share one gate)
         spin = node.busy_wait if node is not None else 0.0
         spinner = node._spinner if node is not None else None
-        if spinner is None or match is not None or mb._peer is None:
+        peer = mb._peer
+        if spinner is None or match is not None or peer is None:
             return self._receive(mb, match, deadline, spin, timeout)
-        # one that may read its peer itself: the loop leaves its reads to it meanwhile
-        spinner.receiving(1)
+        # one that may read its peer itself: the loop leaves that channel's reads to it
+        channel = peer.channel
+        spinner.receiving(channel, 1)
         try:
             if not mb._queue and (timeout is None or timeout >= spin):
                 m = self._read_peer(spin)
@@ -120,7 +122,7 @@ class BlockingMailbox:
                     return m
             return self._receive(mb, match, deadline, spin, timeout)
         finally:
-            spinner.receiving(-1)
+            spinner.receiving(channel, -1)
 
     def _receive(
         self, mb: Mailbox, match: Callable[[Any], bool] | None, deadline: float | None, spin: float,
@@ -149,7 +151,7 @@ class BlockingMailbox:
                 scanned = end
                 left = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
                 whole = left < 0 or spin <= left  # else the deadline cuts the spin: no outcome
-                now_spin = spin if (gate.allow() if whole else gate.open) else 0.0
+                now_spin = spin if spin and (gate.allow() if whole else gate.open) else 0.0
                 t0 = time.monotonic()
                 woke = wakeup.wait(left, now_spin, handoff)
                 waited = time.monotonic() - t0
@@ -185,7 +187,7 @@ class BlockingMailbox:
         try:
             if not conn.thread_may_read():  # (asked under the lock: another thread reads too)
                 return _NO_MATCH
-            got = conn.channel.read_in_thread(q.__len__, spin, conn.take_in_thread)  # type: ignore[arg-type]
+            got = conn.channel.read_in_thread(q.__len__, spin, conn.dist.buffer, conn.take_in_thread)  # type: ignore[arg-type]
         finally:
             idle.release()
         if got is not None:

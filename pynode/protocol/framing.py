@@ -339,8 +339,7 @@ class DistConnection:
 
     def next_event(self, data: bytes = b"", sinks_only: bool = False) -> DistEvent | NeedData:
         """The next :class:`Message`, :data:`TICK`, :class:`ConnectionClosed` or NEED_DATA;
-        ``data``, if any, is fed first (``receive_data``'s, without its call: every read
-        comes here). ``sinks_only``: neither hook is called, plain sends go to
+        ``data``, if any, is fed first (``receive_data``: every read comes here). ``sinks_only``: neither hook is called, plain sends go to
         :attr:`sinks` only and any other packet is an event (for a reader outside the loop
         that owns the hooks: ``Connection.take_in_thread``).
 
@@ -350,13 +349,7 @@ class DistConnection:
         if self._error is not None:
             raise self._error
         if data:
-            if self._eof:
-                raise RuntimeError("receive_data() after receive_eof()")
-            buf = self._buf
-            if self._pos and self._pos == len(buf):
-                buf.clear()
-                self._pos = 0
-            buf += data
+            self.receive_data(data)
         # Hot path: one codec call decodes the whole packets buffered (112 or 131 68: atom
         # cache header, control message and payload), hands each plain send to the deliver
         # hook and each other packet to the deliver_signal hook, up to the first packet

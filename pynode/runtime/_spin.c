@@ -61,7 +61,8 @@ static atomic_int loop_spinners;
 #define YIELD_TAKEN 50e-6
 
 /* The spin, without the GIL (the caller released it): 1 when fd is readable (or poll
- * failed), 0 when `seconds` ran out, or when a yield took YIELD_TAKEN or more: then this
+ * failed), 2 when only `other` is (if not -1: a second descriptor polled with fd), 0 when
+ * `seconds` ran out, or when a yield took YIELD_TAKEN or more: then this
  * CPU has another runnable thread, the spin only takes turns with it, and it ends as one
  * that ran out (the caller sleeps, and its gate learns that spins do not pay here). A spin
  * is for an otherwise idle CPU, as erl's: with an erl node streaming small messages to
@@ -71,19 +72,27 @@ static atomic_int loop_spinners;
 static atomic_long spins_given_up;  /* spins ended so, since the module was loaded */
 
 static int
-spin_until_readable(int fd, double seconds)
+spin_poll(int fd, int other, double seconds)
 {
-    int ready = 0;
+    int state = 0;
     atomic_fetch_add(&loop_spinners, 1);
     double end = monotonic_now() + seconds;
-    struct pollfd p;
+    struct pollfd p[2];
+    nfds_t count = other >= 0 ? 2 : 1;
     for (;;) {
-        p.fd = fd;
-        p.events = POLLIN;
-        p.revents = 0;
-        int n = poll(&p, 1, 0);
-        if (n != 0) {  /* readable, or an error (EINTR included) for the caller's poll */
-            ready = 1;
+        p[0].fd = fd;
+        p[0].events = POLLIN;
+        p[0].revents = 0;
+        p[1].fd = other;
+        p[1].events = POLLIN;
+        p[1].revents = 0;
+        int n = poll(p, count, 0);
+        if (n < 0 || p[0].revents) {  /* readable, or an error (EINTR included) for the caller */
+            state = 1;
+            break;
+        }
+        if (n > 0) {  /* only `other` */
+            state = 2;
             break;
         }
         double now = monotonic_now();
@@ -96,7 +105,13 @@ spin_until_readable(int fd, double seconds)
         }
     }
     atomic_fetch_sub(&loop_spinners, 1);
-    return ready;
+    return state;
+}
+
+static int
+spin_until_readable(int fd, double seconds)
+{
+    return spin_poll(fd, -1, seconds);
 }
 
 static double
@@ -179,92 +194,6 @@ read_ready(PyObject *self, PyObject *args)
     return buf;
 }
 
-/* read_own(epfd, fd, seconds, size): read_ready for a thread that reads fd while the loop
- * whose epoll is epfd has fd masked out (a BlockingNode receive reading its answer itself:
- * the loop is not woken for it). Polls fd and epfd together, yielding between polls as the
- * spin does: fd readable, one read of it (bytes, b'' at its end); only epfd readable,
- * another descriptor's event for the loop: b''; the time up, or the CPU given away
- * (YIELD_TAKEN): None. */
-static PyObject *
-read_own(PyObject *self, PyObject *args)
-{
-    int epfd, fd;
-    double seconds;
-    Py_ssize_t size;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "iidn:read_own", &epfd, &fd, &seconds, &size))
-        return NULL;
-    if (epfd < 0 || fd < 0) {
-        PyErr_SetString(PyExc_ValueError, "read_own: negative file descriptor");
-        return NULL;
-    }
-    if (size <= 0) {
-        PyErr_SetString(PyExc_ValueError, "read_own: size must be positive");
-        return NULL;
-    }
-    PyObject *buf = PyBytes_FromStringAndSize(NULL, size);
-    if (buf == NULL)
-        return NULL;
-    char *into = PyBytes_AS_STRING(buf);
-    seconds = spin_seconds(seconds);
-    int state = 0;  /* 0: time up, 1: fd readable (n, err), 2: only epfd */
-    ssize_t n = -1;
-    int err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    atomic_fetch_add(&loop_spinners, 1);
-    double end = monotonic_now() + seconds;
-    struct pollfd p[2];
-    for (;;) {
-        p[0].fd = fd;
-        p[0].events = POLLIN;
-        p[0].revents = 0;
-        p[1].fd = epfd;
-        p[1].events = POLLIN;
-        p[1].revents = 0;
-        int got = poll(p, 2, 0);
-        if (got < 0 || p[0].revents) {  /* readable, its end, or an error the read reports */
-            state = 1;
-            break;
-        }
-        if (p[1].revents) {
-            state = 2;
-            break;
-        }
-        double now = monotonic_now();
-        if (now >= end)
-            break;
-        sched_yield();
-        if (monotonic_now() - now >= YIELD_TAKEN) {
-            atomic_fetch_add(&spins_given_up, 1);
-            break;
-        }
-    }
-    atomic_fetch_sub(&loop_spinners, 1);
-    if (state == 1) {
-        n = read(fd, into, (size_t)size);
-        err = errno;
-    }
-    Py_END_ALLOW_THREADS
-    if (state == 0) {
-        Py_DECREF(buf);
-        Py_RETURN_NONE;
-    }
-    if (state == 2) {
-        Py_DECREF(buf);
-        return PyBytes_FromStringAndSize(NULL, 0);
-    }
-    if (n < 0) {
-        Py_DECREF(buf);
-        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
-            return PyBytes_FromStringAndSize(NULL, 0);
-        errno = err;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    if (n != size && _PyBytes_Resize(&buf, (Py_ssize_t)n) < 0)
-        return NULL;
-    return buf;
-}
-
 /* take_into(buf, epfd, fd, seconds, size, enough, reads): a task's reads of its answer
  * (Channel.take_inline) in one call: read_ready's spin and read, each read appended to the
  * bytearray buf, and enough(buf) asked after each, until it is true, the time is up, or
@@ -277,9 +206,8 @@ read_own(PyObject *self, PyObject *args)
 enum { TAKE_SPENT = 0, TAKE_ENOUGH = 1, TAKE_LATE = 2, TAKE_EMPTY = 3, TAKE_STREAK = 4 };
 
 static PyObject *
-take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
 {
-    (void)self;
     if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError, "take_into() takes 7 arguments");
         return NULL;
@@ -339,8 +267,12 @@ take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         ssize_t n = -1;
         int err = 0;
         Py_BEGIN_ALLOW_THREADS
-        ready = spin_until_readable((int)epfd, left);
-        if (ready) {
+        /* hidden: fd is masked out of the loop's epoll; polled with it (2: only epfd) */
+        ready = hidden ? spin_poll((int)fd, (int)epfd, left) : spin_until_readable((int)epfd, left);
+        if (ready == 2) {
+            ready = 1;  /* another event for the loop: read() finds nothing (TAKE_EMPTY) */
+            err = EAGAIN;
+        } else if (ready) {
             n = read((int)fd, into, (size_t)size);
             err = errno;
         }
@@ -378,6 +310,26 @@ take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     return Py_BuildValue("(in)", outcome, made);
+}
+
+static PyObject *
+take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    return take_reads(args, nargs, 0);
+}
+
+/* take_own(buf, epfd, fd, seconds, size, enough, reads): take_into for a thread that reads fd
+ * while the loop whose epoll is epfd has fd masked out (a BlockingNode receive reading its
+ * answer itself: the loop is not woken for it). fd and epfd are polled together; epfd alone
+ * readable (another event for the loop) ends it as a read that found nothing (TAKE_EMPTY).
+ * The bytes go into buf, which outlives an exception raised as the call returns (a
+ * KeyboardInterrupt in the main thread): nothing read is lost. */
+static PyObject *
+take_own(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    return take_reads(args, nargs, 1);
 }
 
 #ifdef HAVE_WAKEUP
@@ -565,10 +517,10 @@ static PyMethodDef spin_methods[] = {
      "one read of up to size bytes from fd, both without the GIL: None when the time ran out; "
      "b'' when fd had nothing (another descriptor's event) or its stream ended; OSError when "
      "the read failed."},
-    {"read_own", read_own, METH_VARARGS,
-     "read_own(epfd, fd, seconds, size) -> bytes | None: poll fd and epfd together without the "
-     "GIL: fd readable, one read of it; only epfd readable (another event for the loop), b''; "
-     "None when the time ran out. For a thread that reads fd while the loop has it masked."},
+    {"take_own", (PyCFunction)(void (*)(void))take_own, METH_FASTCALL,
+     "take_own(buf, epfd, fd, seconds, size, enough, reads) -> (outcome, reads made): take_into "
+     "for a thread that reads fd while the loop (epoll epfd) has it masked out: fd and epfd are "
+     "polled together, and epfd alone readable ends it as a read that found nothing (3)."},
     {NULL, NULL, 0, NULL},
 };
 

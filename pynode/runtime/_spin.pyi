@@ -8,15 +8,17 @@ def read_ready(epfd: int, fd: int, seconds: float, size: int, /) -> bytes | None
     """``wait_readable(epfd, seconds)``, then one read of up to ``size`` bytes from ``fd``:
     None when the time ran out, b"" when ``fd`` had nothing or its stream ended."""
 
-def read_own(epfd: int, fd: int, seconds: float, size: int, /) -> bytes | None:
-    """Poll ``fd`` and ``epfd`` together: ``fd`` readable, one read of it (b"" at its end);
-    only ``epfd`` (another event for the loop), b""; None when the time ran out."""
-
 def take_into(
     buf: bytearray, epfd: int, fd: int, seconds: float, size: int, enough: Callable[[bytearray], bool], reads: int, /
 ) -> tuple[int, int]:
     """read_ready's reads appended to ``buf`` until ``enough(buf)``, the time is up, or
     ``reads`` reads: (outcome, reads made), busywait's ``TAKE_*`` outcomes."""
+
+def take_own(
+    buf: bytearray, epfd: int, fd: int, seconds: float, size: int, enough: Callable[[bytearray], bool], reads: int, /
+) -> tuple[int, int]:
+    """take_into for a thread that reads ``fd`` while the loop (epoll ``epfd``) has it masked
+    out: ``fd`` and ``epfd`` polled together; ``epfd`` alone ends it as TAKE_EMPTY."""
 
 def given_up() -> int:
     """Spins ended early, since import, because a yield gave the CPU away for a while."""

@@ -187,23 +187,6 @@ read_ready = _load_c_read()
 (another descriptor's event) or its stream ended; None as a whole without the compiled helper."""
 
 
-def _load_c_read_own() -> Callable[[int, int, float, int], bytes | None] | None:
-    if _wait_readable is None:
-        return None
-    try:
-        from ._spin import read_own
-    except ImportError:  # a _spin built before it had one: threads do not read (blocking.py)
-        return None
-    return read_own
-
-
-read_own = _load_c_read_own()
-"""``read_own(epfd, fd, seconds, size)``: poll ``fd`` and ``epfd`` together without the GIL:
-``fd`` readable, one read of it (b"" at its end); only ``epfd``, b""; None when the time ran
-out. For a thread that reads ``fd`` while the loop has it hidden
-(:meth:`SpinningSelector.hide`); None as a whole without the compiled helper."""
-
-
 TAKE_SPENT, TAKE_ENOUGH, TAKE_LATE, TAKE_EMPTY, TAKE_STREAK = range(5)
 """take_into's outcomes: a spin ran out; ``enough``; the time was up between reads; a read
 found nothing (another descriptor's event, or the stream's end); ``reads`` reads made."""
@@ -257,6 +240,24 @@ appended to the bytearray ``buf`` until ``enough(buf)``, the time is up, or ``re
 ``(outcome, reads made)``, one of the ``TAKE_*`` outcomes. A task's reads of its answer, in
 one call (the loop in Python cost 1.6-2.0 us of an rpc round trip with erl on the same CPU).
 None without the compiled helper."""
+
+
+def _load_c_take_own() -> Callable[..., tuple[int, int]] | None:
+    if read_ready is None:
+        return None
+    try:
+        from ._spin import take_own
+    except ImportError:  # a _spin built before it had one: threads do not read (blocking.py)
+        return None
+    return take_own
+
+
+take_own = _load_c_take_own()
+"""``take_own(buf, epfd, fd, seconds, size, enough, reads)``: :func:`take_into` for a thread
+that reads ``fd`` while the loop has it hidden (:meth:`SpinningSelector.hide`): ``fd`` and
+``epfd`` are polled together, ``epfd`` alone (another event for the loop) ends it as
+``TAKE_EMPTY``. The bytes are in ``buf`` even when an exception (a KeyboardInterrupt) comes
+as the call returns. None without the compiled helper."""
 
 
 class _LockWakeup:
@@ -321,14 +322,7 @@ class SpinningSelector(selectors.BaseSelector):
         act for the idle loop for a moment (a BlockingNode receive that reads its answer
         itself: ``Connection.take_in_thread``); the loop's select returns once it is free."""
         self._idle_owned = False  # the loop's thread holds ``idle``
-        self.thread_receivers = 0
-        """Threads in a BlockingNode receive that may read their peer themselves (under
-        ``_receivers_lock``): while there are any, the loop does not wait for a
-        connection's next bytes after a read (``Channel._serve_inline``), which would hold
-        ``idle`` when such a thread wants it, and read the answer that thread would read
-        itself. (A thread blocked in such a receive for long so leaves the loop without
-        that wait, and erl's requests to the loop's handlers take a loop iteration each.)"""
-        self._receivers_lock = threading.Lock()
+        self._readers_lock = threading.Lock()  # (receiving)
         # the epoll object under an EpollSelector, to ask what is ready without taking it
         # (level-triggered: the loop's next poll finds the same events)
         epoll_type = getattr(selectors, "EpollSelector", None)
@@ -385,10 +379,11 @@ class SpinningSelector(selectors.BaseSelector):
             idle.acquire()  # (another thread that acts for the loop has let go)
             self._idle_owned = True
 
-    def receiving(self, n: int) -> None:
-        """A thread begins (1) or ends (-1) a blocking receive (:attr:`thread_receivers`)."""
-        with self._receivers_lock:
-            self.thread_receivers += n
+    def receiving(self, channel: Any, n: int) -> None:
+        """A thread begins (1) or ends (-1) a BlockingNode receive that may read ``channel``
+        itself: its ``thread_readers`` count, which these threads change under one lock."""
+        with self._readers_lock:
+            channel.thread_readers += n
 
     def hide(self, fd: int) -> bool:
         """From a thread that holds :attr:`idle`: the loop's poll stops reporting ``fd``

@@ -271,18 +271,18 @@ class Connection:
             self._read_size = size
             self.channel.read_size(size)
 
-    def take_in_thread(self, data: bytes) -> bool:
-        """Bytes another thread read (``Channel.read_in_thread``), holding the loop's idle
-        lock: their plain sends go into the mailboxes' sinks (deque appends, nothing that
-        needs the loop); the first other event (a signal, a tick, a send no sink took) and
-        what follows it are left to the loop, which is woken for them: False then, and no
-        such read until the loop took them up (``_on_data``)."""
+    def take_in_thread(self, nbytes: int) -> bool:
+        """``nbytes`` bytes another thread read into ``dist.buffer`` (``Channel.read_in_thread``),
+        holding the loop's idle lock: their plain sends go into the mailboxes' sinks (deque
+        appends, nothing that needs the loop); the first other event (a signal, a tick, a
+        send no sink took) and what follows it are left to the loop, which is woken for
+        them: False then, and no such read until the loop took them up (``_on_data``)."""
         if self._handed_event is not None:  # (read_in_thread stopped at the last one)
             raise RuntimeError("take_in_thread() before the loop took up what it was left")
         self._last_read = time.monotonic()
-        self.bytes_in += len(data)
+        self.bytes_in += nbytes
         try:
-            ev = self.dist.next_event(data, sinks_only=True)
+            ev = self.dist.next_event(sinks_only=True)
         except Exception:  # it sticks (the connection is unusable): the loop meets it too
             self.channel.wake_handler()
             return False
@@ -296,6 +296,11 @@ class Connection:
         """Whether another thread may read this connection now (``take_in_thread``)."""
         return self.alive and self._handed_event is None
 
+    def thread_left_something(self) -> bool:
+        """Whether another thread's read left an event the loop has not taken up yet: a
+        task's own read of this connection (``rpc._take_answer``) must not pass it."""
+        return self._handed_event is not None
+
     def taken(self, nbytes: int, messages: int) -> None:
         """Count bytes a task read and handled itself (``Channel.take_inline``), as _on_data
         counts what the connection handles."""
@@ -306,6 +311,10 @@ class Connection:
 
     def _on_eof(self) -> None:
         self.dist.receive_eof()
+        handed = self._handed_event
+        if handed is not None:  # (as in _on_data)
+            self._handed_event = None
+            self._process(handed)
         self._process()
 
     def _process(self, first: Any = None) -> None:

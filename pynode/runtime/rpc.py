@@ -235,7 +235,7 @@ def _take_answer(conn: Connection, box: Pid, req: Reference, spin: float) -> tup
     codec call per read (``peek_spawn_answer``). Bytes returned must go to
     ``conn.channel.feed`` once the call is registered (nothing else has read them)."""
     found: list[Any] = []
-    enough = conn.dist.spawn_answer_reader(req, box, found)
+    enough = None if conn.thread_left_something() else conn.dist.spawn_answer_reader(req, box, found)
     if enough is None:  # bytes fed before are still buffered: the connection goes first
         return None, b""
     read = conn.channel.take_inline(spin, enough)

@@ -34,9 +34,9 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSStream
 
 from .busywait import TAKE_ENOUGH, TAKE_SPENT, TAKE_STREAK, SpinGate
-from .busywait import read_own as _read_own
 from .busywait import read_ready as _read_ready
 from .busywait import take_into as _take_into
+from .busywait import take_own as _take_own
 from .tls import tls_reason
 
 log = logging.getLogger("pynode.node")
@@ -108,6 +108,13 @@ class Channel:
 
     wrote: bool
     """Set by every write; the ticker clears it each interval (a tick goes out when clear)."""
+    thread_readers: int = 0
+    """Threads in a BlockingNode receive that may read this channel themselves
+    (``SpinningSelector.receiving``): while there are any, the loop does not wait for its
+    next bytes after a read (:meth:`_serve_inline`), which would hold the loop's idle lock
+    when such a thread wants it and read the answer that thread would read itself. (A
+    thread blocked long in such a receive so leaves this channel without that wait: erl's
+    requests on it to the loop's handlers then take a loop iteration each.)"""
     writes: int
     """How many writes so far."""
     tls: bool = False
@@ -138,14 +145,17 @@ class Channel:
         ``spin`` seconds while the event loop has nothing else to do (where the channel can:
         else return at once, and the bytes come through the loop as always)."""
 
-    def read_in_thread(self, done: Callable[[], bool], spin: float, take: Callable[[bytes], bool]) -> bool | None:
-        """:meth:`read_inline` for a thread other than the loop's, which holds the loop's
-        idle lock (``SpinningSelector.idle``: the loop waits in its select meanwhile):
-        read and ``take`` the peer's bytes until ``done()``, for up to ``spin`` seconds.
-        ``take`` returns False when it left something for the loop (then woken with
-        :meth:`wake_handler`): the reads end there. True when done; False when the spin
-        ran out; None when it ended otherwise (another descriptor's event, the loop's
-        turn) or the channel cannot (here: it reads nothing)."""
+    def read_in_thread(
+        self, done: Callable[[], bool], spin: float, buf: bytearray, take: Callable[[int], bool]
+    ) -> bool | None:
+        """For a thread other than the loop's, which holds the loop's idle lock
+        (``SpinningSelector.idle``: the loop waits in its select meanwhile): read the
+        peer's bytes into ``buf`` until ``done()``, for up to ``spin`` seconds, calling
+        ``take(n)`` after each read of ``n`` bytes; it returns False when it left something
+        for the loop (woken with :meth:`wake_handler`), which ends the reads. The outcome:
+        True when done; False when the spin ran out; None when it ended otherwise (another
+        descriptor's event, the loop's turn) or the channel cannot (here: it reads nothing).
+        What a read put in ``buf`` stays there whatever happens next (an exception)."""
         return None
 
     def wake_handler(self) -> None:
@@ -329,7 +339,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             if loop._ready or self._lost:
                 break
             if serving:  # the wait for the peer's next bytes begins anew, as the loop's would
-                if sel.thread_receivers:  # (see _serve_inline)
+                if self.thread_readers:  # (see _serve_inline)
                     break
                 end = clock() + spin
             timers = loop._scheduled  # one a handler set, due before the end: it ends the wait
@@ -340,46 +350,62 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         if whole and got is not None:
             gate.outcome(got)
 
-    def read_in_thread(self, done: Callable[[], bool], spin: float, take: Callable[[bytes], bool]) -> bool | None:
+    def read_in_thread(
+        self, done: Callable[[], bool], spin: float, buf: bytearray, take: Callable[[int], bool]
+    ) -> bool | None:
         """Only on a plain socket of an asyncio loop that spins on epoll, with the compiled
         helper: the socket is hidden from the loop's poll meanwhile
         (``SpinningSelector.hide``), so the loop sleeps on through the answer this thread
         reads; another descriptor's event ends the wait (the loop then goes on once this
         thread lets go of the idle lock). A BlockingNode receive's answer so costs neither
-        the loop's iteration nor a wake of the thread, nor their turns at the GIL."""
+        the loop's iteration nor a wake of the thread, nor their turns at the GIL. On any
+        exception (a KeyboardInterrupt) the loop is woken to take up what ``buf`` holds."""
         t: Any = self.transport
         if self._fd < 0 or self._on_data is None or t is None or self._lost or self._held or spin <= 0:
             return None
         loop: Any = self._loop
         sel = loop._selector
-        read, fd, size = _read_own, self._fd, self._read_size
-        epfd = getattr(sel, "spin_fd", -1)
-        if read is None or epfd < 0 or loop._ready or not t.is_reading() or not sel.hide(fd):
+        reads, fd, epfd = _take_own, self._fd, getattr(sel, "spin_fd", -1)
+        if reads is None or epfd < 0 or loop._ready or not t.is_reading():
             return None
+        timers = loop._scheduled  # one due sooner ends the wait (the loop waits for us)
+        if timers:
+            spin = min(spin, timers[0]._when - loop.time())
+            if spin <= 0:
+                return None
+        said: list[bool] = []
+        seen = len(buf)
+
+        def enough(b: bytearray) -> bool:  # after each read: taken, then done or handed over
+            nonlocal seen
+            kept = take(len(b) - seen)
+            seen = len(b)
+            if kept and not done():
+                return False
+            said.append(kept)
+            return True
+
+        hidden = False
         try:
-            end = _monotonic() + min(spin, 1.0)
-            while True:
-                left = end - _monotonic()
-                if left <= 0:
-                    return False
-                try:
-                    data = read(epfd, fd, left, size)
-                except OSError as exc:  # reset: the loop reports it as its own read would
-                    loop.call_soon_threadsafe(self._read_failed, exc)
-                    return None
-                if data is None:
-                    return False
-                if not data:  # another descriptor's event, or the stream's end: the loop's
-                    return None
-                if not take(data):
-                    return None
-                if done():
-                    return True
+            hidden = sel.hide(fd)
+            if not hidden:
+                return None
+            outcome, _ = reads(buf, epfd, fd, min(spin, 1.0), self._read_size, enough, 1 << 30)
+        except OSError as exc:  # reset: the loop reports it as its own read would
+            loop.call_soon_threadsafe(self._read_failed, exc)
+            return None
+        except BaseException:
+            self.wake_handler()
+            raise
         finally:
-            try:
-                sel.show(fd)
-            except OSError as exc:  # (never seen) the loop would not see this socket again
-                loop.call_soon_threadsafe(self._read_failed, exc)
+            if hidden:
+                try:
+                    sel.show(fd)
+                except OSError as exc:  # (never seen) the loop would not see this socket again
+                    loop.call_soon_threadsafe(self._read_failed, exc)
+        if outcome == TAKE_ENOUGH:
+            return True if said[0] else None
+        return False if outcome == TAKE_SPENT else None
 
     def wake_handler(self) -> None:
         """From another thread: the loop hands the connection's handler no bytes (``b""``),
@@ -522,7 +548,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         loop's spin, whose place it takes (one spin per idle moment, one decision)."""
         sel: Any = self._loop._selector  # type: ignore[attr-defined]
         gate = getattr(sel, "gate", None)  # the loop's own: this wait is its idle moment's spin
-        if gate is not None and not sel.thread_receivers:
+        if gate is not None and not self.thread_readers:
             self._read_loop(_never, sel.spin, gate, self._received)
 
     def _received(self, data: bytes) -> None:

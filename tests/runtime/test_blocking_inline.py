@@ -123,3 +123,35 @@ def test_a_hidden_socket_wakes_no_poll_of_the_loop(c_spin: None) -> None:
         finally:
             sel.idle.release()
         assert box.receive(timeout=10) == Atom("hidden")  # the loop reads it now
+
+
+def test_an_interrupt_in_the_threads_read_loses_nothing(c_spin: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KeyboardInterrupt while the thread handles what it read (Ctrl-C in a script's
+    receive): the bytes are in the connection's buffer already, the loop is woken for them,
+    and the next receive gets the answer; the connection goes on."""
+    with echo_peer() as (b, [echo]), a_node() as a:
+        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
+        box = a.mailbox()
+        conn = a.node.connector.get(b.name)  # type: ignore[union-attr]
+        assert conn is not None
+        take = conn.take_in_thread
+        interrupted: list[int] = []
+
+        def interrupt_once(nbytes: int) -> bool:
+            if not interrupted:
+                interrupted.append(nbytes)
+                raise KeyboardInterrupt
+            return take(nbytes)
+
+        monkeypatch.setattr(conn, "take_in_thread", interrupt_once)
+        for i in range(50):  # bounded: until a read of the thread's own was interrupted
+            box.send(echo, (box.pid, i))
+            try:
+                assert box.receive(timeout=10) == i
+            except KeyboardInterrupt:
+                assert box.receive(timeout=10) == i  # the loop took it up
+                break
+        assert interrupted
+        box.send(echo, (box.pid, Atom("after")))
+        assert box.receive(timeout=10) == Atom("after")
+        assert conn.alive

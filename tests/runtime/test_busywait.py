@@ -233,6 +233,46 @@ def test_c_read_ready_reads_what_came_or_says_why_not() -> None:
         b.close()
 
 
+def test_c_take_own_reads_a_socket_the_loop_does_not_watch() -> None:
+    """take_own: the socket's bytes though the loop's epoll has it hidden (mask 0), into the
+    buffer; another event of the loop's ends it as a read that found nothing; the time up,
+    as a spin that ran out."""
+    spin = pytest.importorskip("pynode.runtime._spin")
+    take, given_up = spin.take_own, spin.given_up
+    spent, enough_, empty = busywait.TAKE_SPENT, busywait.TAKE_ENOUGH, busywait.TAKE_EMPTY
+    a, b = socket.socketpair()
+    ep = select.epoll()
+    other_r, other_w = os.pipe()
+    buf = bytearray(b"kept")
+    try:
+        a.setblocking(False)
+        ep.register(a.fileno(), 0)  # hidden (SpinningSelector.hide)
+        ep.register(other_r, select.EPOLLIN)
+        before = given_up()
+        t0 = time.perf_counter()
+        assert take(buf, ep.fileno(), a.fileno(), 0.02, 100, bool, 10) == (spent, 0)
+        assert time.perf_counter() - t0 >= 0.02 or given_up() > before
+        b.sendall(b"hello")
+        assert ep.poll(0) == []  # the loop would not see it
+        assert take(buf, ep.fileno(), a.fileno(), 10.0, 3, lambda got: len(got) >= 9, 10) == (enough_, 2)
+        assert buf == b"kepthello"  # (3 bytes a read)
+        os.write(other_w, b"x")  # another descriptor's event, a has nothing: the loop's turn
+        assert take(buf, ep.fileno(), a.fileno(), 10.0, 100, bool, 10) == (empty, 0)
+        b.sendall(b"both")  # both: the socket's bytes first
+        assert take(buf, ep.fileno(), a.fileno(), 10.0, 100, bool, 10) == (enough_, 1)
+        assert buf.endswith(b"both")
+        with pytest.raises(ValueError, match="bad file descriptor"):
+            take(buf, ep.fileno(), -1, 0.1, 10, bool, 10)
+        b.close()  # the end of the stream reads as nothing
+        assert take(buf, ep.fileno(), a.fileno(), 10.0, 100, bool, 10) == (empty, 0)
+    finally:
+        ep.close()
+        a.close()
+        b.close()
+        os.close(other_r)
+        os.close(other_w)
+
+
 @pytest.fixture(params=["c", "composed"])
 def take_into(request: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """take_into compiled, or composed in Python of read_ready (a _spin built before it)."""

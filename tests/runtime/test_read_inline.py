@@ -43,7 +43,7 @@ def c_spin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(busywait, "_wait_readable", spin.wait_readable)
     monkeypatch.setattr(transport, "_read_ready", spin.read_ready)
     monkeypatch.setattr(transport, "_take_into", spin.take_into)
-    monkeypatch.setattr(transport, "_read_own", spin.read_own)
+    monkeypatch.setattr(transport, "_take_own", spin.take_own)
 
 
 @pytest.fixture

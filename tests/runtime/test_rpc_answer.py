@@ -160,11 +160,17 @@ class Taken:  # (uses the codec the package picked)
         self.data = data
         self.fed: list[bytes] = []
         self.took: list[tuple[int, int]] = []
+        self.left = False  # a BlockingNode thread's read left the loop an event
+        self.reads = 0
 
     def take_inline(self, spin: float, enough: Any) -> bytearray:
+        self.reads += 1
         buf = bytearray(self.data)
         enough(buf)
         return buf
+
+    def thread_left_something(self) -> bool:
+        return self.left
 
     def feed(self, data: Any) -> None:
         if data:
@@ -188,3 +194,7 @@ def test_what_follows_the_answer_goes_to_the_connection(pair: Any) -> None:
     conn = Taken(rx, reply + after)  # not the answer: all of it is the caller's to feed
     answer, read = _take_answer(conn, BOX, REQ, 0.1)  # type: ignore[arg-type]
     assert answer is None and read == reply + after and conn.fed == [] and conn.took == []
+    conn = Taken(rx, reply + down)  # the answer is there, but an event a thread left is first
+    conn.left = True
+    answer, read = _take_answer(conn, BOX, REQ, 0.1)  # type: ignore[arg-type]
+    assert answer is None and read == b"" and conn.reads == 0 and conn.took == []

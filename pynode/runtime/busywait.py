@@ -329,6 +329,11 @@ class SpinningSelector(selectors.BaseSelector):
         raw = getattr(inner, "_selector", None) if epoll_type and isinstance(inner, epoll_type) else None
         self._ready_now: Callable[[float], list[tuple[int, int]]] | None = getattr(raw, "poll", None)
         self._epoll: Any = raw  # (and to hide a descriptor from the loop's poll: hide, show)
+        # the selector's keys by descriptor (a plain dict in the stdlib's selectors: one
+        # lookup where get_map().get takes four Python calls), read while the loop waits
+        self._keys: Any = getattr(inner, "_fd_to_key", None)
+        if not isinstance(self._keys, dict):
+            self._keys = inner.get_map()
         fileno: Callable[[], int] | None = getattr(inner, "fileno", None)
         # epoll, kqueue and devpoll selectors have a descriptor, readable when events are ready
         self._c_wait = _wait_readable if fileno is not None else None
@@ -385,29 +390,27 @@ class SpinningSelector(selectors.BaseSelector):
         with self._readers_lock:
             channel.thread_readers += n
 
-    def hide(self, fd: int) -> bool:
+    def hide(self, fd: int) -> int:
         """From a thread that holds :attr:`idle`: the loop's poll stops reporting ``fd``
-        (epoll only; errors and hang-ups are always reported) until :meth:`show`, so that
-        the loop is not woken for the bytes that thread reads itself. False when it cannot
-        (then it did nothing)."""
+        (epoll only; errors and hang-ups are always reported) until :meth:`show` is given
+        the mask returned, so that the loop is not woken for the bytes that thread reads
+        itself. -1 when it cannot (then it did nothing)."""
         ep = self._epoll
-        if ep is None or self.inner.get_map().get(fd) is None:
-            return False
-        try:
-            ep.modify(fd, 0)
-        except OSError:
-            return False
-        return True
-
-    def show(self, fd: int) -> None:
-        """Undo :meth:`hide`: the events the loop registered for ``fd`` (unchanged since:
-        the loop waits for :attr:`idle` to change them)."""
-        key = self.inner.get_map().get(fd)
-        if key is None or self._epoll is None:
-            return
+        key = self._keys.get(fd) if ep is not None else None
+        if key is None:
+            return -1
         mask = (_EPOLLIN if key.events & selectors.EVENT_READ else 0) | (
             _EPOLLOUT if key.events & selectors.EVENT_WRITE else 0
         )
+        try:
+            ep.modify(fd, 0)
+        except OSError:
+            return -1
+        return mask
+
+    def show(self, fd: int, mask: int) -> None:
+        """Undo :meth:`hide`: ``mask``, what it returned, is what the loop registered for
+        ``fd`` (unchanged since: the loop waits for :attr:`idle` to change it)."""
         self._epoll.modify(fd, mask)
 
     def own_idle(self) -> None:

@@ -385,10 +385,10 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             said.append(kept)
             return True
 
-        hidden = False
+        hidden = -1  # the mask to show the socket with again
         try:
             hidden = sel.hide(fd)
-            if not hidden:
+            if hidden < 0:
                 return None
             outcome, _ = reads(buf, epfd, fd, min(spin, 1.0), self._read_size, enough, 1 << 30)
         except OSError as exc:  # reset: the loop reports it as its own read would
@@ -398,9 +398,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self.wake_handler()
             raise
         finally:
-            if hidden:
+            if hidden >= 0:
                 try:
-                    sel.show(fd)
+                    sel.show(fd, hidden)
                 except OSError as exc:  # (never seen) the loop would not see this socket again
                     loop.call_soon_threadsafe(self._read_failed, exc)
         if outcome == TAKE_ENOUGH:

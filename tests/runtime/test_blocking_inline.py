@@ -108,7 +108,8 @@ def test_a_hidden_socket_wakes_no_poll_of_the_loop(c_spin: None) -> None:
         box = a.mailbox()
         assert sel.idle.acquire(timeout=10)
         try:
-            assert sel.hide(fd)
+            mask = sel.hide(fd)
+            assert mask == select.EPOLLIN
             b.send(box.pid, Atom("hidden"))  # from the peer (this loop cannot run now)
             ready_now = sel._ready_now
             assert ready_now is not None
@@ -118,7 +119,7 @@ def test_a_hidden_socket_wakes_no_poll_of_the_loop(c_spin: None) -> None:
                     break
             assert readable
             assert all(f != fd for f, _ in ready_now(0))
-            sel.show(fd)
+            sel.show(fd, mask)
             assert any(f == fd for f, _ in ready_now(0))
         finally:
             sel.idle.release()

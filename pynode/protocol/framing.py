@@ -348,8 +348,10 @@ class DistConnection:
         """
         if self._error is not None:
             raise self._error
-        if data:
-            self.receive_data(data)
+        if data:  # (receive_data's, but for its clear of a buffer taken whole: done then)
+            if self._eof:
+                raise RuntimeError("receive_data() after receive_eof()")
+            self._buf += data
         # Hot path: one codec call decodes the whole packets buffered (112 or 131 68: atom
         # cache header, control message and payload), hands each plain send to the deliver
         # hook and each other packet to the deliver_signal hook, up to the first packet

@@ -474,7 +474,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             return None
         loop: Any = self._loop
         sel = loop._selector
-        if getattr(sel, "spin_fd", -1) < 0 or loop._ready or not t.is_reading():
+        # (t is asyncio's own socket transport, fd >= 0: is_reading() without its two calls)
+        if getattr(sel, "spin_fd", -1) < 0 or loop._ready or t._paused or t._closing:
             return None
         if sel.spent == sel.polls:
             return None  # a wait ran out since the loop's last poll: one spin per idle moment
@@ -646,8 +647,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
 
     # connected phase ----------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is None or self._lost or transport.is_closing():
+        transport: Any = self.transport
+        # (asyncio's own socket transport when fd >= 0: is_closing() without its call)
+        if transport is None or self._lost or (transport._closing if self._fd >= 0 else transport.is_closing()):
             raise ChannelClosed("the connection is closed")
         self.wrote = True
         self.writes += 1

@@ -296,16 +296,33 @@ def test_atom_cache_sets_slots_then_refers_to_them(codec: ModuleType) -> None:
     assert len(again) < len(plain)
 
 
+def apart_in_slots(*texts: str) -> list[str]:
+    """``texts``, each with a digit added where needed so that no two share a cache slot
+    (a slot is the atom's hash, which changes from run to run: PYTHONHASHSEED)."""
+    taken: set[int] = set()
+    out: list[str] = []
+    for text in texts:
+        for candidate in [text, *(f"{text}{i}" for i in range(ATOM_CACHE_SIZE))]:
+            slot = hash(Atom(candidate)) & (ATOM_CACHE_SIZE - 1)
+            if slot not in taken:
+                taken.add(slot)
+                out.append(candidate)
+                break
+    return out
+
+
 def test_atom_cache_covers_the_controls_own_pids_refs_and_ports(codec: ModuleType) -> None:
     out, peer = slots(), slots()
-    ref = Reference("b@host", 7, (1, 2, 3))
-    port = Port("c@host", 9, 3)
+    a, b, c, z, other = apart_in_slots("a@host", "b@host", "c@host", "z@h", "other")
+    pid = Pid(a, 1, 0, 5)
+    ref = Reference(b, 7, (1, 2, 3))
+    port = Port(c, 9, 3)
     nested = (Atom("nested"), Atom("x"))
-    for control in ((19, PID, Atom("other"), ref), (3, port, PID, nested), (22, PID, Pid("z@h", 3, 4, 5))):
+    for control in ((19, pid, Atom(other), ref), (3, port, pid, nested), (22, pid, Pid(z, 3, 4, 5))):
         pkt = codec.encode_dist_packet(control, MISSING, MISSING, atom_cache=out)
         assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, MISSING)
     cached = {a for a in out if a is not None}
-    assert {"a@host", "b@host", "c@host", "z@h", "other"} <= cached
+    assert {a, b, c, z, other} <= cached
     assert not cached & {"nested", "x"}  # nested terms are inline
     assert peer == out
 

@@ -12,8 +12,9 @@
  * then reports the error or handles the signal), False when the time ran out, or when a
  * yield showed that another thread wants this CPU (YIELD_TAKEN).
  *
- * read_ready(epfd, fd, seconds, size) is wait_readable(epfd, seconds) and then one read of
- * fd, in one call: a task that waits for an answer on fd reads it so (transport.py).
+ * read_ready(epfd, fd, seconds, size) is one read of fd and, when nothing was there,
+ * wait_readable(epfd, seconds) and then one more, in one call: a task that waits for an
+ * answer on fd reads it so (transport.py).
  *
  * Wakeup (Linux): the binary semaphore a BlockingNode's receiving thread waits on. wait()
  * spins for a moment without the GIL before it sleeps on a futex, as the loop does: woken
@@ -30,6 +31,7 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,6 +146,26 @@ wait_readable(PyObject *self, PyObject *args)
     return PyBool_FromLong(ready);
 }
 
+/* The read before the spin's first poll: with the peer on this CPU, its answer is most often
+ * there already (the write that sent the request let the peer run, and it answered before
+ * this thread got the CPU back), and the poll of the loop's epoll that found it cost a system
+ * call of three per echo round trip. 1 when that read is the outcome (bytes, the end, or an
+ * error other than EAGAIN); 0 when nothing is there yet: the spin follows (the failed read
+ * then costs a call while the answer is still on its way, off the round trip's path). The
+ * descriptors the spin would also have seen wait for the next poll, as they did when this
+ * socket was readable at the first one. */
+static int
+read_first(int fd, char *into, size_t size, ssize_t *n, int *err)
+{
+    *n = recv(fd, into, size, MSG_DONTWAIT);  /* never blocks, even on a blocking socket */
+    *err = errno;
+    if (*n < 0 && *err == ENOTSOCK) {  /* (a pipe, say): the spin's poll says when to read */
+        *n = -1;
+        return 0;
+    }
+    return *n >= 0 || (*err != EAGAIN && *err != EWOULDBLOCK);
+}
+
 /* A read inline costs one call instead of two (wait_readable, then os.read) and holds no
  * GIL for either: the rpc round trip's own reads. */
 static PyObject *
@@ -172,10 +194,13 @@ read_ready(PyObject *self, PyObject *args)
     char *into = PyBytes_AS_STRING(buf);
     seconds = spin_seconds(seconds);
     Py_BEGIN_ALLOW_THREADS
-    ready = spin_until_readable(epfd, seconds);
-    if (ready) {
-        n = read(fd, into, (size_t)size);
-        err = errno;
+    ready = read_first(fd, into, (size_t)size, &n, &err);
+    if (!ready) {
+        ready = spin_until_readable(epfd, seconds);
+        if (ready) {
+            n = read(fd, into, (size_t)size);
+            err = errno;
+        }
     }
     Py_END_ALLOW_THREADS
     if (!ready) {
@@ -268,13 +293,17 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
         int err = 0;
         Py_BEGIN_ALLOW_THREADS
         /* hidden: fd is masked out of the loop's epoll; polled with it (2: only epfd) */
-        ready = hidden ? spin_poll((int)fd, (int)epfd, left) : spin_until_readable((int)epfd, left);
-        if (ready == 2) {
-            ready = 1;  /* another event for the loop: read() finds nothing (TAKE_EMPTY) */
-            err = EAGAIN;
-        } else if (ready) {
-            n = read((int)fd, into, (size_t)size);
-            err = errno;
+        ready = read_first((int)fd, into, (size_t)size, &n, &err);
+        if (!ready) {
+            ready = hidden ? spin_poll((int)fd, (int)epfd, left) : spin_until_readable((int)epfd, left);
+            if (ready == 2) {
+                ready = 1;  /* another event for the loop: read() finds nothing (TAKE_EMPTY) */
+                n = -1;
+                err = EAGAIN;
+            } else if (ready) {
+                n = read((int)fd, into, (size_t)size);
+                err = errno;
+            }
         }
         Py_END_ALLOW_THREADS
         PyBuffer_Release(&view);
@@ -513,8 +542,9 @@ static PyMethodDef spin_methods[] = {
      "wait_readable(fd, seconds) -> bool: poll fd without the GIL until it is readable "
      "(True) or seconds have passed (False); False sooner when another thread wants this CPU."},
     {"read_ready", read_ready, METH_VARARGS,
-     "read_ready(epfd, fd, seconds, size) -> bytes | None: wait_readable(epfd, seconds), then "
-     "one read of up to size bytes from fd, both without the GIL: None when the time ran out; "
+     "read_ready(epfd, fd, seconds, size) -> bytes | None: one read of up to size bytes from "
+     "fd; when it found nothing, wait_readable(epfd, seconds) and one more; all without the "
+     "GIL: None when the time ran out; "
      "b'' when fd had nothing (another descriptor's event) or its stream ended; OSError when "
      "the read failed."},
     {"take_own", (PyCFunction)(void (*)(void))take_own, METH_FASTCALL,

@@ -348,6 +348,33 @@ def watched() -> Iterator[tuple[socket.socket, socket.socket, select.epoll]]:
     b.close()
 
 
+def test_c_reads_look_at_the_socket_before_they_poll(take_into: Any) -> None:
+    """An answer already there is read before any poll (on one CPU with erl it is there as a
+    rule: that poll was one system call of three per echo round trip). Here the epoll
+    watches nothing, so only that first read finds the bytes; the socket is a blocking one,
+    and a first read that finds nothing does not block."""
+    spin = pytest.importorskip("pynode.runtime._spin")
+    a, b = socket.socketpair()  # blocking
+    ep = select.epoll()  # watches nothing: it never reports a
+    try:
+        epfd, fd = ep.fileno(), a.fileno()
+        assert spin.read_ready(epfd, fd, 0.0, 100) is None  # nothing there, no time to wait
+        b.sendall(b"there")
+        assert spin.read_ready(epfd, fd, 0.0, 100) == b"there"
+        b.sendall(b"answer.")
+        buf = bytearray()
+        assert take_into(buf, epfd, fd, 5.0, 100, lambda got: b"." in got, 4) == (busywait.TAKE_ENOUGH, 1)
+        assert buf == b"answer."
+        b.sendall(b"own.")
+        buf = bytearray()
+        assert spin.take_own(buf, epfd, fd, 5.0, 100, lambda got: True, 4) == (busywait.TAKE_ENOUGH, 1)
+        assert buf == b"own."
+    finally:
+        ep.close()
+        a.close()
+        b.close()
+
+
 def test_take_into_refuses_bad_arguments(take_into: Any, watched: Any) -> None:
     a, b, ep = watched
     epfd, fd = ep.fileno(), a.fileno()

@@ -31,6 +31,7 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@
 #ifdef __linux__
 #include <limits.h>
 #include <linux/futex.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #define HAVE_WAKEUP 1
@@ -230,11 +232,33 @@ read_ready(PyObject *self, PyObject *args)
  * raises OSError; what was read before it is in buf, as it is when enough raises. */
 enum { TAKE_SPENT = 0, TAKE_ENOUGH = 1, TAKE_LATE = 2, TAKE_EMPTY = 3, TAKE_STREAK = 4 };
 
-static PyObject *
-take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
+/* take_own's mask: fd's events in the loop's epoll set to `events` (0 hides fd from the loop;
+ * the mask the loop registered puts it back). 0, or -1 with errno set (ENOSYS off Linux:
+ * take_own then reads only what is there at once). The data word is the descriptor, as
+ * Python's select.epoll sets it (the selector maps events back by it). */
+static int
+set_events(int epfd, int fd, unsigned int events)
 {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "take_into() takes 7 arguments");
+#ifdef __linux__
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = events;
+    ev.data.fd = fd;
+    return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
+#else
+    (void)epfd;
+    (void)fd;
+    (void)events;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static PyObject *
+take_reads(PyObject *const *args, Py_ssize_t nargs, int own)
+{
+    if (nargs != (own ? 8 : 7)) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %d arguments", own ? "take_own" : "take_into", own ? 8 : 7);
         return NULL;
     }
     PyObject *buf = args[0], *enough = args[5];
@@ -243,7 +267,7 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
         return NULL;
     }
     /* one at a time: a conversion may run Python code (__index__), never with an error set */
-    long epfd, fd;
+    long epfd, fd, mask = 0;
     double seconds;
     Py_ssize_t size, reads;
     if ((epfd = PyLong_AsLong(args[1])) == -1 && PyErr_Occurred())
@@ -256,6 +280,8 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
         return NULL;
     if ((reads = PyLong_AsSsize_t(args[6])) == -1 && PyErr_Occurred())
         return NULL;
+    if (own && (mask = PyLong_AsLong(args[7])) == -1 && PyErr_Occurred())
+        return NULL;
     if (epfd < 0 || fd < 0 || epfd > INT_MAX || fd > INT_MAX) {
         PyErr_SetString(PyExc_ValueError, "take_into: bad file descriptor");
         return NULL;
@@ -264,9 +290,15 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
         PyErr_SetString(PyExc_ValueError, "take_into: size and reads must be positive");
         return NULL;
     }
+    if (mask < 0 || mask > (long)UINT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "take_own: bad mask");
+        return NULL;
+    }
     double end = monotonic_now() + spin_seconds(seconds);
     Py_ssize_t made = 0;
-    int outcome;
+    int outcome = TAKE_EMPTY;
+    int hidden = 0;  /* take_own: fd masked out of epfd, until the call returns */
+    int failed = 0;  /* an exception is set */
     for (;;) {
         double left = end - monotonic_now();
         if (left <= 0.0) {
@@ -276,26 +308,39 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
         Py_ssize_t had = PyByteArray_GET_SIZE(buf);
         if (size > PY_SSIZE_T_MAX - had) {
             PyErr_NoMemory();
-            return NULL;
+            failed = 1;
+            break;
         }
-        if (PyByteArray_Resize(buf, had + size) < 0)
-            return NULL;
+        if (PyByteArray_Resize(buf, had + size) < 0) {
+            failed = 1;
+            break;
+        }
         /* an export while the GIL is released: a thread that enough() gave buf to gets a
          * BufferError if it resizes buf then, instead of our read landing in freed memory */
         Py_buffer view;
         if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
             (void)PyByteArray_Resize(buf, had);  /* shrinking an unexported bytearray */
-            return NULL;
+            failed = 1;
+            break;
         }
         char *into = (char *)view.buf + had;
         int ready;
         ssize_t n = -1;
         int err = 0;
+        int unhideable = 0;
         Py_BEGIN_ALLOW_THREADS
-        /* hidden: fd is masked out of the loop's epoll; polled with it (2: only epfd) */
         ready = read_first((int)fd, into, (size_t)size, &n, &err);
-        if (!ready) {
-            ready = hidden ? spin_poll((int)fd, (int)epfd, left) : spin_until_readable((int)epfd, left);
+        if (!ready && own && !hidden) {
+            /* nothing there yet: the loop must not be woken for the bytes this thread waits
+             * for (only now: an answer there at once costs no epoll_ctl either way) */
+            if (set_events((int)epfd, (int)fd, 0) == 0)
+                hidden = 1;
+            else
+                unhideable = 1;
+        }
+        if (!ready && !unhideable) {
+            /* own: fd and the loop's epoll polled together (2: only epfd) */
+            ready = own ? spin_poll((int)fd, (int)epfd, left) : spin_until_readable((int)epfd, left);
             if (ready == 2) {
                 ready = 1;  /* another event for the loop: read() finds nothing (TAKE_EMPTY) */
                 n = -1;
@@ -307,15 +352,23 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
         }
         Py_END_ALLOW_THREADS
         PyBuffer_Release(&view);
-        if (PyByteArray_Resize(buf, had + (n > 0 ? (Py_ssize_t)n : 0)) < 0)
-            return NULL;  /* a shrink: fails only if another thread took an export meanwhile */
+        if (PyByteArray_Resize(buf, had + (n > 0 ? (Py_ssize_t)n : 0)) < 0) {
+            failed = 1;  /* a shrink: fails only if another thread took an export meanwhile */
+            break;
+        }
+        if (unhideable) {  /* (fd not in epfd: the loop reads it, or the connection is done) */
+            outcome = TAKE_EMPTY;
+            break;
+        }
         if (!ready) {
             outcome = TAKE_SPENT;
             break;
         }
         if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
             errno = err;
-            return PyErr_SetFromErrno(PyExc_OSError);
+            PyErr_SetFromErrno(PyExc_OSError);
+            failed = 1;
+            break;
         }
         if (n <= 0) {
             outcome = TAKE_EMPTY;
@@ -323,12 +376,16 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
         }
         made++;
         PyObject *r = PyObject_CallOneArg(enough, buf);
-        if (r == NULL)
-            return NULL;
+        if (r == NULL) {
+            failed = 1;
+            break;
+        }
         int yes = PyObject_IsTrue(r);
         Py_DECREF(r);
-        if (yes < 0)
-            return NULL;
+        if (yes < 0) {
+            failed = 1;
+            break;
+        }
         if (yes) {
             outcome = TAKE_ENOUGH;
             break;
@@ -338,6 +395,13 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int hidden)
             break;
         }
     }
+    if (hidden && set_events((int)epfd, (int)fd, (unsigned int)mask) < 0 && !failed) {
+        /* the loop would never see fd again: its connection must end (the caller's OSError) */
+        PyErr_SetFromErrno(PyExc_OSError);
+        failed = 1;
+    }
+    if (failed)
+        return NULL;
     return Py_BuildValue("(in)", outcome, made);
 }
 
@@ -348,12 +412,16 @@ take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return take_reads(args, nargs, 0);
 }
 
-/* take_own(buf, epfd, fd, seconds, size, enough, reads): take_into for a thread that reads fd
- * while the loop whose epoll is epfd has fd masked out (a BlockingNode receive reading its
- * answer itself: the loop is not woken for it). fd and epfd are polled together; epfd alone
- * readable (another event for the loop) ends it as a read that found nothing (TAKE_EMPTY).
- * The bytes go into buf, which outlives an exception raised as the call returns (a
- * KeyboardInterrupt in the main thread): nothing read is lost. */
+/* take_own(buf, epfd, fd, seconds, size, enough, reads, mask): take_into for a thread that
+ * reads fd of the loop whose epoll is epfd, holding that loop's idle lock (a BlockingNode
+ * receive reading its answer itself). An answer there at once is simply read. Else fd is
+ * masked out of epfd (events 0) while the thread waits, so the loop is not woken for it, and
+ * given `mask` (the events the loop registered it with) back before the call returns; fd and
+ * epfd are polled together, and epfd alone readable (another event for the loop) ends it as
+ * a read that found nothing (TAKE_EMPTY), as does a mask that cannot be set (fd not in
+ * epfd). The bytes go into buf, which outlives an exception raised as the call returns (a
+ * KeyboardInterrupt in the main thread): nothing read is lost. Putting the mask back failed:
+ * OSError (the loop would not see fd again). */
 static PyObject *
 take_own(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -548,9 +616,11 @@ static PyMethodDef spin_methods[] = {
      "b'' when fd had nothing (another descriptor's event) or its stream ended; OSError when "
      "the read failed."},
     {"take_own", (PyCFunction)(void (*)(void))take_own, METH_FASTCALL,
-     "take_own(buf, epfd, fd, seconds, size, enough, reads) -> (outcome, reads made): take_into "
-     "for a thread that reads fd while the loop (epoll epfd) has it masked out: fd and epfd are "
-     "polled together, and epfd alone readable ends it as a read that found nothing (3)."},
+     "take_own(buf, epfd, fd, seconds, size, enough, reads, mask) -> (outcome, reads made): "
+     "take_into for a thread that reads fd of the loop whose epoll is epfd: while it waits, fd "
+     "is masked out of epfd (mask, its registered events, is put back before it returns); fd "
+     "and epfd are polled together, and epfd alone readable ends it as a read that found "
+     "nothing (3)."},
     {NULL, NULL, 0, NULL},
 };
 

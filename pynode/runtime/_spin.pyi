@@ -5,8 +5,9 @@ def wait_readable(fd: int, seconds: float, /) -> bool:
     False sooner when a yield between polls gave the CPU to another thread for a while."""
 
 def read_ready(epfd: int, fd: int, seconds: float, size: int, /) -> bytes | None:
-    """``wait_readable(epfd, seconds)``, then one read of up to ``size`` bytes from ``fd``:
-    None when the time ran out, b"" when ``fd`` had nothing or its stream ended."""
+    """One read of up to ``size`` bytes from ``fd``; when it found nothing,
+    ``wait_readable(epfd, seconds)`` and one more: None when the time ran out, b"" when
+    ``fd`` had nothing or its stream ended."""
 
 def take_into(
     buf: bytearray, epfd: int, fd: int, seconds: float, size: int, enough: Callable[[bytearray], bool], reads: int, /
@@ -15,10 +16,20 @@ def take_into(
     ``reads`` reads: (outcome, reads made), busywait's ``TAKE_*`` outcomes."""
 
 def take_own(
-    buf: bytearray, epfd: int, fd: int, seconds: float, size: int, enough: Callable[[bytearray], bool], reads: int, /
+    buf: bytearray,
+    epfd: int,
+    fd: int,
+    seconds: float,
+    size: int,
+    enough: Callable[[bytearray], bool],
+    reads: int,
+    mask: int,
+    /,
 ) -> tuple[int, int]:
-    """take_into for a thread that reads ``fd`` while the loop (epoll ``epfd``) has it masked
-    out: ``fd`` and ``epfd`` polled together; ``epfd`` alone ends it as TAKE_EMPTY."""
+    """take_into for a thread that reads ``fd`` of the loop whose epoll is ``epfd``: while it
+    waits, ``fd`` is masked out of ``epfd`` (``mask``, its registered events, is put back
+    before it returns); ``fd`` and ``epfd`` polled together; ``epfd`` alone ends it as
+    TAKE_EMPTY."""
 
 def given_up() -> int:
     """Spins ended early, since import, because a yield gave the CPU away for a while."""

@@ -249,15 +249,20 @@ def _load_c_take_own() -> Callable[..., tuple[int, int]] | None:
         from ._spin import take_own
     except ImportError:  # a _spin built before it had one: threads do not read (blocking.py)
         return None
+    if "mask" not in (take_own.__doc__ or ""):  # built before it took one: as if it had none
+        return None
     return take_own
 
 
 take_own = _load_c_take_own()
-"""``take_own(buf, epfd, fd, seconds, size, enough, reads)``: :func:`take_into` for a thread
-that reads ``fd`` while the loop has it hidden (:meth:`SpinningSelector.hide`): ``fd`` and
-``epfd`` are polled together, ``epfd`` alone (another event for the loop) ends it as
-``TAKE_EMPTY``. The bytes are in ``buf`` even when an exception (a KeyboardInterrupt) comes
-as the call returns. None without the compiled helper."""
+"""``take_own(buf, epfd, fd, seconds, size, enough, reads, mask)``: :func:`take_into` for a
+thread that reads ``fd`` of the loop whose epoll is ``epfd`` (holding
+:attr:`SpinningSelector.idle`). An answer there at once is read; else ``fd`` is masked out of
+``epfd`` while it waits (the loop is not woken for it) and given ``mask``, its registered
+events (:meth:`SpinningSelector.mask_of`), back before the call returns. ``fd`` and ``epfd``
+are polled together, ``epfd`` alone (another event for the loop) ends it as ``TAKE_EMPTY``.
+The bytes are in ``buf`` even when an exception (a KeyboardInterrupt) comes as the call
+returns. None without the compiled helper."""
 
 
 class _LockWakeup:
@@ -390,28 +395,18 @@ class SpinningSelector(selectors.BaseSelector):
         with self._readers_lock:
             channel.thread_readers += n
 
-    def hide(self, fd: int) -> int:
-        """From a thread that holds :attr:`idle`: the loop's poll stops reporting ``fd``
-        (epoll only; errors and hang-ups are always reported) until :meth:`show` is given
-        the mask returned, so that the loop is not woken for the bytes that thread reads
-        itself. -1 when it cannot (then it did nothing)."""
-        ep = self._epoll
-        key = self._keys.get(fd) if ep is not None else None
+    def mask_of(self, fd: int) -> int:
+        """The epoll events the loop has ``fd`` registered with, for a thread that holds
+        :attr:`idle` and reads ``fd`` itself (``take_own`` masks it out while it waits, so
+        that the loop is not woken for those bytes, and puts this back; unchanged
+        meanwhile: the loop waits for :attr:`idle` to change it). -1 when it cannot (no
+        epoll, or ``fd`` is not registered)."""
+        key = self._keys.get(fd) if self._epoll is not None else None
         if key is None:
             return -1
-        mask = (_EPOLLIN if key.events & selectors.EVENT_READ else 0) | (
+        return (_EPOLLIN if key.events & selectors.EVENT_READ else 0) | (
             _EPOLLOUT if key.events & selectors.EVENT_WRITE else 0
         )
-        try:
-            ep.modify(fd, 0)
-        except OSError:
-            return -1
-        return mask
-
-    def show(self, fd: int, mask: int) -> None:
-        """Undo :meth:`hide`: ``mask``, what it returned, is what the loop registered for
-        ``fd`` (unchanged since: the loop waits for :attr:`idle` to change it)."""
-        self._epoll.modify(fd, mask)
 
     def own_idle(self) -> None:
         """In the loop's thread, running: hold :attr:`idle` (see there) from now on."""

@@ -354,9 +354,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self, done: Callable[[], bool], spin: float, buf: bytearray, take: Callable[[int], bool]
     ) -> bool | None:
         """Only on a plain socket of an asyncio loop that spins on epoll, with the compiled
-        helper: the socket is hidden from the loop's poll meanwhile
-        (``SpinningSelector.hide``), so the loop sleeps on through the answer this thread
-        reads; another descriptor's event ends the wait (the loop then goes on once this
+        helper: an answer there at once is read; else the socket is hidden from the loop's
+        poll while this thread waits (``take_own``), so the loop sleeps on through the
+        answer it reads; another descriptor's event ends the wait (the loop then goes on once this
         thread lets go of the idle lock). A BlockingNode receive's answer so costs neither
         the loop's iteration nor a wake of the thread, nor their turns at the GIL. On any
         exception (a KeyboardInterrupt) the loop is woken to take up what ``buf`` holds."""
@@ -385,24 +385,17 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             said.append(kept)
             return True
 
-        hidden = -1  # the mask to show the socket with again
+        mask = sel.mask_of(fd)  # (take_own masks it out while it waits, and puts this back)
+        if mask < 0:
+            return None
         try:
-            hidden = sel.hide(fd)
-            if hidden < 0:
-                return None
-            outcome, _ = reads(buf, epfd, fd, min(spin, 1.0), self._read_size, enough, 1 << 30)
-        except OSError as exc:  # reset: the loop reports it as its own read would
+            outcome, _ = reads(buf, epfd, fd, min(spin, 1.0), self._read_size, enough, 1 << 30, mask)
+        except OSError as exc:  # reset, or the mask not put back: as the loop's own read would
             loop.call_soon_threadsafe(self._read_failed, exc)
             return None
         except BaseException:
             self.wake_handler()
             raise
-        finally:
-            if hidden >= 0:
-                try:
-                    sel.show(fd, hidden)
-                except OSError as exc:  # (never seen) the loop would not see this socket again
-                    loop.call_soon_threadsafe(self._read_failed, exc)
         if outcome == TAKE_ENOUGH:
             return True if said[0] else None
         return False if outcome == TAKE_SPENT else None

@@ -14,6 +14,7 @@ from pynode.blocking import BlockingNode
 from pynode.runtime import MailboxClosed, busywait, transport
 from pynode.term import Atom
 
+from .test_busywait import epoll_events
 from .test_read_inline import c_spin, echo_peer
 
 __all__ = ["c_spin"]  # (a fixture these tests use)
@@ -115,35 +116,37 @@ def test_the_loop_holds_its_idle_lock_except_in_select() -> None:
             sel.idle.release()
 
 
-def test_a_hidden_socket_wakes_no_poll_of_the_loop(c_spin: None) -> None:
-    """While a thread reads a connection itself (it holds the idle lock), the loop's poll
-    does not report that socket's bytes, so the loop sleeps on; shown again, it does."""
-    with echo_peer() as (b, _), a_node() as a:
+def test_a_reading_thread_gives_the_loop_its_sockets_mask_back(patient_take: None) -> None:
+    """``mask_of``: the events the loop registered the socket with, as the kernel has them
+    (``take_own`` masks the socket out while a thread waits on it, and puts these back), -1
+    for a descriptor the loop does not watch; after receives the thread read itself, the
+    kernel has them again, and a message nobody waits for reaches the mailbox through the
+    loop."""
+    with echo_peer() as (b, [echo]), a_node() as a:
         a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
         conn = a.node.connector.get(b.name)  # type: ignore[union-attr]
         assert conn is not None
         fd = conn.channel._fd  # type: ignore[attr-defined]
         sel = a.node._spinner  # type: ignore[union-attr]
         assert isinstance(sel, busywait.SpinningSelector) and fd >= 0
+        epfd = sel.spin_fd
+        assert sel.mask_of(fd) == select.EPOLLIN == epoll_events(epfd, fd)
+        assert sel.mask_of(epfd) == -1  # (not one of the loop's)
         box = a.mailbox()
-        assert sel.idle.acquire(timeout=10)
-        try:
-            mask = sel.hide(fd)
-            assert mask == select.EPOLLIN
-            b.send(box.pid, Atom("hidden"))  # from the peer (this loop cannot run now)
-            ready_now = sel._ready_now
-            assert ready_now is not None
-            for _ in range(1000):  # bounded: until the bytes are there (select on the socket)
-                readable, _, _ = select.select([fd], [], [], 0.01)
-                if readable:
-                    break
-            assert readable
-            assert all(f != fd for f, _ in ready_now(0))
-            sel.show(fd, mask)
-            assert any(f == fd for f, _ in ready_now(0))
-        finally:
-            sel.idle.release()
-        assert box.receive(timeout=10) == Atom("hidden")  # the loop reads it now
+        by_loop = counted_deliveries(box)
+        for i in range(20):
+            box.send(echo, (box.pid, i))
+            assert box.receive(timeout=10) == i
+        assert len(by_loop) < 20  # the thread read some itself
+        assert epoll_events(epfd, fd) == select.EPOLLIN
+        b.send(box.pid, Atom("unasked"))  # from the peer; no receive is waiting
+        queued = box.async_mailbox._queue
+        for _ in range(1000):  # bounded: until the loop queued it
+            if queued:
+                break
+            time.sleep(0.01)
+        assert list(queued) == [Atom("unasked")]
+        assert box.receive(timeout=10) == Atom("unasked")
 
 
 def test_an_interrupt_in_the_threads_read_loses_nothing(patient_take: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -233,44 +233,133 @@ def test_c_read_ready_reads_what_came_or_says_why_not() -> None:
         b.close()
 
 
-def test_c_take_own_reads_a_socket_the_loop_does_not_watch() -> None:
-    """take_own: the socket's bytes though the loop's epoll has it hidden (mask 0), into the
-    buffer; another event of the loop's ends it as a read that found nothing; the time up,
-    as a spin that ran out."""
+def epoll_events(epfd: int, fd: int) -> int | None:
+    """``fd``'s events (EPOLLIN, EPOLLOUT) in the epoll ``epfd`` as the kernel has them
+    (/proc/self/fdinfo), None when it is not there."""
+    with open(f"/proc/self/fdinfo/{epfd}") as f:
+        for line in f:
+            parts = line.split()  # tfd: <fd> events: <hex> data: ...
+            if parts[:1] == ["tfd:"] and int(parts[1]) == fd:
+                return int(parts[3], 16) & (select.EPOLLIN | select.EPOLLOUT)
+    return None
+
+
+def test_c_take_own_reads_a_socket_and_the_loop_keeps_its_mask() -> None:
+    """take_own: the socket's bytes into the buffer; another event of the loop's ends it as a
+    read that found nothing; the time up, as a spin that ran out; whatever the outcome,
+    the loop's epoll has the socket's events back when it returns."""
     spin = pytest.importorskip("pynode.runtime._spin")
     take, given_up = spin.take_own, spin.given_up
     spent, enough_, empty = busywait.TAKE_SPENT, busywait.TAKE_ENOUGH, busywait.TAKE_EMPTY
+    IN = select.EPOLLIN
     a, b = socket.socketpair()
     ep = select.epoll()
     other_r, other_w = os.pipe()
     buf = bytearray(b"kept")
     try:
         a.setblocking(False)
-        ep.register(a.fileno(), 0)  # hidden (SpinningSelector.hide)
-        ep.register(other_r, select.EPOLLIN)
+        ep.register(a.fileno(), IN)
+        ep.register(other_r, IN)
+        epfd, fd = ep.fileno(), a.fileno()
         before = given_up()
         t0 = time.perf_counter()
-        assert take(buf, ep.fileno(), a.fileno(), 0.02, 100, bool, 10) == (spent, 0)
+        assert take(buf, epfd, fd, 0.02, 100, bool, 10, IN) == (spent, 0)
         assert time.perf_counter() - t0 >= 0.02 or given_up() > before
+        assert epoll_events(epfd, fd) == IN
         b.sendall(b"hello")
-        assert ep.poll(0) == []  # the loop would not see it
-        assert take(buf, ep.fileno(), a.fileno(), 10.0, 3, lambda got: len(got) >= 9, 10) == (enough_, 2)
+        assert take(buf, epfd, fd, 10.0, 3, lambda got: len(got) >= 9, 10, IN) == (enough_, 2)
         assert buf == b"kepthello"  # (3 bytes a read)
         os.write(other_w, b"x")  # another descriptor's event, a has nothing: the loop's turn
-        assert take(buf, ep.fileno(), a.fileno(), 10.0, 100, bool, 10) == (empty, 0)
+        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN) == (empty, 0)
+        assert epoll_events(epfd, fd) == IN
         b.sendall(b"both")  # both: the socket's bytes first
-        assert take(buf, ep.fileno(), a.fileno(), 10.0, 100, bool, 10) == (enough_, 1)
+        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN) == (enough_, 1)
         assert buf.endswith(b"both")
         with pytest.raises(ValueError, match="bad file descriptor"):
-            take(buf, ep.fileno(), -1, 0.1, 10, bool, 10)
+            take(buf, epfd, -1, 0.1, 10, bool, 10, IN)
+        with pytest.raises(ValueError, match="bad mask"):
+            take(buf, epfd, fd, 0.1, 10, bool, 10, -1)
+        with pytest.raises(TypeError, match="8 arguments"):
+            take(buf, epfd, fd, 0.1, 10, bool, 10)
+        def refuse(got: bytearray) -> bool:
+            raise RuntimeError("from enough")
+
+        b.sendall(b"raise")
+        with pytest.raises(RuntimeError, match="from enough"):
+            take(buf, epfd, fd, 10.0, 100, refuse, 10, IN)
+        assert buf.endswith(b"raise")  # what was read is kept
+        assert epoll_events(epfd, fd) == IN
+        ep.unregister(fd)  # not the loop's (any more): nothing to wait for, it does not
+        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN) == (empty, 0)
+        ep.register(fd, IN)
         b.close()  # the end of the stream reads as nothing
-        assert take(buf, ep.fileno(), a.fileno(), 10.0, 100, bool, 10) == (empty, 0)
+        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN) == (empty, 0)
     finally:
         ep.close()
         a.close()
         b.close()
         os.close(other_r)
         os.close(other_w)
+
+
+def test_c_take_own_hides_the_socket_from_the_loop_only_while_it_waits() -> None:
+    """An answer there at once is read with the loop's mask untouched (hiding it would cost
+    two epoll_ctl calls of a round trip); one that has to be waited for comes while the
+    loop's epoll has the socket masked out (its poll is not woken for it), and the mask is
+    back when the call returns, even with an exception from ``enough``."""
+    spin = pytest.importorskip("pynode.runtime._spin")
+    IN = select.EPOLLIN
+    a, b = socket.socketpair()
+    ep = select.epoll()
+    stop = threading.Event()
+    try:
+        a.setblocking(False)
+        ep.register(a.fileno(), IN)
+        epfd, fd = ep.fileno(), a.fileno()
+        masks: list[int | None] = []
+
+        def enough(got: bytearray) -> bool:
+            masks.append(epoll_events(epfd, fd))
+            return True
+
+        b.sendall(b"now")
+        assert spin.take_own(bytearray(), epfd, fd, 10.0, 100, enough, 4, IN) == (busywait.TAKE_ENOUGH, 1)
+        assert masks == [IN]
+
+        def send_once_hidden() -> None:  # a peer that answers while the socket is hidden
+            deadline = time.monotonic() + 30
+            while not stop.is_set() and time.monotonic() < deadline:  # bounded in time
+                if epoll_events(epfd, fd) == 0:
+                    b.sendall(b"x")
+                    while epoll_events(epfd, fd) == 0 and not stop.is_set() and time.monotonic() < deadline:
+                        pass  # until that take returned (then another may hide it)
+
+        peer = threading.Thread(target=send_once_hidden)
+        peer.start()
+        masks.clear()
+
+        def enough_or_raise(got: bytearray) -> bool:
+            if enough(got) and masks[-1] == 0:
+                raise RuntimeError("read while hidden")
+            return True
+
+        try:
+            for _ in range(100):  # bounded: a spin that gave its CPU away returns early
+                try:
+                    spin.take_own(bytearray(), epfd, fd, 1.0, 100, enough_or_raise, 4, IN)
+                except RuntimeError:
+                    pass
+                assert epoll_events(epfd, fd) == IN
+                if 0 in masks:
+                    break
+        finally:
+            stop.set()
+            peer.join(timeout=60)
+        assert 0 in masks  # read while the loop's epoll had it masked out
+    finally:
+        ep.close()
+        a.close()
+        b.close()
 
 
 @pytest.fixture(params=["c", "composed"])
@@ -367,7 +456,7 @@ def test_c_reads_look_at_the_socket_before_they_poll(take_into: Any) -> None:
         assert buf == b"answer."
         b.sendall(b"own.")
         buf = bytearray()
-        assert spin.take_own(buf, epfd, fd, 5.0, 100, lambda got: True, 4) == (busywait.TAKE_ENOUGH, 1)
+        assert spin.take_own(buf, epfd, fd, 5.0, 100, lambda got: True, 4, 0) == (busywait.TAKE_ENOUGH, 1)
         assert buf == b"own."
     finally:
         ep.close()

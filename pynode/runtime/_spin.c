@@ -263,7 +263,7 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int own)
     }
     PyObject *buf = args[0], *enough = args[5];
     if (!PyByteArray_Check(buf)) {
-        PyErr_SetString(PyExc_TypeError, "take_into: buf must be a bytearray");
+        PyErr_Format(PyExc_TypeError, "%s: buf must be a bytearray", own ? "take_own" : "take_into");
         return NULL;
     }
     /* one at a time: a conversion may run Python code (__index__), never with an error set */
@@ -283,14 +283,14 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int own)
     if (own && (mask = PyLong_AsLong(args[7])) == -1 && PyErr_Occurred())
         return NULL;
     if (epfd < 0 || fd < 0 || epfd > INT_MAX || fd > INT_MAX) {
-        PyErr_SetString(PyExc_ValueError, "take_into: bad file descriptor");
+        PyErr_Format(PyExc_ValueError, "%s: bad file descriptor", own ? "take_own" : "take_into");
         return NULL;
     }
     if (size <= 0 || reads <= 0) {
-        PyErr_SetString(PyExc_ValueError, "take_into: size and reads must be positive");
+        PyErr_Format(PyExc_ValueError, "%s: size and reads must be positive", own ? "take_own" : "take_into");
         return NULL;
     }
-    if (mask < 0 || mask > (long)UINT_MAX) {
+    if (own && (mask < 0 || (unsigned long)mask > UINT_MAX)) {  /* (a 32-bit long: never) */
         PyErr_SetString(PyExc_ValueError, "take_own: bad mask");
         return NULL;
     }
@@ -395,6 +395,9 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int own)
             break;
         }
     }
+    /* (the loop cannot close or change fd meanwhile: it waits for the idle lock this thread
+     * holds; so a failed restore is not expected, and with another exception on its way,
+     * that one is raised) */
     if (hidden && set_events((int)epfd, (int)fd, (unsigned int)mask) < 0 && !failed) {
         /* the loop would never see fd again: its connection must end (the caller's OSError) */
         PyErr_SetFromErrno(PyExc_OSError);

@@ -182,9 +182,10 @@ def _load_c_read() -> Callable[[int, int, float, int], bytes | None] | None:
 
 
 read_ready = _load_c_read()
-"""``read_ready(epfd, fd, seconds, size)``: :func:`wait_readable` on ``epfd``, then one read of
-``fd``, in one call without the GIL: None when the time ran out, b"" when ``fd`` had nothing
-(another descriptor's event) or its stream ended; None as a whole without the compiled helper."""
+"""``read_ready(epfd, fd, seconds, size)``: one read of ``fd`` and, when it found nothing,
+:func:`wait_readable` on ``epfd`` and one more, in one call without the GIL: None when the time
+ran out, b"" when ``fd`` had nothing (another descriptor's event) or its stream ended; None as a
+whole without the compiled helper."""
 
 
 TAKE_SPENT, TAKE_ENOUGH, TAKE_LATE, TAKE_EMPTY, TAKE_STREAK = range(5)

@@ -71,7 +71,10 @@ def cpus(text: str) -> set[int]:
 def pin(pid: int, to: set[int]) -> None:
     """Pin every thread of process ``pid`` (erl's schedulers, poll thread, ...) to ``to``."""
     for task in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(task), to)
+        try:
+            os.sched_setaffinity(int(task), to)
+        except ProcessLookupError:  # a thread that ended since the listing (a worker's)
+            pass
 
 
 async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:

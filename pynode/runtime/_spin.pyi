@@ -31,6 +31,9 @@ def take_own(
     before it returns); ``fd`` and ``epfd`` polled together; ``epfd`` alone ends it as
     TAKE_EMPTY."""
 
+def queued(fd: int, /) -> int:
+    """The bytes the socket ``fd`` holds unread (FIONREAD); OSError when it cannot say."""
+
 def given_up() -> int:
     """Spins ended early, since import, because a yield gave the CPU away for a while."""
 

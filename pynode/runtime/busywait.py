@@ -243,6 +243,21 @@ one call (the loop in Python cost 1.6-2.0 us of an rpc round trip with erl on th
 None without the compiled helper."""
 
 
+def _load_c_queued() -> Callable[[int], int] | None:
+    if read_ready is None:
+        return None
+    try:
+        from ._spin import queued
+    except ImportError:  # a _spin built before it had one
+        return None
+    return queued
+
+
+queued = _load_c_queued()
+"""``queued(fd)``: the bytes the socket ``fd`` holds unread (FIONREAD); None without the
+compiled helper (or with one built before it had it)."""
+
+
 def _load_c_take_own() -> Callable[..., tuple[int, int]] | None:
     if read_ready is None:
         return None

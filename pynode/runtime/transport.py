@@ -34,6 +34,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSStream
 
 from .busywait import TAKE_ENOUGH, TAKE_SPENT, TAKE_STREAK, SpinGate
+from .busywait import queued as _queued
 from .busywait import read_ready as _read_ready
 from .busywait import take_into as _take_into
 from .busywait import take_own as _take_own
@@ -46,6 +47,12 @@ HIGH_WATER = 1024 * 1024
 default of erts' own distribution buffer busy limit (``erl +zdbbl``, 1024 KB)."""
 
 _RECV_SIZE = 262144  # what a read asks for until the connection says otherwise (read_size)
+# A task's read of what the socket holds goes before the loop's own read queued for it once
+# the socket holds this much (see _inline_window): 11 of the reads a stream of small messages
+# makes (connection.READ_MIN). With erl streaming on the same CPU the socket held 64 KiB or
+# more at 99% of those moments; on two CPUs, where pynode keeps up, 0-64 KiB, and reads
+# taken there sooner made the sender's TCP segments smaller (recv_place.py, 2026-12-05).
+_BACKLOG = 16384
 _CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy them once more
 # A write this soon after the previous one is corked (joined with the writes that follow it
 # in this loop iteration, flushed at its end); a lone write goes straight to the socket and
@@ -265,6 +272,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         )
         self._read_size = _RECV_SIZE
         self._tcp = False  # a TCP socket (read_size applies)
+        self._loop_read: Callable[[], None] | None = None  # the transport's read, while _fd >= 0
+        self._full = False  # the last read filled its buffer: the socket holds more, as a rule
 
     def read_size(self, size: int) -> None:
         # TCP only (the reason is its ACKs); a plain asyncio transport reads max_size bytes
@@ -468,8 +477,10 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         loop: Any = self._loop
         sel = loop._selector
         # (t is asyncio's own socket transport, fd >= 0: is_reading() without its two calls)
-        if getattr(sel, "spin_fd", -1) < 0 or loop._ready or t._paused or t._closing:
+        if getattr(sel, "spin_fd", -1) < 0 or t._paused or t._closing:
             return None
+        if loop._ready:
+            return self._backlog_window(loop._ready, sel) if now_only else None
         if sel.spent == sel.polls:
             return None  # a wait ran out since the loop's last poll: one spin per idle moment
         if sel.polls != self._inline_polls:
@@ -489,6 +500,25 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 self._gate_refused = sel.polls
             return (0.0, False) if now_only else None
         return (end if whole else timers[0]._when), whole
+
+    def _backlog_window(self, ready: Any, sel: Any) -> tuple[float, bool] | None:
+        """A task's read of what the socket holds, when all the loop has to do is its own
+        read of this socket, queued by its last poll, and the socket holds a backlog: the
+        task reads first and saves that read's loop iteration and task switch (erl streaming
+        to pynode on one CPU had each read of 19 small messages go through the loop so, at 10
+        us a read). A streak of such reads ends as any other, then the loop gets its turn (its
+        timers, its tasks). ``(0.0, False)``, or None."""
+        if not self._full or len(ready) != 1 or ready[0]._callback != self._loop_read:
+            return None
+        if sel.polls != self._inline_polls:
+            self._inline_polls, self._inline_streak = sel.polls, 0
+        elif self._inline_streak >= _INLINE_STREAK:
+            return None
+        try:
+            backlog = _queued(self._fd) if _queued is not None else 0
+        except OSError:  # (the loop's own read reports what is wrong with the socket)
+            return None
+        return (0.0, False) if backlog >= _BACKLOG else None
 
     def _streak_goes_on(self, sel: Any, fd: int) -> bool:
         """After a streak of inline reads: whether they may go on, a new streak, because the
@@ -523,6 +553,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             and transport.get_extra_info("sslcontext") is None
         ):
             self._fd = sock.fileno()  # plain bytes may go to it directly (writev, threads)
+            self._loop_read = getattr(t, "_read_ready", None)  # what the loop's poll queues for it
 
     def data_received(self, data: bytes) -> None:
         """The loop's read: handled, and then the peer's next bytes are read here while the
@@ -551,6 +582,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._chunks.append(data)
             self._wake()
             return
+        self._full = len(data) >= self._read_size  # (before on_data sets another size)
         # what the handlers write while these bytes are processed (a spawn reply and the
         # exit after it, tick answers, ...) goes out in one write when they are done
         self._held = True

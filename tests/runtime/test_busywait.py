@@ -233,6 +233,24 @@ def test_c_read_ready_reads_what_came_or_says_why_not() -> None:
         b.close()
 
 
+def test_c_queued_counts_what_a_socket_holds_unread() -> None:
+    spin = pytest.importorskip("pynode.runtime._spin")
+    a, b = socket.socketpair()
+    try:
+        assert spin.queued(a.fileno()) == 0
+        b.sendall(b"x" * 5000)
+        assert spin.queued(a.fileno()) == 5000
+        a.recv(1200)
+        assert spin.queued(a.fileno()) == 3800
+        with pytest.raises(OSError):  # no such descriptor: the OS's error
+            spin.queued(10**6)
+        with pytest.raises(TypeError):
+            spin.queued("3")
+    finally:
+        a.close()
+        b.close()
+
+
 needs_epoll = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll (Linux)")
 
 

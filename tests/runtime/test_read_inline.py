@@ -44,6 +44,7 @@ def c_spin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transport, "_read_ready", spin.read_ready)
     monkeypatch.setattr(transport, "_take_into", spin.take_into)
     monkeypatch.setattr(transport, "_take_own", spin.take_own)
+    monkeypatch.setattr(transport, "_queued", spin.queued)
 
 
 @pytest.fixture
@@ -265,6 +266,82 @@ async def test_the_loop_gets_its_turn_after_a_streak_when_it_has_an_event(
     served.peer.sendall(b"yy")  # the loop polled: inline reads again
     served.ch.read_inline(lambda: served.got.endswith(b"yy"), 0.5)
     assert served.got.endswith(b"yy")
+
+
+def queue_the_loops_read(ch: transport._ProtocolChannel, loop: asyncio.AbstractEventLoop) -> Any:
+    """What the loop's poll queues when the channel's socket is readable: the transport's
+    registered reader handle, in the loop's ready callbacks. Returned."""
+    reader = loop._selector.get_key(ch._fd).data[0]  # type: ignore[attr-defined]
+    assert reader._callback == ch._loop_read
+    loop._ready.append(reader)  # type: ignore[attr-defined]
+    return reader
+
+
+async def backlogged(served: Served, size: int) -> tuple[bytes, asyncio.AbstractEventLoop]:
+    """``size`` bytes sent, of which the first read (1460 bytes, full) has been handled: the
+    rest waits in the socket, as behind a streaming sender."""
+    loop = asyncio.get_running_loop()
+    await settle(loop)
+    served.ch.read_size(1460)
+    data = bytes(i % 251 for i in range(size))
+    served.peer.sendall(data)
+    with anyio.fail_after(10):
+        while transport._queued(served.ch._fd) < size:  # type: ignore[misc]  # all arrived
+            await anyio.sleep(0)
+    served.ch.read_inline(served.has(1), 0.5)
+    assert served.chunks == [1460] and served.ch._full
+    return data, loop
+
+
+@pytest.mark.parametrize("size", [transport._BACKLOG + 1460, 4 * transport._BACKLOG])
+async def test_a_backlog_is_read_on_the_task_before_the_loops_own_read(served: Served, size: int) -> None:
+    """The socket holds a backlog and the loop's only ready callback is its own read of it:
+    a receiving task reads the next bytes on the spot, where it would wait for that read,
+    an iteration and a task switch; the loop's read then takes what follows, in order."""
+    data, loop = await backlogged(served, size)
+    sel: Any = loop._selector  # type: ignore[attr-defined]
+    reader = queue_the_loops_read(served.ch, loop)
+    polls = sel.polls
+    served.ch.read_inline(served.has(2 * 1460), 0.5)
+    assert served.chunks == [1460, 1460]  # read here, the loop not polled
+    assert sel.polls == polls and list(loop._ready) == [reader]  # type: ignore[attr-defined]
+    await served.until(lambda: len(served.got) == size)
+    assert served.got == data
+
+
+@pytest.mark.parametrize("why", ["short", "another callback", "no full read"])
+async def test_the_loops_own_read_goes_first_without_a_backlog(served: Served, why: str) -> None:
+    """Less than a backlog in the socket, another callback ready besides the loop's read, or
+    a last read that did not fill its buffer: the task leaves the bytes to the loop."""
+    data, loop = await backlogged(served, transport._BACKLOG - 1 + 1460 if why == "short" else 4 * transport._BACKLOG)
+    ran: list[bool] = []
+    if why == "another callback":  # (made ready before the loop's poll queued its read)
+        loop.call_soon(ran.append, True)
+    queue_the_loops_read(served.ch, loop)
+    if why == "no full read":
+        served.ch._full = False  # (as after a read that took all there was)
+    served.ch.read_inline(served.has(2 * 1460), 0.5)
+    assert served.chunks == [1460]
+    await served.until(lambda: len(served.got) == len(data))
+    assert served.got == data
+    assert ran == ([True] if why == "another callback" else [])
+
+
+async def test_a_streak_of_backlog_reads_ends_with_the_loops_turn(served: Served) -> None:
+    """A task that reads a sender's backlog on the spot never yields to the loop; after a
+    streak of such reads it waits for the loop's iteration (its timers, its other tasks),
+    however much the socket still holds."""
+    data, loop = await backlogged(served, 64 * 1460)
+    sel: Any = loop._selector  # type: ignore[attr-defined]
+    queue_the_loops_read(served.ch, loop)
+    polls = sel.polls
+    for _ in range(2 * transport._INLINE_STREAK):
+        served.ch.read_inline(served.has(len(served.got) + 1), 0.5)
+    # a streak's reads in all since the loop's last poll (backlogged's first one included)
+    assert served.chunks == [1460] * transport._INLINE_STREAK
+    assert sel.polls == polls
+    await served.until(lambda: len(served.got) == len(data))
+    assert served.got == data
 
 
 async def test_the_end_of_stream_is_left_to_the_transport(served: Served) -> None:

@@ -593,19 +593,21 @@ static PyTypeObject WakeupType = {
 };
 #endif
 
+#ifdef FIONREAD
 /* queued(fd) -> int: the bytes fd's socket holds unread (FIONREAD). A task that would read
  * them past the loop asks first whether they are a backlog (transport.py, _inline_window). */
 static PyObject *
 queued(PyObject *self, PyObject *arg)
 {
     (void)self;
-    int fd, n = 0;
-    if (!PyArg_Parse(arg, "i:queued", &fd))
+    int n = 0, fd = PyObject_AsFileDescriptor(arg); /* an int or an object with fileno() */
+    if (fd < 0)
         return NULL;
     if (ioctl(fd, FIONREAD, &n) < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     return PyLong_FromLong(n);
 }
+#endif
 
 static PyObject *
 given_up(PyObject *self, PyObject *unused)
@@ -619,7 +621,9 @@ static PyMethodDef spin_methods[] = {
     {"given_up", given_up, METH_NOARGS,
      "given_up() -> int: spins (of wait_readable and read_ready) that ended early because a "
      "yield gave the CPU to another thread for a while, since the module was loaded."},
+#ifdef FIONREAD
     {"queued", queued, METH_O, "queued(fd) -> int: the bytes fd holds unread (FIONREAD)."},
+#endif
     {"take_into", (PyCFunction)(void (*)(void))take_into, METH_FASTCALL,
      "take_into(buf, epfd, fd, seconds, size, enough, reads) -> (outcome, reads made): "
      "read_ready's reads appended to the bytearray buf until enough(buf) is true (1), a spin "

@@ -541,6 +541,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         t: Any = transport  # uvloop's transports are no asyncio.Transport subclass
         with self._wlock:  # called again with start_tls's transport: the socket is not ours
             self._fd = -1
+        self._loop_read = None
         self.transport = t
         t.set_write_buffer_limits(high=HIGH_WATER)
         sock = transport.get_extra_info("socket")
@@ -582,7 +583,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._chunks.append(data)
             self._wake()
             return
-        self._full = len(data) >= self._read_size  # (before on_data sets another size)
+        # (before on_data sets another size; a hint only: the socket's backlog, asked, decides)
+        self._full = len(data) >= self._read_size
         # what the handlers write while these bytes are processed (a spawn reply and the
         # exit after it, tick answers, ...) goes out in one write when they are done
         self._held = True

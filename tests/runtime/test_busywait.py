@@ -241,9 +241,11 @@ def test_c_queued_counts_what_a_socket_holds_unread() -> None:
         b.sendall(b"x" * 5000)
         assert spin.queued(a.fileno()) == 5000
         a.recv(1200)
-        assert spin.queued(a.fileno()) == 3800
+        assert spin.queued(a) == 3800  # (an object with fileno(), as well)
         with pytest.raises(OSError):  # no such descriptor: the OS's error
             spin.queued(10**6)
+        with pytest.raises(ValueError):
+            spin.queued(-1)
         with pytest.raises(TypeError):
             spin.queued("3")
     finally:

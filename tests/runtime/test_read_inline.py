@@ -284,16 +284,20 @@ async def backlogged(served: Served, size: int) -> tuple[bytes, asyncio.Abstract
     await settle(loop)
     served.ch.read_size(1460)
     data = bytes(i % 251 for i in range(size))
+    t: Any = served.ch.transport
+    t.pause_reading()  # (the loop's reads would take the bytes while they arrive)
     served.peer.sendall(data)
     with anyio.fail_after(10):
         while transport._queued(served.ch._fd) < size:  # type: ignore[misc]  # all arrived
             await anyio.sleep(0)
+    t.resume_reading()
+    await settle(loop)
     served.ch.read_inline(served.has(1), 0.5)
     assert served.chunks == [1460] and served.ch._full
     return data, loop
 
 
-@pytest.mark.parametrize("size", [transport._BACKLOG + 1460, 4 * transport._BACKLOG])
+@pytest.mark.parametrize("size", [transport._BACKLOG + 1460, 2 * transport._BACKLOG])
 async def test_a_backlog_is_read_on_the_task_before_the_loops_own_read(served: Served, size: int) -> None:
     """The socket holds a backlog and the loop's only ready callback is its own read of it:
     a receiving task reads the next bytes on the spot, where it would wait for that read,
@@ -309,29 +313,32 @@ async def test_a_backlog_is_read_on_the_task_before_the_loops_own_read(served: S
     assert served.got == data
 
 
-@pytest.mark.parametrize("why", ["short", "another callback", "no full read"])
+@pytest.mark.parametrize("why", ["short", "another callback", "only another callback", "no full read"])
 async def test_the_loops_own_read_goes_first_without_a_backlog(served: Served, why: str) -> None:
-    """Less than a backlog in the socket, another callback ready besides the loop's read, or
-    a last read that did not fill its buffer: the task leaves the bytes to the loop."""
-    data, loop = await backlogged(served, transport._BACKLOG - 1 + 1460 if why == "short" else 4 * transport._BACKLOG)
+    """Less than a backlog in the socket, another callback ready besides the loop's read (or
+    instead of it), or a last read that did not fill its buffer: the task leaves the bytes
+    to the loop."""
+    data, loop = await backlogged(served, transport._BACKLOG - 1 + 1460 if why == "short" else 2 * transport._BACKLOG)
     ran: list[bool] = []
-    if why == "another callback":  # (made ready before the loop's poll queued its read)
+    if why.endswith("another callback"):  # (made ready before the loop's poll queued its read)
         loop.call_soon(ran.append, True)
-    queue_the_loops_read(served.ch, loop)
+    if why != "only another callback":
+        queue_the_loops_read(served.ch, loop)
     if why == "no full read":
         served.ch._full = False  # (as after a read that took all there was)
     served.ch.read_inline(served.has(2 * 1460), 0.5)
     assert served.chunks == [1460]
     await served.until(lambda: len(served.got) == len(data))
     assert served.got == data
-    assert ran == ([True] if why == "another callback" else [])
+    assert ran == ([True] if why.endswith("another callback") else [])
 
 
 async def test_a_streak_of_backlog_reads_ends_with_the_loops_turn(served: Served) -> None:
     """A task that reads a sender's backlog on the spot never yields to the loop; after a
     streak of such reads it waits for the loop's iteration (its timers, its other tasks),
     however much the socket still holds."""
-    data, loop = await backlogged(served, 64 * 1460)
+    # a backlog still after a streak's reads (so only the streak's end stops them)
+    data, loop = await backlogged(served, transport._BACKLOG + (transport._INLINE_STREAK + 1) * 1460)
     sel: Any = loop._selector  # type: ignore[attr-defined]
     queue_the_loops_read(served.ch, loop)
     polls = sel.polls

@@ -50,7 +50,7 @@ _RECV_SIZE = 262144  # what a read asks for until the connection says otherwise 
 # A task's read of what the socket holds goes before the loop's own read queued for it once
 # the socket holds this much (see _inline_window): 11 of the reads a stream of small messages
 # makes (connection.READ_MIN). With erl streaming on the same CPU the socket held 64 KiB or
-# more at 99% of those moments; on two CPUs, where pynode keeps up, 0-64 KiB, and reads
+# more at 94% of those moments; on two CPUs, under 64 KiB at 79% of them, and reads
 # taken there sooner made the sender's TCP segments smaller (recv_place.py, 2026-12-05).
 _BACKLOG = 16384
 _CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy them once more

@@ -3325,14 +3325,83 @@ dist_term(Dec *d, Py_ssize_t *ppos, int versioned)
     return v;
 }
 
+static PyObject *plain_send_to(PyObject *ctl);
+
+/* The last plain send's control message, kept to be handed out again: a stream of messages
+ * from one process to one mailbox repeats its control bytes packet after packet, and
+ * decoding them made a tuple and a Pid per message, then freed them (about a tenth of
+ * pynode's CPU per message with erl streaming small messages to it, benchmarks/
+ * recv_place.py, 2026-12-05). An encoded term ends where its bytes say, so a packet whose
+ * bytes begin like the kept ones, under a header whose refs are the same objects, holds the
+ * same control message there. The refs are held, so that none of those addresses can be
+ * another object's while it is kept. Only for distribution headers (refs, no atom_cache),
+ * and only plain sends (2, 6, 22: their parts are immutable). CTL_MEMO_BYTES and
+ * CTL_MEMO_REFS are no protocol limits: a REG_SEND under a header is about 30 bytes with 2-4
+ * refs; longer ones are decoded each time as before. */
+#define CTL_MEMO_BYTES 96
+#define CTL_MEMO_REFS 16
+static struct {
+    PyObject *ctl; /* NULL: nothing kept */
+    Py_ssize_t len, nrefs;
+    PyObject *refs[CTL_MEMO_REFS];
+    unsigned char bytes[CTL_MEMO_BYTES];
+} ctl_memo;
+
+static void
+ctl_memo_clear(void)
+{
+    Py_CLEAR(ctl_memo.ctl);
+    while (ctl_memo.nrefs > 0)
+        Py_CLEAR(ctl_memo.refs[--ctl_memo.nrefs]);
+}
+
+/* The kept control message (a new reference) when buf[pos:] begins with its bytes under
+ * the same refs, and then *ppos moved past it; else NULL, no error set. */
+static inline PyObject *
+ctl_memo_find(Dec *d, Py_ssize_t *ppos)
+{
+    Py_ssize_t pos = *ppos, len = ctl_memo.len;
+    if (ctl_memo.ctl == NULL || d->atom_cache != NULL || d->nrefs != ctl_memo.nrefs ||
+        len > d->end - pos || memcmp(d->buf + pos, ctl_memo.bytes, (size_t)len) != 0)
+        return NULL;
+    for (Py_ssize_t i = 0; i < d->nrefs; i++)
+        if (d->refs[i] != ctl_memo.refs[i])
+            return NULL;
+    *ppos = pos + len;
+    Py_INCREF(ctl_memo.ctl);
+    return ctl_memo.ctl;
+}
+
+/* Keep ``ctl``, decoded from buf[start:end], when it is a plain send that fits. */
+static void
+ctl_memo_keep(Dec *d, PyObject *ctl, Py_ssize_t start, Py_ssize_t end)
+{
+    if (d->atom_cache != NULL || d->nrefs > CTL_MEMO_REFS || end - start > CTL_MEMO_BYTES ||
+        plain_send_to(ctl) == NULL)
+        return;
+    ctl_memo_clear();
+    for (Py_ssize_t i = 0; i < d->nrefs; i++)
+        ctl_memo.refs[i] = Py_NewRef(d->refs[i]);
+    ctl_memo.nrefs = d->nrefs;
+    memcpy(ctl_memo.bytes, d->buf + start, (size_t)(end - start));
+    ctl_memo.len = end - start;
+    ctl_memo.ctl = Py_NewRef(ctl);
+}
+
 /* ``Control | [Payload]`` from pos to d->end: the tuple (control, payload or missing). */
 static PyObject *
 dist_terms(Dec *d, Py_ssize_t pos, int versioned, PyObject *missing)
 {
     PyObject *ctl, *pay, *res;
-    ctl = dist_term(d, &pos, versioned);
-    if (ctl == NULL)
-        return NULL;
+    ctl = versioned ? NULL : ctl_memo_find(d, &pos);
+    if (ctl == NULL) {
+        Py_ssize_t start = pos;
+        ctl = dist_term(d, &pos, versioned);
+        if (ctl == NULL)
+            return NULL;
+        if (!versioned)
+            ctl_memo_keep(d, ctl, start, pos);
+    }
     if (pos < d->end) {
         pay = dist_term(d, &pos, versioned);
         if (pay == NULL) {

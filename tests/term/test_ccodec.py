@@ -1084,3 +1084,26 @@ def test_make_pid_and_make_ref_alike() -> None:
     ]:
         p, c = _outcome(getattr(P, f), *args), _outcome(getattr(C, f), *args)
         assert p[0] == c[0] == "error" and p[1] is c[1] is TypeError, (f, args, p, c)
+
+
+def test_a_plain_sends_repeated_control_is_handed_out_again() -> None:
+    # A stream from one process to one mailbox repeats its control bytes: the twin keeps the
+    # last plain send's control message and gives that object again (no tuple and Pid made
+    # and freed per message). Values are tests/term/test_dist_packet.py's; here, the reuse.
+    from tests.term.test_dist_packet import MISSING, _reg_send, header, slots
+
+    entries = slots()
+    C.decode_dist_packet(_reg_send(header((0, 9, "capbox"), (0, 10, "a@host"))), entries, MISSING)
+    again = _reg_send(header((0, 9, None), (0, 10, None)))
+    one, _ = C.decode_dist_packet(again, entries, MISSING)
+    two, _ = C.decode_dist_packet(again, entries, MISSING)
+    assert two is one
+    framed = struct.pack(">I", len(again)) + again  # declined by deliver: handed back
+    assert C.decode_dist_sends(framed, entries, MISSING, 0, 1 << 20, lambda to, msg: False,
+                               None, {})[2] is one
+    C.decode_dist_packet(_reg_send(header((0, 9, "otherbox"), (0, 10, None))), entries, MISSING)
+    three, _ = C.decode_dist_packet(again, entries, MISSING)
+    assert three is not one and three[3] == Atom("otherbox")
+    # other controls are decoded each time: a link, {1, From, To}
+    link = b"\x83D" + header((0, 10, None)) + b"h\x03a\x01" + (b"XR\x00" + struct.pack(">III", 1, 0, 5)) * 2
+    assert C.decode_dist_packet(link, entries, MISSING)[0] is not C.decode_dist_packet(link, entries, MISSING)[0]

@@ -186,6 +186,45 @@ def test_header_memo_follows_each_connections_entries(codec: ModuleType) -> None
     assert codec.decode_dist_packet(ref, one, MISSING) == (Atom("b"), MISSING)
 
 
+def _reg_send(hdr: bytes, pid_id: int = 1, to_ref: int = 0) -> bytes:
+    """A REG_SEND under header ``hdr``, erl's way: {6, From, '', To}, From's node through ref 1,
+    To through ref ``to_ref``, then a payload (ref 0)."""
+    ctl = b"h\x04a\x06XR\x01" + struct.pack(">III", pid_id, 0, 5) + b"w\x00R" + bytes([to_ref])
+    return b"\x83D" + hdr + ctl + b"h\x02R\x00a\x07"
+
+
+def test_a_repeated_control_follows_the_entries(codec: ModuleType) -> None:
+    # The C twin hands a plain send's control message out again when the next packet repeats
+    # its bytes under the same refs; it must not when a ref now names another atom, nor when
+    # the bytes differ after a common beginning.
+    entries, other = slots(), slots()
+    sender = Pid("a@host", 1, 0, 5)
+    first = _reg_send(header((0, 9, "capbox"), (0, 10, "a@host")))
+    again = _reg_send(header((0, 9, None), (0, 10, None)))
+    assert codec.decode_dist_packet(first, entries, MISSING) == (
+        (6, sender, Atom(""), Atom("capbox")), (Atom("capbox"), 7))
+    for _ in range(2):
+        assert codec.decode_dist_packet(again, entries, MISSING) == (
+            (6, sender, Atom(""), Atom("capbox")), (Atom("capbox"), 7))
+    renamed = _reg_send(header((0, 9, "otherbox"), (0, 10, None)))  # slot 9 now names otherbox
+    assert codec.decode_dist_packet(renamed, entries, MISSING) == (
+        (6, sender, Atom(""), Atom("otherbox")), (Atom("otherbox"), 7))
+    assert codec.decode_dist_packet(again, entries, MISSING)[0][3] == Atom("otherbox")
+    # the same bytes, another connection's entries
+    codec.decode_dist_packet(_reg_send(header((0, 9, "thirdbox"), (0, 10, "b@host"))), other, MISSING)
+    assert codec.decode_dist_packet(again, other, MISSING)[0] == (
+        6, Pid("b@host", 1, 0, 5), Atom(""), Atom("thirdbox"))
+    # bytes that begin alike: another sender; another recipient (the last byte)
+    refs = header((0, 9, None), (0, 10, None))
+    assert codec.decode_dist_packet(again, entries, MISSING)[0][1] == sender
+    assert codec.decode_dist_packet(_reg_send(refs, 2), entries, MISSING)[0][1] == Pid("a@host", 2, 0, 5)
+    assert codec.decode_dist_packet(again, entries, MISSING)[0][1] == sender
+    assert codec.decode_dist_packet(_reg_send(refs, to_ref=1), entries, MISSING)[0][3] == Atom("a@host")
+    # a control cut short where the kept one would have gone on is still an error
+    with pytest.raises(DecodeError):
+        codec.decode_dist_packet(again[:-8], entries, MISSING)
+
+
 def test_bounds_and_buffers(codec: ModuleType) -> None:
     packet = erl_packets.OTP25[0]
     want = codec.decode_dist_packet(packet, slots(), MISSING)

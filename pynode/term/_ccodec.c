@@ -3335,9 +3335,9 @@ static PyObject *plain_send_to(PyObject *ctl);
  * bytes begin like the kept ones, under a header whose refs are the same objects, holds the
  * same control message there. The refs are held, so that none of those addresses can be
  * another object's while it is kept. Only for distribution headers (refs, no atom_cache),
- * and only plain sends (2, 6, 22: their parts are immutable). CTL_MEMO_BYTES and
- * CTL_MEMO_REFS are no protocol limits: a REG_SEND under a header is about 30 bytes with 2-4
- * refs; longer ones are decoded each time as before. */
+ * and only plain sends (2, 6, 22) made of pids and atoms, which nobody can change.
+ * CTL_MEMO_BYTES and CTL_MEMO_REFS are no protocol limits: a REG_SEND under a header is
+ * about 30 bytes with 2-4 refs; longer ones are decoded each time as before. */
 #define CTL_MEMO_BYTES 96
 #define CTL_MEMO_REFS 16
 static struct {
@@ -3347,12 +3347,33 @@ static struct {
     unsigned char bytes[CTL_MEMO_BYTES];
 } ctl_memo;
 
+/* Emptied before anything is released: a release may run Python code (a finalizer). */
 static void
 ctl_memo_clear(void)
 {
-    Py_CLEAR(ctl_memo.ctl);
-    while (ctl_memo.nrefs > 0)
-        Py_CLEAR(ctl_memo.refs[--ctl_memo.nrefs]);
+    PyObject *ctl = ctl_memo.ctl, *refs[CTL_MEMO_REFS];
+    Py_ssize_t n = ctl_memo.nrefs;
+    memcpy(refs, ctl_memo.refs, (size_t)n * sizeof(PyObject *));
+    ctl_memo.ctl = NULL;
+    ctl_memo.nrefs = ctl_memo.len = 0;
+    Py_XDECREF(ctl);
+    while (n > 0)
+        Py_DECREF(refs[--n]);
+}
+
+/* Whether ``ctl`` may be handed out again: a plain send whose unused part is an atom (erl
+ * sends ''), so that none of its parts can be changed by whoever gets it (a list there, say,
+ * would be one list for every packet). */
+static int
+ctl_memo_immutable(PyObject *ctl)
+{
+    if (plain_send_to(ctl) == NULL)
+        return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(ctl);
+    long op = PyLong_AsLong(PyTuple_GET_ITEM(ctl, 0));
+    if (op == 22)
+        return 1;  /* {22, From, To}: pids */
+    return Py_IS_TYPE(PyTuple_GET_ITEM(ctl, n == 3 ? 1 : 2), T_Atom);
 }
 
 /* The kept control message (a new reference) when buf[pos:] begins with its bytes under
@@ -3377,7 +3398,7 @@ static void
 ctl_memo_keep(Dec *d, PyObject *ctl, Py_ssize_t start, Py_ssize_t end)
 {
     if (d->atom_cache != NULL || d->nrefs > CTL_MEMO_REFS || end - start > CTL_MEMO_BYTES ||
-        plain_send_to(ctl) == NULL)
+        !ctl_memo_immutable(ctl))
         return;
     ctl_memo_clear();
     for (Py_ssize_t i = 0; i < d->nrefs; i++)

@@ -1104,6 +1104,13 @@ def test_a_plain_sends_repeated_control_is_handed_out_again() -> None:
     C.decode_dist_packet(_reg_send(header((0, 9, "otherbox"), (0, 10, None))), entries, MISSING)
     three, _ = C.decode_dist_packet(again, entries, MISSING)
     assert three is not one and three[3] == Atom("otherbox")
+    # what is kept is let go when another control is kept: the slot's reference, the kept
+    # refs' and the kept control's
+    C.decode_dist_packet(_reg_send(header((0, 9, "keptbox"), (0, 10, "kept@host"))), entries, MISSING)
+    box = entries[9]
+    held = sys.getrefcount(box)
+    C.decode_dist_packet(_reg_send(header((0, 9, "nextbox"), (0, 10, "next@host"))), entries, MISSING)
+    assert sys.getrefcount(box) == held - 3
     # other controls are decoded each time: a link, {1, From, To}
     link = b"\x83D" + header((0, 10, None)) + b"h\x03a\x01" + (b"XR\x00" + struct.pack(">III", 1, 0, 5)) * 2
     assert C.decode_dist_packet(link, entries, MISSING)[0] is not C.decode_dist_packet(link, entries, MISSING)[0]

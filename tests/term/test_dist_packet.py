@@ -220,9 +220,26 @@ def test_a_repeated_control_follows_the_entries(codec: ModuleType) -> None:
     assert codec.decode_dist_packet(_reg_send(refs, 2), entries, MISSING)[0][1] == Pid("a@host", 2, 0, 5)
     assert codec.decode_dist_packet(again, entries, MISSING)[0][1] == sender
     assert codec.decode_dist_packet(_reg_send(refs, to_ref=1), entries, MISSING)[0][3] == Atom("a@host")
-    # a control cut short where the kept one would have gone on is still an error
+    # a control cut short where the kept one would have gone on is still an error, in the
+    # caller's bounds as in a packet's
     with pytest.raises(DecodeError):
-        codec.decode_dist_packet(again[:-8], entries, MISSING)
+        codec.decode_dist_packet(again, entries, MISSING, 0, len(again) - 8)
+    codec.decode_dist_packet(again, entries, MISSING)
+    framed = struct.pack(">I", len(again) - 8) + again
+    with pytest.raises(DecodeError):
+        codec.decode_dist_sends(framed, entries, MISSING, 0, 1 << 20, lambda to, msg: False, None, {})
+
+
+def test_a_repeated_control_with_a_list_in_it_is_a_new_list(codec: ModuleType) -> None:
+    # {6, From, Unused, To}: erl sends '' as Unused, another peer may send a list, which the
+    # codec gives as a Python list; what one receiver does with it is not the next one's
+    entries = slots()
+    hdr = header((0, 9, "capbox"), (0, 10, "a@host"))
+    ctl = b"h\x04a\x06XR\x01" + struct.pack(">III", 1, 0, 5) + b"jR\x00"
+    first, _ = codec.decode_dist_packet(b"\x83D" + hdr + ctl + b"a\x07", entries, MISSING)
+    first[2].append(1)
+    again = b"\x83D" + header((0, 9, None), (0, 10, None)) + ctl + b"a\x07"
+    assert codec.decode_dist_packet(again, entries, MISSING)[0][2] == []
 
 
 def test_bounds_and_buffers(codec: ModuleType) -> None:

@@ -607,6 +607,54 @@ queued(PyObject *self, PyObject *arg)
         return PyErr_SetFromErrno(PyExc_OSError);
     return PyLong_FromLong(n);
 }
+
+/* hold(fd, seconds, gap, enough) -> int: while fd's socket holds some bytes but fewer than
+ * `enough`, and they keep coming (the count grew within the last `gap` seconds), wait for
+ * more, for `seconds` at most, yielding the CPU between looks (to the sender, when it runs on
+ * this CPU); then the bytes it holds, without the GIL. A receiver that reads a stream as fast
+ * as it comes keeps the sender's TCP window open, and the sender then pays for a segment per
+ * write; one that reads what a few microseconds more brought lets the window fill, and the
+ * sender's writes join (erl A's reads did so: benchmarks/recv_place.py, 2026-12-05). */
+static PyObject *
+hold(PyObject *self, PyObject *args)
+{
+    int fd, enough, n = 0, last = -1, failed = 0;
+    double seconds, gap;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iddi:hold", &fd, &seconds, &gap, &enough))
+        return NULL;
+    if (fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "hold: negative file descriptor");
+        return NULL;
+    }
+    seconds = spin_seconds(seconds);
+    Py_BEGIN_ALLOW_THREADS
+    double start = monotonic_now(), grew = start;
+    for (;;) {
+        if (ioctl(fd, FIONREAD, &n) < 0) {
+            failed = errno;
+            break;
+        }
+        if (n == 0 || n >= enough)
+            break;
+        double now = monotonic_now();
+        if (n != last) {
+            last = n;
+            grew = now;
+        }
+        else if (now - grew >= gap)
+            break;
+        if (now - start >= seconds)
+            break;
+        sched_yield();
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        errno = failed;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(n);
+}
 #endif
 
 static PyObject *
@@ -623,6 +671,10 @@ static PyMethodDef spin_methods[] = {
      "yield gave the CPU to another thread for a while, since the module was loaded."},
 #ifdef FIONREAD
     {"queued", queued, METH_O, "queued(fd) -> int: the bytes fd holds unread (FIONREAD)."},
+    {"hold", hold, METH_VARARGS,
+     "hold(fd, seconds, gap, enough) -> int: while fd holds fewer than `enough` bytes unread "
+     "(but some) and their count grew within `gap` seconds, wait for more, `seconds` at most, "
+     "without the GIL; then the bytes fd holds. OSError when it cannot say."},
 #endif
     {"take_into", (PyCFunction)(void (*)(void))take_into, METH_FASTCALL,
      "take_into(buf, epfd, fd, seconds, size, enough, reads) -> (outcome, reads made): "

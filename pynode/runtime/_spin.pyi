@@ -34,6 +34,11 @@ def take_own(
 def queued(fd: int, /) -> int:
     """The bytes the socket ``fd`` holds unread (FIONREAD); OSError when it cannot say."""
 
+def hold(fd: int, seconds: float, gap: float, enough: int, /) -> int:
+    """While the socket ``fd`` holds some bytes but fewer than ``enough`` and their count grew
+    within ``gap`` seconds, wait for more (``seconds`` at most), without the GIL; then the
+    bytes it holds. OSError when it cannot say."""
+
 def given_up() -> int:
     """Spins ended early, since import, because a yield gave the CPU away for a while."""
 

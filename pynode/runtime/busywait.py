@@ -258,6 +258,23 @@ queued = _load_c_queued()
 compiled helper (or with one built before it had it)."""
 
 
+def _load_c_hold() -> Callable[[int, float, float, int], int] | None:
+    if read_ready is None:
+        return None
+    try:
+        from ._spin import hold
+    except ImportError:  # a _spin built before it had one
+        return None
+    return hold
+
+
+hold = _load_c_hold()
+"""``hold(fd, seconds, gap, enough)``: while the socket ``fd`` holds some bytes but fewer than
+``enough`` and their count grew within ``gap`` seconds, wait for more (``seconds`` at most),
+without the GIL; then the bytes it holds. None without the compiled helper (or with one
+built before it had it)."""
+
+
 def _load_c_take_own() -> Callable[..., tuple[int, int]] | None:
     if read_ready is None:
         return None

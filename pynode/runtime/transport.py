@@ -34,6 +34,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSStream
 
 from .busywait import TAKE_ENOUGH, TAKE_SPENT, TAKE_STREAK, SpinGate
+from .busywait import hold as _hold
 from .busywait import queued as _queued
 from .busywait import read_ready as _read_ready
 from .busywait import take_into as _take_into
@@ -53,6 +54,21 @@ _RECV_SIZE = 262144  # what a read asks for until the connection says otherwise 
 # more at 94% of those moments; on two CPUs, under 64 KiB at 79% of them, and reads
 # taken there sooner made the sender's TCP segments smaller (recv_place.py, 2026-12-05).
 _BACKLOG = 16384
+# A task's read that finds the socket holding some of a stream's bytes, but less than
+# _BACKLOG, first waits while more keep coming (busywait.hold): for _HOLD seconds at most, and
+# no longer than _HOLD_GAP without a byte more. A stream is a previous read of _STREAM_READ
+# bytes or more: an answer (echo, rpc) is one small packet, and is never held. Read at once,
+# a stream from erl on another CPU kept the sender's TCP window open, and the sender (at a
+# whole core) paid for a segment per write: recv_place.py's apart placement read 1.16 and
+# 1.20x erl with reads at once, 1.32 and 1.48x with a hold of 20 us until 16 KiB (pynode
+# 706k-751k msgs/s against 610k-671k), and dist.py's (b) 0.75-0.95 in 4 runs against
+# 0.95-1.16 in 4 in turns (2026-12-05; 64 KiB and 100 us read less: pynode itself then
+# waited). 20 us is what Linux NICs' receive interrupt coalescing waits by default
+# (ethtool rx-usecs, commonly 3-50 us): a stream's message may wait that long, an answer not.
+_HOLD = 20e-6
+_HOLD_GAP = 10e-6  # a sender at work writes every few microseconds (B: 250-600 segments per
+# 1000 small messages at 600k-800k msgs/s, one every 2-7 us)
+_STREAM_READ = 1024
 _CORK_LIMIT = 16384  # writes this big go out alone: joining them would copy them once more
 # A write this soon after the previous one is corked (joined with the writes that follow it
 # in this loop iteration, flushed at its end); a lone write goes straight to the socket and
@@ -274,6 +290,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         self._tcp = False  # a TCP socket (read_size applies)
         self._loop_read: Callable[[], None] | None = None  # the transport's read, while _fd >= 0
         self._full = False  # the last read filled its buffer: the socket holds more, as a rule
+        self._stream = False  # the last read was a stream's (_STREAM_READ): the next may hold
 
     def read_size(self, size: int) -> None:
         # TCP only (the reason is its ACKs); a plain asyncio transport reads max_size bytes
@@ -312,7 +329,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         loop: Any = self._loop
         sel = loop._selector
         clock = _monotonic  # loop.time(), less its frame (an asyncio selector loop's)
-        read, fd, epfd, size = _read_ready, self._fd, sel.spin_fd, self._read_size
+        read, fd, epfd, size, hold = _read_ready, self._fd, sel.spin_fd, self._read_size, _hold
         assert read is not None  # spin_fd is -1 without it
         # one outcome per call: for the serve's wait, whether bytes came; for a task's, whether
         # its answer came whole (a spin that read half of it did not save the task a sleep)
@@ -326,6 +343,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             else:  # no spin: one poll, and what it finds
                 left = 0.0
             try:
+                if self._stream and hold is not None:  # (see _HOLD)
+                    hold(fd, _HOLD, _HOLD_GAP, _BACKLOG)
                 data = read(epfd, fd, left, size)
             except OSError as exc:  # reset: as the transport's own read would report it
                 self._read_failed(exc)
@@ -584,7 +603,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             self._wake()
             return
         # (before on_data sets another size; a hint only: the socket's backlog, asked, decides)
-        self._full = len(data) >= self._read_size
+        n = len(data)
+        self._full = n >= self._read_size
+        self._stream = n >= _STREAM_READ
         # what the handlers write while these bytes are processed (a spawn reply and the
         # exit after it, tick answers, ...) goes out in one write when they are done
         self._held = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import select
@@ -251,6 +252,65 @@ def test_c_queued_counts_what_a_socket_holds_unread() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_c_hold_returns_at_once_with_nothing_or_enough_queued() -> None:
+    spin = pytest.importorskip("pynode.runtime._spin")
+    a, b = socket.socketpair()
+    try:
+        # (either would wait out the bound, 1 s: the most a hold takes, as a spin)
+        t0 = time.monotonic()
+        assert spin.hold(a.fileno(), 5.0, 5.0, 16384) == 0  # nothing: no stream to wait for
+        b.sendall(b"x" * 20000)
+        assert spin.hold(a.fileno(), 5.0, 5.0, 16384) == 20000  # enough: read it now
+        assert time.monotonic() - t0 < 0.5
+        with pytest.raises(OSError):  # no such descriptor: the OS's error
+            spin.hold(10**6, 0.1, 0.1, 16384)
+        with pytest.raises(ValueError):
+            spin.hold(-1, 0.1, 0.1, 16384)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_c_hold_ends_when_the_bytes_stop_coming() -> None:
+    spin = pytest.importorskip("pynode.runtime._spin")
+    a, b = socket.socketpair()
+    try:
+        b.sendall(b"x" * 100)
+        # no sender at work: no more than the gap, not the bound (1 s, the most a hold takes)
+        t0 = time.monotonic()
+        assert spin.hold(a.fileno(), 5.0, 0.001, 16384) == 100
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        a.close()
+        b.close()
+
+
+def test_c_hold_waits_while_the_bytes_keep_coming() -> None:
+    spin = pytest.importorskip("pynode.runtime._spin")
+    a, b = socket.socketpair()
+    stop = threading.Event()
+
+    def sender() -> None:  # small writes as fast as it can, until the hold is over (bounded)
+        with contextlib.suppress(OSError):  # (the reader closed, had the hold gone wrong)
+            for _ in range(200_000):
+                if stop.is_set():
+                    return
+                b.sendall(b"y" * 100)
+
+    b.sendall(b"y" * 100)  # (some there when the hold starts: else it has nothing to wait on)
+    t = threading.Thread(target=sender)
+    t.start()
+    try:
+        # a gap far longer than any pause between two writes of a running thread
+        assert spin.hold(a.fileno(), 5.0, 0.5, 16384) >= 16384
+    finally:
+        stop.set()
+        t.join(10)
+        a.close()
+        b.close()
+    assert not t.is_alive()
 
 
 needs_epoll = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll (Linux)")

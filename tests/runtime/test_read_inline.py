@@ -45,6 +45,7 @@ def c_spin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transport, "_take_into", spin.take_into)
     monkeypatch.setattr(transport, "_take_own", spin.take_own)
     monkeypatch.setattr(transport, "_queued", spin.queued)
+    monkeypatch.setattr(transport, "_hold", spin.hold)
 
 
 @pytest.fixture
@@ -349,6 +350,29 @@ async def test_a_streak_of_backlog_reads_ends_with_the_loops_turn(served: Served
     assert sel.polls == polls
     await served.until(lambda: len(served.got) == len(data))
     assert served.got == data
+
+
+async def test_a_read_after_a_streams_read_holds_for_more(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's read that follows a stream's read (_STREAM_READ bytes or more) first lets the
+    socket gather more while they keep coming (busywait.hold); one that follows an answer's
+    read (a small one) reads at once."""
+    real = transport._hold
+    assert real is not None
+    held: list[tuple[int, float, float, int]] = []
+
+    def recording(fd: int, seconds: float, gap: float, enough: int) -> int:
+        held.append((fd, seconds, gap, enough))
+        return real(fd, seconds, gap, enough)
+
+    monkeypatch.setattr(transport, "_hold", recording)
+    await settle(asyncio.get_running_loop())
+    sizes = [transport._STREAM_READ, 100, 100]
+    for i, n in enumerate(sizes):
+        served.peer.sendall(b"s" * n)
+        served.ch.read_inline(served.has(sum(sizes[: i + 1])), 0.5)
+        assert served.chunks == sizes[: i + 1]  # each read here, whole
+        # held: only the read after the stream's
+        assert held == ([] if i == 0 else [(served.ch._fd, transport._HOLD, transport._HOLD_GAP, transport._BACKLOG)])
 
 
 async def test_the_end_of_stream_is_left_to_the_transport(served: Served) -> None:

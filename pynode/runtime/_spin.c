@@ -612,9 +612,11 @@ queued(PyObject *self, PyObject *arg)
  * `enough`, and they keep coming (the count grew within the last `gap` seconds), wait for
  * more, for `seconds` at most, yielding the CPU between looks (to the sender, when it runs on
  * this CPU); then the bytes it holds, without the GIL. A receiver that reads a stream as fast
- * as it comes keeps the sender's TCP window open, and the sender then pays for a segment per
- * write; one that reads what a few microseconds more brought lets the window fill, and the
- * sender's writes join (erl A's reads did so: benchmarks/recv_place.py, 2026-12-05). */
+ * as it comes empties the socket, the kernel ACKs at once, and the sender then pays for
+ * smaller segments; reads that leave bytes queued let its writes join (transport.py, _HOLD;
+ * benchmarks/recv_place.py, 2026-12-05). A yield
+ * that took YIELD_TAKEN ends it, as it ends a spin: the bytes do not wait for whatever else
+ * runs on this CPU for a time slice. */
 static PyObject *
 hold(PyObject *self, PyObject *args)
 {
@@ -647,6 +649,8 @@ hold(PyObject *self, PyObject *args)
         if (now - start >= seconds)
             break;
         sched_yield();
+        if (monotonic_now() - now >= YIELD_TAKEN)  /* another thread had this CPU a while */
+            break;
     }
     Py_END_ALLOW_THREADS
     if (failed) {

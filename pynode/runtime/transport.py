@@ -57,14 +57,19 @@ _BACKLOG = 16384
 # A task's read that finds the socket holding some of a stream's bytes, but less than
 # _BACKLOG, first waits while more keep coming (busywait.hold): for _HOLD seconds at most, and
 # no longer than _HOLD_GAP without a byte more. A stream is a previous read of _STREAM_READ
-# bytes or more: an answer (echo, rpc) is one small packet, and is never held. Read at once,
-# a stream from erl on another CPU kept the sender's TCP window open, and the sender (at a
-# whole core) paid for a segment per write: recv_place.py's apart placement read 1.16 and
-# 1.20x erl with reads at once, 1.32 and 1.48x with a hold of 20 us until 16 KiB (pynode
-# 706k-751k msgs/s against 610k-671k), and dist.py's (b) 0.75-0.95 in 4 runs against
-# 0.95-1.16 in 4 in turns (2026-12-05; 64 KiB and 100 us read less: pynode itself then
-# waited). 20 us is what Linux NICs' receive interrupt coalescing waits by default
-# (ethtool rx-usecs, commonly 3-50 us): a stream's message may wait that long, an answer not.
+# bytes or more: an answer (echo, rpc) is one small packet. The read then takes the
+# connection's read size (about 16 messages, connection.READ_MESSAGES) and leaves the rest
+# queued: as there, a read that empties the socket makes the kernel ACK at once, and erl,
+# streaming from another CPU, then sent smaller segments and (at a whole core) paid for
+# them. In turns with reads at once (2026-12-05): recv_place.py's apart placement 1.19-1.23x
+# erl -> 1.28-1.36x (pynode 646k-666k -> 714k-789k msgs/s, B 1.48-1.55 -> 1.27-1.40 us per
+# message), dist.py's (b) 0.89-1.01 -> 1.05-1.32 in 4 pairs. Holding until the read size
+# instead kept little of that (apart 1.13-1.25). 20 us is what Linux NICs' receive interrupt
+# coalescing waits by default (ethtool rx-usecs, commonly 3-50 us): a stream's message may
+# wait that long, as may another descriptor's event or a timer (never past the wait's own
+# end). An rpc's answer read by take_inline clears the mark; an answer read right after a
+# stream's read waits out the gap once. A read without a wait (a closed gate's, a
+# backlog's) is never held.
 _HOLD = 20e-6
 _HOLD_GAP = 10e-6  # a sender at work writes every few microseconds (B: 250-600 segments per
 # 1000 small messages at 600k-800k msgs/s, one every 2-7 us)
@@ -343,8 +348,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             else:  # no spin: one poll, and what it finds
                 left = 0.0
             try:
-                if self._stream and hold is not None:  # (see _HOLD)
-                    hold(fd, _HOLD, _HOLD_GAP, _BACKLOG)
+                if self._stream and hold is not None and left > 0:  # (see _HOLD)
+                    hold(fd, min(_HOLD, left), _HOLD_GAP, _BACKLOG)  # (not size: see _HOLD)
+                    left = max(end - clock(), 0.0)  # (the wait's end stays where it was)
                 data = read(epfd, fd, left, size)
             except OSError as exc:  # reset: as the transport's own read would report it
                 self._read_failed(exc)
@@ -479,6 +485,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             gate.outcome(got)
         if buf:
             self._last_write = 0  # (as in _received)
+            self._stream = False  # an answer's read: the next one is not held (feed may say)
         return buf
 
     def feed(self, data: bytes | bytearray) -> None:

@@ -293,22 +293,23 @@ def test_c_hold_waits_while_the_bytes_keep_coming() -> None:
     stop = threading.Event()
 
     def sender() -> None:  # small writes as fast as it can, until the hold is over (bounded)
-        with contextlib.suppress(OSError):  # (the reader closed, had the hold gone wrong)
-            for _ in range(200_000):
+        with contextlib.suppress(OSError):  # (the reader closed while a write waited)
+            for _ in range(20_000):
                 if stop.is_set():
                     return
-                b.sendall(b"y" * 100)
+                b.sendall(b"y" * 1000)
 
-    b.sendall(b"y" * 100)  # (some there when the hold starts: else it has nothing to wait on)
+    b.sendall(b"y" * 1000)  # (some there when the hold starts: else it has nothing to wait on)
     t = threading.Thread(target=sender)
     t.start()
     try:
-        # a gap far longer than any pause between two writes of a running thread
-        assert spin.hold(a.fileno(), 5.0, 0.5, 16384) >= 16384
+        # a gap far longer than any pause between two writes of a running thread; 8 KiB,
+        # well within what a socket pair holds of 1000-byte writes
+        assert spin.hold(a.fileno(), 5.0, 0.5, 8192) >= 8192
     finally:
         stop.set()
+        a.close()  # (a write that waits for room fails now, and the sender ends)
         t.join(10)
-        a.close()
         b.close()
     assert not t.is_alive()
 

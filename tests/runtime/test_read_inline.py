@@ -375,6 +375,23 @@ async def test_a_read_after_a_streams_read_holds_for_more(served: Served, monkey
         assert held == ([] if i == 0 else [(served.ch._fd, transport._HOLD, transport._HOLD_GAP, transport._BACKLOG)])
 
 
+async def test_an_rpcs_answer_read_ends_the_streams_mark(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a stream's read, an answer read by take_inline (an rpc's) leaves the next read
+    unheld: the connection now carries answers."""
+    held: list[int] = []
+    monkeypatch.setattr(transport, "_hold", lambda fd, *rest: held.append(fd) or 0)
+    await settle(asyncio.get_running_loop())
+    served.peer.sendall(b"s" * transport._STREAM_READ)
+    served.ch.read_inline(served.has(transport._STREAM_READ), 0.5)
+    assert served.ch._stream and held == []
+    served.peer.sendall(b"answer")
+    assert served.ch.take_inline(0.5, lambda buf: len(buf) >= 6) == b"answer"
+    assert not served.ch._stream
+    served.peer.sendall(b"next")
+    served.ch.read_inline(served.has(transport._STREAM_READ + 4), 0.5)
+    assert served.got.endswith(b"next") and held == []
+
+
 async def test_the_end_of_stream_is_left_to_the_transport(served: Served) -> None:
     await settle(asyncio.get_running_loop())
     served.peer.sendall(b"last")

@@ -64,10 +64,10 @@ _BACKLOG = 16384
 # them. In turns with reads at once (2026-12-05): recv_place.py's apart placement 1.19-1.23x
 # erl -> 1.28-1.36x (pynode 646k-666k -> 714k-789k msgs/s, B 1.48-1.55 -> 1.27-1.40 us per
 # message), dist.py's (b) 0.89-1.01 -> 1.05-1.32 in 4 pairs. Holding until the read size
-# instead kept little of that (apart 1.13-1.25). 20 us is what Linux NICs' receive interrupt
-# coalescing waits by default (ethtool rx-usecs, commonly 3-50 us): a stream's message may
-# wait that long, as may another descriptor's event or a timer (never past the wait's own
-# end). An rpc's answer read by take_inline clears the mark; an answer read right after a
+# instead kept little of that (apart: pynode 642k-674k against 628k-662k msgs/s). 20 us
+# is what Linux NICs' receive interrupt coalescing waits by default (ethtool rx-usecs,
+# commonly 3-50 us): a stream's message may wait that long, as may another descriptor's
+# event or a timer (never past the wait's own end). An rpc's answer read by take_inline clears the mark; an answer read right after a
 # stream's read waits out the gap once. A read without a wait (a closed gate's, a
 # backlog's) is never held.
 _HOLD = 20e-6

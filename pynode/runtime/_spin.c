@@ -617,6 +617,8 @@ queued(PyObject *self, PyObject *arg)
  * benchmarks/recv_place.py, 2026-12-05). A yield
  * that took YIELD_TAKEN ends it, as it ends a spin: the bytes do not wait for whatever else
  * runs on this CPU for a time slice. */
+static atomic_long holds_cut; /* holds ended so (YIELD_TAKEN), since the module was loaded */
+
 static PyObject *
 hold(PyObject *self, PyObject *args)
 {
@@ -649,8 +651,10 @@ hold(PyObject *self, PyObject *args)
         if (now - start >= seconds)
             break;
         sched_yield();
-        if (monotonic_now() - now >= YIELD_TAKEN)  /* another thread had this CPU a while */
+        if (monotonic_now() - now >= YIELD_TAKEN) {  /* another thread had this CPU a while */
+            atomic_fetch_add(&holds_cut, 1);
             break;
+        }
     }
     Py_END_ALLOW_THREADS
     if (failed) {
@@ -669,12 +673,25 @@ given_up(PyObject *self, PyObject *unused)
     return PyLong_FromLong(atomic_load(&spins_given_up));
 }
 
+#ifdef FIONREAD
+static PyObject *
+cut(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyLong_FromLong(atomic_load(&holds_cut));
+}
+#endif
+
 static PyMethodDef spin_methods[] = {
     {"given_up", given_up, METH_NOARGS,
      "given_up() -> int: spins (of wait_readable and read_ready) that ended early because a "
      "yield gave the CPU to another thread for a while, since the module was loaded."},
 #ifdef FIONREAD
     {"queued", queued, METH_O, "queued(fd) -> int: the bytes fd holds unread (FIONREAD)."},
+    {"holds_cut", cut, METH_NOARGS,
+     "holds_cut() -> int: holds that a yield ended early (another thread had this CPU for a "
+     "while), since the module was loaded."},
     {"hold", hold, METH_VARARGS,
      "hold(fd, seconds, gap, enough) -> int: while fd holds fewer than `enough` bytes unread "
      "(but some) and their count grew within `gap` seconds, wait for more, `seconds` at most, "

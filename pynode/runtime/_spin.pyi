@@ -39,6 +39,9 @@ def hold(fd: int, seconds: float, gap: float, enough: int, /) -> int:
     within ``gap`` seconds, wait for more (``seconds`` at most), without the GIL; then the
     bytes it holds. OSError when it cannot say."""
 
+def holds_cut() -> int:
+    """Holds ended early, since import, because a yield gave the CPU away for a while."""
+
 def given_up() -> int:
     """Spins ended early, since import, because a yield gave the CPU away for a while."""
 

@@ -243,32 +243,22 @@ one call (the loop in Python cost 1.6-2.0 us of an rpc round trip with erl on th
 None without the compiled helper."""
 
 
-def _load_c_queued() -> Callable[[int], int] | None:
+def _c_function(name: str) -> Any:
+    """``_spin``'s function ``name``; None without the compiled helper, or with one built
+    before it had that function."""
     if read_ready is None:
         return None
-    try:
-        from ._spin import queued
-    except ImportError:  # a _spin built before it had one
-        return None
-    return queued
+    from . import _spin
+
+    return getattr(_spin, name, None)
 
 
-queued = _load_c_queued()
+queued: Callable[[int], int] | None = _c_function("queued")
 """``queued(fd)``: the bytes the socket ``fd`` holds unread (FIONREAD); None without the
 compiled helper (or with one built before it had it)."""
 
 
-def _load_c_hold() -> Callable[[int, float, float, int], int] | None:
-    if read_ready is None:
-        return None
-    try:
-        from ._spin import hold
-    except ImportError:  # a _spin built before it had one
-        return None
-    return hold
-
-
-hold = _load_c_hold()
+hold: Callable[[int, float, float, int], int] | None = _c_function("hold")
 """``hold(fd, seconds, gap, enough)``: while the socket ``fd`` holds some bytes but fewer than
 ``enough`` and their count grew within ``gap`` seconds, wait for more (``seconds`` at most),
 without the GIL; then the bytes it holds. None without the compiled helper (or with one

@@ -287,12 +287,16 @@ def test_c_hold_ends_when_the_bytes_stop_coming() -> None:
         b.close()
 
 
-def test_c_hold_waits_while_the_bytes_keep_coming() -> None:
-    spin = pytest.importorskip("pynode.runtime._spin")
+def _hold_beside_a_sender(spin: Any, cpus: list[int]) -> int:
+    """What a hold (8 KiB, gap 0.5 s) returns while a thread writes 1000 bytes at a time as
+    fast as it can, the two on CPUs of their own (on one, the sender's time slice would end
+    the hold: a yield that gives the CPU away for long does)."""
     a, b = socket.socketpair()
-    stop = threading.Event()
+    go, stop = threading.Event(), threading.Event()
 
-    def sender() -> None:  # small writes as fast as it can, until the hold is over (bounded)
+    def sender() -> None:  # once the hold has begun, until it is over (bounded)
+        os.sched_setaffinity(0, {cpus[1]})  # (0: this thread)
+        go.wait(10)
         with contextlib.suppress(OSError):  # (the reader closed while a write waited)
             for _ in range(20_000):
                 if stop.is_set():
@@ -300,18 +304,38 @@ def test_c_hold_waits_while_the_bytes_keep_coming() -> None:
                 b.sendall(b"y" * 1000)
 
     b.sendall(b"y" * 1000)  # (some there when the hold starts: else it has nothing to wait on)
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpus[0]})
     t = threading.Thread(target=sender)
     t.start()
     try:
         # a gap far longer than any pause between two writes of a running thread; 8 KiB,
-        # well within what a socket pair holds of 1000-byte writes
-        assert spin.hold(a.fileno(), 5.0, 0.5, 8192) >= 8192
+        # well within what a socket pair holds of 1000-byte writes. The sender, woken, needs
+        # the GIL, which this thread lets go of only in the hold: its writes come during it
+        go.set()
+        return int(spin.hold(a.fileno(), 5.0, 0.5, 8192))
     finally:
+        go.set()
         stop.set()
         a.close()  # (a write that waits for room fails now, and the sender ends)
         t.join(10)
         b.close()
-    assert not t.is_alive()
+        os.sched_setaffinity(0, own)
+        assert not t.is_alive()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="two CPUs"
+)
+def test_c_hold_waits_while_the_bytes_keep_coming() -> None:
+    spin = pytest.importorskip("pynode.runtime._spin")
+    # A hold that did not wait would return the first 1000 bytes. Another thread taking the
+    # hold's CPU for 50 us or more (a busy machine) ends it early, by design, and says so.
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    for _ in range(5):
+        cut = spin.holds_cut()
+        got = _hold_beside_a_sender(spin, cpus)
+        assert got >= 8192 or spin.holds_cut() > cut, got
 
 
 needs_epoll = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll (Linux)")

@@ -67,9 +67,9 @@ _BACKLOG = 16384
 # instead kept little of that (apart: pynode 642k-674k against 628k-662k msgs/s). 20 us
 # is what Linux NICs' receive interrupt coalescing waits by default (ethtool rx-usecs,
 # commonly 3-50 us): a stream's message may wait that long, as may another descriptor's
-# event or a timer (never past the wait's own end). An rpc's answer read by take_inline clears the mark; an answer read right after a
-# stream's read waits out the gap once. A read without a wait (a closed gate's, a
-# backlog's) is never held.
+# event or a timer (never past the wait's own end). An rpc's answer read by take_inline
+# clears the mark; an answer read right after a stream's read waits out the gap once. A read
+# without a wait (a closed gate's, a backlog's) is never held.
 _HOLD = 20e-6
 _HOLD_GAP = 10e-6  # a sender at work writes every few microseconds (B: 250-600 segments per
 # 1000 small messages at 600k-800k msgs/s, one every 2-7 us)

@@ -33,6 +33,11 @@ With ``--tls`` every node speaks TLS distribution (erl ``-proto_dist inet_tls`` 
 certificates from pynode.certs, mutual verification, TLS 1.2 as inet_tls_dist's default):
 pynode<->erl over TLS beside erl->erl over TLS.
 
+With ``--place apart`` or ``--place shared`` each workload's callee (erl node B; pynode in
+(f)) is pinned to CPU 0 and its caller (pynode, or erl node A) to CPU 1 or to CPU 0 as well,
+for both sides alike (``pinning.py``); by default the kernel places them, and it can give
+erl's pair a placement pynode's spinning caller does not get (both erl nodes on one CPU).
+
 With ``--transports`` a second table runs (a) and (c) between two pynode nodes in this
 process, once over TCP and once over a Unix socket (one node listens on both), beside
 erl->erl over TCP from the same run.
@@ -66,6 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anyio  # noqa: E402
 from hostload import load  # noqa: E402
+from pinning import ROLES, can_place, pin  # noqa: E402
 
 import pynode.term as pt  # noqa: E402
 from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
@@ -475,6 +481,22 @@ class ErlSide:
 # driver
 
 
+def place_callers(a: ErlNode, b: ErlNode) -> None:
+    """Under --place: B on the callee's CPUs, erl A and this process on the caller's."""
+    if PLACE is not None:
+        assert a.proc is not None and b.proc is not None
+        callee, caller = ROLES[PLACE]
+        pin(b.proc.pid, callee)
+        pin(a.proc.pid, caller)
+        pin(os.getpid(), caller)
+
+
+def place_py_as_callee() -> None:
+    """Under --place: this process (pynode) on the callee's CPUs, for erl A's calls to it."""
+    if PLACE is not None:
+        pin(os.getpid(), ROLES[PLACE][0])
+
+
 def fmt(v: float | None, unit: str) -> str:
     if v is None:
         return "n/a"
@@ -517,7 +539,7 @@ def print_table(rows: list[Row], counts: Counts, repeat: int, elapsed: float, re
         f"distribution over {'TLS 1.2 (inet_tls)' if TLS is not None else 'TCP'}; counts: "
         f"{counts.small:,} small msgs, {counts.echo:,} round trips (+{counts.echo_warm} warm), "
         f"{counts.big} x {counts.big_size // MIB} MiB; throughput = median of {repeat} run(s); "
-        f"{load()}; "
+        f"placement: {PLACE or 'the kernel'}; {load()}; "
         f"total {elapsed:.0f} s. "
         "Ratio = pynode/erl (throughput: <1 is slower; latency: >1 is slower)."
     )
@@ -548,6 +570,7 @@ async def bench(
         er = ErlSide(a, b)
         if await erl_run(a, "net_adm:ping(B).", B=b.name) != Atom("pong"):
             raise RuntimeError(f"{a.name} cannot reach {b.name}")
+        place_callers(a, b)
 
         sides = ((py, "pynode", "py"), (er, "erl->erl", "erl"))
 
@@ -606,10 +629,14 @@ async def echoes(
                     series["e"] += await anyio.to_thread.run_sync(
                         blocking_echo, bnode, echo, warm, per
                     )
-                series["f"] += await erl_run(
-                    a, "pynode_dist_bench:run(a_echo_to, [E, W, C, M]).",
-                    E=echo_mb.pid, W=warm, C=per, M=SMALL_MSG,
-                )
+                place_py_as_callee()  # (f): erl A calls pynode, placed as B is for A
+                try:
+                    series["f"] += await erl_run(
+                        a, "pynode_dist_bench:run(a_echo_to, [E, W, C, M]).",
+                        E=echo_mb.pid, W=warm, C=per, M=SMALL_MSG,
+                    )
+                finally:
+                    place_callers(a, b)
             await node.send(echo_mb.pid, Atom("stop"))
     finally:
         if blocking is not None:
@@ -767,6 +794,7 @@ LOOP = "asyncio"
 LOOP_OPTIONS: dict[str, Any] = {}
 TLS: Any = None  # pynode's TlsConfig under --tls
 BUSY_WAIT: dict[str, float] = {}  # Node(busy_wait=...) under --busy-wait; else the default
+PLACE: str | None = None  # a key of pinning.ROLES under --place; None: the kernel places
 
 
 def main() -> None:
@@ -797,11 +825,18 @@ def main() -> None:
                     help="TLS distribution on every node (erl -proto_dist inet_tls, test certificates)")
     ap.add_argument("--busy-wait", type=float, metavar="SECONDS",
                     help="the pynode nodes' busy_wait (default: pynode's, 300 us on asyncio; 0: off)")
+    ap.add_argument("--place", choices=["kernel", *ROLES], default="kernel",
+                    help="pin each workload's callee to CPU 0 and its caller to CPU 1 (apart) or 0 "
+                    "(shared), both sides alike; default: the kernel places them")
     ap.add_argument("-v", "--verbose", action="store_true", help="report progress on stderr")
     args = ap.parse_args()
     if args.busy_wait is not None:
         BUSY_WAIT["busy_wait"] = args.busy_wait
-    global LOOP, LOOP_OPTIONS
+    global LOOP, LOOP_OPTIONS, PLACE
+    if args.place != "kernel":
+        if not can_place(args.place):
+            ap.error(f"--place {args.place} needs CPUs {sorted(set().union(*ROLES[args.place]))}")
+        PLACE = args.place
     LOOP = args.loop
     LOOP_OPTIONS = {"use_uvloop": True} if args.loop == "uvloop" else {}
     counts = QUICK if args.quick else FULL

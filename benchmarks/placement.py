@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from dist import ErlSide, PySide, erl_run, unique
-from rpc_phases import pin
+from pinning import pin
 
 from interop.erlnode import Epmd, ErlNode
 from pynode.runtime import Node

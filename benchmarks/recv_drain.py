@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dist import SMALL_MSG, PySide, erl_nodes, erl_run, unique  # noqa: E402
 from hostload import load  # noqa: E402
+from pinning import pin  # noqa: E402
 from recv_wire import cpu_ns  # noqa: E402
-from rpc_phases import pin  # noqa: E402
 
 from interop.erlnode import ErlNode  # noqa: E402
 from pynode.runtime import Mailbox, Node  # noqa: E402

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anyio  # noqa: E402
 import dist  # noqa: E402
-from rpc_phases import pin  # noqa: E402
+from pinning import pin  # noqa: E402
 
 from interop.erlnode import Epmd, ErlNode, unique  # noqa: E402
 from pynode.runtime import Node  # noqa: E402

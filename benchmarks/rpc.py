@@ -9,6 +9,11 @@ console script, and `python -m pynode`), `erl_call -a 'erlang node'` and `erl -n
 -eval` doing the same rpc, with each one's ratio to erl_call. The cold runs go round-robin
 (a busy machine slows every command alike) after one untimed run each, so Python's bytecode
 caches exist as they do after an install (PYTHONDONTWRITEBYTECODE is dropped for them).
+
+``--place apart`` or ``--place shared`` pins each series' callee to CPU 0 and its caller to
+CPU 1, or to CPU 0 as well (``pinning.py``): pynode -> erl calls erl node A placed as erl
+node B is for A's erl -> erl calls, and A's calls to pynode place pynode as B. By default the
+kernel places them (the cold starts always run unpinned).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hostload import load  # noqa: E402
+from pinning import ROLES, can_place, pin  # noqa: E402
 
 from interop.erlnode import Epmd, ErlNode  # noqa: E402
 from interop.otp import otp25  # noqa: E402
@@ -37,6 +43,25 @@ from pynode.runtime import Node  # noqa: E402
 from pynode.term import Atom  # noqa: E402
 
 ROUNDS = 10  # the three round-trip series are measured in this many turns
+
+
+class Placer:
+    """Pins a series' callee and caller under --place (``None``: leaves them to the kernel)."""
+
+    def __init__(self, place: str | None, a: ErlNode, b: ErlNode) -> None:
+        self.roles = ROLES[place] if place is not None else None
+        self.pids = {"a": a.proc.pid if a.proc else 0, "b": b.proc.pid if b.proc else 0, "py": os.getpid()}
+        self.own = os.sched_getaffinity(0)
+
+    def __call__(self, callee: str, caller: str) -> None:
+        if self.roles is not None:
+            pin(self.pids[callee], self.roles[0])
+            pin(self.pids[caller], self.roles[1])
+
+    def release(self) -> None:
+        """This process's CPUs given back (the cold starts run unpinned)."""
+        if self.roles is not None:
+            pin(os.getpid(), self.own)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -105,7 +130,12 @@ def main() -> None:
     )
     ap.add_argument("--busy-wait", type=float, metavar="SECONDS",
                     help="the pynode node's busy_wait (default: pynode's, 300 us on asyncio; 0: off)")
+    ap.add_argument("--place", choices=["kernel", *ROLES], default="kernel",
+                    help="pin each series' callee to CPU 0 and its caller to CPU 1 (apart) or 0 "
+                    "(shared), both sides alike; default: the kernel places them")
     opts = ap.parse_args()
+    if opts.place != "kernel" and not can_place(opts.place):
+        ap.error(f"--place {opts.place} needs CPUs {sorted(set().union(*ROLES[opts.place]))}")
     busy = {} if opts.busy_wait is None else {"busy_wait": opts.busy_wait}
     n = 200 if opts.quick else 3000
     runs = 3 if opts.quick else 21
@@ -115,6 +145,7 @@ def main() -> None:
     erl_a = ErlNode(otp, epmd, cookie=cookie)
     erl_b = ErlNode(otp, epmd, cookie=cookie)
     rows: list[tuple[str, str, str]] = []
+    placer = Placer(None if opts.place == "kernel" else opts.place, erl_a, erl_b)
     try:
 
         async def run() -> None:
@@ -138,11 +169,16 @@ def main() -> None:
                 try:
                     await anyio.to_thread.run_sync(lambda: blocking_to_erl(blocking, erl_a, 10))  # connect
                     for _ in range(ROUNDS):  # in turns: a burst of load on the machine hits all
+                        placer("a", "py")
                         out += await py_to_erl(node, erl_a, step)
+                        placer("py", "a")
                         inn += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, node.name, "py", "abs", step))
+                        placer("b", "a")
                         ee += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", step))
+                        placer("a", "py")
                         bl += await anyio.to_thread.run_sync(lambda: blocking_to_erl(blocking, erl_a, step))
                 finally:
+                    placer.release()
                     await anyio.to_thread.run_sync(blocking.stop)
                 base50, base99 = pct(ee, .5), pct(ee, .99)
                 for label, ts in (
@@ -154,6 +190,7 @@ def main() -> None:
                     rows.append((label, f"{p50:.0f} / {p99:.0f}", f"p50 / p99; {p50 / base50:.2f}x / {p99 / base99:.2f}x erl->erl"))
                 rows.append(("rpc erl -> erl (us)", f"{base50:.0f} / {base99:.0f}", "p50 / p99"))
                 rows.append(("pynode busy_wait (s)", str(node.busy_wait), "Node(busy_wait=...)"))
+                rows.append(("placement", opts.place, "--place (kernel: unpinned)"))
 
         if not opts.cold_only:
             anyio.run(run, backend_options={"use_uvloop": True} if opts.loop == "uvloop" else {})

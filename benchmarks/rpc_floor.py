@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from pinning import pin  # noqa: E402
 from rpc import erl_rtt, load, pct  # noqa: E402
-from rpc_phases import erl_pair, pin  # noqa: E402
+from rpc_phases import erl_pair  # noqa: E402
 
 from interop.erlnode import ErlNode  # noqa: E402
 from pynode.runtime import Node  # noqa: E402

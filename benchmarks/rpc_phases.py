@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from pinning import pin  # noqa: E402
 from rpc import erl_rtt, load, pct  # noqa: E402
 
 from interop.erlnode import Epmd, ErlNode  # noqa: E402
@@ -66,15 +67,6 @@ def erl_pair() -> Iterator[tuple[Epmd, str, ErlNode, ErlNode]]:
 
 def cpus(text: str) -> set[int]:
     return {int(c) for c in text.split(",")}
-
-
-def pin(pid: int, to: set[int]) -> None:
-    """Pin every thread of process ``pid`` (erl's schedulers, poll thread, ...) to ``to``."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(task), to)
-        except ProcessLookupError:  # a thread that ended since the listing (a worker's)
-            pass
 
 
 async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:

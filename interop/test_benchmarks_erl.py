@@ -26,6 +26,14 @@ RUNS = {
         ["dist.py", "--small", "2000", "--echo", "50", "--big", "5"],
         rf"^\(b\) small msgs erl->py \(msgs/s\)\s+\|\s+{_NUMBER} \|",
     ),
+    "dist_placed": (  # every workload's callee and caller pinned alike (shared: any machine)
+        ["dist.py", "--small", "2000", "--echo", "50", "--big", "5", "--place", "shared"],
+        rf"^\(f\) echo erl->py->erl p50 \(us\)\s+\|\s+{_NUMBER} \|(?s:.*)placement: shared;",
+    ),
+    "rpc_placed": (
+        ["rpc.py", "--quick", "--place", "shared"],
+        rf"^rpc erl -> pynode, asyncio \(us\)\s+\|\s+{_NUMBER} / {_NUMBER} \|(?s:.*)^placement\s+\|\s+shared \|",
+    ),
     "recv_place": (["recv_place.py", "--msgs", "2000", "--repeat", "1"], rf"^shared: all on CPU 0\s+\|\s+{_NUMBER} \|"),
     "echo_place": (
         ["echo_place.py", "--count", "50", "--repeat", "1"],

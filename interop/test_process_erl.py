@@ -376,3 +376,27 @@ async def test_atom_cache_from_erl(epmd: Epmd, erl_node: StartErl) -> None:
         )
         got = [await mb.receive(timeout=10) for _ in range(50)]
         assert got == expected
+
+
+async def test_atom_cache_in_our_payloads_spine(epmd: Epmd, erl_node: StartErl) -> None:
+    # our sends put the atoms (and pids', refs' and ports' nodes) on the payload's tuple spine
+    # in the header's atom cache, as erl does with all of a message's atoms: erl reads each
+    # message whole, the first time as new entries, then as references to them
+    erl = erl_node()
+    async with py_node(epmd, erl.cookie) as node:
+        mb = node.mailbox()
+        echo = await erl_run(
+            erl, "spawn(fun L() -> receive {From, M} -> From ! {back, M, node(From)}, L() end end)."
+        )
+        assert isinstance(echo, Pid)
+        ref = node.make_ref()
+        long_atom = Atom("spine_" + "y" * 240)
+        messages = [
+            Atom("spine_alone"),
+            (Atom("spine_tag"), mb.pid, echo, (Atom("spine_inner"), ref, (Atom("spine_deep"),)), long_atom),
+            (Atom("spine_tag"), [Atom("spine_listed")], {Atom("spine_key"): Atom("spine_value")}, b"x" * 200_000),
+        ]
+        for _ in range(2):  # new entries, then references to them
+            for m in messages:
+                await mb.send(echo, (mb.pid, m))
+                assert await mb.receive(timeout=10) == (Atom("back"), m, node.name)

@@ -592,10 +592,11 @@ class DistConnection:
         a fragmented message the first fragment then each later fragment's header and its
         data, a view into the encoded message (written with writev, nothing is copied).
 
-        ``cache_atoms``: the control message's atoms go through the connection's atom cache
-        (when negotiated). Only for a caller that writes these pieces before it encodes the
-        next such message (the event loop's sends): a header that sets a slot must reach
-        the peer before a message that refers to it. Other threads' sends leave it off."""
+        ``cache_atoms``: the control message's atoms, and those on the payload's tuple
+        spine, go through the connection's atom cache (when negotiated). Only for a caller
+        that writes these pieces before it encodes the next such message (the event loop's
+        sends): a header that sets a slot must reach the peer before a message that refers
+        to it. Other threads' sends leave it off."""
         if isinstance(control, tuple):
             term = control
         else:

@@ -506,17 +506,22 @@ utf8_write(int kind, const void *data, Py_ssize_t n, unsigned char *p)
 #define ATOM_CACHE_SIZE 2048
 /* NumberOfAtomCacheRefs is one byte (erts ERTS_MAX_INTERNAL_ATOM_CACHE_ENTRIES, 255) */
 #define MAX_CACHE_REFS 255
+/* the payload's tuples whose atoms go through the cache: ``{Pid, {tag, ...}}`` (enc_spine) */
+#define PAYLOAD_SPINE 2
 
 typedef struct {
     unsigned char *p; /* the buffer: the stack array below, or the data of ``bytes`` */
     Py_ssize_t len, cap;
     PyObject *bytes;
     int nest;
-    /* while set (encode_dist_packet's atom_cache, for the control message's own atoms),
+    /* while set (encode_dist_packet's atom_cache, for the atoms on a message's spine),
      * an atom becomes ATOM_CACHE_REF to one of this message's refs: the connection's
      * outgoing cache slots (a list, updated once the message is whole) and the refs */
     PyObject *acache;
     int nrefs;
+    int frozen; /* the refs are the header's, written already: an atom without one is inline */
+    int nogrow;   /* past the stack buffer, enc_grow fails and sets overflow */
+    int overflow;
     uint16_t rslot[MAX_CACHE_REFS];
     unsigned char rnew[MAX_CACHE_REFS];
     PyObject *ratom[MAX_CACHE_REFS]; /* strong references */
@@ -533,6 +538,9 @@ enc_init(Enc *e)
     e->nest = 0;
     e->acache = NULL;
     e->nrefs = 0;
+    e->frozen = 0;
+    e->nogrow = 0;
+    e->overflow = 0;
 }
 
 /* after a failed encode: its buffer freed, a RecursionError told as an encode error */
@@ -551,6 +559,11 @@ enc_grow(Enc *e, Py_ssize_t need)
 {
     if (need > PY_SSIZE_T_MAX - e->len) {
         PyErr_NoMemory();
+        return -1;
+    }
+    if (e->nogrow) {
+        e->overflow = 1;
+        PyErr_SetString(PyExc_MemoryError, "the encoding outgrew its stack buffer");
         return -1;
     }
     Py_ssize_t want = e->len + need;
@@ -675,7 +688,7 @@ enc_atom_ref(Enc *e, PyObject *a)
             goto write;
         }
     }
-    if (e->nrefs == MAX_CACHE_REFS)
+    if (e->nrefs == MAX_CACHE_REFS || e->frozen)
         return 1;
     same = same_atom(a, PyList_GET_ITEM(e->acache, slot));
     if (same < 0)
@@ -4181,9 +4194,60 @@ enc_drop_refs(Enc *e)
     e->nrefs = 0;
 }
 
-/* The control message, its own atoms and the nodes of its own pids, refs and ports through
- * the atom cache (e->acache while they are encoded); what it nests is encoded inline, as
- * everything is outside a tuple of at most 255 elements. */
+/* A term whose atoms, and the nodes of whose pids, refs and ports, go through the atom cache
+ * (e->acache while they are encoded) where they stand on its tuple spine: the term itself,
+ * and down ``levels`` tuples of at most 255 elements; what else it nests is inline. The
+ * control message's elements take levels 0, the payload 2 (``{Pid, {tag, ...}}``), as erl
+ * puts all of a message's atoms in the cache. */
+static int
+enc_spine(Enc *e, PyObject *x, PyObject *cache, int levels, int depth)
+{
+    PyTypeObject *t = Py_TYPE(x);
+    if (t == T_Atom || t == T_Pid || t == T_Ref || t == T_Port) {
+        e->acache = cache;
+        int r = enc(e, x, depth);
+        e->acache = NULL;
+        return r;
+    }
+    if (levels > 0 && t == &PyTuple_Type && PyTuple_GET_SIZE(x) <= 255) {
+        Py_ssize_t n = PyTuple_GET_SIZE(x), i;
+        ENSURE(e, 2);
+        w8(e, SMALL_TUPLE_EXT);
+        w8(e, (unsigned int)n);
+        for (i = 0; i < n; i++)
+            if (enc_spine(e, PyTuple_GET_ITEM(x, i), cache, levels - 1, depth - 1) < 0)
+                return -1;
+        return 0;
+    }
+    return enc(e, x, depth);
+}
+
+/* enc_spine's refs without its bytes: what the spine's atoms add to ``e``'s refs (each
+ * encoded and then dropped), so that the header can be written before the term. */
+static int
+spine_refs(Enc *e, PyObject *x, PyObject *cache, int levels, int depth)
+{
+    PyTypeObject *t = Py_TYPE(x);
+    if (t == T_Atom || t == T_Pid || t == T_Ref || t == T_Port) {
+        Py_ssize_t len = e->len;
+        e->acache = cache;
+        int r = enc(e, x, depth);
+        e->acache = NULL;
+        e->len = len;
+        return r;
+    }
+    if (levels > 0 && t == &PyTuple_Type && PyTuple_GET_SIZE(x) <= 255) {
+        Py_ssize_t n = PyTuple_GET_SIZE(x), i;
+        for (i = 0; i < n; i++)
+            if (spine_refs(e, PyTuple_GET_ITEM(x, i), cache, levels - 1, depth - 1) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+/* The control message: its own atoms and the nodes of its own pids, refs and ports through
+ * the atom cache; what it nests is inline, as everything is outside a tuple of at most 255
+ * elements. */
 static int
 enc_control_cached(Enc *e, PyObject *ctl, PyObject *cache)
 {
@@ -4193,28 +4257,18 @@ enc_control_cached(Enc *e, PyObject *ctl, PyObject *cache)
     ENSURE(e, 2);
     w8(e, SMALL_TUPLE_EXT);
     w8(e, (unsigned int)n);
-    for (i = 0; i < n; i++) {
-        PyObject *x = PyTuple_GET_ITEM(ctl, i);
-        PyTypeObject *t = Py_TYPE(x);
-        int r;
-        if (t == T_Atom || t == T_Pid || t == T_Ref || t == T_Port) {
-            e->acache = cache;
-            r = enc(e, x, 9999);
-            e->acache = NULL;
-        }
-        else
-            r = enc(e, x, 9999);
-        if (r < 0)
+    for (i = 0; i < n; i++)
+        if (enc_spine(e, PyTuple_GET_ITEM(ctl, i), cache, 0, 9999) < 0)
             return -1;
-    }
     return 0;
 }
 
 /* encode_dist_packet with an atom cache: ``Length:4 | 131 68 NumberOfAtomCacheRefs Flags
  * AtomCacheRefs | Control | [Payload]``; the slots of the refs marked new are set in
  * ``cache`` once the message is whole (the peer sets its own as it reads the header). The
- * control message is encoded first, on its own: its refs are the message's (the payload's
- * atoms are inline), so the header is known before the payload is written after it. */
+ * control message is encoded first, on its own, and a payload that fits the stack buffer
+ * after it; a bigger one's spine adds its refs first (spine_refs), so the header is known
+ * before the payload is built after it: a big payload is not copied. */
 static PyObject *
 encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, PyObject *cache)
 {
@@ -4223,11 +4277,44 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
         PyErr_Format(PyExc_TypeError, "atom_cache must be a list of %d slots", ATOM_CACHE_SIZE);
         return NULL;
     }
-    Enc c, e; /* the control message, then the packet */
+    Enc c, e; /* the control message (and a small payload), then the packet */
     enc_init(&c);
     enc_init(&e);
     if (enc_control_cached(&c, ctl, cache) < 0)
         goto fail;
+    /* the payload: 0 none; 1 in c after the control (it fit the stack buffer); 2 into e
+     * after the header, its refs found first (spine_refs); 3 into e inline (it fails) */
+    int how = 0;
+    if (payload != missing) {
+        int nctl = c.nrefs;
+        Py_ssize_t clen = c.len;
+        if (c.bytes == NULL) {
+            c.nogrow = 1;
+            int r = enc_spine(&c, payload, cache, PAYLOAD_SPINE, 10000);
+            c.nogrow = 0;
+            if (r == 0)
+                how = 1;
+            else if (!c.overflow)
+                goto fail; /* the payload's own error, the first in its order */
+            else {
+                PyErr_Clear();
+                c.overflow = 0;
+                while (c.nrefs > nctl) /* (spine_refs finds them again) */
+                    Py_DECREF(c.ratom[--c.nrefs]);
+            }
+        }
+        if (how == 0) { /* a big payload is not copied: built in e, after the header */
+            how = 2;
+            c.len = clen;
+            if (spine_refs(&c, payload, cache, PAYLOAD_SPINE, 10000) < 0) {
+                /* it fails: encoded inline below, it raises its first error in order */
+                PyErr_Clear();
+                while (c.nrefs > nctl)
+                    Py_DECREF(c.ratom[--c.nrefs]);
+                how = 3;
+            }
+        }
+    }
     int n = c.nrefs, i;
     const char *text[MAX_CACHE_REFS];
     Py_ssize_t tlen[MAX_CACHE_REFS];
@@ -4244,9 +4331,23 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
             }
         }
     }
-    if (e.cap < head + c.len && enc_grow(&e, head + c.len) < 0)
-        goto fail;
-    unsigned char *p = e.p;
+    Py_ssize_t total = head + c.len;
+    unsigned char *p;
+    if (how == 1) { /* the packet is the header and c: written straight into the result */
+        if ((result = PyBytes_FromStringAndSize(NULL, total)) == NULL)
+            goto fail;
+        p = (unsigned char *)PyBytes_AS_STRING(result);
+        uint32_t len = (uint32_t)(total - 4); /* under 2 KiB */
+        p[0] = (unsigned char)(len >> 24);
+        p[1] = (unsigned char)(len >> 16);
+        p[2] = (unsigned char)(len >> 8);
+        p[3] = (unsigned char)len;
+    }
+    else {
+        if (e.cap < total && enc_grow(&e, total) < 0)
+            goto fail;
+        p = e.p;
+    }
     p[4] = VERSION;
     p[5] = DIST_HEADER;
     p[6] = (unsigned char)n;
@@ -4264,12 +4365,24 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
             }
         }
     }
-    e.len = head;
-    wmem(&e, c.p, c.len);
+    memcpy(p + head, c.p, (size_t)c.len);
     Py_CLEAR(c.bytes);
-    if (payload != missing && enc(&e, payload, 10000) < 0)
-        goto fail;
-    result = dist_packet_finish(&e);
+    if (how != 1) {
+        e.len = total;
+        if (how == 2) { /* the refs are c's (borrowed): e finds them, and adds none */
+            memcpy(e.rslot, c.rslot, sizeof(c.rslot[0]) * (size_t)n);
+            memcpy(e.ratom, c.ratom, sizeof(c.ratom[0]) * (size_t)n);
+            e.nrefs = n;
+            e.frozen = 1;
+            int r = enc_spine(&e, payload, cache, PAYLOAD_SPINE, 10000);
+            e.nrefs = 0;
+            if (r < 0)
+                goto fail;
+        }
+        else if (how == 3 && enc(&e, payload, 10000) < 0)
+            goto fail;
+        result = dist_packet_finish(&e);
+    }
     if (result != NULL) {
         for (i = 0; i < n; i++) {
             if (c.rnew[i]) {
@@ -4284,6 +4397,7 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
     enc_drop_refs(&c);
     return result;
 fail:
+    Py_XDECREF(result);
     enc_drop_refs(&c);
     Py_XDECREF(c.bytes);
     enc_failed(&e);
@@ -4416,7 +4530,8 @@ PyDoc_STRVAR(encode_dist_packet_doc,
 "[Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``\n"
 "with ``pass_through``; no payload when ``payload`` is ``missing``. With ``atom_cache``\n"
 "(the connection's 2048 outgoing slots, a list) the control message's own atoms and the\n"
-"nodes of its own pids, refs and ports become refs in the header, and the slots are set.");
+"nodes of its own pids, refs and ports become refs in the header, and so do those on the\n"
+"payload's tuple spine (the payload, and two tuples down); the slots are set.");
 
 static PyObject *py_type_slots(PyObject *self, PyObject *arg);
 

@@ -1740,7 +1740,8 @@ def encode_dist_packet(
     [Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``
     with ``pass_through``; no payload when ``payload`` is ``missing``. With ``atom_cache``
     (the connection's 2048 outgoing slots) the control message's own atoms and the nodes of
-    its own pids, refs and ports become refs in the header, and the slots are set."""
+    its own pids, refs and ports become refs in the header, and so do those on the payload's
+    tuple spine (the payload, and two tuples down); the slots are set."""
     if atom_cache is not None:
         if pass_through:
             raise ValueError("a pass-through packet has no atom cache refs")
@@ -1767,27 +1768,11 @@ def _encode_dist_cached(control: Any, payload: Any, missing: Any, cache: list[An
             out.append(SMALL_TUPLE_EXT)
             out.append(len(control))
             for x in control:
-                t = type(x)
-                if t is Atom:
-                    _enc_atom_ref(x, out, refs, cache)
-                elif t is Pid:
-                    out.append(NEW_PID_EXT)
-                    _enc_atom_ref(x.node, out, refs, cache)
-                    _pid_fields(x, out)
-                elif t is Reference:
-                    _ref_head(x, out)
-                    _enc_atom_ref(x.node, out, refs, cache)
-                    _ref_fields(x, out)
-                elif t is Port:
-                    out.append(V4_PORT_EXT)
-                    _enc_atom_ref(x.node, out, refs, cache)
-                    _port_fields(x, out)
-                else:
-                    _enc(x, out, 9999)
+                _enc_spine(x, out, refs, cache, 0, 9999)
         else:
             _enc(control, out, 10_000)
         if payload is not missing:
-            _enc(payload, out, 10_000)
+            _enc_spine(payload, out, refs, cache, _PAYLOAD_SPINE, 10_000)
     except RecursionError:
         raise EncodeError("term nested too deeply for the Python stack") from None
     finally:
@@ -1816,6 +1801,42 @@ def _encode_dist_cached(control: Any, payload: Any, missing: Any, cache: list[An
             cache[slot] = atom
     body = [out] if spilled is None else [*spilled, out]
     return b"".join((_pack_I(size), head, *body))
+
+
+# the payload's tuples whose atoms go through the atom cache: ``{Pid, {tag, ...}}`` (_enc_spine)
+_PAYLOAD_SPINE = 2
+
+
+def _enc_spine(
+    x: Any, out: bytearray, refs: list[tuple[int, Any, bool]], cache: list[Any], levels: int, depth: int
+) -> None:
+    """``x`` with its atoms, and the nodes of its pids, refs and ports, as refs where they
+    stand on its tuple spine: ``x`` itself, and down ``levels`` tuples of at most 255
+    elements; what else it nests is inline. The control message's elements take levels 0,
+    the payload 2, as erl puts all of a message's atoms in the cache (the C twin's
+    enc_spine)."""
+    t = type(x)
+    if t is Atom:
+        _enc_atom_ref(x, out, refs, cache)
+    elif t is Pid:
+        out.append(NEW_PID_EXT)
+        _enc_atom_ref(x.node, out, refs, cache)
+        _pid_fields(x, out)
+    elif t is Reference:
+        _ref_head(x, out)
+        _enc_atom_ref(x.node, out, refs, cache)
+        _ref_fields(x, out)
+    elif t is Port:
+        out.append(V4_PORT_EXT)
+        _enc_atom_ref(x.node, out, refs, cache)
+        _port_fields(x, out)
+    elif t is tuple and levels > 0 and len(x) < 256:
+        out.append(SMALL_TUPLE_EXT)
+        out.append(len(x))
+        for y in x:
+            _enc_spine(y, out, refs, cache, levels - 1, depth - 1)
+    else:
+        _enc(x, out, depth)
 
 
 def _enc_atom_ref(a: Any, out: bytearray, refs: list[tuple[int, Any, bool]], cache: list[Any]) -> None:

@@ -793,7 +793,7 @@ def test_the_loops_sends_use_the_atom_cache_when_negotiated():
     msg = c.RegSend(P1, Atom("sink"))
     first = joined(tx.send_pieces(msg, Atom("x"), True))
     again = joined(tx.send_pieces(msg, Atom("y"), True))
-    assert first[4:7] == again[4:7] == b"\x83D\x03"  # P1's node, '' and the name
+    assert first[4:7] == again[4:7] == b"\x83D\x04"  # P1's node, '', the name and the payload
     assert len(again) < len(first)  # references, no texts
     plain = joined(tx.send_pieces(msg, Atom("z")))  # another thread's send: no refs
     assert plain[4:7] == b"\x83D\x00"

@@ -339,13 +339,13 @@ def test_atom_cache_sets_slots_then_refers_to_them(codec: ModuleType) -> None:
     out, peer = slots(), slots()  # our send side's slots, and the receiver's
     control, payload = (6, PID, Atom(""), Atom("sink")), (Atom("event"), 1, b"x", [1, 2, 3])
     first = codec.encode_dist_packet(control, payload, MISSING, atom_cache=out)
-    # three refs, all new: the pid's node, '' and the name; the payload's atoms stay inline
-    assert first[4:7] == b"\x83D\x03"
-    assert sorted(a for a in out if a is not None) == ["", "a@host", "sink"]
+    # four refs, all new: the pid's node, '' and the name, and the payload's atom
+    assert first[4:7] == b"\x83D\x04"
+    assert sorted(a for a in out if a is not None) == ["", "a@host", "event", "sink"]
     assert codec.decode_dist_packet(first, peer, MISSING, 4) == (control, payload)
     again = codec.encode_dist_packet(control, payload, MISSING, atom_cache=out)
     # now references only: one index byte per ref, no text
-    assert len(again) == len(first) - len(b"a@host" + b"sink") - 3
+    assert len(again) == len(first) - len(b"a@host" + b"sink" + b"event") - 4
     assert codec.decode_dist_packet(again, peer, MISSING, 4) == (control, payload)
     assert peer == out  # the receiver's cache is what the sender thinks it is
     plain = codec.encode_dist_packet(control, payload, MISSING)
@@ -380,6 +380,53 @@ def test_atom_cache_covers_the_controls_own_pids_refs_and_ports(codec: ModuleTyp
     cached = {a for a in out if a is not None}
     assert {a, b, c, z, other} <= cached
     assert not cached & {"nested", "x"}  # nested terms are inline
+    assert peer == out
+
+
+def test_atom_cache_takes_the_payloads_spine(codec: ModuleType) -> None:
+    # the payload's atoms and pids' nodes on its tuple spine (itself, and two tuples down)
+    # are refs, as erl caches a message's atoms; deeper tuples, lists and maps are inline
+    empty, a, b, c, deep, listed, keyed, other = apart_in_slots(
+        "", "a@h", "b@h", "top", "deep", "listed", "keyed", "other"
+    )
+    out, peer = slots(), slots()
+    control = (2, Atom(empty), Pid(a, 1, 2, 3))
+    payloads = [
+        Atom(c),
+        (Pid(b, 4, 5, 6), (Atom(c), 7, (Atom(deep),), [Atom(listed)], {Atom(keyed): 1})),
+        (Reference(b, 1, (2, 3)), Port(b, 4, 5), (Atom(other), b"x" * 100_000)),
+    ]
+    for payload in payloads:
+        pkt = codec.encode_dist_packet(control, payload, MISSING, atom_cache=out)
+        assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, payload)
+        assert peer == out
+    cached = {x for x in out if x is not None}
+    assert cached == {empty, a, b, c, other}
+    again = codec.encode_dist_packet(control, payloads[1], MISSING, atom_cache=out)
+    # every spine atom is a ref to a slot set already: no text in the header, none inline
+    assert again[6] == 4 and b"top" not in again and b"b@h" not in again
+    assert again.count(b"deep") == again.count(b"listed") == again.count(b"keyed") == 1
+
+
+def test_atom_cache_big_control_and_payload(codec: ModuleType) -> None:
+    # a control message past the C twin's stack buffer, and payloads about its size
+    out, peer = slots(), slots()
+    control = (2, Atom(""), PID, b"c" * 2000)
+    for size in (0, 900, 1000, 1100, 70_000):
+        payload = (Atom("tag"), b"p" * size, (PID, Atom("inner")))
+        pkt = codec.encode_dist_packet(control, payload, MISSING, atom_cache=out)
+        assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, payload)
+        assert pkt.count(b"inner") <= 1 and pkt.count(b"tag") <= 1
+    assert peer == out and {"tag", "inner"} <= {a for a in out if a is not None}
+
+
+def test_atom_cache_payload_refs_stop_at_255(codec: ModuleType) -> None:
+    out, peer = slots(), slots()
+    control = (6, PID, Atom(""), Atom("sink"))
+    payload = tuple(Atom(f"p{i}") for i in range(254)) + ((Atom("q"), Atom("r")),)  # 259 atoms
+    pkt = codec.encode_dist_packet(control, payload, MISSING, atom_cache=out)
+    assert 200 < pkt[6] <= 255
+    assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, payload)
     assert peer == out
 
 
@@ -428,6 +475,14 @@ def test_atom_cache_is_untouched_by_a_message_that_fails(codec: ModuleType) -> N
     out = slots()
     with pytest.raises(term.EncodeError):
         codec.encode_dist_packet((6, PID, Atom(""), Atom("sink")), object(), MISSING, atom_cache=out)
+    for payload in (
+        (Atom("ok"), object()),
+        (Atom("ok"), (PID, Atom("x" * 256))),
+        (Atom("ok"), b"x" * 5000, object()),  # past the C twin's stack buffer
+        (Atom("ok"), b"x" * 5000, (PID, Atom("x" * 256))),
+    ):
+        with pytest.raises(term.EncodeError):
+            codec.encode_dist_packet((6, PID, Atom(""), Atom("sink")), payload, MISSING, atom_cache=out)
     with pytest.raises(term.EncodeError):
         codec.encode_dist_packet((6, PID, Atom("x" * 256)), 1, MISSING, atom_cache=out)
     assert out == slots()
@@ -485,7 +540,14 @@ def test_atom_cache_twins_agree_on_random_controls_sharing_one_cache() -> None:
     out, peer = slots(), slots()
     for i in range(600):
         control = tuple(element() for _ in range(rng.randrange(1, 12)))
-        payload = rng.choice([MISSING, [rng.choice(words)], b"x" * rng.randrange(3000)])
+        payload = rng.choice([
+            MISSING, [rng.choice(words)], b"x" * rng.randrange(3000), element(),
+            tuple(element() for _ in range(rng.randrange(6))),
+            (element(), tuple(element() for _ in range(rng.randrange(4)))),
+            # about the C twin's stack buffer (1 KiB): a payload built after the control
+            # there, or after the header when it does not fit
+            (element(), b"x" * rng.randrange(800, 1100), (element(), element())),
+        ])
         shadow = list(out)
         pkts = [
             impl.encode_dist_packet(control, payload, MISSING, atom_cache=c)

@@ -12,7 +12,7 @@ import pytest
 from pynode.protocol.flags import default_flags
 from pynode.protocol.handshake import HandshakeComplete, Initiator
 from pynode.runtime import ConnectError, MailboxClosed, Node
-from pynode.term import Atom, encode
+from pynode.term import Atom, Pid, encode
 
 pytestmark = pytest.mark.anyio
 
@@ -71,6 +71,30 @@ async def test_repeated_sends_to_one_destination_follow_a_new_connection() -> No
             assert await inbox.receive() == Atom("last")
         new = a.connector.get(b.name)
         assert new is not None and new not in gone and new.alive
+
+
+async def test_a_reply_to_an_equal_pid_keeps_the_route() -> None:
+    # a server answers pids decoded anew for each request: an equal destination takes the
+    # route kept from the last send (no lookup), a different one a route of its own
+    async with two_nodes() as (a, b):
+        one, two = b.mailbox(), b.mailbox()
+        mb = a.mailbox()
+        await mb.send(one.pid, 0)  # connects
+        lookups: list[object] = []
+        real = a.remote_route
+
+        def counted(dest: object, sender: Pid) -> object:
+            lookups.append(dest)
+            return real(dest, sender)
+
+        a.remote_route = counted  # type: ignore[method-assign]
+        p = one.pid
+        for dest in (p, Pid(p.node, p.id, p.serial, p.creation), two.pid, Pid(p.node, p.id, p.serial, p.creation)):
+            await mb.send(dest, dest)
+        with anyio.fail_after(10):
+            assert [await one.receive() for _ in range(4)] == [0, p, p, p]
+            assert await two.receive() == two.pid
+        assert lookups == [p, two.pid, p]
 
 
 async def test_selective_receive_keeps_order() -> None:

@@ -554,6 +554,17 @@ enc_failed(Enc *e)
     }
 }
 
+/* a first try in the stack buffer (e->nogrow) ends here: it outgrew the buffer, or met a
+ * term whose encoding may run Python code (run once, in the second try, as in the pure
+ * codec) */
+static int
+enc_bail(Enc *e)
+{
+    e->overflow = 1;
+    PyErr_SetString(PyExc_MemoryError, "a first try in the stack buffer ended");
+    return -1;
+}
+
 static int
 enc_grow(Enc *e, Py_ssize_t need)
 {
@@ -561,11 +572,8 @@ enc_grow(Enc *e, Py_ssize_t need)
         PyErr_NoMemory();
         return -1;
     }
-    if (e->nogrow) {
-        e->overflow = 1;
-        PyErr_SetString(PyExc_MemoryError, "the encoding outgrew its stack buffer");
-        return -1;
-    }
+    if (e->nogrow)
+        return enc_bail(e);
     Py_ssize_t want = e->len + need;
     Py_ssize_t cap = e->cap <= PY_SSIZE_T_MAX / 2 ? e->cap * 2 : PY_SSIZE_T_MAX;
     if (cap < want)
@@ -688,8 +696,8 @@ enc_atom_ref(Enc *e, PyObject *a)
             goto write;
         }
     }
-    if (e->nrefs == MAX_CACHE_REFS || e->frozen)
-        return 1;
+    if (e->nrefs == MAX_CACHE_REFS || e->frozen || slot >= (unsigned int)PyList_GET_SIZE(e->acache))
+        return 1; /* (the list's size was checked before: this guards against a change since) */
     same = same_atom(a, PyList_GET_ITEM(e->acache, slot));
     if (same < 0)
         return -1;
@@ -1500,6 +1508,8 @@ enc_converted(Enc *e, PyObject *conv, long long depth)
 NOINLINE static int
 enc_other(Enc *e, PyObject *x, PyTypeObject *t, long long depth)
 {
+    if (e->nogrow)
+        return enc_bail(e);
     if (t == T_Port)
         return enc_port(e, x);
     if (t == T_Improper)
@@ -4337,7 +4347,7 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
         if ((result = PyBytes_FromStringAndSize(NULL, total)) == NULL)
             goto fail;
         p = (unsigned char *)PyBytes_AS_STRING(result);
-        uint32_t len = (uint32_t)(total - 4); /* under 2 KiB */
+        uint32_t len = (uint32_t)(total - 4); /* a header (under 70 KB) and the stack buffer */
         p[0] = (unsigned char)(len >> 24);
         p[1] = (unsigned char)(len >> 16);
         p[2] = (unsigned char)(len >> 8);

@@ -428,6 +428,12 @@ def test_atom_cache_payload_refs_stop_at_255(codec: ModuleType) -> None:
     assert 200 < pkt[6] <= 255
     assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, payload)
     assert peer == out
+    # the same past the C twin's stack buffer (its refs found before the payload is built)
+    payload = tuple(Atom(f"s{i}") for i in range(253)) + ((Atom("q"), Atom("r")), b"x" * 5000)
+    pkt = codec.encode_dist_packet(control, payload, MISSING, atom_cache=out)
+    assert 200 < pkt[6] <= 255
+    assert codec.decode_dist_packet(pkt, peer, MISSING, 4) == (control, payload)
+    assert peer == out
 
 
 def test_atom_cache_colliding_slots_and_long_texts_go_inline(codec: ModuleType) -> None:
@@ -491,6 +497,43 @@ def test_atom_cache_is_untouched_by_a_message_that_fails(codec: ModuleType) -> N
     for bad in ([None] * 10, tuple(out)):
         with pytest.raises(TypeError, match="2048"):
             codec.encode_dist_packet((1,), 1, MISSING, atom_cache=bad)
+
+
+def test_atom_cache_twins_fail_alike_and_run_python_code_once() -> None:
+    # a payload that fails gives the same error in both twins, whichever way the C twin
+    # builds it (in its stack buffer, after the header, or inline once its refs failed); a
+    # payload whose encoding runs Python code (a tuple subclass's iteration) runs it once
+    if len(term.IMPLEMENTATIONS) < 2:
+        pytest.skip("the C twin is not built")  # CI builds it (.ci/run checks)
+
+    class Counting(tuple):  # type: ignore[type-arg]
+        def __iter__(self) -> Any:
+            self.seen = getattr(self, "seen", 0) + 1
+            return super().__iter__()
+
+    small, big = (6, PID, Atom(""), Atom("sink")), (6, PID, Atom(""), Atom("sink"), b"c" * 2000)
+    bad = [
+        (Atom("ok"), object()),
+        (Atom("ok"), (PID, Atom("x" * 256))),
+        (Atom("ok"), b"x" * 5000, object()),
+        (Atom("ok"), b"x" * 5000, (PID, Atom("y" * 300))),
+        (b"x" * 10, (PID, Atom("z" * 256))),
+    ]
+    for control in (small, big):
+        for payload in bad:
+            errors = []
+            for impl in term.IMPLEMENTATIONS.values():
+                with pytest.raises((term.EncodeError, TypeError)) as info:
+                    impl.encode_dist_packet(control, payload, MISSING, atom_cache=slots())
+                errors.append((type(info.value), str(info.value)))
+            assert errors[0] == errors[1], (control[-1:], payload[:1])
+        for size in (10, 5000):
+            got = []
+            for impl in term.IMPLEMENTATIONS.values():
+                c = Counting((Atom("n"), b"x" * size))
+                got.append(impl.encode_dist_packet(control, (Atom("t"), c), MISSING, atom_cache=slots()))
+                assert c.seen == 1
+            assert got[0] == got[1]
 
 
 def test_atom_cache_twins_write_the_same_bytes() -> None:

@@ -260,10 +260,11 @@ class Mailbox:
         """Send ``message`` to a Pid, a registered name, or ``(name, node)``, from this pid."""
         route = self._route
         # the route holds while its connection is up and still the node's connection to
-        # that peer (a replaced one is out of the table before it is down); an equal
-        # destination is the same one (a server's replies go to a pid decoded anew each time)
+        # that peer (a replaced one is out of the table before it is down); an equal pid is
+        # the same destination (a server's replies go to pids decoded anew each time), where
+        # equal tuples may route apart ((True, n) and (1, n): names 'True' and '1')
         if (
-            (dest is not self._route_dest and dest != self._route_dest)
+            (dest is not self._route_dest and (type(dest) is not Pid or dest != self._route_dest))
             or route is None
             or not route[0].alive
             or route[2].get(route[0].peer) is not route[0]

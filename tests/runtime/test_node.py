@@ -95,6 +95,13 @@ async def test_a_reply_to_an_equal_pid_keeps_the_route() -> None:
             assert [await one.receive() for _ in range(4)] == [0, p, p, p]
             assert await two.receive() == two.pid
         assert lookups == [p, two.pid, p]
+        # equal tuples may route apart: (True, node) names 'True', (1, node) names '1'
+        named_true, named_1 = b.mailbox("True"), b.mailbox("1")
+        await mb.send((True, b.name), Atom("t"))
+        await mb.send((1, b.name), Atom("one"))
+        with anyio.fail_after(10):
+            assert await named_true.receive() == Atom("t")
+            assert await named_1.receive() == Atom("one")
 
 
 async def test_selective_receive_keeps_order() -> None:

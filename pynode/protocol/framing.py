@@ -42,7 +42,7 @@ _partial: Any = None  # functools.partial, imported on first use (see spawn_answ
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs the CLI ms (typing, re, contextlib)
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any, Final
 
 
@@ -155,6 +155,24 @@ def _header_end(packet: bytes) -> int:
             else:
                 pos += 1 + packet[pos]
     return pos
+
+
+def _chunks(parts: list[bytes | memoryview], first: int, step: int) -> Iterator[list[memoryview]]:
+    """The bytes of ``parts`` in order, cut ``first`` bytes then ``step`` bytes at a time
+    (the last cut shorter), each cut as the views into the parts it spans."""
+    want, cut = first, []
+    for part in parts:
+        view = memoryview(part)
+        while view:
+            take = view[:want]
+            cut.append(take)
+            view = view[len(take):]
+            want -= len(take)
+            if not want:
+                yield cut
+                want, cut = step, []
+    if cut:
+        yield cut
 
 
 class AtomCache:
@@ -577,10 +595,14 @@ class DistConnection:
         pieces = self.send_pieces(control, payload)
         if len(pieces) == 1:
             return pieces  # type: ignore[return-value]  # an unfragmented packet is bytes
-        # pieces: the first fragment, then (head, data) per continuation fragment
-        return [bytes(pieces[0])] + [
-            pieces[i] + pieces[i + 1] for i in range(1, len(pieces), 2)  # type: ignore[operator]
-        ]
+        # the pieces (fragments, and parts of them) cut at the packets' own lengths
+        data = b"".join(pieces)
+        packets, pos = [], 0
+        while pos < len(data):
+            end = pos + 4 + _U32_unpack_from(data, pos)[0]
+            packets.append(data[pos:end])
+            pos = end
+        return packets
 
     def send_pieces(
         self,
@@ -606,51 +628,63 @@ class DistConnection:
             term = control.to_term()
         cache = self._out_cache if cache_atoms else None
         try:
-            # the whole packet in one codec call: 131 68 header, or 112 pass-through
+            # the whole packet in one codec call: 131 68 header, or 112 pass-through; a big
+            # binary in it is a part of its own, not copied (parts)
             if cache is not None and self._use_header:
-                packet = encode_dist_packet(term, payload, NO_PAYLOAD, False, cache)
+                packet = encode_dist_packet(term, payload, NO_PAYLOAD, False, cache, True)
             else:
-                packet = encode_dist_packet(term, payload, NO_PAYLOAD, not self._use_header)
+                packet = encode_dist_packet(term, payload, NO_PAYLOAD, not self._use_header, None, True)
         except EncodeError as exc:  # (the cache is set only by a message encoded whole)
             raise ProtocolError(f"cannot encode distribution message: {exc}") from exc
-        # (a header is at least 7 bytes: 4 length, 131 68, NumberOfAtomCacheRefs)
-        if not self._fragments or len(packet) - 7 <= self.fragment_size:
-            return [packet]
-        try:
-            start = _header_end(packet)
-            if len(packet) - start <= self.fragment_size:
+        if type(packet) is bytes:
+            # (a header is at least 7 bytes: 4 length, 131 68, NumberOfAtomCacheRefs)
+            if not self._fragments or len(packet) - 7 <= self.fragment_size:
                 return [packet]
+            parts: list[bytes] = [packet]
+            size = len(packet)
+        else:
+            parts = packet  # type: ignore[assignment]
+            size = sum(map(len, parts))
+            if not self._fragments or size - 7 <= self.fragment_size:
+                return parts  # type: ignore[return-value]
+        try:
+            first = parts[0]  # the header is whole in the first part
+            start = _header_end(first)
+            if size - start <= self.fragment_size:
+                return parts  # type: ignore[return-value]
             # the control message must be in the first fragment: its inline encoding is at
             # least as long as its encoding with cache refs
             ctl_max = len(encode(term, versioned=False))
-            view = memoryview(packet)
-            return self._fragment(view[6:start], view[start:], ctl_max)
+            view = memoryview(first)
+            return self._fragment(view[6:start], [view[start:], *parts[1:]], ctl_max)
         except BaseException:
             # the slots this message set will never reach the peer: refer to none of ours again
             if cache is not None:
                 self._out_cache = None
             raise
 
-    def _fragment(self, cache_part: memoryview, body: memoryview, ctl_max: int) -> list[bytes | memoryview]:
+    def _fragment(
+        self, cache_part: memoryview, body: list[bytes | memoryview], ctl_max: int
+    ) -> list[bytes | memoryview]:
         """The fragments of a message whose atom cache part (NumberOfAtomCacheRefs | Flags |
-        AtomCacheRefs) and body (Control | Payload) are given; the first fragment holds at
-        least ``ctl_max`` bytes of the body."""
+        AtomCacheRefs) and body (Control | Payload, in parts) are given; the first fragment
+        holds at least ``ctl_max`` bytes of the body. Later fragments are views into the
+        parts, nothing copied."""
         step = self.fragment_size
-        first = min(max(step, ctl_max), len(body))
-        count = 1 + (len(body) - first + step - 1) // step
+        size = sum(map(len, body))
+        first = min(max(step, ctl_max), size)
+        count = 1 + (size - first + step - 1) // step
         seq = next(self._seqs) & 0xFFFFFFFFFFFFFFFF or 1
         head = _FRAG_HEAD.pack(0, VERSION_MAGIC, DIST_FRAG_HEADER, seq, count)
-        chunk = body[:first]
+        chunks = _chunks(body, first, step)
+        chunk = next(chunks)
         pieces: list[bytes | memoryview] = [
-            b"".join((_U32.pack(18 + len(cache_part) + len(chunk)), head[4:], cache_part, chunk))
+            b"".join((_U32.pack(18 + len(cache_part) + first), head[4:], cache_part, *chunk))
         ]
-        pos = first
         frag = count - 1
         pack = _FRAG_HEAD.pack
-        while frag:
-            chunk = body[pos : pos + step]
-            pos += step
-            pieces.append(pack(18 + len(chunk), VERSION_MAGIC, DIST_FRAG_CONT, seq, frag))
-            pieces.append(chunk)
+        for chunk in chunks:
+            pieces.append(pack(18 + sum(map(len, chunk)), VERSION_MAGIC, DIST_FRAG_CONT, seq, frag))
+            pieces += chunk
             frag -= 1
         return pieces

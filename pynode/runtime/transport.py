@@ -111,13 +111,13 @@ def _writev(fd: int, pieces: list[Buffer]) -> int:
 
 
 def _rest(pieces: list[Buffer], sent: int) -> Iterator[Buffer]:
-    """The pieces, less their first ``sent`` bytes."""
+    """The pieces, less their first ``sent`` bytes (a view: a big binary is not copied)."""
     for piece in pieces:
         n = len(piece)
         if sent >= n:
             sent -= n
             continue
-        yield piece[sent:] if sent else piece
+        yield memoryview(piece)[sent:] if sent else piece
         sent = 0
 
 Buffer = bytes | memoryview

@@ -508,6 +508,9 @@ utf8_write(int kind, const void *data, Py_ssize_t n, unsigned char *p)
 #define MAX_CACHE_REFS 255
 /* the payload's tuples whose atoms go through the cache: ``{Pid, {tag, ...}}`` (enc_spine) */
 #define PAYLOAD_SPINE 2
+/* encode_dist_packet's parts: a bytes object this big or bigger is a part of its own, not
+ * copied (the pure codec's _BIG_BINARY, which it likewise keeps apart while it encodes) */
+#define IOV_MIN 65536
 
 typedef struct {
     unsigned char *p; /* the buffer: the stack array below, or the data of ``bytes`` */
@@ -522,6 +525,9 @@ typedef struct {
     int frozen; /* the refs are the header's, written already: an atom without one is inline */
     int nogrow;   /* past the stack buffer, enc_grow fails and sets overflow */
     int overflow;
+    /* while set (encode_dist_packet's parts), a list: a bytes object of IOV_MIN bytes or
+     * more goes in as itself, after the bytes encoded before it (enc_bin_ref) */
+    PyObject *iov;
     uint16_t rslot[MAX_CACHE_REFS];
     unsigned char rnew[MAX_CACHE_REFS];
     PyObject *ratom[MAX_CACHE_REFS]; /* strong references */
@@ -541,6 +547,7 @@ enc_init(Enc *e)
     e->frozen = 0;
     e->nogrow = 0;
     e->overflow = 0;
+    e->iov = NULL;
 }
 
 /* after a failed encode: its buffer freed, a RecursionError told as an encode error */
@@ -548,6 +555,7 @@ static void
 enc_failed(Enc *e)
 {
     Py_CLEAR(e->bytes);
+    Py_CLEAR(e->iov);
     if (PyErr_ExceptionMatches(PyExc_RecursionError)) {
         PyErr_Clear();
         PyErr_SetString(E_Encode, "term nested too deeply for the Python stack");
@@ -789,6 +797,46 @@ enc_bin(Enc *e, const void *data, Py_ssize_t n)
     w32(e, (uint32_t)n);
     wmem(e, data, n);
     return 0;
+}
+
+/* encode_dist_packet's parts: the bytes encoded so far become a part of their own (the
+ * grown buffer itself, or a copy of the stack buffer) and the buffer starts again */
+static int
+enc_flush(Enc *e)
+{
+    PyObject *seg;
+    if (e->bytes != NULL) {
+        seg = e->bytes;
+        e->bytes = NULL;
+        if (_PyBytes_Resize(&seg, e->len) < 0)
+            return -1;
+    }
+    else if ((seg = PyBytes_FromStringAndSize((const char *)e->stack, e->len)) == NULL)
+        return -1;
+    e->p = e->stack;
+    e->cap = ENC_STACK;
+    e->len = 0;
+    int r = PyList_Append(e->iov, seg);
+    Py_DECREF(seg);
+    return r;
+}
+
+/* a big bytes object as a binary whose data is the object itself, a part of its own: not
+ * copied (erl's dist encoder likewise hands a big binary to writev by reference) */
+static int
+enc_bin_ref(Enc *e, PyObject *b)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(b);
+    if ((unsigned long long)n > 0xFFFFFFFFULL) {
+        struct_error(U32_RANGE);
+        return -1;
+    }
+    ENSURE(e, 5);
+    w8(e, BINARY_EXT);
+    w32(e, (uint32_t)n);
+    if (enc_flush(e) < 0)
+        return -1;
+    return PyList_Append(e->iov, b);
 }
 
 /* a str as a UTF-8 binary */
@@ -1617,8 +1665,11 @@ enc(Enc *e, PyObject *x, long long depth)
             return too_deep();
         return enc_list_body(e, x, 1, depth - 1);
     }
-    if (t == &PyBytes_Type)
+    if (t == &PyBytes_Type) {
+        if (e->iov != NULL && PyBytes_GET_SIZE(x) >= IOV_MIN)
+            return enc_bin_ref(e, x);
         return enc_bin(e, PyBytes_AS_STRING(x), PyBytes_GET_SIZE(x));
+    }
     if (t == &PyUnicode_Type)
         return enc_str(e, x);
     if (t == &PyFloat_Type)
@@ -4192,9 +4243,40 @@ dist_packet_finish(Enc *e)
     return result;
 }
 
+/* dist_packet_finish, or with parts (e->iov) that took a bytes object: the last bytes
+ * encoded become the last part, and the length goes into the first */
+static PyObject *
+dist_parts_finish(Enc *e)
+{
+    if (e->iov == NULL || PyList_GET_SIZE(e->iov) == 0) {
+        Py_CLEAR(e->iov);
+        return dist_packet_finish(e);
+    }
+    if (e->len && enc_flush(e) < 0)
+        return NULL;
+    PyObject *iov = e->iov;
+    Py_ssize_t total = 0, i, n = PyList_GET_SIZE(iov);
+    for (i = 0; i < n; i++)
+        total += PyBytes_GET_SIZE(PyList_GET_ITEM(iov, i));
+    if ((unsigned long long)(total - 4) > 0xFFFFFFFFULL) {
+        PyErr_Format(E_Encode, "distribution packet of %zd bytes is too long for its 4-byte length",
+                     total - 4);
+        return NULL;
+    }
+    /* the first part is ours (made by enc_flush, seen by no one yet): its length is set */
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(iov, 0));
+    uint32_t len = (uint32_t)(total - 4);
+    p[0] = (unsigned char)(len >> 24);
+    p[1] = (unsigned char)(len >> 16);
+    p[2] = (unsigned char)(len >> 8);
+    p[3] = (unsigned char)len;
+    e->iov = NULL;
+    return iov;
+}
+
 static ArgSpec encode_dist_packet_spec = {
-    "encode_dist_packet", 5, 5, 3, {"control", "payload", "missing", "pass_through", "atom_cache"},
-    {NULL}};
+    "encode_dist_packet", 6, 6, 3,
+    {"control", "payload", "missing", "pass_through", "atom_cache", "parts"}, {NULL}};
 
 static void
 enc_drop_refs(Enc *e)
@@ -4280,7 +4362,8 @@ enc_control_cached(Enc *e, PyObject *ctl, PyObject *cache)
  * after it; a bigger one's spine adds its refs first (spine_refs), so the header is known
  * before the payload is built after it: a big payload is not copied. */
 static PyObject *
-encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, PyObject *cache)
+encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, PyObject *cache,
+                          int parts)
 {
     PyObject *result = NULL;
     if (!PyList_CheckExact(cache) || PyList_GET_SIZE(cache) != ATOM_CACHE_SIZE) {
@@ -4379,6 +4462,8 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
     Py_CLEAR(c.bytes);
     if (how != 1) {
         e.len = total;
+        if (parts && (e.iov = PyList_New(0)) == NULL)
+            goto fail;
         if (how == 2) { /* the refs are c's (borrowed): e finds them, and adds none */
             memcpy(e.rslot, c.rslot, sizeof(c.rslot[0]) * (size_t)n);
             memcpy(e.ratom, c.ratom, sizeof(c.ratom[0]) * (size_t)n);
@@ -4391,7 +4476,8 @@ encode_dist_packet_cached(PyObject *ctl, PyObject *payload, PyObject *missing, P
         }
         else if (how == 3 && enc(&e, payload, 10000) < 0)
             goto fail;
-        result = dist_packet_finish(&e);
+        if ((result = dist_parts_finish(&e)) == NULL)
+            goto fail;
     }
     if (result != NULL) {
         for (i = 0; i < n; i++) {
@@ -4418,22 +4504,26 @@ static PyObject *
 py_encode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
 {
-    PyObject *a[5];
-    int pass = 0;
+    PyObject *a[6];
+    int pass = 0, parts = 0;
     (void)module;
     if (parse_args(&encode_dist_packet_spec, args, nargs, kwnames, a) < 0)
         return NULL;
     if (a[3] != NULL && (pass = PyObject_IsTrue(a[3])) < 0)
+        return NULL;
+    if (a[5] != NULL && (parts = PyObject_IsTrue(a[5])) < 0)
         return NULL;
     if (a[4] != NULL && a[4] != Py_None) {
         if (pass) {
             PyErr_SetString(PyExc_ValueError, "a pass-through packet has no atom cache refs");
             return NULL;
         }
-        return encode_dist_packet_cached(a[0], a[1], a[2], a[4]);
+        return encode_dist_packet_cached(a[0], a[1], a[2], a[4], parts);
     }
     Enc e;
     enc_init(&e);
+    if (parts && (e.iov = PyList_New(0)) == NULL)
+        return NULL;
     w32(&e, 0); /* the length, filled in below */
     if (pass) {
         w8(&e, DIST_PASS_THROUGH);
@@ -4455,7 +4545,10 @@ py_encode_dist_packet(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         if (enc(&e, a[1], 10000) < 0)
             goto fail;
     }
-    return dist_packet_finish(&e);
+    PyObject *result = dist_parts_finish(&e);
+    if (result == NULL)
+        goto fail;
+    return result;
 fail:
     enc_failed(&e);
     return NULL;
@@ -4535,13 +4628,16 @@ PyDoc_STRVAR(decode_dist_body_doc,
 "resolved through ``refs`` (from decode_dist_header); for reassembled fragments.");
 
 PyDoc_STRVAR(encode_dist_packet_doc,
-"encode_dist_packet(control, payload, missing, pass_through=False, atom_cache=None) -> bytes\n\n"
+"encode_dist_packet(control, payload, missing, pass_through=False, atom_cache=None,\n"
+"                   parts=False) -> bytes | list[bytes]\n\n"
 "One whole distribution packet, its 4-byte length included: ``131 68 0 | Control |\n"
 "[Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``\n"
 "with ``pass_through``; no payload when ``payload`` is ``missing``. With ``atom_cache``\n"
 "(the connection's 2048 outgoing slots, a list) the control message's own atoms and the\n"
 "nodes of its own pids, refs and ports become refs in the header, and so do those on the\n"
-"payload's tuple spine (the payload, and two tuples down); the slots are set.");
+"payload's tuple spine (the payload, and two tuples down); the slots are set. With\n"
+"``parts``, a packet that holds a bytes object of 64 KiB or more is a list of parts, that\n"
+"object one of them (not copied), the length in the first: their concatenation.");
 
 static PyObject *py_type_slots(PyObject *self, PyObject *arg);
 

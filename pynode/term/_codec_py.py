@@ -516,14 +516,9 @@ def _enc_fun(f: Fun, out: bytearray, depth: int) -> None:
     out += data
 
 
-def encode(
-    term: Any, *, compressed: bool | int = False, versioned: bool = True, max_depth: int = 10_000
-) -> bytes:
-    """Encode ``term`` as external term format bytes (with the 131 version byte by default).
-
-    ``compressed`` is True for zlib level 6 or a level 0-9, like term_to_binary's option;
-    erl stores the compressed form only when it is smaller, and so do we.
-    """
+def _encode_parts(term: Any, versioned: bool, max_depth: int = 10_000) -> list[bytes]:
+    """``term``'s encoding as parts whose concatenation it is: a binary of _BIG_BINARY bytes
+    or more is a part of its own (not copied), between the bytes before and after it."""
     out = bytearray()
     if versioned:
         out.append(VERSION)
@@ -533,7 +528,23 @@ def encode(
         raise EncodeError("term nested too deeply for the Python stack") from None
     finally:
         spilled = _spilled.pop(id(out), None) if _spilled else None
-    data = bytes(out) if spilled is None else b"".join([*spilled, out])
+    if spilled is None:
+        return [bytes(out)]
+    if out:
+        spilled.append(bytes(out))
+    return spilled
+
+
+def encode(
+    term: Any, *, compressed: bool | int = False, versioned: bool = True, max_depth: int = 10_000
+) -> bytes:
+    """Encode ``term`` as external term format bytes (with the 131 version byte by default).
+
+    ``compressed`` is True for zlib level 6 or a level 0-9, like term_to_binary's option;
+    erl stores the compressed form only when it is smaller, and so do we.
+    """
+    parts = _encode_parts(term, versioned, max_depth)
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
     if compressed is not False:
         level = 6 if compressed is True else int(compressed)
         start = 1 if versioned else 0
@@ -1735,29 +1746,46 @@ def encode_dist_packet(
     missing: Any,
     pass_through: bool = False,
     atom_cache: list[Any] | None = None,
-) -> bytes:
+    parts: bool = False,
+) -> bytes | list[bytes]:
     """One whole distribution packet, its 4-byte length included: ``131 68 0 | Control |
     [Payload]`` (a header without atom cache refs), or ``112 | 131 Control | [131 Payload]``
     with ``pass_through``; no payload when ``payload`` is ``missing``. With ``atom_cache``
     (the connection's 2048 outgoing slots) the control message's own atoms and the nodes of
     its own pids, refs and ports become refs in the header, and so do those on the payload's
-    tuple spine (the payload, and two tuples down); the slots are set."""
+    tuple spine (the payload, and two tuples down); the slots are set. With ``parts``, a
+    packet that holds a binary of 64 KiB or more is a list of parts, that binary one of them
+    (not copied), the length in the first: their concatenation."""
     if atom_cache is not None:
         if pass_through:
             raise ValueError("a pass-through packet has no atom cache refs")
-        return _encode_dist_cached(control, payload, missing, atom_cache)
-    ctl = encode(control, versioned=pass_through)
-    pay = b"" if payload is missing else encode(payload, versioned=pass_through)
+        return _encode_dist_cached(control, payload, missing, atom_cache, parts)
+    body = _encode_parts(control, pass_through)
+    apart = len(body) > 1
+    if payload is not missing:
+        pay = _encode_parts(payload, pass_through)
+        apart = apart or len(pay) > 1
+        body += pay
     head = _PASS_HEAD if pass_through else _DIST_HEAD
-    size = len(head) + len(ctl) + len(pay)
+    return _dist_packet_out(head, body, parts and apart)
+
+
+def _dist_packet_out(head: bytes | bytearray, body: list[bytes], parts: bool) -> bytes | list[bytes]:
+    """``Length:4 | head | body...`` as one bytes object, or with ``parts`` as a list (the
+    body has big binaries apart: the first part then carries the length and the head)."""
+    size = len(head) + sum(map(len, body))
     if size > 0xFFFFFFFF:
         raise EncodeError(
             f"distribution packet of {size} bytes is too long for its 4-byte length"
         )
-    return b"".join((_pack_I(size), head, ctl, pay))
+    if parts:
+        return [b"".join((_pack_I(size), head, body[0])), *body[1:]]
+    return b"".join((_pack_I(size), head, *body))
 
 
-def _encode_dist_cached(control: Any, payload: Any, missing: Any, cache: list[Any]) -> bytes:
+def _encode_dist_cached(
+    control: Any, payload: Any, missing: Any, cache: list[Any], parts: bool
+) -> bytes | list[bytes]:
     """encode_dist_packet with an atom cache (the C twin's encode_dist_packet_cached)."""
     if type(cache) is not list or len(cache) != ATOM_CACHE_SIZE:
         raise TypeError(f"atom_cache must be a list of {ATOM_CACHE_SIZE} slots")
@@ -1791,16 +1819,12 @@ def _encode_dist_cached(control: Any, payload: Any, missing: Any, cache: list[An
                 texts += raw
         head += flags
         head += texts
-    size = len(head) + len(out) + (sum(map(len, spilled)) if spilled else 0)
-    if size > 0xFFFFFFFF:
-        raise EncodeError(
-            f"distribution packet of {size} bytes is too long for its 4-byte length"
-        )
+    body = [bytes(out)] if spilled is None else [*spilled, bytes(out)] if out else spilled
+    packet = _dist_packet_out(head, body, parts and spilled is not None)
     for slot, atom, new in refs:
         if new:
             cache[slot] = atom
-    body = [out] if spilled is None else [*spilled, out]
-    return b"".join((_pack_I(size), head, *body))
+    return packet
 
 
 # the payload's tuples whose atoms go through the atom cache: ``{Pid, {tag, ...}}`` (_enc_spine)

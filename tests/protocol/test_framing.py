@@ -848,3 +848,29 @@ def test_a_failure_after_the_slots_were_set_stops_the_cache(monkeypatch):
     assert again[4:7] == b"\x83D\x00"
     rx.receive_data(again)
     assert drain(rx) == [Message(msg, 1)]
+
+
+@pytest.mark.parametrize("flags", [CACHED, FRAGS, HEADER, PLAIN], ids=["cached", "frags", "header", "plain"])
+def test_a_big_binary_goes_out_by_reference(flags) -> None:
+    # the codec keeps a bytes object of 64 KiB or more as a part of its own: fragments are
+    # views into it, an unfragmented packet has it as a piece; the peer reads it whole
+    tx, rx = DistConnection(flags), DistConnection(flags)
+    blob = bytes(range(256)) * 4096  # 1 MiB
+    payloads = [
+        blob,
+        (Atom("tag"), blob, [b"x" * 70_000, 1], b"tail"),
+        [bytearray(b"y" * 100_000)],  # mutable: copied, not kept
+    ]
+    for payload in payloads:
+        pieces = tx.send_pieces(c.Send(P2), payload, True)
+        shared = [p for p in pieces if p is blob or (isinstance(p, memoryview) and p.obj is blob)]
+        if payload is payloads[2]:
+            assert not shared
+        else:
+            assert sum(map(len, shared)) >= len(blob) - 70_000  # all but the first fragment's
+        rx.receive_data(joined(pieces))
+        assert drain(rx) == [Message(c.Send(P2), payload if payload is not payloads[2] else [b"y" * 100_000])]
+    packets = tx.send_packets(c.Send(P2), (blob, blob))  # cut at the packets' lengths
+    assert all(len(p) == 4 + struct.unpack_from(">I", p)[0] for p in packets)
+    rx.receive_data(b"".join(packets))
+    assert drain(rx) == [Message(c.Send(P2), (blob, blob))]

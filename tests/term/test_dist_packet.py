@@ -599,3 +599,41 @@ def test_atom_cache_twins_agree_on_random_controls_sharing_one_cache() -> None:
         assert pkts[0] == pkts[1] and out == shadow
         assert impls[i % 2].decode_dist_packet(pkts[0], peer, MISSING, 4) == (control, payload)
     assert out == peer
+
+
+def test_parts_hold_big_binaries_by_reference(codec: ModuleType) -> None:
+    # with parts, a bytes object of 64 KiB or more is a part of its own (the same object),
+    # the length in the first part; the concatenation is the packet, cached or not
+    blob, edge = b"b" * (1 << 20), b"e" * 65536
+    control = (6, PID, Atom(""), Atom("sink"))
+    for payload in (
+        (Atom("t"), blob, b"s" * 100, edge, 7),
+        [blob],
+        blob,
+        (Atom("t"), b"x" * 65535),  # one byte short: copied
+        (Atom("t"), bytearray(blob)),  # mutable: copied
+    ):
+        for cached in (False, True):
+            out, again = (slots(), slots()) if cached else (None, None)
+            whole = codec.encode_dist_packet(control, payload, MISSING, atom_cache=again)
+            parts = codec.encode_dist_packet(control, payload, MISSING, atom_cache=out, parts=True)
+            big = [p for p in (payload if isinstance(payload, (tuple, list)) else [payload])
+                   if type(p) is bytes and len(p) >= 65536]
+            if not big:
+                assert type(parts) is bytes and parts == whole
+                continue
+            assert type(parts) is list and b"".join(parts) == whole and out == again
+            assert [p for p in parts if any(p is b for b in big)] == big
+            assert struct.unpack_from(">I", parts[0])[0] == len(whole) - 4
+            assert codec.decode_dist_packet(b"".join(parts), slots(), MISSING, 4) == (control, payload)
+    # pass-through, and a control without a payload
+    pt = codec.encode_dist_packet(control, blob, MISSING, True, parts=True)
+    assert b"".join(pt) == codec.encode_dist_packet(control, blob, MISSING, True) and blob in pt
+    assert codec.encode_dist_packet(control, MISSING, MISSING, parts=True) == codec.encode_dist_packet(
+        control, MISSING, MISSING
+    )
+    # a failure leaves the cache as it was
+    out = slots()
+    with pytest.raises(term.EncodeError):
+        codec.encode_dist_packet(control, (Atom("n"), blob, object()), MISSING, atom_cache=out, parts=True)
+    assert out == slots()

@@ -785,6 +785,20 @@ enc_atom(Enc *e, PyObject *a)
     return 0;
 }
 
+/* a tag and a 4-byte count (LIST_EXT, LARGE_TUPLE_EXT, MAP_EXT, BINARY_EXT's head) */
+static int
+enc_head32(Enc *e, unsigned int tag, Py_ssize_t n)
+{
+    if ((unsigned long long)n > 0xFFFFFFFFULL) {
+        struct_error(U32_RANGE);
+        return -1;
+    }
+    ENSURE(e, 5);
+    w8(e, tag);
+    w32(e, (uint32_t)n);
+    return 0;
+}
+
 static int
 enc_bin(Enc *e, const void *data, Py_ssize_t n)
 {
@@ -826,15 +840,7 @@ enc_flush(Enc *e)
 static int
 enc_bin_ref(Enc *e, PyObject *b)
 {
-    Py_ssize_t n = PyBytes_GET_SIZE(b);
-    if ((unsigned long long)n > 0xFFFFFFFFULL) {
-        struct_error(U32_RANGE);
-        return -1;
-    }
-    ENSURE(e, 5);
-    w8(e, BINARY_EXT);
-    w32(e, (uint32_t)n);
-    if (enc_flush(e) < 0)
+    if (enc_head32(e, BINARY_EXT, PyBytes_GET_SIZE(b)) < 0 || enc_flush(e) < 0)
         return -1;
     return PyList_Append(e->iov, b);
 }
@@ -1037,13 +1043,8 @@ enc_list_body(Enc *e, PyObject *seq, int is_list, long long depth)
             return 0;
         }
     }
-    if ((unsigned long long)n > 0xFFFFFFFFULL) {
-        struct_error(U32_RANGE);
+    if (enc_head32(e, LIST_EXT, n) < 0)
         return -1;
-    }
-    ENSURE(e, 5);
-    w8(e, LIST_EXT);
-    w32(e, (uint32_t)n);
     if (nest_enter(&e->nest) < 0)
         return -1;
     for (i = 0; i < Py_SIZE(seq); i++) {
@@ -1073,15 +1074,8 @@ enc_tuple(Enc *e, PyObject *t, long long depth)
         w8(e, SMALL_TUPLE_EXT);
         w8(e, (unsigned int)n);
     }
-    else {
-        if ((unsigned long long)n > 0xFFFFFFFFULL) {
-            struct_error(U32_RANGE);
-            return -1;
-        }
-        ENSURE(e, 5);
-        w8(e, LARGE_TUPLE_EXT);
-        w32(e, (uint32_t)n);
-    }
+    else if (enc_head32(e, LARGE_TUPLE_EXT, n) < 0)
+        return -1;
     if (n == 0)
         return 0;
     if (nest_enter(&e->nest) < 0)
@@ -1103,13 +1097,8 @@ enc_dict(Enc *e, PyObject *d, long long depth)
         return too_deep();
     Py_ssize_t n = PyDict_GET_SIZE(d), pos = 0;
     PyObject *k, *v;
-    if ((unsigned long long)n > 0xFFFFFFFFULL) {
-        struct_error(U32_RANGE);
+    if (enc_head32(e, MAP_EXT, n) < 0)
         return -1;
-    }
-    ENSURE(e, 5);
-    w8(e, MAP_EXT);
-    w32(e, (uint32_t)n);
     if (n == 0)
         return 0;
     if (nest_enter(&e->nest) < 0)
@@ -1398,8 +1387,9 @@ enc_export(Enc *e, PyObject *x)
     return r;
 }
 
-NOINLINE static int
-enc_fun(Enc *e, PyObject *f, long long depth)
+/* enc_fun's work: its Size is written after its body, at an offset in the buffer */
+static int
+enc_fun_at(Enc *e, PyObject *f, long long depth)
 {
     PyObject *o = NULL, *fv = NULL, *seq = NULL;
     Py_ssize_t size_at, body_at, i, nfree;
@@ -1515,6 +1505,18 @@ fail:
     Py_XDECREF(fv);
     Py_XDECREF(seq);
     return -1;
+}
+
+/* a fun: its free variables are copied into its body, not kept apart as parts (an offset
+ * into the buffer must hold till its Size is written) */
+NOINLINE static int
+enc_fun(Enc *e, PyObject *f, long long depth)
+{
+    PyObject *iov = e->iov;
+    e->iov = NULL;
+    int r = enc_fun_at(e, f, depth);
+    e->iov = iov;
+    return r;
 }
 
 static int
@@ -4636,8 +4638,10 @@ PyDoc_STRVAR(encode_dist_packet_doc,
 "(the connection's 2048 outgoing slots, a list) the control message's own atoms and the\n"
 "nodes of its own pids, refs and ports become refs in the header, and so do those on the\n"
 "payload's tuple spine (the payload, and two tuples down); the slots are set. With\n"
-"``parts``, a packet that holds a bytes object of 64 KiB or more is a list of parts, that\n"
-"object one of them (not copied), the length in the first: their concatenation.");
+"``parts``, a packet that holds a bytes object of 64 KiB or more may be a list of parts,\n"
+"that object one of them (not copied), the length in the first: their concatenation\n"
+"(which big binaries are kept apart, and so whether a list comes back, differs between\n"
+"the twins: this one keeps none in the control or in a fun).");
 
 static PyObject *py_type_slots(PyObject *self, PyObject *arg);
 

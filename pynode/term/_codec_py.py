@@ -1754,8 +1754,10 @@ def encode_dist_packet(
     (the connection's 2048 outgoing slots) the control message's own atoms and the nodes of
     its own pids, refs and ports become refs in the header, and so do those on the payload's
     tuple spine (the payload, and two tuples down); the slots are set. With ``parts``, a
-    packet that holds a binary of 64 KiB or more is a list of parts, that binary one of them
-    (not copied), the length in the first: their concatenation."""
+    packet that holds a binary of 64 KiB or more may be a list of parts, that binary one of
+    them (not copied), the length in the first: their concatenation (which big binaries are
+    kept apart, and so whether a list comes back, differs between the twins: this one also
+    keeps a big str's UTF-8 apart)."""
     if atom_cache is not None:
         if pass_through:
             raise ValueError("a pass-through packet has no atom cache refs")

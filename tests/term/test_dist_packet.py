@@ -626,6 +626,16 @@ def test_parts_hold_big_binaries_by_reference(codec: ModuleType) -> None:
             assert [p for p in parts if any(p is b for b in big)] == big
             assert struct.unpack_from(">I", parts[0])[0] == len(whole) - 4
             assert codec.decode_dist_packet(b"".join(parts), slots(), MISSING, 4) == (control, payload)
+    # a fun's free variables are inside its Size: written whole, a big binary among them too
+    for free in ((b"p" * 1500, bytes(70_000), b"x" * 300), (bytes(70_000),)):
+        fun = term.Fun("m", 1, bytes(16), 0, 0, 0, PID, free)
+        for payload in (fun, (Atom("f"), fun, blob)):
+            for cache in (None, slots()):
+                whole = codec.encode_dist_packet(control, payload, MISSING)
+                got = codec.encode_dist_packet(control, payload, MISSING, atom_cache=cache, parts=True)
+                joined = got if type(got) is bytes else b"".join(got)
+                assert codec.decode_dist_packet(joined, slots(), MISSING, 4) == (control, payload)
+                assert cache is not None or joined == whole
     # pass-through, and a control without a payload
     pt = codec.encode_dist_packet(control, blob, MISSING, True, parts=True)
     assert b"".join(pt) == codec.encode_dist_packet(control, blob, MISSING, True) and blob in pt

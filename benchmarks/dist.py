@@ -43,8 +43,9 @@ process, once over TCP and once over a Unix socket (one node listens on both), b
 erl->erl over TCP from the same run.
 
 Each workload first runs a short warm-up (not timed). The throughput sides take turns, the
-median of their runs is shown; the echo series (c), (e) and (f) take turns as well, each
-turn a share of the round trips, and their percentiles are of the pooled samples. The ratio
+median of their runs is shown; the echo series (c), (e) and (f) take turns as well (5 per
+run of the throughput sides), each turn a share of the round trips with echo processes of
+its own, and their percentiles are of the pooled samples. The ratio
 column is pynode/erl: for throughput, below 1 means pynode is slower; for latency, above 1
 means pynode is slower.
 """
@@ -285,6 +286,12 @@ QUICK = Counts(small=5_000, echo=500, echo_warm=50, big=20)
 
 SMALL_MSG = (Atom("event"), 12345, bytes(range(32)), [1, 2, 3])
 
+# echo turns per repeat: each turn's echo process on B (and (f)'s caller on A) lands on one
+# of erl's run queues, and a series is fast or slow as a whole by that draw (apart: pynode's
+# p50 22-24 us in some 1,000-round-trip series, 33-38 in others, 2026-12-02); with 5 turns
+# a side could draw the fast one 3 times and the other side none
+ECHO_TURNS = 5
+
 
 @dataclass
 class Row:
@@ -407,9 +414,8 @@ class PySide:
         return total / (t1 - t0) / 1e6
 
 
-def start_blocking(b: ErlNode, epmd_port: int) -> tuple[Any, Pid]:
-    """(e)'s BlockingNode (its own node and event-loop thread), connected to B, and an echo
-    process on B for it."""
+def start_blocking(b: ErlNode, epmd_port: int) -> Any:
+    """(e)'s BlockingNode (its own node and event-loop thread), connected to B."""
     from pynode.blocking import BlockingNode
 
     node = BlockingNode(
@@ -419,16 +425,17 @@ def start_blocking(b: ErlNode, epmd_port: int) -> tuple[Any, Pid]:
     try:
         if not node.ping(b.name):
             raise RuntimeError(f"the blocking node cannot reach {b.name}")
-        echo = b.run("pynode_dist_bench:echo().")
-        assert isinstance(echo, Pid)
     except BaseException:
         node.stop()
         raise
-    return node, echo
+    return node
 
 
-def blocking_echo(node: Any, echo: Pid, warm: int, count: int) -> list[int]:
-    """(e) round trips in ns, from this (plain) thread through the BlockingNode."""
+def blocking_echo(node: Any, b: ErlNode, warm: int, count: int) -> list[int]:
+    """(e) round trips in ns, from this (plain) thread through the BlockingNode, to a new
+    echo process on B (as each (c) series has: see ECHO_TURNS)."""
+    echo = b.run("pynode_dist_bench:echo().")
+    assert isinstance(echo, Pid)
     mb = node.mailbox()
     out = (mb.pid, SMALL_MSG)
     times: list[int] = []
@@ -442,6 +449,7 @@ def blocking_echo(node: Any, echo: Pid, warm: int, count: int) -> list[int]:
             if i >= warm:
                 times.append(t1 - t0)
     finally:
+        mb.send(echo, Atom("stop"))
         mb.close()
     assert back == SMALL_MSG, back
     return times
@@ -607,11 +615,13 @@ async def echoes(
     node: Node, py: PySide, er: ErlSide, a: ErlNode, b: ErlNode, epmd: Epmd, counts: Counts,
     repeat: int, rows: list[Row], log: Callable[[str], None],
 ) -> None:
-    """(c), (e) and (f): the echo series take turns (``repeat`` of them, the round trips
-    split evenly), so a burst of load on this shared machine hits each; percentiles are
-    of the pooled samples."""
-    per = max(1, counts.echo // repeat)
-    warm = max(1, counts.echo_warm // repeat)
+    """(c), (e) and (f): the echo series take turns (``ECHO_TURNS`` per ``repeat``, the
+    round trips split evenly), so a burst of load on this shared machine hits each, and
+    each meets erl's run-queue draw about as often (see ECHO_TURNS); percentiles are of
+    the pooled samples."""
+    turns = max(1, repeat * ECHO_TURNS)
+    per = max(1, counts.echo // turns)
+    warm = max(1, counts.echo_warm // repeat)  # each turn's, as with 5 turns in all
     series: dict[str, list[int]] = {"c_py": [], "c_erl": [], "e": [], "f": []}
     blocking = None
     if LOOP != "trio":
@@ -620,14 +630,13 @@ async def echoes(
     try:
         async with anyio.create_task_group() as tg:  # waits for the echo to take its stop
             tg.start_soon(_py_echo, echo_mb)
-            for turn in range(repeat):
-                log(f"echo turn {turn + 1}/{repeat}")
+            for turn in range(turns):
+                got = {k: len(v) for k, v in series.items()}
                 series["c_py"] += await py.echo(warm, per)
                 series["c_erl"] += await er.echo(warm, per)
                 if blocking is not None:
-                    bnode, echo = blocking
                     series["e"] += await anyio.to_thread.run_sync(
-                        blocking_echo, bnode, echo, warm, per
+                        blocking_echo, blocking, b, warm, per
                     )
                 place_py_as_callee()  # (f): erl A calls pynode, placed as B is for A
                 try:
@@ -637,12 +646,13 @@ async def echoes(
                     )
                 finally:
                     place_callers(a, b)
+                log(f"echo turn {turn + 1}/{turns}, p50 us: " + ", ".join(
+                    f"{k} {percentile(v[got[k]:], 50) / 1e3:.1f}" for k, v in series.items() if v
+                ))
             await node.send(echo_mb.pid, Atom("stop"))
     finally:
         if blocking is not None:
-            bnode, echo = blocking
-            await node.send(echo, Atom("stop"))
-            await anyio.to_thread.run_sync(bnode.stop)
+            await anyio.to_thread.run_sync(blocking.stop)
 
     def pcts(samples: list[int]) -> tuple[float, float]:
         return percentile(samples, 50) / 1e3, percentile(samples, 99) / 1e3

@@ -39,7 +39,7 @@ def main() -> None:
     opts = ap.parse_args()
     rows: list[tuple[str, list[int], list[int], list[int]]] = []
     with erl_nodes(2, "echo_place") as (epmd, (a, b)):
-        blocking, echo = start_blocking(b, epmd.port)
+        blocking = start_blocking(b, epmd.port)
 
         async def run() -> None:
             async with sides("echoplace", a, b, epmd) as (py, er):
@@ -51,7 +51,7 @@ def main() -> None:
                         samples["py"] += await py.echo(warm, opts.count)
                         samples["erl"] += await er.echo(warm, opts.count)
                         samples["blocking"] += await anyio.to_thread.run_sync(
-                            blocking_echo, blocking, echo, warm, opts.count
+                            blocking_echo, blocking, b, warm, opts.count
                         )
                     rows.append((name, samples["py"], samples["erl"], samples["blocking"]))
 

@@ -648,6 +648,29 @@ async def test_a_task_whose_answer_came_half_is_a_miss(served: Served, reader: s
     assert served.got == b"ab" and gate.hits > hits  # whole: a hit
 
 
+async def test_an_answer_in_two_reads_is_read_whole_in_one_wait(served: Served) -> None:
+    """A wait whose first read brought part of the answer goes on for the rest (read_inline
+    makes that first read itself, then the general loop reads on): both parts are handled on
+    the task, and the gate learns one hit."""
+    loop = asyncio.get_running_loop()
+    gate = served.ch._inline_gate
+    gate.hits = 0.5  # open (above HIT_FLOOR), and below 1: one hit shows as one step up
+    on_data = served.ch._on_data
+    assert on_data is not None
+
+    def then_the_rest(data: bytes) -> None:
+        on_data(data)
+        if data == b"a":  # the rest comes once the first part was read
+            served.peer.sendall(b"b")
+
+    served.ch._on_data = then_the_rest
+    await next_idle_moment(loop)
+    served.peer.sendall(b"a")
+    served.ch.read_inline(lambda: len(served.got) >= 2, 0.5)
+    assert served.got == b"ab" and served.chunks == [1, 1]
+    assert gate.hits == pytest.approx(0.5 + 0.5 * busywait.HIT_WEIGHT)
+
+
 async def test_take_inline_hands_back_what_it_read_when_enough_raises(served: Served) -> None:
     """Bytes take_inline read are the connection's: a failing ``enough`` loses none."""
     await settle(asyncio.get_running_loop())

@@ -15,9 +15,17 @@ from ..protocol._common import NEED_DATA, NO_PAYLOAD, NeedData
 from ..protocol.control import ControlMessage
 from ..protocol.errors import HandshakeError, ProtocolError
 from ..protocol.flags import DFlag
-from ..protocol.framing import TICK_PACKET, ConnectionClosed, DistConnection, Message, Tick
+from ..protocol.framing import (
+    TICK_PACKET,
+    ConnectionClosed,
+    DistConnection,
+    Message,
+    Tick,
+    encode_failure,
+)
 from ..protocol.handshake import HandshakeFailed
-from ..term import Atom
+from ..term import Atom, EncodeError
+from ..term import encode_dist_packet as _encode_dist_packet
 from .errors import ConnectionLost
 from .transport import HIGH_WATER, Buffer, Channel, ChannelClosed
 
@@ -168,7 +176,9 @@ class Connection:
         """Queue one message (never blocks; see ``send`` for backpressure)."""
         if not self.alive:
             raise ConnectionLost(f"connection to {self.peer} is down: {self.down_reason}")
-        pieces = self.dist.send_pieces(control, payload, True)  # the loop: written at once
+        self._write_pieces(self.dist.send_pieces(control, payload, True))  # the loop: written at once
+
+    def _write_pieces(self, pieces: list[Buffer]) -> None:
         try:
             if len(pieces) == 1:
                 p = pieces[0]
@@ -180,6 +190,33 @@ class Connection:
             self.messages_out += 1
         except ChannelClosed:
             raise ConnectionLost(f"connection to {self.peer} is closing") from None
+
+    def send_plain(self, control: Any, payload: Any) -> bool:
+        """send_nowait of a plain send from the event loop (a mailbox's: ``control`` is the
+        wire tuple ``Node.remote_route`` made), then whether the channel is congested (the
+        caller drains). The usual packet is encoded and written from this frame: send_pieces'
+        frame, the list of one piece and the congestion check's call were 0.3 us of an
+        echo round trip of 14-15 us with erl on the same CPU (2026-12-05)."""
+        dist = self.dist
+        cache = dist.plain_cache
+        if cache is None or type(control) is not tuple or not self.alive:
+            self.send_nowait(control, payload)
+            return self.channel.congested()
+        try:
+            packet = _encode_dist_packet(control, payload, NO_PAYLOAD, False, cache, True)
+        except EncodeError as exc:  # (the cache is set only by a message encoded whole)
+            raise encode_failure(exc) from exc
+        ch = self.channel
+        if type(packet) is bytes and len(packet) <= dist.plain_max:
+            try:
+                ch.write(packet)
+            except ChannelClosed:
+                raise ConnectionLost(f"connection to {self.peer} is closing") from None
+            self.bytes_out += len(packet)
+            self.messages_out += 1
+        else:
+            self._write_pieces(dist.pieces_of(packet, control, cache))
+        return ch.congested()
 
     async def send(self, control: ControlMessage | tuple[Any, ...], payload: Any = NO_PAYLOAD) -> None:
         """Queue one message; wait while more than HIGH_WATER bytes wait for a slow peer."""

@@ -262,9 +262,10 @@ class Mailbox:
         # the route holds while its connection is up and still the node's connection to
         # that peer (a replaced one is out of the table before it is down); an equal pid is
         # the same destination (a server's replies go to pids decoded anew each time), where
-        # equal tuples may route apart ((True, n) and (1, n): names 'True' and '1')
+        # equal tuples may route apart ((True, n) and (1, n): names 'True' and '1'); (not
+        # ``!=``: Pid's __ne__ is _Record's, which calls __eq__, a frame more per reply)
         if (
-            (dest is not self._route_dest and (type(dest) is not Pid or dest != self._route_dest))
+            (dest is not self._route_dest and (type(dest) is not Pid or not dest == self._route_dest))
             or route is None
             or not route[0].alive
             or route[2].get(route[0].peer) is not route[0]
@@ -284,8 +285,7 @@ class Mailbox:
             self._route_dest, self._route = dest, route
         conn, control, _ = route
         self._peer = conn
-        conn.send_nowait(control, message)
-        if conn.channel.congested():
+        if conn.send_plain(control, message):
             await conn.channel.drain()
 
     def register(self, name: str) -> None:

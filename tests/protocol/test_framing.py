@@ -844,6 +844,7 @@ def test_a_failure_after_the_slots_were_set_stops_the_cache(monkeypatch):
         m.setattr(framing, "encode", failing)
         with pytest.raises(MemoryError):
             tx.send_pieces(msg, b"x" * 1000, True)
+    assert tx.plain_cache is None  # nor do the plain sends (Connection.send_plain)
     again = joined(tx.send_pieces(msg, 1, True))
     assert again[4:7] == b"\x83D\x00"
     rx.receive_data(again)

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/rpc_phases.py [--calls N] [--erl-cpus 1] [--py-cpus 0]
 
 Each call of ``node.rpc(erl, erlang, abs, [-1])`` is cut where its request goes to the
-socket (the channel's ``_put``) and where the answer's last bytes come in (the inline read:
+socket (the channel's ``os.write``, or ``os.writev``) and where the answer's last bytes come in (the inline read:
 ``take_into`` asks whether the bytes hold the answer; or ``data_received`` when the loop reads
 them) into four phases: Python
 before the send, the send system call (on loopback it also delivers the bytes and wakes
@@ -77,12 +77,30 @@ async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:
     proto: Any = conn.channel
     now = time.perf_counter_ns
     marks: dict[str, int] = {}
-    put, received, read, take = proto._put, proto.data_received, transport._read_ready, transport._take_into
+    received, read, take = proto.data_received, transport._read_ready, transport._take_into
 
-    def timed_put(t: Any, data: Any) -> None:
-        marks["s0"] = now()
-        put(t, data)
-        marks["s1"] = now()
+    class TimedOs:
+        """transport's ``os``, its writes timed: the send system call (in Channel.write's
+        frame, or _put's, or _writev's)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd: int, data: Any) -> int:
+            marks["s0"] = now()
+            try:
+                return os.write(fd, data)
+            finally:
+                marks["s1"] = now()
+
+        @staticmethod
+        def writev(fd: int, pieces: Any) -> int:
+            marks["s0"] = now()
+            try:
+                return os.writev(fd, pieces)
+            finally:
+                marks["s1"] = now()
 
     def timed_received(data: bytes) -> None:
         marks["r0"] = now()
@@ -101,7 +119,8 @@ async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:
 
         return take(buf, epfd, fd, seconds, size, timed_enough, reads)  # type: ignore[misc]
 
-    proto._put, proto.data_received = timed_put, timed_received
+    proto.data_received = timed_received
+    transport.os = TimedOs()  # type: ignore[assignment]
     if read is not None:  # without the compiled busy wait the loop reads every answer
         transport._read_ready = timed_read
         transport._take_into = timed_take
@@ -117,7 +136,8 @@ async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:
                                       t1 - m["r0"], t1 - t0), strict=True):
                 out[p].append(ns / 1e3)
     finally:
-        del proto._put, proto.data_received
+        del proto.data_received
+        transport.os = os
         transport._read_ready, transport._take_into = read, take
     return out
 

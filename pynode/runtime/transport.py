@@ -323,7 +323,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         stream's hold) is made here, in this frame: :meth:`_inline_window` and
         :meth:`_read_loop`'s general case cost 0.4-0.6 us of an echo round trip of 13-15 us
         with erl on the same CPU (2026-12-05). A wait that read only part of its answer
-        goes on there, for what is left of it."""
+        goes on there, for what is left of it, as a wait of its own: it reads with the size
+        that part's handler asked for (what the begun packet lacks), and reading paused or
+        the channel closed meanwhile ends it, as they end the loop's reads."""
         gate = self._inline_gate
         t: Any = self.transport
         if self._fd < 0 or spin <= 0 or self._held or self._stream or gate.hits < HIT_FLOOR:

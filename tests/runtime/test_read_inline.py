@@ -195,12 +195,15 @@ async def test_another_descriptors_event_ends_the_wait(served: Served) -> None:
     loop.add_reader(other.fileno(), lambda: seen.append(other.recv(10)))
     try:
         await settle(loop)
+        gate = served.ch._inline_gate
+        gate.hits = 0.5  # open: an outcome of either kind would move it
         other_peer.send(b"x")  # readable: the selector descriptor is; this channel has nothing
         t0 = time.monotonic()
         served.ch.read_inline(lambda: bool(served.got), 0.9)
         waited = time.monotonic() - t0
         assert waited < 0.45, f"waited {waited:.3f} s out of a 0.9 s spin for nothing"
         assert served.got == b"" and seen == []
+        assert gate.hits == 0.5  # neither a hit nor a miss: the loop's event, not this wait's
         await served.until(lambda: seen == [b"x"])
     finally:
         loop.remove_reader(other.fileno())
@@ -212,11 +215,14 @@ async def test_a_timer_due_ends_the_wait(served: Served) -> None:
     loop = asyncio.get_running_loop()
     fired: list[bool] = []
     await settle(loop)
+    gate = served.ch._inline_gate
+    gate.hits = 0.5
     loop.call_later(0.02, fired.append, True)
     t0 = time.monotonic()
     served.ch.read_inline(lambda: bool(served.got), 0.9)
     waited = time.monotonic() - t0
     assert waited < 0.45, f"waited {waited:.3f} s past a timer due in 0.02 s"
+    assert gate.hits == 0.5  # a wait a timer cuts short teaches the gate nothing
     await served.until(lambda: fired == [True])
 
 
@@ -669,6 +675,28 @@ async def test_an_answer_in_two_reads_is_read_whole_in_one_wait(served: Served) 
     served.ch.read_inline(lambda: len(served.got) >= 2, 0.5)
     assert served.got == b"ab" and served.chunks == [1, 1]
     assert gate.hits == pytest.approx(0.5 + 0.5 * busywait.HIT_WEIGHT)
+
+
+async def test_a_callback_a_handler_readies_ends_the_wait_after_part_of_the_answer(served: Served) -> None:
+    """After a first read that was not the whole answer, a callback made ready by its
+    handler is the loop's turn: the rest is the loop's to read."""
+    loop = asyncio.get_running_loop()
+    on_data = served.ch._on_data
+    assert on_data is not None
+    ran: list[bool] = []
+
+    def readies(data: bytes) -> None:
+        on_data(data)
+        if data == b"a":
+            loop.call_soon(ran.append, True)
+            served.peer.sendall(b"b")
+
+    served.ch._on_data = readies
+    await next_idle_moment(loop)
+    served.peer.sendall(b"a")
+    served.ch.read_inline(lambda: len(served.got) >= 2, 0.5)
+    assert served.got == b"a" and ran == []
+    await served.until(lambda: served.got == b"ab" and ran == [True])
 
 
 async def test_take_inline_hands_back_what_it_read_when_enough_raises(served: Served) -> None:

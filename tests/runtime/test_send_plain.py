@@ -13,7 +13,7 @@ from pynode.protocol.flags import default_flags
 from pynode.protocol.framing import DistConnection, Message
 from pynode.runtime.connection import Connection
 from pynode.runtime.errors import ConnectionLost
-from pynode.runtime.transport import Channel
+from pynode.runtime.transport import Channel, ChannelClosed
 from pynode.term import Atom, Pid, Reference
 
 FROM = Pid("here@127.0.0.1", 40, 0, 1)
@@ -27,6 +27,7 @@ class Recording(Channel):
     """A channel that keeps what it is given to write, as one stream."""
 
     def __init__(self, congested: bool = False) -> None:
+        self.closed = False
         self.wrote = False
         self.writes = 0
         self.stream = bytearray()
@@ -34,6 +35,8 @@ class Recording(Channel):
         self._congested = congested
 
     def write(self, data: bytes) -> None:
+        if self.closed:
+            raise ChannelClosed("the connection is closed")
         self.writes += 1
         self.calls.append("write")
         self.stream += data
@@ -121,3 +124,26 @@ def test_a_connection_down_raises_connection_lost() -> None:
     with pytest.raises(ConnectionLost):
         conn.send_plain(SEND, 1)
     assert ch.stream == b""
+
+
+@pytest.mark.parametrize("fragment_size", [8, 60, 100])
+def test_the_same_bytes_around_the_fragment_size(fragment_size: int) -> None:
+    """Packets a little shorter and longer than a fragment (plain_max's edge), with and
+    without atoms new to the cache."""
+    flags = default_flags(atom_cache=True, fragments=True)
+    plain, pch = make(flags, fragment_size=fragment_size)
+    nowait, nch = make(flags, fragment_size=fragment_size)
+    for n in range(max(0, fragment_size - 40), fragment_size + 40):
+        for payload in (b"z" * n, (Atom(f"atom_{n}"), b"z" * n)):
+            plain.send_plain(SEND, payload)
+            nowait.send_nowait(SEND, payload)
+    assert pch.stream == nch.stream and pch.calls == nch.calls and "writev" in pch.calls
+    assert plain.counters() == nowait.counters()
+
+
+def test_a_closing_channel_is_connection_lost() -> None:
+    conn, ch = make(default_flags(atom_cache=True))
+    ch.closed = True
+    with pytest.raises(ConnectionLost, match="closing"):
+        conn.send_plain(SEND, 1)
+    assert conn.messages_out == 0 and conn.bytes_out == 0

@@ -169,6 +169,41 @@ async def test_writev_keeps_order_when_the_socket_fills(raw_peer: RawPeer) -> No
 
 
 @pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
+async def test_a_write_the_socket_takes_in_part_keeps_its_rest_first(raw_peer: RawPeer) -> None:
+    """A lone write that the socket takes only in part hands the rest to the transport,
+    once; a later lone write, with room in the socket by then, still goes after that rest."""
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel) and ch._fd >= 0
+    big = bytes(range(256)) * 32768  # 8 MiB: more than the socket takes at once
+    got = bytearray()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ch.serve, lambda data: None, lambda: None)
+        peer = raw_peer.socket()
+        ch.write(big)
+        assert ch.transport is not None and ch.transport.get_write_buffer_size() > 0
+        while len(got) < 1 << 20:  # room in the socket again, the transport's rest unsent
+            got += peer.recv(1 << 20)
+        ch._last_write = 0  # (as a read of the peer's bytes does: the next write is no burst)
+        ch.write(b"tail")
+
+        def read_all() -> None:
+            while len(got) < len(big) + 4:
+                chunk = peer.recv(1 << 20)
+                if not chunk:
+                    break
+                got.extend(chunk)
+
+        reader = threading.Thread(target=read_all, daemon=True)
+        reader.start()
+        with anyio.fail_after(20):
+            await ch.drain()
+            await anyio.to_thread.run_sync(reader.join, 15)
+        tg.cancel_scope.cancel()
+    await ch.aclose()
+    assert len(got) == len(big) + 4 and got == big + b"tail"
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
 async def test_replies_to_received_bytes_go_out_in_one_write(
     anyio_backend: object, raw_peer: RawPeer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -286,10 +286,11 @@ QUICK = Counts(small=5_000, echo=500, echo_warm=50, big=20)
 
 SMALL_MSG = (Atom("event"), 12345, bytes(range(32)), [1, 2, 3])
 
-# echo turns per repeat: each turn's echo process on B (and (f)'s caller on A) lands on one
-# of erl's run queues, and a series is fast or slow as a whole by that draw (apart: pynode's
-# p50 22-24 us in some 1,000-round-trip series, 33-38 in others, 2026-12-02); with 5 turns
-# a side could draw the fast one 3 times and the other side none
+# echo turns per repeat: apart, a series is fast or slow as a whole (pynode's p50 22-24 us
+# in some 1,000-round-trip series, 33-38 in others, 2026-12-02), by the state erl's
+# schedulers are in when it begins, presumably where its new echo process (and (f)'s new
+# caller on A) runs; with 5 turns a side could draw the fast state 3 times and the other
+# side none, so each turn has processes of its own, and there are more turns
 ECHO_TURNS = 5
 
 
@@ -617,7 +618,7 @@ async def echoes(
 ) -> None:
     """(c), (e) and (f): the echo series take turns (``ECHO_TURNS`` per ``repeat``, the
     round trips split evenly), so a burst of load on this shared machine hits each, and
-    each meets erl's run-queue draw about as often (see ECHO_TURNS); percentiles are of
+    each meets erl's fast state about as often (see ECHO_TURNS); percentiles are of
     the pooled samples."""
     turns = max(1, repeat * ECHO_TURNS)
     per = max(1, counts.echo // turns)

@@ -79,28 +79,25 @@ async def phases(node: Node, erl: ErlNode, n: int) -> dict[str, list[float]]:
     marks: dict[str, int] = {}
     received, read, take = proto.data_received, transport._read_ready, transport._take_into
 
+    def timed(write: Any) -> Any:
+        def timed_write(fd: int, data: Any) -> int:
+            marks["s0"] = now()
+            try:
+                return int(write(fd, data))
+            finally:
+                marks["s1"] = now()
+
+        return staticmethod(timed_write)
+
     class TimedOs:
         """transport's ``os``, its writes timed: the send system call (in Channel.write's
         frame, or _put's, or _writev's)."""
 
+        write = timed(os.write)
+        writev = timed(os.writev)
+
         def __getattr__(self, name: str) -> Any:
             return getattr(os, name)
-
-        @staticmethod
-        def write(fd: int, data: Any) -> int:
-            marks["s0"] = now()
-            try:
-                return os.write(fd, data)
-            finally:
-                marks["s1"] = now()
-
-        @staticmethod
-        def writev(fd: int, pieces: Any) -> int:
-            marks["s0"] = now()
-            try:
-                return os.writev(fd, pieces)
-            finally:
-                marks["s1"] = now()
 
     def timed_received(data: bytes) -> None:
         marks["r0"] = now()

@@ -148,24 +148,29 @@ async def test_writev_keeps_order_when_the_socket_fills(raw_peer: RawPeer) -> No
             for p in pieces:
                 expected += p
             expected += b"small%d" % i
-        peer = raw_peer.socket()
-
-        def read_all() -> None:
-            while len(got) < len(expected):
-                chunk = peer.recv(1 << 20)
-                if not chunk:
-                    break
-                got.extend(chunk)
-
-        reader = threading.Thread(target=read_all, daemon=True)
-        reader.start()
-        with anyio.fail_after(20):
-            await ch.drain()
-            await anyio.to_thread.run_sync(reader.join, 15)
+        await drain_to(ch, raw_peer.socket(), got, len(expected))
         tg.cancel_scope.cancel()
     await ch.aclose()
     assert len(got) == len(expected)
     assert got == expected
+
+
+async def drain_to(ch: Any, peer: socket.socket, got: bytearray, n: int) -> None:
+    """Read ``peer`` into ``got`` (in a thread) until it holds ``n`` bytes or the stream
+    ends, while the channel writes what it queued."""
+
+    def read_all() -> None:
+        while len(got) < n:
+            chunk = peer.recv(1 << 20)
+            if not chunk:
+                break
+            got.extend(chunk)
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    with anyio.fail_after(20):
+        await ch.drain()
+        await anyio.to_thread.run_sync(reader.join, 15)
 
 
 @pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
@@ -185,19 +190,7 @@ async def test_a_write_the_socket_takes_in_part_keeps_its_rest_first(raw_peer: R
             got += peer.recv(1 << 20)
         ch._last_write = 0  # (as a read of the peer's bytes does: the next write is no burst)
         ch.write(b"tail")
-
-        def read_all() -> None:
-            while len(got) < len(big) + 4:
-                chunk = peer.recv(1 << 20)
-                if not chunk:
-                    break
-                got.extend(chunk)
-
-        reader = threading.Thread(target=read_all, daemon=True)
-        reader.start()
-        with anyio.fail_after(20):
-            await ch.drain()
-            await anyio.to_thread.run_sync(reader.join, 15)
+        await drain_to(ch, peer, got, len(big) + 4)
         tg.cancel_scope.cancel()
     await ch.aclose()
     assert len(got) == len(big) + 4 and got == big + b"tail"

@@ -25,7 +25,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .protocol import control as C
 from .protocol._common import NO_PAYLOAD
-from .runtime.busywait import AT_ONCE, SpinGate, Wakeup
+from .runtime.busywait import AT_ONCE, HIT_FLOOR, SpinGate, Wakeup
 from .runtime.connection import Connection
 from .runtime.errors import CallError, RpcTimeout
 from .runtime.mailbox import _NO_MATCH, Mailbox
@@ -43,8 +43,6 @@ from .runtime.rpc import (
 from .runtime.signals import DOWN, EXIT_TAG
 from .runtime.transport import default_backend_options
 from .term import Atom, ImproperList, Pid, Reference
-
-_SPUN = object()  # BlockingMailbox._read_peer: its spin ran out
 
 _SCAN_LOCKS: weakref.WeakKeyDictionary[Mailbox, threading.Lock] = weakref.WeakKeyDictionary()
 _SCAN_LOCKS_LOCK = threading.Lock()
@@ -68,6 +66,9 @@ class BlockingMailbox:
             if lock is None:
                 lock = _SCAN_LOCKS[mailbox] = threading.Lock()
         self._scan_lock = lock
+        # the last remote destination sent to, its connection and control message (from
+        # Node.remote_route) and the node's connection table (see send)
+        self._route: tuple[Any, Connection, Any, dict[Atom, Connection]] | None = None
 
     @property
     def pid(self) -> Pid:
@@ -84,12 +85,23 @@ class BlockingMailbox:
         message the loop gets after its connection went down is dropped, as erl drops what
         a dying connection had queued."""
         mb = self.async_mailbox
-        route = mb.node.remote_route(dest, mb.pid)
-        if route is not None and not route[0].congested_for_threads():
-            conn, control = route
-            conn.send_threadsafe(conn.dist.send_pieces(control, message), self._owner._soon)
-            mb._peer = conn  # an answer most likely comes back on it (_read_peer)
-            return
+        route = self._route  # (one read: another thread may set it meanwhile)
+        # it holds as Mailbox.send's does: the same or an equal pid, or the same object,
+        # while its connection is up and still the node's connection to that peer
+        if (
+            route is None
+            or (dest is not route[0] and (type(dest) is not Pid or not dest == route[0]))
+            or not route[1].alive
+            or route[3].get(route[1].peer) is not route[1]
+        ):
+            found = mb.node.remote_route(dest, mb.pid)
+            route = None if found is None else (dest, *found, mb.node.connector.connections)
+            self._route = route
+        if route is not None:
+            conn = route[1]
+            if conn.send_from_thread(route[2], message, self._owner._soon):
+                mb._peer = conn  # an answer most likely comes back on it (receive reads it)
+                return
         assert self._portal is not None
         self._portal.call(mb.send, dest, message)
 
@@ -112,17 +124,43 @@ class BlockingMailbox:
             return self._receive(mb, match, deadline, spin, timeout)
         # one that may read its peer itself: the loop leaves that channel's reads to it
         channel = peer.channel
-        spinner.receiving(channel, 1)
+        readers = channel.thread_readers
+        readers.append(None)  # (one C call each way, atomic: no lock)
         try:
-            if not mb._queue and (timeout is None or timeout >= spin):
-                m = self._read_peer(spin)
-                if m is _SPUN:  # the spin ran out: the loop's delivery will wake this thread
+            q = mb._queue
+            gate = self._owner.spin_gate
+            # With nothing queued, the peer it last sent on is read here while the loop is
+            # idle (its idle lock, taken never waiting for it), before this thread registers
+            # as a waiter: the mailbox's sink is open, the answer goes into the queue from
+            # the codec's call, and neither the loop's iteration nor a wake of this thread
+            # comes in between. (In this frame: a receive's every frame and call is a cost
+            # paid with caches an erl on the same CPU has just used.)
+            if (
+                not q
+                and spin > 0
+                and (timeout is None or timeout >= spin)
+                and (gate.hits >= HIT_FLOOR or gate.allow())  # (allow's first test, no call)
+                and spinner.idle.acquire(False)  # else the loop is at work: it delivers
+            ):
+                try:  # (asked under the lock: another thread may read too)
+                    got = (
+                        channel.read_in_thread(q.__len__, spin, peer.dist.buffer, peer.take_in_thread)  # type: ignore[arg-type]
+                        if peer.thread_may_read()
+                        else None
+                    )
+                finally:
+                    spinner.idle.release()
+                if got is not None:
+                    gate.outcome(got)
+                with self._scan_lock:
+                    if q and mb._closed_reason is None:  # (Mailbox._take's, without its call)
+                        mb._taken += 1
+                        return q.popleft()
+                if got is False:  # the spin ran out: the loop's delivery will wake this thread
                     spin = 0.0
-                elif m is not _NO_MATCH:
-                    return m
             return self._receive(mb, match, deadline, spin, timeout)
         finally:
-            spinner.receiving(channel, -1)
+            readers.pop()
 
     def _receive(
         self, mb: Mailbox, match: Callable[[Any], bool] | None, deadline: float | None, spin: float,
@@ -164,39 +202,6 @@ class BlockingMailbox:
         finally:
             mb._thread_waiters.remove(wakeup)
             mb._sink()
-
-    def _read_peer(self, spin: float) -> Any:
-        """A receive with nothing queued reads the connection it last sent on itself while
-        the loop is idle (it takes the loop's idle lock, never waiting for it), before it
-        registers as a waiter: the mailbox's sink is open, the answer goes into the queue
-        from the codec's call, and neither the loop's iteration nor a wake of this thread
-        comes in between. The first message then, _SPUN when the spin ran out, or
-        _NO_MATCH (the usual wait follows)."""
-        mb = self.async_mailbox
-        conn, node = mb._peer, self._owner.node
-        spinner = node._spinner if node is not None else None
-        if conn is None or spinner is None or spin <= 0:
-            return _NO_MATCH
-        gate = self._owner.spin_gate
-        if not gate.allow():
-            return _NO_MATCH
-        idle = spinner.idle
-        if not idle.acquire(False):  # the loop is at work: it delivers, as usual
-            return _NO_MATCH
-        q = mb._queue
-        try:
-            if not conn.thread_may_read():  # (asked under the lock: another thread reads too)
-                return _NO_MATCH
-            got = conn.channel.read_in_thread(q.__len__, spin, conn.dist.buffer, conn.take_in_thread)  # type: ignore[arg-type]
-        finally:
-            idle.release()
-        if got is not None:
-            gate.outcome(got)
-        with self._scan_lock:
-            if q and mb._closed_reason is None:  # (Mailbox._take's, without its call)
-                mb._taken += 1
-                return q.popleft()
-        return _SPUN if got is False else _NO_MATCH
 
     def _drop(self, match: Callable[[Any], bool]) -> None:
         """Take every queued message ``match`` accepts (a stale answer), from any thread."""

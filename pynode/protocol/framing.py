@@ -268,6 +268,9 @@ class DistConnection:
         """The event loop's plain sends encode their packets with this cache themselves
         (``Connection.send_plain``, then :meth:`pieces_of`): a mailbox's send is the hot path,
         and send_pieces' frame is a tenth of its Python. None: they go through send_pieces."""
+        self.pass_through = not self._use_header
+        """Whether packets go without the 131 68 header (neither atom cache nor fragments
+        negotiated): what a thread's send encodes with (``Connection.send_from_thread``)."""
         self.plain_max = self.fragment_size + 7 if self._fragments else 1 << 62
         """The longest packet that goes out as it is (longer ones: :meth:`pieces_of`; a
         header is at least 7 bytes: 4 length, 131 68, NumberOfAtomCacheRefs)."""
@@ -645,7 +648,7 @@ class DistConnection:
             if cache is not None and self._use_header:
                 packet = encode_dist_packet(term, payload, NO_PAYLOAD, False, cache, True)
             else:
-                packet = encode_dist_packet(term, payload, NO_PAYLOAD, not self._use_header, None, True)
+                packet = encode_dist_packet(term, payload, NO_PAYLOAD, self.pass_through, None, True)
         except EncodeError as exc:  # (the cache is set only by a message encoded whole)
             raise encode_failure(exc) from exc
         return self.pieces_of(packet, term, cache)

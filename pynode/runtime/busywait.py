@@ -350,7 +350,6 @@ class SpinningSelector(selectors.BaseSelector):
         act for the idle loop for a moment (a BlockingNode receive that reads its answer
         itself: ``Connection.take_in_thread``); the loop's select returns once it is free."""
         self._idle_owned = False  # the loop's thread holds ``idle``
-        self._readers_lock = threading.Lock()  # (receiving)
         # the epoll object under an EpollSelector, to ask what is ready without taking it
         # (level-triggered: the loop's next poll finds the same events)
         epoll_type = getattr(selectors, "EpollSelector", None)
@@ -411,12 +410,6 @@ class SpinningSelector(selectors.BaseSelector):
         finally:
             idle.acquire()  # (another thread that acts for the loop has let go)
             self._idle_owned = True
-
-    def receiving(self, channel: Any, n: int) -> None:
-        """A thread begins (1) or ends (-1) a BlockingNode receive that may read ``channel``
-        itself: its ``thread_readers`` count, which these threads change under one lock."""
-        with self._readers_lock:
-            channel.thread_readers += n
 
     def mask_of(self, fd: int) -> int:
         """The epoll events the loop has ``fd`` registered with, for a thread that holds

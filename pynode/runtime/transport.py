@@ -136,9 +136,13 @@ class Channel:
 
     wrote: bool
     """Set by every write; the ticker clears it each interval (a tick goes out when clear)."""
-    thread_readers: int = 0
-    """Threads in a BlockingNode receive that may read this channel themselves
-    (``SpinningSelector.receiving``): while there are any, the loop does not wait for its
+    thread_messages: int = 0
+    thread_bytes: int = 0
+    """Messages and bytes other threads wrote themselves (:meth:`write_threadsafe`, which
+    counts them under the lock it holds: one lock per send, not two)."""
+    thread_readers: list[None]
+    """Threads in a BlockingNode receive that may read this channel themselves, one item
+    each (a list: a thread's append and pop need no lock): while there are any, the loop does not wait for its
     next bytes after a read (:meth:`_serve_inline`), which would hold the loop's idle lock
     when such a thread wants it and read the answer that thread would read itself. (A
     thread blocked long in such a receive so leaves this channel without that wait: erl's
@@ -251,6 +255,7 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
     def __init__(self) -> None:
         self.wrote = False
         self.writes = 0
+        self.thread_readers = []
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
@@ -900,9 +905,14 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             ):
                 return False
             try:
-                sent = _writev(fd, pieces)
+                try:  # (_writev's, in this frame: a thread's every send comes here)
+                    sent = os.write(fd, pieces[0]) if len(pieces) == 1 else os.writev(fd, pieces[:_IOV_MAX])
+                except OSError:  # as in _writev
+                    return False
                 if not sent:
                     return False
+                self.thread_messages += 1
+                self.thread_bytes += size
                 if sent < size:  # the socket's buffer is full: the loop writes the rest, first
                     self._backlog = list(_rest(pieces, sent))
                     self._loop.call_soon_threadsafe(self._flush_backlog)
@@ -997,6 +1007,7 @@ class StreamChannel(Channel):
         self.stream = stream
         self.wrote = False
         self.writes = 0
+        self.thread_readers = []
         self._out: list[Buffer] = []
         self._out_size = 0
         self._wake_writer = anyio.Event()

@@ -17,7 +17,7 @@ from pynode.protocol.errors import ProtocolError
 from pynode.runtime import MailboxClosed
 from pynode.runtime.connection import Connection
 from pynode.runtime.transport import default_backend_options
-from pynode.term import Atom
+from pynode.term import Atom, decode, encode
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -500,11 +500,20 @@ def test_an_interrupted_thread_write_drops_the_connection_not_the_stream(
             out.send(inbox.pid, Atom("before"))
             assert inbox.receive(timeout=10) == Atom("before")
 
-            def half_then_interrupt(fd: int, pieces: list[Any]) -> int:
-                os.write(fd, bytes(pieces[0])[:5])
-                raise KeyboardInterrupt
+            torn = cast(Any, conn.channel)._fd
 
-            monkeypatch.setattr(transport, "_writev", half_then_interrupt)
+            class HalfThenInterrupt:  # transport's os, for the connection's socket
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(os, name)
+
+                @staticmethod
+                def write(fd: int, data: Any) -> int:
+                    if fd != torn:
+                        return os.write(fd, data)
+                    os.write(fd, bytes(data)[:5])
+                    raise KeyboardInterrupt
+
+            monkeypatch.setattr(transport, "os", HalfThenInterrupt())
             with pytest.raises(KeyboardInterrupt):
                 out.send(inbox.pid, Atom("torn"))
             monkeypatch.undo()
@@ -560,3 +569,33 @@ def test_receiving_threads_stop_spinning_when_nothing_comes_within_the_spin(back
         assert not a.spin_gate.open
         a.send(mb.pid, "late")
         assert mb.receive(timeout=30) == "late"
+
+
+def test_a_threads_sends_follow_their_destination_and_its_connection() -> None:
+    """A thread's send keeps the last destination's route: another destination, or the same
+    one once its connection went down and a new one came up, is routed anew."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            assert a.node is not None and b.node is not None
+            first = _connected_pair(a, b)
+            one, two = b.mailbox(), b.mailbox()
+            out = a.mailbox()
+            same_one = decode(encode(one.pid))  # an equal pid, decoded anew (a reply's)
+            assert same_one == one.pid and same_one is not one.pid
+            for dest, other in ((one.pid, two), (two.pid, one), (one.pid, two), (same_one, two)):
+                out.send(dest, Atom("hello"))
+                box = one if dest == one.pid else two
+                assert box.receive(timeout=10) == Atom("hello")
+                with pytest.raises(TimeoutError):
+                    other.receive(timeout=0.05)
+            a.run(first.close)
+            deadline = time.monotonic() + 10
+            while b.name in a.nodes():
+                assert time.monotonic() < deadline, "the connection stayed up"
+                time.sleep(0.01)
+            a.connect(b.name, address=("127.0.0.1", b.node.port))
+            second = a.node.connector.connections[b.name]
+            assert second is not first and not first.alive
+            out.send(one.pid, Atom("again"))
+            assert one.receive(timeout=10) == Atom("again")
+            assert second.counters()["messages_out"] >= 1

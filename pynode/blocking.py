@@ -122,12 +122,16 @@ class BlockingMailbox:
         peer = mb._peer
         if spinner is None or match is not None or peer is None:
             return self._receive(mb, match, deadline, spin, timeout)
+        if not peer.alive:  # not kept (with its buffers) once it is down
+            mb._peer = self._route = None
+            return self._receive(mb, match, deadline, spin, timeout)
         # one that may read its peer itself: the loop leaves that channel's reads to it
         channel = peer.channel
-        readers = channel.thread_readers
+        readers = getattr(channel, "thread_readers", None)  # (a Channel of another kind: none)
+        if readers is None:
+            return self._receive(mb, match, deadline, spin, timeout)
         readers.append(None)  # (one C call each way, atomic: no lock)
         try:
-            q = mb._queue
             gate = self._owner.spin_gate
             # With nothing queued, the peer it last sent on is read here while the loop is
             # idle (its idle lock, taken never waiting for it), before this thread registers
@@ -136,12 +140,13 @@ class BlockingMailbox:
             # comes in between. (In this frame: a receive's every frame and call is a cost
             # paid with caches an erl on the same CPU has just used.)
             if (
-                not q
+                not mb._queue
                 and spin > 0
                 and (timeout is None or timeout >= spin)
                 and (gate.hits >= HIT_FLOOR or gate.allow())  # (allow's first test, no call)
                 and spinner.idle.acquire(False)  # else the loop is at work: it delivers
             ):
+                q = mb._queue  # (under the lock: a demonitor's flush may replace it)
                 try:  # (asked under the lock: another thread may read too)
                     got = (
                         channel.read_in_thread(q.__len__, spin, peer.dist.buffer, peer.take_in_thread)  # type: ignore[arg-type]

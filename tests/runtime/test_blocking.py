@@ -189,6 +189,8 @@ def test_a_threads_send_goes_straight_to_the_socket() -> None:
                 assert out.receive(timeout=10) == i
             assert conn.counters()["messages_out"] - before == 50
             assert conn.messages_out == by_loop  # the loop wrote none of them
+            assert conn.counters()["bytes_out"] - conn.bytes_out == channel.thread_bytes > 50 * 20
+            assert channel.thread_readers == []  # every receive that read it has left it
 
 
 def test_thread_sends_keep_their_order_through_a_full_socket() -> None:
@@ -598,4 +600,51 @@ def test_a_threads_sends_follow_their_destination_and_its_connection() -> None:
             assert second is not first and not first.alive
             out.send(one.pid, Atom("again"))
             assert one.receive(timeout=10) == Atom("again")
+            a.run(lambda: None)  # the loop is past its hand-over (b may receive before)
             assert second.counters()["messages_out"] >= 1
+
+
+class _Decoy:
+    """A connection a stale route may name: it records what it is asked to send."""
+
+    def __init__(self, peer: Atom, alive: bool) -> None:
+        self.peer, self.alive, self.sent = peer, alive, []
+
+    def send_from_thread(self, control: Any, payload: Any, soon: Any) -> bool:
+        self.sent.append(payload)
+        return True
+
+
+def test_a_kept_route_needs_its_connection_up_and_in_the_nodes_table() -> None:
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            assert a.node is not None
+            _connected_pair(a, b)
+            inbox = b.mailbox()
+            out = a.mailbox()
+            out.send(inbox.pid, 0)
+            assert inbox.receive(timeout=10) == 0
+            route = out._route
+            assert route is not None and route[0] == inbox.pid
+            up_elsewhere = _Decoy(b.name, alive=True)  # replaced: out of the table, not yet down
+            down_in_table = _Decoy(b.name, alive=False)
+            for i, (decoy, table) in enumerate(((up_elsewhere, {}), (down_in_table, {b.name: down_in_table})), 1):
+                out._route = (route[0], cast(Any, decoy), route[2], table)
+                out.send(inbox.pid, i)
+                assert inbox.receive(timeout=10) == i and decoy.sent == []
+                assert out._route[1] is a.node.connector.connections[b.name]
+
+
+def test_names_that_compare_equal_are_routed_apart() -> None:
+    """(True, Node) == (1, Node) in Python, but they name 'True' and '1'."""
+    with BlockingNode("a@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as a:
+        with BlockingNode("b@127.0.0.1", "c", epmd=False, listen_host="127.0.0.1", backend_options={}) as b:
+            _connected_pair(a, b)
+            boxes = {"True": b.mailbox("True"), "1": b.mailbox("1")}
+            out = a.mailbox()
+            for name in (True, 1, True):
+                out.send((name, b.name), name)
+                assert boxes[str(name)].receive(timeout=10) == name
+            for box in boxes.values():
+                with pytest.raises(TimeoutError):
+                    box.receive(timeout=0.05)

@@ -13,7 +13,7 @@ from pynode.protocol.errors import ProtocolError
 from pynode.protocol.flags import default_flags
 from pynode.protocol.framing import DistConnection, Message
 from pynode.runtime.connection import Connection
-from pynode.runtime.transport import Buffer, Channel
+from pynode.runtime.transport import HIGH_WATER, Buffer, Channel
 from pynode.term import Atom, Pid, Reference
 
 FROM = Pid("here@127.0.0.1", 40, 0, 1)
@@ -129,3 +129,27 @@ def test_an_unencodable_payload_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="cannot encode distribution message"):
         conn.send_from_thread(SEND, (Atom("fresh_atom"), object()), never)
     assert ch.stream == b"" and conn.counters()["messages_out"] == 0
+
+
+def test_a_thread_goes_through_the_loop_once_it_handed_it_too_much() -> None:
+    conn, ch = make(default_flags(), takes=False)
+    handed: list[Any] = []
+    sent = 0
+    while conn._handed <= HIGH_WATER:
+        assert sent < 100, "never congested"
+        assert conn.send_from_thread(SEND, b"h" * 60_000, lambda *a: handed.append(a)) is True
+        sent += 1
+    assert len(handed) == sent
+    assert conn.send_from_thread(SEND, b"late", lambda *a: handed.append(a)) is False
+    assert len(handed) == sent and ch.stream == b""
+
+
+def test_a_connection_down_hands_the_message_to_the_loop_which_drops_it() -> None:
+    conn, ch = make(default_flags())
+    conn.alive = False
+    handed: list[Any] = []
+    assert conn.send_from_thread(SEND, Atom("lost"), lambda *a: handed.append(a)) is True
+    assert len(handed) == 1 and ch.stream == b""
+    fn, *args = handed[0]
+    fn(*args)  # the loop: the connection is down, nothing is written
+    assert ch.stream == b"" and conn._handed == 0 and conn.counters()["messages_out"] == 0

@@ -3,11 +3,13 @@ where installed, and trio)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import selectors
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -174,9 +176,11 @@ async def drain_to(ch: Any, peer: socket.socket, got: bytearray, n: int) -> None
 
 
 @pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
-async def test_a_write_the_socket_takes_in_part_keeps_its_rest_first(raw_peer: RawPeer) -> None:
-    """A lone write that the socket takes only in part hands the rest to the transport,
-    once; a later lone write, with room in the socket by then, still goes after that rest."""
+@pytest.mark.parametrize("later", ["write", "writev"])
+async def test_a_write_the_socket_takes_in_part_keeps_its_rest_first(raw_peer: RawPeer, later: str) -> None:
+    """A lone write that the socket takes only in part keeps the rest in the channel's
+    backlog, as a view (asyncio's transport would copy it); a later lone write, with room in
+    the socket by then, still goes after that rest."""
     ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
     assert isinstance(ch, transport._ProtocolChannel) and ch._fd >= 0
     big = bytes(range(256)) * 32768  # 8 MiB: more than the socket takes at once
@@ -185,15 +189,132 @@ async def test_a_write_the_socket_takes_in_part_keeps_its_rest_first(raw_peer: R
         tg.start_soon(ch.serve, lambda data: None, lambda: None)
         peer = raw_peer.socket()
         ch.write(big)
-        assert ch.transport is not None and ch.transport.get_write_buffer_size() > 0
-        while len(got) < 1 << 20:  # room in the socket again, the transport's rest unsent
+        assert ch.transport is not None and ch.transport.get_write_buffer_size() == 0
+        assert 0 < ch.buffered() == ch._backlog_size < len(big) and ch.congested()
+        assert len(ch._backlog) == 1 and cast(memoryview, ch._backlog[0]).obj is big  # no copy
+        while len(got) < 1 << 20:  # room in the socket again, the backlog unsent
             got += peer.recv(1 << 20)
         ch._last_write = 0  # (as a read of the peer's bytes does: the next write is no burst)
-        ch.write(b"tail")
+        if later == "write":
+            ch.write(b"tail")
+        else:
+            ch.writev([b"ta", b"il"])
         await drain_to(ch, peer, got, len(big) + 4)
         tg.cancel_scope.cancel()
     await ch.aclose()
     assert len(got) == len(big) + 4 and got == big + b"tail"
+
+
+ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
+
+
+async def backlogged(raw_peer: RawPeer, big: bytes) -> transport._ProtocolChannel:
+    """A plain asyncio channel to ``raw_peer`` that has written ``big`` (more than the
+    socket takes while nobody reads): its rest waits in the backlog."""
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel) and ch._fd >= 0
+    ch.writev([b"head", memoryview(big)])
+    assert ch._backlog_writer and ch._backlog_size > 0
+    return ch
+
+
+@ASYNCIO_ONLY
+async def test_a_waiting_writer_goes_on_once_the_backlog_is_down_to_a_quarter(raw_peer: RawPeer) -> None:
+    big = bytes(range(256)) * 32768  # 8 MiB
+    ch = await backlogged(raw_peer, big)
+    assert ch.congested()  # over HIGH_WATER: writers wait
+    peer = raw_peer.socket()
+    got = bytearray()
+
+    def read_all() -> None:
+        while len(got) < len(big) + 4:
+            got.extend(peer.recv(1 << 16))
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ch.serve, lambda data: None, lambda: None)
+            reader.start()
+            await ch.drain()
+            assert ch._backlog_size <= transport.HIGH_WATER // 4 and not ch.congested()
+            await anyio.to_thread.run_sync(reader.join, 15)
+            assert not ch._backlog_writer and ch._backlog == [] and ch.buffered() == 0
+            tg.cancel_scope.cancel()
+    await ch.aclose()
+    assert got == b"head" + big
+
+
+@ASYNCIO_ONLY
+async def test_closing_hands_the_backlog_to_the_transport_which_sends_it_first(raw_peer: RawPeer) -> None:
+    big = bytes(range(256)) * 16384  # 4 MiB
+    ch = await backlogged(raw_peer, big)
+    peer = raw_peer.socket()
+    ch.close()
+    assert not ch._backlog_writer and ch._backlog_size == 0
+    assert ch.transport is not None and ch.transport.get_write_buffer_size() > 0
+    got = bytearray()
+
+    def read_to_the_end() -> None:
+        while chunk := peer.recv(1 << 20):
+            got.extend(chunk)
+
+    with anyio.fail_after(20):
+        await anyio.to_thread.run_sync(read_to_the_end)
+    assert got == b"head" + big  # all of it, then the end of the stream
+
+
+@ASYNCIO_ONLY
+async def test_an_aborted_connection_leaves_no_backlog_writer(raw_peer: RawPeer) -> None:
+    ch = await backlogged(raw_peer, bytes(8 << 20))
+    fd = ch._fd
+    selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+    assert selector.get_key(fd).events & selectors.EVENT_WRITE
+    assert ch.transport is not None
+    ch.transport.abort()
+    with anyio.fail_after(10):
+        while not ch._lost:
+            await anyio.sleep(0.001)
+    assert not ch._backlog_writer and ch._backlog == [] and ch.buffered() == 0
+    assert fd not in selector.get_map()  # (asyncio closed the socket: no writer on it)
+
+
+@ASYNCIO_ONLY
+async def test_a_backlog_write_that_fails_alone_ends_the_connection(
+    raw_peer: RawPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket's write fails (its read would not): reported as asyncio's write would."""
+    ch = await backlogged(raw_peer, bytes(8 << 20))
+    broken = ch._fd
+
+    class BrokenPipe:  # transport's os, for this socket's writes
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def writev(fd: int, pieces: Any) -> int:
+            if fd == broken:
+                raise BrokenPipeError(32, "Broken pipe")
+            return os.writev(fd, pieces)
+
+    monkeypatch.setattr(transport, "os", BrokenPipe())
+    peer, taken = raw_peer.socket(), 0
+    while taken < 2 << 20:  # room: the backlog's writer runs
+        taken += len(peer.recv(1 << 20))
+    with anyio.fail_after(10), pytest.raises(BrokenPipeError):
+        await ch.serve(lambda data: None, lambda: None)
+    assert ch._lost and not ch._backlog_writer and ch._backlog == []
+
+
+@ASYNCIO_ONLY
+async def test_a_failed_backlog_write_ends_the_connection_with_its_error(raw_peer: RawPeer) -> None:
+    big = bytes(8 << 20)
+    ch = await backlogged(raw_peer, big)
+    peer = raw_peer.socket()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    peer.close()  # a reset: our next write fails
+    with anyio.fail_after(10), pytest.raises(OSError):
+        await ch.serve(lambda data: None, lambda: None)
+    assert ch._lost and not ch._backlog_writer and ch._backlog == [] and ch._fd == -1
 
 
 @pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])

@@ -214,7 +214,7 @@ async def backlogged(raw_peer: RawPeer, big: bytes) -> transport._ProtocolChanne
     ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
     assert isinstance(ch, transport._ProtocolChannel) and ch._fd >= 0
     ch.writev([b"head", memoryview(big)])
-    assert ch._backlog_writer and ch._backlog_size > 0
+    assert ch._backlog_writer == ch._fd and ch._backlog_size > 0
     return ch
 
 
@@ -238,7 +238,7 @@ async def test_a_waiting_writer_goes_on_once_the_backlog_is_down_to_a_quarter(ra
             await ch.drain()
             assert ch._backlog_size <= transport.HIGH_WATER // 4 and not ch.congested()
             await anyio.to_thread.run_sync(reader.join, 15)
-            assert not ch._backlog_writer and ch._backlog == [] and ch.buffered() == 0
+            assert ch._backlog_writer < 0 and ch._backlog == [] and ch.buffered() == 0
             tg.cancel_scope.cancel()
     await ch.aclose()
     assert got == b"head" + big
@@ -250,7 +250,7 @@ async def test_closing_hands_the_backlog_to_the_transport_which_sends_it_first(r
     ch = await backlogged(raw_peer, big)
     peer = raw_peer.socket()
     ch.close()
-    assert not ch._backlog_writer and ch._backlog_size == 0
+    assert ch._backlog_writer < 0 and ch._backlog_size == 0
     assert ch.transport is not None and ch.transport.get_write_buffer_size() > 0
     got = bytearray()
 
@@ -274,7 +274,7 @@ async def test_an_aborted_connection_leaves_no_backlog_writer(raw_peer: RawPeer)
     with anyio.fail_after(10):
         while not ch._lost:
             await anyio.sleep(0.001)
-    assert not ch._backlog_writer and ch._backlog == [] and ch.buffered() == 0
+    assert ch._backlog_writer < 0 and ch._backlog == [] and ch.buffered() == 0
     assert fd not in selector.get_map()  # (asyncio closed the socket: no writer on it)
 
 
@@ -302,7 +302,87 @@ async def test_a_backlog_write_that_fails_alone_ends_the_connection(
         taken += len(peer.recv(1 << 20))
     with anyio.fail_after(10), pytest.raises(BrokenPipeError):
         await ch.serve(lambda data: None, lambda: None)
-    assert ch._lost and not ch._backlog_writer and ch._backlog == []
+    assert ch._lost and ch._backlog_writer < 0 and ch._backlog == []
+
+
+@ASYNCIO_ONLY
+async def test_a_peers_half_close_still_gets_the_backlog(raw_peer: RawPeer) -> None:
+    """The peer shuts its side down and reads on: asyncio's transport closes itself (we
+    return False from eof_received), after the bytes the backlog held."""
+    big = bytes(range(256)) * 32768  # 8 MiB
+    ch = await backlogged(raw_peer, big)
+    peer = raw_peer.socket()
+    peer.shutdown(socket.SHUT_WR)
+    got = bytearray()
+
+    def read_to_the_end() -> None:
+        while chunk := peer.recv(1 << 20):
+            got.extend(chunk)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ch.serve, lambda data: None, lambda: None)
+            await anyio.to_thread.run_sync(read_to_the_end)
+            tg.cancel_scope.cancel()
+    assert got == b"head" + big
+
+
+@ASYNCIO_ONLY
+async def test_a_threads_partial_write_is_sent_by_the_loop_alone(raw_peer: RawPeer) -> None:
+    """Only a thread writes, more than the socket takes: the loop writes the rest (its
+    writer, set up from the thread's hand-over), and writers wait past HIGH_WATER."""
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel) and ch._fd >= 0
+    ch._share()  # (as the loop does once a thread first writes)
+    big = bytes(range(256)) * 32768  # 8 MiB
+    pieces: list[transport.Buffer] = [b"head", memoryview(big)]
+    assert await anyio.to_thread.run_sync(ch.write_threadsafe, pieces, len(big) + 4)
+    assert 0 < ch._backlog_size == sum(map(len, ch._backlog)) == ch.buffered() < len(big)
+    got = bytearray()
+    peer = raw_peer.socket()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ch.serve, lambda data: None, lambda: None)
+            await anyio.sleep(0)  # the loop takes up the hand-over
+            assert ch._backlog_writer == ch._fd and ch.congested()
+            await drain_to(ch, peer, got, len(big) + 4)
+            tg.cancel_scope.cancel()
+    await ch.aclose()
+    assert got == b"head" + big
+
+
+@ASYNCIO_ONLY
+async def test_writers_wait_once_the_backlog_passes_high_water(raw_peer: RawPeer) -> None:
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel) and ch.transport is not None
+    sock = ch.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)  # the socket takes little
+    raw_peer.socket().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    ch.writev([b"x" * 100_000])
+    assert 0 < ch._backlog_size < transport.HIGH_WATER and not ch.congested()
+    while ch._backlog_size <= transport.HIGH_WATER:
+        assert not ch.congested()
+        ch.writev([b"x" * 100_000])
+    assert ch._backlog_size < 2 * transport.HIGH_WATER and ch.congested()
+    ch.transport.abort()
+
+
+@ASYNCIO_ONLY
+@pytest.mark.parametrize("size", [100, 8 << 20])  # written whole, or kept in part
+async def test_a_failed_write_is_reported_as_asyncios_would(raw_peer: RawPeer, size: int) -> None:
+    ch = await transport.connect_tcp("127.0.0.1", raw_peer.port)
+    assert isinstance(ch, transport._ProtocolChannel) and ch._fd >= 0 and ch.transport is not None
+    if size > 100:
+        ch.write(bytes(size))  # the rest waits in the backlog
+        assert ch._backlog_writer == ch._fd
+        raw_peer.socket().recv(1 << 20)  # room: the backlog's writer runs, into the error
+    ch.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)  # our writes fail (EPIPE)
+    ch._last_write = 0
+    with anyio.fail_after(10), pytest.raises(BrokenPipeError):
+        if size == 100:
+            ch.write(b"x" * size)
+        await ch.serve(lambda data: None, lambda: None)
+    assert ch._lost and ch._backlog == [] and ch._backlog_writer < 0
 
 
 @ASYNCIO_ONLY
@@ -314,7 +394,7 @@ async def test_a_failed_backlog_write_ends_the_connection_with_its_error(raw_pee
     peer.close()  # a reset: our next write fails
     with anyio.fail_after(10), pytest.raises(OSError):
         await ch.serve(lambda data: None, lambda: None)
-    assert ch._lost and not ch._backlog_writer and ch._backlog == [] and ch._fd == -1
+    assert ch._lost and ch._backlog_writer < 0 and ch._backlog == [] and ch._fd == -1
 
 
 @pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])

@@ -254,9 +254,7 @@ class Connection:
         size = len(packet)
         if not self._handed and self.alive and ch.write_threadsafe([packet], size):
             return True
-        with self._thread_lock:
-            self._handed += size
-        call_soon_threadsafe(self._write_handed, [packet], size)
+        self._hand_over([packet], size, call_soon_threadsafe)
         return True
 
     def send_threadsafe(self, pieces: list[Buffer], call_soon_threadsafe: Callable[..., Any]) -> None:
@@ -268,6 +266,10 @@ class Connection:
         size = sum(map(len, pieces))
         if not self._handed and self.alive and self.channel.write_threadsafe(pieces, size):
             return
+        self._hand_over(pieces, size, call_soon_threadsafe)
+
+    def _hand_over(self, pieces: list[Buffer], size: int, call_soon_threadsafe: Callable[..., Any]) -> None:
+        """A thread's message for the loop to write (_write_handed), after what it has."""
         with self._thread_lock:
             self._handed += size
         call_soon_threadsafe(self._write_handed, pieces, size)

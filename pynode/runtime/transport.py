@@ -109,6 +109,21 @@ def _rest(pieces: list[Buffer], sent: int) -> Iterator[Buffer]:
         yield memoryview(piece)[sent:] if sent else piece
         sent = 0
 
+
+def _drop_sent(pieces: list[Buffer], sent: int) -> None:
+    """Takes the first ``sent`` bytes off ``pieces`` in place: a backlog written a little at
+    a time is not rebuilt on each writable event (the rest of a piece is a view)."""
+    done = 0
+    for piece in pieces:
+        n = len(piece)
+        if sent < n:
+            break
+        sent -= n
+        done += 1
+    del pieces[:done]
+    if sent:
+        pieces[0] = memoryview(pieces[0])[sent:]
+
 Buffer = bytes | memoryview
 # asyncio's plain socket transport (private name, hence getattr): the one writev bypasses
 _SELECTOR_SOCKET_TRANSPORT: type = getattr(selector_events, "_SelectorSocketTransport", type(None))
@@ -921,9 +936,9 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
                 self._backlog, self._backlog_size = [], 0
                 t._fatal_error(exc, "Fatal write error on socket transport")  # type: ignore[attr-defined]
                 return
-            self._backlog = list(_rest(backlog, sent))
+            _drop_sent(backlog, sent)
             self._backlog_size -= sent
-            if not self._backlog:
+            if not backlog:
                 self._stop_backlog_writer()
             resume = self._paused and self._backlog_size <= HIGH_WATER // 4 and not t._buffer  # type: ignore[attr-defined]
         if resume:

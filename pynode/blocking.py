@@ -69,6 +69,11 @@ class BlockingMailbox:
         # the last remote destination sent to, its connection and control message (from
         # Node.remote_route) and the node's connection table (see send)
         self._route: tuple[Any, Connection, Any, dict[Atom, Connection]] | None = None
+        # it asks and reads the answer itself (a receive followed its last send): its next
+        # send hides the channel from the loop's poll until that read (hide_in_thread);
+        # a send after a hide that no receive followed stops that
+        self._asks = False
+        self._hid = False
 
     @property
     def pid(self) -> Pid:
@@ -99,9 +104,18 @@ class BlockingMailbox:
             self._route = route
         if route is not None:
             conn = route[1]
+            hid = False
+            if self._asks:
+                if self._hid:  # a send, and no receive: no answer read here, it seems
+                    self._asks = self._hid = False
+                else:
+                    hid = self._hid = conn.channel.hide_in_thread()
             if conn.send_from_thread(route[2], message, self._owner._soon):
                 mb._peer = conn  # an answer most likely comes back on it (receive reads it)
                 return
+            if hid:  # (through the loop, after all)
+                self._hid = False
+                conn.channel.show_in_thread(False)
         assert self._portal is not None
         self._portal.call(mb.send, dest, message)
 
@@ -120,6 +134,9 @@ class BlockingMailbox:
         spin = node.busy_wait if node is not None else 0.0
         spinner = node._spinner if node is not None else None
         peer = mb._peer
+        if peer is not None:
+            self._asks = True
+            self._hid = False
         if spinner is None or match is not None or peer is None:
             return self._receive(mb, match, deadline, spin, timeout)
         if not peer.alive:  # not kept (with its buffers) once it is down
@@ -179,6 +196,8 @@ class BlockingMailbox:
         # woken by a loop that spins in C: take the GIL once it lets go of it there
         spinner = node._spinner if node is not None else None
         handoff = spinner is not None and spinner.spin_fd >= 0
+        if spinner is not None and spinner.hidden:  # (a send's hide_in_thread, no read since:
+            spinner.show_hidden()  # the loop delivers, so it must see the socket)
         mb._thread_waiters.append(wakeup)  # before the first look: no delivery goes unnoticed
         mb._sink()  # nor one that skips _deliver
         try:

@@ -258,8 +258,8 @@ set_events(int epfd, int fd, unsigned int events)
 static PyObject *
 take_reads(PyObject *const *args, Py_ssize_t nargs, int own)
 {
-    if (nargs != (own ? 8 : 7)) {
-        PyErr_Format(PyExc_TypeError, "%s() takes %d arguments", own ? "take_own" : "take_into", own ? 8 : 7);
+    if (nargs != (own ? 9 : 7)) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %d arguments", own ? "take_own" : "take_into", own ? 9 : 7);
         return NULL;
     }
     PyObject *buf = args[0], *enough = args[5];
@@ -283,6 +283,10 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int own)
         return NULL;
     if (own && (mask = PyLong_AsLong(args[7])) == -1 && PyErr_Occurred())
         return NULL;
+    int hidden = 0;  /* take_own: fd masked out of epfd, until the call returns */
+    int kept = 0;    /* take_own: masked out already by the caller, who shows it again */
+    if (own && (kept = PyObject_IsTrue(args[8])) < 0)
+        return NULL;
     if (epfd < 0 || fd < 0 || epfd > INT_MAX || fd > INT_MAX) {
         PyErr_Format(PyExc_ValueError, "%s: bad file descriptor", own ? "take_own" : "take_into");
         return NULL;
@@ -298,7 +302,6 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int own)
     double end = monotonic_now() + spin_seconds(seconds);
     Py_ssize_t made = 0;
     int outcome = TAKE_EMPTY;
-    int hidden = 0;  /* take_own: fd masked out of epfd, until the call returns */
     int failed = 0;  /* an exception is set */
     for (;;) {
         double left = end - monotonic_now();
@@ -331,7 +334,7 @@ take_reads(PyObject *const *args, Py_ssize_t nargs, int own)
         int unhideable = 0;
         Py_BEGIN_ALLOW_THREADS
         ready = read_first((int)fd, into, (size_t)size, &n, &err);
-        if (!ready && own && !hidden) {
+        if (!ready && own && !hidden && !kept) {
             /* nothing there yet: the loop must not be woken for the bytes this thread waits
              * for (only now: an answer there at once costs no epoll_ctl either way) */
             if (set_events((int)epfd, (int)fd, 0) == 0)
@@ -416,7 +419,7 @@ take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return take_reads(args, nargs, 0);
 }
 
-/* take_own(buf, epfd, fd, seconds, size, enough, reads, mask): take_into for a thread that
+/* take_own(buf, epfd, fd, seconds, size, enough, reads, mask, hidden): take_into for a thread that
  * reads fd of the loop whose epoll is epfd, holding that loop's idle lock (a BlockingNode
  * receive reading its answer itself). An answer there at once is simply read. Else fd is
  * masked out of epfd (events 0) while the thread waits, so the loop is not woken for it, and
@@ -424,8 +427,9 @@ take_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
  * epfd are polled together, and epfd alone readable (another event for the loop) ends it as
  * a read that found nothing (TAKE_EMPTY), as does a mask that cannot be set (fd not in
  * epfd). The bytes go into buf, which outlives an exception raised as the call returns (a
- * KeyboardInterrupt in the main thread): nothing read is lost. Putting the mask back failed:
- * OSError (the loop would not see fd again). */
+ * KeyboardInterrupt in the main thread): nothing read is lost. `hidden` true: fd is masked out
+ * already (SpinningSelector.hide, before the thread's request) and is left so: the caller
+ * shows it again. Putting the mask back failed: OSError (the loop would not see fd again). */
 static PyObject *
 take_own(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -712,9 +716,10 @@ static PyMethodDef spin_methods[] = {
      "b'' when fd had nothing (another descriptor's event) or its stream ended; OSError when "
      "the read failed."},
     {"take_own", (PyCFunction)(void (*)(void))take_own, METH_FASTCALL,
-     "take_own(buf, epfd, fd, seconds, size, enough, reads, mask) -> (outcome, reads made): "
-     "take_into for a thread that reads fd of the loop whose epoll is epfd: while it waits, fd "
-     "is masked out of epfd (mask, its registered events, is put back before it returns); fd "
+     "take_own(buf, epfd, fd, seconds, size, enough, reads, mask, hidden) -> (outcome, reads "
+     "made): take_into for a thread that reads fd of the loop whose epoll is epfd: while it "
+     "waits, fd is masked out of epfd (mask, its registered events, is put back before it "
+     "returns; hidden: it is already, and is left so); fd "
      "and epfd are polled together, and epfd alone readable ends it as a read that found "
      "nothing (3)."},
     {NULL, NULL, 0, NULL},

@@ -24,12 +24,14 @@ def take_own(
     enough: Callable[[bytearray], bool],
     reads: int,
     mask: int,
+    hidden: bool,
     /,
 ) -> tuple[int, int]:
     """take_into for a thread that reads ``fd`` of the loop whose epoll is ``epfd``: while it
     waits, ``fd`` is masked out of ``epfd`` (``mask``, its registered events, is put back
-    before it returns); ``fd`` and ``epfd`` polled together; ``epfd`` alone ends it as
-    TAKE_EMPTY."""
+    before it returns; ``hidden``: it is masked out already, since the thread's request,
+    and is left so: the caller shows it); ``fd`` and ``epfd`` polled together; ``epfd``
+    alone ends it as TAKE_EMPTY."""
 
 def queued(fd: int, /) -> int:
     """The bytes the socket ``fd`` holds unread (FIONREAD); OSError when it cannot say."""

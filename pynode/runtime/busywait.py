@@ -72,10 +72,32 @@ YIELD_TAKEN = 50e-6
 # from 89-98 to 141-155 us; the back-off left it at 89-94 against 89-98, in turns.)
 PROBE_EVERY_MAX = 1024
 
+# A descriptor a thread hid from the loop's poll ahead of the answer it is about to read
+# (SpinningSelector.hide: a BlockingNode caller's send) stays hidden while that thread asks
+# and reads (its reads take what else comes and hand it to the loop): taken down at each
+# read and set again at each request, it cost two epoll_ctl calls and a lock a round trip,
+# enough for erl on another CPU to fall asleep between two (BlockingNode echo 42 us
+# against 22-25 kept hidden, 2026-12-05). A read that leaves the answer to the loop shows
+# it, as does a thread that waits for the loop's delivery (show_hidden); else the loop
+# shows it HIDE_BOUND seconds after the last request, its sleeps that short while any is
+# hidden: until then the loop reads nothing of that connection itself (an async task
+# waiting on it meanwhile included). No precedent in erl, whose schedulers read their own
+# sockets. The loop wakes 1/HIDE_BOUND times a second while threads ask, each wake a turn
+# at the GIL: with 5 ms, 1 of 3 dist.py runs with the processes apart read the
+# BlockingNode echo at 1.70x the async one (p99 79-88 us), with 50 ms 1.06-1.12x in 3
+# (p99 67-72 us), 2026-12-05.
+HIDE_BOUND = 0.05
+# A thread may hide a descriptor only while the loop sleeps no longer than HIDE_BOUND: the
+# loop does so while any is hidden and for ASK_LINGER after a thread last asked to (the
+# first ask wakes a loop that sleeps longer, and goes unhidden): asks a little apart (up to
+# a few HIDE_BOUNDs) hide without that wake.
+ASK_LINGER = 0.25
+
 _sched_yield = getattr(os, "sched_yield", None)
 _py_given_up = 0  # spins in Python ended by YIELD_TAKEN (SpinningSelector.select)
 _EPOLLIN = getattr(select, "EPOLLIN", 1)
 _EPOLLOUT = getattr(select, "EPOLLOUT", 4)
+_INF = float("inf")
 
 
 class SpinGate:
@@ -272,17 +294,18 @@ def _load_c_take_own() -> Callable[..., tuple[int, int]] | None:
         from ._spin import take_own
     except ImportError:  # a _spin built before it had one: threads do not read (blocking.py)
         return None
-    if "mask" not in (take_own.__doc__ or ""):  # built before it took one: as if it had none
+    if "hidden" not in (take_own.__doc__ or ""):  # built before it took it: as if it had none
         return None
     return take_own
 
 
 take_own = _load_c_take_own()
-"""``take_own(buf, epfd, fd, seconds, size, enough, reads, mask)``: :func:`take_into` for a
-thread that reads ``fd`` of the loop whose epoll is ``epfd`` (holding
+"""``take_own(buf, epfd, fd, seconds, size, enough, reads, mask, hidden)``: :func:`take_into`
+for a thread that reads ``fd`` of the loop whose epoll is ``epfd`` (holding
 :attr:`SpinningSelector.idle`). An answer there at once is read; else ``fd`` is masked out of
-``epfd`` while it waits (the loop is not woken for it) and given ``mask``, its registered
-events (:meth:`SpinningSelector.mask_of`), back before the call returns. ``fd`` and ``epfd``
+``epfd`` while it waits (the loop is not woken for it; ``hidden``: it is already,
+:meth:`SpinningSelector.hide`) and given ``mask``, its registered events
+(:meth:`SpinningSelector.mask_of`), back before the call returns. ``fd`` and ``epfd``
 are polled together, ``epfd`` alone (another event for the loop) ends it as ``TAKE_EMPTY``.
 The bytes are in ``buf`` even when an exception (a KeyboardInterrupt) comes as the call
 returns. None without the compiled helper."""
@@ -363,6 +386,13 @@ class SpinningSelector(selectors.BaseSelector):
             self._keys = inner.get_map()
         fileno: Callable[[], int] | None = getattr(inner, "fileno", None)
         # epoll, kqueue and devpoll selectors have a descriptor, readable when events are ready
+        self.hidden: dict[int, float] = {}
+        """Descriptors a thread hid from the loop's poll (:meth:`hide`), with when."""
+        self.wake: Callable[[], None] | None = None
+        """Wakes the loop from its select (its self-pipe's write: :func:`install`)."""
+        self._wakes_by = _INF  # when the loop's current select ends at the latest
+        self._asked = -_INF  # when a thread last asked to hide a descriptor
+        self._show_all = False  # a thread asked the loop to show all it hid (show_hidden)
         self._c_wait = _wait_readable if fileno is not None else None
         self.spin_fd = fileno() if fileno is not None and self._c_wait is not None else -1
         """The descriptor :func:`wait_readable` may spin on for this loop's events (readable
@@ -386,10 +416,72 @@ class SpinningSelector(selectors.BaseSelector):
         return self.inner.register(fileobj, events, data)
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self.inner.unregister(fileobj)
+        key = self.inner.unregister(fileobj)
+        self.hidden.pop(key.fd, None)
+        return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self.inner.modify(fileobj, events, data)
+        key = self.inner.modify(fileobj, events, data)
+        if self.hidden:  # (the loop's change of a hidden one shows it: events may be as before)
+            self.show(key.fd)
+        return key
+
+    def hide(self, fd: int) -> bool:
+        """Holding :attr:`idle`, in another thread: mask ``fd`` out of the loop's epoll
+        until :meth:`show` (that thread reads the answer it is about to ask for; the loop,
+        on another CPU, would be woken for it and take the GIL from the thread at every
+        answer). False when it cannot (no epoll, ``fd`` not registered)."""
+        mask = self.mask_of(fd)
+        if mask < 0 or mask & _EPOLLOUT:  # (a writer of the loop's waits for it: not hidden)
+            return False
+        now = time.monotonic()
+        self._asked = now
+        if fd not in self.hidden:
+            if self._wakes_by - now > HIDE_BOUND:
+                # the loop sleeps longer than a hidden descriptor may wait: not this time;
+                # woken, it sleeps no longer than that while threads ask (select)
+                if self.wake is not None:
+                    self.wake()
+                return False
+            try:
+                self._epoll.modify(fd, 0)
+            except OSError:
+                return False
+        self.hidden[fd] = now
+        return True
+
+    def show(self, fd: int) -> None:
+        """Holding :attr:`idle` (or in the loop): give a hidden ``fd`` its registered events
+        back. A descriptor the loop no longer has is only forgotten."""
+        if self.hidden.pop(fd, None) is None:
+            return
+        mask = self.mask_of(fd)
+        if mask >= 0:
+            try:
+                self._epoll.modify(fd, mask)
+            except OSError:  # (closed under the selector: the loop's own poll meets that)
+                pass
+
+    def show_hidden(self) -> None:
+        """From a thread about to wait for the loop's delivery: whatever threads hid goes
+        back to the loop's poll, at once when the loop is idle, else as it next selects."""
+        if not self.hidden:
+            return
+        if self.idle.acquire(False):
+            try:
+                for fd in list(self.hidden):
+                    self.show(fd)
+            finally:
+                self.idle.release()
+        else:
+            self._show_all = True
+
+    def _show_stale(self) -> None:
+        """In the loop: show what stayed hidden for HIDE_BOUND (nobody came back for it)."""
+        limit = time.monotonic() - HIDE_BOUND
+        for fd, since in list(self.hidden.items()):
+            if since <= limit:
+                self.show(fd)
 
     def get_key(self, fileobj: Any) -> selectors.SelectorKey:
         return self.inner.get_key(fileobj)
@@ -402,6 +494,16 @@ class SpinningSelector(selectors.BaseSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         idle = self.idle
+        if self._show_all:
+            self._show_all = False
+            for fd in list(self.hidden):
+                self.show(fd)
+        now = time.monotonic()
+        if (timeout is None or timeout > HIDE_BOUND) and (self.hidden or now - self._asked < ASK_LINGER):
+            timeout = HIDE_BOUND  # (a thread's hide is undone within HIDE_BOUND or two)
+        # (a thread that would hide while this sleeps longer wakes it instead: hide; set
+        # before the idle lock goes, which such a thread holds while it looks)
+        self._wakes_by = _INF if timeout is None else now + timeout
         if self._idle_owned:
             self._idle_owned = False
             idle.release()
@@ -410,6 +512,8 @@ class SpinningSelector(selectors.BaseSelector):
         finally:
             idle.acquire()  # (another thread that acts for the loop has let go)
             self._idle_owned = True
+            if self.hidden:
+                self._show_stale()
 
     def mask_of(self, fd: int) -> int:
         """The epoll events the loop has ``fd`` registered with, for a thread that holds
@@ -512,6 +616,7 @@ def install(loop: asyncio.AbstractEventLoop | None, spin: float = DEFAULT_SPIN) 
         return None
     wrapper = SpinningSelector(sel, spin)
     wrapper.users = 1
+    wrapper.wake = getattr(loop, "_write_to_self", None)
     wrapper.own_idle()  # (called in the loop, which runs)
     loop._selector = wrapper  # type: ignore[attr-defined]
     return wrapper
@@ -522,8 +627,10 @@ def uninstall(loop: asyncio.AbstractEventLoop | None, wrapper: SpinningSelector 
     if loop is None or wrapper is None:
         return
     wrapper.users -= 1
-    own = wrapper.inner
+    own, show, hidden = wrapper.inner, wrapper.show, list(wrapper.hidden)
     if wrapper.users <= 0 and getattr(loop, "_selector", None) is wrapper:
+        for fd in hidden:  # (the loop's own selector does not know of them)
+            show(fd)
         loop._selector = own  # type: ignore[attr-defined]  # asyncio's own attribute
 
 
@@ -532,4 +639,6 @@ def new_event_loop(spin: float = DEFAULT_SPIN) -> asyncio.AbstractEventLoop:
     ``asyncio.Runner(loop_factory=...)`` or anyio's ``backend_options``)."""
     wrapper = SpinningSelector(selectors.DefaultSelector(), spin)
     wrapper.users = 1  # the loop's own: the last node to leave does not take it away
-    return asyncio.SelectorEventLoop(wrapper)
+    loop = asyncio.SelectorEventLoop(wrapper)
+    wrapper.wake = getattr(loop, "_write_to_self", None)
+    return loop

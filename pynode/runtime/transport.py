@@ -125,6 +125,7 @@ def _drop_sent(pieces: list[Buffer], sent: int) -> None:
         pieces[0] = memoryview(pieces[0])[sent:]
 
 Buffer = bytes | memoryview
+_NOT_READ = object()  # _ProtocolChannel._read_own's outcome when it did not read
 # asyncio's plain socket transport (private name, hence getattr): the one writev bypasses
 _SELECTOR_SOCKET_TRANSPORT: type = getattr(selector_events, "_SelectorSocketTransport", type(None))
 OnData = Callable[[bytes], None]
@@ -180,6 +181,14 @@ class Channel:
         """Read and handle the peer's bytes on the calling task until ``done()``, for at most
         ``spin`` seconds while the event loop has nothing else to do (where the channel can:
         else return at once, and the bytes come through the loop as always)."""
+
+    def hide_in_thread(self) -> bool:
+        """In a thread about to send a request whose answer it reads itself: hide the
+        channel from the loop's poll until that read (where the channel can: here, not)."""
+        return False
+
+    def show_in_thread(self, idle_held: bool) -> None:
+        """Undo :meth:`hide_in_thread` for a thread that will not read the answer itself."""
 
     def read_in_thread(
         self, done: Callable[[], bool], spin: float, buf: bytearray, take: Callable[[int], bool]
@@ -445,6 +454,57 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         if whole and got is not None:
             gate.outcome(got)
 
+    def hide_in_thread(self) -> bool:
+        """In a thread about to send a request whose answer it reads itself (a BlockingNode
+        mailbox that asks and receives): mask the socket out of the loop's epoll first, when
+        the loop is idle (its idle lock, never waited for). With the caller and its erl peer
+        on one CPU the answer is there before the caller reads, and the loop, spinning or
+        woken on the other CPU, went for it too: it read nothing, but took the GIL at every
+        answer, and the caller slept for it (24-25 us a round trip against the async echo's
+        14-15, 2026-12-05). It stays hidden while the thread asks and reads its answers (its
+        reads take what else comes and hand it to the loop); a read that leaves the answer
+        to the loop shows it (:meth:`read_in_thread`), as does a thread that waits for the
+        loop's delivery (``SpinningSelector.show_hidden``), else the loop, busywait.HIDE_BOUND
+        after the last request."""
+        sel: Any = getattr(self._loop, "_selector", None)
+        hidden = getattr(sel, "hidden", None)
+        if _take_own is None or hidden is None:
+            return False
+        fd = self._fd
+        if fd in hidden:  # since the last request, whose read left it so: for HIDE_BOUND more
+            hidden[fd] = time.monotonic()  # (no lock: a race with the loop's show leaves
+            return True  # an entry for a shown socket, which the loop drops in time)
+        if not sel.idle.acquire(False):
+            return False
+        try:  # (under the idle lock: the loop neither closes this nor registers a writer)
+            t: Any = self.transport
+            fd = self._fd
+            # (bytes waiting to be written: the loop's writer needs the writable events)
+            if fd < 0 or t is None or self._lost or self._backlog or t._buffer:
+                return False
+            return bool(sel.hide(fd))
+        finally:
+            sel.idle.release()
+
+    def show_in_thread(self, idle_held: bool) -> None:
+        """Give back what :meth:`hide_in_thread` took, from a thread that will not read the
+        answer itself (the loop delivers it): at once when the loop is idle, else by the loop."""
+        sel: Any = getattr(self._loop, "_selector", None)
+        if sel is None or self._fd not in getattr(sel, "hidden", ()):
+            return
+        if idle_held:
+            sel.show(self._fd)
+        elif sel.idle.acquire(False):
+            try:
+                sel.show(self._fd)
+            finally:
+                sel.idle.release()
+        else:
+            try:
+                self._loop.call_soon_threadsafe(sel.show, self._fd)
+            except RuntimeError:  # the loop is closed: so is the connection
+                pass
+
     def read_in_thread(
         self, done: Callable[[], bool], spin: float, buf: bytearray, take: Callable[[int], bool]
     ) -> bool | None:
@@ -455,21 +515,31 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         thread lets go of the idle lock). A BlockingNode receive's answer so costs neither
         the loop's iteration nor a wake of the thread, nor their turns at the GIL. On any
         exception (a KeyboardInterrupt) the loop is woken to take up what ``buf`` holds."""
+        got = self._read_own(done, spin, buf, take)
+        if got is _NOT_READ:  # (the socket may be hidden for this read: the loop's now)
+            self.show_in_thread(True)
+            return None
+        return got  # type: ignore[return-value]
+
+    def _read_own(
+        self, done: Callable[[], bool], spin: float, buf: bytearray, take: Callable[[int], bool]
+    ) -> object:
+        """:meth:`read_in_thread`'s reads; _NOT_READ when it did not come to take_own."""
         t: Any = self.transport
         if self._fd < 0 or self._on_data is None or t is None or self._lost or self._held or spin <= 0:
-            return None
+            return _NOT_READ
         loop: Any = self._loop
         sel = loop._selector
         reads, fd, epfd = _take_own, self._fd, getattr(sel, "spin_fd", -1)
         if reads is None or epfd < 0 or loop._ready or not t.is_reading():
-            return None
+            return _NOT_READ
         if self._backlog or t._buffer:  # bytes wait for the socket: the loop's writer goes on
-            return None  # (take_own would hide the socket's writable events from it too)
+            return _NOT_READ  # (take_own would hide the socket's writable events from it too)
         timers = loop._scheduled  # one due sooner ends the wait (the loop waits for us)
         if timers:
             spin = min(spin, timers[0]._when - loop.time())
             if spin <= 0:
-                return None
+                return _NOT_READ
         said: list[bool] = []
         seen = len(buf)
 
@@ -484,17 +554,26 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
 
         mask = sel.mask_of(fd)  # (take_own masks it out while it waits, and puts this back)
         if mask < 0:
-            return None
+            return _NOT_READ
+        # hidden since this thread's request (hide_in_thread): it stays so for the next one
+        # when this read gets the answer (the selector shows it HIDE_BOUND after the last)
+        hidden = fd in sel.hidden
         try:
-            outcome, _ = reads(buf, epfd, fd, min(spin, 1.0), self._read_size, enough, 1 << 30, mask)
+            outcome, _ = reads(buf, epfd, fd, min(spin, 1.0), self._read_size, enough, 1 << 30, mask, hidden)
         except OSError as exc:  # reset, or the mask not put back: as the loop's own read would
+            if hidden:
+                sel.show(fd)
             loop.call_soon_threadsafe(self._read_failed, exc)
             return None
         except BaseException:
+            if hidden:
+                sel.show(fd)
             self.wake_handler()
             raise
-        if outcome == TAKE_ENOUGH:
-            return True if said[0] else None
+        if outcome == TAKE_ENOUGH and said[0]:
+            return True
+        if hidden:  # the loop takes it from here (an answer, what was left it): it must see it
+            sel.show(fd)
         return False if outcome == TAKE_SPENT else None
 
     def wake_handler(self) -> None:
@@ -568,6 +647,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
         # (t is asyncio's own socket transport, fd >= 0: is_reading() without its two calls)
         if getattr(sel, "spin_fd", -1) < 0 or t._paused or t._closing:
             return None
+        if sel.hidden and self._fd in sel.hidden:  # (a thread's ask: this task waits on the loop's poll)
+            sel.show(self._fd)
         if loop._ready:
             return self._backlog_window(loop._ready, sel) if now_only else None
         if sel.spent == sel.polls:

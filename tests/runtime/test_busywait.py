@@ -372,37 +372,37 @@ def test_c_take_own_reads_a_socket_and_the_loop_keeps_its_mask() -> None:
         epfd, fd = ep.fileno(), a.fileno()
         before = given_up()
         t0 = time.perf_counter()
-        assert take(buf, epfd, fd, 0.02, 100, bool, 10, IN) == (spent, 0)
+        assert take(buf, epfd, fd, 0.02, 100, bool, 10, IN, False) == (spent, 0)
         assert time.perf_counter() - t0 >= 0.02 or given_up() > before
         assert epoll_events(epfd, fd) == IN
         b.sendall(b"hello")
-        assert take(buf, epfd, fd, 10.0, 3, lambda got: len(got) >= 9, 10, IN) == (enough_, 2)
+        assert take(buf, epfd, fd, 10.0, 3, lambda got: len(got) >= 9, 10, IN, False) == (enough_, 2)
         assert buf == b"kepthello"  # (3 bytes a read)
         os.write(other_w, b"x")  # another descriptor's event, a has nothing: the loop's turn
-        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN) == (empty, 0)
+        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN, False) == (empty, 0)
         assert epoll_events(epfd, fd) == IN
         b.sendall(b"both")  # both: the socket's bytes first
-        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN) == (enough_, 1)
+        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN, False) == (enough_, 1)
         assert buf.endswith(b"both")
         with pytest.raises(ValueError, match="bad file descriptor"):
-            take(buf, epfd, -1, 0.1, 10, bool, 10, IN)
+            take(buf, epfd, -1, 0.1, 10, bool, 10, IN, False)
         with pytest.raises(ValueError, match="bad mask"):
-            take(buf, epfd, fd, 0.1, 10, bool, 10, -1)
-        with pytest.raises(TypeError, match="8 arguments"):
+            take(buf, epfd, fd, 0.1, 10, bool, 10, -1, False)
+        with pytest.raises(TypeError, match="9 arguments"):
             take(buf, epfd, fd, 0.1, 10, bool, 10)
         def refuse(got: bytearray) -> bool:
             raise RuntimeError("from enough")
 
         b.sendall(b"raise")
         with pytest.raises(RuntimeError, match="from enough"):
-            take(buf, epfd, fd, 10.0, 100, refuse, 10, IN)
+            take(buf, epfd, fd, 10.0, 100, refuse, 10, IN, False)
         assert buf.endswith(b"raise")  # what was read is kept
         assert epoll_events(epfd, fd) == IN
         ep.unregister(fd)  # not the loop's (any more): nothing to wait for, it does not
-        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN) == (empty, 0)
+        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN, False) == (empty, 0)
         ep.register(fd, IN)
         b.close()  # the end of the stream reads as nothing
-        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN) == (empty, 0)
+        assert take(buf, epfd, fd, 10.0, 100, bool, 10, IN, False) == (empty, 0)
     finally:
         ep.close()
         a.close()
@@ -438,7 +438,7 @@ def test_c_take_own_masks_the_socket_out_while_it_waits_and_puts_it_back() -> No
         watcher.start()
         try:
             for _ in range(200):  # bounded: until the watcher saw the socket masked out
-                assert spin.take_own(bytearray(), epfd, fd, 0.05, 100, bool, 4, IN)[0] == busywait.TAKE_SPENT
+                assert spin.take_own(bytearray(), epfd, fd, 0.05, 100, bool, 4, IN, False)[0] == busywait.TAKE_SPENT
                 assert epoll_events(epfd, fd) == IN
                 if 0 in seen:
                     break
@@ -479,13 +479,13 @@ def test_c_take_own_hides_the_socket_from_the_loop_only_while_it_waits() -> None
 
         b.sendall(b"now")
         got = bytearray()
-        assert spin.take_own(got, ep.fileno(), a.fileno(), 10.0, 100, enough_at(a.fileno()), 4, IN) == (
+        assert spin.take_own(got, ep.fileno(), a.fileno(), 10.0, 100, enough_at(a.fileno()), 4, IN, False) == (
             busywait.TAKE_ENOUGH, 1)
         assert (got, masks) == (b"now", [IN])
         masks.clear()
         os.write(w, b"later")
         got = bytearray()
-        assert spin.take_own(got, ep.fileno(), r, 10.0, 100, enough_at(r), 4, IN) == (busywait.TAKE_ENOUGH, 1)
+        assert spin.take_own(got, ep.fileno(), r, 10.0, 100, enough_at(r), 4, IN, False) == (busywait.TAKE_ENOUGH, 1)
         assert (got, masks) == (b"later", [0])
         assert epoll_events(ep.fileno(), r) == IN
 
@@ -497,7 +497,7 @@ def test_c_take_own_hides_the_socket_from_the_loop_only_while_it_waits() -> None
         os.write(w, b"again")
         got = bytearray()
         with pytest.raises(RuntimeError, match="from enough"):
-            spin.take_own(got, ep.fileno(), r, 10.0, 100, refuse, 4, IN)
+            spin.take_own(got, ep.fileno(), r, 10.0, 100, refuse, 4, IN, False)
         assert (got, masks) == (b"again", [0])
         assert epoll_events(ep.fileno(), r) == IN
     finally:
@@ -506,6 +506,53 @@ def test_c_take_own_hides_the_socket_from_the_loop_only_while_it_waits() -> None
         b.close()
         os.close(r)
         os.close(w)
+
+
+@needs_epoll
+def test_c_take_own_of_a_hidden_socket_leaves_it_hidden() -> None:
+    """``hidden``: the socket was masked out before the call (SpinningSelector.hide, ahead of
+    the thread's request): an answer there at once and one waited for are both read with it
+    masked out, and it is left so whatever the outcome (a spin that ran out, an exception
+    from ``enough``): the caller shows it (transport's read_in_thread)."""
+    spin = pytest.importorskip("pynode.runtime._spin")
+    IN = select.EPOLLIN
+    a, b = socket.socketpair()
+    ep = select.epoll()
+    try:
+        a.setblocking(False)
+        ep.register(a.fileno(), IN)
+        epfd, fd = ep.fileno(), a.fileno()
+        masks: list[int | None] = []
+
+        def enough(got: bytearray) -> bool:
+            masks.append(epoll_events(epfd, fd))
+            return True
+
+        def refuse(got: bytearray) -> bool:
+            masks.append(epoll_events(epfd, fd))
+            raise RuntimeError("from enough")
+
+        for step in ("at once", "spent", "raises"):
+            ep.modify(fd, 0)  # hidden, as hide() leaves it
+            got = bytearray()
+            if step == "at once":
+                b.sendall(b"now")
+                assert spin.take_own(got, epfd, fd, 10.0, 100, enough, 4, IN, True) == (busywait.TAKE_ENOUGH, 1)
+                assert got == b"now"
+            elif step == "spent":
+                outcome = spin.take_own(got, epfd, fd, 0.02, 100, enough, 4, IN, True)[0]
+                assert outcome == busywait.TAKE_SPENT and got == b""
+            else:
+                b.sendall(b"raise")
+                with pytest.raises(RuntimeError, match="from enough"):
+                    spin.take_own(got, epfd, fd, 10.0, 100, refuse, 4, IN, True)
+                assert got == b"raise"
+            assert epoll_events(epfd, fd) == 0, step  # left so: the caller shows it
+        assert masks == [0, 0]  # the reads ran with it masked out
+    finally:
+        ep.close()
+        a.close()
+        b.close()
 
 
 @pytest.fixture(params=["c", "composed"])
@@ -603,7 +650,7 @@ def test_c_reads_look_at_the_socket_before_they_poll(take_into: Any) -> None:
         assert buf == b"answer."
         b.sendall(b"own.")
         buf = bytearray()
-        assert spin.take_own(buf, epfd, fd, 5.0, 100, lambda got: True, 4, 0) == (busywait.TAKE_ENOUGH, 1)
+        assert spin.take_own(buf, epfd, fd, 5.0, 100, lambda got: True, 4, 0, False) == (busywait.TAKE_ENOUGH, 1)
         assert buf == b"own."
     finally:
         ep.close()

@@ -293,6 +293,16 @@ SMALL_MSG = (Atom("event"), 12345, bytes(range(32)), [1, 2, 3])
 # side none, so each turn has processes of its own, and there are more turns
 ECHO_TURNS = 5
 
+# idle time before each echo series, so that each starts from the same rest: in the kernel's
+# placement a series keeps the placement it starts in (pynode's or erl A's caller on B's CPU
+# or on the other), and which one depends on what ran just before. Series started right
+# after one another, or 2-10 ms after (scratch, 2026-12-05, 5 series of 2,000 round trips per
+# gap and side): pynode's caller shared B's CPU in 2 of 15, erl's pair in 3 of 15, and erl
+# had drawn it in the runs that read pynode 2.6-2.9x erl->erl (erl 12.6-14 us, pynode 26-27
+# on the other CPU). 30 and 100 ms before each: both on one CPU in all 20, pynode 13.4-14.3
+# us p50 and erl 12.5-13.8
+ECHO_SETTLE_S = 0.05
+
 
 @dataclass
 class Row:
@@ -633,13 +643,17 @@ async def echoes(
             tg.start_soon(_py_echo, echo_mb)
             for turn in range(turns):
                 got = {k: len(v) for k, v in series.items()}
+                await anyio.sleep(ECHO_SETTLE_S)
                 series["c_py"] += await py.echo(warm, per)
+                await anyio.sleep(ECHO_SETTLE_S)
                 series["c_erl"] += await er.echo(warm, per)
                 if blocking is not None:
+                    await anyio.sleep(ECHO_SETTLE_S)
                     series["e"] += await anyio.to_thread.run_sync(
                         blocking_echo, blocking, b, warm, per
                     )
                 place_py_as_callee()  # (f): erl A calls pynode, placed as B is for A
+                await anyio.sleep(ECHO_SETTLE_S)
                 try:
                     series["f"] += await erl_run(
                         a, "pynode_dist_bench:run(a_echo_to, [E, W, C, M]).",

@@ -43,6 +43,9 @@ from pynode.runtime import Node  # noqa: E402
 from pynode.term import Atom  # noqa: E402
 
 ROUNDS = 10  # the three round-trip series are measured in this many turns
+# rest before each series, as dist.py's ECHO_SETTLE_S: in the kernel's placement a series
+# keeps the placement it starts in, and that depends on what ran just before it
+SETTLE_S = 0.05
 
 
 class Placer:
@@ -170,12 +173,16 @@ def main() -> None:
                     await anyio.to_thread.run_sync(lambda: blocking_to_erl(blocking, erl_a, 10))  # connect
                     for _ in range(ROUNDS):  # in turns: a burst of load on the machine hits all
                         placer("a", "py")
+                        await anyio.sleep(SETTLE_S)
                         out += await py_to_erl(node, erl_a, step)
                         placer("py", "a")
+                        await anyio.sleep(SETTLE_S)
                         inn += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, node.name, "py", "abs", step))
                         placer("b", "a")
+                        await anyio.sleep(SETTLE_S)
                         ee += await anyio.to_thread.run_sync(lambda: erl_rtt(erl_a, erl_b.name, "erlang", "abs", step))
                         placer("a", "py")
+                        await anyio.sleep(SETTLE_S)
                         bl += await anyio.to_thread.run_sync(lambda: blocking_to_erl(blocking, erl_a, step))
                 finally:
                     placer.release()

@@ -10,8 +10,6 @@ and the wake-ups: the round trip of any out-of-process caller in that placement,
 work of its own. Placements: the kernel's (nothing pinned), "apart" (B on CPU 0, the callers
 on CPU 1) and "shared" (all on CPU 0). Each series starts after dist.py's ECHO_SETTLE_S of
 rest, as dist.py's do: in the kernel's placement a series keeps the placement it starts in.
-After each series the CPUs that B's busiest thread and the caller ran on last are read from
-/proc: "one CPU" counts the series that ended with the pair on one CPU.
 """
 
 from __future__ import annotations
@@ -36,30 +34,9 @@ from pinning import pin  # noqa: E402
 from placement import sides  # noqa: E402
 from rpc_floor import read_packets, spin_for  # noqa: E402
 
-from interop.erlnode import ErlNode  # noqa: E402
 from pynode.term import Atom  # noqa: E402
 
 GAPS = (0, 5)  # us the floor waits (spinning) before each call: B's scheduler sleeps after ~5-8
-
-
-def busiest(pid: int) -> tuple[int, int]:
-    """(CPU it ran on last, utime+stime) of process ``pid``'s thread with the most CPU."""
-    best = (-1, -1)
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # a thread that ended since the listing
-            continue
-        ticks = int(fields[11]) + int(fields[12])
-        if ticks > best[1]:
-            best = (int(fields[36]), ticks)
-    return best
-
-
-def last_cpu(pid: int, tid: int) -> int:
-    with open(f"/proc/{pid}/task/{tid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[36])
 
 
 class Floor:
@@ -130,24 +107,16 @@ class Floor:
 
 
 async def series(
-    py: PySide, er: ErlSide, floor: Floor, a: ErlNode, b: ErlNode, warm: int, count: int,
-    samples: dict[str, list[int]], together: dict[str, int],
+    py: PySide, er: ErlSide, floor: Floor, warm: int, count: int, samples: dict[str, list[int]]
 ) -> None:
-    """One series of each side, each after ECHO_SETTLE_S of rest and followed by where its
-    pair ran last."""
-    assert a.proc is not None and b.proc is not None
-    me = os.getpid()  # (the loop's thread, and the floor's)
+    """One series of each side, each after ECHO_SETTLE_S of rest."""
     await anyio.sleep(ECHO_SETTLE_S)
     samples["erl->erl"] += await er.echo(warm, count)
-    together["erl->erl"] += busiest(a.proc.pid)[0] == busiest(b.proc.pid)[0]
     await anyio.sleep(ECHO_SETTLE_S)
     samples["pynode"] += await py.echo(warm, count)
-    together["pynode"] += last_cpu(me, me) == busiest(b.proc.pid)[0]
     for gap in GAPS:
-        key = f"floor, gap {gap} us"
         await anyio.sleep(ECHO_SETTLE_S)
-        samples[key] += floor.run(warm, count, gap)
-        together[key] += last_cpu(me, me) == busiest(b.proc.pid)[0]
+        samples[f"floor, gap {gap} us"] += floor.run(warm, count, gap)
 
 
 def main() -> None:
@@ -157,7 +126,7 @@ def main() -> None:
     opts = ap.parse_args()
     two = len(os.sched_getaffinity(0)) >= 2
     every = os.sched_getaffinity(0)
-    rows: list[tuple[str, dict[str, list[int]], dict[str, int]]] = []
+    rows: list[tuple[str, dict[str, list[int]]]] = []
     with erl_nodes(2, "echo_floor") as (epmd, (a, b)):
         assert a.proc is not None and b.proc is not None
 
@@ -176,26 +145,24 @@ def main() -> None:
                     plan.append(("apart", ({0}, {1}, {1})))
                 plan.append(("shared", ({0}, {0}, {0})))
                 for name, cpus in plan:
-                    samples: dict[str, list[int]] = {}
-                    together: dict[str, int] = {}
-                    for key in ("erl->erl", "pynode", *(f"floor, gap {g} us" for g in GAPS)):
-                        samples[key], together[key] = [], 0
+                    samples: dict[str, list[int]] = {
+                        key: [] for key in ("erl->erl", "pynode", *(f"floor, gap {g} us" for g in GAPS))
+                    }
                     place(*cpus)
                     for _ in range(opts.repeat):
-                        await series(py, er, floor, a, b, warm, opts.count, samples, together)
-                    rows.append((name, samples, together))
+                        await series(py, er, floor, warm, opts.count, samples)
+                    rows.append((name, samples))
                 place(every, every, every)
 
         anyio.run(run)
     print(f"echo round trip p50 / p99 in us, ratio to erl->erl's p50 ({opts.count:,} x {opts.repeat} "
           f"per side; {os.cpu_count()} cores; {load()})")
-    for name, samples, together in rows:
+    for name, samples in rows:
         e50 = percentile(samples["erl->erl"], 50) / 1e3
         print(f"\n{name}")
         for key, ts in samples.items():
             p50, p99 = percentile(ts, 50) / 1e3, percentile(ts, 99) / 1e3
-            print(f"  {key:<18} {p50:7.1f} / {p99:7.1f}   {p50 / e50:5.2f}x   "
-                  f"one CPU {together[key]}/{opts.repeat}")
+            print(f"  {key:<18} {p50:7.1f} / {p99:7.1f}   {p50 / e50:5.2f}x")
 
 
 if __name__ == "__main__":

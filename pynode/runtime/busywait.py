@@ -443,9 +443,11 @@ class SpinningSelector(selectors.BaseSelector):
                 if self.wake is not None:
                     self.wake()
                 return False
+            self.hidden[fd] = now  # (first: an interrupt between the two leaves it shown later)
             try:
                 self._epoll.modify(fd, 0)
             except OSError:
+                del self.hidden[fd]
                 return False
         self.hidden[fd] = now
         return True
@@ -453,7 +455,7 @@ class SpinningSelector(selectors.BaseSelector):
     def show(self, fd: int) -> None:
         """Holding :attr:`idle` (or in the loop): give a hidden ``fd`` its registered events
         back. A descriptor the loop no longer has is only forgotten."""
-        if self.hidden.pop(fd, None) is None:
+        if fd not in self.hidden:
             return
         mask = self.mask_of(fd)
         if mask >= 0:
@@ -461,6 +463,7 @@ class SpinningSelector(selectors.BaseSelector):
                 self._epoll.modify(fd, mask)
             except OSError:  # (closed under the selector: the loop's own poll meets that)
                 pass
+        self.hidden.pop(fd, None)  # (last: an interrupt before it leaves it shown again later)
 
     def show_hidden(self) -> None:
         """From a thread about to wait for the loop's delivery: whatever threads hid goes
@@ -473,8 +476,10 @@ class SpinningSelector(selectors.BaseSelector):
                     self.show(fd)
             finally:
                 self.idle.release()
-        else:
+        else:  # the loop at work, or another thread for it: the loop, once it has the lock
             self._show_all = True
+            if self.wake is not None:
+                self.wake()
 
     def _show_stale(self) -> None:
         """In the loop: show what stayed hidden for HIDE_BOUND (nobody came back for it)."""
@@ -513,7 +518,12 @@ class SpinningSelector(selectors.BaseSelector):
             idle.acquire()  # (another thread that acts for the loop has let go)
             self._idle_owned = True
             if self.hidden:
-                self._show_stale()
+                if self._show_all:
+                    self._show_all = False
+                    for fd in list(self.hidden):
+                        self.show(fd)
+                else:
+                    self._show_stale()
 
     def mask_of(self, fd: int) -> int:
         """The epoll events the loop has ``fd`` registered with, for a thread that holds

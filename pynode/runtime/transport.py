@@ -370,6 +370,8 @@ class _ProtocolChannel(asyncio.Protocol, Channel):
             return
         if polls != self._inline_polls:
             self._inline_polls, self._inline_streak = polls, 0
+        if sel.hidden and self._fd in sel.hidden:  # (a thread's ask: this wait is on the loop's poll)
+            sel.show(self._fd)
         try:
             data = _read_ready(sel.spin_fd, self._fd, spin, self._read_size)  # type: ignore[misc]
         except OSError as exc:  # reset: as the transport's own read would report it

@@ -132,14 +132,18 @@ def test_a_mailbox_that_asks_hides_its_socket_and_reads_the_answers(c_spin: None
         fd = conn.channel._fd  # type: ignore[attr-defined]
         sel = a.node._spinner  # type: ignore[union-attr]
         assert isinstance(sel, busywait.SpinningSelector)
+        epfd = sel.inner.fileno()  # type: ignore[attr-defined]
         box = a.mailbox()
-        hidden_at_send = []
+        by_loop = counted_deliveries(box)
+        hidden_at_send, masked_after = [], []
         for i in range(30):
             box.send(echo, (box.pid, i))
             hidden_at_send.append(fd in sel.hidden)
             assert box.receive(timeout=10) == i
+            masked_after.append(epoll_events(epfd, fd) == 0)  # (left so for the next ask)
         assert not hidden_at_send[0]  # (it asks from its first receive on)
         assert sum(hidden_at_send) >= 20  # (a loop asleep when asked: that send is not hidden)
+        assert sum(masked_after) >= 20 and len(by_loop) <= 10
 
 
 def test_a_send_that_no_receive_follows_leaves_the_answer_to_the_loop(
@@ -190,10 +194,13 @@ def test_an_answer_later_than_the_spin_comes_through_the_loop(
         assert by_loop  # (the loop delivered those the thread's spin did not see)
 
 
-def test_async_code_on_the_same_connection_gets_its_answers(c_spin: None) -> None:
+def test_async_code_on_the_same_connection_gets_its_answers(
+    c_spin: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """While and after a thread asks (its socket hidden from the loop's poll), a task in the
-    loop that asks the same peer gets its answer: from the thread's reads, its own inline
-    read (which shows the socket), or the loop once the hide is given back."""
+    loop that asks the same peer gets its answer: its inline read shows the socket, or the
+    loop's wait does not depend on it (HIDE_BOUND here is longer than the receive's timeout)."""
+    monkeypatch.setattr(busywait, "HIDE_BOUND", 60.0)
     with echo_peer() as (b, [echo]), a_node() as a:
         a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
         node, portal = a.node, a._portal

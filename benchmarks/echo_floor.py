@@ -32,7 +32,7 @@ from dist import ECHO_SETTLE_S, SMALL_MSG, ErlSide, PySide, erl_nodes, erl_run, 
 from hostload import load  # noqa: E402
 from pinning import pin  # noqa: E402
 from placement import sides  # noqa: E402
-from rpc_floor import read_packets, spin_for  # noqa: E402
+from rpc_floor import captured_writes, read_packets, spin_for  # noqa: E402
 
 from pynode.term import Atom  # noqa: E402
 
@@ -56,27 +56,7 @@ class Floor:
             await py.mb.receive()
         conn = py.node.connector.get(Atom(py.b.name))
         assert conn is not None
-        transport: Any = conn.channel.transport
-        fd = transport.get_extra_info("socket").fileno()
-        sent: list[bytes] = []
-        write, os_write = transport.write, os.write
-
-        def capture(data: Any) -> None:
-            sent.append(bytes(data))
-            write(data)
-
-        def capture_os(to: int, data: Any) -> int:  # a lone packet goes to the socket directly
-            if to == fd:
-                sent.append(bytes(data))
-            return os_write(to, data)
-
-        transport.write = capture
-        os.write = capture_os
-        try:
-            await py.mb.send(self.echo, out)
-        finally:
-            del transport.write
-            os.write = os_write
+        sent = await captured_writes(conn.channel.transport, lambda: py.mb.send(self.echo, out))
         assert await py.mb.receive() == SMALL_MSG
         assert len(sent) == 1, "one write per send expected"
         self.request = sent[0]

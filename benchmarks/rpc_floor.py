@@ -30,6 +30,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,32 @@ def spin_for(ns: int) -> None:
         pass
 
 
+async def captured_writes(transport: Any, act: Callable[[], Awaitable[Any]]) -> list[bytes]:
+    """The bytes that ``act()`` writes on ``transport``'s socket (through the transport, or
+    straight to the socket as a lone packet goes), each write's; they go out as usual."""
+    fd = transport.get_extra_info("socket").fileno()
+    sent: list[bytes] = []
+    write, os_write = transport.write, os.write
+
+    def capture(data: Any) -> None:
+        sent.append(bytes(data))
+        write(data)
+
+    def capture_os(to: int, data: Any) -> int:
+        if to == fd:
+            sent.append(bytes(data))
+        return os_write(to, data)
+
+    transport.write = capture
+    os.write = capture_os
+    try:
+        await act()
+    finally:
+        del transport.write
+        os.write = os_write
+    return sent
+
+
 async def pynode_and_floor(node: Node, erl: ErlNode, n: int, gaps: list[int]) -> dict[str, list[float]]:
     peer = Atom(erl.name)
     now = time.perf_counter_ns
@@ -97,26 +124,7 @@ async def pynode_and_floor(node: Node, erl: ErlNode, n: int, gaps: list[int]) ->
     conn = node.connector.get(peer)
     assert conn is not None
     transport: Any = conn.channel.transport
-    fd = transport.get_extra_info("socket").fileno()
-    sent: list[bytes] = []
-    write, os_write = transport.write, os.write
-
-    def capture(data: Any) -> None:
-        sent.append(bytes(data))
-        write(data)
-
-    def capture_os(to: int, data: Any) -> int:  # a lone packet goes to the socket directly
-        if to == fd:
-            sent.append(bytes(data))
-        return os_write(to, data)
-
-    transport.write = capture
-    os.write = capture_os
-    try:
-        await node.rpc(peer, "erlang", "abs", [-1])
-    finally:
-        del transport.write
-        os.write = os_write
+    sent = await captured_writes(transport, lambda: node.rpc(peer, "erlang", "abs", [-1]))
     assert len(sent) == 1, "one write per call expected"
     request = sent[0]
     transport.pause_reading()  # the loop is blocked below anyway; nothing else reads

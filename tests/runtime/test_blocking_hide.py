@@ -11,20 +11,37 @@ import selectors
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from pynode.blocking import BlockingNode
 from pynode.runtime import busywait, transport
-from pynode.term import Atom
+from pynode.term import Atom, Pid
 
-from .test_blocking_inline import a_node, counted_deliveries
+from .test_blocking_inline import a_node, counted_deliveries, patient_take
 from .test_busywait import epoll_events
 from .test_read_inline import c_spin, echo_peer
 
-__all__ = ["c_spin"]  # (a fixture these tests use)
+__all__ = ["c_spin", "patient_take"]  # (fixtures these tests use)
 
 needs_epoll = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll (Linux)")
 IN = getattr(select, "EPOLLIN", 1)
+
+
+@contextmanager
+def asking() -> Iterator[tuple[Pid, BlockingNode, int, busywait.SpinningSelector]]:
+    """An echo peer, and a node connected to it: the echo's pid, the node, its socket to the
+    peer, its loop's selector."""
+    with echo_peer() as (b, [echo]), a_node() as a:
+        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
+        node = a.node
+        assert node is not None
+        conn = node.connector.get(b.name)  # type: ignore[union-attr]
+        assert conn is not None
+        sel = node._spinner
+        assert isinstance(sel, busywait.SpinningSelector)
+        yield echo, a, conn.channel._fd, sel  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -124,14 +141,10 @@ def test_the_loop_shows_what_nobody_came_back_for(
     assert fd not in sel.hidden and epoll_events(epfd, fd) == IN
 
 
-def test_a_mailbox_that_asks_hides_its_socket_and_reads_the_answers(c_spin: None) -> None:
-    with echo_peer() as (b, [echo]), a_node() as a:
-        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
-        conn = a.node.connector.get(b.name)  # type: ignore[union-attr]
-        assert conn is not None
-        fd = conn.channel._fd  # type: ignore[attr-defined]
-        sel = a.node._spinner  # type: ignore[union-attr]
-        assert isinstance(sel, busywait.SpinningSelector)
+def test_a_mailbox_that_asks_hides_its_socket_and_reads_the_answers(patient_take: None) -> None:
+    """(patient_take: the thread's read waits up to 2 s where a loaded machine would end the
+    spin and leave the answer to the loop, which shows the socket.)"""
+    with asking() as (echo, a, fd, sel):
         epfd = sel.inner.fileno()  # type: ignore[attr-defined]
         box = a.mailbox()
         by_loop = counted_deliveries(box)
@@ -153,8 +166,7 @@ def test_a_send_that_no_receive_follows_leaves_the_answer_to_the_loop(
     mailbox's receive (with a match, as rpc's) waits for the loop's delivery, so the socket
     is shown at once (HIDE_BOUND here is longer than the receive's timeout); the asking stops."""
     monkeypatch.setattr(busywait, "HIDE_BOUND", 60.0)
-    with echo_peer() as (b, [echo]), a_node() as a:
-        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
+    with asking() as (echo, a, _, _):
         box, other = a.mailbox(), a.mailbox()
         for i in range(10):
             box.send(echo, (box.pid, i))
@@ -174,17 +186,10 @@ def test_an_answer_later_than_the_spin_comes_through_the_loop(
     read is made to run out without reading: on a loaded machine a real spin may find
     every answer there already.)"""
     monkeypatch.setattr(busywait, "HIDE_BOUND", 60.0)
-    with echo_peer() as (b, [echo]), a_node() as a:
-        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
-        node = a.node
-        assert node is not None
+    with asking() as (echo, a, fd, sel):
         box = a.mailbox()
         box.send(echo, (box.pid, -1))
         assert box.receive(timeout=10) == -1
-        conn = node.connector.get(b.name)  # type: ignore[union-attr]
-        assert conn is not None
-        fd, sel = conn.channel._fd, node._spinner  # type: ignore[attr-defined]
-        assert isinstance(sel, busywait.SpinningSelector)
         hidden_at_read: list[bool] = []
 
         def spent(buf: bytearray, epfd: int, fd_: int, *rest: object) -> tuple[int, int]:
@@ -207,8 +212,7 @@ def test_async_code_on_the_same_connection_gets_its_answers(
     loop that asks the same peer gets its answer: its inline read shows the socket, or the
     loop's wait does not depend on it (HIDE_BOUND here is longer than the receive's timeout)."""
     monkeypatch.setattr(busywait, "HIDE_BOUND", 60.0)
-    with echo_peer() as (b, [echo]), a_node() as a:
-        a.connect(b.name, address=("127.0.0.1", b.node.port))  # type: ignore[union-attr]
+    with asking() as (echo, a, _, _):
         node, portal = a.node, a._portal
         assert node is not None and portal is not None
         box = a.mailbox()

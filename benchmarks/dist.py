@@ -297,7 +297,7 @@ ECHO_TURNS = 5
 # placement a series keeps the placement it starts in (pynode's or erl A's caller on B's CPU
 # or on the other), and which one depends on what ran just before. Series started right
 # after one another, or 2-10 ms after (scratch, 2026-12-05, 5 series of 2,000 round trips per
-# gap and side): pynode's caller shared B's CPU in 2 of 15, erl's pair in 3 of 15, and erl
+# gap and side): pynode's caller shared B's CPU in 2 of 15, erl's pair in 4 of 15, and erl
 # had drawn it in the runs that read pynode 2.6-2.9x erl->erl (erl 12.6-14 us, pynode 26-27
 # on the other CPU). 30 and 100 ms before each: both on one CPU in all 20, pynode 13.4-14.3
 # us p50 and erl 12.5-13.8

@@ -470,20 +470,23 @@ class SpinningSelector(selectors.BaseSelector):
         back to the loop's poll, at once when the loop is idle, else as it next selects."""
         if not self.hidden:
             return
+        self._show_all = True
         if self.idle.acquire(False):
             try:
-                for fd in list(self.hidden):
-                    self.show(fd)
+                self._show_stale()
             finally:
                 self.idle.release()
-        else:  # the loop at work, or another thread for it: the loop, once it has the lock
-            self._show_all = True
-            if self.wake is not None:
-                self.wake()
+        elif self.wake is not None:  # the loop at work, or another thread for it: the loop,
+            self.wake()  # once it has the lock
 
     def _show_stale(self) -> None:
-        """In the loop: show what stayed hidden for HIDE_BOUND (nobody came back for it)."""
-        limit = time.monotonic() - HIDE_BOUND
+        """Holding :attr:`idle`: show what stayed hidden for HIDE_BOUND (nobody came back
+        for it), or all of it when a thread asked (:meth:`show_hidden`)."""
+        if self._show_all:
+            self._show_all = False
+            limit = _INF
+        else:
+            limit = time.monotonic() - HIDE_BOUND
         for fd, since in list(self.hidden.items()):
             if since <= limit:
                 self.show(fd)
@@ -500,9 +503,7 @@ class SpinningSelector(selectors.BaseSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         idle = self.idle
         if self._show_all:
-            self._show_all = False
-            for fd in list(self.hidden):
-                self.show(fd)
+            self._show_stale()
         now = time.monotonic()
         if (timeout is None or timeout > HIDE_BOUND) and (self.hidden or now - self._asked < ASK_LINGER):
             timeout = HIDE_BOUND  # (a thread's hide is undone within HIDE_BOUND or two)
@@ -518,12 +519,7 @@ class SpinningSelector(selectors.BaseSelector):
             idle.acquire()  # (another thread that acts for the loop has let go)
             self._idle_owned = True
             if self.hidden:
-                if self._show_all:
-                    self._show_all = False
-                    for fd in list(self.hidden):
-                        self.show(fd)
-                else:
-                    self._show_stale()
+                self._show_stale()
 
     def mask_of(self, fd: int) -> int:
         """The epoll events the loop has ``fd`` registered with, for a thread that holds
